@@ -1,0 +1,83 @@
+"""Settings every taskgate process shares: where Redis is and how to reach it over mTLS.
+
+Each process kind subclasses :class:`CommonSettings` (``gateway.settings``,
+``workers.settings``) and builds it inside ``create_app`` / ``create_celery`` or the CLI,
+never at import time. Construction *is* the start-up check: an unsafe value raises
+:class:`~security.errors.ConfigError` naming the variable and the fix; the CLI prints
+that one line and exits 2.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar, Self
+
+from pydantic import model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from security.errors import ConfigError
+from security.tls import RedisTLS, check_private_key, check_readable, check_redis_url
+
+__all__ = ["ENV_PREFIX", "CommonSettings", "env_name"]
+
+ENV_PREFIX = "TASKGATE_"
+
+
+def env_name(field: str) -> str:
+    """The environment variable that sets ``field``."""
+    return f"{ENV_PREFIX}{field.upper()}"
+
+
+class CommonSettings(BaseSettings):
+    """Redis over mTLS plus the state folder. Paths default to ``<state_dir>/certs``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_file=".env", extra="ignore", frozen=True
+    )
+
+    # Which client certificate a process kind presents to Redis by default.
+    client_role: ClassVar[str] = "gateway-client"
+
+    state_dir: Path = Path(".taskgate")
+    redis_url: str | None = None
+    redis_ssl_cert_reqs: str = "required"
+    ca_file: Path | None = None
+    client_cert: Path | None = None
+    client_key: Path | None = None
+    keys_dir: Path | None = None
+
+    @model_validator(mode="after")
+    def _refuse_unsafe(self) -> Self:
+        certs = self.state_dir / "certs"
+        # Fill path defaults from the state folder (the model is frozen: set via __dict__).
+        defaults = {
+            "ca_file": certs / "ca.pem",
+            "client_cert": certs / f"{self.client_role}.pem",
+            "client_key": certs / f"{self.client_role}-key.pem",
+            "keys_dir": self.state_dir / "keys",
+        }
+        for name, value in defaults.items():
+            if getattr(self, name) is None:
+                self.__dict__[name] = value
+        check_redis_url(self.redis_url, setting=env_name("redis_url"))
+        if self.redis_ssl_cert_reqs.strip().lower() not in {"required", "cert_required"}:
+            raise ConfigError(
+                env_name("redis_ssl_cert_reqs"),
+                f"{self.redis_ssl_cert_reqs!r} would not verify the Redis certificate",
+                "remove it or set it to 'required'",
+            )
+        check_readable(self.ca_file, setting=env_name("ca_file"), what="CA certificate (PEM)")
+        check_readable(
+            self.client_cert, setting=env_name("client_cert"), what="client certificate (PEM)"
+        )
+        check_private_key(self.client_key, setting=env_name("client_key"))
+        return self
+
+    @property
+    def redis(self) -> RedisTLS:
+        """The mTLS connection details, validated."""
+        if self.redis_url is None or self.ca_file is None:  # pragma: no cover - validator ran
+            raise ConfigError(env_name("redis_url"), "is not set", "set it")
+        if self.client_cert is None or self.client_key is None:  # pragma: no cover
+            raise ConfigError(env_name("client_cert"), "is not set", "set it")
+        return RedisTLS(self.redis_url, self.ca_file, self.client_cert, self.client_key)

@@ -1,0 +1,160 @@
+"""TLS for every connection taskgate makes or accepts.
+
+One place builds the SSL contexts and the option dicts that redis-py, kombu (Celery
+broker), Celery's Redis result backend and uvicorn need, so that no caller can forget
+hostname checks or the client certificate. Insecure choices are not parameters here:
+verification is always ``CERT_REQUIRED`` with hostname checks, TLS 1.2 is the floor.
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+import redis
+import redis.asyncio
+
+from security.errors import ConfigError
+
+__all__ = [
+    "MIN_TLS",
+    "RedisTLS",
+    "check_private_key",
+    "check_readable",
+    "check_redis_url",
+    "client_context",
+    "server_context",
+]
+
+MIN_TLS = ssl.TLSVersion.TLSv1_2
+_REQUIRED_WORDS = {"required", "cert_required"}
+_FALSE_WORDS = {"0", "false", "no", "off", "none"}
+
+
+def check_redis_url(url: str | None, *, setting: str = "TASKGATE_REDIS_URL") -> str:
+    """Refuse anything but a ``rediss://`` URL with certificate checks left on."""
+    if not url:
+        raise ConfigError(
+            setting, "is not set", "set it to rediss://HOST:PORT/DB (or run `taskgate up`)"
+        )
+    parts = urlsplit(url)
+    if parts.scheme != "rediss":
+        raise ConfigError(
+            setting,
+            f"scheme {parts.scheme or '(none)'}:// is not allowed (plain TCP)",
+            "use a rediss:// URL to a TLS-enabled Redis",
+        )
+    if not parts.hostname:
+        raise ConfigError(setting, "has no host", "use rediss://HOST:PORT/DB")
+    for name, value in parse_qsl(parts.query, keep_blank_values=True):
+        lowered = value.strip().lower()
+        if name == "ssl_cert_reqs" and lowered not in _REQUIRED_WORDS:
+            raise ConfigError(
+                setting,
+                f"ssl_cert_reqs={value} disables certificate checks",
+                "remove it; taskgate always requires a verified certificate",
+            )
+        if name == "ssl_check_hostname" and lowered in _FALSE_WORDS:
+            raise ConfigError(
+                setting,
+                "ssl_check_hostname is turned off",
+                "remove it; the server certificate must name the host you connect to",
+            )
+    return url
+
+
+def check_readable(path: Path | None, *, setting: str, what: str) -> Path:
+    """Refuse a missing or unreadable file."""
+    if path is None:
+        raise ConfigError(setting, "is not set", f"point it at the {what}")
+    if not path.is_file():
+        raise ConfigError(
+            setting, f"{path} does not exist", f"point it at the {what} (or `taskgate certs init`)"
+        )
+    if not os.access(path, os.R_OK):
+        raise ConfigError(setting, f"{path} is not readable", f"make the {what} readable")
+    return path
+
+
+def check_private_key(path: Path | None, *, setting: str) -> Path:
+    """Refuse a missing private key or one readable or writable by group or others."""
+    checked = check_readable(path, setting=setting, what="private key (PEM)")
+    mode = stat.S_IMODE(checked.stat().st_mode)
+    if mode & 0o077:
+        raise ConfigError(
+            setting,
+            f"{checked} is accessible by group or others (mode {mode:04o})",
+            f"run `chmod 600 {checked}`",
+        )
+    return checked
+
+
+def client_context(ca_file: Path, cert_file: Path | None, key_file: Path | None) -> ssl.SSLContext:
+    """A client context: verify the server against ``ca_file`` and its host name; TLS 1.2+."""
+    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(ca_file))
+    ctx.minimum_version = MIN_TLS
+    ctx.check_hostname = True
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    if cert_file is not None:
+        ctx.load_cert_chain(str(cert_file), str(key_file) if key_file else None)
+    return ctx
+
+
+def server_context(
+    cert_file: Path, key_file: Path, *, client_ca: Path | None = None
+) -> ssl.SSLContext:
+    """A server context, TLS 1.2+; with ``client_ca`` clients must present a certificate."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = MIN_TLS
+    ctx.load_cert_chain(str(cert_file), str(key_file))
+    ctx.options |= ssl.OP_NO_COMPRESSION | ssl.OP_CIPHER_SERVER_PREFERENCE
+    if client_ca is not None:
+        ctx.load_verify_locations(cafile=str(client_ca))
+        ctx.verify_mode = ssl.CERT_REQUIRED
+    return ctx
+
+
+@dataclass(frozen=True)
+class RedisTLS:
+    """Everything needed to reach Redis over mutual TLS. Build clients only from here."""
+
+    url: str
+    ca_file: Path
+    client_cert: Path
+    client_key: Path
+
+    def __post_init__(self) -> None:
+        check_redis_url(self.url)
+
+    def redis_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for ``redis.Redis`` / ``redis.asyncio.Redis`` ``from_url``."""
+        return {
+            "ssl_ca_certs": str(self.ca_file),
+            "ssl_certfile": str(self.client_cert),
+            "ssl_keyfile": str(self.client_key),
+            "ssl_cert_reqs": "required",
+            "ssl_check_hostname": True,
+            "ssl_min_version": MIN_TLS,
+        }
+
+    def celery_ssl(self) -> dict[str, Any]:
+        """The dict for Celery's ``broker_use_ssl`` and ``redis_backend_use_ssl``.
+
+        Both need it: the result backend ignores ``broker_use_ssl`` (celery #3830).
+        """
+        kwargs = self.redis_kwargs()
+        kwargs["ssl_cert_reqs"] = ssl.CERT_REQUIRED
+        return kwargs
+
+    def client(self, **extra: Any) -> redis.Redis:
+        """A synchronous redis-py client over mTLS."""
+        return redis.Redis.from_url(self.url, **self.redis_kwargs(), **extra)
+
+    def async_client(self, **extra: Any) -> redis.asyncio.Redis:
+        """An asyncio redis-py client over mTLS."""
+        return redis.asyncio.Redis.from_url(self.url, **self.redis_kwargs(), **extra)

@@ -1,0 +1,108 @@
+"""Session-scoped real servers for every test that needs them.
+
+- ``pki``: a throwaway CA with every certificate the stack uses (``certs.material``).
+- ``tls_redis``: a TLS-only ``redis-server`` (plain port off, client certificates required).
+- ``redis_client`` / ``async_redis``: clients over mTLS, database flushed before each test.
+- ``stack_env``: the ``TASKGATE_*`` environment for child processes pointing at ``tls_redis``.
+- ``celery_worker`` / ``gateway_server`` (in ``tests/integration/conftest.py``): real processes.
+
+Every started server registers its log; a failing test shows the tails of those logs.
+There is no skip when ``redis-server`` is missing: the run fails and says how to install it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import redis
+import redis.asyncio
+
+from certs.material import CertPaths, init_certs
+from taskgate.procs import Child
+from taskgate.redis_server import INSTALL_HINT, RedisServer, start_redis
+
+_LOGS: list[Child] = []
+
+
+def register_log(child: Child) -> None:
+    """Show ``child``'s log tail in the report of any test that fails while it runs."""
+    _LOGS.append(child)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> object:
+    report = yield
+    if report.failed and _LOGS:  # type: ignore[attr-defined]
+        for child in _LOGS:
+            report.sections.append((f"log of {child.name} ({child.log_path})", child.log_tail(80)))  # type: ignore[attr-defined]
+    return report
+
+
+@pytest.fixture(scope="session")
+def session_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A private state folder for the whole test session."""
+    path = tmp_path_factory.mktemp("taskgate-state")
+    path.chmod(0o700)
+    return path
+
+
+@pytest.fixture(scope="session")
+def pki(session_dir: Path) -> CertPaths:
+    """A throwaway CA and every certificate (redis, gateway/worker clients, https)."""
+    folder = session_dir / "certs"
+    init_certs(folder)
+    return CertPaths(folder)
+
+
+@pytest.fixture(scope="session")
+def tls_redis(pki: CertPaths, session_dir: Path) -> Iterator[RedisServer]:
+    """A real TLS-only redis-server on a free loopback port, for the whole session."""
+    if shutil.which("redis-server") is None:
+        pytest.fail(INSTALL_HINT, pytrace=False)
+    server = start_redis(pki, session_dir / "redis")
+    register_log(server.child)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def redis_client(tls_redis: RedisServer) -> Iterator[redis.Redis]:
+    """A sync client over mTLS; the database is flushed before each test."""
+    client = tls_redis.tls.client()
+    client.flushdb()
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+@pytest.fixture
+async def async_redis(tls_redis: RedisServer) -> AsyncIterator[redis.asyncio.Redis]:
+    """An asyncio client over mTLS; the database is flushed before each test."""
+    client = tls_redis.tls.async_client()
+    await client.flushdb()
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+@pytest.fixture(scope="session")
+def stack_env(tls_redis: RedisServer, pki: CertPaths, session_dir: Path) -> dict[str, str]:
+    """Environment for taskgate child processes pointing at the session's TLS Redis."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TASKGATE_")}
+    env.update(
+        {
+            "TASKGATE_STATE_DIR": str(session_dir),
+            "TASKGATE_REDIS_URL": tls_redis.url,
+            "TASKGATE_CA_FILE": str(pki.ca),
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    return env
