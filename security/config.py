@@ -10,15 +10,15 @@ that one line and exits 2.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar, Self
+from typing import Any, ClassVar, Self, TypeVar
 
-from pydantic import model_validator
+from pydantic import ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from security.errors import ConfigError
 from security.tls import RedisTLS, check_private_key, check_readable, check_redis_url
 
-__all__ = ["ENV_PREFIX", "CommonSettings", "env_name"]
+__all__ = ["ENV_PREFIX", "CommonSettings", "env_name", "load_settings"]
 
 ENV_PREFIX = "TASKGATE_"
 
@@ -81,3 +81,20 @@ class CommonSettings(BaseSettings):
         if self.client_cert is None or self.client_key is None:  # pragma: no cover
             raise ConfigError(env_name("client_cert"), "is not set", "set it")
         return RedisTLS(self.redis_url, self.ca_file, self.client_cert, self.client_key)
+
+
+S = TypeVar("S", bound=CommonSettings)
+
+
+def load_settings(cls: type[S], **overrides: Any) -> S:
+    """Build ``cls`` from the environment; any refusal becomes one :class:`ConfigError`.
+
+    pydantic's own validation errors (a port that is not a number, say) are folded
+    into the same one-line form, naming the environment variable.
+    """
+    try:
+        return cls(**overrides)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = str(first["loc"][0]) if first["loc"] else "settings"
+        raise ConfigError(env_name(field), first["msg"], "correct the value") from None

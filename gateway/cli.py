@@ -1,0 +1,35 @@
+"""`taskgate serve`: the HTTPS gateway."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from gateway.settings import GatewaySettings
+from security.config import load_settings
+from security.errors import ConfigError
+
+__all__ = ["serve_command"]
+
+
+def serve_command(
+    host: Annotated[str | None, typer.Option(help="Address to bind (TASKGATE_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="HTTPS port (TASKGATE_PORT).")] = None,
+    workers: Annotated[
+        int | None, typer.Option("--workers", "-w", help="uvicorn worker processes.")
+    ] = None,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+) -> None:
+    """Serve the gateway over HTTPS (never plain HTTP) with the configured certificate."""
+    from gateway.server import serve
+
+    overrides = {
+        k: v for k, v in {"host": host, "port": port, "workers": workers}.items() if v is not None
+    }
+    try:
+        settings = load_settings(GatewaySettings, **overrides)
+    except ConfigError as exc:
+        typer.echo(f"taskgate serve: refused: {exc}", err=True)
+        raise typer.Exit(2) from None
+    serve(settings, log_level=log_level)

@@ -1,0 +1,5 @@
+"""`python -m taskgate` is the `taskgate` console script."""
+
+from taskgate.cli import app
+
+app()

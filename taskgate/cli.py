@@ -1,0 +1,24 @@
+"""The one console script, `taskgate`. Commands live next to what they drive."""
+
+from __future__ import annotations
+
+import typer
+
+from certs.cli import app as certs_app
+from gateway.cli import serve_command
+from taskgate.stack import up_command
+from workers.cli import worker_command
+
+__all__ = ["app"]
+
+app = typer.Typer(
+    name="taskgate",
+    help="Security-hardened task gateway: HTTPS API in front, Celery workers behind, TLS between.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,  # never dump locals (they may hold secrets)
+)
+app.command("up")(up_command)
+app.command("serve")(serve_command)
+app.command("worker")(worker_command)
+app.add_typer(certs_app, name="certs")

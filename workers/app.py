@@ -1,0 +1,77 @@
+"""The Celery app, built from settings by :func:`create_celery` (never at import time).
+
+TLS-only broker and result backend, an ``accept_content`` allow-list without pickle,
+late acks with reject-on-worker-lost and prefetch 1 so a killed worker loses nothing,
+a visibility timeout above the longest run, no extended results, no events, and no
+remote control (anyone who can write to Redis could otherwise command the workers).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+
+from workers.settings import WorkerSettings
+
+__all__ = ["ACCEPT_CONTENT", "DEFAULT_QUEUE", "create_celery"]
+
+# The only content types a worker will deserialize. Never pickle (CVE-2021-23727).
+ACCEPT_CONTENT: list[str] = ["json"]
+DEFAULT_QUEUE = "taskgate"
+
+
+def celery_config(settings: WorkerSettings) -> dict[str, Any]:
+    """The Celery configuration for ``settings`` (separate so tests can inspect it)."""
+    ssl_options = settings.redis.celery_ssl()
+    return {
+        "broker_url": settings.redis_url,
+        "result_backend": settings.redis_url,
+        "broker_use_ssl": ssl_options,
+        "redis_backend_use_ssl": ssl_options,
+        "broker_connection_retry_on_startup": True,
+        "broker_transport_options": {
+            "visibility_timeout": settings.visibility_timeout,
+            "socket_timeout": 10,
+            "socket_connect_timeout": 5,
+            "health_check_interval": 25,
+        },
+        "result_backend_transport_options": {"retry_policy": {"timeout": 5.0}},
+        "redis_socket_timeout": 10,
+        "redis_socket_connect_timeout": 5,
+        "task_serializer": ACCEPT_CONTENT[0],
+        "result_serializer": ACCEPT_CONTENT[0],
+        "accept_content": list(ACCEPT_CONTENT),
+        "result_accept_content": list(ACCEPT_CONTENT),
+        "event_serializer": "json",
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "task_acks_on_failure_or_timeout": True,
+        "worker_prefetch_multiplier": 1,
+        "worker_cancel_long_running_tasks_on_connection_loss": True,
+        "task_time_limit": settings.task_time_limit,
+        "task_soft_time_limit": settings.task_soft_time_limit,
+        "task_track_started": True,
+        "task_default_queue": DEFAULT_QUEUE,
+        "task_default_exchange": DEFAULT_QUEUE,
+        "task_default_routing_key": DEFAULT_QUEUE,
+        "result_extended": False,  # would copy args/kwargs into the result backend
+        "result_expires": settings.result_ttl,
+        "worker_send_task_events": False,
+        "task_send_sent_event": False,
+        "worker_enable_remote_control": False,
+        "worker_hijack_root_logger": True,
+        "worker_redirect_stdouts": False,
+        "enable_utc": True,
+        "timezone": "UTC",
+    }
+
+
+def create_celery(settings: WorkerSettings) -> Celery:
+    """Build the Celery app for ``settings`` with the built-in tasks registered."""
+    from workers import system  # registers system.* tasks on the app below
+
+    app = Celery("taskgate", set_as_current=False)
+    app.conf.update(celery_config(settings))
+    system.register(app)
+    return app

@@ -1,0 +1,54 @@
+"""`taskgate worker`: a Celery worker over TLS."""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated
+
+import typer
+
+from security.config import load_settings
+from security.errors import ConfigError
+from workers.settings import WorkerSettings
+
+__all__ = ["worker_command"]
+
+
+def worker_command(
+    concurrency: Annotated[
+        int | None, typer.Option("--concurrency", "-c", help="Worker processes.")
+    ] = None,
+    queues: Annotated[
+        str | None, typer.Option("--queues", "-Q", help="Comma-separated queues to consume.")
+    ] = None,
+    loglevel: Annotated[str | None, typer.Option("--loglevel", "-l", help="Log level.")] = None,
+) -> None:
+    """Run a Celery worker that consumes over mutual TLS and accepts no pickle."""
+    overrides: dict[str, object] = {}
+    if concurrency is not None:
+        overrides["concurrency"] = concurrency
+    if queues:
+        overrides["queues"] = [q.strip() for q in queues.split(",") if q.strip()]
+    if loglevel:
+        overrides["loglevel"] = loglevel
+    try:
+        settings = load_settings(WorkerSettings, **overrides)
+    except ConfigError as exc:
+        typer.echo(f"taskgate worker: refused: {exc}", err=True)
+        raise typer.Exit(2) from None
+    from workers.app import create_celery
+
+    app = create_celery(settings)
+    app.worker_main(
+        [
+            "worker",
+            f"--loglevel={settings.loglevel}",
+            f"--concurrency={settings.concurrency}",
+            f"--queues={','.join(settings.queues)}",
+            "--pool=prefork",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+            f"--hostname=taskgate@%h-{os.getpid()}",
+        ]
+    )

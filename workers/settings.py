@@ -1,0 +1,37 @@
+"""Worker process settings (``TASKGATE_*``), built by the CLI or tests, never at import."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from pydantic import Field
+
+from security.config import CommonSettings
+
+__all__ = ["WorkerSettings"]
+
+
+class WorkerSettings(CommonSettings):
+    """Settings of a Celery worker process."""
+
+    client_role: ClassVar[str] = "worker-client"
+
+    concurrency: int = Field(default=2, ge=1, le=256)
+    queues: list[str] = Field(default_factory=lambda: ["taskgate"])
+    loglevel: str = "INFO"
+    # Defaults for tasks that declare none; each task may tighten them.
+    task_soft_time_limit: int = Field(default=240, ge=1)
+    task_time_limit: int = Field(default=300, ge=1)
+    # Longest countdown/ETA a retry may ask for; the visibility timeout must exceed it.
+    max_retry_delay: int = Field(default=600, ge=0)
+    result_ttl: int = Field(default=86_400, ge=60)
+    task_modules: list[str] = Field(default_factory=list)
+
+    @property
+    def visibility_timeout(self) -> int:
+        """Seconds before Redis redelivers an unacknowledged message.
+
+        It must exceed the longest run plus the longest ETA, or Redis hands the same
+        message to a second worker while the first still runs it (celery #5306, #2599).
+        """
+        return self.task_time_limit + self.max_retry_delay + 300

@@ -1,0 +1,23 @@
+"""Built-in tasks every worker runs. ``system.ping`` answers readiness probes."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from typing import Any
+
+from celery import Celery
+
+__all__ = ["PING_TASK", "register"]
+
+PING_TASK = "system.ping"
+
+
+def register(app: Celery) -> None:
+    """Register the built-in tasks on ``app``."""
+
+    @app.task(name=PING_TASK, ignore_result=False, acks_late=False, time_limit=10)
+    def ping() -> dict[str, Any]:
+        """Prove a worker is consuming: who answered and when."""
+        return {"pong": True, "worker": f"{socket.gethostname()}:{os.getpid()}", "at": time.time()}
