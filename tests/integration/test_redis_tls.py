@@ -85,7 +85,7 @@ def test_server_from_untrusted_ca_is_refused(tls_redis: RedisServer, tmp_path: P
     write_pem(tmp_path / "ca.pem", cert_pem(other.cert), private=False)
     with (
         _client(tls_redis, ssl_ca_certs=str(tmp_path / "ca.pem")) as client,
-        pytest.raises(redis.ConnectionError, match="(?i)certificate verify failed"),
+        pytest.raises(redis.ConnectionError, match=r"(?i)certificate verify failed"),
     ):
         client.ping()
 
@@ -112,7 +112,7 @@ def test_server_certificate_for_another_host_is_refused(tmp_path: Path, pki: Cer
     paths = _redis_with_server_cert(
         tmp_path, pki, names=["redis.example.net"], days=30, not_before=None
     )
-    with pytest.raises(RedisServerError, match="(?i)hostname|match"):
+    with pytest.raises(RedisServerError, match=r"(?i)hostname|match"):
         start_redis(paths, tmp_path / "redis", timeout=3)
 
 
@@ -121,7 +121,7 @@ def test_expired_server_certificate_is_refused(tmp_path: Path, pki: CertPaths) -
     past = dt.datetime.now(dt.UTC) - dt.timedelta(days=30)
     paths = _redis_with_server_cert(tmp_path, pki, names=["localhost"], days=1, not_before=past)
     # start_redis waits for a verified PING, which must never succeed.
-    with pytest.raises(RedisServerError, match="(?i)expired"):
+    with pytest.raises(RedisServerError, match=r"(?i)expired"):
         start_redis(paths, tmp_path / "redis", timeout=3)
 
 
@@ -152,7 +152,7 @@ def test_server_offering_only_tls_1_1_is_refused(pki: CertPaths) -> None:
     )
     with (
         tls.client(socket_timeout=3) as client,
-        pytest.raises(redis.ConnectionError, match="(?i)version|protocol"),
+        pytest.raises(redis.ConnectionError, match=r"(?i)version|protocol"),
     ):
         client.ping()
     listener.close()

@@ -1,0 +1,88 @@
+"""Real processes for integration tests: a Celery worker and the HTTPS gateway."""
+
+from __future__ import annotations
+
+import ssl
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from certs.material import CertPaths
+from taskgate.procs import Child, free_port, start_child, taskgate_argv
+from tests.conftest import register_log
+
+
+@dataclass
+class Gateway:
+    """A running gateway subprocess and an HTTPS client that trusts the test CA."""
+
+    child: Child
+    url: str
+    ca_file: Path
+
+    def client(self, **kwargs: object) -> httpx.Client:
+        ctx = ssl.create_default_context(cafile=str(self.ca_file))
+        return httpx.Client(base_url=self.url, verify=ctx, timeout=10.0, **kwargs)  # type: ignore[arg-type]
+
+
+def _wait_for(child: Child, check: object, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not child.alive():
+            pytest.fail(f"{child.name} exited while {what}:\n{child.log_tail()}", pytrace=False)
+        if callable(check) and check():
+            return
+        time.sleep(0.2)
+    pytest.fail(
+        f"{child.name} was not ready after {timeout}s ({what}):\n{child.log_tail()}", pytrace=False
+    )
+
+
+@pytest.fixture(scope="session")
+def celery_worker(stack_env: dict[str, str], session_dir: Path) -> Iterator[Child]:
+    """One real `taskgate worker` process (prefork, concurrency 2) for the session."""
+    child = start_child(
+        "worker",
+        taskgate_argv("worker", "--concurrency", "2", "--loglevel", "INFO"),
+        log_path=session_dir / "logs" / "worker.log",
+        env=stack_env,
+    )
+    register_log(child)
+    _wait_for(child, lambda: "ready." in child.log_path.read_text(errors="replace"), 60, "starting")
+    try:
+        yield child
+    finally:
+        child.stop()
+
+
+@pytest.fixture(scope="session")
+def gateway_server(
+    stack_env: dict[str, str], session_dir: Path, pki: CertPaths, celery_worker: Child
+) -> Iterator[Gateway]:
+    """The real gateway under uvicorn over HTTPS, ready (Redis and a worker answer)."""
+    port = free_port()
+    child = start_child(
+        "gateway",
+        taskgate_argv("serve", "--port", str(port), "--log-level", "warning"),
+        log_path=session_dir / "logs" / "gateway.log",
+        env=stack_env,
+    )
+    register_log(child)
+    gateway = Gateway(child=child, url=f"https://localhost:{port}", ca_file=pki.ca)
+
+    def ready() -> bool:
+        try:
+            with gateway.client() as client:
+                return client.get("/readyz").status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    _wait_for(child, ready, 60, "waiting for /readyz")
+    try:
+        yield gateway
+    finally:
+        child.stop()

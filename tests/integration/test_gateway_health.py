@@ -1,0 +1,79 @@
+"""The gateway serves HTTPS only, and /readyz tells the truth about Redis and workers."""
+
+from __future__ import annotations
+
+import ssl
+import warnings
+
+import httpx
+import pytest
+import redis.asyncio
+
+from gateway.codec import JsonCodec
+from gateway.health import Readiness
+from tests.integration.conftest import Gateway
+
+pytestmark = pytest.mark.integration
+
+
+def test_healthz_answers_over_https(gateway_server: Gateway) -> None:
+    """/healthz is 200 over HTTPS verified against the CA."""
+    with gateway_server.client() as client:
+        response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+def test_readyz_is_200_when_redis_and_a_worker_answer(gateway_server: Gateway) -> None:
+    """/readyz reports both checks ok when the worker answers system.ping."""
+    with gateway_server.client() as client:
+        response = client.get("/readyz")
+    assert response.status_code == 200
+    assert response.json()["checks"] == {"redis": "ok", "workers": "ok"}
+
+
+def test_gateway_refuses_plain_http(gateway_server: Gateway) -> None:
+    """Plain HTTP to the gateway port never gets an HTTP answer."""
+    plain = gateway_server.url.replace("https://", "http://")
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(f"{plain}/healthz", timeout=5)
+
+
+def test_gateway_refuses_tls_1_1(gateway_server: Gateway) -> None:
+    """A client limited to TLS 1.1 cannot complete a handshake with the gateway."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        ctx = ssl.create_default_context(cafile=str(gateway_server.ca_file))
+        ctx.minimum_version = ssl.TLSVersion.TLSv1
+        ctx.maximum_version = ssl.TLSVersion.TLSv1_1
+    ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{gateway_server.url}/healthz", verify=ctx, timeout=5)
+
+
+async def test_readiness_names_workers_when_nobody_answers(
+    async_redis: redis.asyncio.Redis,
+) -> None:
+    """With no worker on the queue, readiness says the worker check failed and why."""
+    readiness = Readiness(
+        async_redis, JsonCodec(), queue="nobody-listens", timeout=0.3, cache_seconds=0
+    )
+    checks = await readiness.check()
+    assert checks["redis"] == "ok"
+    assert checks["workers"].startswith("no worker answered system.ping")
+
+
+async def test_readiness_names_redis_when_it_is_unreachable(tls_redis: object) -> None:
+    """With Redis unreachable, readiness names the Redis check and skips the worker one."""
+    from taskgate.procs import free_port
+
+    client = redis.asyncio.Redis(
+        host="127.0.0.1", port=free_port(), ssl=True, socket_connect_timeout=0.5
+    )
+    readiness = Readiness(client, JsonCodec(), queue="q", timeout=0.5, cache_seconds=0)
+    try:
+        checks = await readiness.check()
+    finally:
+        await client.aclose()
+    assert checks["redis"].startswith("unreachable over TLS")
+    assert checks["workers"] == "not checked"

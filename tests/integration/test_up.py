@@ -1,0 +1,125 @@
+"""`taskgate up` brings the whole stack up, describes it, and stops it cleanly."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import ssl
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from taskgate.procs import taskgate_argv
+
+pytestmark = pytest.mark.integration
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie still answers kill(0); it has exited.
+    status = Path(f"/proc/{pid}/status")
+    return not (status.exists() and "State:\tZ" in status.read_text())
+
+
+def _reap(proc: subprocess.Popen[str]) -> None:
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait(timeout=10)
+    if proc.stdout:
+        proc.stdout.close()
+
+
+def _start_up(state: Path) -> subprocess.Popen[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TASKGATE_")}
+    return subprocess.Popen(
+        taskgate_argv("up", "--state-dir", str(state), "--port", "0", "--concurrency", "1"),
+        env=env | {"PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def _wait_stack_json(
+    proc: subprocess.Popen[str], state: Path, timeout: float = 90
+) -> dict[str, object]:
+    path = state / "stack.json"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            out = proc.stdout.read() if proc.stdout else ""
+            pytest.fail(f"taskgate up exited early ({proc.returncode}):\n{out}")
+        if path.exists() and path.stat().st_size > 0:
+            return json.loads(path.read_text())
+        time.sleep(0.3)
+    proc.kill()
+    pytest.fail("stack.json never appeared")
+
+
+def test_up_runs_the_stack_and_sigint_stops_every_child(tmp_path: Path) -> None:
+    """stack.json appears (0600), /readyz is 200 over verified HTTPS, SIGINT stops all within 10 s."""
+    state = tmp_path / "state"
+    proc = _start_up(state)
+    try:
+        info = _wait_stack_json(proc, state)
+        assert (state / "stack.json").stat().st_mode & 0o777 == 0o600
+        for key in ("gateway_url", "redis_url", "ca_file", "client_cert", "client_key", "pids"):
+            assert key in info
+        assert str(info["redis_url"]).startswith("rediss://")
+        ctx = ssl.create_default_context(cafile=str(info["ca_file"]))
+        response = httpx.get(f"{info['gateway_url']}/readyz", verify=ctx, timeout=10)
+        assert response.status_code == 200
+        pids = dict(info["pids"])  # type: ignore[call-overload]
+        assert {"redis", "worker", "gateway"} <= set(pids)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=10) == 0
+        out = proc.stdout.read() if proc.stdout else ""
+        assert "taskgate is up." in out
+        assert f"curl --cacert {info['ca_file']} {info['gateway_url']}/readyz" in out
+        time.sleep(0.2)
+        still = [name for name, pid in pids.items() if _alive(int(pid))]
+        assert still == [], f"orphans left behind: {still}"
+        assert not any((state / "certs").glob("*.tmp"))
+    finally:
+        _reap(proc)
+
+
+def test_up_brings_the_stack_down_when_a_child_dies(tmp_path: Path) -> None:
+    """Killing the worker makes `up` stop everything and exit non-zero with a message."""
+    state = tmp_path / "state"
+    proc = _start_up(state)
+    try:
+        info = _wait_stack_json(proc, state)
+        pids = dict(info["pids"])  # type: ignore[call-overload]
+        os.killpg(int(pids["worker"]), signal.SIGKILL)
+        assert proc.wait(timeout=20) == 1
+        out = proc.stdout.read() if proc.stdout else ""
+        assert "worker exited" in out
+        time.sleep(0.2)
+        assert not _alive(int(pids["redis"]))
+        assert not _alive(int(pids["gateway"]))
+    finally:
+        _reap(proc)
+
+
+def test_up_without_redis_server_says_how_to_install_it(tmp_path: Path) -> None:
+    """With no redis-server on PATH, `up` exits non-zero and says how to install it."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TASKGATE_")}
+    env["PATH"] = str(tmp_path)  # nothing on PATH; the interpreter is called by full path
+    proc = subprocess.run(
+        taskgate_argv("up", "--state-dir", str(tmp_path / "s"), "--port", "0"),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 1
+    assert "apt-get install redis-server" in proc.stderr
