@@ -1,0 +1,44 @@
+# taskgate: two commands on a fresh machine -> `make run` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell sha1sum pyproject.toml 2>/dev/null | cut -c1-12)
+
+.PHONY: install run test lint unit integration bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "taskgate needs Python >= 3.11")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+## run: install, then start the whole local stack (Ctrl-C stops it)
+run: install
+	$(BIN)/taskgate up
+
+## test: install, lint, then every test (unit + integration against real servers)
+test: install lint
+	$(BIN)/pytest -m "not bench" --cov --cov-report=term:skip-covered --cov-fail-under=85 -p no:cacheprovider
+	$(BIN)/coverage report --include='security/*' --fail-under=95
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+unit: install
+	$(BIN)/pytest tests/unit -p no:cacheprovider
+
+integration: install
+	$(BIN)/pytest -m integration -p no:cacheprovider
+
+## bench: benchmarks against real servers; prints a table and writes <state-dir>/bench.json
+bench: install
+	$(BIN)/pytest tests/bench -m bench -s -p no:cacheprovider
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage .coverage.* htmlcov
