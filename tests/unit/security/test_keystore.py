@@ -624,7 +624,7 @@ def test_env_all_keys_of_a_purpose_retired_is_refused() -> None:
 
 
 def secrets_folder(tmp_path: Path) -> tuple[Path, dict[str, bytes]]:
-    env, material = gateway_env()
+    _, material = gateway_env()
     folder = tmp_path / "secrets"
     folder.mkdir()
     for kid, raw in material.items():

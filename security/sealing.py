@@ -1,0 +1,299 @@
+"""Sealed envelopes: AES-256-GCM, bound to a task, with an optional Ed25519 signature.
+
+Wire format (ASCII, four dot-separated parts, base64url without padding)::
+
+    tg1.<header>.<nonce + ciphertext + GCM tag>.<signature or empty>
+
+``header`` is compact JSON ``{"v": 1, "kid", "skid", "tid", "tn", "iat", "exp"}``: the
+broker key id, the signing key id (or null), the task id and name, issue and expiry times
+(Unix seconds). Its exact bytes are the AEAD associated data, so the binding and the expiry
+are authenticated with the ciphertext. The signature covers ``tg1.<header>.<body>``, i.e.
+header, nonce and ciphertext, and is checked before anything is decrypted.
+
+The gateway seals tasks with the newest broker key and signs them; workers, which hold only
+public signing keys, verify. Workers seal results unsigned (``signer=None``) and the gateway
+opens them with ``require_signature=False``.
+
+Every refusal is a :class:`SealError` (or subclass) with its own ``reason``, except a key
+that has been retired, which raises :class:`KeyRetiredError` (``reason`` ``key_retired`` for
+the broker key, ``signer_retired`` for the signing key). Tampering of any kind gives one
+opaque message, ``"envelope failed authentication"``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature, InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from security.errors import (
+    KeyRetiredError,
+    KeyRingError,
+    NotSealedError,
+    SealBindingError,
+    SealError,
+    SealExpiredError,
+)
+from security.keys import KeySet, SigningKey, SymmetricKey
+
+__all__ = [
+    "CLOCK_SKEW",
+    "MAX_HEADER",
+    "PREFIX",
+    "Opened",
+    "open_bound",
+    "open_envelope",
+    "seal",
+]
+
+PREFIX = b"tg1."
+MAX_HEADER = 1024  # encoded header bytes; ids and names are short, refuse anything bigger
+CLOCK_SKEW = 30.0  # seconds an envelope's iat may lie in the future (clocks drift)
+_NONCE = 12  # 96-bit GCM nonce, fresh from os.urandom for every message
+_TAG = 16
+_FIELDS = frozenset({"v", "kid", "skid", "tid", "tn", "iat", "exp"})
+_FAILED = "envelope failed authentication"
+
+
+@dataclass(frozen=True)
+class Opened:
+    """An authenticated, unexpired envelope. ``repr`` never shows the plaintext."""
+
+    plaintext: bytes = field(repr=False)
+    task_id: str
+    task_name: str
+    kid: str
+    signer_kid: str | None
+    iat: float
+    exp: float
+
+    def check_binding(self, task_id: str, task_name: str) -> None:
+        """Refuse the envelope unless it was sealed for this task id and task name."""
+        if self.task_id != task_id:
+            raise SealBindingError(
+                "envelope is bound to another task id", reason="task_id_mismatch"
+            )
+        if self.task_name != task_name:
+            raise SealBindingError(
+                "envelope is bound to another task name", reason="task_name_mismatch"
+            )
+
+
+def seal(
+    plaintext: bytes,
+    *,
+    task_id: str,
+    task_name: str,
+    keys: KeySet[SymmetricKey],
+    signer: SigningKey | None,
+    ttl: float,
+    now: float | None = None,
+) -> bytes:
+    """Encrypt ``plaintext`` with the newest live key of ``keys``, bound to the task.
+
+    Signs with ``signer`` (which must hold a private key) unless it is None. The envelope
+    expires ``ttl`` seconds after ``now``.
+    """
+    if not (math.isfinite(ttl) and ttl > 0):
+        raise ValueError("ttl must be a positive number of seconds")
+    key = keys.current()
+    private = None
+    if signer is not None:
+        if signer.retired:
+            raise KeyRetiredError(f"signing key {signer.kid} is retired", reason="signer_retired")
+        if signer.private is None:
+            raise KeyRingError(
+                f"signing key {signer.kid} has no private half here", reason="no_private_key"
+            )
+        private = signer.private
+    iat = time.time() if now is None else now
+    header = {
+        "v": 1,
+        "kid": key.kid,
+        "skid": None if signer is None else signer.kid,
+        "tid": task_id,
+        "tn": task_name,
+        "iat": iat,
+        "exp": iat + ttl,
+    }
+    header_raw = json.dumps(header, separators=(",", ":"), allow_nan=False).encode()
+    header_b64 = _b64e(header_raw)
+    if len(header_b64) > MAX_HEADER:
+        raise SealError(
+            "envelope header too large; shorten the task id or name", reason="bad_header"
+        )
+    nonce = os.urandom(_NONCE)
+    body = nonce + AESGCM(key.secret).encrypt(nonce, plaintext, header_raw)
+    signed = b"%s%s.%s" % (PREFIX, header_b64, _b64e(body))
+    signature = b"" if private is None else private.sign(signed)
+    return b"%s.%s" % (signed, _b64e(signature))
+
+
+def open_envelope(
+    data: bytes,
+    *,
+    keys: KeySet[SymmetricKey],
+    verifiers: KeySet[SigningKey] | None,
+    require_signature: bool = True,
+    now: float | None = None,
+) -> Opened:
+    """Authenticate and decrypt an envelope; the caller then checks its binding.
+
+    A signature, if present, must verify against a live key of ``verifiers``; if
+    ``require_signature`` it must be present. Raises :class:`SealError` (or a subclass) or
+    :class:`KeyRetiredError`; see the module docstring.
+    """
+    if not data.startswith(PREFIX):
+        raise NotSealedError("not a sealed envelope", reason="not_sealed")
+    parts = data[len(PREFIX) :].split(b".")
+    if len(parts) != 3:
+        raise SealError("malformed envelope", reason="malformed")
+    header_b64, body_b64, sig_b64 = parts
+    if len(header_b64) > MAX_HEADER:
+        raise SealError("envelope header too large", reason="bad_header")
+    header_raw = _b64d(header_b64)
+    header = _parse_header(header_raw)
+    key = _broker_key(keys, header["kid"])
+    signed = data[: len(PREFIX) + len(header_b64) + 1 + len(body_b64)]
+    _verify(signed, header["skid"], sig_b64, verifiers, require_signature=require_signature)
+    body = _b64d(body_b64)
+    if len(body) < _NONCE + _TAG:
+        raise SealError(_FAILED, reason="malformed")
+    try:
+        plaintext = AESGCM(key.secret).decrypt(body[:_NONCE], body[_NONCE:], header_raw)
+    except InvalidTag:
+        raise SealError(_FAILED, reason="bad_ciphertext") from None
+    # Times are trusted only now that the header is authenticated.
+    t = time.time() if now is None else now
+    if header["iat"] > t + CLOCK_SKEW:
+        raise SealError("envelope issued in the future", reason="not_yet_valid")
+    if t >= header["exp"]:
+        raise SealExpiredError("envelope expired", reason="expired")
+    return Opened(
+        plaintext,
+        header["tid"],
+        header["tn"],
+        header["kid"],
+        header["skid"],
+        header["iat"],
+        header["exp"],
+    )
+
+
+def open_bound(
+    data: bytes,
+    *,
+    task_id: str,
+    task_name: str,
+    keys: KeySet[SymmetricKey],
+    verifiers: KeySet[SigningKey] | None,
+    require_signature: bool = True,
+    now: float | None = None,
+) -> Opened:
+    """:func:`open_envelope`, then :meth:`Opened.check_binding` with ``task_id``, ``task_name``."""
+    opened = open_envelope(
+        data, keys=keys, verifiers=verifiers, require_signature=require_signature, now=now
+    )
+    opened.check_binding(task_id, task_name)
+    return opened
+
+
+def _b64e(raw: bytes) -> bytes:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=")
+
+
+def _b64d(seg: bytes) -> bytes:
+    try:
+        raw = base64.urlsafe_b64decode(seg + b"=" * (-len(seg) % 4))
+    except (binascii.Error, ValueError):
+        raise SealError("malformed envelope", reason="malformed") from None
+    # The decoder skips stray characters and ignores spare low bits; only the canonical
+    # encoding is accepted, so that no byte of an envelope can change without refusal.
+    if _b64e(raw) != seg:
+        raise SealError("malformed envelope", reason="malformed")
+    return raw
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        raise ValueError("duplicate key")
+    return obj
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _parse_header(raw: bytes) -> dict[str, Any]:
+    """Strictly parse the (not yet authenticated) header: exact fields, exact types."""
+    try:
+        h = json.loads(raw, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
+    except (ValueError, RecursionError):
+        raise SealError("malformed envelope header", reason="bad_header") from None
+    if not (
+        isinstance(h, dict)
+        and h.keys() == _FIELDS
+        and type(h["v"]) is int
+        and h["v"] == 1
+        and isinstance(h["kid"], str)
+        and (h["skid"] is None or isinstance(h["skid"], str))
+        and isinstance(h["tid"], str)
+        and isinstance(h["tn"], str)
+        and all(type(h[t]) in (int, float) and math.isfinite(h[t]) for t in ("iat", "exp"))
+        and h["exp"] > h["iat"]
+    ):
+        raise SealError("malformed envelope header", reason="bad_header")
+    return h
+
+
+def _broker_key(keys: KeySet[SymmetricKey], kid: str) -> SymmetricKey:
+    try:
+        return keys.get(kid)
+    except KeyRetiredError:
+        raise KeyRetiredError(
+            f"envelope sealed with {keys.purpose} key {kid}, which was retired",
+            reason="key_retired",
+        ) from None
+    except KeyRingError:
+        raise SealError("envelope sealed with an unknown key", reason="unknown_kid") from None
+
+
+def _verify(
+    signed: bytes,
+    skid: str | None,
+    sig_b64: bytes,
+    verifiers: KeySet[SigningKey] | None,
+    *,
+    require_signature: bool,
+) -> None:
+    if skid is None:
+        if sig_b64:  # a signature the header does not announce: tampered
+            raise SealError(_FAILED, reason="bad_signature")
+        if require_signature:
+            raise SealError("envelope is not signed", reason="missing_signature")
+        return
+    if not sig_b64:  # announced but stripped: never accept a claimed signer unverified
+        raise SealError("envelope is not signed", reason="missing_signature")
+    if verifiers is None:
+        raise SealError("envelope is signed but no verifying keys were given", reason="no_verifier")
+    try:
+        verifier = verifiers.get(skid)
+    except KeyRetiredError:
+        raise KeyRetiredError(
+            f"envelope signed with signing key {skid}, which was retired", reason="signer_retired"
+        ) from None
+    except KeyRingError:
+        raise SealError("envelope signed with an unknown key", reason="unknown_signer") from None
+    try:
+        verifier.public.verify(_b64d(sig_b64), signed)
+    except InvalidSignature:
+        raise SealError(_FAILED, reason="bad_signature") from None
