@@ -8,16 +8,21 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from gateway import health
-from gateway.codec import JsonCodec
+from gateway.codec import SealedCodec
 from gateway.settings import GatewaySettings
+from security.keystore import KeyRing
+from workers.wire import DEFAULT_QUEUE
 
-__all__ = ["DEFAULT_QUEUE", "app_from_env", "create_app"]
-
-DEFAULT_QUEUE = "taskgate"
+__all__ = ["app_from_env", "create_app"]
 
 
-def create_app(settings: GatewaySettings) -> FastAPI:
-    """Build the gateway for ``settings``; connections open in the lifespan."""
+def create_app(settings: GatewaySettings, *, keys: KeyRing | None = None) -> FastAPI:
+    """Build the gateway for ``settings``; connections open in the lifespan.
+
+    Keys load with the gateway role (including the Ed25519 signing key) unless given.
+    """
+    ring = keys if keys is not None else settings.key_ring("gateway")
+    codec = SealedCodec(ring, ttl=settings.envelope_ttl)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -27,7 +32,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         app.state.redis = client
         app.state.readiness = health.Readiness(
             client,
-            JsonCodec(),
+            codec,
             queue=DEFAULT_QUEUE,
             timeout=settings.ready_timeout,
             cache_seconds=settings.ready_cache_seconds,
@@ -47,6 +52,8 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.keys = ring
+    app.state.codec = codec
     app.include_router(health.router)
     return app
 

@@ -29,6 +29,7 @@ def serve_command(
     }
     try:
         settings = load_settings(GatewaySettings, **overrides)
+        settings.key_ring("gateway")  # refuse missing or exposed keys before binding the port
     except ConfigError as exc:
         typer.echo(f"taskgate serve: refused: {exc}", err=True)
         raise typer.Exit(2) from None

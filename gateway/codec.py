@@ -5,7 +5,11 @@ from __future__ import annotations
 import json
 from typing import Any, Protocol
 
-__all__ = ["BodyCodec", "JsonCodec"]
+from security.keystore import KeyRing
+from security.sealing import open_envelope, seal
+from workers.wire import RESULT_BINDING, TASK_CONTENT_TYPE
+
+__all__ = ["BodyCodec", "JsonCodec", "SealedCodec"]
 
 _EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
 
@@ -35,6 +39,41 @@ class JsonCodec:
 
     def decode_result(self, task_id: str, raw: bytes) -> dict[str, Any]:  # noqa: ARG002
         doc = json.loads(raw)
+        if not isinstance(doc, dict):
+            raise ValueError("result document is not an object")
+        return doc
+
+
+class SealedCodec:
+    """Task bodies sealed (AES-256-GCM) and signed (Ed25519) by the gateway.
+
+    The envelope is bound to the task id and name and expires after ``ttl`` seconds,
+    which must cover queueing plus every retry. Results come back sealed by a worker
+    (unsigned: workers hold no signing key) and bound to the task id.
+    """
+
+    content_type = TASK_CONTENT_TYPE
+
+    def __init__(self, keys: KeyRing, *, ttl: float) -> None:
+        self._keys = keys
+        self._signer = keys.signing.current()
+        self._ttl = ttl
+
+    def encode(self, task_id: str, name: str, args: list[Any], kwargs: dict[str, Any]) -> bytes:
+        plaintext = json.dumps([args, kwargs, _EMBED], separators=(",", ":")).encode()
+        return seal(
+            plaintext,
+            task_id=task_id,
+            task_name=name,
+            keys=self._keys.broker,
+            signer=self._signer,
+            ttl=self._ttl,
+        )
+
+    def decode_result(self, task_id: str, raw: bytes) -> dict[str, Any]:
+        opened = open_envelope(raw, keys=self._keys.broker, verifiers=None, require_signature=False)
+        opened.check_binding(task_id, RESULT_BINDING)
+        doc = json.loads(opened.plaintext)
         if not isinstance(doc, dict):
             raise ValueError("result document is not an object")
         return doc

@@ -15,10 +15,10 @@ from fastapi.responses import JSONResponse
 from gateway.codec import BodyCodec
 from gateway.problems import problem
 from gateway.publisher import OutgoingTask, encode_message, result_key
+from security.errors import TaskgateError
+from workers.wire import PING_TASK
 
-__all__ = ["PING_TASK", "Readiness", "router"]
-
-PING_TASK = "system.ping"  # registered by every worker (workers/system.py)
+__all__ = ["Readiness", "router"]
 router = APIRouter(tags=["health"])
 
 
@@ -85,7 +85,7 @@ class Readiness:
                     )
                     return "ok" if doc.get("status") == "SUCCESS" else "worker failed the ping"
                 await asyncio.sleep(0.05)
-        except (redis.RedisError, OSError, ValueError) as exc:
+        except (redis.RedisError, OSError, ValueError, TaskgateError) as exc:
             return f"ping failed ({type(exc).__name__})"
         return f"no worker answered {PING_TASK} within {self._timeout:g}s"
 

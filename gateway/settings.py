@@ -28,6 +28,8 @@ class GatewaySettings(CommonSettings):
     ready_timeout: float = Field(default=3.0, gt=0, le=30)
     ready_cache_seconds: float = Field(default=5.0, ge=0, le=300)
     docs_enabled: bool = False
+    # How long a sealed task message stays valid: queueing plus every retry must fit.
+    envelope_ttl: int = Field(default=86_400, ge=60, le=7 * 86_400)
 
     @model_validator(mode="after")
     def _check_https_material(self) -> Self:

@@ -9,13 +9,15 @@ that one line and exits 2.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, ClassVar, Self, TypeVar
 
 from pydantic import ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from security.errors import ConfigError
+from security.errors import ConfigError, KeyRingError
+from security.keystore import KeyRing, Role, load_keys, load_keys_from_env, load_keys_from_files
 from security.tls import RedisTLS, check_private_key, check_readable, check_redis_url
 
 __all__ = ["ENV_PREFIX", "CommonSettings", "env_name", "load_settings"]
@@ -45,6 +47,7 @@ class CommonSettings(BaseSettings):
     client_cert: Path | None = None
     client_key: Path | None = None
     keys_dir: Path | None = None
+    keys_files_dir: Path | None = None
 
     @model_validator(mode="after")
     def _refuse_unsafe(self) -> Self:
@@ -72,6 +75,30 @@ class CommonSettings(BaseSettings):
         )
         check_private_key(self.client_key, setting=env_name("client_key"))
         return self
+
+    def key_ring(self, role: Role) -> KeyRing:
+        """Load this process's keys; any problem is a :class:`ConfigError` (exit 2).
+
+        Source, first that applies: ``TASKGATE_KEY_*`` environment variables,
+        ``TASKGATE_KEYS_FILES_DIR`` (Docker/Kubernetes secrets), ``TASKGATE_KEYS_DIR``.
+        """
+        try:
+            if any(name.startswith("TASKGATE_KEY_") for name in os.environ):
+                return load_keys_from_env(os.environ, role=role)
+            if self.keys_files_dir is not None:
+                return load_keys_from_files(self.keys_files_dir, role=role)
+            if self.keys_dir is None:  # pragma: no cover - the validator sets it
+                raise KeyRingError("no keys folder", reason="no_key")
+            return load_keys(self.keys_dir, role=role)
+        except KeyRingError as exc:
+            setting = (
+                "TASKGATE_KEY_*"
+                if any(name.startswith("TASKGATE_KEY_") for name in os.environ)
+                else env_name("keys_files_dir" if self.keys_files_dir else "keys_dir")
+            )
+            raise ConfigError(
+                setting, exc.message, "run `taskgate keys init` or fix the key material"
+            ) from None
 
     @property
     def redis(self) -> RedisTLS:

@@ -26,6 +26,7 @@ from certs.material import CertPaths, init_certs
 from gateway.settings import GatewaySettings
 from security.config import load_settings
 from security.errors import ConfigError
+from security.keystore import init_keys
 from taskgate.procs import Child, free_port, start_child, taskgate_argv
 from taskgate.redis_server import INSTALL_HINT, RedisServer, RedisServerError, start_redis
 from workers.settings import WorkerSettings
@@ -65,6 +66,7 @@ class Stack:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.state_dir.chmod(0o700)
         init_certs(self.certs.folder)
+        init_keys(self.state_dir / "keys")
         external = os.environ.get("TASKGATE_REDIS_URL")
         if external:
             redis_url = external
@@ -78,8 +80,8 @@ class Stack:
         saved = dict(os.environ)
         try:
             os.environ.update(env)
-            load_settings(WorkerSettings)
-            load_settings(GatewaySettings, port=port)
+            load_settings(WorkerSettings).key_ring("worker")
+            load_settings(GatewaySettings, port=port).key_ring("gateway")
         finally:
             os.environ.clear()
             os.environ.update(saved)

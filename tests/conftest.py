@@ -22,6 +22,7 @@ import redis
 import redis.asyncio
 
 from certs.material import CertPaths, init_certs
+from security.keystore import KeyRing, init_keys, load_keys
 from taskgate.procs import Child
 from taskgate.redis_server import INSTALL_HINT, RedisServer, start_redis
 
@@ -56,6 +57,19 @@ def pki(session_dir: Path) -> CertPaths:
     folder = session_dir / "certs"
     init_certs(folder)
     return CertPaths(folder)
+
+
+@pytest.fixture(scope="session")
+def keyring(session_dir: Path) -> KeyRing:
+    """The session's key ring (gateway role) in ``<session_dir>/keys``."""
+    init_keys(session_dir / "keys")
+    return load_keys(session_dir / "keys", role="gateway")
+
+
+@pytest.fixture(scope="session")
+def worker_keys(keyring: KeyRing, session_dir: Path) -> KeyRing:
+    """The same keys as a worker holds them: no signing private key."""
+    return load_keys(session_dir / "keys", role="worker")
 
 
 @pytest.fixture(scope="session")
@@ -94,7 +108,9 @@ async def async_redis(tls_redis: RedisServer) -> AsyncIterator[redis.asyncio.Red
 
 
 @pytest.fixture(scope="session")
-def stack_env(tls_redis: RedisServer, pki: CertPaths, session_dir: Path) -> dict[str, str]:
+def stack_env(
+    tls_redis: RedisServer, pki: CertPaths, keyring: KeyRing, session_dir: Path
+) -> dict[str, str]:
     """Environment for taskgate child processes pointing at the session's TLS Redis."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TASKGATE_")}
     env.update(

@@ -12,13 +12,25 @@ from typing import Any
 
 from celery import Celery
 
+from security.keystore import KeyRing
+from workers.catalogue import Catalogue, default_catalogue, load_task_modules
+from workers.execution import WorkerRuntime, register_catalogue
+from workers.sealed import (
+    RESULT_CONTENT_TYPE,
+    RESULT_SERIALIZER,
+    TASK_CONTENT_TYPE,
+    TASK_SERIALIZER,
+    register_serializers,
+)
 from workers.settings import WorkerSettings
+from workers.wire import DEFAULT_QUEUE
 
-__all__ = ["ACCEPT_CONTENT", "DEFAULT_QUEUE", "create_celery"]
+__all__ = ["ACCEPT_CONTENT", "DEFAULT_QUEUE", "RESULT_ACCEPT_CONTENT", "create_celery"]
 
-# The only content types a worker will deserialize. Never pickle (CVE-2021-23727).
-ACCEPT_CONTENT: list[str] = ["json"]
-DEFAULT_QUEUE = "taskgate"
+# The only content types a worker will deserialize: our sealed envelopes. Never pickle
+# (CVE-2021-23727), not even JSON: an unsealed message is refused before any task code.
+ACCEPT_CONTENT: list[str] = [TASK_CONTENT_TYPE]
+RESULT_ACCEPT_CONTENT: list[str] = [RESULT_CONTENT_TYPE]
 
 
 def celery_config(settings: WorkerSettings) -> dict[str, Any]:
@@ -39,10 +51,10 @@ def celery_config(settings: WorkerSettings) -> dict[str, Any]:
         "result_backend_transport_options": {"retry_policy": {"timeout": 5.0}},
         "redis_socket_timeout": 10,
         "redis_socket_connect_timeout": 5,
-        "task_serializer": ACCEPT_CONTENT[0],
-        "result_serializer": ACCEPT_CONTENT[0],
+        "task_serializer": TASK_SERIALIZER,
+        "result_serializer": RESULT_SERIALIZER,
         "accept_content": list(ACCEPT_CONTENT),
-        "result_accept_content": list(ACCEPT_CONTENT),
+        "result_accept_content": list(RESULT_ACCEPT_CONTENT),
         "event_serializer": "json",
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
@@ -62,16 +74,32 @@ def celery_config(settings: WorkerSettings) -> dict[str, Any]:
         "worker_enable_remote_control": False,
         "worker_hijack_root_logger": True,
         "worker_redirect_stdouts": False,
+        "worker_consumer": "workers.consumer:AuditingConsumer",
         "enable_utc": True,
         "timezone": "UTC",
     }
 
 
-def create_celery(settings: WorkerSettings) -> Celery:
-    """Build the Celery app for ``settings`` with the built-in tasks registered."""
-    from workers import system  # registers system.* tasks on the app below
+def create_celery(
+    settings: WorkerSettings,
+    *,
+    keys: KeyRing | None = None,
+    catalogue: Catalogue | None = None,
+) -> Celery:
+    """Build the Celery app for ``settings``: sealed serializers, built-in and declared tasks.
 
+    Keys load with the worker role: broker, vault and audit keys and only the *public*
+    half of the gateway signing key, so a worker can verify work but never originate it.
+    """
+    from workers import system
+
+    ring = keys if keys is not None else settings.key_ring("worker")
+    register_serializers(ring, result_ttl=settings.result_ttl)
+    load_task_modules(settings.task_modules)
+    tasks = catalogue if catalogue is not None else default_catalogue
     app = Celery("taskgate", set_as_current=False)
     app.conf.update(celery_config(settings))
+    app.taskgate_runtime = WorkerRuntime(keys=ring, redis_tls=settings.redis, catalogue=tasks)  # type: ignore[attr-defined]
     system.register(app)
+    register_catalogue(app, tasks)
     return app

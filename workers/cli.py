@@ -31,14 +31,14 @@ def worker_command(
         overrides["queues"] = [q.strip() for q in queues.split(",") if q.strip()]
     if loglevel:
         overrides["loglevel"] = loglevel
+    from workers.app import create_celery
+
     try:
         settings = load_settings(WorkerSettings, **overrides)
+        app = create_celery(settings)
     except ConfigError as exc:
         typer.echo(f"taskgate worker: refused: {exc}", err=True)
         raise typer.Exit(2) from None
-    from workers.app import create_celery
-
-    app = create_celery(settings)
     app.worker_main(
         [
             "worker",

@@ -9,15 +9,16 @@ from typing import Any
 
 from celery import Celery
 
-__all__ = ["PING_TASK", "register"]
+from workers.execution import SealedTask
+from workers.wire import PING_TASK
 
-PING_TASK = "system.ping"
+__all__ = ["PING_TASK", "register"]
 
 
 def register(app: Celery) -> None:
     """Register the built-in tasks on ``app``."""
 
-    @app.task(name=PING_TASK, ignore_result=False, acks_late=False, time_limit=10)
+    @app.task(name=PING_TASK, base=SealedTask, ignore_result=False, acks_late=False, time_limit=10)
     def ping() -> dict[str, Any]:
         """Prove a worker is consuming: who answered and when."""
         return {"pong": True, "worker": f"{socket.gethostname()}:{os.getpid()}", "at": time.time()}

@@ -9,8 +9,9 @@ import httpx
 import pytest
 import redis.asyncio
 
-from gateway.codec import JsonCodec
+from gateway.codec import SealedCodec
 from gateway.health import Readiness
+from security.keystore import KeyRing
 from tests.integration.conftest import Gateway
 
 pytestmark = pytest.mark.integration
@@ -52,25 +53,31 @@ def test_gateway_refuses_tls_1_1(gateway_server: Gateway) -> None:
 
 
 async def test_readiness_names_workers_when_nobody_answers(
-    async_redis: redis.asyncio.Redis,
+    async_redis: redis.asyncio.Redis, keyring: KeyRing
 ) -> None:
     """With no worker on the queue, readiness says the worker check failed and why."""
     readiness = Readiness(
-        async_redis, JsonCodec(), queue="nobody-listens", timeout=0.3, cache_seconds=0
+        async_redis,
+        SealedCodec(keyring, ttl=60),
+        queue="nobody-listens",
+        timeout=0.3,
+        cache_seconds=0,
     )
     checks = await readiness.check()
     assert checks["redis"] == "ok"
     assert checks["workers"].startswith("no worker answered system.ping")
 
 
-async def test_readiness_names_redis_when_it_is_unreachable(tls_redis: object) -> None:
+async def test_readiness_names_redis_when_it_is_unreachable(keyring: KeyRing) -> None:
     """With Redis unreachable, readiness names the Redis check and skips the worker one."""
     from taskgate.procs import free_port
 
     client = redis.asyncio.Redis(
         host="127.0.0.1", port=free_port(), ssl=True, socket_connect_timeout=0.5
     )
-    readiness = Readiness(client, JsonCodec(), queue="q", timeout=0.5, cache_seconds=0)
+    readiness = Readiness(
+        client, SealedCodec(keyring, ttl=60), queue="q", timeout=0.5, cache_seconds=0
+    )
     try:
         checks = await readiness.check()
     finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from certs.material import CertPaths
+from security.keystore import KeyRing
 from taskgate.cli import app
 from taskgate.procs import taskgate_argv
 
@@ -19,10 +21,11 @@ COMMANDS = [["serve"], ["worker"], ["up", "--port", "0"]]
 
 
 @pytest.fixture
-def env(pki: CertPaths, tmp_path: Path) -> dict[str, str]:
-    """A safe configuration pointing at a copy of the test PKI (so files can be broken)."""
+def env(pki: CertPaths, keyring: KeyRing, session_dir: Path, tmp_path: Path) -> dict[str, str]:
+    """A safe configuration pointing at a copy of the test PKI and keys (to break them)."""
     state = tmp_path / "state"
     (state / "certs").mkdir(parents=True)
+    shutil.copytree(session_dir / "keys", state / "keys")
     for file in pki.all_files():
         target = state / "certs" / file.name
         target.write_bytes(file.read_bytes())
@@ -110,3 +113,23 @@ def test_refusal_from_the_real_console_script_is_one_line_and_exit_2(env: dict[s
     assert len(lines) == 1
     assert "TASKGATE_REDIS_URL" in lines[0]
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("command", [["serve"], ["worker"]], ids=lambda c: c[0])
+def test_missing_keys_are_refused(command: list[str], env: dict[str, str]) -> None:
+    """Without a key ring, gateway and worker refuse to start and say how to make one."""
+    shutil.rmtree(Path(env["TASKGATE_STATE_DIR"]) / "keys")
+    code, out = _invoke(command, env)
+    assert code == 2
+    assert "TASKGATE_KEYS_DIR" in out
+    assert "keys init" in out
+
+
+@pytest.mark.parametrize("command", [["serve"], ["worker"]], ids=lambda c: c[0])
+def test_key_file_readable_by_others_is_refused(command: list[str], env: dict[str, str]) -> None:
+    """A key file readable by group or others stops start-up with exit 2."""
+    key = next((Path(env["TASKGATE_STATE_DIR"]) / "keys").glob("broker-*.key"))
+    key.chmod(0o644)
+    code, out = _invoke(command, env)
+    assert code == 2
+    assert "TASKGATE_KEYS_DIR" in out

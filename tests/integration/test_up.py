@@ -64,7 +64,7 @@ def _wait_stack_json(
 
 
 def test_up_runs_the_stack_and_sigint_stops_every_child(tmp_path: Path) -> None:
-    """stack.json appears (0600), /readyz is 200 over verified HTTPS, SIGINT stops all within 10 s."""
+    """stack.json (0600) appears, /readyz is 200 over verified HTTPS, SIGINT stops all in 10 s."""
     state = tmp_path / "state"
     proc = _start_up(state)
     try:

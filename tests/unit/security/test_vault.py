@@ -49,6 +49,7 @@ class FakeRedis:
 
     def __init__(self) -> None:
         self.data: dict[str, Any] = {}
+        self.ttls: dict[str, int] = {}
         self.mget_calls: list[list[str]] = []
         self.delete_calls: list[tuple[str, ...]] = []
 
@@ -62,6 +63,7 @@ class FakeRedis:
 
     def set(self, name: str, value: bytes, *, ex: int) -> object:
         self.data[name] = value
+        self.ttls[name] = ex
         return True
 
 
@@ -278,6 +280,7 @@ def test_swap_refuses_a_payload_nested_too_deep() -> None:
 def test_swap_result_and_entries_never_show_the_value() -> None:
     """repr/str of the result and its entries hold neither the value nor the blob."""
     result = _swap({"a": CANARY}, "a")
+    assert all(isinstance(e, VaultEntry) for e in result.entries)
     _assert_no_canary(result, *result.entries)
     assert repr(result.entries[0].blob) not in repr(result)
 
@@ -449,10 +452,10 @@ def _swap_kid_in_header(blob: bytes) -> bytes:
         (_swap_kid_in_header, "tampered"),
         (lambda b: b[: len(b) - len(CANARY) - 1], "malformed_blob"),
         (lambda b: b[:3], "malformed_blob"),
-        (lambda b: b"", "malformed_blob"),
+        (lambda _: b"", "malformed_blob"),
         (lambda b: b"\x02" + b[1:], "malformed_blob"),
         (lambda b: b[:2] + b"\xff" + b[3:], "malformed_blob"),
-        (lambda b: b"\x01\x07vault-2", "malformed_blob"),
+        (lambda _: b"\x01\x07vault-2", "malformed_blob"),
         (lambda b: b.decode("latin-1"), "malformed_blob"),
     ],
     ids=[
@@ -516,7 +519,7 @@ def test_resolve_refuses_an_mget_reply_of_the_wrong_shape() -> None:
 
     class ShortReply(FakeRedis):
         def mget(self, keys: list[str]) -> list[Any]:
-            return []
+            return [None] * (len(keys) + 1)
 
     result = _swap({"pw": CANARY}, "pw")
     with pytest.raises(VaultError) as info:
@@ -662,7 +665,6 @@ def test_real_redis_blob_copied_to_another_task_is_refused(redis_client: redis.R
 
 
 @pytest.mark.integration
-@pytest.mark.asyncio
 async def test_async_pipeline_writes_what_the_sync_worker_resolves(
     async_redis: redis.asyncio.Redis, redis_client: redis.Redis
 ) -> None:

@@ -1,0 +1,183 @@
+"""Running declared tasks: check the seal's binding, resolve secrets, validate, run.
+
+Every task on a taskgate worker uses :class:`SealedTask` as its base. Before the
+task body runs:
+
+1. the call must carry the :class:`~workers.sealed.SealedOrigin` the sealed serializer
+   attaches, and the envelope must be bound to *this* message's task id and name;
+2. secret references are resolved from the vault, just in time, as ``SecretStr``;
+3. the payload is validated again against the declared schema (defence in depth).
+
+A refusal is audited, logged without payload, and the message is rejected without
+requeue (acknowledged: no redelivery loop). Secrets are deleted once the task is
+finished for good (success, or a failure that will not be retried).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, NoReturn
+
+import redis
+from celery import Celery, Task
+from celery.exceptions import Reject, Retry
+from pydantic import ValidationError
+
+from security.audit import AuditRecord, AuditWriter, Outcome
+from security.errors import TaskgateError
+from security.keystore import KeyRing
+from security.tls import RedisTLS
+from security.vault import delete_secrets, reference_ids, resolve_secrets
+from workers.catalogue import Catalogue, TaskSpec
+from workers.sealed import SEAL_KWARG, SealedOrigin
+
+__all__ = ["SealedTask", "WorkerRuntime", "register_catalogue"]
+
+log = logging.getLogger("taskgate.worker")
+ACTOR = f"worker:{socket.gethostname()}"
+
+
+@dataclass
+class WorkerRuntime:
+    """What tasks need at run time: keys, Redis, the audit log, the catalogue.
+
+    Redis clients are per process (the prefork pool forks after start-up).
+    """
+
+    keys: KeyRing
+    redis_tls: RedisTLS
+    catalogue: Catalogue
+    _pid: int = field(default=-1, repr=False)
+    _client: redis.Redis | None = field(default=None, repr=False)
+    _audit: AuditWriter | None = field(default=None, repr=False)
+
+    def client(self) -> redis.Redis:
+        if self._client is None or self._pid != os.getpid():
+            self._client = self.redis_tls.client(socket_timeout=10, socket_connect_timeout=5)
+            self._audit = AuditWriter(self._client, self.keys.audit)
+            self._pid = os.getpid()
+        return self._client
+
+    def audit(self, action: str, *, target: str, outcome: Outcome, reason: str = "") -> None:
+        """Append to the audit chain; a failure to audit is logged, never swallowed silently."""
+        self.client()
+        if self._audit is None:  # pragma: no cover - set by client()
+            raise RuntimeError("audit writer missing")
+        record = AuditRecord.make(
+            actor=ACTOR, action=action, target=target, outcome=outcome, reason=reason
+        )
+        self._audit.append(record)
+
+
+def _runtime(app: Celery) -> WorkerRuntime:
+    runtime = getattr(app, "taskgate_runtime", None)
+    if not isinstance(runtime, WorkerRuntime):
+        raise RuntimeError("worker runtime not configured: build the app with create_celery()")
+    return runtime
+
+
+class SealedTask(Task[Any, Any]):
+    """Base of every taskgate task: refuses calls that did not come sealed for it."""
+
+    abstract = True
+    spec: TaskSpec | None = None
+    typing = False  # the seal marker travels in kwargs; the run signature is ours
+
+    def refuse(self, reason: str, detail: str) -> NoReturn:
+        """Audit and log the refusal, then reject the message without requeue."""
+        task_id = str(self.request.id)
+        log.warning("refused task %s[%s]: %s", self.name, task_id, detail)
+        try:
+            _runtime(self.app).audit(
+                "task.refused", target=task_id, outcome="denied", reason=reason
+            )
+        except Exception:  # the refusal stands even when the audit log is unreachable
+            log.exception("could not audit the refusal of %s", task_id)
+        raise Reject(reason, requeue=False)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        origin = kwargs.pop(SEAL_KWARG, None)
+        if not isinstance(origin, SealedOrigin):
+            self.refuse("not_sealed", "the call did not come from a sealed envelope")
+        if origin.task_id != self.request.id or origin.task_name != self.name:
+            reason = (
+                "task_id_mismatch" if origin.task_id != self.request.id else "task_name_mismatch"
+            )
+            self.refuse(reason, "the envelope is bound to another task")
+        if self.spec is None:  # built-in tasks (system.ping) take no payload
+            return self.run(*args, **kwargs)
+        return self._run_declared(self.spec, kwargs.get("payload"))
+
+    def _run_declared(self, spec: TaskSpec, payload: Any) -> Any:
+        runtime = _runtime(self.app)
+        task_id = str(self.request.id)
+        if not isinstance(payload, dict):
+            self.refuse("bad_payload", "payload is not an object")
+        try:
+            resolved = resolve_secrets(
+                payload, task_id=task_id, keys=runtime.keys.vault, client=runtime.client()
+            )
+            model = spec.schema.model_validate(resolved)
+        except TaskgateError as exc:
+            self._finish_for_good(payload)
+            self.refuse(exc.reason, str(exc))
+        except ValidationError as exc:
+            self._finish_for_good(payload)
+            fields = ",".join(".".join(map(str, e["loc"])) for e in exc.errors()[:5])
+            self.refuse("invalid_payload", f"payload failed validation at {fields}")
+        try:
+            result = spec.fn(model)
+        except Retry:
+            raise  # secrets stay for the next attempt
+        except BaseException:
+            if not self._will_retry():
+                self._finish_for_good(payload)
+            raise
+        self._finish_for_good(payload)
+        return result
+
+    def _will_retry(self) -> bool:
+        spec = self.spec
+        return bool(spec and self.request.retries + 1 < spec.retry.max_attempts)
+
+    def _finish_for_good(self, payload: Any) -> None:
+        """Delete the task's stored secrets: it will not run again."""
+        refs = reference_ids(payload)
+        if refs:
+            delete_secrets(_runtime(self.app).client(), str(self.request.id), refs)
+
+
+def _make_run(spec: TaskSpec) -> Callable[..., Any]:
+    def run(payload: Any = None) -> Any:  # noqa: ARG001  # pragma: no cover - never reached
+        raise RuntimeError(f"{spec.name} must be called through SealedTask")
+
+    run.__name__ = spec.name.replace(".", "_").replace("-", "_")
+    return run
+
+
+def register_catalogue(app: Celery, catalogue: Catalogue) -> None:
+    """Register every declared (non best-effort) task on ``app`` with :class:`SealedTask`."""
+    for spec in catalogue:
+        if spec.best_effort:
+            continue
+        limits: dict[str, Any] = {
+            name: value
+            for name, value in (
+                ("soft_time_limit", spec.soft_time_limit),
+                ("time_limit", spec.time_limit),
+            )
+            if value is not None
+        }
+        app.task(
+            name=spec.name,
+            base=SealedTask,
+            spec=spec,
+            queue=spec.queue,
+            acks_late=True,
+            reject_on_worker_lost=True,
+            **limits,
+        )(_make_run(spec))  # type: ignore[no-untyped-call]  # celery-types: extra options

@@ -1,0 +1,129 @@
+"""The only serializers a worker accepts: sealed task bodies and sealed results.
+
+Design (the issue left the choice to us): a kombu serializer with its own content
+type, the single entry of ``accept_content`` (tasks) and ``result_accept_content``
+(results). Anything else on the queue - JSON, pickle, an unsigned envelope - is
+refused by kombu before any task code is looked at.
+
+* Task bodies (``application/x-taskgate-sealed``) are sealed *and signed* by the
+  gateway (``security.sealing``). The decoder verifies the signature, decrypts, and
+  hands the task base class a :class:`SealedOrigin` in the kwargs; the task checks the
+  envelope's binding against the message's own task id and name before anything runs
+  (the serializer alone never sees the headers).
+* A retry re-publishes the original envelope byte for byte: workers hold no signing
+  key, so they cannot originate work, only send the gateway's message back.
+* Results and failure details (``application/x-taskgate-sealed-result``) are sealed
+  with the broker key, bound to the task id; unsigned (workers hold no signing key).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from kombu.serialization import register
+from kombu.utils.json import dumps as kombu_dumps
+
+from security.errors import NotSealedError, SealError
+from security.keystore import KeyRing
+from security.sealing import open_envelope, seal
+from workers.wire import RESULT_BINDING, RESULT_CONTENT_TYPE, TASK_CONTENT_TYPE
+
+__all__ = [
+    "RESULT_BINDING",
+    "RESULT_CONTENT_TYPE",
+    "RESULT_SERIALIZER",
+    "SEAL_KWARG",
+    "TASK_CONTENT_TYPE",
+    "TASK_SERIALIZER",
+    "SealedOrigin",
+    "register_serializers",
+]
+
+TASK_SERIALIZER = "taskgate-sealed"
+RESULT_SERIALIZER = "taskgate-sealed-result"
+SEAL_KWARG = "__taskgate_seal__"
+
+
+@dataclass(frozen=True)
+class SealedOrigin:
+    """Proof that a call came out of a gateway envelope, and for which task."""
+
+    task_id: str
+    task_name: str
+    expires_at: float
+    envelope: bytes = field(repr=False)
+
+
+def _decode_task(keys: KeyRing, data: bytes | str) -> tuple[list[Any], dict[str, Any], Any]:
+    raw = data.encode("latin-1") if isinstance(data, str) else bytes(data)
+    opened = open_envelope(raw, keys=keys.broker, verifiers=keys.signing, require_signature=True)
+    try:
+        args, kwargs, embed = json.loads(opened.plaintext)
+    except (ValueError, TypeError) as exc:
+        raise SealError("sealed body is not a task call", reason="bad_body") from exc
+    if not isinstance(args, list) or not isinstance(kwargs, dict) or SEAL_KWARG in kwargs:
+        raise SealError("sealed body is not a task call", reason="bad_body")
+    kwargs[SEAL_KWARG] = SealedOrigin(
+        task_id=opened.task_id,
+        task_name=opened.task_name,
+        expires_at=opened.exp,
+        envelope=raw,
+    )
+    return args, kwargs, embed
+
+
+def _encode_task(body: Any) -> bytes:
+    """Only a retry may publish from a worker, and only the original envelope."""
+    try:
+        _args, kwargs, _embed = body
+        origin = kwargs[SEAL_KWARG]
+    except (TypeError, ValueError, KeyError):
+        origin = None
+    if not isinstance(origin, SealedOrigin):
+        raise NotSealedError("workers cannot originate tasks; only the gateway seals and signs")
+    return origin.envelope
+
+
+def _encode_result(keys: KeyRing, ttl: float, meta: Any) -> bytes:
+    if not isinstance(meta, dict) or not isinstance(meta.get("task_id"), str):
+        raise SealError("result metadata without a task id", reason="bad_result")
+    plaintext = kombu_dumps(meta).encode()
+    return seal(
+        plaintext,
+        task_id=meta["task_id"],
+        task_name=RESULT_BINDING,
+        keys=keys.broker,
+        signer=None,
+        ttl=ttl,
+    )
+
+
+def _decode_result(keys: KeyRing, data: bytes | str) -> dict[str, Any]:
+    raw = data.encode("latin-1") if isinstance(data, str) else bytes(data)
+    opened = open_envelope(raw, keys=keys.broker, verifiers=None, require_signature=False)
+    meta = json.loads(opened.plaintext)
+    if not isinstance(meta, dict):
+        raise SealError("result is not an object", reason="bad_result")
+    opened.check_binding(str(meta.get("task_id")), RESULT_BINDING)
+    return meta
+
+
+def register_serializers(keys: KeyRing, *, result_ttl: float) -> None:
+    """Register both serializers with kombu for this process (idempotent)."""
+    # kombu's stubs say encoders return str; with content_encoding="binary" bytes pass through.
+    register(
+        TASK_SERIALIZER,
+        _encode_task,  # type: ignore[arg-type]
+        lambda data: _decode_task(keys, data),
+        content_type=TASK_CONTENT_TYPE,
+        content_encoding="binary",
+    )
+    register(
+        RESULT_SERIALIZER,
+        lambda meta: _encode_result(keys, result_ttl, meta),  # type: ignore[arg-type,return-value]
+        lambda data: _decode_result(keys, data),
+        content_type=RESULT_CONTENT_TYPE,
+        content_encoding="binary",
+    )
