@@ -1,0 +1,244 @@
+"""Writer failure paths, driven by a fake script (no Redis): every refusal is an AuditError."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import redis
+
+from security.audit_chain import EMPTY_HEAD, AuditRecord
+from security.audit_store import (
+    MAX_BATCH,
+    AsyncAuditWriter,
+    AuditWriter,
+    _backoff,
+    head_key,
+    text,
+)
+from security.errors import AuditError, ConfigError
+from security.keys import KeySet, Purpose, SymmetricKey
+
+KEYS = KeySet(Purpose.AUDIT, [SymmetricKey("audit-1", Purpose.AUDIT, os.urandom(32))])
+RECORD = AuditRecord.make(actor="gateway", action="task.submit", outcome="ok", now=1.0)
+
+
+class FakeClient:
+    """Stands in for redis.Redis: register_script returns a callable replaying ``replies``."""
+
+    def __init__(self, *replies: Any) -> None:
+        self.replies = list(replies)
+        self.script = ""
+        self.calls: list[tuple[list[str], list[str]]] = []
+
+    def _run(self, keys: list[str], args: list[str]) -> Any:
+        self.calls.append((keys, list(args)))
+        reply = self.replies.pop(0)
+        if isinstance(reply, Exception):
+            raise reply
+        if callable(reply):
+            return reply(args)
+        return reply
+
+    def register_script(self, script: str) -> Callable[..., Any]:
+        self.script = script
+        return self._run
+
+
+class FakeAsyncClient(FakeClient):
+    """Stands in for redis.asyncio.Redis."""
+
+    def register_script(self, script: str) -> Callable[..., Any]:
+        self.script = script
+
+        async def run(keys: list[str], args: list[str]) -> Any:
+            return self._run(keys, args)
+
+        return run
+
+
+def _ok(args: list[str]) -> list[bytes]:
+    n = int(args[3])
+    entries = (len(args) - 4 - n) // n
+    return [b"ok", *(f"{i}-0".encode() for i in range(1, entries + 1))]
+
+
+def _writer(*replies: Any, **kwargs: Any) -> tuple[AuditWriter, FakeClient]:
+    client = FakeClient(*replies)
+    return AuditWriter(client, KEYS, **kwargs), client  # type: ignore[arg-type]
+
+
+def _async_writer(*replies: Any, **kwargs: Any) -> tuple[AsyncAuditWriter, FakeAsyncClient]:
+    client = FakeAsyncClient(*replies)
+    return AsyncAuditWriter(client, KEYS, **kwargs), client  # type: ignore[arg-type]
+
+
+def test_script_gets_expected_head_new_head_and_fields() -> None:
+    """One call carries the expected head, the new head, field names and values in order."""
+    writer, client = _writer(_ok)
+    entry = writer.append(RECORD)
+    keys, args = client.calls[0]
+    assert keys == ["tg:audit", "tg:audit:head"]
+    assert args[:3] == [EMPTY_HEAD.encode(), EMPTY_HEAD.encode(), f"1 {entry.mac}"]
+    assert args[4:15] == list(entry.to_fields())
+    assert args[15:] == list(entry.to_fields().values())
+    assert entry.stream_id == "1-0"
+    assert "XADD" in client.script
+
+
+def test_conflict_reply_teaches_the_head_and_retries() -> None:
+    """On conflict the writer re-chains after the returned head and retries at once."""
+    current = f"7 {'ab' * 32}"
+    writer, client = _writer([b"conflict", current.encode()], _ok)
+    entry = writer.append(RECORD)
+    assert (entry.seq, entry.prev) == (8, "ab" * 32)
+    assert client.calls[1][1][0] == current
+
+
+def test_steady_state_append_is_one_call() -> None:
+    """Once the head is known, each append is exactly one script call."""
+    writer, client = _writer(_ok, _ok, _ok)
+    assert [writer.append(RECORD).seq for _ in range(3)] == [1, 2, 3]
+    assert len(client.calls) == 3
+
+
+def test_batches_are_split_at_max_batch() -> None:
+    """More than MAX_BATCH records go in several atomic calls, chained on."""
+    writer, client = _writer(_ok, _ok)
+    entries = writer.append_many([RECORD] * (MAX_BATCH + 1))
+    assert [e.seq for e in entries] == list(range(1, MAX_BATCH + 2))
+    assert len(client.calls) == 2
+    assert writer.append_many([]) == []
+
+
+def test_missing_head_over_an_existing_stream_is_refused() -> None:
+    """The script's 'missing' reply becomes head_missing: no new chain over old entries."""
+    writer, _ = _writer([b"missing"])
+    with pytest.raises(AuditError) as info:
+        writer.append(RECORD)
+    assert info.value.reason == "head_missing"
+
+
+def test_malformed_head_in_a_conflict_is_refused() -> None:
+    """A conflict naming a head that does not parse is bad_head."""
+    writer, _ = _writer([b"conflict", b"garbage"])
+    with pytest.raises(AuditError) as info:
+        writer.append(RECORD)
+    assert info.value.reason == "bad_head"
+
+
+@pytest.mark.parametrize(
+    "reply", [None, [], [b"weird"], [b"ok"], [b"ok", b"1-0", b"2-0"], [b"conflict"]]
+)
+def test_unexpected_script_reply_is_write_failed(reply: Any) -> None:
+    """A reply of the wrong shape is write_failed, never silently accepted."""
+    writer, _ = _writer(reply)
+    with pytest.raises(AuditError) as info:
+        writer.append(RECORD)
+    assert info.value.reason == "write_failed"
+
+
+@pytest.mark.parametrize(
+    ("exc", "reason"),
+    [
+        (redis.ConnectionError("Connection reset"), "unavailable"),
+        (redis.TimeoutError("Timeout reading"), "unavailable"),
+        (redis.ResponseError("WRONGTYPE Operation"), "write_failed"),
+    ],
+)
+def test_redis_errors_become_audit_errors(exc: Exception, reason: str) -> None:
+    """A connection problem is unavailable; Redis refusing the script is write_failed."""
+    writer, _ = _writer(exc)
+    with pytest.raises(AuditError) as info:
+        writer.append(RECORD)
+    assert info.value.reason == reason
+    assert isinstance(info.value.__cause__, redis.RedisError)
+
+
+def test_contention_gives_up_after_max_attempts_with_jittered_backoff() -> None:
+    """Conflicting on every attempt ends in contention; retries after the first back off."""
+    sleeps: list[float] = []
+    heads = [f"{n} {'ab' * 32}".encode() for n in (1, 2, 3)]
+    writer, client = _writer(
+        *([b"conflict", h] for h in heads), max_attempts=3, sleep=sleeps.append
+    )
+    with pytest.raises(AuditError) as info:
+        writer.append(RECORD)
+    assert info.value.reason == "contention"
+    assert len(client.calls) == 3
+    assert len(sleeps) == 2
+    assert all(0 <= s <= 0.02 for s in sleeps)
+
+
+def test_backoff_is_immediate_then_bounded() -> None:
+    """The first retry is immediate (the head is known); later ones stay under 20 ms."""
+    assert _backoff(0) == 0.0
+    assert all(0 <= _backoff(n) <= 0.02 for n in range(1, 64))
+
+
+def test_max_attempts_must_be_positive() -> None:
+    """A writer that may never try is a configuration error."""
+    with pytest.raises(ConfigError):
+        _writer(max_attempts=0)
+
+
+def test_only_audit_records_are_accepted() -> None:
+    """A dict (or anything not an AuditRecord) is refused before any call."""
+    writer, client = _writer(_ok)
+    with pytest.raises(AuditError) as info:
+        writer.append_many([{"actor": "x", "password": "y"}])  # type: ignore[list-item]
+    assert info.value.reason == "bad_record"
+    assert client.calls == []
+
+
+def test_writer_refuses_keys_of_another_purpose() -> None:
+    """The writer MACs only with audit keys."""
+    tokens = KeySet(Purpose.TOKEN, [SymmetricKey("token-1", Purpose.TOKEN, os.urandom(32))])
+    with pytest.raises(Exception, match="audit"):
+        AuditWriter(FakeClient(), tokens)  # type: ignore[arg-type]
+
+
+def test_custom_stream_uses_its_own_head_key() -> None:
+    """The head key is derived from the stream name."""
+    writer, client = _writer(_ok, stream="tg:audit:test")
+    writer.append(RECORD)
+    assert client.calls[0][0] == ["tg:audit:test", head_key("tg:audit:test")]
+
+
+def test_text_decodes_bytes_and_replaces_invalid_utf8() -> None:
+    """Replies decode as UTF-8; invalid bytes become U+FFFD rather than raising."""
+    assert text(b"caf\xc3\xa9") == "café"
+    assert text("already") == "already"
+    assert text(b"\xff") == "\ufffd"
+
+
+async def test_async_writer_appends_retries_and_batches() -> None:
+    """The asyncio writer shares the chain logic: conflict, retry, batch split."""
+    writer, client = _async_writer([b"conflict", f"2 {'cd' * 32}".encode()], _ok, _ok, _ok)
+    entry = await writer.append(RECORD)
+    assert (entry.seq, entry.prev) == (3, "cd" * 32)
+    entries = await writer.append_many([RECORD] * (MAX_BATCH + 1))
+    assert [e.seq for e in entries] == list(range(4, MAX_BATCH + 5))
+    assert len(client.calls) == 4
+
+
+async def test_async_writer_errors_and_contention() -> None:
+    """The asyncio writer maps Redis errors and gives up on contention like the sync one."""
+    writer, _ = _async_writer(redis.ConnectionError("gone"))
+    with pytest.raises(AuditError) as info:
+        await writer.append(RECORD)
+    assert info.value.reason == "unavailable"
+
+    slept: list[float] = []
+
+    async def sleep(delay: float) -> None:
+        slept.append(delay)
+
+    heads = [f"{n} {'ab' * 32}".encode() for n in (1, 2)]
+    writer, _ = _async_writer(*([b"conflict", h] for h in heads), max_attempts=2, sleep=sleep)
+    with pytest.raises(AuditError) as info:
+        await writer.append(RECORD)
+    assert info.value.reason == "contention"
+    assert len(slept) == 1
