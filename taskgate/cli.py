@@ -6,6 +6,8 @@ import typer
 
 from certs.cli import app as certs_app
 from gateway.cli import serve_command
+from taskgate.audit_cli import app as audit_app
+from taskgate.keys_cli import app as keys_app
 from taskgate.stack import up_command
 from workers.cli import worker_command
 
@@ -22,3 +24,5 @@ app.command("up")(up_command)
 app.command("serve")(serve_command)
 app.command("worker")(worker_command)
 app.add_typer(certs_app, name="certs")
+app.add_typer(keys_app, name="keys")
+app.add_typer(audit_app, name="audit")

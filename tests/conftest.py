@@ -118,6 +118,8 @@ def stack_env(
             "TASKGATE_STATE_DIR": str(session_dir),
             "TASKGATE_REDIS_URL": tls_redis.url,
             "TASKGATE_CA_FILE": str(pki.ca),
+            "TASKGATE_TASK_MODULES": '["tests.integration.sample_tasks"]',
+            "TASKGATE_TEST_SIDE_EFFECTS": str(session_dir / "side-effects"),
             "PYTHONUNBUFFERED": "1",
         }
     )

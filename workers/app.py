@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Celery
+from celery.app import trace
 
 from security.keystore import KeyRing
 from workers.catalogue import Catalogue, default_catalogue, load_task_modules
@@ -93,6 +94,9 @@ def create_celery(
     """
     from workers import system
 
+    # Celery logs every return value at INFO ("succeeded in 0.01s: {...}"); results are
+    # sealed at rest, so they must not be readable in the worker log either.
+    trace.LOG_SUCCESS = "Task %(name)s[%(id)s] succeeded in %(runtime)ss"
     ring = keys if keys is not None else settings.key_ring("worker")
     register_serializers(ring, result_ttl=settings.result_ttl)
     load_task_modules(settings.task_modules)

@@ -1,0 +1,101 @@
+"""`taskgate keys init|list|rotate|retire`: the key ring in the state folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from security.errors import KeyRingError
+from security.keys import Purpose, SigningKey, SymmetricKey
+from security.keystore import KeyRing, init_keys, list_keys, retire_key, rotate_keys
+
+__all__ = ["app"]
+
+app = typer.Typer(
+    help="Create, list, rotate and retire keys (sealing, vault, audit, token, signing).",
+    no_args_is_help=True,
+)
+
+StateDir = Annotated[
+    Path, typer.Option("--state-dir", envvar="TASKGATE_STATE_DIR", help="State folder.")
+]
+KeysDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--keys-dir", envvar="TASKGATE_KEYS_DIR", help="Key folder (default <state>/keys)."
+    ),
+]
+
+
+def _folder(state_dir: Path, keys_dir: Path | None) -> Path:
+    return keys_dir if keys_dir is not None else state_dir / "keys"
+
+
+def _fail(exc: KeyRingError) -> typer.Exit:
+    typer.echo(f"taskgate keys: {exc}", err=True)
+    return typer.Exit(1)
+
+
+@app.command("init")
+def init_command(state_dir: StateDir = Path(".taskgate"), keys_dir: KeysDir = None) -> None:
+    """Create a key for every purpose that has none (existing keys are kept)."""
+    folder = _folder(state_dir, keys_dir)
+    try:
+        ring = init_keys(folder)
+    except KeyRingError as exc:
+        raise _fail(exc) from None
+    typer.echo(f"key ring ready in {folder}: {', '.join(k.kid for k in _current(ring))}")
+
+
+def _current(ring: KeyRing) -> list[SymmetricKey | SigningKey]:
+    return [getattr(ring, p.value).current() for p in Purpose]
+
+
+@app.command("list")
+def list_command(state_dir: StateDir = Path(".taskgate"), keys_dir: KeysDir = None) -> None:
+    """List key ids, purpose, creation time, state and fingerprint (never material)."""
+    try:
+        infos = list_keys(_folder(state_dir, keys_dir))
+    except KeyRingError as exc:
+        raise _fail(exc) from None
+    typer.echo(f"{'kid':<44} {'purpose':<8} {'created':<21} {'state':<8} fingerprint")
+    for info in infos:
+        state = "retired" if info.retired else "live"
+        typer.echo(
+            f"{info.kid:<44} {info.purpose!s:<8} {info.created_at:<21} {state:<8} "
+            f"{info.fingerprint}"
+        )
+
+
+@app.command("rotate")
+def rotate_command(
+    purpose: Annotated[
+        list[Purpose] | None,
+        typer.Option("--purpose", "-p", help="Rotate only these purposes (repeatable)."),
+    ] = None,
+    state_dir: StateDir = Path(".taskgate"),
+    keys_dir: KeysDir = None,
+) -> None:
+    """Add a newer key; new messages use it, old ones still open until retired."""
+    try:
+        ring = rotate_keys(_folder(state_dir, keys_dir), purpose or None)
+    except KeyRingError as exc:
+        raise _fail(exc) from None
+    typer.echo("newest keys: " + ", ".join(k.kid for k in _current(ring)))
+    typer.echo("restart gateways and workers to pick them up (workers first).")
+
+
+@app.command("retire")
+def retire_command(
+    kid: Annotated[str, typer.Argument(help="The key id to retire.")],
+    state_dir: StateDir = Path(".taskgate"),
+    keys_dir: KeysDir = None,
+) -> None:
+    """Retire a key: anything still sealed or signed with it is refused from now on."""
+    try:
+        retire_key(_folder(state_dir, keys_dir), kid)
+    except KeyRingError as exc:
+        raise _fail(exc) from None
+    typer.echo(f"retired {kid}; restart gateways and workers to enforce it.")

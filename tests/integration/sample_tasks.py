@@ -1,0 +1,49 @@
+"""Tasks the session worker loads (TASKGATE_TASK_MODULES) so tests can watch side effects.
+
+Each run appends one line to ``$TASKGATE_TEST_SIDE_EFFECTS/<task id>``: a test proves a
+task body never ran by that file's absence.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+from celery import current_task
+from pydantic import BaseModel, ConfigDict, SecretStr
+
+from workers.catalogue import task
+
+
+class TouchPayload(BaseModel):
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
+    note: str
+    token: SecretStr | None = None
+
+
+def _mark(note: str) -> None:
+    folder = Path(os.environ["TASKGATE_TEST_SIDE_EFFECTS"])
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder / str(current_task.request.id)).open("a") as fh:
+        fh.write(f"ran {len(note)}\n")
+
+
+@task("test.touch", schema=TouchPayload, secret_fields=("token",))
+def touch(payload: TouchPayload) -> dict[str, object]:
+    """Record that the body ran; prove the secret arrived without returning it."""
+    _mark(payload.note)
+    token = payload.token.get_secret_value() if payload.token else ""
+    return {
+        "note_length": len(payload.note),
+        "token_sha256": hashlib.sha256(token.encode()).hexdigest(),
+        "token_repr": repr(payload.token),
+    }
+
+
+@task("test.other", schema=TouchPayload)
+def other(payload: TouchPayload) -> dict[str, object]:
+    """A second task, so a message can be moved from one task name to another."""
+    _mark(payload.note)
+    return {"note_length": len(payload.note)}
