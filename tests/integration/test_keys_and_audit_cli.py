@@ -41,7 +41,7 @@ def test_keys_rotation_keeps_old_messages_until_retired(tmp_path: Path) -> None:
     assert rotated.broker.current().kid != old_kid
     assert open_envelope(envelope, keys=rotated.broker, verifiers=rotated.signing).plaintext == b"x"
 
-    code, out = _run(["keys", "retire", old_kid, "--state-dir", state])
+    code, _out = _run(["keys", "retire", old_kid, "--state-dir", state])
     assert code == 0
     retired = load_keys(tmp_path / "keys", role="gateway")
     with pytest.raises(KeyRetiredError, match="retired"):
