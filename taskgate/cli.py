@@ -7,6 +7,7 @@ import typer
 from certs.cli import app as certs_app
 from gateway.cli import serve_command
 from taskgate.audit_cli import app as audit_app
+from taskgate.clients_cli import app as clients_app
 from taskgate.keys_cli import app as keys_app
 from taskgate.stack import up_command
 from workers.cli import worker_command
@@ -26,3 +27,4 @@ app.command("worker")(worker_command)
 app.add_typer(certs_app, name="certs")
 app.add_typer(keys_app, name="keys")
 app.add_typer(audit_app, name="audit")
+app.add_typer(clients_app, name="clients")
