@@ -4,42 +4,148 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.openapi.utils import get_openapi
+from starlette.types import Scope
 
 from gateway import health
+from gateway.audit_batcher import AuditBatcher
+from gateway.clients import ClientRegistry
 from gateway.codec import SealedCodec
+from gateway.errors import install_error_handlers
+from gateway.middleware import (
+    BodySizeLimitMiddleware,
+    RequestIdMiddleware,
+    SecurityHeadersMiddleware,
+)
+from gateway.routes_tasks import COMMON_ERRORS, build_router, submit_route
+from gateway.routes_token import build_token_limiter, build_token_router
 from gateway.settings import GatewaySettings
+from gateway.state import GatewayState
+from security.audit import AsyncAuditWriter
 from security.keystore import KeyRing
+from security.tokens import TokenPolicy
+from workers.catalogue import Catalogue, default_catalogue, load_task_modules
 from workers.wire import DEFAULT_QUEUE
 
 __all__ = ["app_from_env", "create_app"]
 
+ACCEPTED = {
+    "description": "Accepted: queued for a worker",
+    "headers": {
+        "Location": {"schema": {"type": "string"}, "description": "The task's status URL"},
+        "RateLimit-Limit": {"schema": {"type": "integer"}},
+        "RateLimit-Remaining": {"schema": {"type": "integer"}},
+        "RateLimit-Reset": {"schema": {"type": "integer"}},
+    },
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "required": ["id", "status", "links"],
+                "properties": {
+                    "id": {"type": "string", "format": "uuid"},
+                    "status": {"type": "string", "enum": ["queued"]},
+                    "links": {"type": "object", "properties": {"self": {"type": "string"}}},
+                },
+            }
+        }
+    },
+}
+SUBMIT_ERRORS: dict[int | str, dict[str, Any]] = {
+    **COMMON_ERRORS,
+    400: {
+        "description": "Malformed request or header",
+        "content": {"application/problem+json": {}},
+    },
+    409: {
+        "description": "Same Idempotency-Key in flight",
+        "content": {"application/problem+json": {}},
+    },
+    413: {"description": "Body over the task's cap", "content": {"application/problem+json": {}}},
+    422: {
+        "description": "Payload refused (schema, limits, leak guard)",
+        "content": {"application/problem+json": {}},
+    },
+    429: {
+        "description": "Rate limit or per-client queue cap",
+        "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+        "content": {"application/problem+json": {}},
+    },
+}
 
-def create_app(settings: GatewaySettings, *, keys: KeyRing | None = None) -> FastAPI:
+
+def _body_limit(settings: GatewaySettings, catalogue: Catalogue) -> Any:
+    def limit_for(scope: Scope) -> int:
+        path: str = scope.get("path", "")
+        if path.startswith("/v1/tasks/"):
+            spec = catalogue.get(path.removeprefix("/v1/tasks/"))
+            if spec is not None:
+                return spec.max_payload_bytes
+        if path == "/v1/token":
+            return 4096
+        return settings.max_body_bytes
+
+    return limit_for
+
+
+def create_app(
+    settings: GatewaySettings,
+    *,
+    keys: KeyRing | None = None,
+    catalogue: Catalogue | None = None,
+) -> FastAPI:
     """Build the gateway for ``settings``; connections open in the lifespan.
 
     Keys load with the gateway role (including the Ed25519 signing key) unless given.
     """
     ring = keys if keys is not None else settings.key_ring("gateway")
+    load_task_modules(settings.task_modules)
+    tasks = catalogue if catalogue is not None else default_catalogue
     codec = SealedCodec(ring, ttl=settings.envelope_ttl)
+    policy = TokenPolicy(
+        issuer=settings.token_issuer,
+        audience=settings.token_audience,
+        ttl_seconds=settings.token_ttl,
+    )
+    admin_hash = settings.load_admin_token_hash()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         client = settings.redis.async_client(
-            socket_timeout=5, socket_connect_timeout=3, health_check_interval=25
+            socket_timeout=5,
+            socket_connect_timeout=3,
+            health_check_interval=25,
+            max_connections=200,
         )
-        app.state.redis = client
-        app.state.readiness = health.Readiness(
+        batcher = AuditBatcher(AsyncAuditWriter(client, ring.audit))
+        readiness = health.Readiness(
             client,
             codec,
             queue=DEFAULT_QUEUE,
             timeout=settings.ready_timeout,
             cache_seconds=settings.ready_cache_seconds,
         )
+        app.state.readiness = readiness
+        app.state.gateway = GatewayState(
+            settings=settings,
+            keys=ring,
+            redis=client,
+            codec=codec,
+            catalogue=tasks,
+            token_policy=policy,
+            audit=batcher,
+            readiness=readiness,
+            clients=ClientRegistry(client),
+            admin_token_hash=admin_hash,
+        )
         try:
             yield
         finally:
+            await batcher.stop()
             await client.aclose()
 
     app = FastAPI(
@@ -52,10 +158,92 @@ def create_app(settings: GatewaySettings, *, keys: KeyRing | None = None) -> Fas
         lifespan=lifespan,
     )
     app.state.settings = settings
-    app.state.keys = ring
-    app.state.codec = codec
+    install_error_handlers(app)
     app.include_router(health.router)
+    limiter = build_token_limiter(settings)
+    app.state.limiter = limiter
+    app.include_router(build_token_router(limiter, settings))
+    router = build_router()
+    for spec in tasks:
+        if spec.best_effort:
+            continue
+        router.add_api_route(
+            f"/{spec.name}",
+            submit_route(spec),
+            methods=["POST"],
+            status_code=202,
+            summary=f"Submit {spec.name}",
+            description=spec.description or None,
+            responses={202: ACCEPTED, **SUBMIT_ERRORS},
+            openapi_extra=_submit_openapi(spec.name),
+        )
+    app.include_router(router)
+    _install_openapi(app, tasks)
+    # Outermost first: ids on everything, headers on everything, then the body cap.
+    app.add_middleware(BodySizeLimitMiddleware, limit_for=_body_limit(settings, tasks))
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "X-Request-ID"],
+        )
+    app.add_middleware(SecurityHeadersMiddleware)
+    app.add_middleware(RequestIdMiddleware)
     return app
+
+
+def _schema_name(task_name: str) -> str:
+    return "Submit_" + "".join(part.capitalize() for part in task_name.replace("-", ".").split("."))
+
+
+def _submit_openapi(task_name: str) -> dict[str, Any]:
+    return {
+        "parameters": [
+            {
+                "name": "Idempotency-Key",
+                "in": "header",
+                "required": False,
+                "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+                "description": "Same key and body within 24 h: the same task, not a second one.",
+            }
+        ],
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {"$ref": f"#/components/schemas/{_schema_name(task_name)}"}
+                }
+            },
+        },
+    }
+
+
+def _install_openapi(app: FastAPI, catalogue: Catalogue) -> None:
+    """OpenAPI with each task's payload schema (secret fields writeOnly, format password)."""
+    from gateway.routes_tasks import _mark_secret
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        doc = get_openapi(
+            title=app.title, version=app.version, summary=app.summary, routes=app.routes
+        )
+        schemas = doc.setdefault("components", {}).setdefault("schemas", {})
+        for spec in catalogue:
+            schema = spec.schema.model_json_schema(ref_template="#/components/schemas/{model}")
+            for path in spec.secret_fields:
+                _mark_secret(schema, path.split("."))
+            schemas.update(schema.pop("$defs", {}))
+            schemas[_schema_name(spec.name)] = schema
+        doc["components"]["securitySchemes"] = {
+            "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT or admin token"}
+        }
+        doc["security"] = [{"bearer": []}]
+        app.openapi_schema = doc
+        return doc
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def app_from_env() -> FastAPI:

@@ -8,6 +8,7 @@ from typing import ClassVar, Self
 from pydantic import Field, model_validator
 
 from security.config import CommonSettings, env_name
+from security.errors import ConfigError
 from security.tls import check_private_key, check_readable
 
 __all__ = ["GatewaySettings"]
@@ -30,6 +31,24 @@ class GatewaySettings(CommonSettings):
     docs_enabled: bool = False
     # How long a sealed task message stays valid: queueing plus every retry must fit.
     envelope_ttl: int = Field(default=86_400, ge=60, le=7 * 86_400)
+    result_ttl: int = Field(default=86_400, ge=60)
+    task_modules: list[str] = Field(default_factory=list)
+    # Access tokens
+    token_ttl: int = Field(default=900, ge=60, le=86_400)
+    token_issuer: str = "taskgate"
+    token_audience: str = "taskgate-api"
+    # Admin token: stored only as a hash ("sha256:<hex>"), from the variable or the file.
+    admin_token_hash: str | None = None
+    admin_token_file: Path | None = None
+    # Limits
+    client_cache_seconds: float = Field(default=5.0, ge=0, le=300)
+    max_queued_global: int = Field(default=10_000, ge=1)
+    token_rate_limit_ip: str = "20/minute"
+    token_rate_limit_client: str = "10/minute"
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=64 * 1024 * 1024)
+    # Proxies whose X-Forwarded-For is believed (CIDRs); empty: the socket address only.
+    trusted_proxies: list[str] = Field(default_factory=list)
+    cors_origins: list[str] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _check_https_material(self) -> Self:
@@ -40,4 +59,23 @@ class GatewaySettings(CommonSettings):
             self.__dict__["tls_key"] = certs / "https-key.pem"
         check_readable(self.tls_cert, setting=env_name("tls_cert"), what="HTTPS certificate (PEM)")
         check_private_key(self.tls_key, setting=env_name("tls_key"))
+        if self.admin_token_file is None:
+            self.__dict__["admin_token_file"] = self.state_dir / "admin-token.sha256"
+        for proxy in self.trusted_proxies:
+            if proxy.strip() in {"*", "0.0.0.0/0", "::/0"}:
+                raise ConfigError(
+                    env_name("trusted_proxies"),
+                    f"{proxy!r} would trust X-Forwarded-For from anyone",
+                    "list your load balancers' addresses or networks",
+                )
         return self
+
+    def load_admin_token_hash(self) -> str | None:
+        """The admin token hash from the variable or the file (None: admin routes closed)."""
+        if self.admin_token_hash:
+            return self.admin_token_hash.strip()
+        path = self.admin_token_file
+        if path is not None and path.is_file():
+            check_private_key(path, setting=env_name("admin_token_file"))
+            return path.read_text().strip() or None
+        return None

@@ -23,6 +23,7 @@ import redis.asyncio
 
 from certs.material import CertPaths, init_certs
 from security.keystore import KeyRing, init_keys, load_keys
+from security.passwords import hash_admin_token, new_admin_token
 from taskgate.procs import Child
 from taskgate.redis_server import INSTALL_HINT, RedisServer, start_redis
 
@@ -108,8 +109,18 @@ async def async_redis(tls_redis: RedisServer) -> AsyncIterator[redis.asyncio.Red
 
 
 @pytest.fixture(scope="session")
+def admin_token(session_dir: Path) -> str:
+    """The session's admin token; only its hash is on disk (what the gateway reads)."""
+    token = new_admin_token()
+    path = session_dir / "admin-token.sha256"
+    path.write_text(hash_admin_token(token))
+    path.chmod(0o600)
+    return token
+
+
+@pytest.fixture(scope="session")
 def stack_env(
-    tls_redis: RedisServer, pki: CertPaths, keyring: KeyRing, session_dir: Path
+    tls_redis: RedisServer, pki: CertPaths, keyring: KeyRing, admin_token: str, session_dir: Path
 ) -> dict[str, str]:
     """Environment for taskgate child processes pointing at the session's TLS Redis."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TASKGATE_")}

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from certs.material import CertPaths
+from gateway.clients import ClientRegistry
 from taskgate.procs import Child, free_port, start_child, taskgate_argv
+from taskgate.redis_server import RedisServer
 from tests.conftest import register_log
 
 
@@ -86,3 +91,49 @@ def gateway_server(
         yield gateway
     finally:
         child.stop()
+
+
+@dataclass
+class ApiClient:
+    """A registered client with its credentials, able to fetch tokens from the gateway."""
+
+    client_id: str
+    secret: str
+    gateway: Gateway
+
+    def token(self, scope: str | None = None) -> str:
+        data = {
+            "grant_type": "client_credentials",
+            "client_id": self.client_id,
+            "client_secret": self.secret,
+        }
+        if scope:
+            data["scope"] = scope
+        with self.gateway.client() as http:
+            response = http.post("/v1/token", data=data)
+        assert response.status_code == 200, response.text
+        return str(response.json()["access_token"])
+
+    def http(self, scope: str | None = None) -> httpx.Client:
+        return self.gateway.client(headers={"Authorization": f"Bearer {self.token(scope)}"})
+
+
+@pytest.fixture
+def make_client(gateway_server: Gateway, tls_redis: RedisServer) -> Any:
+    """Register a client in the registry (over mTLS) and return its credentials."""
+
+    def make(scopes: str = "tasks:submit:* tasks:read", **options: Any) -> ApiClient:
+        async def create() -> tuple[str, str]:
+            redis_async = tls_redis.tls.async_client()
+            try:
+                client, secret = await ClientRegistry(redis_async).create(
+                    f"test-{uuid.uuid4().hex[:6]}", scopes, **options
+                )
+            finally:
+                await redis_async.aclose()
+            return client.client_id, secret
+
+        client_id, secret = asyncio.run(create())
+        return ApiClient(client_id, secret, gateway_server)
+
+    return make

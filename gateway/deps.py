@@ -1,0 +1,132 @@
+"""Request-scoped dependencies, composed: Token -> Principal -> RequireScope, and Admin.
+
+A client token (JWT) never works on admin routes and the admin token never stands in
+for a client: they differ in shape and are checked by different dependencies.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from gateway.clients import scope_allows
+from gateway.errors import ApiError
+from gateway.state import GatewayState
+from security.errors import TokenError
+from security.passwords import ADMIN_TOKEN_PREFIX, verify_admin_token
+from security.tokens import AccessClaims, verify_token
+
+__all__ = [
+    "Admin",
+    "AdminOrAuditor",
+    "Claims",
+    "Principal",
+    "RequestId",
+    "State",
+    "bearer_token",
+    "revoked_jti_key",
+]
+
+
+def get_state(request: Request) -> GatewayState:
+    state: GatewayState = request.app.state.gateway
+    return state
+
+
+State = Annotated[GatewayState, Depends(get_state)]
+
+
+def get_request_id(request: Request) -> str:
+    return str(getattr(request.state, "request_id", "-"))
+
+
+RequestId = Annotated[str, Depends(get_request_id)]
+
+
+def revoked_jti_key(jti: str) -> str:
+    return f"tg:revoked:jti:{jti}"
+
+
+def bearer_token(request: Request) -> str:
+    """The token from ``Authorization: Bearer <token>``; anything else is refused."""
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token or " " in token.strip():
+        raise TokenError("missing or malformed Authorization header", reason="no_bearer")
+    return token.strip()
+
+
+@dataclass(frozen=True)
+class Principal:
+    """An authenticated API client."""
+
+    client_id: str
+    scopes: frozenset[str]
+    jti: str
+    exp: int
+
+    @property
+    def actor(self) -> str:
+        return f"client:{self.client_id}"
+
+    def allows(self, scope: str) -> bool:
+        return scope_allows(self.scopes, scope)
+
+
+async def verified_claims(request: Request, state: State) -> AccessClaims:
+    """CPU-only: the client token's signature and claims (no Redis yet)."""
+    token = bearer_token(request)
+    if token.startswith(ADMIN_TOKEN_PREFIX):
+        raise TokenError("the admin token is not a client token", reason="admin_token")
+    return verify_token(token, keys=state.keys.token, policy=state.token_policy)
+
+
+Claims = Annotated[AccessClaims, Depends(verified_claims)]
+
+
+async def current_client(claims: Claims, state: State) -> Principal:
+    """A client whose token is valid, not revoked, and whose account is enabled."""
+    async with state.redis.pipeline(transaction=False) as pipe:
+        pipe.exists(revoked_jti_key(claims.jti))
+        pipe.hget(f"tg:client:{claims.sub}", "disabled")
+        revoked, disabled = await pipe.execute()
+    if revoked:
+        raise TokenError("token revoked", reason="revoked")
+    if disabled not in (b"0", "0"):
+        raise TokenError("client disabled or unknown", reason="client_disabled")
+    return Principal(client_id=claims.sub, scopes=claims.scopes, jti=claims.jti, exp=claims.exp)
+
+
+Client = Annotated[Principal, Depends(current_client)]
+
+
+def _admin_ok(request: Request, state: GatewayState) -> bool:
+    token = bearer_token(request)
+    if not token.startswith(ADMIN_TOKEN_PREFIX) or state.admin_token_hash is None:
+        return False
+    return verify_admin_token(token, state.admin_token_hash)
+
+
+async def require_admin(request: Request, state: State) -> str:
+    """The admin token, and only it. Returns the audit actor name."""
+    if not _admin_ok(request, state):
+        raise TokenError("admin token required", reason="not_admin")
+    return "admin"
+
+
+Admin = Annotated[str, Depends(require_admin)]
+
+
+async def admin_or_auditor(request: Request, state: State) -> str:
+    """The admin token, or a client token carrying ``audit:read``."""
+    if _admin_ok(request, state):
+        return "admin"
+    principal = await current_client(await verified_claims(request, state), state)
+    if not principal.allows("audit:read"):
+        raise ApiError(403, "Forbidden", "the audit:read scope is required", kind="forbidden")
+    return principal.actor
+
+
+AdminOrAuditor = Annotated[str, Depends(admin_or_auditor)]

@@ -1,0 +1,199 @@
+"""Map every failure to RFC 9457 problem+json: the right status, no trace, no echoed value.
+
+Domain errors carry a precise ``reason`` for the audit log and the server log; what a
+client sees is deliberately coarser (one opaque 401 for every token failure).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import redis
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from gateway.problems import problem
+from security.errors import (
+    InputRejectedError,
+    KeyRingError,
+    LeakDetectedError,
+    SealError,
+    TaskgateError,
+    TokenError,
+    VaultError,
+)
+
+__all__ = ["ApiError", "install_error_handlers", "validation_errors"]
+
+log = logging.getLogger("taskgate.gateway")
+
+
+class ApiError(Exception):
+    """An error the API reports as-is (status, stable kind, safe detail, extra headers)."""
+
+    def __init__(
+        self,
+        status: int,
+        title: str,
+        detail: str,
+        *,
+        kind: str,
+        headers: dict[str, str] | None = None,
+        **extensions: Any,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.title = title
+        self.detail = detail
+        self.kind = kind
+        self.headers = headers
+        self.extensions = extensions
+
+
+def _rid(request: Request) -> str:
+    return str(getattr(request.state, "request_id", "-"))
+
+
+def _respond(request: Request, error: ApiError) -> JSONResponse:
+    return problem(
+        error.status,
+        error.title,
+        error.detail,
+        kind=error.kind,
+        instance=request.url.path,
+        headers=error.headers,
+        request_id=_rid(request),
+        **error.extensions,
+    )
+
+
+def validation_errors(errors: list[Any]) -> list[dict[str, str]]:
+    """Field paths and messages only: never the rejected input (it may be a secret)."""
+    out = []
+    for err in errors[:50]:
+        loc = [str(part) for part in err.get("loc", ()) if part not in ("body",)]
+        out.append(
+            {"field": ".".join(loc) or "(body)", "message": str(err.get("msg", "invalid"))[:200]}
+        )
+    return out
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Register the handlers that turn every exception into problem+json."""
+
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return _respond(request, exc)
+
+    @app.exception_handler(TokenError)
+    async def token_error(request: Request, exc: TokenError) -> JSONResponse:
+        log.info("token refused (%s) rid=%s", exc.reason, _rid(request))
+        return _respond(
+            request,
+            ApiError(
+                401,
+                "Unauthorized",
+                "missing, invalid, expired or revoked credentials",
+                kind="unauthorized",
+                headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+            ),
+        )
+
+    @app.exception_handler(LeakDetectedError)
+    async def leak(request: Request, exc: LeakDetectedError) -> JSONResponse:
+        return _respond(
+            request,
+            ApiError(
+                422,
+                "Secret-looking value in a field not declared secret",
+                f"field {exc.field or '(unknown)'} looks like a credential ({exc.reason}); "
+                "send secrets only in fields the catalogue marks as secret",
+                kind="leak-detected",
+                errors=[{"field": exc.field, "message": "looks like a credential"}],
+            ),
+        )
+
+    @app.exception_handler(InputRejectedError)
+    async def rejected(request: Request, exc: InputRejectedError) -> JSONResponse:
+        return _respond(
+            request,
+            ApiError(
+                422,
+                "Invalid payload",
+                f"{exc.field or 'payload'}: {exc.reason}",
+                kind="invalid-payload",
+                errors=[{"field": exc.field, "message": exc.reason}],
+            ),
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def request_validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return _respond(
+            request,
+            ApiError(
+                422,
+                "Invalid request",
+                "the request failed validation",
+                kind="invalid-request",
+                errors=validation_errors(list(exc.errors())),
+            ),
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        titles = {
+            404: "Not found",
+            405: "Method not allowed",
+            401: "Unauthorized",
+            403: "Forbidden",
+        }
+        detail = exc.detail if isinstance(exc.detail, str) else "request refused"
+        return _respond(
+            request,
+            ApiError(
+                exc.status_code,
+                titles.get(exc.status_code, "Error"),
+                detail,
+                kind=f"http-{exc.status_code}",
+                headers=dict(exc.headers) if exc.headers else None,
+            ),
+        )
+
+    @app.exception_handler(redis.RedisError)
+    async def storage_down(request: Request, exc: redis.RedisError) -> JSONResponse:
+        log.warning("redis unavailable: %s rid=%s", type(exc).__name__, _rid(request))
+        return _respond(
+            request,
+            ApiError(
+                503,
+                "Service unavailable",
+                "the gateway's storage is unreachable; nothing was accepted",
+                kind="unavailable",
+                headers={"Retry-After": "5"},
+            ),
+        )
+
+    @app.exception_handler(TaskgateError)
+    async def domain_error(request: Request, exc: TaskgateError) -> JSONResponse:
+        # Seal/vault/key failures on the gateway side are server faults, never client input.
+        level = (
+            logging.ERROR
+            if isinstance(exc, SealError | VaultError | KeyRingError)
+            else logging.WARNING
+        )
+        log.log(level, "%s (%s) rid=%s", type(exc).__name__, exc.reason, _rid(request))
+        return _respond(
+            request,
+            ApiError(500, "Internal error", "the request could not be completed", kind="internal"),
+        )
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.error("unhandled %s rid=%s", type(exc).__name__, _rid(request))
+        return _respond(
+            request,
+            ApiError(500, "Internal error", "the request could not be completed", kind="internal"),
+        )

@@ -1,0 +1,306 @@
+"""Client task routes: catalogue, submit, status, list, cancel."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse
+
+from gateway.deps import Principal, RequestId, State, current_client, get_state, verified_claims
+from gateway.errors import ApiError
+from gateway.ratelimit import limit_headers
+from gateway.state import GatewayState
+from gateway.submit import IdempotentReplay, Submission, run_stages
+from security.errors import InputRejectedError, TaskgateError, TokenError
+from security.passwords import ADMIN_TOKEN_PREFIX
+from workers.catalogue import TaskSpec
+from workers.wire import (
+    GLOBAL_QUEUED,
+    TASK_ID,
+    decode_record,
+    owner_index,
+    queued_key,
+    revoked_key,
+    task_key,
+)
+
+__all__ = ["build_router", "task_view"]
+
+log = logging.getLogger("taskgate.gateway")
+FINISHED = {"succeeded", "failed", "dead_lettered", "revoked"}
+
+PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
+COMMON_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"description": "Missing, invalid, expired or revoked token", **PROBLEM},
+    403: {"description": "The token lacks the needed scope", **PROBLEM},
+    503: {"description": "Storage unreachable (fail closed)", **PROBLEM},
+}
+
+
+async def client_or_admin(request: Request, state: State) -> Principal | None:
+    """A client principal, or None for the admin token (which reads any task)."""
+    header = request.headers.get("authorization", "")
+    token = header.partition(" ")[2].strip()
+    if token.startswith(ADMIN_TOKEN_PREFIX):
+        from gateway.deps import require_admin
+
+        await require_admin(request, state)
+        return None
+    return await current_client(await verified_claims(request, state), state)
+
+
+OwnerOrAdmin = Annotated[Principal | None, Depends(client_or_admin)]
+Client = Annotated[Principal, Depends(current_client)]
+
+
+def _task_id(value: str) -> str:
+    if not TASK_ID.fullmatch(value):
+        raise ApiError(404, "Not found", "no such task", kind="not-found")
+    return value
+
+
+async def _load_visible(state: GatewayState, task_id: str, who: Principal | None) -> dict[str, str]:
+    raw = await state.redis.hgetall(task_key(_task_id(task_id)))
+    record = decode_record(raw) if raw else {}
+    # Another client's task is indistinguishable from a missing one (no BOLA oracle).
+    if not record or (who is not None and record.get("owner") != who.client_id):
+        raise ApiError(404, "Not found", "no such task", kind="not-found")
+    return record
+
+
+def task_view(task_id: str, record: dict[str, str]) -> dict[str, Any]:
+    """The public view of a task record (never the payload)."""
+    view: dict[str, Any] = {
+        "id": task_id,
+        "task": record.get("name"),
+        "status": record.get("state", "unknown"),
+        "attempts": int(record.get("attempts", "0") or 0),
+        "links": {"self": f"/v1/tasks/{task_id}"},
+    }
+    for stamp in ("submitted_at", "started_at", "finished_at"):
+        if record.get(stamp):
+            view[stamp] = float(record[stamp])
+    if record.get("error"):
+        view["error"] = record["error"]
+    return view
+
+
+def _result_summary(doc: dict[str, Any]) -> dict[str, Any]:
+    status = doc.get("status")
+    if status == "SUCCESS":
+        return {"result": doc.get("result")}
+    if status == "FAILURE":
+        result = doc.get("result")
+        kind = result.get("exc_type", "Error") if isinstance(result, dict) else "Error"
+        return {"error": {"type": str(kind)[:100]}}
+    return {}
+
+
+def _spec_or_404(state: GatewayState, name: str) -> TaskSpec:
+    spec = state.catalogue.get(name)
+    if spec is None or spec.best_effort:
+        raise ApiError(404, "Not found", "no such task in the catalogue", kind="not-found")
+    return spec
+
+
+def build_router() -> APIRouter:
+    """The /v1/tasks routes (per-task submit routes are added by ``submit_route``)."""
+    router = APIRouter(prefix="/v1/tasks", tags=["tasks"], responses=COMMON_ERRORS)
+
+    @router.get("/catalog", summary="Tasks the caller may submit, with their JSON Schemas")
+    async def catalog(
+        claims: Annotated[Any, Depends(verified_claims)], state: State
+    ) -> dict[str, Any]:
+        from gateway.clients import scope_allows
+
+        items = []
+        for spec in state.catalogue:
+            if not scope_allows(claims.scopes, spec.scope):
+                continue
+            schema = spec.schema.model_json_schema()
+            for path in spec.secret_fields:
+                _mark_secret(schema, path.split("."))
+            items.append(
+                {
+                    "name": spec.name,
+                    "description": spec.description,
+                    "schema": schema,
+                    "secret_fields": list(spec.secret_fields),
+                    "scope": spec.scope,
+                    "rate_limit": spec.rate_limit,
+                    "max_payload_bytes": spec.max_payload_bytes,
+                    "best_effort": spec.best_effort,
+                    "submit": f"/v1/tasks/{spec.name}",
+                }
+            )
+        return {"tasks": items}
+
+    @router.get("", summary="The caller's own tasks, newest first")
+    async def list_tasks(
+        who: Client,
+        state: State,
+        limit: Annotated[int, Query(ge=1, le=200)] = 50,
+        before: Annotated[float | None, Query(description="Cursor from `next`")] = None,
+        status: Annotated[str | None, Query(pattern=r"^[a-z_]{1,20}$")] = None,
+    ) -> dict[str, Any]:
+        upper: float | str = f"({before}" if before is not None else "+inf"
+        rows: list[Any] = await state.redis.zrevrangebyscore(
+            owner_index(who.client_id), upper, "-inf", start=0, num=limit, withscores=True
+        )
+        async with state.redis.pipeline(transaction=False) as pipe:
+            for member, _ in rows:
+                pipe.hgetall(task_key(member.decode() if isinstance(member, bytes) else member))
+            records = await pipe.execute()
+        items = []
+        for (member, _score), raw in zip(rows, records, strict=True):
+            if not raw:
+                continue
+            task_id = member.decode() if isinstance(member, bytes) else str(member)
+            view = task_view(task_id, decode_record(raw))
+            if status is None or view["status"] == status:
+                items.append(view)
+        next_cursor = rows[-1][1] if len(rows) == limit else None
+        return {"items": items, "next": next_cursor}
+
+    @router.get("/{task_id}", summary="State, timings and (for the owner) the result")
+    async def get_task(task_id: str, who: OwnerOrAdmin, state: State) -> dict[str, Any]:
+        record = await _load_visible(state, task_id, who)
+        view = task_view(task_id, record)
+        if who is not None:  # results are opened for the owner only
+            raw = await state.redis.get(f"celery-task-meta-{task_id}")
+            if raw is not None:
+                try:
+                    blob = raw if isinstance(raw, bytes) else raw.encode()
+                    doc = state.codec.decode_result(task_id, blob)
+                except (TaskgateError, ValueError):
+                    log.error("result of %s failed to open", task_id)
+                    raise ApiError(
+                        500, "Internal error", "the result could not be opened", kind="internal"
+                    ) from None
+                view.update(_result_summary(doc))
+        return view
+
+    @router.delete("/{task_id}", status_code=202, summary="Cancel: a queued task never runs")
+    async def cancel_task(
+        task_id: str, who: OwnerOrAdmin, state: State, request_id: RequestId
+    ) -> dict[str, Any]:
+        record = await _load_visible(state, task_id, who)
+        actor = who.actor if who is not None else "admin"
+        if record.get("state") in FINISHED:
+            raise ApiError(
+                409, "Already finished", f"the task is {record.get('state')}", kind="finished"
+            )
+        ttl = state.settings.envelope_ttl + state.settings.result_ttl
+        async with state.redis.pipeline(transaction=True) as pipe:
+            pipe.set(revoked_key(task_id), "1", ex=ttl)
+            pipe.hset(task_key(task_id), "state", "revoked")
+            pipe.zrem(queued_key(record.get("owner", "")), task_id)
+            pipe.zrem(GLOBAL_QUEUED, task_id)
+            await pipe.execute()
+        await state.record(
+            actor=actor, action="task.cancel", outcome="ok", target=task_id, request_id=request_id
+        )
+        return {"id": task_id, "status": "revoked", "links": {"self": f"/v1/tasks/{task_id}"}}
+
+    return router
+
+
+def _mark_secret(schema: dict[str, Any], path: list[str]) -> None:
+    """Mark a secret field writeOnly + format password in a JSON Schema (in place)."""
+    node: Any = schema
+    for part in path:
+        props = node.get("properties", {}) if isinstance(node, dict) else {}
+        if part not in props:
+            return
+        node = props[part]
+        if "$ref" in node:
+            ref = node["$ref"].rsplit("/", 1)[-1]
+            node = schema.get("$defs", {}).get(ref, node)
+    if isinstance(node, dict):
+        node["writeOnly"] = True
+        node["format"] = "password"
+
+
+def submit_route(spec: TaskSpec) -> Any:
+    """The POST handler for one task of the catalogue."""
+
+    async def submit(request: Request, request_id: RequestId) -> Any:
+        state = get_state(request)
+        try:
+            claims = await verified_claims(request, state)
+        except TokenError as exc:
+            await state.record(
+                actor="anonymous",
+                action="auth.refused",
+                outcome="denied",
+                target=spec.name,
+                reason=exc.reason,
+                request_id=request_id,
+            )
+            raise
+        ctx = Submission(
+            client_id=claims.sub,
+            jti=claims.jti,
+            scopes=claims.scopes,
+            spec=spec,
+            raw_body=await request.body(),
+            idempotency_key=request.headers.get("idempotency-key"),
+            request_id=request_id,
+        )
+        actor = f"client:{claims.sub}"
+        try:
+            ctx = await run_stages(ctx, state)
+        except IdempotentReplay as replay:
+            return _accepted(replay.task_id, ctx, replayed=True)
+        except (ApiError, TaskgateError) as exc:
+            await _release_idempotency(state, ctx)
+            reason = exc.kind if isinstance(exc, ApiError) else exc.reason
+            if isinstance(exc, InputRejectedError) and exc.field:
+                reason = f"{reason} at {exc.field}"
+            action = "rate_limit.hit" if getattr(exc, "status", 0) == 429 else "task.submit"
+            await state.record(
+                actor=actor,
+                action=action,
+                outcome="denied",
+                target=spec.name,
+                reason=reason,
+                request_id=request_id,
+            )
+            if isinstance(exc, ApiError) and ctx.limits and exc.status != 429:
+                exc.headers = {**limit_headers(ctx.limits), **(exc.headers or {})}
+            raise
+        except BaseException:
+            await _release_idempotency(state, ctx)
+            raise
+        await state.record(
+            actor=actor,
+            action="task.submit",
+            outcome="allowed",
+            target=ctx.task_id,
+            reason=spec.name,
+            request_id=request_id,
+        )
+        return _accepted(ctx.task_id, ctx, replayed=False)
+
+    submit.__name__ = f"submit_{spec.name.replace('.', '_').replace('-', '_')}"
+    return submit
+
+
+def _accepted(task_id: str, ctx: Submission, *, replayed: bool) -> JSONResponse:
+    headers = {"Location": f"/v1/tasks/{task_id}", **limit_headers(ctx.limits)}
+    if replayed:
+        headers["Idempotent-Replayed"] = "true"
+    body = {"id": task_id, "status": "queued", "links": {"self": f"/v1/tasks/{task_id}"}}
+    return JSONResponse(body, status_code=202, headers=headers)
+
+
+async def _release_idempotency(state: GatewayState, ctx: Submission) -> None:
+    """A refused request frees its Idempotency-Key so a corrected retry can use it."""
+    if ctx.idem_redis_key is None:
+        return
+    try:
+        await state.redis.delete(ctx.idem_redis_key)
+    except Exception:  # noqa: BLE001 - the key expires anyway; never mask the original error
+        log.warning("could not release an idempotency key")

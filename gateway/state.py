@@ -1,0 +1,84 @@
+"""What one gateway process holds: settings, keys, Redis, the catalogue, the audit batcher."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import redis.asyncio
+
+from gateway.audit_batcher import AuditBatcher
+from gateway.clients import ClientRegistry
+from gateway.codec import SealedCodec
+from gateway.health import Readiness
+from gateway.settings import GatewaySettings
+from security.audit import AuditRecord
+from security.keystore import KeyRing
+from security.tokens import TokenPolicy
+from workers.catalogue import Catalogue
+
+__all__ = ["ClientLimits", "GatewayState"]
+
+
+@dataclass(frozen=True)
+class ClientLimits:
+    """A client's own limits, cached briefly (the disabled flag is never cached)."""
+
+    rate_limit: str
+    max_queued: int
+    fetched_at: float
+
+
+@dataclass
+class GatewayState:
+    """Collaborators of the request handlers, built once per process in the lifespan."""
+
+    settings: GatewaySettings
+    keys: KeyRing
+    redis: redis.asyncio.Redis
+    codec: SealedCodec
+    catalogue: Catalogue
+    token_policy: TokenPolicy
+    audit: AuditBatcher
+    readiness: Readiness
+    clients: ClientRegistry
+    admin_token_hash: str | None
+    _limits: dict[str, ClientLimits] = field(default_factory=dict, repr=False)
+
+    async def record(
+        self,
+        *,
+        actor: str,
+        action: str,
+        outcome: str,
+        target: str = "",
+        reason: str = "",
+        request_id: str = "",
+    ) -> None:
+        """Append one audit record (awaits the group commit)."""
+        await self.audit.record(
+            AuditRecord.make(
+                actor=actor,
+                action=action,
+                outcome=outcome,  # type: ignore[arg-type]
+                target=target,
+                reason=reason,
+                request_id=request_id,
+            )
+        )
+
+    async def client_limits(self, client_id: str) -> ClientLimits | None:
+        """The client's rate limit and queue cap, from a cache at most a few seconds old."""
+        cached = self._limits.get(client_id)
+        now = time.monotonic()
+        if cached is not None and now - cached.fetched_at < self.settings.client_cache_seconds:
+            return cached
+        client = await self.clients.get(client_id)
+        if client is None:
+            self._limits.pop(client_id, None)
+            return None
+        fresh = ClientLimits(client.rate_limit, client.max_queued, now)
+        if len(self._limits) > 10_000:
+            self._limits.clear()
+        self._limits[client_id] = fresh
+        return fresh
