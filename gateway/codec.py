@@ -70,6 +70,17 @@ class SealedCodec:
             ttl=self._ttl,
         )
 
+    def reseal(self, task_id: str, name: str, plaintext: bytes) -> bytes:
+        """Seal an already-encoded body again (dead-letter requeue: fresh expiry)."""
+        return seal(
+            plaintext,
+            task_id=task_id,
+            task_name=name,
+            keys=self._keys.broker,
+            signer=self._signer,
+            ttl=self._ttl,
+        )
+
     def decode_result(self, task_id: str, raw: bytes) -> dict[str, Any]:
         opened = open_envelope(raw, keys=self._keys.broker, verifiers=None, require_signature=False)
         opened.check_binding(task_id, RESULT_BINDING)

@@ -103,7 +103,12 @@ def create_celery(
     tasks = catalogue if catalogue is not None else default_catalogue
     app = Celery("taskgate", set_as_current=False)
     app.conf.update(celery_config(settings))
-    app.taskgate_runtime = WorkerRuntime(keys=ring, redis_tls=settings.redis, catalogue=tasks)  # type: ignore[attr-defined]
+    app.taskgate_runtime = WorkerRuntime(  # type: ignore[attr-defined]
+        keys=ring,
+        redis_tls=settings.redis,
+        catalogue=tasks,
+        record_ttl=settings.result_ttl + settings.max_retry_delay * 10,
+    )
     system.register(app)
     register_catalogue(app, tasks)
     return app

@@ -24,15 +24,17 @@ from typing import Any, NoReturn
 
 import redis
 from celery import Celery, Task
-from celery.exceptions import Reject, Retry
+from celery.exceptions import Ignore, Reject, Retry
 from pydantic import ValidationError
 
 from security.audit import AuditRecord, AuditWriter, Outcome
 from security.errors import TaskgateError
 from security.keystore import KeyRing
 from security.tls import RedisTLS
-from security.vault import delete_secrets, reference_ids, resolve_secrets
+from security.vault import delete_secrets, reference_ids, resolve_secrets, vault_key
 from workers.catalogue import Catalogue, TaskSpec
+from workers.deadletters import dead_letter
+from workers.lifecycle import Gate, mark_finished, mark_retried, open_gate
 from workers.sealed import SEAL_KWARG, SealedOrigin
 
 __all__ = ["SealedTask", "WorkerRuntime", "register_catalogue"]
@@ -51,6 +53,7 @@ class WorkerRuntime:
     keys: KeyRing
     redis_tls: RedisTLS
     catalogue: Catalogue
+    record_ttl: int = 2 * 86_400
     _pid: int = field(default=-1, repr=False)
     _client: redis.Redis | None = field(default=None, repr=False)
     _audit: AuditWriter | None = field(default=None, repr=False)
@@ -110,39 +113,101 @@ class SealedTask(Task[Any, Any]):
             self.refuse(reason, "the envelope is bound to another task")
         if self.spec is None:  # built-in tasks (system.ping) take no payload
             return self.run(*args, **kwargs)
-        return self._run_declared(self.spec, kwargs.get("payload"))
+        return self._run_declared(self.spec, kwargs.get("payload"), origin)
 
-    def _run_declared(self, spec: TaskSpec, payload: Any) -> Any:
+    def _run_declared(self, spec: TaskSpec, payload: Any, origin: SealedOrigin) -> Any:
         runtime = _runtime(self.app)
+        client = runtime.client()
         task_id = str(self.request.id)
+        attempt = int(self.request.retries or 0) + 1
+        gate = open_gate(client, task_id, attempt)
+        if gate.done:
+            log.info("task %s[%s] already finished; redelivery acknowledged", self.name, task_id)
+            raise Ignore()
+        if gate.revoked:
+            self._finish_for_good(payload)
+            mark_finished(client, task_id, "revoked", ttl=runtime.record_ttl)
+            runtime.audit(
+                "task.revoked", target=task_id, outcome="ok", reason="revoked before start"
+            )
+            raise Ignore()
         if not isinstance(payload, dict):
             self.refuse("bad_payload", "payload is not an object")
         try:
             resolved = resolve_secrets(
-                payload, task_id=task_id, keys=runtime.keys.vault, client=runtime.client()
+                payload, task_id=task_id, keys=runtime.keys.vault, client=client
             )
             model = spec.schema.model_validate(resolved)
         except TaskgateError as exc:
             self._finish_for_good(payload)
+            mark_finished(client, task_id, "failed", ttl=runtime.record_ttl, error=exc.reason)
             self.refuse(exc.reason, str(exc))
         except ValidationError as exc:
             self._finish_for_good(payload)
+            mark_finished(
+                client, task_id, "failed", ttl=runtime.record_ttl, error="invalid_payload"
+            )
             fields = ",".join(".".join(map(str, e["loc"])) for e in exc.errors()[:5])
             self.refuse("invalid_payload", f"payload failed validation at {fields}")
         try:
             result = spec.fn(model)
-        except Retry:
-            raise  # secrets stay for the next attempt
-        except BaseException:
-            if not self._will_retry():
-                self._finish_for_good(payload)
+        except (Retry, Ignore, Reject):
+            raise
+        except Exception as exc:
+            self._after_failure(
+                spec, payload=payload, origin=origin, gate=gate, attempt=attempt, exc=exc
+            )
             raise
         self._finish_for_good(payload)
+        mark_finished(client, task_id, "succeeded", ttl=runtime.record_ttl)
+        runtime.audit("task.succeeded", target=task_id, outcome="ok", reason=f"attempt {attempt}")
         return result
 
-    def _will_retry(self) -> bool:
-        spec = self.spec
-        return bool(spec and self.request.retries + 1 < spec.retry.max_attempts)
+    def _after_failure(
+        self,
+        spec: TaskSpec,
+        *,
+        payload: Any,
+        origin: SealedOrigin,
+        gate: Gate,
+        attempt: int,
+        exc: Exception,
+    ) -> None:
+        """Retry with backoff if the policy allows; otherwise dead-letter (still sealed)."""
+        runtime = _runtime(self.app)
+        client = runtime.client()
+        task_id = str(self.request.id)
+        reason = type(exc).__name__  # redacted: the type only, never the message
+        policy = spec.retry
+        if isinstance(exc, policy.retry_on) and attempt < policy.max_attempts:
+            delay = policy.delay(attempt)
+            mark_retried(client, task_id, reason, delay)
+            runtime.audit(
+                "task.retried",
+                target=task_id,
+                outcome="error",
+                reason=f"{reason} attempt {attempt}",
+            )
+            # Celery re-publishes the original envelope (workers cannot seal new work).
+            raise self.retry(exc=exc, countdown=delay, max_retries=policy.max_attempts - 1)
+        dead_letter(
+            client,
+            task_id=task_id,
+            name=spec.name,
+            queue=spec.queue,
+            owner=gate.owner,
+            envelope=origin.envelope,
+            attempts=attempt,
+            reason=reason,
+            vault_keys=[vault_key(task_id, ref) for ref in reference_ids(payload)],
+        )
+        mark_finished(client, task_id, "dead_lettered", ttl=runtime.record_ttl, error=reason)
+        runtime.audit(
+            "task.dead_lettered",
+            target=task_id,
+            outcome="error",
+            reason=f"{reason} after {attempt}",
+        )
 
     def _finish_for_good(self, payload: Any) -> None:
         """Delete the task's stored secrets: it will not run again."""
