@@ -21,6 +21,7 @@ from gateway.middleware import (
     RequestIdMiddleware,
     SecurityHeadersMiddleware,
 )
+from gateway.routes_admin import build_admin_router
 from gateway.routes_tasks import COMMON_ERRORS, build_router, submit_route
 from gateway.routes_token import build_token_limiter, build_token_router
 from gateway.settings import GatewaySettings
@@ -178,6 +179,7 @@ def create_app(
             openapi_extra=_submit_openapi(spec.name),
         )
     app.include_router(router)
+    app.include_router(build_admin_router())
     _install_openapi(app, tasks)
     # Outermost first: ids on everything, headers on everything, then the body cap.
     app.add_middleware(BodySizeLimitMiddleware, limit_for=_body_limit(settings, tasks))

@@ -96,7 +96,9 @@ async def list_dead(
     items = []
     for (member, _), raw in zip(rows, records, strict=True):
         if raw:
-            items.append(_parse(member.decode() if isinstance(member, bytes) else member, decode_record(raw)))
+            items.append(
+                _parse(member.decode() if isinstance(member, bytes) else member, decode_record(raw))
+            )
     return items, (rows[-1][1] if len(rows) == limit else None)
 
 

@@ -28,7 +28,7 @@ from security.errors import TokenError
 from security.sanitise import loads_limited
 from security.vault import SwapResult, swap_secrets, write_entries
 from workers.catalogue import TaskSpec
-from workers.wire import GLOBAL_QUEUED, owner_index, queued_key, task_key
+from workers.wire import ALL_TASKS, GLOBAL_QUEUED, owner_index, queued_key, task_key
 
 __all__ = ["STAGES", "IdempotentReplay", "Submission", "run_stages"]
 
@@ -283,6 +283,7 @@ async def enqueue(ctx: Submission, state: GatewayState) -> Submission:
         )
         pipe.expire(task_key(ctx.task_id), record_ttl)
         pipe.zadd(owner_index(ctx.client_id), {ctx.task_id: ctx.now})
+        pipe.zadd(ALL_TASKS, {ctx.task_id: ctx.now})
         pipe.expire(owner_index(ctx.client_id), record_ttl)
         pipe.zadd(queued_key(ctx.client_id), {ctx.task_id: ctx.now})
         pipe.zadd(GLOBAL_QUEUED, {ctx.task_id: ctx.now})

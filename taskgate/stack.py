@@ -8,8 +8,11 @@ With ``TASKGATE_REDIS_URL`` set it uses that Redis instead of starting one.
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -23,10 +26,13 @@ import httpx
 import typer
 
 from certs.material import CertPaths, init_certs
+from gateway.clients import ClientRegistry
 from gateway.settings import GatewaySettings
 from security.config import load_settings
 from security.errors import ConfigError
 from security.keystore import init_keys
+from security.passwords import hash_admin_token, new_admin_token
+from security.tls import RedisTLS
 from taskgate.procs import Child, free_port, start_child, taskgate_argv
 from taskgate.redis_server import INSTALL_HINT, RedisServer, RedisServerError, start_redis
 from workers.settings import WorkerSettings
@@ -34,6 +40,8 @@ from workers.settings import WorkerSettings
 __all__ = ["Stack", "up_command"]
 
 READY_TIMEOUT = 90.0
+DEMO_MODULES = '["workers.demo.email","workers.demo.report","workers.demo.image"]'
+DEMO_SCOPES = "tasks:submit:* tasks:read audit:read"
 
 
 class StackError(RuntimeError):
@@ -76,6 +84,10 @@ class Stack:
             self.redis = start_redis(self.certs, self.state_dir / "redis")
             redis_url = self.redis.url
         env = self.env(redis_url)
+        admin_token = self._new_admin_token()
+        smtp = self._start_smtp_sink(env)
+        env.setdefault("TASKGATE_TASK_MODULES", DEMO_MODULES)
+        env.update({"TASKGATE_SMTP_HOST": "127.0.0.1", "TASKGATE_SMTP_PORT": str(smtp["port"])})
         # Refuse unsafe settings here, once, with exit 2 - before any child starts.
         saved = dict(os.environ)
         try:
@@ -102,6 +114,7 @@ class Stack:
         self.children.append(gateway)
         gateway_url = f"https://localhost:{port}"
         self._wait_ready(gateway_url)
+        demo_id, demo_secret = self._demo_client(redis_url)
         return {
             "gateway_url": gateway_url,
             "redis_url": redis_url,
@@ -109,6 +122,13 @@ class Stack:
             "client_cert": str(self.certs.cert("gateway-client").resolve()),
             "client_key": str(self.certs.key("gateway-client").resolve()),
             "state_dir": str(self.state_dir.resolve()),
+            "demo_client": {
+                "client_id": demo_id,
+                "client_secret": demo_secret,
+                "scopes": DEMO_SCOPES,
+            },
+            "admin_token": admin_token,
+            "smtp": smtp,
             "pids": {
                 "up": os.getpid(),
                 **({"redis": self.redis.child.pid} if self.redis else {}),
@@ -119,6 +139,77 @@ class Stack:
                 **{child.name: str(child.log_path) for child in self.children},
             },
         }
+
+    def _new_admin_token(self) -> str:
+        """A fresh admin token per run; only its hash is kept on disk (mode 0600)."""
+        token = new_admin_token()
+        path = self.state_dir / "admin-token.sha256"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(hash_admin_token(token) + "\n")
+        return token
+
+    def _start_smtp_sink(self, env: dict[str, str]) -> dict[str, Any]:
+        """The local SMTP sink (STARTTLS, AUTH) that email.send delivers to."""
+        port = free_port()
+        password = secrets.token_urlsafe(24)
+        maildir = self.state_dir / "mail"
+        sink_env = dict(env)
+        sink_env["TASKGATE_SMTP_SINK_PASSWORD_SHA256"] = hashlib.sha256(
+            password.encode()
+        ).hexdigest()
+        child = start_child(
+            "smtp",
+            [
+                sys.executable,
+                "-m",
+                "taskgate.smtp_sink",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--cert",
+                str(self.certs.cert("https")),
+                "--key",
+                str(self.certs.key("https")),
+                "--maildir",
+                str(maildir),
+            ],
+            log_path=self.state_dir / "logs" / "smtp.log",
+            env=sink_env,
+        )
+        self.children.append(child)
+        deadline = time.monotonic() + 20
+        while "listening" not in child.log_tail(5):
+            if not child.alive() or time.monotonic() > deadline:
+                raise StackError(f"the SMTP sink did not start:\n{child.log_tail(20)}")
+            time.sleep(0.1)
+        return {
+            "host": "127.0.0.1",
+            "port": port,
+            "username": "taskgate",
+            "password": password,
+            "maildir": str(maildir.resolve()),
+        }
+
+    def _demo_client(self, redis_url: str) -> tuple[str, str]:
+        """Register a demo client (all demo tasks, read, audit:read); its secret is shown once."""
+        tls = RedisTLS(
+            redis_url,
+            self.certs.ca,
+            self.certs.cert("gateway-client"),
+            self.certs.key("gateway-client"),
+        )
+
+        async def create() -> tuple[str, str]:
+            client = tls.async_client()
+            try:
+                record, secret = await ClientRegistry(client).create("demo", DEMO_SCOPES)
+            finally:
+                await client.aclose()
+            return record.client_id, secret
+
+        return asyncio.run(create())
 
     def _all(self) -> list[Child]:
         return [*self.children, *([self.redis.child] if self.redis else [])]
@@ -171,6 +262,10 @@ def _write_stack_json(path: Path, info: dict[str, Any]) -> None:
 def _print_summary(info: dict[str, Any], stack_json: Path) -> None:
     ca = info["ca_file"]
     url = info["gateway_url"]
+    demo = info["demo_client"]
+    payload = (
+        '{"title":"demo","columns":["city","sales"],"rows":[["Oslo",12],["Lima",7],["Pune",9]]}'
+    )
     lines = [
         "",
         "taskgate is up.",
@@ -183,6 +278,15 @@ def _print_summary(info: dict[str, Any], stack_json: Path) -> None:
         "Check it:",
         f"  curl --cacert {ca} {url}/readyz",
         "",
+        "Submit a real task as the demo client (token -> submit -> poll):",
+        f"  TOKEN=$(curl -s --cacert {ca} -d grant_type=client_credentials"
+        f" -d client_id={demo['client_id']} -d client_secret={demo['client_secret']} {url}/v1/token"
+        " | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"access_token\"])')",
+        f'  curl -s --cacert {ca} -H "Authorization: Bearer $TOKEN"'
+        f" -H 'Content-Type: application/json' -d '{payload}' {url}/v1/tasks/report.generate",
+        f'  curl -s --cacert {ca} -H "Authorization: Bearer $TOKEN" {url}/v1/tasks/<id from above>',
+        "",
+        f"Demo client, admin token and SMTP sink credentials: {stack_json} (mode 0600).",
         "Press Ctrl-C to stop everything.",
     ]
     typer.echo("\n".join(lines))

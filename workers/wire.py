@@ -1,16 +1,36 @@
-"""The wire contract between gateway and workers: content types and bindings.
+"""The contract between gateway and workers: content types, bindings, Redis key layout.
 
 Dependency-free so the gateway can import it without Celery or kombu.
+
+``tg:task:{id}``         hash: name, owner, state, submitted_at, started_at, finished_at,
+                         attempts, error (a redacted summary), queue - never the payload
+``tg:tasks:{client}``    sorted set of the client's task ids by submission time
+``tg:queued:{client}`` / ``tg:queued``  sorted sets of accepted-but-not-started ids
+                         (backpressure); a worker removes the id when the task starts
+``tg:revoked:task:{id}`` a revocation that survives worker restarts
+``tg:done:{id}``         completion record: a redelivered finished task is not run again
 """
 
 from __future__ import annotations
 
+import re
+from typing import Any
+
 __all__ = [
+    "ALL_TASKS",
     "DEFAULT_QUEUE",
+    "GLOBAL_QUEUED",
     "PING_TASK",
     "RESULT_BINDING",
     "RESULT_CONTENT_TYPE",
     "TASK_CONTENT_TYPE",
+    "TASK_ID",
+    "decode_record",
+    "done_key",
+    "owner_index",
+    "queued_key",
+    "revoked_key",
+    "task_key",
 ]
 
 TASK_CONTENT_TYPE = "application/x-taskgate-sealed"
@@ -18,3 +38,38 @@ RESULT_CONTENT_TYPE = "application/x-taskgate-sealed-result"
 RESULT_BINDING = "celery.result"  # the "task name" a result envelope is bound to
 DEFAULT_QUEUE = "taskgate"
 PING_TASK = "system.ping"
+
+
+TASK_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+GLOBAL_QUEUED = "tg:queued"
+ALL_TASKS = "tg:tasks"  # every task id by submission time, for admins
+
+
+def done_key(task_id: str) -> str:
+    return f"tg:done:{task_id}"
+
+
+def task_key(task_id: str) -> str:
+    return f"tg:task:{task_id}"
+
+
+def owner_index(client_id: str) -> str:
+    return f"tg:tasks:{client_id}"
+
+
+def queued_key(client_id: str) -> str:
+    return f"tg:queued:{client_id}"
+
+
+def revoked_key(task_id: str) -> str:
+    return f"tg:revoked:task:{task_id}"
+
+
+def decode_record(raw: dict[Any, Any]) -> dict[str, str]:
+    """A task hash from redis-py (bytes) as text."""
+    return {
+        (k.decode() if isinstance(k, bytes) else str(k)): (
+            v.decode() if isinstance(v, bytes) else str(v)
+        )
+        for k, v in raw.items()
+    }

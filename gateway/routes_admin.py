@@ -1,0 +1,372 @@
+"""``/v1/admin/...``: clients, token revocation, tasks, dead letters, keys, stats, audit.
+
+Admin routes take only the admin token; the audit routes also take a client token with
+``audit:read``. Every admin call is audited (who, what, target, outcome).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, ConfigDict, Field
+
+from gateway import deadletters
+from gateway.clients import ClientError
+from gateway.deps import Admin, AdminOrAuditor, RequestId, State, revoked_jti_key
+from gateway.errors import ApiError
+from gateway.routes_tasks import COMMON_ERRORS, task_view
+from gateway.state import GatewayState
+from security.audit import AuditQuery, afind_records, averify
+from security.errors import TokenError
+from security.tokens import verify_token
+from workers.deadletters import DLQ_INDEX
+from workers.wire import (
+    ALL_TASKS,
+    GLOBAL_QUEUED,
+    TASK_ID,
+    decode_record,
+    queued_key,
+    revoked_key,
+    task_key,
+)
+
+__all__ = ["build_admin_router"]
+
+_JTI = re.compile(r"^[0-9a-f]{32}$")
+
+
+class NewClient(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=64)
+    scopes: list[str] = Field(min_length=1, max_length=256)
+    rate_limit: str = Field(default="120/minute", max_length=64)
+    max_queued: int = Field(default=100, ge=1, le=100_000)
+
+
+class Revocation(BaseModel):
+    """Revoke by ``jti`` (with how long it must stay revoked) or by the token itself."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    jti: str | None = Field(default=None, pattern=r"^[0-9a-f]{32}$")
+    token: str | None = Field(default=None, max_length=8192)
+
+
+def _client_error(exc: ClientError) -> ApiError:
+    status = {"unknown_client": 404, "conflict": 409}.get(exc.reason, 422)
+    return ApiError(status, "Client request refused", str(exc), kind=f"client-{exc.reason}")
+
+
+async def _audit(
+    state: GatewayState,
+    action: str,
+    target: str,
+    rid: str,
+    *,
+    outcome: str = "ok",
+    reason: str = "",
+) -> None:
+    await state.record(
+        actor="admin", action=action, outcome=outcome, target=target, reason=reason, request_id=rid
+    )
+
+
+def build_admin_router() -> APIRouter:
+    """Every admin route, grouped by what it manages."""
+    router = APIRouter(prefix="/v1/admin", tags=["admin"], responses=COMMON_ERRORS)
+    for add in (_client_routes, _task_routes, _dead_letter_routes, _ops_routes, _audit_routes):
+        add(router)
+    return router
+
+
+def _client_routes(router: APIRouter) -> None:
+    @router.get("/clients", summary="List clients (never secrets)")
+    async def list_clients(_: Admin, state: State, rid: RequestId) -> dict[str, Any]:
+        clients = await state.clients.list()
+        await _audit(state, "admin.clients.list", "clients", rid)
+        return {"items": [c.public() for c in clients]}
+
+    @router.post("/clients", status_code=201, summary="Create a client; the secret is shown once")
+    async def create_client(
+        body: NewClient, _: Admin, state: State, rid: RequestId
+    ) -> dict[str, Any]:
+        try:
+            client, secret = await state.clients.create(
+                body.name, body.scopes, rate_limit=body.rate_limit, max_queued=body.max_queued
+            )
+        except ClientError as exc:
+            await _audit(
+                state, "admin.clients.create", body.name, rid, outcome="denied", reason=exc.reason
+            )
+            raise _client_error(exc) from None
+        await _audit(state, "admin.clients.create", client.client_id, rid)
+        return {**client.public(), "client_secret": secret}
+
+    @router.post(
+        "/clients/{client_id}/disable", summary="Disable a client (its tokens stop working)"
+    )
+    async def disable_client(
+        client_id: str, _: Admin, state: State, rid: RequestId
+    ) -> dict[str, Any]:
+        try:
+            client = await state.clients.disable(client_id)
+        except ClientError as exc:
+            raise _client_error(exc) from None
+        await _audit(state, "admin.clients.disable", client_id, rid)
+        return client.public()
+
+    @router.post("/clients/{client_id}/enable", summary="Enable a client again")
+    async def enable_client(
+        client_id: str, _: Admin, state: State, rid: RequestId
+    ) -> dict[str, Any]:
+        try:
+            client = await state.clients.enable(client_id)
+        except ClientError as exc:
+            raise _client_error(exc) from None
+        await _audit(state, "admin.clients.enable", client_id, rid)
+        return client.public()
+
+    @router.post(
+        "/clients/{client_id}/rotate-secret", summary="New secret; the old one stops working"
+    )
+    async def rotate_client_secret(
+        client_id: str, _: Admin, state: State, rid: RequestId
+    ) -> dict[str, Any]:
+        try:
+            secret = await state.clients.rotate_secret(client_id)
+        except ClientError as exc:
+            raise _client_error(exc) from None
+        await _audit(state, "admin.clients.rotate_secret", client_id, rid)
+        return {"client_id": client_id, "client_secret": secret}
+
+
+def _task_routes(router: APIRouter) -> None:
+    @router.post("/tokens/revoke", summary="Revoke an access token by jti or by the token")
+    async def revoke_token(
+        body: Revocation, _: Admin, state: State, rid: RequestId
+    ) -> dict[str, Any]:
+        ttl = state.settings.token_ttl + 60
+        if body.token is not None:
+            try:
+                claims = verify_token(body.token, keys=state.keys.token, policy=state.token_policy)
+            except TokenError as exc:
+                raise ApiError(
+                    422,
+                    "Token not revocable",
+                    f"the token is not valid here ({exc.reason})",
+                    kind="bad-token",
+                ) from None
+            jti = claims.jti
+            ttl = max(60, int(claims.exp - time.time()) + 60)
+        elif body.jti is not None and _JTI.fullmatch(body.jti):
+            jti = body.jti
+        else:
+            raise ApiError(422, "Invalid request", "give jti or token", kind="invalid-request")
+        await state.redis.set(revoked_jti_key(jti), "1", ex=ttl)
+        await _audit(state, "admin.tokens.revoke", jti, rid)
+        return {"jti": jti, "revoked": True, "until": int(time.time()) + ttl}
+
+    @router.get("/tasks", summary="All tasks, newest first")
+    async def list_all_tasks(
+        _: Admin,
+        state: State,
+        rid: RequestId,
+        limit: Annotated[int, Query(ge=1, le=200)] = 50,
+        before: Annotated[float | None, Query()] = None,
+        status: Annotated[str | None, Query(pattern=r"^[a-z_]{1,20}$")] = None,
+    ) -> dict[str, Any]:
+        upper: float | str = f"({before}" if before is not None else "+inf"
+        rows: list[Any] = await state.redis.zrevrangebyscore(
+            ALL_TASKS, upper, "-inf", start=0, num=limit, withscores=True
+        )
+        async with state.redis.pipeline(transaction=False) as pipe:
+            for member, _score in rows:
+                pipe.hgetall(task_key(_text(member)))
+            records = await pipe.execute()
+        items = []
+        for (member, _score), raw in zip(rows, records, strict=True):
+            if raw:
+                record = decode_record(raw)
+                view = {**task_view(_text(member), record), "owner": record.get("owner")}
+                if status is None or view["status"] == status:
+                    items.append(view)
+        await _audit(state, "admin.tasks.list", "tasks", rid)
+        return {"items": items, "next": rows[-1][1] if len(rows) == limit else None}
+
+    @router.get("/tasks/{task_id}", summary="Inspect a task's metadata (never its payload)")
+    async def inspect_task(task_id: str, _: Admin, state: State, rid: RequestId) -> dict[str, Any]:
+        record = await _task_record(state, task_id)
+        await _audit(state, "admin.tasks.inspect", task_id, rid)
+        return {
+            **task_view(task_id, record),
+            "owner": record.get("owner"),
+            "queue": record.get("queue"),
+        }
+
+    @router.post("/tasks/{task_id}/revoke", status_code=202, summary="Revoke a task")
+    async def revoke_task(task_id: str, _: Admin, state: State, rid: RequestId) -> dict[str, Any]:
+        record = await _task_record(state, task_id)
+        ttl = state.settings.envelope_ttl + state.settings.result_ttl
+        async with state.redis.pipeline(transaction=True) as pipe:
+            pipe.set(revoked_key(task_id), "1", ex=ttl)
+            pipe.hset(task_key(task_id), "state", "revoked")
+            pipe.zrem(queued_key(record.get("owner", "")), task_id)
+            pipe.zrem(GLOBAL_QUEUED, task_id)
+            await pipe.execute()
+        await _audit(state, "admin.tasks.revoke", task_id, rid)
+        return {"id": task_id, "status": "revoked"}
+
+    @router.post(
+        "/tasks/{task_id}/retry", status_code=202, summary="Run a dead-lettered task again"
+    )
+    async def retry_task(task_id: str, _: Admin, state: State, rid: RequestId) -> dict[str, Any]:
+        return await _requeue(state, task_id, rid, action="admin.tasks.retry")
+
+
+def _dead_letter_routes(router: APIRouter) -> None:
+    @router.get("/dead-letters", summary="Dead-lettered tasks, newest first")
+    async def list_dead_letters(
+        _: Admin,
+        state: State,
+        rid: RequestId,
+        limit: Annotated[int, Query(ge=1, le=200)] = 50,
+        before: Annotated[float | None, Query()] = None,
+    ) -> dict[str, Any]:
+        items, cursor = await deadletters.list_dead(state.redis, limit=limit, before=before)
+        await _audit(state, "admin.dlq.list", "dead-letters", rid)
+        return {"items": [d.public() for d in items], "next": cursor}
+
+    @router.get("/dead-letters/{task_id}", summary="A dead letter's metadata")
+    async def inspect_dead_letter(
+        task_id: str, _: Admin, state: State, rid: RequestId
+    ) -> dict[str, Any]:
+        try:
+            dead = await deadletters.inspect(state.redis, task_id)
+        except deadletters.DeadLetterError as exc:
+            raise ApiError(exc.status, "Dead letter", exc.detail, kind="dead-letter") from None
+        await _audit(state, "admin.dlq.inspect", task_id, rid)
+        return dead.public()
+
+    @router.post(
+        "/dead-letters/{task_id}/requeue",
+        status_code=202,
+        summary="Requeue (fresh attempts, capped replays)",
+    )
+    async def requeue_dead_letter(
+        task_id: str, _: Admin, state: State, rid: RequestId
+    ) -> dict[str, Any]:
+        return await _requeue(state, task_id, rid, action="admin.dlq.requeue")
+
+    @router.delete("/dead-letters/{task_id}", summary="Purge a dead letter and its secrets")
+    async def purge_dead_letter(
+        task_id: str, _: Admin, state: State, rid: RequestId
+    ) -> dict[str, Any]:
+        try:
+            dead = await deadletters.purge(state.redis, task_id)
+        except deadletters.DeadLetterError as exc:
+            raise ApiError(exc.status, "Dead letter", exc.detail, kind="dead-letter") from None
+        await _audit(state, "admin.dlq.purge", task_id, rid)
+        return {**dead.public(), "purged": True}
+
+
+def _ops_routes(router: APIRouter) -> None:
+    @router.get("/keys", summary="Key ids in use (never material)")
+    async def list_keys(_: Admin, state: State, rid: RequestId) -> dict[str, Any]:
+        ring = state.keys
+        out = {
+            purpose: [{"kid": k.kid, "retired": k.retired} for k in getattr(ring, purpose)]
+            for purpose in ("broker", "vault", "audit", "token", "signing")
+        }
+        await _audit(state, "admin.keys.list", "keys", rid)
+        return {
+            "keys": out,
+            "rotate": "run `taskgate keys rotate` then restart workers, then gateways",
+        }
+
+    @router.get("/stats", summary="Queue depths, backlog, dead letters, clients")
+    async def stats(_: Admin, state: State, rid: RequestId) -> dict[str, Any]:
+        queues = sorted({spec.queue for spec in state.catalogue} | {"taskgate"})
+        async with state.redis.pipeline(transaction=False) as pipe:
+            for queue in queues:
+                pipe.llen(queue)
+            pipe.zcard(GLOBAL_QUEUED)
+            pipe.zcard(DLQ_INDEX)
+            pipe.scard("tg:clients")
+            pipe.xlen("tg:audit")
+            replies = await pipe.execute()
+        depth = dict(zip(queues, replies[: len(queues)], strict=True))
+        backlog, dead, clients, audit = replies[len(queues) :]
+        await _audit(state, "admin.stats", "stats", rid)
+        return {
+            "queues": depth,
+            "queued_not_started": backlog,
+            "dead_letters": dead,
+            "clients": clients,
+            "audit_records": audit,
+        }
+
+
+def _audit_routes(router: APIRouter) -> None:
+    @router.get("/audit", summary="Audit records, filtered and paged (admin or audit:read)")
+    async def audit(
+        actor_name: AdminOrAuditor,
+        *,
+        state: State,
+        rid: RequestId,
+        since: Annotated[float | None, Query()] = None,
+        until: Annotated[float | None, Query()] = None,
+        actor: Annotated[str | None, Query(max_length=128)] = None,
+        action: Annotated[str | None, Query(max_length=128)] = None,
+        outcome: Annotated[str | None, Query(pattern=r"^(allowed|denied|ok|error)$")] = None,
+        after: Annotated[str | None, Query(pattern=r"^\d{1,20}-\d{1,20}$")] = None,
+        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    ) -> dict[str, Any]:
+        query = AuditQuery(since=since, until=until, actor=actor, action=action, outcome=outcome)  # type: ignore[arg-type]
+        page = await afind_records(state.redis, query, after=after, limit=limit)
+        await state.record(
+            actor=actor_name, action="audit.read", outcome="ok", target="audit", request_id=rid
+        )
+        return {"items": [e.to_dict() for e in page.entries], "next": page.next_after}
+
+    @router.get("/audit/verify", summary="Verify the whole chain (admin or audit:read)")
+    async def audit_verify(
+        actor_name: AdminOrAuditor, state: State, rid: RequestId
+    ) -> dict[str, Any]:
+        report = await averify(state.redis, state.keys.audit)
+        await state.record(
+            actor=actor_name,
+            action="audit.verify",
+            outcome="ok" if report.ok else "error",
+            target="audit",
+            request_id=rid,
+        )
+        return report.to_dict()
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+async def _task_record(state: GatewayState, task_id: str) -> dict[str, str]:
+    if not TASK_ID.fullmatch(task_id):
+        raise ApiError(404, "Not found", "no such task", kind="not-found")
+    raw = await state.redis.hgetall(task_key(task_id))
+    if not raw:
+        raise ApiError(404, "Not found", "no such task", kind="not-found")
+    return decode_record(raw)
+
+
+async def _requeue(state: GatewayState, task_id: str, rid: str, *, action: str) -> dict[str, Any]:
+    try:
+        dead = await deadletters.requeue(
+            state.redis, state.keys, task_id, ttl=state.settings.envelope_ttl
+        )
+    except deadletters.DeadLetterError as exc:
+        await _audit(state, action, task_id, rid, outcome="denied", reason=exc.detail)
+        raise ApiError(exc.status, "Requeue refused", exc.detail, kind="dead-letter") from None
+    await _audit(state, action, task_id, rid)
+    return {"id": task_id, "status": "queued", "replays": dead.replays}
