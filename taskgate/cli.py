@@ -8,8 +8,10 @@ from certs.cli import app as certs_app
 from gateway.cli import serve_command
 from taskgate.audit_cli import app as audit_app
 from taskgate.clients_cli import app as clients_app
+from taskgate.dlq_cli import app as dlq_app
 from taskgate.keys_cli import app as keys_app
 from taskgate.stack import up_command
+from taskgate.token_cli import token_command
 from workers.cli import worker_command
 
 __all__ = ["app"]
@@ -28,3 +30,5 @@ app.add_typer(certs_app, name="certs")
 app.add_typer(keys_app, name="keys")
 app.add_typer(audit_app, name="audit")
 app.add_typer(clients_app, name="clients")
+app.add_typer(dlq_app, name="dlq")
+app.command("token")(token_command)

@@ -1,0 +1,90 @@
+"""`taskgate dlq list|inspect|requeue|purge`: the dead-letter store, audited."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
+
+import typer
+
+from gateway import deadletters
+from gateway.settings import GatewaySettings
+from security.audit import AsyncAuditWriter, AuditRecord, Outcome
+from security.config import load_settings
+from security.errors import ConfigError
+from security.keystore import KeyRing
+
+__all__ = ["app"]
+
+app = typer.Typer(
+    help="List, inspect, requeue and purge dead-lettered tasks.", no_args_is_help=True
+)
+
+
+def _run(
+    action: str, target: str, op: Callable[[Any, KeyRing, GatewaySettings], Awaitable[Any]]
+) -> Any:
+    try:
+        settings = load_settings(GatewaySettings)
+        keys = settings.key_ring("gateway")
+    except ConfigError as exc:
+        typer.echo(f"taskgate dlq: refused: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+    async def go() -> Any:
+        client = settings.redis.async_client()
+        try:
+            outcome: Outcome = "ok"
+            try:
+                result = await op(client, keys, settings)
+            except deadletters.DeadLetterError as exc:
+                result, outcome = exc, "denied"
+            await AsyncAuditWriter(client, keys.audit).append(
+                AuditRecord.make(actor="admin:cli", action=action, outcome=outcome, target=target)
+            )
+            return result
+        finally:
+            await client.aclose()
+
+    result = asyncio.run(go())
+    if isinstance(result, deadletters.DeadLetterError):
+        typer.echo(f"taskgate dlq: {result.detail}", err=True)
+        raise typer.Exit(1)
+    return result
+
+
+@app.command("list")
+def list_command(limit: Annotated[int, typer.Option(help="How many, newest first.")] = 50) -> None:
+    """List dead letters: id, task, owner, attempts, reason (never the payload)."""
+    items, _ = _run(
+        "admin.dlq.list", "dead-letters", lambda c, _k, _s: deadletters.list_dead(c, limit=limit)
+    )
+    for dead in items:
+        typer.echo(json.dumps(dead.public()))
+
+
+@app.command("inspect")
+def inspect_command(task_id: str) -> None:
+    """Show one dead letter's metadata."""
+    dead = _run("admin.dlq.inspect", task_id, lambda c, _k, _s: deadletters.inspect(c, task_id))
+    typer.echo(json.dumps(dead.public(), indent=2))
+
+
+@app.command("requeue")
+def requeue_command(task_id: str) -> None:
+    """Run a dead-lettered task again with a fresh attempt budget (replays are capped)."""
+    dead = _run(
+        "admin.dlq.requeue",
+        task_id,
+        lambda c, k, s: deadletters.requeue(c, k, task_id, ttl=s.envelope_ttl),
+    )
+    typer.echo(f"requeued {task_id} (replay {dead.replays})")
+
+
+@app.command("purge")
+def purge_command(task_id: str) -> None:
+    """Delete a dead letter and its stored secrets."""
+    _run("admin.dlq.purge", task_id, lambda c, _k, _s: deadletters.purge(c, task_id))
+    typer.echo(f"purged {task_id}")
