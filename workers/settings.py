@@ -24,6 +24,8 @@ class WorkerSettings(CommonSettings):
     task_time_limit: int = Field(default=300, ge=1)
     # Longest countdown/ETA a retry may ask for; the visibility timeout must exceed it.
     max_retry_delay: int = Field(default=600, ge=0)
+    # Headroom on top of the longest run + delay before Redis redelivers a message.
+    visibility_margin: int = Field(default=300, ge=1)
     result_ttl: int = Field(default=86_400, ge=60)
     task_modules: list[str] = Field(default_factory=list)
 
@@ -34,4 +36,4 @@ class WorkerSettings(CommonSettings):
         It must exceed the longest run plus the longest ETA, or Redis hands the same
         message to a second worker while the first still runs it (celery #5306, #2599).
         """
-        return self.task_time_limit + self.max_retry_delay + 300
+        return self.task_time_limit + self.max_retry_delay + self.visibility_margin
