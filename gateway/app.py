@@ -166,8 +166,6 @@ def create_app(
     app.include_router(build_token_router(limiter, settings))
     router = build_router()
     for spec in tasks:
-        if spec.best_effort:
-            continue
         router.add_api_route(
             f"/{spec.name}",
             submit_route(spec),

@@ -109,8 +109,7 @@ def install_error_handlers(app: FastAPI) -> None:
             ApiError(
                 422,
                 "Secret-looking value in a field not declared secret",
-                f"field {exc.field or '(unknown)'} looks like a credential ({exc.reason}); "
-                "send secrets only in fields the catalogue marks as secret",
+                exc.message,
                 kind="leak-detected",
                 errors=[{"field": exc.field, "message": "looks like a credential"}],
             ),

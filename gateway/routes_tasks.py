@@ -5,14 +5,15 @@ from __future__ import annotations
 import logging
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, BackgroundTasks, Depends, Query, Request
 from fastapi.responses import JSONResponse
 
+from gateway.best_effort import run_best_effort
 from gateway.deps import Principal, RequestId, State, current_client, get_state, verified_claims
 from gateway.errors import ApiError
 from gateway.ratelimit import limit_headers
 from gateway.state import GatewayState
-from gateway.submit import IdempotentReplay, Submission, run_stages
+from gateway.submit import BEST_EFFORT_STAGES, STAGES, IdempotentReplay, Submission, run_stages
 from security.errors import InputRejectedError, TaskgateError, TokenError
 from security.passwords import ADMIN_TOKEN_PREFIX
 from workers.catalogue import TaskSpec
@@ -96,13 +97,6 @@ def _result_summary(doc: dict[str, Any]) -> dict[str, Any]:
         kind = result.get("exc_type", "Error") if isinstance(result, dict) else "Error"
         return {"error": {"type": str(kind)[:100]}}
     return {}
-
-
-def _spec_or_404(state: GatewayState, name: str) -> TaskSpec:
-    spec = state.catalogue.get(name)
-    if spec is None or spec.best_effort:
-        raise ApiError(404, "Not found", "no such task in the catalogue", kind="not-found")
-    return spec
 
 
 def build_router() -> APIRouter:
@@ -224,9 +218,10 @@ def _mark_secret(schema: dict[str, Any], path: list[str]) -> None:
 
 
 def submit_route(spec: TaskSpec) -> Any:
-    """The POST handler for one task of the catalogue."""
+    """The POST handler for one task of the catalogue (broker lane or best-effort lane)."""
+    stages = BEST_EFFORT_STAGES if spec.best_effort else STAGES
 
-    async def submit(request: Request, request_id: RequestId) -> Any:
+    async def submit(request: Request, request_id: RequestId, background: BackgroundTasks) -> Any:
         state = get_state(request)
         try:
             claims = await verified_claims(request, state)
@@ -251,7 +246,7 @@ def submit_route(spec: TaskSpec) -> Any:
         )
         actor = f"client:{claims.sub}"
         try:
-            ctx = await run_stages(ctx, state)
+            ctx = await run_stages(ctx, state, stages)
         except IdempotentReplay as replay:
             return _accepted(replay.task_id, ctx, replayed=True)
         except (ApiError, TaskgateError) as exc:
@@ -282,6 +277,9 @@ def submit_route(spec: TaskSpec) -> Any:
             reason=spec.name,
             request_id=request_id,
         )
+        if spec.best_effort:
+            background.add_task(run_best_effort, state, spec, ctx.task_id, ctx.payload)
+            ctx.payload = {}
         return _accepted(ctx.task_id, ctx, replayed=False)
 
     submit.__name__ = f"submit_{spec.name.replace('.', '_').replace('-', '_')}"

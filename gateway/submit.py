@@ -30,7 +30,7 @@ from security.vault import SwapResult, swap_secrets, write_entries
 from workers.catalogue import TaskSpec
 from workers.wire import ALL_TASKS, GLOBAL_QUEUED, owner_index, queued_key, task_key
 
-__all__ = ["STAGES", "IdempotentReplay", "Submission", "run_stages"]
+__all__ = ["BEST_EFFORT_STAGES", "STAGES", "IdempotentReplay", "Submission", "run_stages"]
 
 IDEMPOTENCY_TTL = 24 * 3600
 _IDEM_KEY_MAX = 255
@@ -294,6 +294,39 @@ async def enqueue(ctx: Submission, state: GatewayState) -> Submission:
         await pipe.execute()
     return ctx
 
+
+async def record_best_effort(ctx: Submission, state: GatewayState) -> Submission:
+    """Best-effort lane: only a task record (no broker, no vault); the run follows the reply."""
+    ttl = state.settings.result_ttl
+    async with state.redis.pipeline(transaction=True) as pipe:
+        pipe.hset(
+            task_key(ctx.task_id),
+            mapping={
+                "name": ctx.spec.name,
+                "owner": ctx.client_id,
+                "state": "queued",
+                "submitted_at": f"{ctx.now:.6f}",
+                "queue": "best-effort",
+                "attempts": "0",
+            },
+        )
+        pipe.expire(task_key(ctx.task_id), ttl)
+        pipe.zadd(owner_index(ctx.client_id), {ctx.task_id: ctx.now})
+        pipe.zadd(ALL_TASKS, {ctx.task_id: ctx.now})
+        if ctx.idem_redis_key is not None:
+            done = {"state": "done", "body": ctx.body_hash, "task_id": ctx.task_id}
+            pipe.set(ctx.idem_redis_key, json.dumps(done), ex=IDEMPOTENCY_TTL)
+        await pipe.execute()
+    return ctx
+
+
+BEST_EFFORT_STAGES: list[Stage] = [
+    authorize,
+    check_and_count,
+    validate,
+    guard_leaks,
+    record_best_effort,
+]
 
 STAGES: list[Stage] = [
     authorize,

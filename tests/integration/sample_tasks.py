@@ -47,3 +47,21 @@ def other(payload: TouchPayload) -> dict[str, object]:
     """A second task, so a message can be moved from one task name to another."""
     _mark(payload.note)
     return {"note_length": len(payload.note)}
+
+
+class NotePayload(BaseModel):
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
+    marker: str
+    secret: SecretStr | None = None
+
+
+@task("test.best_effort", schema=NotePayload, secret_fields=("secret",), best_effort=True)
+def best_effort(payload: NotePayload) -> None:
+    """Runs in the gateway after the reply: leaves a file named by the marker."""
+    folder = Path(os.environ["TASKGATE_TEST_SIDE_EFFECTS"])
+    folder.mkdir(parents=True, exist_ok=True)
+    secret = payload.secret.get_secret_value() if payload.secret else ""
+    (folder / f"best-effort-{payload.marker}").write_text(
+        hashlib.sha256(secret.encode()).hexdigest()
+    )
