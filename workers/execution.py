@@ -31,10 +31,10 @@ from security.audit import AuditRecord, AuditWriter, Outcome
 from security.errors import TaskgateError
 from security.keystore import KeyRing
 from security.tls import RedisTLS
-from security.vault import delete_secrets, reference_ids, resolve_secrets, vault_key
+from security.vault import reference_ids, resolve_secrets, vault_key
 from workers.catalogue import Catalogue, TaskSpec
 from workers.deadletters import dead_letter
-from workers.lifecycle import Gate, mark_finished, mark_retried, open_gate
+from workers.lifecycle import Gate, Lifecycle
 from workers.sealed import SEAL_KWARG, SealedOrigin
 
 __all__ = ["SealedTask", "WorkerRuntime", "register_catalogue"]
@@ -57,13 +57,21 @@ class WorkerRuntime:
     _pid: int = field(default=-1, repr=False)
     _client: redis.Redis | None = field(default=None, repr=False)
     _audit: AuditWriter | None = field(default=None, repr=False)
+    _lifecycle: Lifecycle | None = field(default=None, repr=False)
 
     def client(self) -> redis.Redis:
         if self._client is None or self._pid != os.getpid():
             self._client = self.redis_tls.client(socket_timeout=10, socket_connect_timeout=5)
             self._audit = AuditWriter(self._client, self.keys.audit)
+            self._lifecycle = Lifecycle(self._client)
             self._pid = os.getpid()
         return self._client
+
+    def lifecycle(self) -> Lifecycle:
+        self.client()
+        if self._lifecycle is None:  # pragma: no cover - set by client()
+            raise RuntimeError("lifecycle scripts missing")
+        return self._lifecycle
 
     def audit(self, action: str, *, target: str, outcome: Outcome, reason: str = "") -> None:
         """Append to the audit chain; a failure to audit is logged, never swallowed silently."""
@@ -118,15 +126,16 @@ class SealedTask(Task[Any, Any]):
     def _run_declared(self, spec: TaskSpec, payload: Any, origin: SealedOrigin) -> Any:
         runtime = _runtime(self.app)
         client = runtime.client()
+        life = runtime.lifecycle()
         task_id = str(self.request.id)
         attempt = int(self.request.retries or 0) + 1
-        gate = open_gate(client, task_id, attempt)
+        vault = [vault_key(task_id, ref) for ref in reference_ids(payload)]
+        gate = life.open_gate(task_id, attempt)
         if gate.done:
             log.info("task %s[%s] already finished; redelivery acknowledged", self.name, task_id)
             raise Ignore()
         if gate.revoked:
-            self._finish_for_good(payload)
-            mark_finished(client, task_id, "revoked", ttl=runtime.record_ttl)
+            life.finish(task_id, "revoked", ttl=runtime.record_ttl, delete=vault)
             runtime.audit(
                 "task.revoked", target=task_id, outcome="ok", reason="revoked before start"
             )
@@ -139,13 +148,11 @@ class SealedTask(Task[Any, Any]):
             )
             model = spec.schema.model_validate(resolved)
         except TaskgateError as exc:
-            self._finish_for_good(payload)
-            mark_finished(client, task_id, "failed", ttl=runtime.record_ttl, error=exc.reason)
+            life.finish(task_id, "failed", ttl=runtime.record_ttl, error=exc.reason, delete=vault)
             self.refuse(exc.reason, str(exc))
         except ValidationError as exc:
-            self._finish_for_good(payload)
-            mark_finished(
-                client, task_id, "failed", ttl=runtime.record_ttl, error="invalid_payload"
+            life.finish(
+                task_id, "failed", ttl=runtime.record_ttl, error="invalid_payload", delete=vault
             )
             fields = ",".join(".".join(map(str, e["loc"])) for e in exc.errors()[:5])
             self.refuse("invalid_payload", f"payload failed validation at {fields}")
@@ -158,8 +165,7 @@ class SealedTask(Task[Any, Any]):
                 spec, payload=payload, origin=origin, gate=gate, attempt=attempt, exc=exc
             )
             raise
-        self._finish_for_good(payload)
-        mark_finished(client, task_id, "succeeded", ttl=runtime.record_ttl)
+        life.finish(task_id, "succeeded", ttl=runtime.record_ttl, delete=vault)
         runtime.audit("task.succeeded", target=task_id, outcome="ok", reason=f"attempt {attempt}")
         return result
 
@@ -181,7 +187,7 @@ class SealedTask(Task[Any, Any]):
         policy = spec.retry
         if isinstance(exc, policy.retry_on) and attempt < policy.max_attempts:
             delay = policy.delay(attempt)
-            mark_retried(client, task_id, reason, delay)
+            runtime.lifecycle().retried(task_id, reason, delay)
             runtime.audit(
                 "task.retried",
                 target=task_id,
@@ -201,19 +207,13 @@ class SealedTask(Task[Any, Any]):
             reason=reason,
             vault_keys=[vault_key(task_id, ref) for ref in reference_ids(payload)],
         )
-        mark_finished(client, task_id, "dead_lettered", ttl=runtime.record_ttl, error=reason)
+        runtime.lifecycle().finish(task_id, "dead_lettered", ttl=runtime.record_ttl, error=reason)
         runtime.audit(
             "task.dead_lettered",
             target=task_id,
             outcome="error",
             reason=f"{reason} after {attempt}",
         )
-
-    def _finish_for_good(self, payload: Any) -> None:
-        """Delete the task's stored secrets: it will not run again."""
-        refs = reference_ids(payload)
-        if refs:
-            delete_secrets(_runtime(self.app).client(), str(self.request.id), refs)
 
 
 def _make_run(spec: TaskSpec) -> Callable[..., Any]:

@@ -4,19 +4,52 @@ States: queued (gateway) -> started -> retried -> ... -> succeeded | failed |
 dead_lettered | revoked. Timings and attempts go to the task record for the status
 endpoint; nothing of the payload ever does. The completion record (``tg:done:{id}``)
 lets a redelivered message whose earlier run already finished be acknowledged, not run.
+
+Each transition is a small Lua script so that check-and-mark is atomic and costs one
+round trip (the worker's per-task overhead is what the worker benchmark measures).
+The scripts touch the owner's queued set by a computed name, so the task's keys must live
+on one Redis node (no cluster).
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import redis
 
-from workers.wire import GLOBAL_QUEUED, done_key, queued_key, revoked_key, task_key
+from workers.wire import GLOBAL_QUEUED, done_key, revoked_key, task_key
 
-__all__ = ["Gate", "mark_finished", "mark_retried", "open_gate"]
+__all__ = ["Gate", "Lifecycle"]
+
+_GATE = """
+local revoked = redis.call('EXISTS', KEYS[1])
+local done = redis.call('EXISTS', KEYS[2])
+local owner = redis.call('HGET', KEYS[3], 'owner')
+if not owner then owner = '' end
+redis.call('ZREM', KEYS[4], ARGV[1])
+if owner ~= '' then redis.call('ZREM', ARGV[4] .. owner, ARGV[1]) end
+if revoked == 0 and done == 0 and redis.call('EXISTS', KEYS[3]) == 1 then
+  redis.call('HSET', KEYS[3], 'state', 'started', 'started_at', ARGV[2], 'attempts', ARGV[3])
+end
+return {revoked, done, owner}
+"""
+
+_FINISH = """
+if ARGV[1] == 'succeeded' then redis.call('SET', KEYS[2], '1', 'EX', ARGV[4]) end
+for i = 3, #KEYS do redis.call('DEL', KEYS[i]) end
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  if ARGV[1] == 'retried' then
+    redis.call('HSET', KEYS[1], 'state', 'retried')
+  else
+    redis.call('HSET', KEYS[1], 'state', ARGV[1], 'finished_at', ARGV[2])
+  end
+  if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'error', ARGV[3]) end
+end
+return 1
+"""
 
 
 @dataclass(frozen=True)
@@ -28,54 +61,44 @@ class Gate:
     owner: str
 
 
-def open_gate(client: redis.Redis, task_id: str, attempt: int, *, now: float | None = None) -> Gate:
-    """Check revocation and completion; if neither, mark the task started (one round trip)."""
-    stamp = f"{now or time.time():.6f}"
-    key = task_key(task_id)
-    with client.pipeline(transaction=False) as pipe:
-        pipe.exists(revoked_key(task_id))
-        pipe.exists(done_key(task_id))
-        pipe.hget(key, "owner")
-        pipe.zrem(GLOBAL_QUEUED, task_id)
-        revoked, done, owner_raw, _ = pipe.execute()
-    owner = owner_raw.decode() if isinstance(owner_raw, bytes) else (owner_raw or "")
-    gate = Gate(revoked=bool(revoked), done=bool(done), owner=owner)
-    with client.pipeline(transaction=False) as pipe:
-        if owner:
-            pipe.zrem(queued_key(owner), task_id)
-        if not gate.revoked and not gate.done and client.exists(key):
-            pipe.hset(
-                key, mapping={"state": "started", "started_at": stamp, "attempts": str(attempt)}
-            )
-        pipe.execute()
-    return gate
+class Lifecycle:
+    """The lifecycle scripts, registered once per Redis client."""
 
+    def __init__(self, client: redis.Redis) -> None:
+        self._client = client
+        self._gate = client.register_script(_GATE)
+        self._finish = client.register_script(_FINISH)
 
-def mark_retried(client: redis.Redis, task_id: str, reason: str, delay: float) -> None:
-    """Record a retry with its (redacted) reason and delay."""
-    key = task_key(task_id)
-    if client.exists(key):
-        client.hset(key, mapping={"state": "retried", "error": f"{reason}; retry in {delay:.1f}s"})
+    def open_gate(self, task_id: str, attempt: int, *, now: float | None = None) -> Gate:
+        """Revoked? Already done? If neither, mark started; leave the queued sets either way."""
+        reply: Any = self._gate(
+            keys=[revoked_key(task_id), done_key(task_id), task_key(task_id), GLOBAL_QUEUED],
+            args=[task_id, f"{now or time.time():.6f}", str(attempt), "tg:queued:"],
+        )
+        revoked, done, owner = reply
+        owner_text = owner.decode() if isinstance(owner, bytes) else str(owner or "")
+        return Gate(revoked=bool(int(revoked)), done=bool(int(done)), owner=owner_text)
 
+    def finish(
+        self,
+        task_id: str,
+        state: str,
+        *,
+        ttl: int,
+        error: str = "",
+        delete: Sequence[str] = (),
+        now: float | None = None,
+    ) -> None:
+        """Record the final state (succeeded also writes the completion record) and delete
+        ``delete`` (the task's vault entries) in the same round trip."""
+        self._finish(
+            keys=[task_key(task_id), done_key(task_id), *delete],
+            args=[state, f"{now or time.time():.6f}", error, str(ttl)],
+        )
 
-def mark_finished(
-    client: redis.Redis,
-    task_id: str,
-    state: str,
-    *,
-    ttl: int,
-    error: str = "",
-    now: float | None = None,
-) -> None:
-    """Record the final state; succeeded also writes the completion record."""
-    key = task_key(task_id)
-    with client.pipeline(transaction=False) as pipe:
-        if state == "succeeded":
-            pipe.set(done_key(task_id), "1", ex=ttl)
-        pipe.exists(key)
-        exists = pipe.execute()[-1]
-    if exists:
-        fields: dict[Any, Any] = {"state": state, "finished_at": f"{now or time.time():.6f}"}
-        if error:
-            fields["error"] = error
-        client.hset(key, mapping=fields)
+    def retried(self, task_id: str, reason: str, delay: float) -> None:
+        """Record a retry with its (redacted) reason and delay."""
+        self._finish(
+            keys=[task_key(task_id), done_key(task_id)],
+            args=["retried", f"{time.time():.6f}", f"{reason}; retry in {delay:.1f}s", "1"],
+        )
