@@ -21,11 +21,14 @@ from gateway.middleware import (
     RequestIdMiddleware,
     SecurityHeadersMiddleware,
 )
+from gateway.problems import document_transport_problems
 from gateway.routes_admin import build_admin_router
+from gateway.routes_metrics import build_metrics_router
 from gateway.routes_tasks import COMMON_ERRORS, build_router, submit_route
 from gateway.routes_token import build_token_limiter, build_token_router
 from gateway.settings import GatewaySettings
 from gateway.state import GatewayState
+from gateway.submit import IDEMPOTENCY_KEY
 from security.audit import AsyncAuditWriter
 from security.keystore import KeyRing
 from security.tokens import TokenPolicy
@@ -178,6 +181,7 @@ def create_app(
         )
     app.include_router(router)
     app.include_router(build_admin_router())
+    app.include_router(build_metrics_router())
     _install_openapi(app, tasks)
     # Outermost first: ids on everything, headers on everything, then the body cap.
     app.add_middleware(BodySizeLimitMiddleware, limit_for=_body_limit(settings, tasks))
@@ -204,7 +208,12 @@ def _submit_openapi(task_name: str) -> dict[str, Any]:
                 "name": "Idempotency-Key",
                 "in": "header",
                 "required": False,
-                "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+                "schema": {
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": 255,
+                    "pattern": f"^{IDEMPOTENCY_KEY.pattern}$",
+                },
                 "description": "Same key and body within 24 h: the same task, not a second one.",
             }
         ],
@@ -240,6 +249,7 @@ def _install_openapi(app: FastAPI, catalogue: Catalogue) -> None:
             "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT or admin token"}
         }
         doc["security"] = [{"bearer": []}]
+        document_transport_problems(doc)
         app.openapi_schema = doc
         return doc
 

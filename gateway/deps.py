@@ -30,15 +30,21 @@ __all__ = [
 ]
 
 
-def get_state(request: Request) -> GatewayState:
+def state_of(request: Request) -> GatewayState:
+    """The process's gateway state (plain function for handlers that are not dependencies)."""
     state: GatewayState = request.app.state.gateway
     return state
+
+
+async def get_state(request: Request) -> GatewayState:
+    # async: FastAPI runs plain-def dependencies in its threadpool, a hop per request.
+    return state_of(request)
 
 
 State = Annotated[GatewayState, Depends(get_state)]
 
 
-def get_request_id(request: Request) -> str:
+async def get_request_id(request: Request) -> str:
     return str(getattr(request.state, "request_id", "-"))
 
 
@@ -102,7 +108,8 @@ async def current_client(claims: Claims, state: State) -> Principal:
 Client = Annotated[Principal, Depends(current_client)]
 
 
-def _admin_ok(request: Request, state: GatewayState) -> bool:
+def admin_token_ok(request: Request, state: GatewayState) -> bool:
+    """Whether the request carries the admin token (constant-time hash comparison)."""
     token = bearer_token(request)
     if not token.startswith(ADMIN_TOKEN_PREFIX) or state.admin_token_hash is None:
         return False
@@ -111,7 +118,7 @@ def _admin_ok(request: Request, state: GatewayState) -> bool:
 
 async def require_admin(request: Request, state: State) -> str:
     """The admin token, and only it. Returns the audit actor name."""
-    if not _admin_ok(request, state):
+    if not admin_token_ok(request, state):
         raise TokenError("admin token required", reason="not_admin")
     return "admin"
 
@@ -121,7 +128,7 @@ Admin = Annotated[str, Depends(require_admin)]
 
 async def admin_or_auditor(request: Request, state: State) -> str:
     """The admin token, or a client token carrying ``audit:read``."""
-    if _admin_ok(request, state):
+    if admin_token_ok(request, state):
         return "admin"
     principal = await current_client(await verified_claims(request, state), state)
     if not principal.allows("audit:read"):

@@ -14,9 +14,11 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from gateway.problems import problem
 from security.errors import (
+    AuditError,
     InputRejectedError,
     KeyRingError,
     LeakDetectedError,
@@ -81,6 +83,19 @@ def validation_errors(errors: list[Any]) -> list[dict[str, str]]:
     return out
 
 
+_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method some route serves at this request's path (RFC 9110 section 15.5.6)."""
+    allowed = []
+    for method in _METHODS:
+        probe = {**request.scope, "method": method}
+        if any(route.matches(probe)[0] is Match.FULL for route in request.app.router.routes):
+            allowed.append(method)
+    return ", ".join(allowed)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Register the handlers that turn every exception into problem+json."""
 
@@ -130,6 +145,18 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def request_validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        if request.url.path == "/v1/token":  # RFC 6749 section 5.2: a malformed grant is 400
+            return _respond(
+                request,
+                ApiError(
+                    400,
+                    "Token request refused",
+                    "the token request is malformed or incomplete",
+                    kind="oauth-invalid_request",
+                    error="invalid_request",
+                    errors=validation_errors(list(exc.errors())),
+                ),
+            )
         return _respond(
             request,
             ApiError(
@@ -150,6 +177,10 @@ def install_error_handlers(app: FastAPI) -> None:
             403: "Forbidden",
         }
         detail = exc.detail if isinstance(exc.detail, str) else "request refused"
+        headers = dict(exc.headers) if exc.headers else None
+        if exc.status_code == 405:
+            # Starlette names only the first route that matched the path; list them all.
+            headers = {**(headers or {}), "Allow": _allowed_methods(request)}
         return _respond(
             request,
             ApiError(
@@ -157,7 +188,7 @@ def install_error_handlers(app: FastAPI) -> None:
                 titles.get(exc.status_code, "Error"),
                 detail,
                 kind=f"http-{exc.status_code}",
-                headers=dict(exc.headers) if exc.headers else None,
+                headers=headers,
             ),
         )
 
@@ -170,6 +201,20 @@ def install_error_handlers(app: FastAPI) -> None:
                 503,
                 "Service unavailable",
                 "the gateway's storage is unreachable; nothing was accepted",
+                kind="unavailable",
+                headers={"Retry-After": "5"},
+            ),
+        )
+
+    @app.exception_handler(AuditError)
+    async def audit_down(request: Request, exc: AuditError) -> JSONResponse:
+        log.error("audit log unavailable (%s) rid=%s", exc.reason, _rid(request))
+        return _respond(
+            request,
+            ApiError(
+                503,
+                "Service unavailable",
+                "the audit log is unreachable; nothing was accepted",
                 kind="unavailable",
                 headers={"Retry-After": "5"},
             ),

@@ -90,7 +90,11 @@ class Readiness:
         return f"no worker answered {PING_TASK} within {self._timeout:g}s"
 
 
-@router.get("/healthz", summary="Liveness: the process is up")
+# Public probes: no credentials (overrides the document-wide bearer requirement).
+PUBLIC: dict[str, Any] = {"security": []}
+
+
+@router.get("/healthz", summary="Liveness: the process is up", openapi_extra=PUBLIC)
 async def healthz() -> dict[str, str]:
     """Always 200 while the process serves requests; touches no dependency."""
     return {"status": "ok"}
@@ -100,6 +104,7 @@ async def healthz() -> dict[str, str]:
     "/readyz",
     summary="Readiness: Redis answers over TLS and a worker answers system.ping",
     responses={503: {"description": "A check failed", "content": {"application/problem+json": {}}}},
+    openapi_extra=PUBLIC,
 )
 async def readyz(request: Request) -> Any:
     """200 when every check passes; otherwise 503 problem+json naming the failed checks."""
@@ -116,5 +121,6 @@ async def readyz(request: Request) -> Any:
         kind="not-ready",
         instance=str(request.url.path),
         headers={"Retry-After": "5"},
+        request_id=str(getattr(request.state, "request_id", "-")),
         checks=checks,
     )

@@ -46,13 +46,16 @@ def _header(scope: Scope, name: bytes) -> bytes | None:
     return None
 
 
-async def _send_problem(send: Send, status: int, title: str, detail: str, kind: str) -> None:
+async def _send_problem(
+    scope: Scope, send: Send, status: int, title: str, detail: str, *, kind: str
+) -> None:
     body = json.dumps(
         {
             "type": PROBLEM_TYPE_BASE + kind,
             "title": title,
             "status": status,
             "detail": detail,
+            "instance": scope.get("path", ""),
             "request_id": request_id_var.get(),
         }
     ).encode()
@@ -140,12 +143,17 @@ class BodySizeLimitMiddleware:
                 too_big = int(declared) > limit
             except ValueError:
                 await _send_problem(
-                    send, 400, "Bad request", "invalid Content-Length", "bad-request"
+                    scope, send, 400, "Bad request", "invalid Content-Length", kind="bad-request"
                 )
                 return
             if too_big:
                 await _send_problem(
-                    send, 413, "Payload too large", f"the body limit is {limit} bytes", "too-large"
+                    scope,
+                    send,
+                    413,
+                    "Payload too large",
+                    f"the body limit is {limit} bytes",
+                    kind="too-large",
                 )
                 return
         received = 0
@@ -171,11 +179,12 @@ class BodySizeLimitMiddleware:
         except _BodyTooLarge as exc:
             if not started:
                 await _send_problem(
+                    scope,
                     send,
                     413,
                     "Payload too large",
                     f"the body limit is {exc.limit} bytes",
-                    "too-large",
+                    kind="too-large",
                 )
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi.responses import JSONResponse
 
-__all__ = ["PROBLEM_JSON", "PROBLEM_TYPE_BASE", "problem"]
+__all__ = ["PROBLEM_JSON", "PROBLEM_TYPE_BASE", "document_transport_problems", "problem"]
 
 PROBLEM_JSON = "application/problem+json"
 PROBLEM_TYPE_BASE = "https://taskgate.dev/problems/"
@@ -33,3 +33,23 @@ def problem(
         body["instance"] = instance
     body.update(extensions)
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def document_transport_problems(doc: dict[str, Any]) -> None:
+    """Declare, in an OpenAPI ``doc``, the problems the transport layer adds to any route.
+
+    Routes list their own answers; these come from outside the handler: the body cap
+    (413) and an unparseable body (400) on every operation that takes a body, and 404 on
+    every operation whose path names something (an id that names nothing).
+    """
+    content: dict[str, Any] = {"content": {PROBLEM_JSON: {}}}
+    for path, item in doc.get("paths", {}).items():
+        for operation in item.values():
+            if not isinstance(operation, dict) or "responses" not in operation:
+                continue
+            responses = operation["responses"]
+            if "requestBody" in operation:
+                responses.setdefault("400", {"description": "Malformed request", **content})
+                responses.setdefault("413", {"description": "Body over the cap", **content})
+            if "{" in path:
+                responses.setdefault("404", {"description": "Nothing by that name", **content})

@@ -1,11 +1,12 @@
-"""Rate limits on the submission hot path, counted inside the request's check pipeline.
+"""Rate limits on the submission hot path, counted inside the request's check round trip.
 
 Limits are written as the ``limits`` library parses them ("120/minute", "10/second").
 The hot path cannot afford slowapi's blocking calls (slowapi #3, #130) nor two extra
 round trips per limit for the window statistics the ``RateLimit-*`` headers need, so
 windows here are fixed and aligned to the clock: the counter key names its window,
 ``INCR`` returns the count, and the reset time needs no extra call. The counting joins the
-pipeline that also checks revocation and backpressure - one round trip for all checks.
+script (``gateway.submit``) that also checks revocation and backpressure - one round trip
+for all checks; :func:`add_hits` queues the same commands on a pipeline.
 ``/v1/token`` is limited by slowapi (``gateway.token_limits``).
 """
 
@@ -19,7 +20,15 @@ from typing import Any
 
 import limits
 
-__all__ = ["LimitState", "Window", "add_hits", "evaluate", "limit_headers", "parse_window"]
+__all__ = [
+    "LimitState",
+    "Window",
+    "add_hits",
+    "evaluate",
+    "hit_ttl",
+    "limit_headers",
+    "parse_window",
+]
 
 
 @dataclass(frozen=True)
@@ -56,12 +65,17 @@ def window_key(name: str, ident: str, window: Window, now: float) -> tuple[str, 
     return f"tg:rl:{name}:{ident}:{window.seconds}:{start}", reset
 
 
+def hit_ttl(seconds: int) -> int:
+    """Seconds a window's counter lives (set once, ``EXPIRE ... NX``): outlasts its window."""
+    return seconds + 1
+
+
 def add_hits(pipe: Any, keys: Iterable[tuple[str, int]]) -> int:
     """Queue INCR + EXPIRE for each (key, window seconds); returns commands queued."""
     queued = 0
     for key, seconds in keys:
         pipe.incr(key)
-        pipe.expire(key, seconds + 1, nx=True)
+        pipe.expire(key, hit_ttl(seconds), nx=True)
         queued += 2
     return queued
 

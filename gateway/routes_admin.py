@@ -38,12 +38,18 @@ __all__ = ["build_admin_router"]
 _JTI = re.compile(r"^[0-9a-f]{32}$")
 
 
+# The registry's own rules, stated in the schema so the OpenAPI document tells the truth.
+_NAME = r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}$"
+_SCOPE = r"^(?:tasks:submit:(?:\*|[a-z0-9._-]{1,100})|tasks:read|audit:read)$"
+_RATE = r"^(?:[1-9][0-9]{0,5}|1000000)/(?:[1-9][0-9]{0,3} )?(?:second|minute|hour|day)s?$"
+
+
 class NewClient(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=64)
-    scopes: list[str] = Field(min_length=1, max_length=256)
-    rate_limit: str = Field(default="120/minute", max_length=64)
+    name: str = Field(min_length=1, max_length=64, pattern=_NAME)
+    scopes: list[Annotated[str, Field(pattern=_SCOPE)]] = Field(min_length=1, max_length=256)
+    rate_limit: str = Field(default="120/minute", max_length=64, pattern=_RATE)
     max_queued: int = Field(default=100, ge=1, le=100_000)
 
 

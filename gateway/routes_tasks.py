@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, BackgroundTasks, Depends, Query, Request
+from fastapi import APIRouter, BackgroundTasks, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse
+from starlette.convertors import Convertor, register_url_convertor
 
 from gateway.best_effort import run_best_effort
-from gateway.deps import Principal, RequestId, State, current_client, get_state, verified_claims
+from gateway.deps import Principal, RequestId, State, current_client, state_of, verified_claims
 from gateway.errors import ApiError
 from gateway.ratelimit import limit_headers
 from gateway.state import GatewayState
@@ -36,7 +39,12 @@ PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
 COMMON_ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"description": "Missing, invalid, expired or revoked token", **PROBLEM},
     403: {"description": "The token lacks the needed scope", **PROBLEM},
+    # Declared so FastAPI does not document its own application/json 422 body.
+    422: {"description": "Invalid request (parameters or body)", **PROBLEM},
     503: {"description": "Storage unreachable (fail closed)", **PROBLEM},
+}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"description": "No such task (or not the caller's)", **PROBLEM}
 }
 
 
@@ -54,6 +62,26 @@ async def client_or_admin(request: Request, state: State) -> Principal | None:
 
 OwnerOrAdmin = Annotated[Principal | None, Depends(client_or_admin)]
 Client = Annotated[Principal, Depends(current_client)]
+TaskId = Annotated[str, Path(pattern=TASK_ID.pattern, description="A task id (UUID)")]
+
+
+class _TaskIdConvertor(Convertor[str]):
+    """``{task_id:task_id}``: only task-id-shaped path segments reach the task routes.
+
+    So ``/v1/tasks/catalog`` and ``/v1/tasks/<task name>`` never match ``/{task_id}`` and a
+    wrong method there gets 405 with the right ``Allow``, not a "no such task" 404.
+    """
+
+    regex = TASK_ID.pattern.removeprefix("^").removesuffix("$")
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("task_id", _TaskIdConvertor())
 
 
 def _task_id(value: str) -> str:
@@ -158,8 +186,12 @@ def build_router() -> APIRouter:
         next_cursor = rows[-1][1] if len(rows) == limit else None
         return {"items": items, "next": next_cursor}
 
-    @router.get("/{task_id}", summary="State, timings and (for the owner) the result")
-    async def get_task(task_id: str, who: OwnerOrAdmin, state: State) -> dict[str, Any]:
+    @router.get(
+        "/{task_id:task_id}",
+        summary="State, timings and (for the owner) the result",
+        responses=NOT_FOUND,
+    )
+    async def get_task(task_id: TaskId, who: OwnerOrAdmin, state: State) -> dict[str, Any]:
         record = await _load_visible(state, task_id, who)
         view = task_view(task_id, record)
         if who is not None:  # results are opened for the owner only
@@ -176,9 +208,14 @@ def build_router() -> APIRouter:
                 view.update(_result_summary(doc))
         return view
 
-    @router.delete("/{task_id}", status_code=202, summary="Cancel: a queued task never runs")
+    @router.delete(
+        "/{task_id:task_id}",
+        status_code=202,
+        summary="Cancel: a queued task never runs",
+        responses={**NOT_FOUND, 409: {"description": "The task already finished", **PROBLEM}},
+    )
     async def cancel_task(
-        task_id: str, who: OwnerOrAdmin, state: State, request_id: RequestId
+        task_id: TaskId, who: OwnerOrAdmin, state: State, request_id: RequestId
     ) -> dict[str, Any]:
         record = await _load_visible(state, task_id, who)
         actor = who.actor if who is not None else "admin"
@@ -222,7 +259,7 @@ def submit_route(spec: TaskSpec) -> Any:
     stages = BEST_EFFORT_STAGES if spec.best_effort else STAGES
 
     async def submit(request: Request, request_id: RequestId, background: BackgroundTasks) -> Any:
-        state = get_state(request)
+        state = state_of(request)
         try:
             claims = await verified_claims(request, state)
         except TokenError as exc:
@@ -245,6 +282,7 @@ def submit_route(spec: TaskSpec) -> Any:
             request_id=request_id,
         )
         actor = f"client:{claims.sub}"
+        started = time.monotonic()
         try:
             ctx = await run_stages(ctx, state, stages)
         except IdempotentReplay as replay:
@@ -265,18 +303,23 @@ def submit_route(spec: TaskSpec) -> Any:
             )
             if isinstance(exc, ApiError) and ctx.limits and exc.status != 429:
                 exc.headers = {**limit_headers(ctx.limits), **(exc.headers or {})}
+            state.metrics.submissions.labels(spec.name, reason.split(" ", 1)[0]).inc()
             raise
-        except BaseException:
+        except Exception as exc:
             await _release_idempotency(state, ctx)
+            if ctx.sealed:  # audited as allowed, then the enqueue failed: say so
+                with contextlib.suppress(Exception):
+                    await state.record(
+                        actor=actor,
+                        action="task.submit",
+                        outcome="error",
+                        target=ctx.task_id,
+                        reason=f"not enqueued: {type(exc).__name__}",
+                        request_id=request_id,
+                    )
             raise
-        await state.record(
-            actor=actor,
-            action="task.submit",
-            outcome="allowed",
-            target=ctx.task_id,
-            reason=spec.name,
-            request_id=request_id,
-        )
+        state.metrics.submissions.labels(spec.name, "accepted").inc()
+        state.metrics.latency.labels(spec.name).observe(time.monotonic() - started)
         if spec.best_effort:
             background.add_task(run_best_effort, state, spec, ctx.task_id, ctx.payload)
             ctx.payload = {}

@@ -113,20 +113,23 @@ def build_token_router(limiter: Limiter, settings: GatewaySettings) -> APIRouter
         summary="OAuth2 client-credentials grant: a short-lived access token",
         responses={
             400: {
-                "description": "invalid_request / invalid_scope / unsupported_grant_type",
+                "description": "invalid_request (missing or malformed fields) / invalid_scope /"
+                " unsupported_grant_type",
                 **_PROBLEM,
             },
             401: {"description": "invalid_client", **_PROBLEM},
             429: {"description": "Too many attempts", **_PROBLEM},
             503: {"description": "Storage unreachable (fail closed)", **_PROBLEM},
         },
+        # Credentials travel in the form or in Basic auth, never as a bearer token.
+        openapi_extra={"security": []},
     )
     async def token(
         request: Request,
         *,
         state: State,
         request_id: RequestId,
-        grant_type: Annotated[str, Form()],
+        grant_type: Annotated[str, Form(min_length=1)],
         client_id: Annotated[str | None, Form(max_length=64)] = None,
         client_secret: Annotated[str | None, Form(max_length=256)] = None,
         scope: Annotated[str | None, Form(max_length=4096)] = None,
@@ -154,6 +157,7 @@ def build_token_router(limiter: Limiter, settings: GatewaySettings) -> APIRouter
                 reason="invalid_client",
                 request_id=request_id,
             )
+            state.metrics.tokens.labels("invalid_client").inc()
             raise _oauth_error(
                 401,
                 "invalid_client",
@@ -169,6 +173,7 @@ def build_token_router(limiter: Limiter, settings: GatewaySettings) -> APIRouter
                 reason="invalid_scope",
                 request_id=request_id,
             )
+            state.metrics.tokens.labels("invalid_scope").inc()
             raise _oauth_error(
                 400, "invalid_scope", "a requested scope is not granted to this client"
             )
@@ -186,6 +191,7 @@ def build_token_router(limiter: Limiter, settings: GatewaySettings) -> APIRouter
             reason=" ".join(sorted(requested)),
             request_id=request_id,
         )
+        state.metrics.tokens.labels("issued").inc()
         body = {
             "access_token": access,
             "token_type": "Bearer",

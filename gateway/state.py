@@ -11,6 +11,7 @@ from gateway.audit_batcher import AuditBatcher
 from gateway.clients import ClientRegistry
 from gateway.codec import SealedCodec
 from gateway.health import Readiness
+from gateway.metrics import Metrics
 from gateway.settings import GatewaySettings
 from security.audit import AuditRecord
 from security.keystore import KeyRing
@@ -43,6 +44,7 @@ class GatewayState:
     readiness: Readiness
     clients: ClientRegistry
     admin_token_hash: str | None
+    metrics: Metrics = field(default_factory=Metrics)
     _limits: dict[str, ClientLimits] = field(default_factory=dict, repr=False)
 
     async def record(

@@ -61,6 +61,14 @@ _FORMATS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("url_credentials", re.compile(r"://[^/\s:@]*:[^/\s@]+@")),
 )
 
+# Every literal prefix above, as plain substrings: ``in`` runs in C, so text without any
+# of them (most payload text) skips the individual patterns entirely.
+_PREFIXES = (
+    "-----BEGIN", "eyJ", "AKIA", "ASIA", "ABIA", "ACCA", "AGPA", "AIDA", "AIPA", "ANPA",
+    "ANVA", "AROA", "APKA", "ASCA", "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_",
+    "k_live_", "k_test_", "xox", "xapp-", "hooks.slack.com", "AIza", "://",
+)  # fmt: skip
+
 # Field names. A name is split into lower-case words (camelCase, snake_case, kebab-case).
 _SENSITIVE_WORDS = frozenset(
     {"password", "passwd", "pwd", "passphrase", "secret", "secrets", "token", "auth"}
@@ -203,6 +211,8 @@ def _dotted(path: list[str]) -> str:
 
 
 def _format_kind(text: str) -> str | None:
+    if not any(prefix in text for prefix in _PREFIXES):
+        return None
     for kind, pattern in _FORMATS:
         if pattern.search(text):
             return kind
@@ -231,8 +241,8 @@ def _names_digest(path: list[str]) -> bool:
 
 
 def _high_entropy(text: str, *, digest_field: bool) -> bool:
-    if digest_field:
-        return False
+    if digest_field or not _TOKEN_RE.search(text):
+        return False  # no run long enough to be a key: the common case for prose
     # UUIDs and labelled digests are random by design and not credentials.
     text = _LABELLED_DIGEST_RE.sub(" ", _UUID_RE.sub(" ", text))
     for token in _TOKEN_RE.findall(text):

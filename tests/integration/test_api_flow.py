@@ -60,3 +60,26 @@ def test_token_response_is_oauth2_shaped(make_client: Any) -> None:
     assert body["scope"] == "tasks:read"
     assert 0 < body["expires_in"] <= 900
     assert response.headers["cache-control"] == "no-store"
+
+
+def test_malformed_token_request_is_400_invalid_request(make_client: Any) -> None:
+    """A grant without grant_type is RFC 6749's 400 invalid_request, in problem+json."""
+    client: ApiClient = make_client()
+    with client.gateway.client() as http:
+        response = http.post("/v1/token", data={"client_id": client.client_id})
+    assert response.status_code == 400
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["error"] == "invalid_request"
+
+
+def test_metrics_count_submissions_by_task_without_payload(
+    make_client: Any, admin_token: str
+) -> None:
+    """/metrics counts submissions by task and outcome; a client token is refused."""
+    client: ApiClient = make_client()
+    with client.http() as http:
+        assert http.post("/v1/tasks/test.touch", json={"note": "metric-marker"}).status_code == 202
+        # The test runs on loopback, which may scrape freely; a bearer does not change that.
+        text = http.get("/metrics").text
+    assert 'taskgate_submissions_total{outcome="accepted",task="test.touch"}' in text
+    assert "metric-marker" not in text

@@ -1,0 +1,262 @@
+"""Worker benchmark (``make bench``): it measures and prints, it asserts nothing about speed.
+
+N pre-queued sealed tasks carrying a vault reference (enqueued as ``gateway.submit``
+does: vault swap, sealed and signed body, ``LPUSH``) vs N plain JSON tasks, each drained
+by real Celery worker processes with the same settings (late acks, prefetch 1, prefork,
+same concurrency). Time runs from the first enqueue (queue pre-filled, then the worker
+starts) to the last result present; the drain rate from the worker's "ready" is shown
+too. Printed and merged into ``<state dir>/bench.json`` under ``worker``.
+
+Knobs (environment): ``BENCH_TASKS`` (2000), ``BENCH_WORKER_CONCURRENCY`` (2),
+``BENCH_REPEAT`` (3).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from gateway.codec import JsonCodec, SealedCodec
+from gateway.publisher import OutgoingTask, encode_message, result_key
+from security.keystore import KeyRing
+from security.vault import swap_secrets, write_entries
+from taskgate.procs import start_child, taskgate_argv
+from tests.bench.harness import (
+    NAIVE,
+    REPEAT,
+    ROOT,
+    bench_logs_dir,
+    commandstats,
+    group_cpu_seconds,
+    load_average,
+    merge_bench_json,
+)
+from tests.bench.naive_app import PLAIN_QUEUE, PLAIN_TASK
+from tests.bench.workload import SECRET_FIELDS, TASK_NAME, sample_payload
+from tests.conftest import register_log
+
+pytestmark = [pytest.mark.bench, pytest.mark.timeout(3600)]
+
+TASKS = int(os.environ.get("BENCH_TASKS", "2000"))
+WORKER_CONCURRENCY = int(os.environ.get("BENCH_WORKER_CONCURRENCY", "2"))
+
+
+def enqueue_sealed(client: redis.Redis, keys: KeyRing, count: int) -> list[str]:
+    """Swap the secret into the vault, seal, sign, LPUSH - as ``gateway.submit`` does."""
+    codec = SealedCodec(keys, ttl=3600)
+    spec_name = TASK_NAME
+    ids: list[str] = []
+    pipe = client.pipeline(transaction=False)
+    for n in range(count):
+        task_id = str(uuid.uuid4())
+        swapped = swap_secrets(sample_payload(), SECRET_FIELDS, task_id=task_id, keys=keys.vault)
+        body = codec.encode(task_id, spec_name, [], {"payload": swapped.payload})
+        write_entries(pipe, swapped.entries, 3600)
+        pipe.lpush(
+            "taskgate",
+            encode_message(OutgoingTask(task_id, spec_name, body, codec.content_type, "taskgate")),
+        )
+        ids.append(task_id)
+        if n % 200 == 199:
+            pipe.execute()
+    pipe.execute()
+    return ids
+
+
+def enqueue_plain(client: redis.Redis, count: int) -> list[str]:
+    """The same Celery protocol-2 message with a plain JSON body, LPUSHed the same way."""
+    codec = JsonCodec()
+    ids: list[str] = []
+    pipe = client.pipeline(transaction=False)
+    for n in range(count):
+        task_id = str(uuid.uuid4())
+        body = codec.encode(task_id, PLAIN_TASK, [], {"payload": sample_payload()})
+        pipe.lpush(
+            PLAIN_QUEUE,
+            encode_message(
+                OutgoingTask(task_id, PLAIN_TASK, body, codec.content_type, PLAIN_QUEUE)
+            ),
+        )
+        ids.append(task_id)
+        if n % 200 == 199:
+            pipe.execute()
+    pipe.execute()
+    return ids
+
+
+def drain(
+    client: redis.Redis,
+    name: str,
+    argv: list[str],
+    env: dict[str, str],
+    logs: Path,
+    enqueue: Callable[[], list[str]],
+    succeeded: Callable[[str, bytes], bool],
+) -> dict[str, Any]:
+    """Time from the first enqueue (queue pre-filled, then the worker starts) to all results.
+
+    Also: the worker's CPU and its Redis commands per task from "ready" to the last result
+    (the harness's own polling EXISTS calls are taken out of the count).
+    """
+    client.flushdb()
+    busy = load_average()
+    started = time.perf_counter()
+    ids = enqueue()
+    enqueued = time.perf_counter()
+    keys = [result_key(task_id) for task_id in ids]
+    log_path = logs / f"{name}.log"
+    log_path.unlink(missing_ok=True)
+    client.config_resetstat()
+    child = start_child(name, argv, log_path=log_path, env=env, cwd=ROOT)
+    register_log(child)
+    ready_at: float | None = None
+    cpu_ready = 0.0
+    polls = 0
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            if not child.alive():
+                pytest.fail(f"{name} exited:\n{child.log_tail()}", pytrace=False)
+            if ready_at is None and "ready." in log_path.read_text(errors="replace"):
+                ready_at = time.perf_counter()
+                cpu_ready = group_cpu_seconds(child.pid)
+            polls += 1
+            if int(client.exists(*keys)) == len(keys):
+                break
+            if time.monotonic() > deadline:
+                pytest.fail(f"{name}: results missing after 300 s:\n{child.log_tail()}")
+            time.sleep(0.02)
+        finished = time.perf_counter()
+        cpu_done = group_cpu_seconds(child.pid)
+        calls = commandstats(client)
+    finally:
+        child.stop()
+    calls["exists"] = calls.get("exists", 0) - polls
+    if ready_at is None:
+        ready_at = enqueued
+    ok = 0
+    for task_id, raw in zip(ids, client.mget(keys), strict=True):
+        if isinstance(raw, bytes) and succeeded(task_id, raw):
+            ok += 1
+    return {
+        "tasks": len(ids),
+        "succeeded": ok,
+        "total_s": finished - started,
+        "enqueue_s": enqueued - started,
+        "drain_s": finished - ready_at,
+        "tps": len(ids) / (finished - started),
+        "drain_tps": len(ids) / (finished - ready_at),
+        "cpu_ms_per_task": (cpu_done - cpu_ready) * 1000 / len(ids),
+        "loadavg": busy,
+        "redis_per_task": sum(calls.values()) / len(ids),
+        "top": ", ".join(
+            f"{k} {v / len(ids):.2f}" for k, v in sorted(calls.items(), key=lambda kv: -kv[1])[:12]
+        ),
+    }
+
+
+def _plain_ok(_task_id: str, raw: bytes) -> bool:
+    return bool(json.loads(raw).get("status") == "SUCCESS")
+
+
+def test_worker_throughput_plain_vs_sealed(
+    bench_env: dict[str, str],
+    plain_redis: redis.Redis,
+    keyring: KeyRing,
+) -> None:
+    """Measure tasks/s of a plain JSON Celery worker and of taskgate's sealed worker."""
+    logs = bench_logs_dir()
+    codec = SealedCodec(keyring, ttl=3600)
+
+    def sealed_ok(task_id: str, raw: bytes) -> bool:
+        return codec.decode_result(task_id, raw).get("status") == "SUCCESS"
+
+    runs: dict[str, list[dict[str, Any]]] = {"plain": [], "sealed": []}
+    for _ in range(REPEAT):  # interleaved, like the submit runs
+        runs["plain"].append(
+            drain(
+                plain_redis,
+                "plain-worker",
+                [*NAIVE, "worker", "--concurrency", str(WORKER_CONCURRENCY)],
+                bench_env,
+                logs,
+                lambda: enqueue_plain(plain_redis, TASKS),
+                _plain_ok,
+            )
+        )
+        runs["sealed"].append(
+            drain(
+                plain_redis,
+                "sealed-worker",
+                taskgate_argv(
+                    "worker", "--concurrency", str(WORKER_CONCURRENCY), "--loglevel", "INFO"
+                ),
+                bench_env,
+                logs,
+                lambda: enqueue_sealed(plain_redis, keyring, TASKS),
+                sealed_ok,
+            )
+        )
+    plain_redis.flushdb()
+
+    def median(kind: str, key: str) -> float:
+        return float(statistics.median(run[key] for run in runs[kind]))
+
+    plain_tps, sealed_tps = median("plain", "tps"), median("sealed", "tps")
+    plain_drain, sealed_drain = median("plain", "drain_tps"), median("sealed", "drain_tps")
+    values = {
+        "plain_tps": round(plain_tps, 1),
+        "sealed_tps": round(sealed_tps, 1),
+        "ratio": round(sealed_tps / plain_tps, 3) if plain_tps else 0.0,
+        "plain_drain_tps": round(plain_drain, 1),
+        "sealed_drain_tps": round(sealed_drain, 1),
+        "drain_ratio": round(sealed_drain / plain_drain, 3) if plain_drain else 0.0,
+        "plain_cpu_ms_per_task": round(median("plain", "cpu_ms_per_task"), 3),
+        "sealed_cpu_ms_per_task": round(median("sealed", "cpu_ms_per_task"), 3),
+        "plain_redis_commands_per_task": round(median("plain", "redis_per_task"), 2),
+        "sealed_redis_commands_per_task": round(median("sealed", "redis_per_task"), 2),
+        "tasks": TASKS,
+        "concurrency": WORKER_CONCURRENCY,
+        "repeats": REPEAT,
+    }
+    path = merge_bench_json("worker", values)
+    print()
+    print(
+        f"worker benchmark: {TASKS} pre-queued no-op tasks (1 KiB payload; sealed: + 1 vault"
+        f" secret), prefork concurrency {WORKER_CONCURRENCY}, acks_late, prefetch 1, TLS Redis,"
+        f" median of {REPEAT} interleaved runs, {os.cpu_count()} CPUs"
+    )
+    header = (
+        f"{'worker':>7} | {'tasks/s':>8} | {'drain tasks/s':>13} | {'cpu ms/task':>11} | "
+        f"{'redis cmds/task':>15}"
+    )
+    print(header)
+    print("-" * len(header))
+    for kind in ("plain", "sealed"):
+        print(
+            f"{kind:>7} | {median(kind, 'tps'):>8.1f} | {median(kind, 'drain_tps'):>13.1f} | "
+            f"{median(kind, 'cpu_ms_per_task'):>11.3f} | {median(kind, 'redis_per_task'):>15.2f}"
+        )
+    print(
+        f"ratio sealed/plain: {values['ratio']:.3f} (tasks/s from the first enqueue),"
+        f" {values['drain_ratio']:.3f} (from worker ready)"
+    )
+    for kind, kind_runs in runs.items():
+        for n, run in enumerate(kind_runs, 1):
+            print(
+                f"  {kind:<6} run {n}: {run['tps']:6.1f} tasks/s  total {run['total_s']:5.2f} s"
+                f" (enqueue {run['enqueue_s']:.2f} s, drain {run['drain_s']:.2f} s)"
+                f"  {run['succeeded']}/{run['tasks']} succeeded"
+                f"  cpu {run['cpu_ms_per_task']:.2f} ms/task  loadavg {run['loadavg']}"
+            )
+        print(f"  {kind:<6} redis/task: {kind_runs[-1]['top']}")
+    print(f"written: {path}")

@@ -1,0 +1,62 @@
+"""/metrics answers loopback callers or the admin token, nobody else."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import httpx
+from fastapi import FastAPI
+
+from gateway.errors import install_error_handlers
+from gateway.metrics import Metrics
+from gateway.routes_metrics import build_metrics_router
+from security.passwords import hash_admin_token, new_admin_token
+
+
+def _app() -> tuple[FastAPI, str]:
+    token = new_admin_token()
+    app = FastAPI()
+    install_error_handlers(app)
+    app.include_router(build_metrics_router())
+    app.state.gateway = SimpleNamespace(metrics=Metrics(), admin_token_hash=hash_admin_token(token))
+    return app, token
+
+
+def _client(app: FastAPI, peer: str = "203.0.113.5") -> httpx.AsyncClient:
+    transport = httpx.ASGITransport(app=app, client=(peer, 40000))
+    return httpx.AsyncClient(transport=transport, base_url="https://gateway.test")
+
+
+async def test_metrics_off_loopback_without_the_admin_token_is_401() -> None:
+    """A remote caller without the admin token is refused with problem+json."""
+    app, _ = _app()
+    async with _client(app) as client:
+        response = await client.get("/metrics")
+    assert response.status_code == 401
+    assert response.headers["content-type"] == "application/problem+json"
+
+
+async def test_metrics_off_loopback_with_a_client_style_bearer_is_401() -> None:
+    """A bearer that is not the admin token is refused too."""
+    app, _ = _app()
+    async with _client(app) as client:
+        response = await client.get("/metrics", headers={"Authorization": "Bearer eyJ.a.b"})
+    assert response.status_code == 401
+
+
+async def test_metrics_off_loopback_with_the_admin_token_is_200() -> None:
+    """The admin token opens /metrics from anywhere."""
+    app, token = _app()
+    app.state.gateway.metrics.tokens.labels("issued").inc()
+    async with _client(app) as client:
+        response = await client.get("/metrics", headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 200
+    assert 'taskgate_tokens_total{outcome="issued"} 1.0' in response.text
+
+
+async def test_metrics_on_loopback_need_no_token() -> None:
+    """A local scraper on 127.0.0.1 reads /metrics without credentials."""
+    app, _ = _app()
+    async with _client(app, peer="127.0.0.1") as client:
+        response = await client.get("/metrics")
+    assert response.status_code == 200
