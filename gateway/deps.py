@@ -16,7 +16,7 @@ from gateway.errors import ApiError
 from gateway.state import GatewayState
 from security.errors import TokenError
 from security.passwords import ADMIN_TOKEN_PREFIX, verify_admin_token
-from security.tokens import AccessClaims, verify_token
+from security.tokens import AccessClaims
 
 __all__ = [
     "Admin",
@@ -86,7 +86,7 @@ async def verified_claims(request: Request, state: State) -> AccessClaims:
     token = bearer_token(request)
     if token.startswith(ADMIN_TOKEN_PREFIX):
         raise TokenError("the admin token is not a client token", reason="admin_token")
-    return verify_token(token, keys=state.keys.token, policy=state.token_policy)
+    return state.verified.verify(token, keys=state.keys.token, policy=state.token_policy)
 
 
 Claims = Annotated[AccessClaims, Depends(verified_claims)]

@@ -13,6 +13,7 @@ from gateway.codec import SealedCodec
 from gateway.health import Readiness
 from gateway.metrics import Metrics
 from gateway.settings import GatewaySettings
+from gateway.token_cache import VerifiedTokens
 from security.audit import AuditRecord
 from security.keystore import KeyRing
 from security.tokens import TokenPolicy
@@ -45,6 +46,7 @@ class GatewayState:
     clients: ClientRegistry
     admin_token_hash: str | None
     metrics: Metrics = field(default_factory=Metrics)
+    verified: VerifiedTokens = field(default_factory=VerifiedTokens)
     _limits: dict[str, ClientLimits] = field(default_factory=dict, repr=False)
 
     async def record(
