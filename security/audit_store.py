@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import secrets
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -55,27 +56,36 @@ __all__ = [
 DEFAULT_STREAM: Final = "tg:audit"
 MAX_BATCH: Final = 256  # entries per script call: bounds how long one call blocks Redis
 DEFAULT_ATTEMPTS: Final = 64
+_TURN_AFTER: Final = 2  # conflicts in a row before a writer asks for an exclusive turn
 
-# KEYS: stream, head key. ARGV: expected head, empty-log head, new head, field count n,
-# n field names, then n values per entry. Reads come first, so a refusal writes nothing.
+# KEYS: stream, head key, turn key. ARGV: expected head, empty-log head, new head, writer
+# id, wants-turn flag, field count n, n field names, then n values per entry. Reads come
+# first, so a refusal writes nothing. The turn key gives a writer that keeps losing the
+# race a short exclusive turn (others get 'wait'), so no process starves under load.
 _APPEND_LUA: Final = """
 local head = redis.call('GET', KEYS[2])
 if not head then
   if redis.call('EXISTS', KEYS[1]) == 1 then return {'missing'} end
   head = ARGV[2]
 end
-if head ~= ARGV[1] then return {'conflict', head} end
-local n = tonumber(ARGV[4])
+local turn = redis.call('GET', KEYS[3])
+if turn and turn ~= ARGV[4] then return {'wait', head} end
+if head ~= ARGV[1] then
+  if ARGV[5] == '1' and not turn then redis.call('SET', KEYS[3], ARGV[4], 'PX', 250) end
+  return {'conflict', head}
+end
+local n = tonumber(ARGV[6])
 local reply = {'ok'}
-for i = 5 + n, #ARGV, n do
+for i = 7 + n, #ARGV, n do
   local fields = {}
   for j = 0, n - 1 do
-    fields[2 * j + 1] = ARGV[5 + j]
+    fields[2 * j + 1] = ARGV[7 + j]
     fields[2 * j + 2] = ARGV[i + j]
   end
   reply[#reply + 1] = redis.call('XADD', KEYS[1], '*', unpack(fields))
 end
 redis.call('SET', KEYS[2], ARGV[3])
+if turn then redis.call('DEL', KEYS[3]) end
 return reply
 """
 
@@ -126,7 +136,8 @@ class _Chain:
             raise ConfigError("audit max_attempts", "must be at least 1", "pass a positive count")
         self.keys = keys
         self.stream = stream
-        self.script_keys = [stream, head_key(stream)]
+        self.script_keys = [stream, head_key(stream), f"{stream}:turn"]
+        self.writer_id = secrets.token_hex(8)
         self.max_attempts = max_attempts
         self.head = EMPTY_HEAD
 
@@ -136,10 +147,13 @@ class _Chain:
             raise AuditError("only AuditRecord instances can be audited", reason="bad_record")
         return out
 
-    def prepare(self, records: Sequence[AuditRecord]) -> tuple[list[AuditEntry], list[str]]:
+    def prepare(
+        self, records: Sequence[AuditRecord], *, attempt: int = 0
+    ) -> tuple[list[AuditEntry], list[str]]:
         entries = chain_records(self.head, records, self.keys.current())
         new_head = Head(entries[-1].seq, entries[-1].mac)
         args = [self.head.encode(), EMPTY_HEAD.encode(), new_head.encode()]
+        args += [self.writer_id, "1" if attempt >= _TURN_AFTER else "0"]
         args += [str(len(ENTRY_FIELDS)), *ENTRY_FIELDS]
         for entry in entries:
             fields = entry.to_fields()
@@ -155,7 +169,7 @@ class _Chain:
             ]
             self.head = Head(written[-1].seq, written[-1].mac)
             return written
-        if status == "conflict" and len(reply) == 2:
+        if status in {"conflict", "wait"} and len(reply) == 2:
             self.head = parse_head(text(reply[1]))
             return None
         if status == "missing":
@@ -217,7 +231,7 @@ class AuditWriter:
         for attempt in range(chain.max_attempts):
             if delay := _backoff(attempt):
                 self._sleep(delay)
-            entries, args = chain.prepare(chunk)
+            entries, args = chain.prepare(chunk, attempt=attempt)
             try:
                 reply = self._script(keys=chain.script_keys, args=args)
             except redis.RedisError as exc:
@@ -263,7 +277,7 @@ class AsyncAuditWriter:
         for attempt in range(chain.max_attempts):
             if delay := _backoff(attempt):
                 await self._sleep(delay)
-            entries, args = chain.prepare(chunk)
+            entries, args = chain.prepare(chunk, attempt=attempt)
             try:
                 reply = await self._script(keys=chain.script_keys, args=args)
             except redis.RedisError as exc:

@@ -60,8 +60,8 @@ class FakeAsyncClient(FakeClient):
 
 
 def _ok(args: list[str]) -> list[bytes]:
-    n = int(args[3])
-    entries = (len(args) - 4 - n) // n
+    n = int(args[5])
+    entries = (len(args) - 6 - n) // n
     return [b"ok", *(f"{i}-0".encode() for i in range(1, entries + 1))]
 
 
@@ -80,10 +80,11 @@ def test_script_gets_expected_head_new_head_and_fields() -> None:
     writer, client = _writer(_ok)
     entry = writer.append(RECORD)
     keys, args = client.calls[0]
-    assert keys == ["tg:audit", "tg:audit:head"]
+    assert keys == ["tg:audit", "tg:audit:head", "tg:audit:turn"]
     assert args[:3] == [EMPTY_HEAD.encode(), EMPTY_HEAD.encode(), f"1 {entry.mac}"]
-    assert args[4:15] == list(entry.to_fields())
-    assert args[15:] == list(entry.to_fields().values())
+    assert args[4] == "0"  # a first attempt never asks for an exclusive turn
+    assert args[6:17] == list(entry.to_fields())
+    assert args[17:] == list(entry.to_fields().values())
     assert entry.stream_id == "1-0"
     assert "XADD" in client.script
 
@@ -95,6 +96,23 @@ def test_conflict_reply_teaches_the_head_and_retries() -> None:
     entry = writer.append(RECORD)
     assert (entry.seq, entry.prev) == (8, "ab" * 32)
     assert client.calls[1][1][0] == current
+
+
+def test_writer_that_keeps_losing_asks_for_a_turn_and_waits_when_another_has_it() -> None:
+    """After two conflicts the writer asks for a turn; a 'wait' reply is retried like a conflict."""
+    head = f"7 {'ab' * 32}"
+    writer, client = _writer(
+        [b"conflict", head.encode()],
+        [b"conflict", head.encode()],
+        [b"wait", head.encode()],
+        _ok,
+        sleep=lambda _: None,
+    )
+    entry = writer.append(RECORD)
+    flags = [args[4] for _, args in client.calls]
+    assert flags == ["0", "0", "1", "1"]
+    assert len({args[3] for _, args in client.calls}) == 1  # one writer id throughout
+    assert entry.prev == "ab" * 32
 
 
 def test_steady_state_append_is_one_call() -> None:
@@ -204,7 +222,7 @@ def test_custom_stream_uses_its_own_head_key() -> None:
     """The head key is derived from the stream name."""
     writer, client = _writer(_ok, stream="tg:audit:test")
     writer.append(RECORD)
-    assert client.calls[0][0] == ["tg:audit:test", head_key("tg:audit:test")]
+    assert client.calls[0][0] == ["tg:audit:test", head_key("tg:audit:test"), "tg:audit:test:turn"]
 
 
 def test_text_decodes_bytes_and_replaces_invalid_utf8() -> None:
