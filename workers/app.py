@@ -43,8 +43,14 @@ def celery_config(settings: WorkerSettings) -> dict[str, Any]:
         "broker_use_ssl": ssl_options,
         "redis_backend_use_ssl": ssl_options,
         "broker_connection_retry_on_startup": True,
+        # kombu's Redis transport, except that an ack that cannot reach Redis frees its
+        # prefetch slot (otherwise a Redis restart can leave the consumer idle for good).
+        "broker_transport": "workers.transport:Transport",
         "broker_transport_options": {
             "visibility_timeout": settings.visibility_timeout,
+            # Sweep for messages past the visibility timeout every 10 s, not every 100 s
+            # (kombu scans only on every 10th 10-second tick by default).
+            "unacked_restore_throttle": 1,
             "socket_timeout": 10,
             "socket_connect_timeout": 5,
             "health_check_interval": 25,
@@ -61,10 +67,17 @@ def celery_config(settings: WorkerSettings) -> dict[str, Any]:
         "task_reject_on_worker_lost": True,
         "task_acks_on_failure_or_timeout": True,
         "worker_prefetch_multiplier": 1,
-        "worker_cancel_long_running_tasks_on_connection_loss": True,
+        # False: with Redis as broker *and* backend, Celery's cancel path fails to record
+        # the cancellation while Redis is down, then treats the killed job as revoked and
+        # acknowledges it once Redis is back - the task is lost. Left running, a task is
+        # acknowledged when it ends (or redelivered after the visibility timeout).
+        "worker_cancel_long_running_tasks_on_connection_loss": False,
         "task_time_limit": settings.task_time_limit,
         "task_soft_time_limit": settings.task_soft_time_limit,
-        "task_track_started": True,
+        # False: storing STARTED happens before the task body, outside it; if Redis is
+        # down then, Celery fails the task and acknowledges the message once Redis is back
+        # (lost). The task record (tg:task:{id}) already says when it started.
+        "task_track_started": False,
         "task_default_queue": DEFAULT_QUEUE,
         "task_default_exchange": DEFAULT_QUEUE,
         "task_default_routing_key": DEFAULT_QUEUE,

@@ -8,6 +8,10 @@
 Nothing readable of the payload is stored: the envelope is ciphertext and the reason
 is the exception's type. The secrets behind the task's references are kept while it is
 dead-lettered (a requeue needs them) and deleted when it is purged.
+
+A requeue deletes the dead letter; the count of replays lives on in the task record
+(``tg:task:{id}`` field ``replays``), and a task dead-lettered again takes it from there,
+so the replay cap holds across requeues.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ import time
 from typing import Any
 
 import redis
+
+from workers.wire import task_key
 
 __all__ = ["DLQ_INDEX", "dead_letter", "dlq_key"]
 
@@ -44,6 +50,7 @@ def dead_letter(
     """Store the sealed message and a redacted reason; keep its secrets for a requeue."""
     moment = now or time.time()
     key = dlq_key(task_id)
+    replays = client.hget(task_key(task_id), "replays")
     fields: dict[Any, Any] = {
         "name": name,
         "queue": queue,
@@ -53,10 +60,10 @@ def dead_letter(
         "dead_at": f"{moment:.6f}",
         "envelope": base64.b64encode(envelope).decode(),
         "vault_keys": " ".join(vault_keys),
+        "replays": replays if isinstance(replays, bytes | str) else "0",
     }
     with client.pipeline(transaction=True) as pipe:
         pipe.hset(key, mapping=fields)
-        pipe.hsetnx(key, "replays", "0")
         pipe.expire(key, DLQ_RETENTION)
         pipe.zadd(DLQ_INDEX, {task_id: moment})
         for vault_key in vault_keys:

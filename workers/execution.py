@@ -10,7 +10,8 @@ task body runs:
 
 A refusal is audited, logged without payload, and the message is rejected without
 requeue (acknowledged: no redelivery loop). Secrets are deleted once the task is
-finished for good (success, or a failure that will not be retried).
+finished for good (success, or a failure that will not be retried). If Redis itself is
+unreachable while the worker records progress, the message is requeued, never failed.
 """
 
 from __future__ import annotations
@@ -18,17 +19,19 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 import redis
 from celery import Celery, Task
 from celery.exceptions import Ignore, Reject, Retry
+from kombu.exceptions import OperationalError
 from pydantic import ValidationError
 
 from security.audit import AuditRecord, AuditWriter, Outcome
-from security.errors import TaskgateError
+from security.errors import AuditError, TaskgateError
 from security.keystore import KeyRing
 from security.tls import RedisTLS
 from security.vault import reference_ids, resolve_secrets, vault_key
@@ -84,6 +87,50 @@ class WorkerRuntime:
         self._audit.append(record)
 
 
+# Redis unreachable: down, restarting, still loading its append-only file, or too slow.
+_STORAGE_DOWN: tuple[type[BaseException], ...] = (
+    redis.ConnectionError,  # BusyLoadingError is one
+    redis.TimeoutError,
+    OperationalError,  # kombu's wrapper, from the publish inside Task.retry
+)
+
+
+def _storage_down(exc: object) -> bool:
+    if isinstance(exc, AuditError):
+        return exc.reason == "unavailable"
+    return isinstance(exc, _STORAGE_DOWN)
+
+
+@contextmanager
+def _requeue_if_storage_down(task_id: str) -> Iterator[None]:
+    """Put the message back when Redis fails under the worker's own bookkeeping.
+
+    Letting the error fail the task would acknowledge the message
+    (``task_acks_on_failure_or_timeout``) as soon as Redis answers again, and the task
+    would be lost with its record stuck at queued or started. Requeued, the step runs
+    again on redelivery; if Redis is still down the requeue fails as well and the message
+    stays unacknowledged until the visibility timeout hands it out again.
+    """
+    try:
+        yield
+    except Reject as exc:
+        # Task.retry turns a failed publish into Reject(requeue=False), which drops it too.
+        # (celery-types does not declare Reject's attributes.)
+        cause = getattr(exc, "reason", None)
+        if not getattr(exc, "requeue", False) and _storage_down(cause):
+            _requeue(task_id, cause)
+        raise
+    except Exception as exc:
+        if _storage_down(exc):
+            _requeue(task_id, exc)
+        raise
+
+
+def _requeue(task_id: str, exc: object) -> NoReturn:
+    log.warning("task %s: Redis unreachable (%s); message requeued", task_id, type(exc).__name__)
+    raise Reject("storage_unavailable", requeue=True) from None
+
+
 def _runtime(app: Celery) -> WorkerRuntime:
     runtime = getattr(app, "taskgate_runtime", None)
     if not isinstance(runtime, WorkerRuntime):
@@ -130,42 +177,49 @@ class SealedTask(Task[Any, Any]):
         task_id = str(self.request.id)
         attempt = int(self.request.retries or 0) + 1
         vault = [vault_key(task_id, ref) for ref in reference_ids(payload)]
-        gate = life.open_gate(task_id, attempt)
-        if gate.done:
-            log.info("task %s[%s] already finished; redelivery acknowledged", self.name, task_id)
-            raise Ignore()
-        if gate.revoked:
-            life.finish(task_id, "revoked", ttl=runtime.record_ttl, delete=vault)
-            runtime.audit(
-                "task.revoked", target=task_id, outcome="ok", reason="revoked before start"
-            )
-            raise Ignore()
-        if not isinstance(payload, dict):
-            self.refuse("bad_payload", "payload is not an object")
-        try:
-            resolved = resolve_secrets(
-                payload, task_id=task_id, keys=runtime.keys.vault, client=client
-            )
-            model = spec.schema.model_validate(resolved)
-        except TaskgateError as exc:
-            life.finish(task_id, "failed", ttl=runtime.record_ttl, error=exc.reason, delete=vault)
-            self.refuse(exc.reason, str(exc))
-        except ValidationError as exc:
-            life.finish(
-                task_id, "failed", ttl=runtime.record_ttl, error="invalid_payload", delete=vault
-            )
-            fields = ",".join(".".join(map(str, e["loc"])) for e in exc.errors()[:5])
-            self.refuse("invalid_payload", f"payload failed validation at {fields}")
+        with _requeue_if_storage_down(task_id):
+            gate = life.open_gate(task_id, attempt)
+            if gate.done:
+                log.info(
+                    "task %s[%s] already finished; redelivery acknowledged", self.name, task_id
+                )
+                raise Ignore()
+            if gate.revoked:
+                life.finish(task_id, "revoked", ttl=runtime.record_ttl, delete=vault)
+                runtime.audit(
+                    "task.revoked", target=task_id, outcome="ok", reason="revoked before start"
+                )
+                raise Ignore()
+            if not isinstance(payload, dict):
+                self.refuse("bad_payload", "payload is not an object")
+            try:
+                resolved = resolve_secrets(
+                    payload, task_id=task_id, keys=runtime.keys.vault, client=client
+                )
+                model = spec.schema.model_validate(resolved)
+            except TaskgateError as exc:
+                life.finish(
+                    task_id, "failed", ttl=runtime.record_ttl, error=exc.reason, delete=vault
+                )
+                self.refuse(exc.reason, str(exc))
+            except ValidationError as exc:
+                life.finish(
+                    task_id, "failed", ttl=runtime.record_ttl, error="invalid_payload", delete=vault
+                )
+                fields = ",".join(".".join(map(str, e["loc"])) for e in exc.errors()[:5])
+                self.refuse("invalid_payload", f"payload failed validation at {fields}")
         try:
             result = spec.fn(model)
         except (Retry, Ignore, Reject):
             raise
         except Exception as exc:
-            self._after_failure(
-                spec, payload=payload, origin=origin, gate=gate, attempt=attempt, exc=exc
-            )
+            with _requeue_if_storage_down(task_id):
+                self._after_failure(
+                    spec, payload=payload, origin=origin, gate=gate, attempt=attempt, exc=exc
+                )
             raise
-        life.finish(task_id, "succeeded", ttl=runtime.record_ttl, delete=vault)
+        with _requeue_if_storage_down(task_id):
+            life.finish(task_id, "succeeded", ttl=runtime.record_ttl, delete=vault)
         runtime.audit("task.succeeded", target=task_id, outcome="ok", reason=f"attempt {attempt}")
         return result
 

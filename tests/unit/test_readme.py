@@ -22,8 +22,7 @@ def test_add_your_own_task_example_declares_a_working_task() -> None:
     """The example registers billing.invoice with its secret field, scope and limits."""
     code = _block_after("## Add your own task").replace("    ...\n", "    key.upper()\n")
     check = (
-        code
-        + "\nfrom workers.catalogue import default_catalogue\n"
+        code + "\nfrom workers.catalogue import default_catalogue\n"
         "spec = default_catalogue.get('billing.invoice')\n"
         "assert spec is not None\n"
         "assert spec.secret_fields == ('api_key',)\n"

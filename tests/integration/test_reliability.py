@@ -1,0 +1,367 @@
+"""Nothing accepted is lost: killed workers, a restarted Redis, retries that end in success.
+
+These tests kill and restart processes, so they run on a private stack (own Redis with
+append-only file, own gateway, workers started per test) with short timings: a visibility
+timeout of 15 s (see ``stack_fixtures.SHORT_TIMINGS``).
+
+How kombu (5.7) hands out again a message that a dead worker left unacknowledged: the
+message sits in the ``unacked`` hash with its delivery time; ``restore_visible`` moves
+entries older than the visibility timeout back to the queue. A worker runs it when its
+consumer starts (``on_poll_init``) and then on a timer every ``unacked_restore_interval``
+(10 s) - but only every ``unacked_restore_throttle``-th (10th) timer call scans, so a
+running worker sweeps every ~100 s by default, not every 10 s. The tests therefore start the
+replacement worker once the visibility timeout has passed, as a supervisor restarting a
+crashed worker would, and its start-up sweep hands the message out at once.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import httpx
+import pytest
+import redis
+from celery.exceptions import Reject
+from kombu.exceptions import OperationalError
+
+from certs.material import CertPaths
+from security.errors import AuditError
+from tests.integration.stack_fixtures import (
+    RELIABILITY_MODULES,
+    SHORT_TIMINGS,
+    PrivateStack,
+    running,
+    start_stack,
+    wait_for,
+)
+from workers.execution import _requeue_if_storage_down
+from workers.wire import DEFAULT_QUEUE, decode_record, task_key
+
+pytestmark = pytest.mark.integration
+
+VISIBILITY_TIMEOUT = sum(
+    int(SHORT_TIMINGS[name])
+    for name in (
+        "TASKGATE_TASK_TIME_LIMIT",
+        "TASKGATE_MAX_RETRY_DELAY",
+        "TASKGATE_VISIBILITY_MARGIN",
+    )
+)
+BURST = 500
+
+
+@pytest.fixture(scope="module")
+def module_stack(
+    tmp_path_factory: pytest.TempPathFactory,
+    pki: CertPaths,
+    stack_env: dict[str, str],
+    admin_token: str,
+) -> Iterator[PrivateStack]:
+    """A private Redis and gateway; each test starts (and kills) its own workers."""
+    stack = start_stack(
+        tmp_path_factory.mktemp("reliability"),
+        pki=pki,
+        stack_env=stack_env,
+        admin_token=admin_token,
+        modules=RELIABILITY_MODULES,
+        timings=SHORT_TIMINGS,
+    )
+    try:
+        stack.start_gateway()
+        yield stack
+    finally:
+        stack.stop()
+
+
+@pytest.fixture
+def stack(module_stack: PrivateStack) -> Iterator[PrivateStack]:
+    """The module's stack; every worker a test starts is stopped after it."""
+    with running(module_stack):
+        yield module_stack
+
+
+def _submit(http: httpx.Client, name: str, payload: dict[str, Any]) -> str:
+    response = http.post(f"/v1/tasks/{name}", json=payload)
+    assert response.status_code == 202, response.text
+    return str(response.json()["id"])
+
+
+def _nothing_pending(stack: PrivateStack) -> bool:
+    """No message waiting in the queue and none delivered but unacknowledged."""
+    with stack.redis_client() as redis_client:
+        waiting = int(redis_client.llen(DEFAULT_QUEUE)) + int(redis_client.hlen("unacked"))
+    return waiting == 0
+
+
+def _wait_visibility_passed(stack: PrivateStack, task_id: str) -> None:
+    """Wait until the message delivered at the run's start is older than the timeout."""
+    started = float(stack.starts(task_id)[0][2])
+    remaining = started + VISIBILITY_TIMEOUT + 0.5 - time.time()
+    if remaining > 0:
+        time.sleep(remaining)
+
+
+def test_kill_9_of_the_whole_worker_mid_task_runs_it_on_a_new_worker_with_one_side_effect(
+    stack: PrivateStack,
+) -> None:
+    """A worker killed (-9, pool and all) before the side effect: a new worker completes it once."""
+    client = stack.new_client()
+    with client.http() as http:
+        task_id = _submit(http, "test.slow_effect", {"seconds": 4})
+        first = stack.start_worker(concurrency=1)
+        wait_for(lambda: stack.starts(task_id), timeout=30, what="the first run starting")
+        assert stack.effects(task_id) == []
+        stack.kill_worker(first)
+        _wait_visibility_passed(stack, task_id)
+        assert stack.effects(task_id) == []
+        assert stack.record(task_id)["state"] == "started"
+        stack.start_worker(concurrency=1)
+        record = stack.wait_state(task_id, timeout=30)
+        time.sleep(1)  # any duplicate would have started by now: prove there is none
+        body = http.get(f"/v1/tasks/{task_id}").json()
+    assert record["state"] == "succeeded"
+    assert body["status"] == "succeeded"
+    assert body["result"] == {"slept": 4}
+    assert len(stack.starts(task_id)) == 2
+    assert len(stack.effects(task_id)) == 1
+
+
+def test_kill_9_of_the_pool_child_mid_task_requeues_it_and_the_side_effect_happens_once(
+    stack: PrivateStack,
+) -> None:
+    """Only the pool process killed: task_reject_on_worker_lost requeues; it runs again, once."""
+    client = stack.new_client()
+    worker = stack.start_worker(concurrency=1)
+    with client.http() as http:
+        task_id = _submit(http, "test.slow_effect", {"seconds": 3})
+        starts = wait_for(lambda: stack.starts(task_id), timeout=30, what="the first run")
+        child_pid = int(starts[0][0])
+        assert child_pid != worker.pid
+        os.kill(child_pid, signal.SIGKILL)
+        record = stack.wait_state(task_id, timeout=30)
+        time.sleep(1)
+        body = http.get(f"/v1/tasks/{task_id}").json()
+    assert worker.alive()
+    assert record["state"] == "succeeded"
+    assert body["result"] == {"slept": 3}
+    runs = stack.starts(task_id)
+    assert len(runs) == 2
+    assert runs[1][0] != str(child_pid)
+    assert len(stack.effects(task_id)) == 1
+
+
+def test_task_revoked_while_queued_never_runs_even_after_a_worker_restart(
+    stack: PrivateStack,
+) -> None:
+    """Cancelled before any worker ran: workers started later acknowledge it, never run it."""
+    client = stack.new_client()
+    with client.http() as http:
+        task_id = _submit(http, "test.quick", {"note": "n", "token": "s3cret-v4lue"})
+        assert len(stack.vault_keys(task_id)) == 1
+        cancelled = http.delete(f"/v1/tasks/{task_id}")
+        assert cancelled.status_code == 202, cancelled.text
+        assert cancelled.json()["status"] == "revoked"
+        stack.start_worker(concurrency=1)
+        wait_for(
+            lambda: stack.audited(task_id, "task.revoked") and _nothing_pending(stack),
+            timeout=30,
+            what="the worker taking and acknowledging the revoked message",
+        )
+        stack.stop_workers()
+        stack.start_worker(concurrency=1)
+        # A task submitted after the restart runs: the new worker consumes the queue.
+        probe = _submit(http, "test.quick", {"note": "p"})
+        assert stack.wait_state(probe)["state"] == "succeeded"
+        body = http.get(f"/v1/tasks/{task_id}").json()
+    assert stack.effects(task_id) == []
+    assert stack.record(task_id)["state"] == "revoked"
+    assert body["status"] == "revoked"
+    assert "result" not in body
+    assert stack.vault_keys(task_id) == []
+    # Taken once and acknowledged: nothing handed out again after the restart.
+    assert [outcome for _, outcome in stack.audited(task_id, "task.revoked")] == ["ok"]
+    assert _nothing_pending(stack)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        redis.ConnectionError("gone"),
+        redis.BusyLoadingError("loading the append-only file"),
+        redis.TimeoutError("slow"),
+        AuditError("audit log unavailable", reason="unavailable"),
+        Reject(OperationalError("publish failed"), requeue=False),  # from Task.retry
+    ],
+    ids=type,
+)
+def test_worker_bookkeeping_with_redis_unreachable_requeues_the_message(error: Exception) -> None:
+    """Redis down under the worker's own bookkeeping: requeue, never fail (and so ack) it."""
+    with pytest.raises(Reject) as raised, _requeue_if_storage_down(str(uuid.uuid4())):
+        raise error
+    assert raised.value.requeue is True  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        ValueError("a bug"),
+        AuditError("refused", reason="write_failed"),
+        Reject("not_sealed", requeue=False),
+        redis.ResponseError("WRONGTYPE"),
+    ],
+    ids=type,
+)
+def test_worker_bookkeeping_errors_other_than_unreachable_pass_through(error: Exception) -> None:
+    """Anything but an unreachable Redis is not turned into a requeue."""
+    with pytest.raises(type(error)) as raised, _requeue_if_storage_down(str(uuid.uuid4())):
+        raise error
+    assert raised.value is error
+
+
+def test_flaky_task_is_retried_with_backoff_until_it_succeeds(stack: PrivateStack) -> None:
+    """Two retryable failures, then success: three runs, one side effect, state succeeded."""
+    client = stack.new_client()
+    stack.start_worker(concurrency=1)
+    with client.http() as http:
+        task_id = _submit(http, "test.flaky", {"note": "x"})
+        record = stack.wait_state(task_id, timeout=30)
+        body = http.get(f"/v1/tasks/{task_id}").json()
+    assert record["state"] == "succeeded"
+    assert record["attempts"] == "3"
+    assert body["result"] == {"attempt": 3}
+    assert [run[1] for run in stack.starts(task_id)] == ["1", "2", "3"]
+    assert stack.effects(task_id) == ["effect on attempt 3"]
+
+
+class _Burst:
+    """Submit ``BURST`` tasks from a few threads; remember what each answer was and when.
+
+    A thread that gets a 503 pauses briefly before its next submission, as a client
+    honouring Retry-After would (shortened), so the burst outlasts the outage.
+    """
+
+    def __init__(self, stack: PrivateStack, token: str) -> None:
+        self.stack = stack
+        self.token = token
+        self.answers: list[tuple[float, int, str]] = []
+        self.lock = threading.Lock()
+        self.local = threading.local()
+        self.clients: list[httpx.Client] = []
+
+    def _http(self) -> httpx.Client:
+        http = getattr(self.local, "http", None)
+        if http is None:
+            gateway = self.stack.gateway
+            if gateway is None:
+                raise RuntimeError("no gateway")
+            http = gateway.client(headers={"Authorization": f"Bearer {self.token}"})
+            self.local.http = http
+            with self.lock:
+                self.clients.append(http)
+        return http
+
+    def close(self) -> None:
+        for http in self.clients:
+            http.close()
+
+    def submit(self, index: int) -> None:
+        try:
+            response = self._http().post("/v1/tasks/test.quick", json={"note": f"n{index}"})
+            status = response.status_code
+            task_id = response.json().get("id", "") if status == 202 else ""
+        except httpx.HTTPError as exc:
+            status, task_id = 0, type(exc).__name__
+        with self.lock:
+            self.answers.append((time.monotonic(), status, task_id))
+        if status != 202:
+            time.sleep(0.2)
+
+    def done(self) -> int:
+        with self.lock:
+            return len(self.answers)
+
+
+def _burst_across_a_redis_restart(stack: PrivateStack) -> tuple[list[str], Counter[int]]:
+    """Submit BURST tasks; SIGTERM and restart Redis once 120 have been answered.
+
+    Returns the ids that got a 202 and the count of every status.
+    """
+    burst = _Burst(stack, stack.new_client().token())
+    window: dict[str, float] = {}
+
+    def restart_when_under_way() -> None:
+        wait_for(lambda: burst.done() >= 120, timeout=60, what="the burst getting under way")
+        window["down"] = time.monotonic()
+        stack.restart_redis(down_for=1.5)
+        window["up"] = time.monotonic()
+
+    restarter = threading.Thread(target=restart_when_under_way)
+    restarter.start()
+    try:
+        with ThreadPoolExecutor(max_workers=6) as pool:
+            list(pool.map(burst.submit, range(BURST)))
+    finally:
+        burst.close()
+        restarter.join()
+    statuses = Counter(status for _, status, _ in burst.answers)
+    assert statuses[503] > 0, "the outage did not overlap the burst"
+    assert any(at < window["down"] for at, status, _ in burst.answers if status == 202)
+    assert any(at > window["up"] for at, status, _ in burst.answers if status == 202)
+    # Fail closed: during the outage a submission is refused with 503, never a 500.
+    assert set(statuses) <= {202, 503}, statuses
+    return [task_id for _, status, task_id in burst.answers if status == 202], statuses
+
+
+def _states(stack: PrivateStack, task_ids: list[str]) -> dict[str, str]:
+    with stack.redis_client() as redis_client, redis_client.pipeline() as pipe:
+        for task_id in task_ids:
+            pipe.hgetall(task_key(task_id))
+        records = pipe.execute()
+    return {
+        task_id: decode_record(raw).get("state", "missing")
+        for task_id, raw in zip(task_ids, records, strict=True)
+    }
+
+
+def _wait_all_final(stack: PrivateStack, task_ids: list[str], timeout: float) -> dict[str, str]:
+    def all_final() -> dict[str, str] | None:
+        states = _states(stack, task_ids)
+        done = all(state in {"succeeded", "dead_lettered"} for state in states.values())
+        return states if done else None
+
+    try:
+        return dict(wait_for(all_final, timeout=timeout, what="every accepted task", interval=1))
+    except AssertionError:
+        counts = Counter(_states(stack, task_ids).values())
+        raise AssertionError(f"{len(task_ids)} accepted, final states {counts}") from None
+
+
+def test_redis_restart_during_a_burst_keeps_every_accepted_submission(
+    stack: PrivateStack,
+) -> None:
+    """500 POSTs, Redis restarted mid-burst (AOF): every 202 survives and later runs once."""
+    accepted, _ = _burst_across_a_redis_restart(stack)
+    stack.start_worker(concurrency=2)
+    states = _wait_all_final(stack, accepted, timeout=60)
+    assert set(states.values()) == {"succeeded"}
+    assert all(len(stack.effects(task_id)) == 1 for task_id in accepted)
+
+
+def test_redis_restart_under_a_consuming_worker_loses_no_accepted_task(
+    stack: PrivateStack,
+) -> None:
+    """The same burst with a worker consuming through the restart: every 202 still ends final."""
+    stack.start_worker(concurrency=2)
+    accepted, _ = _burst_across_a_redis_restart(stack)
+    states = _wait_all_final(stack, accepted, timeout=60)
+    for task_id, state in states.items():
+        if state == "succeeded":
+            assert stack.effects(task_id), f"{task_id} succeeded without its side effect"

@@ -1,0 +1,72 @@
+"""kombu's Redis transport, hardened for a Redis restart under a consuming worker.
+
+Recording in flight: kombu pops a message (BRPOP) and *then* records it as unacknowledged
+(``QoS.append``). If Redis goes away between the two, the append raises and the popped
+message - now only in this process's memory - was dropped. Here the append is retried
+until Redis answers again (bounded), so the message is recorded and runs.
+
+kombu counts a message as delivered until its ack (or reject) reaches Redis. When Redis is
+unreachable at that moment the call raises and the message stays counted; once every
+prefetch slot is held that way (prefetch 1 per process), the consumer stops polling BRPOP,
+so it never reads the broken socket, never notices the lost connection, and never
+consumes again until the worker is restarted. Here a failed ack or reject still frees the
+slot locally; the message itself stays in Redis's ``unacked`` hash and is handed out again
+after the visibility timeout - the same path as a killed worker's messages.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import redis
+from kombu.transport import redis as kombu_redis
+from kombu.transport import virtual
+
+__all__ = ["Transport"]
+
+log = logging.getLogger("taskgate.worker")
+
+_UNREACHABLE = (redis.ConnectionError, redis.TimeoutError, OSError)
+
+
+_APPEND_PATIENCE = 120.0  # seconds to keep a popped message while Redis comes back
+
+
+class QoS(kombu_redis.QoS):
+    def append(self, message: Any, delivery_tag: Any) -> None:
+        deadline = time.monotonic() + _APPEND_PATIENCE
+        delay = 0.1
+        while True:
+            try:
+                super().append(message, delivery_tag)
+                return
+            except _UNREACHABLE:
+                if time.monotonic() > deadline:
+                    raise
+                log.warning("redis unreachable while recording a delivery; retrying")
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
+    def ack(self, delivery_tag: Any) -> None:
+        try:
+            super().ack(delivery_tag)
+        except _UNREACHABLE:
+            virtual.QoS.ack(self, delivery_tag)  # free the slot; Redis still holds the message
+            raise
+
+    def reject(self, delivery_tag: Any, requeue: bool = False) -> None:
+        try:
+            super().reject(delivery_tag, requeue=requeue)
+        except _UNREACHABLE:
+            virtual.QoS.ack(self, delivery_tag)
+            raise
+
+
+class Channel(kombu_redis.Channel):
+    QoS = QoS
+
+
+class Transport(kombu_redis.Transport):
+    Channel = Channel
