@@ -31,7 +31,7 @@ from kombu.exceptions import OperationalError
 from pydantic import ValidationError
 
 from security.audit import AuditRecord, AuditWriter, Outcome
-from security.errors import AuditError, TaskgateError
+from security.errors import AuditError, InputRejectedError, TaskgateError
 from security.keystore import KeyRing
 from security.tls import RedisTLS
 from security.vault import reference_ids, resolve_secrets, vault_key
@@ -233,12 +233,26 @@ class SealedTask(Task[Any, Any]):
         attempt: int,
         exc: Exception,
     ) -> None:
-        """Retry with backoff if the policy allows; otherwise dead-letter (still sealed)."""
+        """Retry with backoff if the policy allows; otherwise dead-letter (still sealed).
+
+        A task that refuses its own input (``InputRejectedError``: a pixel bomb, an unsafe
+        URL) fails for good instead: replaying the same input can never succeed, so it is
+        not dead-lettered and its secrets are deleted at once.
+        """
         runtime = _runtime(self.app)
         client = runtime.client()
         task_id = str(self.request.id)
         reason = type(exc).__name__  # redacted: the type only, never the message
         policy = spec.retry
+        if isinstance(exc, InputRejectedError):
+            vault = [vault_key(task_id, ref) for ref in reference_ids(payload)]
+            runtime.lifecycle().finish(
+                task_id, "failed", ttl=runtime.record_ttl, error=reason, delete=vault
+            )
+            runtime.audit(
+                "task.failed", target=task_id, outcome="error", reason=f"{reason} (input refused)"
+            )
+            return
         if isinstance(exc, policy.retry_on) and attempt < policy.max_attempts:
             delay = policy.delay(attempt)
             runtime.lifecycle().retried(task_id, reason, delay)

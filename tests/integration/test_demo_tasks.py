@@ -33,7 +33,6 @@ from tests.integration.stack_fixtures import (
     wait_for,
 )
 from workers.deadletters import dlq_key
-from workers.wire import decode_record
 
 pytestmark = pytest.mark.integration
 
@@ -196,16 +195,16 @@ def test_image_thumbnail_of_a_real_png_comes_back_bounded(
         assert thumb.size == (64, 48)
 
 
-def _assert_dead_lettered_at_once(
+def _assert_failed_for_good_at_once(
     stack: PrivateStack, view: dict[str, Any], task_id: str, error: str
 ) -> None:
-    assert view["status"] == "dead_lettered", view
+    """An input the task refuses fails at once: no retry, no dead letter (replay is futile)."""
+    assert view["status"] == "failed", view
     assert view["error"] == {"type": error}
     assert view["attempts"] == 1
     with stack.redis_client() as client:
-        dead = decode_record(client.hgetall(dlq_key(task_id)))
-    assert dead["reason"] == error
-    assert dead["attempts"] == "1"
+        assert not client.exists(dlq_key(task_id))
+        assert client.keys(f"tg:vault:{task_id}:*") == []
 
 
 def test_image_thumbnail_refuses_a_20000_by_20000_png_bomb(
@@ -216,7 +215,7 @@ def test_image_thumbnail_refuses_a_20000_by_20000_png_bomb(
     with owner.http() as http:
         task_id = _submit(http, "image.thumbnail", {"image_base64": bomb})
         view = _finished(stack, http, task_id)
-    _assert_dead_lettered_at_once(stack, view, task_id, "InputRejectedError")
+    _assert_failed_for_good_at_once(stack, view, task_id, "InputRejectedError")
     assert "result" not in view
 
 
@@ -234,7 +233,7 @@ def test_image_thumbnail_refuses_a_url_that_resolves_to_loopback_without_connect
             view = _finished(stack, http, task_id)
         with pytest.raises(BlockingIOError):
             listener.accept()
-    _assert_dead_lettered_at_once(stack, view, task_id, "UnsafeURLError")
+    _assert_failed_for_good_at_once(stack, view, task_id, "UnsafeURLError")
 
 
 def test_image_thumbnail_with_a_loopback_ip_literal_is_refused_by_the_gateway(
