@@ -167,11 +167,14 @@ def resolve_secrets(
     task_id: str,
     keys: KeySet[SymmetricKey],
     client: redis.Redis,
+    blobs: Mapping[str, bytes | None] | None = None,
 ) -> Any:
     """A new payload with every reference replaced by the :class:`SecretStr` it points to.
 
-    One ``MGET`` fetches every value (none if there is no reference). ``client`` must not
-    decode responses. Raises :class:`VaultError` with ``reason`` ``malformed_reference``,
+    One ``MGET`` fetches every value (none if there is no reference), unless ``blobs``
+    already holds them by vault key (a caller that fetched them in another round trip;
+    a key absent from ``blobs`` counts as missing). ``client`` must not decode responses.
+    Raises :class:`VaultError` with ``reason`` ``malformed_reference``,
     ``secret_unavailable`` (expired or deleted), ``binding_mismatch`` (stored for another
     task or reference), ``key_retired`` / ``unknown_kid``, ``tampered`` or ``malformed_blob``.
     Redis errors propagate unchanged so the caller can retry.
@@ -186,11 +189,15 @@ def resolve_secrets(
 
     _transform(payload, _reference(collect), "", 0, VaultError)
     ref_ids = list(where_of)
-    blobs = client.mget([vault_key(task_id, r) for r in ref_ids]) if ref_ids else []
-    if not isinstance(blobs, list) or len(blobs) != len(ref_ids):
+    wanted = [vault_key(task_id, r) for r in ref_ids]
+    if blobs is not None:
+        fetched: Any = [blobs.get(key) for key in wanted]
+    else:
+        fetched = client.mget(wanted) if ref_ids else []
+    if not isinstance(fetched, list) or len(fetched) != len(ref_ids):
         raise VaultError("unexpected reply to MGET", reason="malformed_blob")
     values: dict[str, SecretStr] = {}
-    for ref_id, blob in zip(ref_ids, blobs, strict=True):
+    for ref_id, blob in zip(ref_ids, fetched, strict=True):
         where = where_of[ref_id]
         if blob is None:
             raise VaultError(

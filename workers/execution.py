@@ -178,7 +178,7 @@ class SealedTask(Task[Any, Any]):
         attempt = int(self.request.retries or 0) + 1
         vault = [vault_key(task_id, ref) for ref in reference_ids(payload)]
         with _requeue_if_storage_down(task_id):
-            gate = life.open_gate(task_id, attempt)
+            gate = life.open_gate(task_id, attempt, vault=vault)
             if gate.done:
                 log.info(
                     "task %s[%s] already finished; redelivery acknowledged", self.name, task_id
@@ -194,7 +194,11 @@ class SealedTask(Task[Any, Any]):
                 self.refuse("bad_payload", "payload is not an object")
             try:
                 resolved = resolve_secrets(
-                    payload, task_id=task_id, keys=runtime.keys.vault, client=client
+                    payload,
+                    task_id=task_id,
+                    keys=runtime.keys.vault,
+                    client=client,
+                    blobs=gate.blobs,  # fetched by the gate script, same round trip
                 )
                 model = spec.schema.model_validate(resolved)
             except TaskgateError as exc:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import redis
@@ -31,10 +31,15 @@ local owner = redis.call('HGET', KEYS[3], 'owner')
 if not owner then owner = '' end
 redis.call('ZREM', KEYS[4], ARGV[1])
 if owner ~= '' then redis.call('ZREM', ARGV[4] .. owner, ARGV[1]) end
-if revoked == 0 and done == 0 and redis.call('EXISTS', KEYS[3]) == 1 then
-  redis.call('HSET', KEYS[3], 'state', 'started', 'started_at', ARGV[2], 'attempts', ARGV[3])
+local reply = {revoked, done, owner}
+if revoked == 0 and done == 0 then
+  if redis.call('EXISTS', KEYS[3]) == 1 then
+    redis.call('HSET', KEYS[3], 'state', 'started', 'started_at', ARGV[2], 'attempts', ARGV[3])
+  end
+  -- The task's sealed secrets, in the same round trip (KEYS[5..]).
+  for i = 5, #KEYS do reply[#reply + 1] = redis.call('GET', KEYS[i]) end
 end
-return {revoked, done, owner}
+return reply
 """
 
 _FINISH = """
@@ -59,6 +64,7 @@ class Gate:
     revoked: bool
     done: bool
     owner: str
+    blobs: dict[str, bytes | None] = field(default_factory=dict)
 
 
 class Lifecycle:
@@ -69,15 +75,33 @@ class Lifecycle:
         self._gate = client.register_script(_GATE)
         self._finish = client.register_script(_FINISH)
 
-    def open_gate(self, task_id: str, attempt: int, *, now: float | None = None) -> Gate:
-        """Revoked? Already done? If neither, mark started; leave the queued sets either way."""
+    def open_gate(
+        self,
+        task_id: str,
+        attempt: int,
+        *,
+        vault: Sequence[str] = (),
+        now: float | None = None,
+    ) -> Gate:
+        """Revoked? Already done? If neither, mark started and fetch the ``vault`` entries;
+        leave the queued sets either way. One round trip."""
         reply: Any = self._gate(
-            keys=[revoked_key(task_id), done_key(task_id), task_key(task_id), GLOBAL_QUEUED],
+            keys=[
+                revoked_key(task_id),
+                done_key(task_id),
+                task_key(task_id),
+                GLOBAL_QUEUED,
+                *vault,
+            ],
             args=[task_id, f"{now or time.time():.6f}", str(attempt), "tg:queued:"],
         )
-        revoked, done, owner = reply
+        revoked, done, owner, *values = reply
         owner_text = owner.decode() if isinstance(owner, bytes) else str(owner or "")
-        return Gate(revoked=bool(int(revoked)), done=bool(int(done)), owner=owner_text)
+        blobs = {
+            key: (v if isinstance(v, bytes) else None)
+            for key, v in zip(vault, values, strict=False)
+        }
+        return Gate(revoked=bool(int(revoked)), done=bool(int(done)), owner=owner_text, blobs=blobs)
 
     def finish(
         self,

@@ -675,3 +675,24 @@ async def test_async_pipeline_writes_what_the_sync_worker_resolves(
         assert await pipe.execute() == [True]
     resolved = resolve_secrets(result.payload, task_id=TASK, keys=KEYS, client=redis_client)
     assert resolved["pw"].get_secret_value() == CANARY
+
+
+def test_prefetched_blobs_resolve_without_asking_redis() -> None:
+    """With ``blobs`` given, no MGET is sent and a missing blob is 'secret_unavailable'."""
+    keys = KeySet(Purpose.VAULT, [SymmetricKey("vault-1", Purpose.VAULT, os.urandom(32))])
+    swapped = vault.swap_secrets({"pw": "hunter2-x"}, ["pw"], task_id="t-1", keys=keys)
+
+    class NoRedis:
+        def mget(self, *_: object) -> list[bytes]:
+            raise AssertionError("MGET must not be sent")
+
+    blobs = {e.redis_key: e.blob for e in swapped.entries}
+    client: Any = NoRedis()
+    out = vault.resolve_secrets(
+        swapped.payload, task_id="t-1", keys=keys, client=client, blobs=blobs
+    )
+    assert isinstance(out["pw"], SecretStr)
+    assert out["pw"].get_secret_value() == "hunter2-x"
+    with pytest.raises(VaultError) as caught:
+        vault.resolve_secrets(swapped.payload, task_id="t-1", keys=keys, client=client, blobs={})
+    assert caught.value.reason == "secret_unavailable"
