@@ -33,6 +33,8 @@ def build_metrics_router() -> APIRouter:
             200: {"content": {CONTENT_TYPE_LATEST: {}}},
             401: {"description": "Not allowed"},
         },
+        # Optional auth: the admin token, or none at all from loopback.
+        openapi_extra={"security": [{"bearer": []}, {}]},
     )
     async def metrics(request: Request, state: State) -> Response:
         if not _loopback(request):

@@ -116,6 +116,11 @@ def task_view(task_id: str, record: dict[str, str]) -> dict[str, Any]:
     return view
 
 
+def _just_finished(view: dict[str, Any], window: float = 60.0) -> bool:
+    finished = view.get("finished_at")
+    return isinstance(finished, float) and time.time() - finished < window
+
+
 def _result_summary(doc: dict[str, Any]) -> dict[str, Any]:
     status = doc.get("status")
     if status == "SUCCESS":
@@ -125,6 +130,25 @@ def _result_summary(doc: dict[str, Any]) -> dict[str, Any]:
         kind = result.get("exc_type", "Error") if isinstance(result, dict) else "Error"
         return {"error": {"type": str(kind)[:100]}}
     return {}
+
+
+async def _add_result(state: GatewayState, task_id: str, view: dict[str, Any]) -> None:
+    """Open the sealed result for its owner and add it (or the error type) to ``view``."""
+    raw = await state.redis.get(f"celery-task-meta-{task_id}")
+    if raw is not None:
+        try:
+            blob = raw if isinstance(raw, bytes) else raw.encode()
+            doc = state.codec.decode_result(task_id, blob)
+        except (TaskgateError, ValueError):
+            log.error("result of %s failed to open", task_id)
+            raise ApiError(
+                500, "Internal error", "the result could not be opened", kind="internal"
+            ) from None
+        view.update(_result_summary(doc))
+    elif view["status"] == "succeeded" and _just_finished(view):
+        # The worker records success just before Celery stores the result: for that
+        # instant the task is still finishing - never "succeeded" without its result.
+        view["status"] = "started"
 
 
 def build_router() -> APIRouter:
@@ -195,17 +219,7 @@ def build_router() -> APIRouter:
         record = await _load_visible(state, task_id, who)
         view = task_view(task_id, record)
         if who is not None:  # results are opened for the owner only
-            raw = await state.redis.get(f"celery-task-meta-{task_id}")
-            if raw is not None:
-                try:
-                    blob = raw if isinstance(raw, bytes) else raw.encode()
-                    doc = state.codec.decode_result(task_id, blob)
-                except (TaskgateError, ValueError):
-                    log.error("result of %s failed to open", task_id)
-                    raise ApiError(
-                        500, "Internal error", "the result could not be opened", kind="internal"
-                    ) from None
-                view.update(_result_summary(doc))
+            await _add_result(state, task_id, view)
         return view
 
     @router.delete(
