@@ -218,7 +218,8 @@ def build_router() -> APIRouter:
     async def get_task(task_id: TaskId, who: OwnerOrAdmin, state: State) -> dict[str, Any]:
         record = await _load_visible(state, task_id, who)
         view = task_view(task_id, record)
-        if who is not None:  # results are opened for the owner only
+        # Results are opened for the owner only; the best-effort lane stores none.
+        if who is not None and record.get("queue") != "best-effort":
             await _add_result(state, task_id, view)
         return view
 
