@@ -29,7 +29,7 @@ class BodyCodec(Protocol):
 
 
 class JsonCodec:
-    """Plain JSON (Celery's own format), used before sealing is configured."""
+    """Plain JSON (Celery's own format): the worker benchmark's unsealed baseline."""
 
     content_type = "application/json"
 
@@ -61,17 +61,10 @@ class SealedCodec:
 
     def encode(self, task_id: str, name: str, args: list[Any], kwargs: dict[str, Any]) -> bytes:
         plaintext = json.dumps([args, kwargs, _EMBED], separators=(",", ":")).encode()
-        return seal(
-            plaintext,
-            task_id=task_id,
-            task_name=name,
-            keys=self._keys.broker,
-            signer=self._signer,
-            ttl=self._ttl,
-        )
+        return self.reseal(task_id, name, plaintext)
 
     def reseal(self, task_id: str, name: str, plaintext: bytes) -> bytes:
-        """Seal an already-encoded body again (dead-letter requeue: fresh expiry)."""
+        """Seal an encoded body: bound to the task, signed, expiring (also a requeue's reseal)."""
         return seal(
             plaintext,
             task_id=task_id,

@@ -17,7 +17,7 @@ from gateway import deadletters
 from gateway.clients import ClientError
 from gateway.deps import Admin, AdminOrAuditor, RequestId, State, revoked_jti_key
 from gateway.errors import ApiError
-from gateway.routes_tasks import COMMON_ERRORS, task_view
+from gateway.routes_tasks import COMMON_ERRORS, revoke, task_view
 from gateway.state import GatewayState
 from security.audit import AuditQuery, afind_records, averify
 from security.errors import TokenError
@@ -28,8 +28,6 @@ from workers.wire import (
     GLOBAL_QUEUED,
     TASK_ID,
     decode_record,
-    queued_key,
-    revoked_key,
     task_key,
 )
 
@@ -215,14 +213,7 @@ def _task_routes(router: APIRouter) -> None:
 
     @router.post("/tasks/{task_id}/revoke", status_code=202, summary="Revoke a task")
     async def revoke_task(task_id: str, _: Admin, state: State, rid: RequestId) -> dict[str, Any]:
-        record = await _task_record(state, task_id)
-        ttl = state.settings.envelope_ttl + state.settings.result_ttl
-        async with state.redis.pipeline(transaction=True) as pipe:
-            pipe.set(revoked_key(task_id), "1", ex=ttl)
-            pipe.hset(task_key(task_id), "state", "revoked")
-            pipe.zrem(queued_key(record.get("owner", "")), task_id)
-            pipe.zrem(GLOBAL_QUEUED, task_id)
-            await pipe.execute()
+        await revoke(state, task_id, await _task_record(state, task_id))
         await _audit(state, "admin.tasks.revoke", task_id, rid)
         return {"id": task_id, "status": "revoked"}
 

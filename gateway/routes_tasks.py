@@ -30,7 +30,7 @@ from workers.wire import (
     task_key,
 )
 
-__all__ = ["build_router", "task_view"]
+__all__ = ["build_router", "revoke", "task_view"]
 
 log = logging.getLogger("taskgate.gateway")
 FINISHED = {"succeeded", "failed", "dead_lettered", "revoked"}
@@ -130,6 +130,22 @@ def _result_summary(doc: dict[str, Any]) -> dict[str, Any]:
         kind = result.get("exc_type", "Error") if isinstance(result, dict) else "Error"
         return {"error": {"type": str(kind)[:100]}}
     return {}
+
+
+async def revoke(state: GatewayState, task_id: str, record: dict[str, str]) -> None:
+    """Revoke a task that has not finished: a queued task never runs (the revocation is in
+    Redis, so it survives worker restarts); 409 for a finished one."""
+    if record.get("state") in FINISHED:
+        raise ApiError(
+            409, "Already finished", f"the task is {record.get('state')}", kind="finished"
+        )
+    ttl = state.settings.envelope_ttl + state.settings.result_ttl
+    async with state.redis.pipeline(transaction=True) as pipe:
+        pipe.set(revoked_key(task_id), "1", ex=ttl)
+        pipe.hset(task_key(task_id), "state", "revoked")
+        pipe.zrem(queued_key(record.get("owner", "")), task_id)
+        pipe.zrem(GLOBAL_QUEUED, task_id)
+        await pipe.execute()
 
 
 async def _add_result(state: GatewayState, task_id: str, view: dict[str, Any]) -> None:
@@ -234,17 +250,7 @@ def build_router() -> APIRouter:
     ) -> dict[str, Any]:
         record = await _load_visible(state, task_id, who)
         actor = who.actor if who is not None else "admin"
-        if record.get("state") in FINISHED:
-            raise ApiError(
-                409, "Already finished", f"the task is {record.get('state')}", kind="finished"
-            )
-        ttl = state.settings.envelope_ttl + state.settings.result_ttl
-        async with state.redis.pipeline(transaction=True) as pipe:
-            pipe.set(revoked_key(task_id), "1", ex=ttl)
-            pipe.hset(task_key(task_id), "state", "revoked")
-            pipe.zrem(queued_key(record.get("owner", "")), task_id)
-            pipe.zrem(GLOBAL_QUEUED, task_id)
-            await pipe.execute()
+        await revoke(state, task_id, record)
         await state.record(
             actor=actor, action="task.cancel", outcome="ok", target=task_id, request_id=request_id
         )
