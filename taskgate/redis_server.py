@@ -84,6 +84,9 @@ def start_redis(
     binary = shutil.which("redis-server")
     if binary is None:
         raise RedisServerError(INSTALL_HINT)
+    # redis-server changes into its data folder first: relative paths would break.
+    certs = CertPaths(certs.folder.resolve())
+    data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     data_dir.chmod(0o700)
     port = port or free_port()

@@ -52,7 +52,8 @@ class Stack:
     """The processes of one local stack and how to stop them."""
 
     def __init__(self, state_dir: Path) -> None:
-        self.state_dir = state_dir
+        # Absolute: redis-server changes into its data folder before reading cert paths.
+        self.state_dir = state_dir.resolve()
         self.certs = CertPaths(state_dir / "certs")
         self.redis: RedisServer | None = None
         self.children: list[Child] = []

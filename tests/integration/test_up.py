@@ -123,3 +123,24 @@ def test_up_without_redis_server_says_how_to_install_it(tmp_path: Path) -> None:
     )
     assert proc.returncode == 1
     assert "apt-get install redis-server" in proc.stderr
+
+
+def test_up_with_the_default_relative_state_folder_works(tmp_path: Path) -> None:
+    """`make run` uses the default `.taskgate` relative to the working folder: it must come up."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TASKGATE_")}
+    proc = subprocess.Popen(
+        taskgate_argv("up", "--port", "0", "--concurrency", "1"),
+        env=env | {"PYTHONUNBUFFERED": "1"},
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        info = _wait_stack_json(proc, tmp_path / ".taskgate")
+        ctx = ssl.create_default_context(cafile=str(info["ca_file"]))
+        assert httpx.get(f"{info['gateway_url']}/readyz", verify=ctx, timeout=10).status_code == 200
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        _reap(proc)
