@@ -172,14 +172,11 @@ def build_router() -> APIRouter:
     router = APIRouter(prefix="/v1/tasks", tags=["tasks"], responses=COMMON_ERRORS)
 
     @router.get("/catalog", summary="Tasks the caller may submit, with their JSON Schemas")
-    async def catalog(
-        claims: Annotated[Any, Depends(verified_claims)], state: State
-    ) -> dict[str, Any]:
-        from gateway.clients import scope_allows
-
+    async def catalog(who: Client, state: State) -> dict[str, Any]:
+        # A full client check (revoked token, disabled client), not only the signature.
         items = []
         for spec in state.catalogue:
-            if not scope_allows(claims.scopes, spec.scope):
+            if not who.allows(spec.scope):
                 continue
             schema = spec.schema.model_json_schema()
             for path in spec.secret_fields:

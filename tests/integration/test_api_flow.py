@@ -83,3 +83,14 @@ def test_metrics_count_submissions_by_task_without_payload(
         text = http.get("/metrics").text
     assert 'taskgate_submissions_total{outcome="accepted",task="test.touch"}' in text
     assert "metric-marker" not in text
+
+
+def test_catalog_refuses_a_revoked_token(make_client: Any, admin_token: str) -> None:
+    """The catalogue checks revocation like every client route, not only the signature."""
+    client: ApiClient = make_client()
+    token = client.token()
+    with client.gateway.client(headers={"Authorization": f"Bearer {token}"}) as http:
+        assert http.get("/v1/tasks/catalog").status_code == 200
+        with client.gateway.client(headers={"Authorization": f"Bearer {admin_token}"}) as admin:
+            assert admin.post("/v1/admin/tokens/revoke", json={"token": token}).status_code == 200
+        assert http.get("/v1/tasks/catalog").status_code == 401
