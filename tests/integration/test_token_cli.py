@@ -1,0 +1,68 @@
+"""`taskgate token` asks the running gateway for a token, like any client."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from taskgate.cli import app
+from tests.integration.conftest import ApiClient
+
+pytestmark = pytest.mark.integration
+
+
+def _run(args: list[str]) -> Any:
+    clean = {k: None for k in os.environ if k.startswith("TASKGATE_")}
+    return CliRunner().invoke(app, args, env=clean)
+
+
+def test_token_command_prints_a_token_the_gateway_accepts(make_client: Any, tmp_path: Path) -> None:
+    """With a stack.json like `up` writes, the command prints only a working access token."""
+    client: ApiClient = make_client("tasks:read")
+    (tmp_path / "stack.json").write_text(
+        json.dumps(
+            {
+                "gateway_url": client.gateway.url,
+                "ca_file": str(client.gateway.ca_file),
+                "demo_client": {"client_id": client.client_id, "client_secret": client.secret},
+            }
+        )
+    )
+    result = _run(["token", "--state-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    token = result.output.strip()
+    assert token.count(".") == 2
+    with client.gateway.client(headers={"Authorization": f"Bearer {token}"}) as http:
+        assert http.get("/v1/tasks").status_code == 200
+
+
+def test_token_command_with_a_wrong_secret_fails_without_printing_it(
+    make_client: Any, tmp_path: Path
+) -> None:
+    """A refused grant exits 1 with the OAuth error, and the secret is not echoed."""
+    client: ApiClient = make_client("tasks:read")
+    result = _run(
+        [
+            "token",
+            "--client-id", client.client_id,
+            "--client-secret", "tgs_wrong-secret-value-0000000000000000000",
+            "--gateway-url", client.gateway.url,
+            "--ca-file", str(client.gateway.ca_file),
+            "--state-dir", str(tmp_path),
+        ]
+    )  # fmt: skip
+    assert result.exit_code == 1
+    assert "invalid_client" in result.output
+    assert "wrong-secret" not in result.output
+
+
+def test_token_command_without_anything_to_go_on_exits_2(tmp_path: Path) -> None:
+    """No stack.json and no options: exit 2 with what is needed."""
+    result = _run(["token", "--state-dir", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "--client-id" in result.output
