@@ -6,8 +6,8 @@ round trips per limit for the window statistics the ``RateLimit-*`` headers need
 windows here are fixed and aligned to the clock: the counter key names its window,
 ``INCR`` returns the count, and the reset time needs no extra call. The counting joins the
 script (``gateway.submit``) that also checks revocation and backpressure - one round trip
-for all checks; :func:`add_hits` queues the same commands on a pipeline.
-``/v1/token`` is limited by slowapi (``gateway.token_limits``).
+for all checks.
+``/v1/token`` is limited by slowapi (``gateway.routes_token``).
 """
 
 from __future__ import annotations
@@ -16,14 +16,12 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
 
 import limits
 
 __all__ = [
     "LimitState",
     "Window",
-    "add_hits",
     "evaluate",
     "hit_ttl",
     "limit_headers",
@@ -68,16 +66,6 @@ def window_key(name: str, ident: str, window: Window, now: float) -> tuple[str, 
 def hit_ttl(seconds: int) -> int:
     """Seconds a window's counter lives (set once, ``EXPIRE ... NX``): outlasts its window."""
     return seconds + 1
-
-
-def add_hits(pipe: Any, keys: Iterable[tuple[str, int]]) -> int:
-    """Queue INCR + EXPIRE for each (key, window seconds); returns commands queued."""
-    queued = 0
-    for key, seconds in keys:
-        pipe.incr(key)
-        pipe.expire(key, hit_ttl(seconds), nx=True)
-        queued += 2
-    return queued
 
 
 def evaluate(name: str, count: int, window: Window, reset: int) -> LimitState:

@@ -12,7 +12,15 @@ from fastapi.responses import JSONResponse
 from starlette.convertors import Convertor, register_url_convertor
 
 from gateway.best_effort import run_best_effort
-from gateway.deps import Principal, RequestId, State, current_client, state_of, verified_claims
+from gateway.deps import (
+    Client,
+    Principal,
+    RequestId,
+    State,
+    current_client,
+    state_of,
+    verified_claims,
+)
 from gateway.errors import ApiError
 from gateway.ratelimit import limit_headers
 from gateway.state import GatewayState
@@ -61,7 +69,6 @@ async def client_or_admin(request: Request, state: State) -> Principal | None:
 
 
 OwnerOrAdmin = Annotated[Principal | None, Depends(client_or_admin)]
-Client = Annotated[Principal, Depends(current_client)]
 TaskId = Annotated[str, Path(pattern=TASK_ID.pattern, description="A task id (UUID)")]
 
 
