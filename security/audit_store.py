@@ -9,6 +9,14 @@ writer re-chains and retries (compare-and-append). One writer in steady state co
 round trip per batch; a writer's first append assumes an empty log and learns the head
 from the conflict reply.
 
+A record may carry *attached writes* (:class:`Write`): Redis commands the same script
+runs right after the append, so that a decision and what it allows land together or not
+at all (the gateway's submission: the ``allowed`` record and the enqueue are one atomic
+call, and under load one call for many submissions). A write runs only if the append
+succeeded; a record's writes run in order and stop at the first that Redis refuses, whose
+error comes back for that record alone (its audit entry stands: the caller audits the
+failure).
+
 The script refuses to start a new chain over an existing stream whose head key is gone
 (``head_missing``): that is damage for ``taskgate audit verify`` to report, not
 something to paper over. The stream and head key must live on one node (no cluster
@@ -23,9 +31,10 @@ import secrets
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any, Final
 
+import msgpack
 import redis
 import redis.asyncio
 
@@ -47,6 +56,8 @@ __all__ = [
     "MAX_BATCH",
     "AsyncAuditWriter",
     "AuditWriter",
+    "Committed",
+    "Write",
     "aread_head",
     "head_key",
     "read_head",
@@ -59,9 +70,14 @@ DEFAULT_ATTEMPTS: Final = 64
 _TURN_AFTER: Final = 2  # conflicts in a row before a writer asks for an exclusive turn
 
 # KEYS: stream, head key, turn key. ARGV: expected head, empty-log head, new head, writer
-# id, wants-turn flag, field count n, n field names, then n values per entry. Reads come
-# first, so a refusal writes nothing. The turn key gives a writer that keeps losing the
-# race a short exclusive turn (others get 'wait'), so no process starves under load.
+# id, wants-turn flag, then three MessagePack documents: the field names, the entries (one
+# array of values each) and per entry its attached writes (an array of [command, args...]
+# arrays). Three arguments instead of hundreds: redis-py packs every argument in Python.
+# The old "raw" type carries str and bytes alike (Redis's Lua cmsgpack has no bin type).
+# Reads come first, so a refusal writes nothing. The turn key gives a writer that keeps
+# losing the race a short exclusive turn (others get 'wait'), so no process starves under
+# load. The reply is 'ok', the entries' stream ids, then per entry 1 or the error of the
+# write Redis refused. Attached writes name their keys inside the call: one Redis node.
 _APPEND_LUA: Final = """
 local head = redis.call('GET', KEYS[2])
 if not head then
@@ -74,20 +90,65 @@ if head ~= ARGV[1] then
   if ARGV[5] == '1' and not turn then redis.call('SET', KEYS[3], ARGV[4], 'PX', 250) end
   return {'conflict', head}
 end
-local n = tonumber(ARGV[6])
+local names = cmsgpack.unpack(ARGV[6])
+local entries = cmsgpack.unpack(ARGV[7])
+local writes = cmsgpack.unpack(ARGV[8])
 local reply = {'ok'}
-for i = 7 + n, #ARGV, n do
+for e = 1, #entries do
+  local values = entries[e]
   local fields = {}
-  for j = 0, n - 1 do
-    fields[2 * j + 1] = ARGV[7 + j]
-    fields[2 * j + 2] = ARGV[i + j]
+  for j = 1, #names do
+    fields[2 * j - 1] = names[j]
+    fields[2 * j] = values[j]
   end
   reply[#reply + 1] = redis.call('XADD', KEYS[1], '*', unpack(fields))
 end
 redis.call('SET', KEYS[2], ARGV[3])
 if turn then redis.call('DEL', KEYS[3]) end
+for e = 1, #entries do
+  local outcome = 1
+  for _, write in ipairs(writes[e]) do
+    local done = redis.pcall(unpack(write))
+    if type(done) == 'table' and done.err then
+      outcome = done.err
+      break
+    end
+  end
+  reply[#reply + 1] = outcome
+end
 return reply
 """
+
+
+@dataclass(frozen=True)
+class Write:
+    """A Redis command run by the append script right after its record is appended.
+
+    Arguments are text or bytes: format numbers yourself (``repr`` of a float is exact).
+    """
+
+    command: str
+    keys: tuple[str, ...] = ()
+    args: tuple[str | bytes, ...] = ()
+
+
+@dataclass(frozen=True)
+class Committed:
+    """A record as written, and the error of the attached write Redis refused (if any)."""
+
+    entry: AuditEntry
+    write_error: str | None = None
+
+
+_Item = tuple[AuditRecord, Sequence[Write]]
+
+
+def _pack(document: Any) -> bytes:
+    packed: bytes = msgpack.packb(document, use_bin_type=False)
+    return packed
+
+
+_FIELD_NAMES: Final = _pack(list(ENTRY_FIELDS))
 
 
 def head_key(stream: str) -> str:
@@ -122,9 +183,9 @@ def _backoff(attempt: int) -> float:
     return random.uniform(0, min(0.02, 0.0005 * 2**attempt))  # noqa: S311 - jitter, not crypto
 
 
-def _chunks(records: Sequence[AuditRecord]) -> Iterable[Sequence[AuditRecord]]:
-    for start in range(0, len(records), MAX_BATCH):
-        yield records[start : start + MAX_BATCH]
+def _chunks(items: Sequence[_Item]) -> Iterable[Sequence[_Item]]:
+    for start in range(0, len(items), MAX_BATCH):
+        yield items[start : start + MAX_BATCH]
 
 
 class _Chain:
@@ -141,33 +202,47 @@ class _Chain:
         self.max_attempts = max_attempts
         self.head = EMPTY_HEAD
 
-    def records(self, records: Iterable[AuditRecord]) -> list[AuditRecord]:
-        out = list(records)
-        if not all(isinstance(r, AuditRecord) for r in out):
-            raise AuditError("only AuditRecord instances can be audited", reason="bad_record")
+    def items(self, items: Iterable[_Item]) -> list[_Item]:
+        out = list(items)
+        for record, writes in out:
+            if not isinstance(record, AuditRecord):
+                raise AuditError("only AuditRecord instances can be audited", reason="bad_record")
+            if not all(isinstance(w, Write) for w in writes):
+                raise AuditError("attached writes must be Write instances", reason="bad_record")
         return out
 
+    @staticmethod
+    def pack_writes(items: Sequence[_Item]) -> bytes:
+        """Every record's attached writes, packed once whatever the retries."""
+        return _pack([[[w.command, *w.keys, *w.args] for w in writes] for _, writes in items])
+
     def prepare(
-        self, records: Sequence[AuditRecord], *, attempt: int = 0
-    ) -> tuple[list[AuditEntry], list[str]]:
-        entries = chain_records(self.head, records, self.keys.current())
+        self, items: Sequence[_Item], packed_writes: bytes, *, attempt: int = 0
+    ) -> tuple[list[AuditEntry], list[str], list[Any]]:
+        entries = chain_records(self.head, [record for record, _ in items], self.keys.current())
         new_head = Head(entries[-1].seq, entries[-1].mac)
-        args = [self.head.encode(), EMPTY_HEAD.encode(), new_head.encode()]
-        args += [self.writer_id, "1" if attempt >= _TURN_AFTER else "0"]
-        args += [str(len(ENTRY_FIELDS)), *ENTRY_FIELDS]
+        args: list[Any] = [self.head.encode(), EMPTY_HEAD.encode(), new_head.encode()]
+        args += [self.writer_id, "1" if attempt >= _TURN_AFTER else "0", _FIELD_NAMES]
+        values = []
         for entry in entries:
             fields = entry.to_fields()
-            args += [fields[name] for name in ENTRY_FIELDS]
-        return entries, args
+            values.append([fields[name] for name in ENTRY_FIELDS])
+        args += [_pack(values), packed_writes]
+        return entries, self.script_keys, args
 
-    def accept(self, reply: Any, entries: list[AuditEntry]) -> list[AuditEntry] | None:
+    def accept(self, reply: Any, entries: list[AuditEntry]) -> list[Committed] | None:
         """The written entries (with stream ids), or None after learning a newer head."""
         status = text(reply[0]) if isinstance(reply, list) and reply else ""
-        if status == "ok" and len(reply) == len(entries) + 1:
+        if status == "ok" and len(reply) == 2 * len(entries) + 1:
+            ids, outcomes = reply[1 : len(entries) + 1], reply[len(entries) + 1 :]
             written = [
-                replace(e, stream_id=text(i)) for e, i in zip(entries, reply[1:], strict=True)
+                Committed(
+                    replace(e, stream_id=text(i)), None if outcome == 1 else text(outcome)[:200]
+                )
+                for e, i, outcome in zip(entries, ids, outcomes, strict=True)
             ]
-            self.head = Head(written[-1].seq, written[-1].mac)
+            last = written[-1].entry
+            self.head = Head(last.seq, last.mac)
             return written
         if status in {"conflict", "wait"} and len(reply) == 2:
             self.head = parse_head(text(reply[1]))
@@ -222,18 +297,23 @@ class AuditWriter:
 
     def append_many(self, records: Iterable[AuditRecord]) -> list[AuditEntry]:
         """Append records in order, up to :data:`MAX_BATCH` per atomic script call."""
-        batch = self._chain.records(records)
-        with self._lock:
-            return [e for chunk in _chunks(batch) for e in self._append_chunk(chunk)]
+        return [done.entry for done in self.commit_many((r, ()) for r in records)]
 
-    def _append_chunk(self, chunk: Sequence[AuditRecord]) -> list[AuditEntry]:
+    def commit_many(self, items: Iterable[_Item]) -> list[Committed]:
+        """Append records, each with its attached writes, up to :data:`MAX_BATCH` per call."""
+        batch = self._chain.items(items)
+        with self._lock:
+            return [done for chunk in _chunks(batch) for done in self._commit_chunk(chunk)]
+
+    def _commit_chunk(self, chunk: Sequence[_Item]) -> list[Committed]:
         chain = self._chain
+        writes = chain.pack_writes(chunk)
         for attempt in range(chain.max_attempts):
             if delay := _backoff(attempt):
                 self._sleep(delay)
-            entries, args = chain.prepare(chunk, attempt=attempt)
+            entries, keys, args = chain.prepare(chunk, writes, attempt=attempt)
             try:
-                reply = self._script(keys=chain.script_keys, args=args)
+                reply = self._script(keys=keys, args=args)
             except redis.RedisError as exc:
                 raise _redis_failed(exc) from exc
             if (written := chain.accept(reply, entries)) is not None:
@@ -268,18 +348,23 @@ class AsyncAuditWriter:
 
     async def append_many(self, records: Iterable[AuditRecord]) -> list[AuditEntry]:
         """Append records in order, up to :data:`MAX_BATCH` per atomic script call."""
-        batch = self._chain.records(records)
-        async with self._lock:
-            return [e for chunk in _chunks(batch) for e in await self._append_chunk(chunk)]
+        return [done.entry for done in await self.commit_many((r, ()) for r in records)]
 
-    async def _append_chunk(self, chunk: Sequence[AuditRecord]) -> list[AuditEntry]:
+    async def commit_many(self, items: Iterable[_Item]) -> list[Committed]:
+        """Append records, each with its attached writes, up to :data:`MAX_BATCH` per call."""
+        batch = self._chain.items(items)
+        async with self._lock:
+            return [done for chunk in _chunks(batch) for done in await self._commit_chunk(chunk)]
+
+    async def _commit_chunk(self, chunk: Sequence[_Item]) -> list[Committed]:
         chain = self._chain
+        writes = chain.pack_writes(chunk)
         for attempt in range(chain.max_attempts):
             if delay := _backoff(attempt):
                 await self._sleep(delay)
-            entries, args = chain.prepare(chunk, attempt=attempt)
+            entries, keys, args = chain.prepare(chunk, writes, attempt=attempt)
             try:
-                reply = await self._script(keys=chain.script_keys, args=args)
+                reply = await self._script(keys=keys, args=args)
             except redis.RedisError as exc:
                 raise _redis_failed(exc) from exc
             if (written := chain.accept(reply, entries)) is not None:

@@ -20,6 +20,7 @@ from security.audit import (
     AuditRecord,
     AuditWriter,
     BadRecord,
+    Write,
     amake_checkpoint,
     averify,
     iter_records,
@@ -112,6 +113,92 @@ def test_steady_state_append_is_one_round_trip(redis_client: redis.Redis) -> Non
     writer.append_many([_rec(i) for i in range(50)])
     assert _evalsha_calls(redis_client) - before == 6
     assert verify(redis_client, KEYS).count == 56
+
+
+def test_attached_writes_land_with_their_record_in_one_call(redis_client: redis.Redis) -> None:
+    """A record's attached writes run in the same script call, in order, after the append."""
+    writer = _fill(redis_client, 1)
+    before = _evalsha_calls(redis_client)
+    done = writer.commit_many(
+        [
+            (_rec(1), [Write("SET", ("k1",), ("v1", "EX", "60")), Write("RPUSH", ("q",), ("a",))]),
+            (_rec(2), []),
+            (_rec(3), [Write("RPUSH", ("q",), ("b", b"\x00bytes"))]),
+        ]
+    )
+    assert _evalsha_calls(redis_client) - before == 1
+    assert [d.write_error for d in done] == [None, None, None]
+    assert [d.entry.seq for d in done] == [2, 3, 4]
+    assert redis_client.get("k1") == b"v1"
+    assert 0 < redis_client.ttl("k1") <= 60
+    assert redis_client.lrange("q", 0, -1) == [b"a", b"b", b"\x00bytes"]
+    assert verify(redis_client, KEYS).count == 4
+
+
+def test_a_refused_write_stops_its_record_only_and_comes_back(redis_client: redis.Redis) -> None:
+    """Redis refusing one write skips that record's later writes; the others all run."""
+    redis_client.set("not-a-list", "x")
+    writer = AuditWriter(redis_client, KEYS)
+    done = writer.commit_many(
+        [
+            (_rec(1), [Write("RPUSH", ("not-a-list",), ("a",)), Write("SET", ("after",), ("1",))]),
+            (_rec(2), [Write("SET", ("other",), ("1",))]),
+        ]
+    )
+    assert done[0].write_error is not None
+    assert "WRONGTYPE" in done[0].write_error
+    assert done[1].write_error is None
+    assert redis_client.exists("after") == 0
+    assert redis_client.get("other") == b"1"
+    assert verify(redis_client, KEYS).count == 2  # the refusal's record stands, chain intact
+
+
+def test_attached_writes_run_once_when_the_append_first_conflicts(
+    redis_client: redis.Redis,
+) -> None:
+    """A conflicting attempt writes nothing: the retry's writes are the only ones applied."""
+    stale = AuditWriter(redis_client, KEYS)
+    stale.append(_rec(0))
+    AuditWriter(redis_client, KEYS).append_many([_rec(1), _rec(2)])  # moves the head on
+    done = stale.commit_many([(_rec(3), [Write("INCR", ("counter",))])])
+    assert done[0].entry.seq == 4
+    assert redis_client.get("counter") == b"1"
+    assert verify(redis_client, KEYS).ok
+
+
+def test_attached_write_score_written_with_repr_keeps_its_precision(
+    redis_client: redis.Redis,
+) -> None:
+    """Arguments are text: a float formatted with ``repr`` arrives exact."""
+    score = 1732445123.123456
+    AuditWriter(redis_client, KEYS).commit_many(
+        [(_rec(1), [Write("ZADD", ("z",), (repr(score), "m"))])]
+    )
+    assert redis_client.zscore("z", "m") == score
+
+
+def test_attached_write_bytes_travel_unchanged(redis_client: redis.Redis) -> None:
+    """Binary arguments (sealed blobs) reach Redis byte for byte."""
+    blob = bytes(range(256))
+    AuditWriter(redis_client, KEYS).commit_many([(_rec(1), [Write("SET", ("k",), (blob,))])])
+    assert redis_client.get("k") == blob
+
+
+def test_attached_writes_must_be_write_instances(redis_client: redis.Redis) -> None:
+    """Anything but a Write is refused before Redis is touched."""
+    writer = AuditWriter(redis_client, KEYS)
+    with pytest.raises(AuditError) as info:
+        writer.commit_many([(_rec(1), [("SET", "k", "v")])])  # type: ignore[list-item]
+    assert info.value.reason == "bad_record"
+    assert redis_client.exists(STREAM) == 0
+
+
+async def test_async_writer_commits_attached_writes(async_redis: redis.asyncio.Redis) -> None:
+    """The asyncio writer runs attached writes the same way."""
+    writer = AsyncAuditWriter(async_redis, KEYS)
+    done = await writer.commit_many([(_rec(1), [Write("SET", ("ak",), ("1",))])])
+    assert [d.write_error for d in done] == [None]
+    assert await async_redis.get("ak") == b"1"
 
 
 def test_new_writer_learns_the_head_of_an_existing_log(redis_client: redis.Redis) -> None:

@@ -6,6 +6,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+import msgpack
 import pytest
 import redis
 
@@ -59,10 +60,9 @@ class FakeAsyncClient(FakeClient):
         return run
 
 
-def _ok(args: list[str]) -> list[bytes]:
-    n = int(args[5])
-    entries = (len(args) - 6 - n) // n
-    return [b"ok", *(f"{i}-0".encode() for i in range(1, entries + 1))]
+def _ok(args: list[Any]) -> list[Any]:
+    entries = len(msgpack.unpackb(args[6], raw=False))
+    return [b"ok", *(f"{i}-0".encode() for i in range(1, entries + 1)), *([1] * entries)]
 
 
 def _writer(*replies: Any, **kwargs: Any) -> tuple[AuditWriter, FakeClient]:
@@ -83,8 +83,10 @@ def test_script_gets_expected_head_new_head_and_fields() -> None:
     assert keys == ["tg:audit", "tg:audit:head", "tg:audit:turn"]
     assert args[:3] == [EMPTY_HEAD.encode(), EMPTY_HEAD.encode(), f"1 {entry.mac}"]
     assert args[4] == "0"  # a first attempt never asks for an exclusive turn
-    assert args[6:17] == list(entry.to_fields())
-    assert args[17:] == list(entry.to_fields().values())
+    assert msgpack.unpackb(args[5], raw=False) == list(entry.to_fields())
+    assert msgpack.unpackb(args[6], raw=False) == [list(entry.to_fields().values())]
+    assert msgpack.unpackb(args[7], raw=False) == [[]]  # no attached writes
+    assert len(args) == 8
     assert entry.stream_id == "1-0"
     assert "XADD" in client.script
 
@@ -148,7 +150,8 @@ def test_malformed_head_in_a_conflict_is_refused() -> None:
 
 
 @pytest.mark.parametrize(
-    "reply", [None, [], [b"weird"], [b"ok"], [b"ok", b"1-0", b"2-0"], [b"conflict"]]
+    "reply",
+    [None, [], [b"weird"], [b"ok"], [b"ok", b"1-0"], [b"ok", b"1-0", 1, 1], [b"conflict"]],
 )
 def test_unexpected_script_reply_is_write_failed(reply: Any) -> None:
     """A reply of the wrong shape is write_failed, never silently accepted."""
