@@ -68,6 +68,12 @@ _PREFIXES = (
     "ANVA", "AROA", "APKA", "ASCA", "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_",
     "k_live_", "k_test_", "xox", "xapp-", "hooks.slack.com", "AIza", "://",
 )  # fmt: skip
+# Some prefix of _PREFIXES occurs in the text: one factored pattern (the engine skips
+# to the few possible first characters) instead of one substring scan per prefix.
+_ANY_PREFIX = re.compile(
+    r"-----BEGIN|eyJ|A(?:KIA|SIA|BIA|CCA|GPA|IDA|IPA|NPA|NVA|ROA|PKA|SCA|Iza)|gh[pousr]_"
+    r"|github_pat_|k_(?:live|test)_|x(?:ox|app-)|hooks\.slack\.com|://"
+)
 
 # Field names. A name is split into lower-case words (camelCase, snake_case, kebab-case).
 _SENSITIVE_WORDS = frozenset(
@@ -211,7 +217,7 @@ def _dotted(path: list[str]) -> str:
 
 
 def _format_kind(text: str) -> str | None:
-    if not any(prefix in text for prefix in _PREFIXES):
+    if not _ANY_PREFIX.search(text):
         return None
     for kind, pattern in _FORMATS:
         if pattern.search(text):

@@ -15,7 +15,10 @@ import uuid
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from security import leakguard
 from security.errors import InputRejectedError, LeakDetectedError
 from security.leakguard import DEFAULT_MAX_DEPTH, Finding, check, scan
 
@@ -332,3 +335,23 @@ def test_findings_never_hold_the_value() -> None:
     [finding] = scan({"x": value})
     assert value not in repr(finding)
     assert value not in str(finding)
+
+
+@pytest.mark.parametrize("prefix", leakguard._PREFIXES)
+def test_prefix_pattern_finds_every_literal_prefix(prefix: str) -> None:
+    """The factored pre-check pattern matches each prefix wherever it sits in the text."""
+    assert leakguard._ANY_PREFIX.search(f"plain words {prefix} more words")
+
+
+# Whole prefixes, their near misses (every cut-off and one-letter-short form) and filler.
+_PIECES = sorted(
+    {p[i:j] for p in leakguard._PREFIXES for i in range(2) for j in range(len(p) - 2, len(p) + 1)}
+    | set("-_:/. aAghkx")
+)
+
+
+@given(st.lists(st.sampled_from(_PIECES), max_size=8).map("".join))
+def test_prefix_pattern_agrees_with_the_prefix_list(text: str) -> None:
+    """The pattern says "some prefix occurs" exactly when one of the literal prefixes does."""
+    expected = any(prefix in text for prefix in leakguard._PREFIXES)
+    assert bool(leakguard._ANY_PREFIX.search(text)) is expected
