@@ -13,6 +13,7 @@ import ssl
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -27,6 +28,7 @@ import redis
 from gateway.clients import ClientRegistry
 from taskgate.procs import Child, start_child
 from taskgate.redis_server import RedisServer
+from tests.bench import wrk
 from tests.conftest import register_log
 
 __all__ = [
@@ -267,8 +269,23 @@ def run_loadgen(
     concurrency: int,
     duration: float,
     warmup: float,
+    measure_from: Callable[[], None] = lambda: None,
 ) -> dict[str, Any]:
-    """Run ``tests.bench.loadgen`` in its own process; its JSON summary."""
+    """One closed-loop load run from its own process; its JSON summary.
+
+    wrk when installed (``BENCH_LOADGEN=httpx`` forces the Python generator): it leaves
+    the servers the CPU a Python generator would take. ``measure_from`` is called after
+    the warm-up (wrk) or before the run (the Python generator, whose ``ok_total`` then
+    includes its warm-up), so Redis and CPU counters cover what ``ok_total`` counts.
+    """
+    if wrk.available() and os.environ.get("BENCH_LOADGEN", "wrk") == "wrk":
+        with tempfile.TemporaryDirectory(prefix="tg-wrk-") as scratch:
+            common = {"body": body, "env": env, "auth": auth, "concurrency": concurrency}
+            if warmup > 0:
+                wrk.run_wrk(url, duration=warmup, script_dir=Path(scratch), **common)
+            measure_from()
+            return wrk.run_wrk(url, duration=duration, script_dir=Path(scratch), **common)
+    measure_from()
     argv = [sys.executable, "-m", "tests.bench.loadgen", "--url", url, "--ca", str(ca)]
     argv += ["--concurrency", str(concurrency), "--duration", str(duration)]
     argv += ["--warmup", str(warmup), "--body-file", str(body)]
@@ -288,6 +305,7 @@ def run_loadgen(
     if done.returncode != 0:
         pytest.fail(f"loadgen failed ({done.returncode}):\n{done.stderr[-3000:]}", pytrace=False)
     summary: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    summary["generator"] = "python"
     return summary
 
 

@@ -57,15 +57,19 @@ WORKER_COUNTS = [int(n) for n in os.environ.get("BENCH_WORKER_COUNTS", "1,2").sp
 
 
 def _one_run(client: redis.Redis, server: Child, url: str, queue: str, **load: Any) -> LoadRun:
-    """One load run between CONFIG RESETSTAT and INFO commandstats, with the server's CPU."""
+    """One load run; Redis commands and server CPU counted over the measured part."""
     before = load_average()
     offset = log_size(server)
-    client.config_resetstat()
-    cpu0 = group_cpu_seconds(server.pid)
-    summary = run_loadgen(url, **load)
+    cpu0 = [0.0]
+
+    def measure_from() -> None:
+        client.config_resetstat()
+        cpu0[0] = group_cpu_seconds(server.pid)
+
+    summary = run_loadgen(url, measure_from=measure_from, **load)
     cpu1 = group_cpu_seconds(server.pid)
     calls = commandstats(client)
-    run = LoadRun(summary, calls, cpu1 - cpu0, int(client.llen(queue)), before)
+    run = LoadRun(summary, calls, cpu1 - cpu0[0], int(client.llen(queue)), before)
     if summary["errors"]:
         time.sleep(0.5)  # let the server finish writing what went wrong
         run.server_log = log_problems(server, offset)
