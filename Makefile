@@ -38,8 +38,13 @@ unit: install
 integration: install
 	$(BIN)/pytest -m integration -p no:cacheprovider
 
-## bench: benchmarks against real servers; prints a table and writes <state-dir>/bench.json
+## bench: benchmarks against real servers; prints a table and writes <state-dir>/bench.json.
+## The load comes from wrk (installed with apt-get when missing and possible); without it
+## the bench falls back to its Python load generator, which takes CPU from the servers.
 bench: install
+	@command -v wrk >/dev/null 2>&1 || { echo "wrk not found: installing it with apt-get"; \
+	  if [ "$$(id -u)" = 0 ]; then apt-get install -y -qq wrk; else sudo apt-get install -y -qq wrk; fi \
+	  || echo "could not install wrk: using the Python load generator"; }
 	$(BIN)/pytest tests/bench -m bench -s -p no:cacheprovider
 
 clean:
