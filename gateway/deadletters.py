@@ -20,7 +20,14 @@ from gateway.publisher import OutgoingTask, encode_message
 from security.keystore import KeyRing
 from security.sealing import open_envelope
 from workers.deadletters import DLQ_INDEX, dlq_key
-from workers.wire import GLOBAL_QUEUED, TASK_ID, decode_record, queued_key, task_key
+from workers.wire import (
+    GLOBAL_QUEUED,
+    TASK_ID,
+    decode_record,
+    message_copy_key,
+    queued_key,
+    task_key,
+)
 
 __all__ = ["MAX_REPLAYS", "DeadLetterError", "inspect", "list_dead", "purge", "requeue"]
 
@@ -144,6 +151,9 @@ async def requeue(
             pipe.zadd(queued_key(dead.owner), {task_id: now})
         pipe.zadd(GLOBAL_QUEUED, {task_id: now})
         pipe.hincrby(task_key(task_id), "replays", 1)
+        # The sweeper's copy, as for a fresh submission: a replay lost by the broker
+        # before a worker took it is re-queued too (workers.sweeper).
+        pipe.set(message_copy_key(task_id), message, ex=ttl)
         pipe.lpush(queue, message)
         await pipe.execute()
     return DeadLetter(**{**dead.__dict__, "replays": dead.replays + 1})

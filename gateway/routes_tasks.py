@@ -7,8 +7,9 @@ import logging
 import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, BackgroundTasks, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse
+from starlette.background import BackgroundTask
 from starlette.convertors import Convertor, register_url_convertor
 
 from gateway.best_effort import run_best_effort
@@ -139,20 +140,70 @@ def _result_summary(doc: dict[str, Any]) -> dict[str, Any]:
     return {}
 
 
-async def revoke(state: GatewayState, task_id: str, record: dict[str, str]) -> None:
-    """Revoke a task that has not finished: a queued task never runs (the revocation is in
-    Redis, so it survives worker restarts); 409 for a finished one."""
-    if record.get("state") in FINISHED:
-        raise ApiError(
-            409, "Already finished", f"the task is {record.get('state')}", kind="finished"
-        )
+# Decides on the state Redis holds now, not on the record the route read a moment ago,
+# atomically with the worker's start gate (also a script): whichever runs first wins. A
+# task not started yet is revoked outright (its gate will find the revocation); a started
+# one is marked "cancelling" if its declaration allows, and a worker stops it; a finished
+# one is left alone. "retried" waits for its next run like a queued task.
+_REVOKE = """
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state then return 'missing' end
+for i = 4, #ARGV do
+  if state == ARGV[i] then return 'finished:' .. state end
+end
+if state == 'started' or state == 'cancelling' then
+  if ARGV[2] ~= '1' then return 'running' end
+  redis.call('SET', KEYS[2], '1', 'EX', ARGV[1])
+  redis.call('HSET', KEYS[1], 'state', 'cancelling')
+  return 'cancelling'
+end
+redis.call('SET', KEYS[2], '1', 'EX', ARGV[1])
+redis.call('HSET', KEYS[1], 'state', 'revoked')
+redis.call('ZREM', KEYS[3], ARGV[3])
+redis.call('ZREM', KEYS[4], ARGV[3])
+return 'revoked'
+"""
+
+
+async def revoke(state: GatewayState, task_id: str, record: dict[str, str]) -> str:
+    """Cancel a task that has not finished; returns its new status.
+
+    ``revoked``: it had not started and never will (the revocation is in Redis, so it
+    survives worker restarts). ``cancelling``: it runs, its declaration says
+    ``cancellable``, and the worker running it stops it and records ``revoked``. 409 if it
+    runs and may not be interrupted, or has finished.
+    """
+    spec = state.catalogue.get(record.get("name", ""))
     ttl = state.settings.envelope_ttl + state.settings.result_ttl
-    async with state.redis.pipeline(transaction=True) as pipe:
-        pipe.set(revoked_key(task_id), "1", ex=ttl)
-        pipe.hset(task_key(task_id), "state", "revoked")
-        pipe.zrem(queued_key(record.get("owner", "")), task_id)
-        pipe.zrem(GLOBAL_QUEUED, task_id)
-        await pipe.execute()
+    script = state.redis.register_script(_REVOKE)
+    reply = await script(
+        keys=[
+            task_key(task_id),
+            revoked_key(task_id),
+            queued_key(record.get("owner", "")),
+            GLOBAL_QUEUED,
+        ],
+        args=[
+            ttl,
+            "1" if spec is not None and spec.cancellable else "0",
+            task_id,
+            *sorted(FINISHED),
+        ],
+    )
+    outcome = reply.decode() if isinstance(reply, bytes) else str(reply)
+    if outcome in {"revoked", "cancelling"}:
+        return outcome
+    if outcome == "missing":
+        raise ApiError(404, "Not found", "no such task", kind="not-found")
+    if outcome == "running":
+        raise ApiError(
+            409,
+            "Not cancellable",
+            "the task is running and its declaration does not allow cancellation",
+            kind="not-cancellable",
+        )
+    finished = outcome.removeprefix("finished:")
+    raise ApiError(409, "Already finished", f"the task is {finished}", kind="finished")
 
 
 async def _add_result(state: GatewayState, task_id: str, view: dict[str, Any]) -> None:
@@ -198,6 +249,7 @@ def build_router() -> APIRouter:
                     "rate_limit": spec.rate_limit,
                     "max_payload_bytes": spec.max_payload_bytes,
                     "best_effort": spec.best_effort,
+                    "cancellable": spec.cancellable,
                     "submit": f"/v1/tasks/{spec.name}",
                 }
             )
@@ -246,19 +298,47 @@ def build_router() -> APIRouter:
     @router.delete(
         "/{task_id:task_id}",
         status_code=202,
-        summary="Cancel: a queued task never runs",
-        responses={**NOT_FOUND, 409: {"description": "The task already finished", **PROBLEM}},
+        summary="Cancel: a queued task never runs; a running one stops if it is cancellable",
+        description=(
+            "`revoked`: the task had not started and never will. `cancelling`: it is "
+            "running and declared `cancellable`; the worker stops it and its status "
+            "becomes `revoked`. A running task that is not cancellable is left running."
+        ),
+        responses={
+            **NOT_FOUND,
+            409: {
+                "description": "The task already finished, or runs and is not cancellable",
+                **PROBLEM,
+            },
+        },
     )
     async def cancel_task(
         task_id: TaskId, who: OwnerOrAdmin, state: State, request_id: RequestId
     ) -> dict[str, Any]:
         record = await _load_visible(state, task_id, who)
         actor = who.actor if who is not None else "admin"
-        await revoke(state, task_id, record)
+        try:
+            status = await revoke(state, task_id, record)
+        except ApiError as exc:
+            if exc.status == 409:
+                await state.record(
+                    actor=actor,
+                    action="task.cancel",
+                    outcome="denied",
+                    target=task_id,
+                    reason=exc.kind,
+                    request_id=request_id,
+                )
+            raise
         await state.record(
-            actor=actor, action="task.cancel", outcome="ok", target=task_id, request_id=request_id
+            actor=actor,
+            action="task.cancel",
+            outcome="ok",
+            target=task_id,
+            reason=status,
+            request_id=request_id,
         )
-        return {"id": task_id, "status": "revoked", "links": {"self": f"/v1/tasks/{task_id}"}}
+        return {"id": task_id, "status": status, "links": {"self": f"/v1/tasks/{task_id}"}}
 
     return router
 
@@ -283,8 +363,10 @@ def submit_route(spec: TaskSpec) -> Any:
     """The POST handler for one task of the catalogue (broker lane or best-effort lane)."""
     stages = BEST_EFFORT_STAGES if spec.best_effort else STAGES
 
-    async def submit(request: Request, request_id: RequestId, background: BackgroundTasks) -> Any:
+    # Only the Request: every FastAPI dependency is resolved per request, on the hot path.
+    async def submit(request: Request) -> Any:
         state = state_of(request)
+        request_id = str(getattr(request.state, "request_id", "-"))
         try:
             claims = await verified_claims(request, state)
         except TokenError as exc:
@@ -345,10 +427,13 @@ def submit_route(spec: TaskSpec) -> Any:
             raise
         state.metrics.submissions.labels(spec.name, "accepted").inc()
         state.metrics.latency.labels(spec.name).observe(time.monotonic() - started)
-        if spec.best_effort:
-            background.add_task(run_best_effort, state, spec, ctx.task_id, ctx.payload)
+        response = _accepted(ctx.task_id, ctx, replayed=False)
+        if spec.best_effort:  # runs after the reply is sent, like BackgroundTasks
+            response.background = BackgroundTask(
+                run_best_effort, state, spec, ctx.task_id, ctx.payload
+            )
             ctx.payload = {}
-        return _accepted(ctx.task_id, ctx, replayed=False)
+        return response
 
     submit.__name__ = f"submit_{spec.name.replace('.', '_').replace('-', '_')}"
     return submit

@@ -14,6 +14,7 @@ from celery import Celery
 from celery.app import trace
 
 from security.keystore import KeyRing
+from workers.cancel import cancel_watcher
 from workers.catalogue import Catalogue, default_catalogue, load_task_modules
 from workers.execution import WorkerRuntime, register_catalogue
 from workers.sealed import (
@@ -24,6 +25,7 @@ from workers.sealed import (
     register_serializers,
 )
 from workers.settings import WorkerSettings
+from workers.sweeper import install as install_sweeper
 from workers.wire import DEFAULT_QUEUE
 
 __all__ = ["ACCEPT_CONTENT", "DEFAULT_QUEUE", "RESULT_ACCEPT_CONTENT", "create_celery"]
@@ -124,4 +126,7 @@ def create_celery(
     )
     system.register(app)
     register_catalogue(app, tasks)
+    # Stops running cancellable tasks that were cancelled (workers/cancel.py).
+    app.steps["worker"].add(cancel_watcher(settings.cancel_check_interval))
+    install_sweeper(app, settings, app.taskgate_runtime)  # type: ignore[attr-defined]
     return app

@@ -80,6 +80,10 @@ class TaskSpec:
     time_limit: int | None = None
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     best_effort: bool = False
+    # May be interrupted mid-run by DELETE /v1/tasks/{id}: the body must tolerate being
+    # stopped at any point (no half-done side effects) or clean up when
+    # SoftTimeLimitExceeded reaches it. False: a running task is never interrupted.
+    cancellable: bool = False
     description: str = ""
 
     def __post_init__(self) -> None:
@@ -89,6 +93,8 @@ class TaskSpec:
             object.__setattr__(self, "scope", f"tasks:submit:{self.name}")
         if self.max_payload_bytes <= 0:
             raise ValueError("max_payload_bytes must be positive")
+        if self.best_effort and self.cancellable:
+            raise ValueError("a best_effort task runs in the gateway and cannot be cancellable")
         if self.time_limit and self.soft_time_limit and self.soft_time_limit >= self.time_limit:
             raise ValueError("soft_time_limit must be below time_limit")
         top = set(self.schema.model_fields)

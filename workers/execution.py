@@ -12,6 +12,8 @@ A refusal is audited, logged without payload, and the message is rejected withou
 requeue (acknowledged: no redelivery loop). Secrets are deleted once the task is
 finished for good (success, or a failure that will not be retried). If Redis itself is
 unreachable while the worker records progress, the message is requeued, never failed.
+A task declared ``cancellable`` that is cancelled while it runs is stopped in its body
+(``workers.cancel``) and ends revoked: never retried, dead-lettered or recorded succeeded.
 """
 
 from __future__ import annotations
@@ -35,10 +37,12 @@ from security.errors import AuditError, InputRejectedError, TaskgateError
 from security.keystore import KeyRing
 from security.tls import RedisTLS
 from security.vault import reference_ids, resolve_secrets, vault_key
+from workers import cancel
 from workers.catalogue import Catalogue, TaskSpec
 from workers.deadletters import dead_letter
 from workers.lifecycle import Gate, Lifecycle
 from workers.sealed import SEAL_KWARG, SealedOrigin
+from workers.wire import revoked_key
 
 __all__ = ["SealedTask", "WorkerRuntime", "register_catalogue"]
 
@@ -158,6 +162,15 @@ class SealedTask(Task[Any, Any]):
         raise Reject(reason, requeue=False)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        # SIGUSR1 (soft time limit, or a cancellation) may interrupt a cancellable task's
+        # body only, never its bookkeeping (workers.cancel).
+        cancel.task_starts(cancellable=self.spec is not None and self.spec.cancellable)
+        try:
+            return self._checked_call(*args, **kwargs)
+        finally:
+            cancel.task_ends()
+
+    def _checked_call(self, *args: Any, **kwargs: Any) -> Any:
         origin = kwargs.pop(SEAL_KWARG, None)
         if not isinstance(origin, SealedOrigin):
             self.refuse("not_sealed", "the call did not come from a sealed envelope")
@@ -213,19 +226,41 @@ class SealedTask(Task[Any, Any]):
                 fields = ",".join(".".join(map(str, e["loc"])) for e in exc.errors()[:5])
                 self.refuse("invalid_payload", f"payload failed validation at {fields}")
         try:
-            result = spec.fn(model)
+            if spec.cancellable:
+                with cancel.interruptible():
+                    result = spec.fn(model)
+            else:
+                result = spec.fn(model)
         except (Retry, Ignore, Reject):
             raise
         except Exception as exc:
             with _requeue_if_storage_down(task_id):
+                # Cancelled while running (stopped, or failing anyway): revoked, never
+                # retried or dead-lettered.
+                if spec.cancellable and client.exists(revoked_key(task_id)):
+                    life.finish(task_id, "revoked", ttl=runtime.record_ttl, delete=vault)
+                    self._revoked_while_running(task_id, "terminated while running")
                 self._after_failure(
                     spec, payload=payload, origin=origin, gate=gate, attempt=attempt, exc=exc
                 )
             raise
         with _requeue_if_storage_down(task_id):
-            life.finish(task_id, "succeeded", ttl=runtime.record_ttl, delete=vault)
+            if not spec.cancellable:
+                life.finish(task_id, "succeeded", ttl=runtime.record_ttl, delete=vault)
+            elif not cancel.finish_unless_revoked(
+                client, task_id, ttl=runtime.record_ttl, delete=vault
+            ):
+                # The revocation reached Redis first: never "succeeded" after a cancel.
+                self._revoked_while_running(task_id, "revoked while running; it ended first")
         runtime.audit("task.succeeded", target=task_id, outcome="ok", reason=f"attempt {attempt}")
         return result
+
+    def _revoked_while_running(self, task_id: str, reason: str) -> NoReturn:
+        """Audit a revocation that arrived while the task ran (its record already says
+        revoked, its secrets are gone) and end the run: acknowledged, no result stored."""
+        log.info("task %s[%s] revoked: %s", self.name, task_id, reason)
+        _runtime(self.app).audit("task.revoked", target=task_id, outcome="ok", reason=reason)
+        raise Ignore()
 
     def _after_failure(
         self,

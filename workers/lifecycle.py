@@ -20,7 +20,7 @@ from typing import Any
 
 import redis
 
-from workers.wire import GLOBAL_QUEUED, done_key, revoked_key, task_key
+from workers.wire import GLOBAL_QUEUED, done_key, message_copy_key, revoked_key, task_key
 
 __all__ = ["Gate", "Lifecycle"]
 
@@ -31,13 +31,16 @@ local owner = redis.call('HGET', KEYS[3], 'owner')
 if not owner then owner = '' end
 redis.call('ZREM', KEYS[4], ARGV[1])
 if owner ~= '' then redis.call('ZREM', ARGV[4] .. owner, ARGV[1]) end
+-- A worker holds the message now (kombu's unacked hash until the ack): no longer the
+-- sweeper's to re-queue, whatever happens next.
+redis.call('DEL', KEYS[5])
 local reply = {revoked, done, owner}
 if revoked == 0 and done == 0 then
   if redis.call('EXISTS', KEYS[3]) == 1 then
     redis.call('HSET', KEYS[3], 'state', 'started', 'started_at', ARGV[2], 'attempts', ARGV[3])
   end
-  -- The task's sealed secrets, in the same round trip (KEYS[5..]).
-  for i = 5, #KEYS do reply[#reply + 1] = redis.call('GET', KEYS[i]) end
+  -- The task's sealed secrets, in the same round trip (KEYS[6..]).
+  for i = 6, #KEYS do reply[#reply + 1] = redis.call('GET', KEYS[i]) end
 end
 return reply
 """
@@ -84,13 +87,15 @@ class Lifecycle:
         now: float | None = None,
     ) -> Gate:
         """Revoked? Already done? If neither, mark started and fetch the ``vault`` entries;
-        leave the queued sets either way. One round trip."""
+        leave the queued sets and drop the sweeper's message copy either way. One round
+        trip."""
         reply: Any = self._gate(
             keys=[
                 revoked_key(task_id),
                 done_key(task_id),
                 task_key(task_id),
                 GLOBAL_QUEUED,
+                message_copy_key(task_id),
                 *vault,
             ],
             args=[task_id, f"{now or time.time():.6f}", str(attempt), "tg:queued:"],

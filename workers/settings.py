@@ -27,7 +27,19 @@ class WorkerSettings(CommonSettings):
     # Headroom on top of the longest run + delay before Redis redelivers a message.
     visibility_margin: int = Field(default=300, ge=1)
     result_ttl: int = Field(default=86_400, ge=60)
+    # How often (s) a worker looks whether a cancellable task it runs was cancelled
+    # (workers/cancel.py); only while such a task runs.
+    cancel_check_interval: float = Field(default=0.5, gt=0, le=10)
     task_modules: list[str] = Field(default_factory=list)
+    # The lost-message sweeper (workers/sweeper.py): one worker at a time looks every
+    # sweep_interval seconds; a task is looked at once it has waited sweep_grace seconds,
+    # and its message is re-queued only after it has been missing from the queue and from
+    # kombu's in-flight hash for sweep_grace seconds more. The default grace outlasts the
+    # 120 s a worker keeps retrying to record a popped message while Redis is unreachable
+    # (workers/transport.py), so a message held that way is never taken for lost.
+    sweep_interval: float = Field(default=30, gt=0, le=3600)
+    sweep_grace: float = Field(default=150, gt=0)
+    sweep_batch: int = Field(default=200, ge=1, le=1000)
 
     @property
     def visibility_timeout(self) -> int:

@@ -3,12 +3,18 @@
 Dependency-free so the gateway can import it without Celery or kombu.
 
 ``tg:task:{id}``         hash: name, owner, state, submitted_at, started_at, finished_at,
-                         attempts, error (a redacted summary), queue - never the payload
+                         attempts, error (a redacted summary), queue, requeues (by the
+                         sweeper) - never the payload
 ``tg:tasks:{client}``    sorted set of the client's task ids by submission time
 ``tg:queued:{client}`` / ``tg:queued``  sorted sets of accepted-but-not-started ids
                          (backpressure); a worker removes the id when the task starts
 ``tg:revoked:task:{id}`` a revocation that survives worker restarts
 ``tg:done:{id}``         completion record: a redelivered finished task is not run again
+``tg:msg:{id}``          the broker message exactly as the gateway queued it (sealed body),
+                         until a worker's start gate takes the task; the sweeper re-queues
+                         it if the broker lost the message (``workers.sweeper``)
+``tg:sweep:suspect:{id}`` when a sweep first found that message neither queued nor in flight
+``tg:sweep:lock``        which worker sweeps (renewed by its sweeps, expires after two intervals)
 """
 
 from __future__ import annotations
@@ -20,16 +26,20 @@ __all__ = [
     "ALL_TASKS",
     "DEFAULT_QUEUE",
     "GLOBAL_QUEUED",
+    "KOMBU_UNACKED",
     "PING_TASK",
     "RESULT_BINDING",
     "RESULT_CONTENT_TYPE",
+    "SWEEP_LOCK",
     "TASK_CONTENT_TYPE",
     "TASK_ID",
     "decode_record",
     "done_key",
+    "message_copy_key",
     "owner_index",
     "queued_key",
     "revoked_key",
+    "suspect_key",
     "task_key",
 ]
 
@@ -43,6 +53,10 @@ PING_TASK = "system.ping"
 TASK_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 GLOBAL_QUEUED = "tg:queued"
 ALL_TASKS = "tg:tasks"  # every task id by submission time, for admins
+SWEEP_LOCK = "tg:sweep:lock"
+# kombu's Redis transport (Channel.unacked_key): delivered, unacknowledged messages by
+# delivery tag. Our Celery config keeps kombu's default name and no global key prefix.
+KOMBU_UNACKED = "unacked"
 
 
 def done_key(task_id: str) -> str:
@@ -63,6 +77,14 @@ def queued_key(client_id: str) -> str:
 
 def revoked_key(task_id: str) -> str:
     return f"tg:revoked:task:{task_id}"
+
+
+def message_copy_key(task_id: str) -> str:
+    return f"tg:msg:{task_id}"
+
+
+def suspect_key(task_id: str) -> str:
+    return f"tg:sweep:suspect:{task_id}"
 
 
 def decode_record(raw: dict[Any, Any]) -> dict[str, str]:

@@ -39,6 +39,7 @@ from workers.wire import decode_record, task_key
 
 __all__ = [
     "DEMO_MODULES",
+    "FAST_SWEEP",
     "RELIABILITY_MODULES",
     "SHORT_TIMINGS",
     "PrivateStack",
@@ -59,6 +60,8 @@ SHORT_TIMINGS = {
     "TASKGATE_MAX_RETRY_DELAY": "4",
     "TASKGATE_VISIBILITY_MARGIN": "1",
 }
+# The lost-message sweeper every second, re-queuing after 5 s missing (not 30 s / 150 s).
+FAST_SWEEP = {"TASKGATE_SWEEP_INTERVAL": "1", "TASKGATE_SWEEP_GRACE": "5"}
 FINAL_STATES = frozenset({"succeeded", "failed", "dead_lettered", "revoked"})
 
 

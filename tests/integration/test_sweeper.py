@@ -1,0 +1,428 @@
+"""The sweeper re-queues an accepted task whose broker message was lost, and nothing else.
+
+A lost message is made the way a Redis restart makes one: the gateway's message is taken
+off the queue and never recorded in kombu's ``unacked`` hash. Most tests drive a
+:class:`~workers.sweeper.Sweeper` in the test process with an explicit ``now`` (no worker
+runs, so no other sweeper competes for the lock); the end-to-end test lets a real worker's
+sweeper find the loss, re-queue the message and run the task.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+import redis
+from kombu import Connection
+
+from certs.material import CertPaths
+from security.errors import ConfigError
+from security.keystore import KeyRing
+from taskgate.procs import free_port
+from tests.integration.stack_fixtures import (
+    FAST_SWEEP,
+    RELIABILITY_MODULES,
+    SHORT_TIMINGS,
+    PrivateStack,
+    running,
+    start_stack,
+    wait_for,
+)
+from workers.app import create_celery
+from workers.settings import WorkerSettings
+from workers.sweeper import MAX_REQUEUES, Sweeper, SweeperService, install
+from workers.wire import (
+    DEFAULT_QUEUE,
+    GLOBAL_QUEUED,
+    KOMBU_UNACKED,
+    SWEEP_LOCK,
+    message_copy_key,
+    suspect_key,
+    task_key,
+)
+
+pytestmark = pytest.mark.integration
+
+GRACE = float(FAST_SWEEP["TASKGATE_SWEEP_GRACE"])
+INTERVAL = float(FAST_SWEEP["TASKGATE_SWEEP_INTERVAL"])
+
+
+@pytest.fixture(scope="module")
+def module_stack(
+    tmp_path_factory: pytest.TempPathFactory,
+    pki: CertPaths,
+    stack_env: dict[str, str],
+    admin_token: str,
+) -> Iterator[PrivateStack]:
+    """A private Redis and gateway; workers only where a test starts one."""
+    stack = start_stack(
+        tmp_path_factory.mktemp("sweeper"),
+        pki=pki,
+        stack_env=stack_env,
+        admin_token=admin_token,
+        modules=RELIABILITY_MODULES,
+        timings={**SHORT_TIMINGS, **FAST_SWEEP},
+    )
+    try:
+        stack.start_gateway()
+        yield stack
+    finally:
+        stack.stop()
+
+
+@pytest.fixture
+def stack(module_stack: PrivateStack) -> Iterator[PrivateStack]:
+    """The module's stack with an empty queue, in-flight hash, queued set and no lock."""
+    with module_stack.redis_client() as client:
+        marks = list(client.scan_iter(match=suspect_key("*")))
+        client.delete(DEFAULT_QUEUE, KOMBU_UNACKED, "unacked_index", GLOBAL_QUEUED, SWEEP_LOCK)
+        if marks:
+            client.delete(*marks)
+    with running(module_stack):
+        yield module_stack
+
+
+@pytest.fixture
+def http(stack: PrivateStack) -> Iterator[httpx.Client]:
+    with stack.new_client().http() as client:
+        yield client
+
+
+@pytest.fixture
+def client(stack: PrivateStack) -> Iterator[redis.Redis]:
+    with stack.redis_client() as redis_client:
+        yield redis_client
+
+
+def _sweeper(client: redis.Redis, holder: str = "test-a") -> Sweeper:
+    return Sweeper(client, interval=INTERVAL, grace=GRACE, holder=holder)
+
+
+def _submit(http: httpx.Client, seconds: float = 0) -> str:
+    response = http.post("/v1/tasks/test.slow_effect", json={"seconds": seconds})
+    assert response.status_code == 202, response.text
+    return str(response.json()["id"])
+
+
+def _copy(client: redis.Redis, task_id: str) -> bytes:
+    raw = client.get(message_copy_key(task_id))
+    assert isinstance(raw, bytes), "the gateway stored no copy of the message"
+    return raw
+
+
+def _lose(client: redis.Redis, task_id: str) -> bytes:
+    """Take the message off the queue without recording it in flight (kombu's lost pop)."""
+    copy = _copy(client, task_id)
+    assert client.lrem(DEFAULT_QUEUE, 0, copy) == 1
+    return copy
+
+
+def _eligible(client: redis.Redis, task_id: str) -> float:
+    """A sweep time at which the task has waited past the grace period."""
+    return float(client.hget(task_key(task_id), "submitted_at") or 0) + GRACE + 1
+
+
+def _queue(client: redis.Redis) -> list[bytes]:
+    return list(client.lrange(DEFAULT_QUEUE, 0, -1))
+
+
+def _kombu(stack: PrivateStack) -> Connection:
+    """A kombu connection through taskgate's transport, as a worker consumes."""
+    tls = stack.redis.tls
+    return Connection(
+        tls.url, transport="workers.transport:Transport", ssl=tls.celery_ssl(), connect_timeout=5
+    )
+
+
+def test_gateway_stores_an_exact_copy_of_the_queued_message_until_the_task_starts(
+    stack: PrivateStack, http: httpx.Client, client: redis.Redis
+) -> None:
+    """The copy is the queued message byte for byte, expires with the envelope, and the
+    worker's start gate deletes it."""
+    task_id = _submit(http, seconds=0)
+    copy = _copy(client, task_id)
+    assert _queue(client) == [copy]
+    assert 0 < int(client.ttl(message_copy_key(task_id))) <= 86_400
+    stack.start_worker(concurrency=1)
+    assert stack.wait_state(task_id)["state"] == "succeeded"
+    assert client.exists(message_copy_key(task_id)) == 0
+
+
+def test_lost_message_is_requeued_by_the_second_sweep_and_runs_exactly_once(
+    stack: PrivateStack, http: httpx.Client, client: redis.Redis
+) -> None:
+    """Missing from queue and in-flight hash: marked by one sweep, re-queued (at the
+    consuming end, exact bytes) by a sweep a grace period later; a worker runs it once."""
+    waiting = _submit(http)
+    task_id = _submit(http)
+    copy = _lose(client, task_id)
+    sweeper = _sweeper(client)
+    first = _eligible(client, task_id)
+    marked = sweeper.sweep(now=first)
+    assert (marked.swept, marked.suspected, marked.requeued) == (True, [task_id], [])
+    assert client.exists(suspect_key(task_id)) == 1
+    requeued = sweeper.sweep(now=first + GRACE)
+    assert (requeued.requeued, requeued.suspected, requeued.abandoned) == ([task_id], [], [])
+    assert client.exists(suspect_key(task_id)) == 0
+    # RPUSH: kombu pops from the right, so the lost task runs before the one behind it.
+    assert _queue(client) == [_copy(client, waiting), copy]
+    assert client.hget(task_key(task_id), "requeues") == b"1"
+    assert sweeper.sweep(now=first + 3 * GRACE).requeued == []  # queued now: left alone
+    stack.start_worker(concurrency=1)
+    for each in (task_id, waiting):
+        assert stack.wait_state(each)["state"] == "succeeded"
+    time.sleep(2)  # a duplicate would have started by now
+    assert len(stack.starts(task_id)) == 1
+    assert len(stack.effects(task_id)) == 1
+    assert client.exists(message_copy_key(task_id)) == 0
+
+
+def test_worker_sweeper_finds_a_lost_message_requeues_it_audits_it_and_runs_it_once(
+    stack: PrivateStack, http: httpx.Client, client: redis.Redis
+) -> None:
+    """End to end: a real worker's sweeper marks the lost message first, then re-queues
+    it; the re-queue is in the audit chain under the worker's name; the task runs once."""
+    task_id = _submit(http)
+    _lose(client, task_id)
+    stack.start_worker(concurrency=1)
+    wait_for(lambda: client.exists(suspect_key(task_id)), timeout=60, what="the first strike")
+    assert stack.effects(task_id) == []
+    assert stack.wait_state(task_id, timeout=60)["state"] == "succeeded"
+    time.sleep(2)
+    assert len(stack.starts(task_id)) == 1
+    assert len(stack.effects(task_id)) == 1
+    actor = f"worker:{socket.gethostname()}"
+    assert stack.audited(task_id, "task.requeued_lost") == [(actor, "ok")]
+    assert stack.record(task_id)["requeues"] == "1"
+    assert client.exists(suspect_key(task_id), message_copy_key(task_id)) == 0
+    log = "\n".join(path.read_text(errors="replace") for path in stack.log_files())
+    assert f"task {task_id}: message lost by the broker" in log
+
+
+def test_message_still_in_the_queue_is_never_requeued(
+    http: httpx.Client, client: redis.Redis
+) -> None:
+    """A task waiting behind a backlog is found in its queue by every sweep."""
+    task_id = _submit(http)
+    sweeper = _sweeper(client)
+    now = _eligible(client, task_id)
+    for step in range(4):
+        result = sweeper.sweep(now=now + step * GRACE)
+        assert (result.swept, result.suspected, result.requeued) == (True, [], [])
+    assert _queue(client) == [_copy(client, task_id)]
+    assert client.exists(suspect_key(task_id)) == 0
+
+
+def test_message_in_kombus_unacked_hash_is_never_requeued(
+    stack: PrivateStack, http: httpx.Client, client: redis.Redis
+) -> None:
+    """Popped and recorded in flight by kombu (a worker holds it): not the sweeper's."""
+    task_id = _submit(http)
+    sweeper = _sweeper(client)
+    now = _eligible(client, task_id)
+    with _kombu(stack) as conn:
+        message = conn.default_channel.basic_get(DEFAULT_QUEUE)
+        assert message is not None
+        assert message.headers["id"] == task_id
+        assert _queue(client) == []
+        assert client.hexists(KOMBU_UNACKED, message.delivery_tag)
+        for step in range(4):
+            assert sweeper.sweep(now=now + step * GRACE).requeued == []
+        assert _queue(client) == []
+        message.ack()
+    assert client.exists(suspect_key(task_id)) == 0
+
+
+def test_message_kombu_put_back_reserialised_is_never_requeued(
+    stack: PrivateStack, http: httpx.Client, client: redis.Redis
+) -> None:
+    """A message kombu restored to the queue (flagged redelivered, so no longer the copy's
+    bytes) is found by its delivery tag."""
+    task_id = _submit(http)
+    copy = _copy(client, task_id)
+    with _kombu(stack) as conn:
+        message = conn.default_channel.basic_get(DEFAULT_QUEUE)
+        assert message is not None
+        message.reject(requeue=True)
+    queued = _queue(client)
+    assert len(queued) == 1
+    assert queued[0] != copy
+    assert b"redelivered" in queued[0]
+    sweeper = _sweeper(client)
+    now = _eligible(client, task_id)
+    for step in range(4):
+        assert sweeper.sweep(now=now + step * GRACE).requeued == []
+    assert _queue(client) == queued
+
+
+def test_revoked_task_with_a_lost_message_is_not_requeued(
+    http: httpx.Client, client: redis.Redis
+) -> None:
+    """Cancelled before it ran: nothing to bring back."""
+    task_id = _submit(http)
+    assert http.delete(f"/v1/tasks/{task_id}").status_code == 202
+    _lose(client, task_id)
+    sweeper = _sweeper(client)
+    now = _eligible(client, task_id)
+    for step in range(3):
+        assert sweeper.sweep(now=now + step * GRACE).requeued == []
+    assert _queue(client) == []
+
+
+@pytest.mark.parametrize("state", ["started", "retried", "succeeded", "failed"])
+def test_task_past_its_start_is_not_requeued_even_with_a_copy_left(
+    http: httpx.Client, client: redis.Redis, state: str
+) -> None:
+    """Only a task still queued is the sweeper's: a started or retried task's message is
+    a worker's (unacked hash, visibility timeout), a finished one needs nothing."""
+    task_id = _submit(http)
+    _lose(client, task_id)
+    client.hset(task_key(task_id), "state", state)
+    sweeper = _sweeper(client)
+    now = _eligible(client, task_id)
+    for step in range(3):
+        result = sweeper.sweep(now=now + step * GRACE)
+        assert (result.suspected, result.requeued) == ([], [])
+    assert _queue(client) == []
+
+
+def test_message_marked_once_is_not_requeued_before_the_grace_period_and_a_return_clears_it(
+    http: httpx.Client, client: redis.Redis
+) -> None:
+    """One strike is not enough: a sweep sooner than the grace period after the mark
+    leaves it; a message that turns up in flight (kombu recorded its pop) clears the mark,
+    and a later loss starts over from the first strike."""
+    task_id = _submit(http)
+    copy = _lose(client, task_id)
+    sweeper = _sweeper(client)
+    first = _eligible(client, task_id)
+    assert sweeper.sweep(now=first).suspected == [task_id]
+    early = sweeper.sweep(now=first + GRACE - 0.5)
+    assert (early.suspected, early.requeued) == ([], [])
+    assert client.exists(suspect_key(task_id)) == 1
+    assert _queue(client) == []
+    # kombu's QoS.append lands late (Redis was briefly unreachable): the message is held.
+    tag = _delivery_tag(copy)
+    client.hset(KOMBU_UNACKED, tag, b"[]")
+    assert sweeper.sweep(now=first + GRACE).requeued == []
+    assert client.exists(suspect_key(task_id)) == 0
+    client.hdel(KOMBU_UNACKED, tag)
+    again = sweeper.sweep(now=first + 2 * GRACE)
+    assert (again.suspected, again.requeued) == ([task_id], [])
+
+
+def test_message_lost_again_and_again_is_given_up_after_the_cap(
+    http: httpx.Client, client: redis.Redis
+) -> None:
+    """A message that keeps vanishing (say, a worker refuses it) is re-queued at most
+    MAX_REQUEUES times; then the copy is dropped and the sweeper reports it abandoned."""
+    task_id = _submit(http)
+    sweeper = _sweeper(client)
+    now = _eligible(client, task_id)
+    for _ in range(MAX_REQUEUES):
+        _lose(client, task_id)
+        assert sweeper.sweep(now=now).suspected == [task_id]
+        assert sweeper.sweep(now=now + GRACE).requeued == [task_id]
+        now += 2 * GRACE
+    _lose(client, task_id)
+    sweeper.sweep(now=now)
+    gave_up = sweeper.sweep(now=now + GRACE)
+    assert (gave_up.requeued, gave_up.abandoned) == ([], [task_id])
+    assert client.exists(message_copy_key(task_id)) == 0
+    assert _queue(client) == []
+
+
+def test_lock_keeps_a_second_sweeper_from_sweeping_so_a_message_is_requeued_once(
+    http: httpx.Client, client: redis.Redis
+) -> None:
+    """Two sweepers (two workers): only the lock holder sweeps, racing or not; the other
+    takes over only once the holder stops renewing the lock."""
+    task_id = _submit(http)
+    copy = _lose(client, task_id)
+    first, second = _sweeper(client, "worker-a"), _sweeper(client, "worker-b")
+    now = _eligible(client, task_id)
+    assert first.sweep(now=now).suspected == [task_id]
+    assert second.sweep(now=now + GRACE).swept is False
+    assert _queue(client) == []
+    # Both at once, from a fresh lock: one sweeps and re-queues, the other stands aside.
+    client.delete(SWEEP_LOCK)
+    barrier = threading.Barrier(2)
+    results: dict[str, Any] = {}
+
+    def sweep(sweeper: Sweeper) -> None:
+        barrier.wait()
+        results[sweeper.holder] = sweeper.sweep(now=now + GRACE)
+
+    threads = [threading.Thread(target=sweep, args=(s,)) for s in (first, second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert sorted(r.swept for r in results.values()) == [False, True]
+    assert [r.requeued for r in results.values() if r.swept] == [[task_id]]
+    assert _queue(client) == [copy]
+    holder = client.get(SWEEP_LOCK)
+    other = second if holder == first.holder.encode() else first
+    assert other.sweep(now=now + 2 * GRACE).swept is False
+    time.sleep(2 * INTERVAL + 0.5)  # the holder stopped sweeping: its lock runs out
+    assert other.sweep(now=now + 2 * GRACE).swept is True
+
+
+def test_sweeper_thread_logs_an_unreachable_redis_and_tries_again_every_interval(
+    stack: PrivateStack,
+    worker_keys: KeyRing,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A failing sweep is logged (the error type only) and retried; the thread lives on."""
+    for key, value in stack.env.items():
+        if key.startswith("TASKGATE_"):
+            monkeypatch.setenv(key, value)
+    monkeypatch.setenv("TASKGATE_REDIS_URL", f"rediss://localhost:{free_port()}/0")
+    monkeypatch.setenv("TASKGATE_SWEEP_INTERVAL", "0.2")
+    caplog.set_level(logging.INFO, logger="taskgate.worker")
+    app = create_celery(WorkerSettings(), keys=worker_keys)
+    service = app.taskgate_sweeper  # type: ignore[attr-defined]
+    assert isinstance(service, SweeperService)
+    service.start()
+    try:
+
+        def failures() -> int:
+            return sum("sweep failed (ConnectionError)" in r.getMessage() for r in caplog.records)
+
+        wait_for(lambda: failures() >= 3, timeout=60, what="three failed sweeps")
+        assert service.running()
+    finally:
+        service.stop()
+        app.close()
+    assert not service.running()
+
+
+def test_sweeper_refuses_a_kombu_layout_it_cannot_see_into(
+    stack: PrivateStack, worker_keys: KeyRing, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another unacked hash name (or a key prefix) would make every message in flight look
+    lost: the worker refuses to start instead."""
+    for key, value in stack.env.items():
+        if key.startswith("TASKGATE_"):
+            monkeypatch.setenv(key, value)
+    settings = WorkerSettings()
+    app = create_celery(settings, keys=worker_keys)
+    try:
+        for option in ({"unacked_key": "inflight"}, {"global_keyprefix": "tg-"}):
+            app.conf.broker_transport_options = {**app.conf.broker_transport_options, **option}
+            with pytest.raises(ConfigError, match="unacked"):
+                install(app, settings, app.taskgate_runtime)  # type: ignore[attr-defined]
+    finally:
+        app.close()
+
+
+def _delivery_tag(copy: bytes) -> str:
+    return str(json.loads(copy)["properties"]["delivery_tag"])
