@@ -4,6 +4,10 @@ Every request that must be audited awaits :meth:`AuditBatcher.record`; a single 
 process drains whatever has queued and appends it as one batch (one EVALSHA), then wakes
 every waiter. Under load many records share a round trip; alone, a record costs one.
 A request is answered only after its record is in Redis: nothing audited is lost on a crash.
+
+A record may carry attached writes (a submission's enqueue): they run in the same script
+call as the append, so an accepted submission costs its share of one round trip for the
+audit record *and* the enqueue together, atomically.
 """
 
 from __future__ import annotations
@@ -11,13 +15,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
 
-from security.audit import AsyncAuditWriter, AuditRecord
+from security.audit import AsyncAuditWriter, AuditRecord, Write
 
 __all__ = ["AuditBatcher"]
 
 log = logging.getLogger("taskgate.audit")
 _MAX_BATCH = 256
+
+_Pending = tuple[AuditRecord, Sequence[Write], "asyncio.Future[str | None]"]
 
 
 class AuditBatcher:
@@ -25,7 +32,7 @@ class AuditBatcher:
 
     def __init__(self, writer: AsyncAuditWriter) -> None:
         self._writer = writer
-        self._queue: asyncio.Queue[tuple[AuditRecord, asyncio.Future[None]]] = asyncio.Queue()
+        self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -42,30 +49,36 @@ class AuditBatcher:
             await self._task
         self._task = None
 
-    async def record(self, record: AuditRecord) -> None:
-        """Append ``record``; returns once it is durably in the chain (raises if it is not)."""
+    async def record(self, record: AuditRecord, writes: Sequence[Write] = ()) -> str | None:
+        """Append ``record`` and run ``writes`` after it, atomically; returns once both are
+        in Redis (raises if the record is not), with the error of a write Redis refused."""
         self.start()
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        await self._queue.put((record, done))
-        await done
+        done: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait((record, writes, done))
+        return await done
 
     async def _run(self) -> None:
         while True:
             first = await self._queue.get()
+            # One loop turn first: requests that are a step from here join this batch
+            # (fewer, larger round trips; each socket write is costly).
+            await asyncio.sleep(0)
             batch = [first]
             while len(batch) < _MAX_BATCH and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             try:
-                await self._writer.append_many([record for record, _ in batch])
+                committed = await self._writer.commit_many(
+                    [(record, writes) for record, writes, _ in batch]
+                )
             except Exception as exc:  # noqa: BLE001 - handed to every waiter: fail closed
-                log.error("audit append failed: %s", type(exc).__name__)
-                for _, future in batch:
+                log.error("audit append failed: %s: %s", type(exc).__name__, exc)
+                for _, _, future in batch:
                     if not future.done():
                         future.set_exception(exc)
             else:
-                for _, future in batch:
+                for (_, _, future), done in zip(batch, committed, strict=True):
                     if not future.done():
-                        future.set_result(None)
+                        future.set_result(done.write_error)
             finally:
                 for _ in batch:
                     self._queue.task_done()

@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
+from gateway.middleware import SECURITY_HEADERS
 from gateway.problems import problem
 from security.errors import (
     AuditError,
@@ -237,7 +238,12 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.error("unhandled %s rid=%s", type(exc).__name__, _rid(request))
-        return _respond(
+        response = _respond(
             request,
             ApiError(500, "Internal error", "the request could not be completed", kind="internal"),
         )
+        # Starlette answers unhandled errors outside every middleware: add what the
+        # request-id and security-header middleware would have added.
+        for name, value in (*SECURITY_HEADERS, (b"x-request-id", _rid(request).encode())):
+            response.headers.setdefault(name.decode(), value.decode())
+        return response

@@ -9,8 +9,10 @@ Celery worker consumes these messages; integration tests prove it.
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import os
+import re
 import socket
 import uuid
 from dataclasses import dataclass
@@ -44,12 +46,60 @@ def encode_message(task: OutgoingTask) -> bytes:
     """The JSON document kombu's Redis transport stores in the queue list.
 
     ``argsrepr``/``kwargsrepr`` are fixed placeholders: the payload never appears in
-    headers, events, logs or Flower.
+    headers, events, logs or Flower. The document is the same for every message of one
+    task declaration but for the task id, body and delivery tag: those are spliced into a
+    cached template (they are a UUID, base64 and a UUID: nothing to escape).
     """
+    if not _UUID.fullmatch(task.task_id):
+        return _encode(task, task.task_id, _b64(task.body), str(uuid.uuid4()))
+    parts = _template(
+        task.name,
+        task.content_type,
+        task.queue,
+        time_limit=task.time_limit,
+        soft_time_limit=task.soft_time_limit,
+        expires=task.expires,
+    )
+    tid = task.task_id.encode()
+    return b"".join(
+        (parts[0], _b64(task.body).encode(), parts[1], tid, parts[2], tid, parts[3], tid,
+         parts[4], str(uuid.uuid4()).encode(), parts[5])
+    )  # fmt: skip
+
+
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_BODY, _TID, _TAG = "@@body@@", "@@00000000-0000-0000-0000-000000000000@@", "@@tag@@"
+
+
+def _b64(body: bytes) -> str:
+    return base64.b64encode(body).decode("ascii")
+
+
+@functools.lru_cache(maxsize=256)
+def _template(
+    name: str,
+    content_type: str,
+    queue: str,
+    *,
+    time_limit: float | None,
+    soft_time_limit: float | None,
+    expires: str | None,
+) -> tuple[bytes, ...]:
+    """The message with markers where the variable fields go, split at the markers."""
+    task = OutgoingTask(_TID, name, b"", content_type, queue, soft_time_limit, time_limit, expires)
+    text = _encode(task, _TID, _BODY, _TAG).decode()
+    pieces = re.split(f"({re.escape(_BODY)}|{re.escape(_TID)}|{re.escape(_TAG)})", text)
+    markers = pieces[1::2]
+    if markers != [_BODY, _TID, _TID, _TID, _TAG]:  # pragma: no cover - layout below changed
+        raise RuntimeError(f"unexpected message layout: {markers}")
+    return tuple(piece.encode() for piece in pieces[0::2])
+
+
+def _encode(task: OutgoingTask, task_id: str, body: str, tag: str) -> bytes:
     headers: dict[str, Any] = {
         "lang": "py",
         "task": task.name,
-        "id": task.task_id,
+        "id": task_id,
         "shadow": None,
         "eta": None,
         "expires": task.expires,
@@ -57,7 +107,7 @@ def encode_message(task: OutgoingTask) -> bytes:
         "group_index": None,
         "retries": 0,
         "timelimit": [task.time_limit, task.soft_time_limit],
-        "root_id": task.task_id,
+        "root_id": task_id,
         "parent_id": None,
         "argsrepr": "(sealed)",
         "kwargsrepr": "(sealed)",
@@ -68,18 +118,18 @@ def encode_message(task: OutgoingTask) -> bytes:
         "stamps": {},
     }
     message = {
-        "body": base64.b64encode(task.body).decode("ascii"),
+        "body": body,
         "content-encoding": "binary" if task.content_type != "application/json" else "utf-8",
         "content-type": task.content_type,
         "headers": headers,
         "properties": {
-            "correlation_id": task.task_id,
+            "correlation_id": task_id,
             "reply_to": "",
             "delivery_mode": 2,
             "delivery_info": {"exchange": "", "routing_key": task.queue},
             "priority": 0,
             "body_encoding": "base64",
-            "delivery_tag": str(uuid.uuid4()),
+            "delivery_tag": tag,
         },
     }
     return json.dumps(message, separators=(",", ":")).encode()

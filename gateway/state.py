@@ -12,6 +12,7 @@ from gateway.clients import ClientRegistry
 from gateway.codec import SealedCodec
 from gateway.health import Readiness
 from gateway.metrics import Metrics
+from gateway.script_batcher import ScriptBatcher
 from gateway.settings import GatewaySettings
 from gateway.token_cache import VerifiedTokens
 from security.audit import AuditRecord
@@ -42,6 +43,7 @@ class GatewayState:
     catalogue: Catalogue
     token_policy: TokenPolicy
     audit: AuditBatcher
+    scripts: ScriptBatcher
     readiness: Readiness
     clients: ClientRegistry
     admin_token_hash: str | None

@@ -1,22 +1,25 @@
 """The submission path: one ordered list of stages, each ``await stage(ctx, state) -> ctx``.
 
 A stage stops the run only by raising a typed error; the route audits the refusal and
-maps it to problem+json. Two Redis round trips in all: :func:`check_and_count` (revocation,
-disabled flag, rate limits, backpressure, idempotency) and :func:`enqueue` (vault entries,
-task record, indexes, the broker message, the idempotency record). Everything between them
-is CPU: validation, leak guard, secret swap, seal.
+maps it to problem+json. Two Redis round trips in all, each one Lua script call:
+:func:`check_and_count` (revocation, disabled flag, rate limits, backpressure,
+idempotency) and :func:`commit` (the ``allowed`` audit record together with the vault
+entries, task record, indexes, idempotency record and broker message, atomically).
+Everything between them is CPU: validation, leak guard, secret swap, seal.
 
-Each round trip is one Lua script rather than a pipeline: the same commands in the same
-order, but one reply to parse instead of one per command (two per command inside
-MULTI/EXEC). redis-py's per-reply cost was the largest item of the gateway's CPU per
-submission (``make bench``); the script also makes the checks atomic. The scripts address
-the client's and the task's keys together, so those keys must live on one Redis node.
+Both round trips are shared under load: concurrent checks go out as one pipeline
+(:mod:`gateway.script_batcher`) and concurrent commits as one audit-append script call
+(:mod:`gateway.audit_batcher`, group commit). redis-py's per-call cost was the largest
+item of the gateway's CPU per submission (``make bench``); a script also makes the checks
+atomic. The scripts address the client's and the task's keys together, so those keys
+must live on one Redis node.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
 import time
 import uuid
@@ -24,20 +27,29 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import redis.asyncio
 from pydantic import BaseModel, SecretBytes, SecretStr, ValidationError
-from redis.exceptions import NoScriptError
 
 from gateway.errors import ApiError, validation_errors
 from gateway.publisher import OutgoingTask, encode_message
 from gateway.ratelimit import LimitState, evaluate, hit_ttl, parse_window, window_key
+from gateway.script_batcher import LuaScript
 from gateway.state import GatewayState
 from security import leakguard
+from security.audit import AuditRecord, Write
 from security.errors import TokenError
 from security.sanitise import loads_limited
 from security.vault import SwapResult, swap_secrets
 from workers.catalogue import TaskSpec
-from workers.wire import ALL_TASKS, GLOBAL_QUEUED, owner_index, queued_key, task_key
+from workers.wire import (
+    ALL_TASKS,
+    GLOBAL_QUEUED,
+    message_copy_key,
+    owner_index,
+    queued_key,
+    task_key,
+)
+
+log = logging.getLogger("taskgate.gateway")
 
 __all__ = [
     "BEST_EFFORT_STAGES",
@@ -108,25 +120,10 @@ async def authorize(ctx: Submission, state: GatewayState) -> Submission:
     return ctx
 
 
-class _Script:
-    """A Lua script called by its SHA1 (one round trip); loaded when Redis lacks it."""
-
-    def __init__(self, source: str) -> None:
-        self.source = source
-        self.sha = hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
-
-    async def __call__(self, client: redis.asyncio.Redis, keys: list[str], args: list[Any]) -> Any:
-        try:
-            return await client.evalsha(self.sha, len(keys), *keys, *args)
-        except NoScriptError:  # first call, or Redis restarted / flushed its script cache
-            await client.script_load(self.source)
-            return await client.evalsha(self.sha, len(keys), *keys, *args)
-
-
 # KEYS: revoked jti, client record, client window, task window, client's queued set, global
 # queued set[, idempotency key]. ARGV: client window ttl, task window ttl, backpressure
 # horizon[, pending idempotency record, its ttl]. A missing value comes back as nil (None).
-_CHECK = _Script("""
+_CHECK = LuaScript("""
 local revoked = redis.call('EXISTS', KEYS[1])
 local disabled = redis.call('HGET', KEYS[2], 'disabled')
 local client_count = redis.call('INCR', KEYS[3])
@@ -165,7 +162,7 @@ async def check_and_count(ctx: Submission, state: GatewayState) -> Submission:
     if ctx.idem_redis_key is not None:
         keys.append(ctx.idem_redis_key)
         args += [json.dumps({"state": "pending", "body": ctx.body_hash}), IDEMPOTENCY_TTL]
-    replies = await _CHECK(state.redis, keys, args)
+    replies = await state.scripts.call(_CHECK, keys, args)
     revoked, disabled, client_count, task_count, mine, everyone, earlier = replies
     if revoked:
         raise TokenError("token revoked", reason="revoked")
@@ -306,34 +303,10 @@ async def seal_message(ctx: Submission, state: GatewayState) -> Submission:
     return ctx
 
 
-# KEYS: task record, owner index, all-tasks index, client's queued set, global queued set,
-# broker queue, one key per vault entry[, idempotency key]. ARGV: task id, score, record
-# ttl, vault ttl, message, vault entry count, the vault blobs, the record's field/value
-# pairs count, the pairs[, done idempotency record, its ttl]. Atomic, like MULTI/EXEC was.
-_ENQUEUE = _Script("""
-local vaults = tonumber(ARGV[6])
-for i = 1, vaults do
-  redis.call('SET', KEYS[6 + i], ARGV[6 + i], 'EX', ARGV[4])
-end
-local at = 7 + vaults
-local fields = tonumber(ARGV[at])
-redis.call('HSET', KEYS[1], unpack(ARGV, at + 1, at + fields))
-redis.call('EXPIRE', KEYS[1], ARGV[3])
-redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
-redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
-redis.call('EXPIRE', KEYS[2], ARGV[3])
-redis.call('ZADD', KEYS[4], ARGV[2], ARGV[1])
-redis.call('ZADD', KEYS[5], ARGV[2], ARGV[1])
-redis.call('LPUSH', KEYS[6], ARGV[5])
-if #KEYS > 6 + vaults then
-  redis.call('SET', KEYS[#KEYS], ARGV[at + fields + 1], 'EX', ARGV[at + fields + 2])
-end
-return 1
-""")
-
-
-async def enqueue(ctx: Submission, state: GatewayState) -> Submission:
-    """Round trip 2: vault entries, task record, indexes, broker message, idempotency."""
+def enqueue_writes(ctx: Submission, state: GatewayState) -> list[Write]:
+    """What accepting the submission writes: vault entries, the message's copy for the
+    sweeper (``workers.sweeper``), task record, indexes, idempotency record, and last the
+    broker message (a write Redis refused stops the rest: nothing half-queued runs)."""
     spec = ctx.spec
     settings = state.settings
     message = encode_message(
@@ -347,41 +320,70 @@ async def enqueue(ctx: Submission, state: GatewayState) -> Submission:
             time_limit=spec.time_limit,
         )
     )
-    record_ttl = settings.envelope_ttl + settings.result_ttl
+    ttl, record_ttl = str(settings.envelope_ttl), str(settings.envelope_ttl + settings.result_ttl)
     vault = ctx.swapped.entries if ctx.swapped is not None else ()
-    record = {
-        "name": spec.name,
-        "owner": ctx.client_id,
-        "state": "queued",
-        "submitted_at": f"{ctx.now:.6f}",
-        "queue": spec.queue,
-        "attempts": "0",
-    }
-    pairs = [item for field_value in record.items() for item in field_value]
-    keys = [
+    record = (
+        *("name", spec.name, "owner", ctx.client_id, "state", "queued"),
+        *("submitted_at", f"{ctx.now:.6f}", "queue", spec.queue, "attempts", "0"),
+    )
+    task, owner, tid, now = (
         task_key(ctx.task_id),
         owner_index(ctx.client_id),
-        ALL_TASKS,
-        queued_key(ctx.client_id),
-        GLOBAL_QUEUED,
-        spec.queue,
-        *(entry.redis_key for entry in vault),
+        ctx.task_id,
+        repr(ctx.now),
+    )
+    writes = [Write("SET", (entry.redis_key,), (entry.blob, "EX", ttl)) for entry in vault]
+    writes += [
+        Write("SET", (message_copy_key(tid),), (message, "EX", ttl)),
+        Write("HSET", (task,), record),
+        Write("EXPIRE", (task,), (record_ttl,)),
+        Write("ZADD", (owner,), (now, tid)),
+        Write("EXPIRE", (owner,), (record_ttl,)),
+        Write("ZADD", (ALL_TASKS,), (now, tid)),
+        Write("ZADD", (queued_key(ctx.client_id),), (now, tid)),
+        Write("ZADD", (GLOBAL_QUEUED,), (now, tid)),
     ]
-    args: list[Any] = [ctx.task_id, ctx.now, record_ttl, settings.envelope_ttl, message]
-    args += [len(vault), *(entry.blob for entry in vault), len(pairs), *pairs]
     if ctx.idem_redis_key is not None:
-        keys.append(ctx.idem_redis_key)
-        done = {"state": "done", "body": ctx.body_hash, "task_id": ctx.task_id}
-        args += [json.dumps(done), IDEMPOTENCY_TTL]
-    await _ENQUEUE(state.redis, keys, args)
+        done = json.dumps({"state": "done", "body": ctx.body_hash, "task_id": tid})
+        writes.append(Write("SET", (ctx.idem_redis_key,), (done, "EX", str(IDEMPOTENCY_TTL))))
+    writes.append(Write("LPUSH", (spec.queue,), (message,)))
+    return writes
+
+
+class NotEnqueued(Exception):
+    """Redis refused one of the submission's writes (its 'allowed' record stands)."""
+
+
+async def commit(ctx: Submission, state: GatewayState) -> Submission:
+    """Round trip 2: the decision's audit record and the enqueue in ONE atomic script call,
+    shared under load with other requests' records (group commit). No unaudited work, no
+    audited-but-lost acceptance; an unreachable Redis means nothing was accepted (503)."""
+    refused = await state.audit.record(
+        _allowed(ctx), enqueue_writes(ctx, state) if ctx.swapped is not None else ()
+    )
+    if refused is not None:
+        await _undo_partial_enqueue(ctx, state)
+        raise NotEnqueued(refused)
     return ctx
 
 
-async def audit_decision(ctx: Submission, state: GatewayState) -> Submission:
-    """The decision joins the audit chain *before* anything is enqueued: no unaudited work,
-    and an unreachable audit log means nothing was accepted (503), never a 500 for work
-    that was in fact queued (which a retrying client would duplicate)."""
-    await state.record(
+async def _undo_partial_enqueue(ctx: Submission, state: GatewayState) -> None:
+    """Redis refused a write (memory, a key of the wrong type): the broker message was not
+    pushed. Drop the sweeper's copy so the refused task is never re-queued, and say so in
+    its record (best effort: the client gets an error either way)."""
+    try:
+        async with state.redis.pipeline(transaction=True) as pipe:
+            pipe.delete(message_copy_key(ctx.task_id))
+            pipe.hset(task_key(ctx.task_id), mapping={"state": "failed", "error": "not_enqueued"})
+            pipe.zrem(queued_key(ctx.client_id), ctx.task_id)
+            pipe.zrem(GLOBAL_QUEUED, ctx.task_id)
+            await pipe.execute()
+    except Exception:  # noqa: BLE001 - never mask the refusal itself
+        log.warning("could not clean up after a refused enqueue of %s", ctx.task_id)
+
+
+def _allowed(ctx: Submission) -> AuditRecord:
+    return AuditRecord.make(
         actor=f"client:{ctx.client_id}",
         action="task.submit",
         outcome="allowed",
@@ -389,6 +391,11 @@ async def audit_decision(ctx: Submission, state: GatewayState) -> Submission:
         reason=ctx.spec.name,
         request_id=ctx.request_id,
     )
+
+
+async def audit_decision(ctx: Submission, state: GatewayState) -> Submission:
+    """The best-effort lane's decision joins the audit chain before its record is written."""
+    await state.audit.record(_allowed(ctx))
     return ctx
 
 
@@ -434,8 +441,7 @@ STAGES: list[Stage] = [
     guard_leaks,
     swap,
     seal_message,
-    audit_decision,
-    enqueue,
+    commit,
 ]
 
 

@@ -14,11 +14,20 @@ import pytest
 
 from certs.material import CertPaths
 from gateway.clients import ClientRegistry
+from security.audit import iter_records
 from security.keystore import KeyRing
 from taskgate.redis_server import RedisServer, start_redis
 from tests.conftest import register_log
 from tests.integration.api_support import assert_problem, extra_gateway, mint
 from tests.integration.conftest import Gateway
+from workers.wire import (
+    DEFAULT_QUEUE,
+    GLOBAL_QUEUED,
+    decode_record,
+    message_copy_key,
+    owner_index,
+    task_key,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -91,3 +100,34 @@ def test_redis_down_gives_503_on_submit_and_token_while_healthz_stays_200(
     readiness = assert_problem(ready, 503)
     assert readiness["checks"]["redis"] != "ok"
     assert "rediss://" not in ready.text
+
+
+def test_a_refused_enqueue_is_an_error_and_leaves_nothing_to_run(
+    own_redis: RedisServer, own_gateway: Gateway, keyring: KeyRing
+) -> None:
+    """Redis refusing the broker push (here: the queue key holds a string) gives a 500
+    problem, an audited error after the 'allowed' record, a failed task record, and no
+    message copy the sweeper could later re-queue."""
+    client_id, _ = _register(own_redis)
+    auth = {"Authorization": f"Bearer {mint(keyring, client_id)}"}
+    with own_redis.tls.client() as redis_client:
+        redis_client.set(DEFAULT_QUEUE, "not a list")
+        with own_gateway.client() as http:
+            response = http.post("/v1/tasks/test.touch", json={"note": "x"}, headers=auth)
+        problem = assert_problem(response, 500)
+        assert "WRONGTYPE" not in response.text
+        task_ids = [m.decode() for m in redis_client.zrange(owner_index(client_id), 0, -1)]
+        assert len(task_ids) == 1
+        task_id = task_ids[0]
+        record = decode_record(redis_client.hgetall(task_key(task_id)))
+        assert (record["state"], record["error"]) == ("failed", "not_enqueued")
+        assert redis_client.exists(message_copy_key(task_id)) == 0
+        assert redis_client.zscore(GLOBAL_QUEUED, task_id) is None
+        assert redis_client.get(DEFAULT_QUEUE) == b"not a list"
+        outcomes = [
+            (e.record.action, e.record.outcome)
+            for e in iter_records(redis_client)
+            if e.record.target == task_id
+        ]
+    assert outcomes == [("task.submit", "allowed"), ("task.submit", "error")]
+    assert problem["request_id"]
