@@ -230,6 +230,21 @@ class _Chain:
         args += [_pack(values), packed_writes]
         return entries, self.script_keys, args
 
+    def observe(self, raw: str | None) -> None:
+        """Adopt a head read elsewhere (say, in another script's reply) if it is newer.
+
+        It only saves a conflict: a stale or wrong value costs one, since the append
+        script compares against the real head. A malformed value is ignored here.
+        """
+        if not raw:
+            return
+        try:
+            head = parse_head(raw)
+        except AuditError:
+            return
+        if head.seq > self.head.seq:
+            self.head = head
+
     def accept(self, reply: Any, entries: list[AuditEntry]) -> list[Committed] | None:
         """The written entries (with stream ids), or None after learning a newer head."""
         status = text(reply[0]) if isinstance(reply, list) and reply else ""
@@ -294,6 +309,11 @@ class AuditWriter:
     def append(self, record: AuditRecord) -> AuditEntry:
         """Append one record; return it as written."""
         return self.append_many([record])[0]
+
+    def observe_head(self, raw: str | None) -> None:
+        """Learn the head from a value read elsewhere, if newer (see ``_Chain.observe``)."""
+        with self._lock:
+            self._chain.observe(raw)
 
     def append_many(self, records: Iterable[AuditRecord]) -> list[AuditEntry]:
         """Append records in order, up to :data:`MAX_BATCH` per atomic script call."""

@@ -263,3 +263,25 @@ async def test_async_writer_errors_and_contention() -> None:
         await writer.append(RECORD)
     assert info.value.reason == "contention"
     assert len(slept) == 1
+
+
+def test_observed_newer_head_saves_the_conflict() -> None:
+    """A head learned from elsewhere (the worker's start gate) is used on the next append."""
+    current = f"7 {'ab' * 32}"
+    writer, client = _writer(_ok)
+    writer.observe_head(current)
+    entry = writer.append(RECORD)
+    assert len(client.calls) == 1  # no conflict round trip
+    assert client.calls[0][1][0] == current
+    assert (entry.seq, entry.prev) == (8, "ab" * 32)
+
+
+@pytest.mark.parametrize("raw", [None, "", "garbage", f"0 {'00' * 32}"])
+def test_observed_older_or_malformed_head_is_ignored(raw: str | None) -> None:
+    """Nothing newer than what the writer knows (or nothing readable) changes nothing."""
+    writer, client = _writer(_ok, _ok)
+    writer.append(RECORD)
+    known = client.calls[0][1][2]  # the new head after the first append
+    writer.observe_head(raw)
+    writer.append(RECORD)
+    assert client.calls[1][1][0] == known
