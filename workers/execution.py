@@ -21,18 +21,19 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 import redis
-from celery import Celery, Task
+from celery import Celery, Task, states
 from celery.exceptions import Ignore, Reject, Retry
 from kombu.exceptions import OperationalError
 from pydantic import ValidationError
 
-from security.audit import AuditRecord, AuditWriter, Outcome
+from security.audit import AuditRecord, AuditWriter, Outcome, Write
 from security.errors import AuditError, InputRejectedError, TaskgateError
 from security.keystore import KeyRing
 from security.tls import RedisTLS
@@ -42,7 +43,7 @@ from workers.catalogue import Catalogue, TaskSpec
 from workers.deadletters import dead_letter
 from workers.lifecycle import Gate, Lifecycle
 from workers.sealed import SEAL_KWARG, SealedOrigin
-from workers.wire import revoked_key
+from workers.wire import done_key, revoked_key, task_key
 
 __all__ = ["SealedTask", "WorkerRuntime", "register_catalogue"]
 
@@ -89,6 +90,26 @@ class WorkerRuntime:
             actor=ACTOR, action=action, target=target, outcome=outcome, reason=reason
         )
         self._audit.append(record)
+
+    def commit(
+        self, action: str, *, target: str, outcome: Outcome, reason: str, writes: list[Write]
+    ) -> None:
+        """Append to the audit chain with ``writes`` run in the same atomic script call."""
+        self.client()
+        if self._audit is None:  # pragma: no cover - set by client()
+            raise RuntimeError("audit writer missing")
+        record = AuditRecord.make(
+            actor=ACTOR, action=action, target=target, outcome=outcome, reason=reason
+        )
+        (done,) = self._audit.commit_many([(record, writes)])
+        if done.write_error is not None:
+            raise redis.ResponseError(f"a write after {action} was refused")
+
+    def observe_audit_head(self, raw: str) -> None:
+        """The audit head the start gate read: the next append rarely conflicts then."""
+        self.client()
+        if self._audit is not None:
+            self._audit.observe_head(raw)
 
 
 # Redis unreachable: down, restarting, still loading its append-only file, or too slow.
@@ -191,40 +212,7 @@ class SealedTask(Task[Any, Any]):
         attempt = int(self.request.retries or 0) + 1
         vault = [vault_key(task_id, ref) for ref in reference_ids(payload)]
         with _requeue_if_storage_down(task_id):
-            gate = life.open_gate(task_id, attempt, vault=vault)
-            if gate.done:
-                log.info(
-                    "task %s[%s] already finished; redelivery acknowledged", self.name, task_id
-                )
-                raise Ignore()
-            if gate.revoked:
-                life.finish(task_id, "revoked", ttl=runtime.record_ttl, delete=vault)
-                runtime.audit(
-                    "task.revoked", target=task_id, outcome="ok", reason="revoked before start"
-                )
-                raise Ignore()
-            if not isinstance(payload, dict):
-                self.refuse("bad_payload", "payload is not an object")
-            try:
-                resolved = resolve_secrets(
-                    payload,
-                    task_id=task_id,
-                    keys=runtime.keys.vault,
-                    client=client,
-                    blobs=gate.blobs,  # fetched by the gate script, same round trip
-                )
-                model = spec.schema.model_validate(resolved)
-            except TaskgateError as exc:
-                life.finish(
-                    task_id, "failed", ttl=runtime.record_ttl, error=exc.reason, delete=vault
-                )
-                self.refuse(exc.reason, str(exc))
-            except ValidationError as exc:
-                life.finish(
-                    task_id, "failed", ttl=runtime.record_ttl, error="invalid_payload", delete=vault
-                )
-                fields = ",".join(".".join(map(str, e["loc"])) for e in exc.errors()[:5])
-                self.refuse("invalid_payload", f"payload failed validation at {fields}")
+            gate, model = self._admit(spec, payload, task_id, attempt, vault)
         try:
             if spec.cancellable:
                 with cancel.interruptible():
@@ -246,14 +234,92 @@ class SealedTask(Task[Any, Any]):
             raise
         with _requeue_if_storage_down(task_id):
             if not spec.cancellable:
-                life.finish(task_id, "succeeded", ttl=runtime.record_ttl, delete=vault)
-            elif not cancel.finish_unless_revoked(
+                self._commit_success(task_id, result, vault=vault, attempt=attempt)
+                return result
+            if not cancel.finish_unless_revoked(
                 client, task_id, ttl=runtime.record_ttl, delete=vault
             ):
                 # The revocation reached Redis first: never "succeeded" after a cancel.
                 self._revoked_while_running(task_id, "revoked while running; it ended first")
         runtime.audit("task.succeeded", target=task_id, outcome="ok", reason=f"attempt {attempt}")
         return result
+
+    def _commit_success(self, task_id: str, result: Any, *, vault: list[str], attempt: int) -> None:
+        """One round trip for the end of a successful run: the ``task.succeeded`` audit
+        record, the completion record, the task record, the vault deletion and the sealed
+        result (what Celery's Redis backend would write: SET with its expiry, PUBLISH) in
+        one atomic script call; Celery is then told the result is stored."""
+        runtime = _runtime(self.app)
+        backend: Any = self.backend  # Celery's Redis backend (its stubs list less)
+        meta = backend._get_result_meta(  # Celery's own document, sealed by our serializer
+            result=backend.encode_result(result, states.SUCCESS),
+            state=states.SUCCESS,
+            traceback=None,
+            request=self.request,
+        )
+        meta["task_id"] = task_id
+        document = backend.encode(meta)
+        key = backend.get_key_for_task(task_id)
+        result_key = key.decode() if isinstance(key, bytes) else str(key)
+        ttl = str(runtime.record_ttl)
+        expiry = ("EX", str(int(backend.expires))) if backend.expires else ()
+        writes = [
+            Write("SET", (done_key(task_id),), ("1", "EX", ttl)),
+            Write("HSET", (task_key(task_id),), ("state", "succeeded")),
+            Write("HSET", (task_key(task_id),), ("finished_at", f"{time.time():.6f}")),
+            Write("EXPIRE", (task_key(task_id),), (ttl,)),
+            Write("SET", (result_key,), (document, *expiry)),
+            Write("PUBLISH", (result_key,), (document,)),
+        ]
+        if vault:
+            writes.append(Write("DEL", tuple(vault)))
+        runtime.commit(
+            "task.succeeded",
+            target=task_id,
+            outcome="ok",
+            reason=f"attempt {attempt}",
+            writes=writes,
+        )
+        self.request.ignore_result = True  # stored above: Celery's backend writes nothing
+
+    def _admit(
+        self, spec: TaskSpec, payload: Any, task_id: str, attempt: int, vault: list[str]
+    ) -> tuple[Gate, Any]:
+        """The start gate (revoked? already done? else started), then the payload with its
+        secrets resolved, validated again against the task's schema."""
+        runtime = _runtime(self.app)
+        life = runtime.lifecycle()
+        gate = life.open_gate(task_id, attempt, vault=vault)
+        runtime.observe_audit_head(gate.audit_head)
+        if gate.done:
+            log.info("task %s[%s] already finished; redelivery acknowledged", self.name, task_id)
+            raise Ignore()
+        if gate.revoked:
+            life.finish(task_id, "revoked", ttl=runtime.record_ttl, delete=vault)
+            runtime.audit(
+                "task.revoked", target=task_id, outcome="ok", reason="revoked before start"
+            )
+            raise Ignore()
+        if not isinstance(payload, dict):
+            self.refuse("bad_payload", "payload is not an object")
+        try:
+            resolved = resolve_secrets(
+                payload,
+                task_id=task_id,
+                keys=runtime.keys.vault,
+                client=runtime.client(),
+                blobs=gate.blobs,  # fetched by the gate script, same round trip
+            )
+            return gate, spec.schema.model_validate(resolved)
+        except TaskgateError as exc:
+            life.finish(task_id, "failed", ttl=runtime.record_ttl, error=exc.reason, delete=vault)
+            self.refuse(exc.reason, str(exc))
+        except ValidationError as exc:
+            life.finish(
+                task_id, "failed", ttl=runtime.record_ttl, error="invalid_payload", delete=vault
+            )
+            fields = ",".join(".".join(map(str, e["loc"])) for e in exc.errors()[:5])
+            self.refuse("invalid_payload", f"payload failed validation at {fields}")
 
     def _revoked_while_running(self, task_id: str, reason: str) -> NoReturn:
         """Audit a revocation that arrived while the task ran (its record already says

@@ -20,9 +20,12 @@ from typing import Any
 
 import redis
 
+from security.audit_store import DEFAULT_STREAM, head_key
 from workers.wire import GLOBAL_QUEUED, done_key, message_copy_key, revoked_key, task_key
 
-__all__ = ["Gate", "Lifecycle"]
+__all__ = ["AUDIT_HEAD", "Gate", "Lifecycle"]
+
+AUDIT_HEAD = head_key(DEFAULT_STREAM)
 
 _GATE = """
 local revoked = redis.call('EXISTS', KEYS[1])
@@ -34,13 +37,14 @@ if owner ~= '' then redis.call('ZREM', ARGV[4] .. owner, ARGV[1]) end
 -- A worker holds the message now (kombu's unacked hash until the ack): no longer the
 -- sweeper's to re-queue, whatever happens next.
 redis.call('DEL', KEYS[5])
-local reply = {revoked, done, owner}
+-- The audit chain's head, so this worker's next append rarely conflicts (KEYS[6]).
+local reply = {revoked, done, owner, redis.call('GET', KEYS[6]) or ''}
 if revoked == 0 and done == 0 then
   if redis.call('EXISTS', KEYS[3]) == 1 then
     redis.call('HSET', KEYS[3], 'state', 'started', 'started_at', ARGV[2], 'attempts', ARGV[3])
   end
-  -- The task's sealed secrets, in the same round trip (KEYS[6..]).
-  for i = 6, #KEYS do reply[#reply + 1] = redis.call('GET', KEYS[i]) end
+  -- The task's sealed secrets, in the same round trip (KEYS[7..]).
+  for i = 7, #KEYS do reply[#reply + 1] = redis.call('GET', KEYS[i]) end
 end
 return reply
 """
@@ -68,6 +72,7 @@ class Gate:
     done: bool
     owner: str
     blobs: dict[str, bytes | None] = field(default_factory=dict)
+    audit_head: str = ""  # the audit chain's head as the gate saw it ("" if none yet)
 
 
 class Lifecycle:
@@ -96,17 +101,25 @@ class Lifecycle:
                 task_key(task_id),
                 GLOBAL_QUEUED,
                 message_copy_key(task_id),
+                AUDIT_HEAD,
                 *vault,
             ],
             args=[task_id, f"{now or time.time():.6f}", str(attempt), "tg:queued:"],
         )
-        revoked, done, owner, *values = reply
+        revoked, done, owner, audit_head, *values = reply
         owner_text = owner.decode() if isinstance(owner, bytes) else str(owner or "")
+        head_text = audit_head.decode() if isinstance(audit_head, bytes) else str(audit_head)
         blobs = {
             key: (v if isinstance(v, bytes) else None)
             for key, v in zip(vault, values, strict=False)
         }
-        return Gate(revoked=bool(int(revoked)), done=bool(int(done)), owner=owner_text, blobs=blobs)
+        return Gate(
+            revoked=bool(int(revoked)),
+            done=bool(int(done)),
+            owner=owner_text,
+            blobs=blobs,
+            audit_head=head_text,
+        )
 
     def finish(
         self,
