@@ -17,7 +17,7 @@ from gateway import deadletters
 from gateway.clients import ClientError
 from gateway.deps import Admin, AdminOrAuditor, RequestId, State, revoked_jti_key
 from gateway.errors import ApiError
-from gateway.routes_tasks import COMMON_ERRORS, revoke, task_view
+from gateway.routes_tasks import COMMON_ERRORS, PROBLEM, revoke, task_view
 from gateway.state import GatewayState
 from security.audit import AuditQuery, afind_records, averify
 from security.errors import TokenError
@@ -211,11 +211,16 @@ def _task_routes(router: APIRouter) -> None:
             "queue": record.get("queue"),
         }
 
-    @router.post("/tasks/{task_id}/revoke", status_code=202, summary="Revoke a task")
+    @router.post(
+        "/tasks/{task_id}/revoke",
+        status_code=202,
+        summary="Revoke a task: a queued one never runs, a running cancellable one is stopped",
+        responses={409: {"description": "Finished, or running and not cancellable", **PROBLEM}},
+    )
     async def revoke_task(task_id: str, _: Admin, state: State, rid: RequestId) -> dict[str, Any]:
-        await revoke(state, task_id, await _task_record(state, task_id))
+        status = await revoke(state, task_id, await _task_record(state, task_id))
         await _audit(state, "admin.tasks.revoke", task_id, rid)
-        return {"id": task_id, "status": "revoked"}
+        return {"id": task_id, "status": status}
 
     @router.post(
         "/tasks/{task_id}/retry", status_code=202, summary="Run a dead-lettered task again"

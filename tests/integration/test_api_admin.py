@@ -64,7 +64,9 @@ def test_admin_revokes_a_queued_task_but_not_a_finished_one(
             mapping={"name": "test.touch", "owner": client.client_id, "state": "queued"},
         )
     with _admin(gateway_server, admin_token) as http:
-        assert http.post(f"/v1/admin/tasks/{queued_id}/revoke").status_code == 202
+        revoked = http.post(f"/v1/admin/tasks/{queued_id}/revoke")
+        assert revoked.status_code == 202
+        assert revoked.json() == {"id": queued_id, "status": "revoked"}
         assert http.get(f"/v1/admin/tasks/{queued_id}").json()["status"] == "revoked"
         finished = http.post(f"/v1/admin/tasks/{done_id}/revoke")
         assert finished.status_code == 409
