@@ -45,6 +45,7 @@ __all__ = [
     "PrivateStack",
     "SmtpSink",
     "running",
+    "stack_with_gateway",
     "start_stack",
     "wait_for",
 ]
@@ -334,6 +335,32 @@ def start_stack(
         redis=server,
         side_effects=side_effects,
     )
+
+
+@contextlib.contextmanager
+def stack_with_gateway(
+    folder: Path,
+    *,
+    pki: CertPaths,
+    stack_env: dict[str, str],
+    admin_token: str,
+    modules: str,
+    timings: dict[str, str] | None = None,
+) -> Iterator[PrivateStack]:
+    """:func:`start_stack` with its gateway started; everything stopped on the way out."""
+    stack = start_stack(
+        folder,
+        pki=pki,
+        stack_env=stack_env,
+        admin_token=admin_token,
+        modules=modules,
+        timings=timings,
+    )
+    try:
+        stack.start_gateway()
+        yield stack
+    finally:
+        stack.stop()
 
 
 @contextlib.contextmanager

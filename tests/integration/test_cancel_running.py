@@ -17,7 +17,7 @@ import pytest
 from certs.material import CertPaths
 from security.audit import iter_records
 from tests.integration.api_support import assert_problem
-from tests.integration.stack_fixtures import PrivateStack, running, start_stack, wait_for
+from tests.integration.stack_fixtures import PrivateStack, running, stack_with_gateway, wait_for
 from workers.wire import DEFAULT_QUEUE, revoked_key
 
 pytestmark = pytest.mark.integration
@@ -35,18 +35,14 @@ def module_stack(
     admin_token: str,
 ) -> Iterator[PrivateStack]:
     """A private Redis and gateway; each test starts its own workers."""
-    stack = start_stack(
+    with stack_with_gateway(
         tmp_path_factory.mktemp("cancel"),
         pki=pki,
         stack_env=stack_env,
         admin_token=admin_token,
         modules=CANCEL_MODULES,
-    )
-    try:
-        stack.start_gateway()
+    ) as stack:
         yield stack
-    finally:
-        stack.stop()
 
 
 @pytest.fixture

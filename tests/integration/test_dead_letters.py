@@ -24,7 +24,7 @@ from tests.integration.stack_fixtures import (
     RELIABILITY_MODULES,
     SHORT_TIMINGS,
     PrivateStack,
-    start_stack,
+    stack_with_gateway,
     wait_for,
 )
 from workers.deadletters import DLQ_INDEX, dlq_key
@@ -40,20 +40,16 @@ def stack(
     admin_token: str,
 ) -> Iterator[PrivateStack]:
     """A private Redis, gateway and worker for this module."""
-    stack = start_stack(
+    with stack_with_gateway(
         tmp_path_factory.mktemp("dead-letters"),
         pki=pki,
         stack_env=stack_env,
         admin_token=admin_token,
         modules=RELIABILITY_MODULES,
         timings=SHORT_TIMINGS,
-    )
-    try:
-        stack.start_gateway()
+    ) as stack:
         stack.start_worker(concurrency=2)
         yield stack
-    finally:
-        stack.stop()
 
 
 @pytest.fixture(scope="module")

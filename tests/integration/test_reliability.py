@@ -40,7 +40,7 @@ from tests.integration.stack_fixtures import (
     SHORT_TIMINGS,
     PrivateStack,
     running,
-    start_stack,
+    stack_with_gateway,
     wait_for,
 )
 from workers.execution import _requeue_if_storage_down
@@ -67,19 +67,15 @@ def module_stack(
     admin_token: str,
 ) -> Iterator[PrivateStack]:
     """A private Redis and gateway; each test starts (and kills) its own workers."""
-    stack = start_stack(
+    with stack_with_gateway(
         tmp_path_factory.mktemp("reliability"),
         pki=pki,
         stack_env=stack_env,
         admin_token=admin_token,
         modules=RELIABILITY_MODULES,
         timings={**SHORT_TIMINGS, **FAST_SWEEP},
-    )
-    try:
-        stack.start_gateway()
+    ) as stack:
         yield stack
-    finally:
-        stack.stop()
 
 
 @pytest.fixture
