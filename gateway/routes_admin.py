@@ -17,7 +17,8 @@ from gateway import deadletters
 from gateway.clients import ClientError
 from gateway.deps import Admin, AdminOrAuditor, RequestId, State, revoked_jti_key
 from gateway.errors import ApiError
-from gateway.routes_tasks import COMMON_ERRORS, PROBLEM, revoke, task_view
+from gateway.revocation import revoke
+from gateway.routes_tasks import COMMON_ERRORS, PROBLEM, task_view
 from gateway.state import GatewayState
 from security.audit import AuditQuery, afind_records, averify
 from security.errors import TokenError

@@ -24,25 +24,22 @@ from gateway.deps import (
 )
 from gateway.errors import ApiError
 from gateway.ratelimit import limit_headers
+from gateway.revocation import revoke
 from gateway.state import GatewayState
 from gateway.submit import BEST_EFFORT_STAGES, STAGES, IdempotentReplay, Submission, run_stages
 from security.errors import InputRejectedError, TaskgateError, TokenError
 from security.passwords import ADMIN_TOKEN_PREFIX
 from workers.catalogue import TaskSpec
 from workers.wire import (
-    GLOBAL_QUEUED,
     TASK_ID,
     decode_record,
     owner_index,
-    queued_key,
-    revoked_key,
     task_key,
 )
 
-__all__ = ["build_router", "revoke", "task_view"]
+__all__ = ["build_router", "task_view"]
 
 log = logging.getLogger("taskgate.gateway")
-FINISHED = {"succeeded", "failed", "dead_lettered", "revoked"}
 
 PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
 COMMON_ERRORS: dict[int | str, dict[str, Any]] = {
@@ -138,72 +135,6 @@ def _result_summary(doc: dict[str, Any]) -> dict[str, Any]:
         kind = result.get("exc_type", "Error") if isinstance(result, dict) else "Error"
         return {"error": {"type": str(kind)[:100]}}
     return {}
-
-
-# Decides on the state Redis holds now, not on the record the route read a moment ago,
-# atomically with the worker's start gate (also a script): whichever runs first wins. A
-# task not started yet is revoked outright (its gate will find the revocation); a started
-# one is marked "cancelling" if its declaration allows, and a worker stops it; a finished
-# one is left alone. "retried" waits for its next run like a queued task.
-_REVOKE = """
-local state = redis.call('HGET', KEYS[1], 'state')
-if not state then return 'missing' end
-for i = 4, #ARGV do
-  if state == ARGV[i] then return 'finished:' .. state end
-end
-if state == 'started' or state == 'cancelling' then
-  if ARGV[2] ~= '1' then return 'running' end
-  redis.call('SET', KEYS[2], '1', 'EX', ARGV[1])
-  redis.call('HSET', KEYS[1], 'state', 'cancelling')
-  return 'cancelling'
-end
-redis.call('SET', KEYS[2], '1', 'EX', ARGV[1])
-redis.call('HSET', KEYS[1], 'state', 'revoked')
-redis.call('ZREM', KEYS[3], ARGV[3])
-redis.call('ZREM', KEYS[4], ARGV[3])
-return 'revoked'
-"""
-
-
-async def revoke(state: GatewayState, task_id: str, record: dict[str, str]) -> str:
-    """Cancel a task that has not finished; returns its new status.
-
-    ``revoked``: it had not started and never will (the revocation is in Redis, so it
-    survives worker restarts). ``cancelling``: it runs, its declaration says
-    ``cancellable``, and the worker running it stops it and records ``revoked``. 409 if it
-    runs and may not be interrupted, or has finished.
-    """
-    spec = state.catalogue.get(record.get("name", ""))
-    ttl = state.settings.envelope_ttl + state.settings.result_ttl
-    script = state.redis.register_script(_REVOKE)
-    reply = await script(
-        keys=[
-            task_key(task_id),
-            revoked_key(task_id),
-            queued_key(record.get("owner", "")),
-            GLOBAL_QUEUED,
-        ],
-        args=[
-            ttl,
-            "1" if spec is not None and spec.cancellable else "0",
-            task_id,
-            *sorted(FINISHED),
-        ],
-    )
-    outcome = reply.decode() if isinstance(reply, bytes) else str(reply)
-    if outcome in {"revoked", "cancelling"}:
-        return outcome
-    if outcome == "missing":
-        raise ApiError(404, "Not found", "no such task", kind="not-found")
-    if outcome == "running":
-        raise ApiError(
-            409,
-            "Not cancellable",
-            "the task is running and its declaration does not allow cancellation",
-            kind="not-cancellable",
-        )
-    finished = outcome.removeprefix("finished:")
-    raise ApiError(409, "Already finished", f"the task is {finished}", kind="finished")
 
 
 async def _add_result(state: GatewayState, task_id: str, view: dict[str, Any]) -> None:

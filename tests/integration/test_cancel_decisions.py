@@ -17,7 +17,7 @@ import redis.asyncio
 from pydantic import BaseModel
 
 from gateway.errors import ApiError
-from gateway.routes_tasks import revoke
+from gateway.revocation import revoke
 from workers.cancel import finish_unless_revoked
 from workers.catalogue import Catalogue, TaskSpec
 from workers.wire import GLOBAL_QUEUED, done_key, queued_key, revoked_key, task_key

@@ -1,0 +1,83 @@
+"""Revoking a task: one atomic decision on the state Redis holds.
+
+A task not started yet is revoked outright (its start gate finds the revocation, which is
+in Redis and so survives worker restarts); a running one is marked ``cancelling`` if its
+declaration says ``cancellable`` (a worker stops it, ``workers.cancel``) and refused with
+409 otherwise; a finished one is left alone (409).
+"""
+
+from __future__ import annotations
+
+from gateway.errors import ApiError
+from gateway.state import GatewayState
+from workers.wire import GLOBAL_QUEUED, queued_key, revoked_key, task_key
+
+__all__ = ["FINISHED", "revoke"]
+
+FINISHED = frozenset({"succeeded", "failed", "dead_lettered", "revoked"})
+
+
+# Decides on the state Redis holds now, not on the record the route read a moment ago,
+# atomically with the worker's start gate (also a script): whichever runs first wins. A
+# task not started yet is revoked outright (its gate will find the revocation); a started
+# one is marked "cancelling" if its declaration allows, and a worker stops it; a finished
+# one is left alone. "retried" waits for its next run like a queued task.
+_REVOKE = """
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state then return 'missing' end
+for i = 4, #ARGV do
+  if state == ARGV[i] then return 'finished:' .. state end
+end
+if state == 'started' or state == 'cancelling' then
+  if ARGV[2] ~= '1' then return 'running' end
+  redis.call('SET', KEYS[2], '1', 'EX', ARGV[1])
+  redis.call('HSET', KEYS[1], 'state', 'cancelling')
+  return 'cancelling'
+end
+redis.call('SET', KEYS[2], '1', 'EX', ARGV[1])
+redis.call('HSET', KEYS[1], 'state', 'revoked')
+redis.call('ZREM', KEYS[3], ARGV[3])
+redis.call('ZREM', KEYS[4], ARGV[3])
+return 'revoked'
+"""
+
+
+async def revoke(state: GatewayState, task_id: str, record: dict[str, str]) -> str:
+    """Cancel a task that has not finished; returns its new status.
+
+    ``revoked``: it had not started and never will (the revocation is in Redis, so it
+    survives worker restarts). ``cancelling``: it runs, its declaration says
+    ``cancellable``, and the worker running it stops it and records ``revoked``. 409 if it
+    runs and may not be interrupted, or has finished.
+    """
+    spec = state.catalogue.get(record.get("name", ""))
+    ttl = state.settings.envelope_ttl + state.settings.result_ttl
+    script = state.redis.register_script(_REVOKE)
+    reply = await script(
+        keys=[
+            task_key(task_id),
+            revoked_key(task_id),
+            queued_key(record.get("owner", "")),
+            GLOBAL_QUEUED,
+        ],
+        args=[
+            ttl,
+            "1" if spec is not None and spec.cancellable else "0",
+            task_id,
+            *sorted(FINISHED),
+        ],
+    )
+    outcome = reply.decode() if isinstance(reply, bytes) else str(reply)
+    if outcome in {"revoked", "cancelling"}:
+        return outcome
+    if outcome == "missing":
+        raise ApiError(404, "Not found", "no such task", kind="not-found")
+    if outcome == "running":
+        raise ApiError(
+            409,
+            "Not cancellable",
+            "the task is running and its declaration does not allow cancellation",
+            kind="not-cancellable",
+        )
+    finished = outcome.removeprefix("finished:")
+    raise ApiError(409, "Already finished", f"the task is {finished}", kind="finished")
