@@ -83,18 +83,13 @@ class WorkerRuntime:
 
     def audit(self, action: str, *, target: str, outcome: Outcome, reason: str = "") -> None:
         """Append to the audit chain; a failure to audit is logged, never swallowed silently."""
-        self.client()
-        if self._audit is None:  # pragma: no cover - set by client()
-            raise RuntimeError("audit writer missing")
-        record = AuditRecord.make(
-            actor=ACTOR, action=action, target=target, outcome=outcome, reason=reason
-        )
-        self._audit.append(record)
+        self.commit(action, target=target, outcome=outcome, reason=reason, writes=[])
 
     def commit(
         self, action: str, *, target: str, outcome: Outcome, reason: str, writes: list[Write]
     ) -> None:
-        """Append to the audit chain with ``writes`` run in the same atomic script call."""
+        """Append to the audit chain with ``writes`` run in the same atomic script call
+        (raises if the append fails, or if Redis refused one of the writes)."""
         self.client()
         if self._audit is None:  # pragma: no cover - set by client()
             raise RuntimeError("audit writer missing")
