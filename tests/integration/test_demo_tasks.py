@@ -139,7 +139,9 @@ def test_email_send_reaches_the_smtp_sink_and_the_password_is_nowhere_at_rest(
     """The mail reaches the sink; the password is in no Redis key, AOF file, log or mail."""
     sink = _sink(stack)
     password = sink.password
-    canary = f"canary-body-{uuid.uuid4().hex}"
+    # Unique, but words and a short number: a 32-hex run here is a random token that the
+    # leak guard rightly refuses now and then (it measures the run's entropy).
+    canary = f"canary body number {uuid.uuid4().int % 10**15}"
     before = set(sink.messages())
     with owner.http() as http:
         task_id = _submit(
