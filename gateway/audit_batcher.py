@@ -18,6 +18,7 @@ import logging
 from collections.abc import Sequence
 
 from security.audit import AsyncAuditWriter, AuditRecord, Write
+from security.errors import AuditError
 
 __all__ = ["AuditBatcher"]
 
@@ -71,7 +72,9 @@ class AuditBatcher:
                     [(record, writes) for record, writes, _ in batch]
                 )
             except Exception as exc:  # noqa: BLE001 - handed to every waiter: fail closed
-                log.error("audit append failed: %s: %s", type(exc).__name__, exc)
+                # The reason code only: an arbitrary exception's text could quote data.
+                reason = exc.reason if isinstance(exc, AuditError) else "-"
+                log.error("audit append failed: %s (%s)", type(exc).__name__, reason)
                 for _, _, future in batch:
                     if not future.done():
                         future.set_exception(exc)
