@@ -164,6 +164,7 @@ class SealedTask(Task[Any, Any]):
     abstract = True
     spec: TaskSpec | None = None
     typing = False  # the seal marker travels in kwargs; the run signature is ours
+    Request = "workers.request:SealedRequest"  # the body is opened once (main process)
 
     def refuse(self, reason: str, detail: str) -> NoReturn:
         """Audit and log the refusal, then reject the message without requeue."""
@@ -393,10 +394,14 @@ def _make_run(spec: TaskSpec) -> Callable[..., Any]:
 
 
 def register_catalogue(app: Celery, catalogue: Catalogue) -> None:
-    """Register every declared (non best-effort) task on ``app`` with :class:`SealedTask`."""
+    """Register every declared (non best-effort) task on ``app`` with :class:`SealedTask`,
+    routed to its declared queue (``task_routes``; the per-task ``queue`` attribute is
+    deprecated in Celery)."""
+    routes: dict[str, dict[str, str]] = {}
     for spec in catalogue:
         if spec.best_effort:
             continue
+        routes[spec.name] = {"queue": spec.queue}
         limits: dict[str, Any] = {
             name: value
             for name, value in (
@@ -408,9 +413,10 @@ def register_catalogue(app: Celery, catalogue: Catalogue) -> None:
         app.task(
             name=spec.name,
             base=SealedTask,
+            shared=False,  # this app's task only, not every Celery app the process builds
             spec=spec,
-            queue=spec.queue,
             acks_late=True,
             reject_on_worker_lost=True,
             **limits,
         )(_make_run(spec))  # type: ignore[no-untyped-call]  # celery-types: extra options
+    app.conf.task_routes = {**(app.conf.task_routes or {}), **routes}

@@ -18,7 +18,14 @@ __all__ = ["PING_TASK", "register"]
 def register(app: Celery) -> None:
     """Register the built-in tasks on ``app``."""
 
-    @app.task(name=PING_TASK, base=SealedTask, ignore_result=False, acks_late=False, time_limit=10)
+    @app.task(
+        name=PING_TASK,
+        base=SealedTask,
+        shared=False,  # this app's task only, not every Celery app the process builds
+        ignore_result=False,
+        acks_late=False,
+        time_limit=10,
+    )
     def ping() -> dict[str, Any]:
         """Prove a worker is consuming: who answered and when."""
         return {"pong": True, "worker": f"{socket.gethostname()}:{os.getpid()}", "at": time.time()}

@@ -179,6 +179,12 @@ def group_cpu_seconds(pgid: int) -> float:
     return total / _CLK_TCK
 
 
+def redis_cpu_seconds(client: redis.Redis) -> float:
+    """User + system CPU seconds the Redis server has used (``INFO cpu``), all threads."""
+    cpu = client.info("cpu")
+    return float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"])
+
+
 def load_average() -> str:
     """The 1/5/15-minute load averages (the bench shares its machine: say how busy it was)."""
     try:
