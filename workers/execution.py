@@ -261,8 +261,11 @@ class SealedTask(Task[Any, Any]):
         expiry = ("EX", str(int(backend.expires))) if backend.expires else ()
         writes = [
             Write("SET", (done_key(task_id),), ("1", "EX", ttl)),
-            Write("HSET", (task_key(task_id),), ("state", "succeeded")),
-            Write("HSET", (task_key(task_id),), ("finished_at", f"{time.time():.6f}")),
+            Write(
+                "HSET",
+                (task_key(task_id),),
+                ("state", "succeeded", "finished_at", f"{time.time():.6f}"),
+            ),
             Write("EXPIRE", (task_key(task_id),), (ttl,)),
             Write("SET", (result_key,), (document, *expiry)),
             Write("PUBLISH", (result_key,), (document,)),
