@@ -4,8 +4,8 @@ Celery's worker decodes a protocol-2 body in its main process (the strategy look
 ``args`` in ``message.payload``, and ``Request`` reads the arguments from it), then
 sends the *raw* body to the pool process, which decodes it again. For a sealed body
 that is a second signature check and decryption per task. Here the main process's
-decode - the one that refuses forged or unsigned messages, audited, before anything is
-reserved (``workers.consumer``) - is the only one: the pool receives the opened call,
+decode - the one that refuses forged or unsigned messages, audited, before the task
+reaches the pool (``workers.consumer``) - is the only one: the pool receives the opened call,
 as Celery does for messages it decoded itself (protocol 1).
 
 Nothing new crosses the pipe: Celery already sends the decoded arguments to the pool
