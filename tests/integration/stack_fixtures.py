@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from redis import Redis
 
 from certs.material import CertPaths
@@ -361,6 +362,39 @@ def stack_with_gateway(
         yield stack
     finally:
         stack.stop()
+
+
+def private_stack(
+    name: str,
+    *,
+    modules: str,
+    timings: dict[str, str] | None = None,
+    worker_concurrency: int = 0,
+) -> Any:
+    """A module-scoped fixture: :func:`stack_with_gateway` in a folder named ``name``,
+    with one worker of ``worker_concurrency`` started if it is not 0 (otherwise each test
+    starts its own). Assign it to a module-level name to use it."""
+
+    @pytest.fixture(scope="module")
+    def fixture(
+        tmp_path_factory: pytest.TempPathFactory,
+        pki: CertPaths,
+        stack_env: dict[str, str],
+        admin_token: str,
+    ) -> Iterator[PrivateStack]:
+        with stack_with_gateway(
+            tmp_path_factory.mktemp(name),
+            pki=pki,
+            stack_env=stack_env,
+            admin_token=admin_token,
+            modules=modules,
+            timings=timings,
+        ) as stack:
+            if worker_concurrency:
+                stack.start_worker(concurrency=worker_concurrency)
+            yield stack
+
+    return fixture
 
 
 @contextlib.contextmanager

@@ -14,10 +14,9 @@ from typing import Any
 import httpx
 import pytest
 
-from certs.material import CertPaths
 from security.audit import iter_records
 from tests.integration.api_support import assert_problem
-from tests.integration.stack_fixtures import PrivateStack, running, stack_with_gateway, wait_for
+from tests.integration.stack_fixtures import PrivateStack, private_stack, running, wait_for
 from workers.wire import DEFAULT_QUEUE, revoked_key
 
 pytestmark = pytest.mark.integration
@@ -27,22 +26,8 @@ CANCELLABLE = "test.cancellable_wait"
 NOT_CANCELLABLE = "test.uncancellable_wait"
 
 
-@pytest.fixture(scope="module")
-def module_stack(
-    tmp_path_factory: pytest.TempPathFactory,
-    pki: CertPaths,
-    stack_env: dict[str, str],
-    admin_token: str,
-) -> Iterator[PrivateStack]:
-    """A private Redis and gateway; each test starts its own workers."""
-    with stack_with_gateway(
-        tmp_path_factory.mktemp("cancel"),
-        pki=pki,
-        stack_env=stack_env,
-        admin_token=admin_token,
-        modules=CANCEL_MODULES,
-    ) as stack:
-        yield stack
+# A private Redis and gateway; each test starts its own workers.
+module_stack = private_stack("cancel", modules=CANCEL_MODULES)
 
 
 @pytest.fixture

@@ -16,7 +16,6 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from certs.material import CertPaths
 from gateway.deadletters import MAX_REPLAYS
 from taskgate.cli import app
 from tests.integration.reliability_tasks import ALWAYS_FAILS_POLICY
@@ -24,7 +23,7 @@ from tests.integration.stack_fixtures import (
     RELIABILITY_MODULES,
     SHORT_TIMINGS,
     PrivateStack,
-    stack_with_gateway,
+    private_stack,
     wait_for,
 )
 from workers.deadletters import DLQ_INDEX, dlq_key
@@ -32,24 +31,10 @@ from workers.deadletters import DLQ_INDEX, dlq_key
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def stack(
-    tmp_path_factory: pytest.TempPathFactory,
-    pki: CertPaths,
-    stack_env: dict[str, str],
-    admin_token: str,
-) -> Iterator[PrivateStack]:
-    """A private Redis, gateway and worker for this module."""
-    with stack_with_gateway(
-        tmp_path_factory.mktemp("dead-letters"),
-        pki=pki,
-        stack_env=stack_env,
-        admin_token=admin_token,
-        modules=RELIABILITY_MODULES,
-        timings=SHORT_TIMINGS,
-    ) as stack:
-        stack.start_worker(concurrency=2)
-        yield stack
+# A private Redis, gateway and worker for this module.
+stack = private_stack(
+    "dead-letters", modules=RELIABILITY_MODULES, timings=SHORT_TIMINGS, worker_concurrency=2
+)
 
 
 @pytest.fixture(scope="module")

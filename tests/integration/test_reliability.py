@@ -32,15 +32,14 @@ import redis
 from celery.exceptions import Reject
 from kombu.exceptions import OperationalError
 
-from certs.material import CertPaths
 from security.errors import AuditError
 from tests.integration.stack_fixtures import (
     FAST_SWEEP,
     RELIABILITY_MODULES,
     SHORT_TIMINGS,
     PrivateStack,
+    private_stack,
     running,
-    stack_with_gateway,
     wait_for,
 )
 from workers.execution import _requeue_if_storage_down
@@ -59,23 +58,10 @@ VISIBILITY_TIMEOUT = sum(
 BURST = 500
 
 
-@pytest.fixture(scope="module")
-def module_stack(
-    tmp_path_factory: pytest.TempPathFactory,
-    pki: CertPaths,
-    stack_env: dict[str, str],
-    admin_token: str,
-) -> Iterator[PrivateStack]:
-    """A private Redis and gateway; each test starts (and kills) its own workers."""
-    with stack_with_gateway(
-        tmp_path_factory.mktemp("reliability"),
-        pki=pki,
-        stack_env=stack_env,
-        admin_token=admin_token,
-        modules=RELIABILITY_MODULES,
-        timings={**SHORT_TIMINGS, **FAST_SWEEP},
-    ) as stack:
-        yield stack
+# A private Redis and gateway; each test starts (and kills) its own workers.
+module_stack = private_stack(
+    "reliability", modules=RELIABILITY_MODULES, timings={**SHORT_TIMINGS, **FAST_SWEEP}
+)
 
 
 @pytest.fixture

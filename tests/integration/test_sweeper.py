@@ -22,7 +22,6 @@ import pytest
 import redis
 from kombu import Connection
 
-from certs.material import CertPaths
 from security.errors import ConfigError
 from security.keystore import KeyRing
 from taskgate.procs import free_port
@@ -31,8 +30,8 @@ from tests.integration.stack_fixtures import (
     RELIABILITY_MODULES,
     SHORT_TIMINGS,
     PrivateStack,
+    private_stack,
     running,
-    stack_with_gateway,
     wait_for,
 )
 from workers.app import create_celery
@@ -54,23 +53,10 @@ GRACE = float(FAST_SWEEP["TASKGATE_SWEEP_GRACE"])
 INTERVAL = float(FAST_SWEEP["TASKGATE_SWEEP_INTERVAL"])
 
 
-@pytest.fixture(scope="module")
-def module_stack(
-    tmp_path_factory: pytest.TempPathFactory,
-    pki: CertPaths,
-    stack_env: dict[str, str],
-    admin_token: str,
-) -> Iterator[PrivateStack]:
-    """A private Redis and gateway; workers only where a test starts one."""
-    with stack_with_gateway(
-        tmp_path_factory.mktemp("sweeper"),
-        pki=pki,
-        stack_env=stack_env,
-        admin_token=admin_token,
-        modules=RELIABILITY_MODULES,
-        timings={**SHORT_TIMINGS, **FAST_SWEEP},
-    ) as stack:
-        yield stack
+# A private Redis and gateway; workers only where a test starts one.
+module_stack = private_stack(
+    "sweeper", modules=RELIABILITY_MODULES, timings={**SHORT_TIMINGS, **FAST_SWEEP}
+)
 
 
 @pytest.fixture
