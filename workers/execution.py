@@ -8,6 +8,9 @@ task body runs:
 2. secret references are resolved from the vault, just in time, as ``SecretStr``;
 3. the payload is validated again against the declared schema (defence in depth).
 
+A success is committed in one atomic script call: completion record, task record, sealed
+result, vault deletion, the ``task.succeeded`` audit record and the acknowledgement of
+the message itself (``workers.request``: the main process then only frees its slot).
 A refusal is audited, logged without payload, and the message is rejected without
 requeue (acknowledged: no redelivery loop). Secrets are deleted once the task is
 finished for good (success, or a failure that will not be retried). If Redis itself is
@@ -42,8 +45,9 @@ from workers import cancel
 from workers.catalogue import Catalogue, TaskSpec
 from workers.deadletters import dead_letter
 from workers.lifecycle import Gate, Lifecycle
+from workers.request import DELIVERY_TAG
 from workers.sealed import SEAL_KWARG, SealedOrigin
-from workers.wire import done_key, revoked_key, task_key
+from workers.wire import KOMBU_UNACKED, KOMBU_UNACKED_INDEX, done_key, revoked_key, task_key
 
 __all__ = ["SealedTask", "WorkerRuntime", "register_catalogue"]
 
@@ -237,14 +241,32 @@ class SealedTask(Task[Any, Any]):
             ):
                 # The revocation reached Redis first: never "succeeded" after a cancel.
                 self._revoked_while_running(task_id, "revoked while running; it ended first")
-        runtime.audit("task.succeeded", target=task_id, outcome="ok", reason=f"attempt {attempt}")
+        runtime.commit(
+            "task.succeeded",
+            target=task_id,
+            outcome="ok",
+            reason=f"attempt {attempt}",
+            writes=self._settle_writes(),
+        )
         return result
+
+    def _settle_writes(self) -> list[Write]:
+        """Acknowledge this delivery in Redis (kombu's unacked hash and index) as part of the
+        success commit; the main process then only frees its slot (``workers.request``)."""
+        tag = getattr(self.request, DELIVERY_TAG, None)
+        if not isinstance(tag, str) or not tag:
+            return []
+        return [
+            Write("ZREM", (KOMBU_UNACKED_INDEX,), (tag,)),
+            Write("HDEL", (KOMBU_UNACKED,), (tag,)),
+        ]
 
     def _commit_success(self, task_id: str, result: Any, *, vault: list[str], attempt: int) -> None:
         """One round trip for the end of a successful run: the ``task.succeeded`` audit
-        record, the completion record, the task record, the vault deletion and the sealed
-        result (what Celery's Redis backend would write: SET with its expiry, PUBLISH) in
-        one atomic script call; Celery is then told the result is stored."""
+        record, the completion record, the task record, the vault deletion, the sealed
+        result (what Celery's Redis backend would write: SET with its expiry, PUBLISH) and
+        the message's acknowledgement in one atomic script call; Celery is then told the
+        result is stored."""
         runtime = _runtime(self.app)
         backend: Any = self.backend  # Celery's Redis backend (its stubs list less)
         meta = backend._get_result_meta(  # Celery's own document, sealed by our serializer
@@ -272,6 +294,7 @@ class SealedTask(Task[Any, Any]):
         ]
         if vault:
             writes.append(Write("DEL", tuple(vault)))
+        writes += self._settle_writes()
         runtime.commit(
             "task.succeeded",
             target=task_id,

@@ -1,16 +1,27 @@
-"""The request class of every taskgate task: a sealed body is opened once, not twice.
+"""The request class of every taskgate task: a sealed body is opened once, not twice,
+and a declared task's success acknowledges its message in the same write as its result.
 
-Celery's worker decodes a protocol-2 body in its main process (the strategy looks for
-``args`` in ``message.payload``, and ``Request`` reads the arguments from it), then
-sends the *raw* body to the pool process, which decodes it again. For a sealed body
+Opened once: Celery's worker decodes a protocol-2 body in its main process (the strategy
+looks for ``args`` in ``message.payload``, and ``Request`` reads the arguments from it),
+then sends the *raw* body to the pool process, which decodes it again. For a sealed body
 that is a second signature check and decryption per task. Here the main process's
 decode - the one that refuses forged or unsigned messages, audited, before the task
-reaches the pool (``workers.consumer``) - is the only one: the pool receives the opened call,
-as Celery does for messages it decoded itself (protocol 1).
+reaches the pool (``workers.consumer``) - is the only one: the pool receives the opened
+call, as Celery does for messages it decoded itself (protocol 1). Nothing new crosses the
+pipe: Celery already sends the decoded arguments to the pool inside the request dict; the
+raw body no longer goes along. The task still checks the seal's binding against its own
+id and name before it runs (``workers.execution``).
 
-Nothing new crosses the pipe: Celery already sends the decoded arguments to the pool
-inside the request dict; the raw body no longer goes along. The task still checks the
-seal's binding against its own id and name before it runs (``workers.execution``).
+Settled by the task: the request dict carries the message's delivery tag to the pool, and
+a declared task's success commit - completion record, result, audit record - also removes
+the delivery from kombu's ``unacked`` hash and index, atomically (``workers.execution``).
+When the pool reports that the task returned, the main process's ack only frees the
+prefetch slot (``workers.transport``) instead of a second round trip to Redis. Every other
+outcome (retry, failure, dead letter, refusal, revocation, a lost worker) is acknowledged
+or rejected by the main process as before. If a task returned without its commit having
+acknowledged (Celery reporting an internal error as a return), the delivery stays in the
+``unacked`` hash and comes back after the visibility timeout, where the completion record
+decides: delayed, never lost.
 """
 
 from __future__ import annotations
@@ -19,9 +30,18 @@ from typing import Any
 
 from celery.worker.request import Request
 
+from workers.transport import QoS
 from workers.wire import TASK_CONTENT_TYPE
 
-__all__ = ["SealedRequest"]
+__all__ = ["DELIVERY_TAG", "SealedRequest", "settles_on_success"]
+
+DELIVERY_TAG = "taskgate_delivery_tag"  # request dict field -> ``task.request`` attribute
+
+
+def settles_on_success(task: Any) -> bool:
+    """Does ``task``'s success commit acknowledge its own delivery? (Declared tasks with
+    late acks; ``system.ping`` is acknowledged on receipt and commits nothing.)"""
+    return getattr(task, "spec", None) is not None and bool(getattr(task, "acks_late", False))
 
 
 class SealedRequest(Request):
@@ -29,11 +49,30 @@ class SealedRequest(Request):
 
     def __init__(self, message: Any, *args: Any, **kwargs: Any) -> None:
         super().__init__(message, *args, **kwargs)
+        self._returned = False
         # celery-types does not declare Request's private attributes.
         me: Any = self
-        if not me._decoded and me._content_type == TASK_CONTENT_TYPE:
-            # The opened (args, kwargs, embed) Celery holds already: what
-            # fast_trace_task runs when it is given no content type.
-            me._body = me._payload
-            me._content_type = me._content_encoding = None
-            me._decoded = True
+        if me._decoded or me._content_type != TASK_CONTENT_TYPE:
+            return
+        # The opened (args, kwargs, embed) Celery holds already: what fast_trace_task runs
+        # when it is given no content type.
+        me._body = me._payload
+        me._content_type = me._content_encoding = None
+        me._decoded = True
+        if settles_on_success(self.task):
+            me._request_dict[DELIVERY_TAG] = message.delivery_tag
+            reported = me.on_success  # the handler create_request_cls generated
+
+            def on_success(failed__retval__runtime: Any, **options: Any) -> Any:
+                self._returned = not failed__retval__runtime[0]
+                return reported(failed__retval__runtime, **options)
+
+            me.on_success = on_success  # what execute_using_pool hands the pool
+
+    def acknowledge(self) -> None:
+        message: Any = self.message
+        if self._returned and not self.acknowledged:
+            qos = getattr(getattr(message, "channel", None), "qos", None)
+            if isinstance(qos, QoS):
+                qos.settled_by_task(message.delivery_tag)
+        super().acknowledge()

@@ -46,6 +46,7 @@ from workers.transport import Channel
 from workers.wire import (
     GLOBAL_QUEUED,
     KOMBU_UNACKED,
+    KOMBU_UNACKED_INDEX,
     SWEEP_LOCK,
     TASK_ID,
     message_copy_key,
@@ -319,12 +320,15 @@ def install(app: Celery, settings: WorkerSettings, runtime: WorkerRuntime) -> No
     """Add the sweeper to ``app``'s worker; refuse a kombu layout it cannot see into."""
     options = app.conf.broker_transport_options or {}
     unacked = options.get("unacked_key", Channel.unacked_key)
-    if unacked != KOMBU_UNACKED or options.get("global_keyprefix"):
-        # Looking in the wrong hash would take every message in flight for lost.
+    index = options.get("unacked_index_key", Channel.unacked_index_key)
+    if (unacked, index) != (KOMBU_UNACKED, KOMBU_UNACKED_INDEX) or options.get("global_keyprefix"):
+        # Looking in the wrong hash would take every message in flight for lost; a task's
+        # success commit acknowledges its delivery in both keys (workers.request).
         raise ConfigError(
             "broker_transport_options",
-            f"the sweeper expects kombu's unacked hash at {KOMBU_UNACKED!r}, unprefixed",
-            "keep kombu's default unacked_key and no global_keyprefix",
+            f"taskgate expects kombu's unacked keys at {KOMBU_UNACKED!r} and"
+            f" {KOMBU_UNACKED_INDEX!r}, unprefixed",
+            "keep kombu's default unacked_key, unacked_index_key and no global_keyprefix",
         )
     app.taskgate_sweeper = SweeperService(settings, runtime)  # type: ignore[attr-defined]
     app.steps["worker"].add(SweeperStep)

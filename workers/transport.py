@@ -12,6 +12,11 @@ so it never reads the broken socket, never notices the lost connection, and neve
 consumes again until the worker is restarted. Here a failed ack or reject still frees the
 slot locally; the message itself stays in Redis's ``unacked`` hash and is handed out again
 after the visibility timeout - the same path as a killed worker's messages.
+
+Settled deliveries: a declared task's success commit removes its own delivery from the
+``unacked`` hash and index in the same atomic script that records the completion
+(``workers.execution``), and the request tells the QoS so (``workers.request``). Its ack
+then only frees the prefetch slot: no second round trip from the consumer's event loop.
 """
 
 from __future__ import annotations
@@ -35,6 +40,14 @@ _APPEND_PATIENCE = 120.0  # seconds to keep a popped message while Redis comes b
 
 
 class QoS(kombu_redis.QoS):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._settled: set[Any] = set()
+
+    def settled_by_task(self, delivery_tag: Any) -> None:
+        """The task's own final write already removed ``delivery_tag`` from Redis."""
+        self._settled.add(delivery_tag)
+
     def append(self, message: Any, delivery_tag: Any) -> None:
         deadline = time.monotonic() + _APPEND_PATIENCE
         delay = 0.1
@@ -50,6 +63,10 @@ class QoS(kombu_redis.QoS):
                 delay = min(delay * 2, 2.0)
 
     def ack(self, delivery_tag: Any) -> None:
+        if delivery_tag in self._settled:
+            self._settled.discard(delivery_tag)
+            virtual.QoS.ack(self, delivery_tag)  # acknowledged in Redis by the task's commit
+            return
         try:
             super().ack(delivery_tag)
         except _UNREACHABLE:
@@ -57,6 +74,7 @@ class QoS(kombu_redis.QoS):
             raise
 
     def reject(self, delivery_tag: Any, requeue: bool = False) -> None:
+        self._settled.discard(delivery_tag)
         try:
             super().reject(delivery_tag, requeue=requeue)
         except _UNREACHABLE:

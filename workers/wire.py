@@ -27,6 +27,7 @@ __all__ = [
     "DEFAULT_QUEUE",
     "GLOBAL_QUEUED",
     "KOMBU_UNACKED",
+    "KOMBU_UNACKED_INDEX",
     "PING_TASK",
     "RESULT_BINDING",
     "RESULT_CONTENT_TYPE",
@@ -57,6 +58,7 @@ SWEEP_LOCK = "tg:sweep:lock"
 # kombu's Redis transport (Channel.unacked_key): delivered, unacknowledged messages by
 # delivery tag. Our Celery config keeps kombu's default name and no global key prefix.
 KOMBU_UNACKED = "unacked"
+KOMBU_UNACKED_INDEX = "unacked_index"  # Channel.unacked_index_key: delivery tag -> time
 
 
 def done_key(task_id: str) -> str:

@@ -390,16 +390,22 @@ def test_sweeper_thread_logs_an_unreachable_redis_and_tries_again_every_interval
 def test_sweeper_refuses_a_kombu_layout_it_cannot_see_into(
     stack: PrivateStack, worker_keys: KeyRing, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Another unacked hash name (or a key prefix) would make every message in flight look
-    lost: the worker refuses to start instead."""
+    """Another unacked hash or index name (or a key prefix) would make every message in
+    flight look lost, and the success commit acknowledge in the wrong place: the worker
+    refuses to start instead."""
     for key, value in stack.env.items():
         if key.startswith("TASKGATE_"):
             monkeypatch.setenv(key, value)
     settings = WorkerSettings()
     app = create_celery(settings, keys=worker_keys)
     try:
-        for option in ({"unacked_key": "inflight"}, {"global_keyprefix": "tg-"}):
-            app.conf.broker_transport_options = {**app.conf.broker_transport_options, **option}
+        default = dict(app.conf.broker_transport_options)
+        for option in (
+            {"unacked_key": "inflight"},
+            {"unacked_index_key": "inflight_index"},
+            {"global_keyprefix": "tg-"},
+        ):
+            app.conf.broker_transport_options = {**default, **option}
             with pytest.raises(ConfigError, match="unacked"):
                 install(app, settings, app.taskgate_runtime)  # type: ignore[attr-defined]
     finally:
