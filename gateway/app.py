@@ -19,6 +19,7 @@ from gateway.audit_batcher import AuditBatcher
 from gateway.clients import ClientRegistry
 from gateway.codec import SealedCodec
 from gateway.errors import install_error_handlers
+from gateway.fastlane import SubmitFastLane
 from gateway.middleware import (
     BodySizeLimitMiddleware,
     RequestIdMiddleware,
@@ -192,10 +193,13 @@ def create_app(
     app.state.limiter = limiter
     app.include_router(build_token_router(limiter, settings))
     router = build_router()
+    submit_endpoints = {}
     for spec in tasks:
+        endpoint = submit_route(spec)
+        submit_endpoints[f"{router.prefix}/{spec.name}"] = endpoint
         router.add_api_route(
             f"/{spec.name}",
-            submit_route(spec),
+            endpoint,
             methods=["POST"],
             status_code=202,
             summary=f"Submit {spec.name}",
@@ -207,7 +211,11 @@ def create_app(
     app.include_router(build_admin_router())
     app.include_router(build_metrics_router())
     _install_openapi(app, tasks)
-    # Outermost first: ids on everything, headers on everything, then the body cap.
+    # Outermost first: ids on everything, headers on everything, then the body cap, then
+    # the submission routes without FastAPI's per-request layers (same handlers).
+    app.add_middleware(
+        SubmitFastLane, endpoints=submit_endpoints, exception_handlers=app.exception_handlers
+    )
     app.add_middleware(BodySizeLimitMiddleware, limit_for=_body_limit(settings, tasks))
     if settings.cors_origins:
         app.add_middleware(

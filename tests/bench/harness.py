@@ -46,7 +46,9 @@ __all__ = [
     "load_average",
     "log_problems",
     "log_size",
+    "machine_cpu_seconds",
     "merge_bench_json",
+    "redis_cpu_seconds",
     "register_bench_client",
     "run_loadgen",
     "running",
@@ -185,6 +187,19 @@ def redis_cpu_seconds(client: redis.Redis) -> float:
     return float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"])
 
 
+def machine_cpu_seconds() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine so far, all cores (``/proc/stat``):
+    on a saturated shared machine, busy CPU per request is what decides the rate."""
+    try:
+        with open("/proc/stat") as stat:
+            fields = [int(v) for v in stat.readline().split()[1:]]
+    except (OSError, ValueError):
+        return 0.0, 0.0
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    total = sum(fields[:8])  # user nice system idle iowait irq softirq steal
+    return (total - idle) / _CLK_TCK, total / _CLK_TCK
+
+
 def load_average() -> str:
     """The 1/5/15-minute load averages (the bench shares its machine: say how busy it was)."""
     try:
@@ -254,6 +269,9 @@ class LoadRun:
     server_cpu_s: float
     queued: int
     load_before: str = ""
+    redis_cpu_s: float = 0.0  # Redis's own CPU over the measured part
+    machine_busy_s: float = 0.0  # every process on the machine (wrk, Redis, server, ...)
+    machine_util: float = 0.0  # busy share of all cores over the measured part
     server_log: str = ""  # warning/error lines the server logged during a run with errors
 
     @property
@@ -326,6 +344,13 @@ def aggregate(runs: list[LoadRun]) -> dict[str, float]:
         "p99_ms": round(statistics.median(float(run.summary["p99_ms"]) for run in runs), 2),
         "redis_per_ok": round(calls / ok, 2) if ok else 0.0,
         "cpu_ms_per_ok": round(cpu * 1000 / ok, 3) if ok else 0.0,
+        "redis_cpu_ms_per_ok": round(sum(r.redis_cpu_s for r in runs) * 1000 / ok, 3)
+        if ok
+        else 0.0,
+        "machine_cpu_ms_per_ok": round(sum(r.machine_busy_s for r in runs) * 1000 / ok, 3)
+        if ok
+        else 0.0,
+        "machine_util": round(statistics.median(r.machine_util for r in runs), 2),
     }
 
 

@@ -39,7 +39,9 @@ from tests.bench.harness import (
     load_average,
     log_problems,
     log_size,
+    machine_cpu_seconds,
     merge_bench_json,
+    redis_cpu_seconds,
     register_bench_client,
     run_loadgen,
     running,
@@ -60,16 +62,22 @@ def _one_run(client: redis.Redis, server: Child, url: str, queue: str, **load: A
     """One load run; Redis commands and server CPU counted over the measured part."""
     before = load_average()
     offset = log_size(server)
-    cpu0 = [0.0]
+    start = [0.0, 0.0, 0.0, 0.0]  # server CPU, Redis CPU, machine busy, machine total
 
     def measure_from() -> None:
         client.config_resetstat()
-        cpu0[0] = group_cpu_seconds(server.pid)
+        server_cpu, redis_cpu = group_cpu_seconds(server.pid), redis_cpu_seconds(client)
+        start[:] = [server_cpu, redis_cpu, *machine_cpu_seconds()]
 
     summary = run_loadgen(url, measure_from=measure_from, **load)
+    busy, total = machine_cpu_seconds()
     cpu1 = group_cpu_seconds(server.pid)
+    redis_cpu = redis_cpu_seconds(client) - start[1]
     calls = commandstats(client)
-    run = LoadRun(summary, calls, cpu1 - cpu0[0], int(client.llen(queue)), before)
+    run = LoadRun(summary, calls, cpu1 - start[0], int(client.llen(queue)), before)
+    run.redis_cpu_s = redis_cpu
+    run.machine_busy_s = busy - start[2]
+    run.machine_util = (busy - start[2]) / max(total - start[3], 1e-9)
     if summary["errors"]:
         time.sleep(0.5)  # let the server finish writing what went wrong
         run.server_log = log_problems(server, offset)
@@ -147,6 +155,12 @@ def test_submit_throughput_naive_vs_taskgate(
             "baseline_p99_ms": base["p99_ms"],
             "baseline_redis_commands_per_submit": base["redis_per_ok"],
             "baseline_cpu_ms_per_submit": base["cpu_ms_per_ok"],
+            "taskgate_redis_cpu_ms_per_submit": gate["redis_cpu_ms_per_ok"],
+            "baseline_redis_cpu_ms_per_submit": base["redis_cpu_ms_per_ok"],
+            "taskgate_machine_cpu_ms_per_submit": gate["machine_cpu_ms_per_ok"],
+            "baseline_machine_cpu_ms_per_submit": base["machine_cpu_ms_per_ok"],
+            "taskgate_machine_util": gate["machine_util"],
+            "baseline_machine_util": base["machine_util"],
             "concurrency": CONCURRENCY,
             "duration_s": DURATION,
             "repeats": REPEAT,
@@ -159,6 +173,9 @@ def test_submit_throughput_naive_vs_taskgate(
                     f"  p99 {s['p99_ms']:6.1f} ms  {s['requests']} req  {s['errors']} errors"
                     f"  status {s['status_counts']}  queued {run.queued}"
                     f"  server cpu {run.server_cpu_s * 1000 / max(run.ok_total, 1):.2f} ms/ok"
+                    f"  redis cpu {run.redis_cpu_s * 1000 / max(run.ok_total, 1):.2f} ms/ok"
+                    f"  machine {run.machine_busy_s * 1000 / max(run.ok_total, 1):.2f} ms/ok"
+                    f" ({run.machine_util:.0%} busy)"
                     f"  loadavg {run.load_before}"
                 )
                 if run.server_log:
@@ -193,6 +210,15 @@ def test_submit_throughput_naive_vs_taskgate(
         "ratio = taskgate rps / baseline rps; p50/p99 are taskgate's (2xx only); cpu = server"
         " CPU (all its processes) per accepted submission"
     )
+    for key, row in rows.items():
+        print(
+            f"  {key}: CPU per accepted submission - Redis"
+            f" {row['taskgate_redis_cpu_ms_per_submit']:.3f} ms (baseline"
+            f" {row['baseline_redis_cpu_ms_per_submit']:.3f}); whole machine (wrk, Redis, server)"
+            f" {row['taskgate_machine_cpu_ms_per_submit']:.3f} ms (baseline"
+            f" {row['baseline_machine_cpu_ms_per_submit']:.3f}) at"
+            f" {row['taskgate_machine_util']:.0%} ({row['baseline_machine_util']:.0%}) of all cores"
+        )
     for line in details:
         print(line)
     print(f"written: {path}")
