@@ -26,6 +26,8 @@ decides: delayed, never lost.
 
 from __future__ import annotations
 
+import weakref
+from functools import partial
 from typing import Any
 
 from celery.worker.request import Request
@@ -61,13 +63,10 @@ class SealedRequest(Request):
         me._decoded = True
         if settles_on_success(self.task):
             me._request_dict[DELIVERY_TAG] = message.delivery_tag
-            reported = me.on_success  # the handler create_request_cls generated
-
-            def on_success(failed__retval__runtime: Any, **options: Any) -> Any:
-                self._returned = not failed__retval__runtime[0]
-                return reported(failed__retval__runtime, **options)
-
-            me.on_success = on_success  # what execute_using_pool hands the pool
+            # What execute_using_pool hands the pool: the handler create_request_cls
+            # generated, noting first whether the task returned. A weak reference, so the
+            # request does not keep itself alive through its own attribute.
+            me.on_success = partial(_note_return, weakref.ref(self), type(self).on_success)
 
     def acknowledge(self) -> None:
         message: Any = self.message
@@ -76,3 +75,13 @@ class SealedRequest(Request):
             if isinstance(qos, QoS):
                 qos.settled_by_task(message.delivery_tag)
         super().acknowledge()
+
+
+def _note_return(
+    ref: weakref.ref[SealedRequest], reported: Any, failed__retval__runtime: Any, **options: Any
+) -> Any:
+    request = ref()
+    if request is None:  # pragma: no cover - Celery holds the request until it is ready
+        return None
+    request._returned = not failed__retval__runtime[0]
+    return reported(request, failed__retval__runtime, **options)

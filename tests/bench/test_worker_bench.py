@@ -7,7 +7,7 @@ same concurrency). Time runs from the first enqueue (queue pre-filled, then the 
 starts) to the last result present; the drain rate from the worker's "ready" is shown
 too. Printed and merged into ``<state dir>/bench.json`` under ``worker``.
 
-Knobs (environment): ``BENCH_TASKS`` (2000), ``BENCH_WORKER_CONCURRENCY`` (2),
+Knobs (environment): ``BENCH_TASKS`` (4000), ``BENCH_WORKER_CONCURRENCY`` (2),
 ``BENCH_REPEAT`` (3).
 """
 
@@ -47,7 +47,7 @@ from tests.conftest import register_log
 
 pytestmark = [pytest.mark.bench, pytest.mark.timeout(3600)]
 
-TASKS = int(os.environ.get("BENCH_TASKS", "2000"))
+TASKS = int(os.environ.get("BENCH_TASKS", "4000"))
 WORKER_CONCURRENCY = int(os.environ.get("BENCH_WORKER_CONCURRENCY", "2"))
 
 
