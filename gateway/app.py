@@ -144,7 +144,10 @@ def create_app(
             # connection is a 503; the client's Idempotency-Key makes its retry safe.
             retry=Retry(NoBackoff(), 0),
         )
-        batcher = AuditBatcher(AsyncAuditWriter(client, ring.audit))
+        batcher = AuditBatcher(
+            AsyncAuditWriter(client, ring.audit),
+            delay=settings.group_commit_delay_ms / 1000,
+        )
         scripts = ScriptBatcher(client)
         readiness = health.Readiness(
             client,

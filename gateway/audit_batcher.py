@@ -8,6 +8,12 @@ A request is answered only after its record is in Redis: nothing audited is lost
 A record may carry attached writes (a submission's enqueue): they run in the same script
 call as the append, so an accepted submission costs its share of one round trip for the
 audit record *and* the enqueue together, atomically.
+
+When other writers contend for the chain (several gateway processes: an append lost the
+race for the head within the last second) and records are queuing, a batch waits
+``delay`` (1 ms by default) to fill, like PostgreSQL's ``commit_delay`` with
+``commit_siblings``. Each lost race re-sends its whole batch, so fewer, larger batches
+lose far less; a lone request, or a single process, is never delayed.
 """
 
 from __future__ import annotations
@@ -15,7 +21,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import Awaitable, Callable, Sequence
 
 from security.audit import AsyncAuditWriter, AuditRecord, Write
 from security.errors import AuditError
@@ -24,6 +31,7 @@ __all__ = ["AuditBatcher"]
 
 log = logging.getLogger("taskgate.audit")
 _MAX_BATCH = 256
+_CONTENDED_FOR = 1.0  # seconds after a lost race during which batches wait to fill
 
 _Pending = tuple[AuditRecord, Sequence[Write], "asyncio.Future[str | None]"]
 
@@ -31,8 +39,16 @@ _Pending = tuple[AuditRecord, Sequence[Write], "asyncio.Future[str | None]"]
 class AuditBatcher:
     """Queue records, append them in batches, resolve each caller when its batch lands."""
 
-    def __init__(self, writer: AsyncAuditWriter) -> None:
+    def __init__(
+        self,
+        writer: AsyncAuditWriter,
+        *,
+        delay: float = 0.001,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
         self._writer = writer
+        self._delay = delay
+        self._sleep = sleep
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
 
@@ -58,12 +74,18 @@ class AuditBatcher:
         self._queue.put_nowait((record, writes, done))
         return await done
 
+    def _contended(self) -> bool:
+        return time.monotonic() - self._writer.last_conflict < _CONTENDED_FOR
+
     async def _run(self) -> None:
         while True:
             first = await self._queue.get()
             # One loop turn first: requests that are a step from here join this batch
-            # (fewer, larger round trips; each socket write is costly).
+            # (fewer, larger round trips; each socket write is costly). Others already
+            # waiting: the gateway is busy, so give the batch a moment to fill.
             await asyncio.sleep(0)
+            if self._delay and not self._queue.empty() and self._contended():
+                await self._sleep(self._delay)
             batch = [first]
             while len(batch) < _MAX_BATCH and not self._queue.empty():
                 batch.append(self._queue.get_nowait())

@@ -42,6 +42,9 @@ class GatewaySettings(CommonSettings):
     admin_token_file: Path | None = None
     # Limits
     client_cache_seconds: float = Field(default=5.0, ge=0, le=300)
+    # Group commit under contention: how long an audit append waits for more records when
+    # records are queuing and another process appends too (see AuditBatcher); 0: never.
+    group_commit_delay_ms: float = Field(default=1.0, ge=0, le=20)
     max_queued_global: int = Field(default=10_000, ge=1)
     token_rate_limit_ip: str = "20/minute"
     token_rate_limit_client: str = "10/minute"

@@ -361,6 +361,9 @@ class AsyncAuditWriter:
         self._script = client.register_script(_APPEND_LUA)
         self._lock = asyncio.Lock()
         self._sleep = sleep
+        #: ``time.monotonic()`` when an append last lost the race for the head to another
+        #: writer (0.0: never) - a sign that batching harder would pay (``AuditBatcher``).
+        self.last_conflict = 0.0
 
     async def append(self, record: AuditRecord) -> AuditEntry:
         """Append one record; return it as written."""
@@ -389,4 +392,5 @@ class AsyncAuditWriter:
                 raise _redis_failed(exc) from exc
             if (written := chain.accept(reply, entries)) is not None:
                 return written
+            self.last_conflict = time.monotonic()
         raise chain.exhausted()

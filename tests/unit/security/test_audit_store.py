@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -243,6 +244,17 @@ async def test_async_writer_appends_retries_and_batches() -> None:
     entries = await writer.append_many([RECORD] * (MAX_BATCH + 1))
     assert [e.seq for e in entries] == list(range(4, MAX_BATCH + 5))
     assert len(client.calls) == 4
+
+
+async def test_async_writer_notes_when_it_lost_the_race_for_the_head() -> None:
+    """``last_conflict`` stays 0 while appends go through at once and is set when another
+    writer moved the head first (what the gateway's group commit watches)."""
+    writer, _ = _async_writer(_ok, [b"conflict", f"5 {'ef' * 32}".encode()], _ok)
+    await writer.append(RECORD)
+    assert writer.last_conflict == 0.0
+    before = time.monotonic()
+    await writer.append(RECORD)
+    assert before <= writer.last_conflict <= time.monotonic()
 
 
 async def test_async_writer_errors_and_contention() -> None:
