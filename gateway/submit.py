@@ -35,7 +35,7 @@ from gateway.ratelimit import LimitState, evaluate, hit_ttl, parse_window, windo
 from gateway.script_batcher import LuaScript
 from gateway.state import GatewayState
 from security import leakguard
-from security.audit import AuditRecord, Write
+from security.audit import AuditRecord, Earlier, Write
 from security.errors import TokenError
 from security.sanitise import loads_limited
 from security.vault import SwapResult, swap_secrets
@@ -333,6 +333,7 @@ def enqueue_writes(ctx: Submission, state: GatewayState) -> list[Write]:
         repr(ctx.now),
     )
     writes = [Write("SET", (entry.redis_key,), (entry.blob, "EX", ttl)) for entry in vault]
+    copy = len(writes)  # the message itself crosses the network once (Earlier, below)
     writes += [
         Write("SET", (message_copy_key(tid),), (message, "EX", ttl)),
         Write("HSET", (task,), record),
@@ -346,7 +347,7 @@ def enqueue_writes(ctx: Submission, state: GatewayState) -> list[Write]:
     if ctx.idem_redis_key is not None:
         done = json.dumps({"state": "done", "body": ctx.body_hash, "task_id": tid})
         writes.append(Write("SET", (ctx.idem_redis_key,), (done, "EX", str(IDEMPOTENCY_TTL))))
-    writes.append(Write("LPUSH", (spec.queue,), (message,)))
+    writes.append(Write("LPUSH", (spec.queue,), (Earlier(copy, 0),)))
     return writes
 
 

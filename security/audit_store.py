@@ -57,6 +57,7 @@ __all__ = [
     "AsyncAuditWriter",
     "AuditWriter",
     "Committed",
+    "Earlier",
     "Write",
     "aread_head",
     "head_key",
@@ -108,6 +109,10 @@ if turn then redis.call('DEL', KEYS[3]) end
 for e = 1, #entries do
   local outcome = 1
   for _, write in ipairs(writes[e]) do
+    -- An argument {w, i} is the value of the record's earlier write w at position i.
+    for i = 2, #write do
+      if type(write[i]) == 'table' then write[i] = writes[e][write[i][1]][write[i][2]] end
+    end
     local done = redis.pcall(unpack(write))
     if type(done) == 'table' and done.err then
       outcome = done.err
@@ -121,15 +126,26 @@ return reply
 
 
 @dataclass(frozen=True)
+class Earlier:
+    """An argument that repeats one of an earlier write's arguments (same record), so a large
+    value - a broker message, a sealed result - crosses the network once however many
+    writes store it. ``write`` indexes the record's writes, ``arg`` that write's ``args``."""
+
+    write: int
+    arg: int
+
+
+@dataclass(frozen=True)
 class Write:
     """A Redis command run by the append script right after its record is appended.
 
-    Arguments are text or bytes: format numbers yourself (``repr`` of a float is exact).
+    Arguments are text or bytes (format numbers yourself: ``repr`` of a float is exact), or
+    :class:`Earlier` to repeat an argument of an earlier write of the same record.
     """
 
     command: str
     keys: tuple[str, ...] = ()
-    args: tuple[str | bytes, ...] = ()
+    args: tuple[str | bytes | Earlier, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -141,6 +157,24 @@ class Committed:
 
 
 _Item = tuple[AuditRecord, Sequence[Write]]
+
+
+def _pack_record_writes(writes: Sequence[Write]) -> list[list[Any]]:
+    """``[command, *keys, *args]`` per write; an :class:`Earlier` becomes the 1-based
+    ``[write, position]`` of the repeated value in that flat form (the script resolves it)."""
+    return [
+        [
+            w.command,
+            *w.keys,
+            *(
+                [a.write + 1, 1 + len(writes[a.write].keys) + a.arg + 1]
+                if isinstance(a, Earlier)
+                else a
+                for a in w.args
+            ),
+        ]
+        for w in writes
+    ]
 
 
 def _pack(document: Any) -> bytes:
@@ -209,12 +243,21 @@ class _Chain:
                 raise AuditError("only AuditRecord instances can be audited", reason="bad_record")
             if not all(isinstance(w, Write) for w in writes):
                 raise AuditError("attached writes must be Write instances", reason="bad_record")
+            for n, write in enumerate(writes):
+                for arg in write.args:
+                    if isinstance(arg, Earlier) and not (
+                        0 <= arg.write < n and 0 <= arg.arg < len(writes[arg.write].args)
+                    ):
+                        raise AuditError(
+                            "an Earlier argument must name an argument of an earlier write",
+                            reason="bad_record",
+                        )
         return out
 
     @staticmethod
     def pack_writes(items: Sequence[_Item]) -> bytes:
         """Every record's attached writes, packed once whatever the retries."""
-        return _pack([[[w.command, *w.keys, *w.args] for w in writes] for _, writes in items])
+        return _pack([_pack_record_writes(writes) for _, writes in items])
 
     def prepare(
         self, items: Sequence[_Item], packed_writes: bytes, *, attempt: int = 0

@@ -36,7 +36,7 @@ from celery.exceptions import Ignore, Reject, Retry
 from kombu.exceptions import OperationalError
 from pydantic import ValidationError
 
-from security.audit import AuditRecord, AuditWriter, Outcome, Write
+from security.audit import AuditRecord, AuditWriter, Earlier, Outcome, Write
 from security.errors import AuditError, InputRejectedError, TaskgateError
 from security.keystore import KeyRing
 from security.tls import RedisTLS
@@ -290,7 +290,7 @@ class SealedTask(Task[Any, Any]):
             ),
             Write("EXPIRE", (task_key(task_id),), (ttl,)),
             Write("SET", (result_key,), (document, *expiry)),
-            Write("PUBLISH", (result_key,), (document,)),
+            Write("PUBLISH", (result_key,), (Earlier(3, 0),)),  # the document, sent once
         ]
         if vault:
             writes.append(Write("DEL", tuple(vault)))

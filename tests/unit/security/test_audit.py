@@ -20,6 +20,7 @@ from security.audit import (
     AuditRecord,
     AuditWriter,
     BadRecord,
+    Earlier,
     Write,
     amake_checkpoint,
     averify,
@@ -191,6 +192,46 @@ def test_attached_writes_must_be_write_instances(redis_client: redis.Redis) -> N
         writer.commit_many([(_rec(1), [("SET", "k", "v")])])  # type: ignore[list-item]
     assert info.value.reason == "bad_record"
     assert redis_client.exists(STREAM) == 0
+
+
+def test_an_earlier_argument_repeats_a_value_sent_once(redis_client: redis.Redis) -> None:
+    """A write may repeat an earlier write's argument of the same record: the value is
+    packed once and lands wherever it is named, byte for byte; records do not share."""
+    blob = bytes(range(256)) * 8
+    writer = AuditWriter(redis_client, KEYS)
+    writes = [
+        Write("SET", ("copy",), (blob, "EX", "60")),
+        Write("HSET", ("h",), ("field", "x")),
+        Write("LPUSH", ("queue",), (Earlier(0, 0),)),
+        Write("HSET", ("h2",), ("f", Earlier(1, 1))),
+    ]
+    other = [Write("SET", ("copy2",), (b"other",)), Write("LPUSH", ("queue",), (Earlier(0, 0),))]
+    done = writer.commit_many([(_rec(1), writes), (_rec(2), other)])
+    assert [d.write_error for d in done] == [None, None]
+    assert redis_client.get("copy") == blob
+    assert redis_client.lrange("queue", 0, -1) == [b"other", blob]
+    assert redis_client.hget("h2", "f") == b"x"
+    assert redis_client.ttl("copy") > 0
+
+
+@pytest.mark.parametrize(
+    "writes",
+    [
+        [Write("LPUSH", ("q",), (Earlier(0, 0),))],  # names itself
+        [Write("SET", ("a",), ("v",)), Write("LPUSH", ("q",), (Earlier(1, 0),))],  # a later one
+        [Write("SET", ("a",), ("v",)), Write("LPUSH", ("q",), (Earlier(0, 1),))],  # no such arg
+        [Write("SET", ("a",), ("v",)), Write("LPUSH", ("q",), (Earlier(-1, 0),))],
+    ],
+)
+def test_an_earlier_argument_must_name_an_earlier_writes_argument(
+    redis_client: redis.Redis, writes: list[Write]
+) -> None:
+    """A reference to itself, a later write or a missing argument is refused before Redis."""
+    writer = AuditWriter(redis_client, KEYS)
+    with pytest.raises(AuditError) as info:
+        writer.commit_many([(_rec(1), writes)])
+    assert info.value.reason == "bad_record"
+    assert redis_client.exists(STREAM, "q") == 0
 
 
 async def test_async_writer_commits_attached_writes(async_redis: redis.asyncio.Redis) -> None:
