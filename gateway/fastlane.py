@@ -18,9 +18,11 @@ server-error layer: a 500 problem).
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -48,7 +50,7 @@ class SubmitFastLane:
         self.handlers = {
             key: handler
             for key, handler in exception_handlers.items()
-            if isinstance(key, type) and key is not Exception
+            if key not in (500, Exception)
         }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -67,10 +69,15 @@ class SubmitFastLane:
             handler = self._handler_for(exc)
             if handler is None:
                 raise
-            response = await handler(request, exc)
+            response = handler(request, exc)
+            if inspect.isawaitable(response):
+                response = await response
         await response(scope, receive, send)
 
     def _handler_for(self, exc: Exception) -> Handler | None:
+        """Starlette's order: an HTTP error's status code first, then the exception's MRO."""
+        if isinstance(exc, HTTPException) and exc.status_code in self.handlers:
+            return self.handlers[exc.status_code]
         for cls in type(exc).__mro__:
             if cls in self.handlers:
                 return self.handlers[cls]

@@ -120,3 +120,36 @@ def test_a_mounted_root_path_is_left_to_fastapi() -> None:
 
     assert asyncio.run(go()) == 204
     assert seen == ["/v1/tasks/lane"]
+
+
+def test_plain_function_and_status_code_handlers_are_used_as_starlette_would() -> None:
+    """A handler may be a plain function, and an HTTP error's status-code handler comes
+    before its class's: the lane picks and calls them as Starlette's exception layer does."""
+    from starlette.exceptions import HTTPException
+
+    async def teapot(request: Request) -> Response:
+        raise HTTPException(418, "short and stout")
+
+    def by_status(request: Request, exc: Exception) -> Response:
+        return JSONResponse({"by": "status"}, status_code=418)
+
+    def by_class(request: Request, exc: Exception) -> Response:
+        return JSONResponse({"by": "class"}, status_code=400)
+
+    async def downstream(scope: Any, receive: Any, send: Any) -> None:
+        raise AssertionError("the lane's path reached the app behind it")
+
+    lane = SubmitFastLane(
+        downstream,
+        endpoints={"/v1/tasks/lane": teapot},
+        exception_handlers={HTTPException: by_class, 418: by_status},
+    )
+
+    async def go() -> httpx.Response:
+        transport = httpx.ASGITransport(app=lane)
+        async with httpx.AsyncClient(transport=transport, base_url="https://gw") as client:
+            return await client.post("/v1/tasks/lane", content=b"{}")
+
+    answered = asyncio.run(go())
+    assert answered.status_code == 418
+    assert answered.json() == {"by": "status"}
