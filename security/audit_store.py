@@ -31,7 +31,7 @@ import secrets
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Final
 
 import msgpack
@@ -266,10 +266,7 @@ class _Chain:
         new_head = Head(entries[-1].seq, entries[-1].mac)
         args: list[Any] = [self.head.encode(), EMPTY_HEAD.encode(), new_head.encode()]
         args += [self.writer_id, "1" if attempt >= _TURN_AFTER else "0", _FIELD_NAMES]
-        values = []
-        for entry in entries:
-            fields = entry.to_fields()
-            values.append([fields[name] for name in ENTRY_FIELDS])
+        values = [list(entry.to_fields().values()) for entry in entries]  # ENTRY_FIELDS order
         args += [_pack(values), packed_writes]
         return entries, self.script_keys, args
 
@@ -295,7 +292,8 @@ class _Chain:
             ids, outcomes = reply[1 : len(entries) + 1], reply[len(entries) + 1 :]
             written = [
                 Committed(
-                    replace(e, stream_id=text(i)), None if outcome == 1 else text(outcome)[:200]
+                    AuditEntry(e.record, e.seq, e.prev, e.kid, e.mac, text(i)),
+                    None if outcome == 1 else text(outcome)[:200],
                 )
                 for e, i, outcome in zip(entries, ids, outcomes, strict=True)
             ]
