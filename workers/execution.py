@@ -28,7 +28,6 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any, NoReturn
 
 import redis
@@ -278,7 +277,14 @@ class SealedTask(Task[Any, Any]):
         result is stored."""
         runtime = _runtime(self.app)
         backend: Any = self.backend  # Celery's Redis backend (its stubs list less)
-        document = backend.encode(_success_meta(backend, task_id, result, self.request))
+        meta = backend._get_result_meta(  # Celery's own document, sealed by our serializer
+            result=backend.encode_result(result, states.SUCCESS),
+            state=states.SUCCESS,
+            traceback=None,
+            request=self.request,
+        )
+        meta["task_id"] = task_id
+        document = backend.encode(meta)
         key = backend.get_key_for_task(task_id)
         result_key = key.decode() if isinstance(key, bytes) else str(key)
         ttl = str(runtime.record_ttl)
@@ -411,26 +417,6 @@ class SealedTask(Task[Any, Any]):
             outcome="error",
             reason=f"{reason} after {attempt}",
         )
-
-
-def _success_meta(backend: Any, task_id: str, result: Any, request: Any) -> dict[str, Any]:
-    """Celery's result document for a success, as its Redis backend writes it without
-    extended results (``Backend._get_result_meta``, whose generic path costs a task more
-    than the rest of its success commit); sealed by our serializer. ``date_done`` is UTC,
-    as the worker's Celery configuration has it."""
-    meta: dict[str, Any] = {
-        "status": states.SUCCESS,
-        "result": backend.encode_result(result, states.SUCCESS),
-        "traceback": None,
-        "children": backend.current_task_children(request),
-        "date_done": datetime.now(UTC).isoformat(),
-    }
-    if group := getattr(request, "group", None):
-        meta["group_id"] = group
-    if parent := getattr(request, "parent_id", None):
-        meta["parent_id"] = parent
-    meta["task_id"] = task_id
-    return meta
 
 
 def _make_run(spec: TaskSpec) -> Callable[..., Any]:
