@@ -8,6 +8,7 @@ verification is always ``CERT_REQUIRED`` with hostname checks, TLS 1.2 is the fl
 
 from __future__ import annotations
 
+import functools
 import os
 import ssl
 import stat
@@ -23,11 +24,14 @@ from security.errors import ConfigError
 
 __all__ = [
     "MIN_TLS",
+    "PinnedAsyncSSLConnection",
+    "PinnedSSLConnection",
     "RedisTLS",
     "check_private_key",
     "check_readable",
     "check_redis_url",
     "client_context",
+    "pinned_redis_context",
     "server_context",
 ]
 
@@ -119,6 +123,58 @@ def server_context(
     return ctx
 
 
+def pinned_redis_context(
+    ca_file: str, cert_file: str | None, key_file: str | None
+) -> ssl.SSLContext:
+    """The client context for Redis connections: the server is verified against ``ca_file``
+    alone, with hostname checks, and the client certificate is presented. Shared by every
+    connection (a context is safe to share) until one of the files changes on disk."""
+    files = (ca_file, cert_file, key_file)
+    return _cached_context(files, tuple(os.stat(f).st_mtime_ns if f else 0 for f in files))
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_context(files: tuple[str | None, ...], _mtimes: tuple[int, ...]) -> ssl.SSLContext:
+    ca_file, cert_file, key_file = files
+    return client_context(
+        Path(str(ca_file)),
+        Path(cert_file) if cert_file else None,
+        Path(key_file) if key_file else None,
+    )
+
+
+def _pinned(ca_file: str | None, cert_file: str | None, key_file: str | None) -> ssl.SSLContext:
+    if not ca_file:  # fail closed: without our CA there is nothing to verify Redis against
+        raise ConfigError("ssl_ca_certs", "is not set", "pass the CA file that signed Redis")
+    return pinned_redis_context(ca_file, cert_file, key_file)
+
+
+class PinnedSSLConnection(redis.SSLConnection):
+    """redis-py's TLS connection (also kombu's and Celery's), verifying Redis against the
+    configured CA file only.
+
+    redis-py starts every connection's context from ``ssl.create_default_context()``, which
+    trusts the system's whole CA bundle, and only adds ``ssl_ca_certs`` to it: any public
+    CA's certificate for the Redis host name would pass. Here the context trusts the one
+    CA file; verification, hostname checks and the TLS floor are :func:`client_context`'s.
+    """
+
+    def _wrap_socket_with_ssl(self, sock: Any) -> Any:
+        context = _pinned(self.ca_certs, self.certfile, self.keyfile)
+        return context.wrap_socket(sock, server_hostname=self.host)
+
+
+class PinnedAsyncSSLConnection(redis.asyncio.SSLConnection):
+    """The asyncio twin of :class:`PinnedSSLConnection`."""
+
+    def _connection_arguments(self) -> Any:
+        # The plain connection's arguments (host, port, ...) with our context, instead of
+        # the one redis-py's SSLConnection would build from the system bundle.
+        arguments = dict(super(redis.asyncio.SSLConnection, self)._connection_arguments())
+        arguments["ssl"] = _pinned(self.ca_certs, self.certfile, self.keyfile)
+        return arguments
+
+
 @dataclass(frozen=True)
 class RedisTLS:
     """Everything needed to reach Redis over mutual TLS. Build clients only from here."""
@@ -152,9 +208,15 @@ class RedisTLS:
         return kwargs
 
     def client(self, **extra: Any) -> redis.Redis:
-        """A synchronous redis-py client over mTLS."""
-        return redis.Redis.from_url(self.url, **self.redis_kwargs(), **extra)
+        """A synchronous redis-py client over mTLS, Redis verified against our CA alone."""
+        return redis.Redis.from_url(
+            self.url, connection_class=PinnedSSLConnection, **self.redis_kwargs(), **extra
+        )
 
     def async_client(self, **extra: Any) -> redis.asyncio.Redis:
-        """An asyncio redis-py client over mTLS."""
-        return redis.asyncio.Redis.from_url(self.url, **self.redis_kwargs(), **extra)
+        """An asyncio redis-py client over mTLS, Redis verified against our CA alone."""
+        client = redis.asyncio.Redis.from_url(self.url, **self.redis_kwargs(), **extra)
+        # The asyncio pool's from_url lets the URL's scheme pick the class; set ours before
+        # the first connection is made.
+        client.connection_pool.connection_class = PinnedAsyncSSLConnection
+        return client

@@ -41,7 +41,8 @@ def celery_config(settings: WorkerSettings) -> dict[str, Any]:
     ssl_options = settings.redis.celery_ssl()
     return {
         "broker_url": settings.redis_url,
-        "result_backend": settings.redis_url,
+        # Celery's Redis backend, with Redis verified against our CA alone (workers.backend).
+        "result_backend": f"workers.backend:PinnedRedisBackend+{settings.redis_url}",
         "broker_use_ssl": ssl_options,
         "redis_backend_use_ssl": ssl_options,
         "broker_connection_retry_on_startup": True,

@@ -29,6 +29,8 @@ import redis
 from kombu.transport import redis as kombu_redis
 from kombu.transport import virtual
 
+from security.tls import PinnedSSLConnection
+
 __all__ = ["Transport"]
 
 log = logging.getLogger("taskgate.worker")
@@ -84,6 +86,8 @@ class QoS(kombu_redis.QoS):
 
 class Channel(kombu_redis.Channel):
     QoS = QoS
+    # Redis verified against the configured CA alone, not the system bundle as well.
+    connection_class_ssl = PinnedSSLConnection
 
 
 class Transport(kombu_redis.Transport):

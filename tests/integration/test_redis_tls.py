@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
 import socket
@@ -15,8 +16,11 @@ import redis
 
 from certs.authority import cert_pem, issue_leaf, key_pem, load_ca, new_ca, write_pem
 from certs.material import CertPaths
+from security.keystore import KeyRing
 from security.tls import RedisTLS
 from taskgate.redis_server import RedisServer, RedisServerError, start_redis
+from workers.app import create_celery
+from workers.settings import WorkerSettings
 
 pytestmark = pytest.mark.integration
 
@@ -158,3 +162,93 @@ def test_server_offering_only_tls_1_1_is_refused(pki: CertPaths) -> None:
     listener.close()
     thread.join(timeout=5)
     assert tls.redis_kwargs()["ssl_min_version"] == ssl.TLSVersion.TLSv1_2
+
+
+def _trusted_by_the_system_only(
+    monkeypatch: pytest.MonkeyPatch, pki: CertPaths, tmp_path: Path
+) -> Path:
+    """Make our session CA a "system" CA (OpenSSL's default store reads ``SSL_CERT_FILE``)
+    and return another CA file to configure as taskgate's own: the test Redis is then
+    trusted by the system bundle alone."""
+    monkeypatch.setenv("SSL_CERT_FILE", str(pki.ca))
+    monkeypatch.setenv("SSL_CERT_DIR", str(tmp_path / "no-such-dir"))
+    other = new_ca("the CA taskgate is configured with")
+    write_pem(tmp_path / "ours.pem", cert_pem(other.cert), private=False)
+    return tmp_path / "ours.pem"
+
+
+def test_redis_verified_by_the_system_bundle_alone_is_refused(
+    tls_redis: RedisServer, pki: CertPaths, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """taskgate's Redis clients trust the configured CA file and nothing else: a server whose
+    certificate only a system-wide CA vouches for is refused, where redis-py's stock TLS
+    connection (its context starts from the system bundle) accepts it."""
+    ours = _trusted_by_the_system_only(monkeypatch, pki, tmp_path)
+    client_cert, client_key = pki.cert("gateway-client"), pki.key("gateway-client")
+    with _client(tls_redis, ssl_ca_certs=str(ours)) as stock:
+        assert stock.ping() is True  # the hole the pinned connection closes
+    tls = RedisTLS(tls_redis.url, ours, client_cert, client_key)
+    with (
+        tls.client(socket_timeout=3, socket_connect_timeout=3) as client,
+        pytest.raises(redis.ConnectionError, match=r"(?i)certificate verify failed"),
+    ):
+        client.ping()
+
+    async def async_ping() -> None:
+        client = tls.async_client(socket_timeout=3, socket_connect_timeout=3)
+        try:
+            await client.ping()
+        finally:
+            await client.aclose()
+
+    with pytest.raises(redis.ConnectionError, match=r"(?i)certificate verify failed"):
+        asyncio.run(async_ping())
+
+
+def test_every_redis_connection_trusts_exactly_the_configured_ca(
+    tls_redis: RedisServer,
+    pki: CertPaths,
+    stack_env: dict[str, str],
+    worker_keys: KeyRing,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Clients built by RedisTLS (sync and asyncio), the worker's kombu broker channel and its
+    Celery result backend all verify Redis with a context holding our one CA."""
+    for key, value in stack_env.items():
+        if key.startswith("TASKGATE_"):
+            monkeypatch.setenv(key, value)
+    ca_subject = ssl._ssl._test_decode_cert(str(pki.ca))["subject"]  # type: ignore[attr-defined]
+
+    def trusted(context: ssl.SSLContext) -> list[object]:
+        return [ca["subject"] for ca in context.get_ca_certs()]
+
+    def sync_context(client: redis.Redis) -> ssl.SSLContext:
+        assert client.ping() is True
+        connection = client.connection_pool.get_connection()
+        try:
+            return connection._sock.context  # type: ignore[union-attr]
+        finally:
+            client.connection_pool.release(connection)
+
+    with tls_redis.tls.client() as client:
+        assert trusted(sync_context(client)) == [ca_subject]
+
+    async def async_context() -> ssl.SSLContext:
+        client = tls_redis.tls.async_client()
+        try:
+            assert await client.ping() is True
+            connection = await client.connection_pool.get_connection()
+            context = connection._writer.get_extra_info("ssl_object").context  # type: ignore[union-attr]
+            await client.connection_pool.release(connection)
+            return context  # type: ignore[no-any-return]
+        finally:
+            await client.aclose()
+
+    assert trusted(asyncio.run(async_context())) == [ca_subject]
+    app = create_celery(WorkerSettings(), keys=worker_keys)
+    try:
+        assert trusted(sync_context(app.backend.client)) == [ca_subject]
+        with app.connection_for_write() as connection:
+            assert trusted(sync_context(connection.default_channel.client)) == [ca_subject]
+    finally:
+        app.close()
