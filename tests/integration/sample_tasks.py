@@ -62,6 +62,7 @@ def best_effort(payload: NotePayload) -> None:
     folder = Path(os.environ["TASKGATE_TEST_SIDE_EFFECTS"])
     folder.mkdir(parents=True, exist_ok=True)
     secret = payload.secret.get_secret_value() if payload.secret else ""
-    (folder / f"best-effort-{payload.marker}").write_text(
-        hashlib.sha256(secret.encode()).hexdigest()
-    )
+    target = folder / f"best-effort-{payload.marker}"
+    partial = target.with_name(f".{target.name}.tmp")
+    partial.write_text(hashlib.sha256(secret.encode()).hexdigest())
+    partial.replace(target)  # whole or absent: the test polls for the file, then reads it
