@@ -243,6 +243,35 @@ def test_a_settled_delivery_frees_its_slot_without_a_second_acknowledgement(
         app.close()
 
 
+def test_the_broker_channel_reuses_one_client_per_connection_pool(
+    tls_redis: RedisServer, worker_keys: KeyRing, worker_env: None
+) -> None:
+    """Appends, acks and restores share one synchronous client (kombu built one per call);
+    a replaced pool gets a new one; the consuming (asynchronous) clients are kombu's own."""
+    app = create_celery(WorkerSettings(), keys=worker_keys)
+    try:
+        with app.connection_for_read() as connection:
+            channel = connection.default_channel
+            first = channel._create_client()
+            assert channel._create_client() is first
+            with channel.conn_or_acquire() as acquired:
+                assert acquired is first
+                assert acquired.ping() is True
+            assert channel._create_client(asynchronous=True) is not first
+            old_pool = channel._pool
+            channel._pool = None  # what kombu does to start over after a lost connection
+            try:
+                fresh = channel._create_client()
+                assert fresh is not first
+                assert fresh.connection_pool is channel.pool
+                assert fresh.ping() is True
+            finally:
+                channel.pool.disconnect()
+                channel._pool = old_pool
+    finally:
+        app.close()
+
+
 def _plain_document(n: int) -> dict[str, Any]:
     """A kombu message document (its body never decoded here)."""
     return {
