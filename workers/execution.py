@@ -77,8 +77,7 @@ class WorkerRuntime:
         main process's threads). Connects on creation, so a call can raise if Redis is down:
         tasks ask for it inside their storage guard."""
         if self._client is None or self._pid != os.getpid():
-            # Set before connecting: a client that failed to connect is retried next time.
-            self._client = None
+            # If connecting fails, nothing is kept: the next call tries again.
             self._client = self.redis_tls.client(
                 socket_timeout=10, socket_connect_timeout=5, single_connection_client=True
             )
