@@ -91,6 +91,8 @@ class KeySet(Generic[K]):
         if len(set(kids)) != len(kids):
             raise KeyRingError(f"duplicate key id in {purpose} keys", reason="duplicate_kid")
         for k in self._keys:
+            if not valid_kid(k.kid):
+                raise KeyRingError("malformed key id", reason="bad_kid")
             if k.purpose != purpose:
                 raise KeyRingError(f"{k.kid} is a {k.purpose} key, not {purpose}", reason="purpose")
 
@@ -116,15 +118,15 @@ class KeySet(Generic[K]):
         Raises :class:`KeyRetiredError` for a retired key and :class:`KeyRingError` for an
         unknown or malformed id. The id is compared, never used as a path or a pattern.
         """
-        if not valid_kid(kid):
-            raise KeyRingError("malformed key id", reason="bad_kid")
-        for key in self._keys:
+        for key in self._keys:  # loaded ids are well-formed: an equal one is too
             if key.kid == kid:
                 if key.retired:
                     raise KeyRetiredError(
                         f"{self.purpose} key {kid} is retired", reason="key_retired"
                     )
                 return key
+        if not valid_kid(kid):
+            raise KeyRingError("malformed key id", reason="bad_kid")
         raise KeyRingError(f"unknown {self.purpose} key id", reason="unknown_kid")
 
     def live(self) -> list[K]:

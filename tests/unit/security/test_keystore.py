@@ -12,7 +12,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from security.errors import KeyRetiredError, KeyRingError
-from security.keys import Purpose, valid_kid
+from security.keys import KeySet, Purpose, SigningKey, valid_kid
 from security.keystore import (
     ENV_RETIRED,
     MANIFEST,
@@ -742,3 +742,15 @@ def test_files_missing_purpose_is_refused(tmp_path: Path) -> None:
     (folder / "vault-2").unlink()
     err = refused("missing_key", load_keys_from_files, folder, role="worker")
     assert "vault" in err.message
+
+
+def test_a_key_set_refuses_a_malformed_key_id_and_looks_up_by_exact_id() -> None:
+    """Every key in a set has a well-formed id (signing keys too), so a lookup that finds
+    an equal id needs no shape check; a miss still says whether the id was malformed."""
+    public = Ed25519PrivateKey.generate().public_key()
+    refused("bad_kid", KeySet, Purpose.SIGNING, [SigningKey("../etc/passwd", public)])
+    good = SigningKey("signing-20260101T000000Z-0123abcd", public)
+    keys = KeySet(Purpose.SIGNING, [good])
+    assert keys.get(good.kid) is good
+    refused("bad_kid", keys.get, "../etc/passwd")
+    refused("unknown_kid", keys.get, "signing-20260101T000000Z-ffffffff")
