@@ -202,19 +202,20 @@ class SealedTask(Task[Any, Any]):
         origin = kwargs.pop(SEAL_KWARG, None)
         if not isinstance(origin, SealedOrigin):
             self.refuse("not_sealed", "the call did not come from a sealed envelope")
-        if origin.task_id != self.request.id or origin.task_name != self.name:
-            reason = (
-                "task_id_mismatch" if origin.task_id != self.request.id else "task_name_mismatch"
-            )
+        request = self.request  # a lookup in Celery's request stack each time: once here
+        if origin.task_id != request.id or origin.task_name != self.name:
+            reason = "task_id_mismatch" if origin.task_id != request.id else "task_name_mismatch"
             self.refuse(reason, "the envelope is bound to another task")
         if self.spec is None:  # built-in tasks (system.ping) take no payload
             return self.run(*args, **kwargs)
-        return self._run_declared(self.spec, kwargs.get("payload"), origin)
+        return self._run_declared(self.spec, kwargs.get("payload"), origin, request)
 
-    def _run_declared(self, spec: TaskSpec, payload: Any, origin: SealedOrigin) -> Any:
+    def _run_declared(
+        self, spec: TaskSpec, payload: Any, origin: SealedOrigin, request: Any
+    ) -> Any:
         runtime = _runtime(self.app)
-        task_id = str(self.request.id)
-        attempt = int(self.request.retries or 0) + 1
+        task_id = str(request.id)
+        attempt = int(request.retries or 0) + 1
         vault = [vault_key(task_id, ref) for ref in reference_ids(payload)]
         with _requeue_if_storage_down(task_id):
             gate, model = self._admit(spec, payload, task_id, attempt, vault)
@@ -241,7 +242,7 @@ class SealedTask(Task[Any, Any]):
             raise
         with _requeue_if_storage_down(task_id):
             if not spec.cancellable:
-                self._commit_success(task_id, result, vault=vault, attempt=attempt)
+                self._commit_success(task_id, result, vault=vault, attempt=attempt, request=request)
                 return result
             if not cancel.finish_unless_revoked(
                 runtime.client(), task_id, ttl=runtime.record_ttl, delete=vault
@@ -253,22 +254,13 @@ class SealedTask(Task[Any, Any]):
             target=task_id,
             outcome="ok",
             reason=f"attempt {attempt}",
-            writes=self._settle_writes(),
+            writes=_settle_writes(request),
         )
         return result
 
-    def _settle_writes(self) -> list[Write]:
-        """Acknowledge this delivery in Redis (kombu's unacked hash and index) as part of the
-        success commit; the main process then only frees its slot (``workers.request``)."""
-        tag = getattr(self.request, DELIVERY_TAG, None)
-        if not isinstance(tag, str) or not tag:
-            return []
-        return [
-            Write("ZREM", (KOMBU_UNACKED_INDEX,), (tag,)),
-            Write("HDEL", (KOMBU_UNACKED,), (tag,)),
-        ]
-
-    def _commit_success(self, task_id: str, result: Any, *, vault: list[str], attempt: int) -> None:
+    def _commit_success(
+        self, task_id: str, result: Any, *, vault: list[str], attempt: int, request: Any
+    ) -> None:
         """One round trip for the end of a successful run: the ``task.succeeded`` audit
         record, the completion record, the task record, the vault deletion, the sealed
         result (what Celery's Redis backend would write: SET with its expiry, PUBLISH) and
@@ -280,7 +272,7 @@ class SealedTask(Task[Any, Any]):
             result=backend.encode_result(result, states.SUCCESS),
             state=states.SUCCESS,
             traceback=None,
-            request=self.request,
+            request=request,
         )
         meta["task_id"] = task_id
         document = backend.encode(meta)
@@ -301,7 +293,7 @@ class SealedTask(Task[Any, Any]):
         ]
         if vault:
             writes.append(Write("DEL", tuple(vault)))
-        writes += self._settle_writes()
+        writes += _settle_writes(request)
         runtime.commit(
             "task.succeeded",
             target=task_id,
@@ -309,10 +301,15 @@ class SealedTask(Task[Any, Any]):
             reason=f"attempt {attempt}",
             writes=writes,
         )
-        self.request.ignore_result = True  # stored above: Celery's backend writes nothing
+        request.ignore_result = True  # stored above: Celery's backend writes nothing
 
     def _admit(
-        self, spec: TaskSpec, payload: Any, task_id: str, attempt: int, vault: list[str]
+        self,
+        spec: TaskSpec,
+        payload: Any,
+        task_id: str,
+        attempt: int,
+        vault: list[str],
     ) -> tuple[Gate, Any]:
         """The start gate (revoked? already done? else started), then the payload with its
         secrets resolved, validated again against the task's schema."""
@@ -416,6 +413,18 @@ class SealedTask(Task[Any, Any]):
             outcome="error",
             reason=f"{reason} after {attempt}",
         )
+
+
+def _settle_writes(request: Any) -> list[Write]:
+    """Acknowledge this delivery in Redis (kombu's unacked hash and index) as part of the
+    success commit; the main process then only frees its slot (``workers.request``)."""
+    tag = getattr(request, DELIVERY_TAG, None)
+    if not isinstance(tag, str) or not tag:
+        return []
+    return [
+        Write("ZREM", (KOMBU_UNACKED_INDEX,), (tag,)),
+        Write("HDEL", (KOMBU_UNACKED,), (tag,)),
+    ]
 
 
 def _make_run(spec: TaskSpec) -> Callable[..., Any]:
