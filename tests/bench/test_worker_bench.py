@@ -53,6 +53,7 @@ from tests.bench.harness import (
 from tests.bench.naive_app import PLAIN_QUEUE, PLAIN_TASK
 from tests.bench.workload import SECRET_FIELDS, TASK_NAME, sample_payload
 from tests.conftest import register_log
+from workers.wire import message_copy_key
 
 pytestmark = [pytest.mark.bench, pytest.mark.timeout(3600)]
 
@@ -62,7 +63,8 @@ PAIRS = int(os.environ.get("BENCH_WORKER_PAIRS", "5"))
 
 
 def enqueue_sealed(client: redis.Redis, keys: KeyRing, count: int) -> list[str]:
-    """Swap the secret into the vault, seal, sign, LPUSH - as ``gateway.submit`` does."""
+    """Swap the secret into the vault, seal, sign, keep a copy, LPUSH - as ``gateway.submit``
+    does."""
     codec = SealedCodec(keys, ttl=3600)
     spec_name = TASK_NAME
     ids: list[str] = []
@@ -72,10 +74,11 @@ def enqueue_sealed(client: redis.Redis, keys: KeyRing, count: int) -> list[str]:
         swapped = swap_secrets(sample_payload(), SECRET_FIELDS, task_id=task_id, keys=keys.vault)
         body = codec.encode(task_id, spec_name, [], {"payload": swapped.payload})
         write_entries(pipe, swapped.entries, 3600)
-        pipe.lpush(
-            "taskgate",
-            encode_message(OutgoingTask(task_id, spec_name, body, codec.content_type, "taskgate")),
+        message = encode_message(
+            OutgoingTask(task_id, spec_name, body, codec.content_type, "taskgate")
         )
+        pipe.set(message_copy_key(task_id), message, ex=3600)  # the sweeper's copy
+        pipe.lpush("taskgate", message)
         ids.append(task_id)
         if n % 200 == 199:
             pipe.execute()

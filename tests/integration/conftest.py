@@ -47,6 +47,15 @@ def _wait_for(child: Child, check: object, timeout: float, what: str) -> None:
     )
 
 
+@pytest.fixture
+def worker_env(stack_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The session stack's TASKGATE_* settings in this process's environment, so a test can
+    build a worker's Celery app (``WorkerSettings()``) in-process."""
+    for key, value in stack_env.items():
+        if key.startswith("TASKGATE_"):
+            monkeypatch.setenv(key, value)
+
+
 @pytest.fixture(scope="session")
 def celery_worker(stack_env: dict[str, str], session_dir: Path) -> Iterator[Child]:
     """One real `taskgate worker` process (prefork, concurrency 2) for the session."""

@@ -32,13 +32,6 @@ from workers.wire import DEFAULT_QUEUE, KOMBU_UNACKED, KOMBU_UNACKED_INDEX, PING
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def worker_env(stack_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
-    for key, value in stack_env.items():
-        if key.startswith("TASKGATE_"):
-            monkeypatch.setenv(key, value)
-
-
 def test_sealed_task_runs_on_real_worker_and_result_comes_back_through_celery(
     celery_worker: Child,
     tls_redis: RedisServer,
