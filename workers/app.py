@@ -92,6 +92,9 @@ def celery_config(settings: WorkerSettings) -> dict[str, Any]:
         "worker_hijack_root_logger": True,
         "worker_redirect_stdouts": False,
         "worker_consumer": "workers.consumer:AuditingConsumer",
+        # Celery's prefork pool, but a result or job half-way through its pipe survives
+        # the consumer's reconnect after a broker outage (workers.pool).
+        "worker_pool": "workers.pool:TaskPool",
         "enable_utc": True,
         "timezone": "UTC",
     }
