@@ -32,7 +32,7 @@ from typing import Any, NoReturn
 
 import redis
 from celery import Celery, Task, states
-from celery.exceptions import Ignore, Reject, Retry
+from celery.exceptions import Ignore, Reject, Retry, TimeLimitExceeded
 from kombu.exceptions import OperationalError
 from pydantic import ValidationError
 
@@ -188,6 +188,49 @@ class SealedTask(Task[Any, Any]):
         except Exception:  # the refusal stands even when the audit log is unreachable
             log.exception("could not audit the refusal of %s", task_id)
         raise Reject(reason, requeue=False)
+
+    def stopped_at_time_limit(self, task_id: str, kwargs: dict[str, Any]) -> bool:
+        """In the worker's main process, once the pool process running this task was
+        stopped at its hard time limit (``workers.request``): dead-letter the task, still
+        sealed, with the reason ``TimeLimitExceeded``. Not retried: the run was killed at
+        an unknown point of its body; a requeue from the dead-letter store is the admin's
+        call. Returns False, doing nothing, if the run had finished after all (its outcome
+        was committed but never reached this process) or was not this task's to finish.
+        Raises if Redis cannot be reached: the caller then leaves the message to come back.
+        """
+        spec = self.spec
+        origin = kwargs.get(SEAL_KWARG)
+        if spec is None or not isinstance(origin, SealedOrigin):
+            return False
+        runtime = _runtime(self.app)
+        client = runtime.client()
+        with client.pipeline(transaction=False) as pipe:
+            pipe.exists(done_key(task_id))
+            pipe.hmget(task_key(task_id), "state", "owner", "attempts")
+            done, (state, owner, attempts) = pipe.execute()
+        if done or state not in (b"started", "started"):
+            return False
+        attempt = int(attempts or 1)
+        reason = TimeLimitExceeded.__name__
+        dead_letter(
+            client,
+            task_id=task_id,
+            name=spec.name,
+            queue=spec.queue,
+            owner=owner.decode() if isinstance(owner, bytes) else str(owner or ""),
+            envelope=origin.envelope,
+            attempts=attempt,
+            reason=reason,
+            vault_keys=[vault_key(task_id, ref) for ref in reference_ids(kwargs.get("payload"))],
+        )
+        runtime.lifecycle().finish(task_id, "dead_lettered", ttl=runtime.record_ttl, error=reason)
+        runtime.audit(
+            "task.dead_lettered",
+            target=task_id,
+            outcome="error",
+            reason=f"{reason} after {attempt}",
+        )
+        return True
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         # SIGUSR1 (soft time limit, or a cancellation) may interrupt a cancellable task's

@@ -22,20 +22,32 @@ or rejected by the main process as before. If a task returned without its commit
 acknowledged (Celery reporting an internal error as a return), the delivery stays in the
 ``unacked`` hash and comes back after the visibility timeout, where the completion record
 decides: delayed, never lost.
+
+Stopped at the hard time limit: the pool process is killed mid-run, so nothing in it
+records the outcome, and Celery would acknowledge the message and store a FAILURE - the
+task's own record still saying started, for ever. Here the main process dead-letters the
+task instead (``SealedTask.stopped_at_time_limit``) unless its run had in fact finished,
+and acknowledges only once that is recorded; if Redis cannot be reached the message is
+put back.
 """
 
 from __future__ import annotations
 
+import logging
 import weakref
 from functools import partial
 from typing import Any
 
+from celery.exceptions import TimeLimitExceeded
+from celery.worker import state
 from celery.worker.request import Request
 
 from workers.transport import QoS
 from workers.wire import TASK_CONTENT_TYPE
 
 __all__ = ["DELIVERY_TAG", "SealedRequest", "settles_on_success"]
+
+log = logging.getLogger("taskgate.worker")
 
 DELIVERY_TAG = "taskgate_delivery_tag"  # request dict field -> ``task.request`` attribute
 
@@ -67,6 +79,46 @@ class SealedRequest(Request):
             # generated, noting first whether the task returned. A weak reference, so the
             # request does not keep itself alive through its own attribute.
             me.on_success = partial(_note_return, weakref.ref(self), type(self).on_success)
+
+    def on_failure(
+        self, exc_info: Any, send_failed_event: bool = True, return_ok: bool = False
+    ) -> None:
+        exc = getattr(exc_info, "exception", None)
+        exc = getattr(exc, "exc", exc)  # billiard's ExceptionWithTraceback wrapper
+        if isinstance(exc, TimeLimitExceeded) and self._ours_to_settle():
+            self._stopped_at_time_limit()
+            return
+        super().on_failure(exc_info, send_failed_event=send_failed_event, return_ok=return_ok)
+
+    def on_timeout(self, soft: bool, timeout: float) -> None:
+        # billiard reports a hard time limit to on_failure first (above); Celery's handler
+        # here would then store a FAILURE over whatever the task committed.
+        if soft or not self._ours_to_settle():
+            super().on_timeout(soft, timeout)
+
+    def _ours_to_settle(self) -> bool:
+        stopped = getattr(self.task, "stopped_at_time_limit", None)
+        return callable(stopped) and settles_on_success(self.task) and not state.should_terminate
+
+    def _stopped_at_time_limit(self) -> None:
+        """The pool process was killed at the task's hard time limit: the task is
+        dead-lettered (``SealedTask.stopped_at_time_limit``) and its message acknowledged.
+        If that cannot be recorded (Redis unreachable), the message is put back instead -
+        never acknowledged with the task still marked started."""
+        state.task_ready(self)
+        log.error("hard time limit exceeded for %s[%s]; its run was stopped", self.name, self.id)
+        task: Any = self.task  # a SealedTask (checked by _ours_to_settle)
+        try:
+            task.stopped_at_time_limit(self.id, self.kwargs)
+        except Exception as exc:  # noqa: BLE001 - any failure: leave the message to come back
+            log.warning(
+                "task %s: could not dead-letter it after its time limit (%s); message put back",
+                self.id,
+                type(exc).__name__,
+            )
+            self.reject(requeue=True)
+            return
+        self.acknowledge()
 
     def acknowledge(self) -> None:
         message: Any = self.message

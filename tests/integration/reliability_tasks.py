@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Annotated
 
 from celery import current_task
+from celery.exceptions import SoftTimeLimitExceeded
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from workers.catalogue import RetryPolicy, task
@@ -136,3 +137,16 @@ def flaky(payload: Note) -> dict[str, object]:
         raise TimeoutError("the test upstream is slow today")
     _effect(f"effect on attempt {attempt}")
     return {"attempt": attempt}
+
+
+@task("test.hangs", schema=Slow, rate_limit=BURST_RATE, soft_time_limit=1, time_limit=2)
+def hangs(payload: Slow) -> dict[str, object]:
+    """Outlive the hard time limit: the soft limit's exception is swallowed, as careless
+    code might."""
+    _started()
+    try:
+        time.sleep(payload.seconds)
+    except SoftTimeLimitExceeded:
+        time.sleep(payload.seconds)
+    _effect("effect after the time limit")
+    return {"slept": payload.seconds}

@@ -42,6 +42,7 @@ from tests.integration.stack_fixtures import (
     running,
     wait_for,
 )
+from workers.deadletters import dlq_key
 from workers.execution import _requeue_if_storage_down
 from workers.wire import DEFAULT_QUEUE, decode_record, task_key
 
@@ -222,6 +223,35 @@ def test_flaky_task_is_retried_with_backoff_until_it_succeeds(stack: PrivateStac
     assert body["result"] == {"attempt": 3}
     assert [run[1] for run in stack.starts(task_id)] == ["1", "2", "3"]
     assert stack.effects(task_id) == ["effect on attempt 3"]
+
+
+def test_a_run_stopped_at_its_hard_time_limit_is_dead_lettered_not_left_started(
+    stack: PrivateStack,
+) -> None:
+    """The pool process is killed at the hard limit: the main process dead-letters the task
+    (still sealed, reason TimeLimitExceeded) and acknowledges it - not acknowledged as a
+    Celery FAILURE while its record still says started."""
+    client = stack.new_client()
+    worker = stack.start_worker(concurrency=1)
+    with client.http() as http:
+        task_id = _submit(http, "test.hangs", {"seconds": 20})
+        record = stack.wait_state(task_id, timeout=30)
+        body = http.get(f"/v1/tasks/{task_id}").json()
+        probe = _submit(http, "test.quick", {"note": "after"})
+        assert stack.wait_state(probe)["state"] == "succeeded"
+    assert record["state"] == "dead_lettered"
+    assert record["error"] == "TimeLimitExceeded"
+    assert body["status"] == "dead_lettered"
+    with stack.redis_client() as redis_client:
+        letter = decode_record(redis_client.hgetall(dlq_key(task_id)))
+    assert letter["reason"] == "TimeLimitExceeded"
+    assert letter["attempts"] == "1"
+    assert letter["envelope"]  # sealed, for a requeue
+    assert [outcome for _, outcome in stack.audited(task_id, "task.dead_lettered")] == ["error"]
+    assert len(stack.starts(task_id)) == 1
+    assert stack.effects(task_id) == []
+    assert worker.alive()
+    wait_for(lambda: _nothing_pending(stack), timeout=10, what="the message acknowledged")
 
 
 class _Burst:

@@ -13,6 +13,9 @@ from typing import Any
 
 import pytest
 import redis
+from billiard.einfo import ExceptionInfo
+from celery.concurrency import get_implementation
+from celery.exceptions import TimeLimitExceeded
 from kombu.message import Message
 from kombu.utils.imports import symbol_by_name
 
@@ -23,11 +26,21 @@ from taskgate.procs import Child
 from taskgate.redis_server import RedisServer
 from tests.integration.messages import wait_result
 from workers.app import create_celery
+from workers.deadletters import dlq_key
+from workers.pool import TaskPool as ResumingTaskPool
 from workers.request import DELIVERY_TAG, SealedRequest, settles_on_success
 from workers.sealed import SEAL_KWARG, SealedOrigin
 from workers.settings import WorkerSettings
 from workers.transport import QoS
-from workers.wire import DEFAULT_QUEUE, KOMBU_UNACKED, KOMBU_UNACKED_INDEX, PING_TASK
+from workers.wire import (
+    DEFAULT_QUEUE,
+    KOMBU_UNACKED,
+    KOMBU_UNACKED_INDEX,
+    PING_TASK,
+    decode_record,
+    done_key,
+    task_key,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -77,6 +90,8 @@ def test_worker_configuration_is_tls_only_and_never_pickle(
     assert conf.result_extended is False
     assert conf.worker_enable_remote_control is False
     assert conf.broker_transport_options["visibility_timeout"] > settings.task_time_limit
+    # The prefork pool that keeps a half-transferred pipe message across a reconnect.
+    assert get_implementation(conf.worker_pool) is ResumingTaskPool
 
 
 def test_the_celery_app_on_a_worker_cannot_originate_tasks(
@@ -106,6 +121,7 @@ def _delivered(encoded: bytes) -> Message:
         headers=doc["headers"],
         properties=doc["properties"],
         delivery_info={"exchange": "", "routing_key": DEFAULT_QUEUE},
+        delivery_tag=doc["properties"]["delivery_tag"],
     )
 
 
@@ -319,3 +335,124 @@ def test_only_a_returned_declared_task_settles_its_own_delivery(
         assert qos._settled == set()
     finally:
         app.close()
+
+
+class _StandInChannel(SimpleNamespace):
+    """What a request's ack or reject reaches: recorded, nothing sent."""
+
+    def __init__(self, qos: QoS) -> None:
+        super().__init__(qos=qos, acked=[], rejected=[], no_ack_consumers=None)
+
+    def basic_ack(self, delivery_tag: Any, multiple: bool = False) -> None:
+        self.acked.append(delivery_tag if not multiple else ("multiple", delivery_tag))
+
+    def basic_reject(self, delivery_tag: Any, requeue: bool = False) -> None:
+        self.rejected.append((delivery_tag, requeue))
+
+
+def _time_limit_info() -> ExceptionInfo:
+    try:
+        raise TimeLimitExceeded(2.0)
+    except TimeLimitExceeded:
+        return ExceptionInfo()
+
+
+@pytest.mark.parametrize(
+    ("recorded", "acked", "rejected"),
+    [(True, True, False), (False, True, False), (redis.ConnectionError("down"), False, True)],
+    ids=["dead-lettered", "had-finished", "redis-down"],
+)
+def test_a_hard_time_limit_is_acknowledged_only_once_the_task_is_settled(
+    tls_redis: RedisServer,
+    keyring: KeyRing,
+    worker_keys: KeyRing,
+    worker_env: None,
+    monkeypatch: pytest.MonkeyPatch,
+    recorded: bool | Exception,
+    acked: bool,
+    rejected: bool,
+) -> None:
+    """billiard reports the kill to on_failure, then on_timeout: the message is
+    acknowledged once the task is dead-lettered (or had finished after all), put back if
+    that cannot be recorded; Celery's own FAILURE is never stored over the task's outcome."""
+    app = create_celery(WorkerSettings(), keys=worker_keys)
+    codec = SealedCodec(keyring, ttl=60)
+    task_id = str(uuid.uuid4())
+    body = codec.encode(task_id, "test.other", [], {"payload": {"note": "n"}})
+    message = _delivered(
+        encode_message(OutgoingTask(task_id, "test.other", body, codec.content_type, DEFAULT_QUEUE))
+    )
+    channel = _StandInChannel(QoS(SimpleNamespace(do_restore=False)))
+    message.channel = channel  # type: ignore[assignment]
+    try:
+        request = SealedRequest(
+            message,
+            app=app,
+            task=app.tasks["test.other"],
+            on_ack=message.ack_log_error,  # as the consumer's strategy passes them
+            on_reject=message.reject_log_error,
+        )
+        calls: list[tuple[str, dict[str, Any]]] = []
+
+        def stopped(task_id: str, kwargs: dict[str, Any]) -> bool:
+            calls.append((task_id, kwargs))
+            if isinstance(recorded, Exception):
+                raise recorded
+            return recorded
+
+        monkeypatch.setattr(request.task, "stopped_at_time_limit", stopped)
+        stored: list[Any] = []
+        monkeypatch.setattr(
+            request.task.backend, "mark_as_failure", lambda *a, **_: stored.append(a)
+        )
+        request.on_failure(_time_limit_info())
+        request.on_timeout(False, 2.0)
+    finally:
+        app.close()
+    assert [task for task, _ in calls] == [task_id]
+    assert isinstance(calls[0][1][SEAL_KWARG], SealedOrigin)
+    assert channel.acked == ([message.delivery_tag] if acked else [])
+    assert channel.rejected == ([(message.delivery_tag, True)] if rejected else [])
+    assert stored == []
+
+
+def test_stopped_at_time_limit_dead_letters_only_a_run_that_had_not_finished(
+    tls_redis: RedisServer, keyring: KeyRing, worker_keys: KeyRing, worker_env: None
+) -> None:
+    """A started task is dead-lettered (sealed envelope, TimeLimitExceeded); one whose
+    commit landed (its outcome lost on the way to the main process) is left as it is."""
+    app = create_celery(WorkerSettings(), keys=worker_keys)
+    codec = SealedCodec(keyring, ttl=60)
+    task = app.tasks["test.other"]
+    ids = {name: str(uuid.uuid4()) for name in ("started", "finished")}
+    try:
+        with tls_redis.tls.client() as client:
+            for task_id in ids.values():
+                client.hset(task_key(task_id), mapping={"state": "started", "owner": "c1"})
+            client.set(done_key(ids["finished"]), "1")
+            client.hset(task_key(ids["finished"]), "state", "succeeded")
+            outcomes, bodies = {}, {}
+            for name, task_id in ids.items():
+                body = bodies[name] = codec.encode(
+                    task_id, "test.other", [], {"payload": {"note": name}}
+                )
+                message = _delivered(
+                    encode_message(
+                        OutgoingTask(task_id, "test.other", body, codec.content_type, DEFAULT_QUEUE)
+                    )
+                )
+                request = SealedRequest(message, app=app, task=task)
+                outcomes[name] = task.stopped_at_time_limit(task_id, request.kwargs)
+            started = decode_record(client.hgetall(task_key(ids["started"])))
+            finished = decode_record(client.hgetall(task_key(ids["finished"])))
+            letter = decode_record(client.hgetall(dlq_key(ids["started"])))
+            assert not client.exists(dlq_key(ids["finished"]))
+    finally:
+        app.close()
+    assert outcomes == {"started": True, "finished": False}
+    assert started["state"] == "dead_lettered"
+    assert started["error"] == "TimeLimitExceeded"
+    assert finished["state"] == "succeeded"
+    assert letter["reason"] == "TimeLimitExceeded"
+    assert letter["owner"] == "c1"
+    assert base64.b64decode(letter["envelope"]) == bodies["started"]
