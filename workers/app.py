@@ -127,6 +127,7 @@ def create_celery(
         redis_tls=settings.redis,
         catalogue=tasks,
         record_ttl=settings.result_ttl + settings.max_retry_delay * 10,
+        max_runs=settings.max_interrupted_runs,
     )
     system.register(app)
     register_catalogue(app, tasks)

@@ -66,6 +66,7 @@ class WorkerRuntime:
     redis_tls: RedisTLS
     catalogue: Catalogue
     record_ttl: int = 2 * 86_400
+    max_runs: int = 3  # runs of one attempt; when all were cut off, it is dead-lettered
     _pid: int = field(default=-1, repr=False)
     _client: redis.Redis | None = field(default=None, repr=False)
     _audit: AuditWriter | None = field(default=None, repr=False)
@@ -210,25 +211,15 @@ class SealedTask(Task[Any, Any]):
             done, (state, owner, attempts) = pipe.execute()
         if done or state not in (b"started", "started"):
             return False
-        attempt = int(attempts or 1)
-        reason = TimeLimitExceeded.__name__
-        dead_letter(
-            client,
-            task_id=task_id,
-            name=spec.name,
-            queue=spec.queue,
+        _bury(
+            runtime,
+            spec,
+            task_id,
             owner=owner.decode() if isinstance(owner, bytes) else str(owner or ""),
             envelope=origin.envelope,
-            attempts=attempt,
-            reason=reason,
-            vault_keys=[vault_key(task_id, ref) for ref in reference_ids(kwargs.get("payload"))],
-        )
-        runtime.lifecycle().finish(task_id, "dead_lettered", ttl=runtime.record_ttl, error=reason)
-        runtime.audit(
-            "task.dead_lettered",
-            target=task_id,
-            outcome="error",
-            reason=f"{reason} after {attempt}",
+            payload=kwargs.get("payload"),
+            attempt=int(attempts or 1),
+            reason=TimeLimitExceeded.__name__,
         )
         return True
 
@@ -261,7 +252,7 @@ class SealedTask(Task[Any, Any]):
         attempt = int(request.retries or 0) + 1
         vault = [vault_key(task_id, ref) for ref in reference_ids(payload)]
         with _requeue_if_storage_down(task_id):
-            gate, model = self._admit(spec, payload, task_id, attempt, vault)
+            gate, model = self._admit(spec, payload, origin, attempt, vault)
         try:
             if spec.cancellable:
                 with cancel.interruptible():
@@ -350,15 +341,17 @@ class SealedTask(Task[Any, Any]):
         self,
         spec: TaskSpec,
         payload: Any,
-        task_id: str,
+        origin: SealedOrigin,
         attempt: int,
         vault: list[str],
     ) -> tuple[Gate, Any]:
-        """The start gate (revoked? already done? else started), then the payload with its
-        secrets resolved, validated again against the task's schema."""
+        """The start gate (revoked? already done? interrupted too often? else started),
+        then the payload with its secrets resolved, validated again against the task's
+        schema."""
         runtime = _runtime(self.app)
         life = runtime.lifecycle()
-        gate = life.open_gate(task_id, attempt, vault=vault)
+        task_id = origin.task_id  # checked equal to this request's id by _checked_call
+        gate = life.open_gate(task_id, attempt, vault=vault, max_runs=runtime.max_runs)
         runtime.observe_audit_head(gate.audit_head)
         if gate.done:
             log.info("task %s[%s] already finished; redelivery acknowledged", self.name, task_id)
@@ -367,6 +360,28 @@ class SealedTask(Task[Any, Any]):
             life.finish(task_id, "revoked", ttl=runtime.record_ttl, delete=vault)
             runtime.audit(
                 "task.revoked", target=task_id, outcome="ok", reason="revoked before start"
+            )
+            raise Ignore()
+        if gate.too_many_runs:
+            # Every earlier run of this attempt was cut off: its process killed (a crash the
+            # task itself causes?), the worker lost, Redis gone mid-run. Not started again.
+            log.error(
+                "task %s[%s]: attempt %d interrupted %d times; dead-lettered, not run again",
+                self.name,
+                task_id,
+                attempt,
+                gate.runs - 1,
+            )
+            _bury(
+                runtime,
+                spec,
+                task_id,
+                owner=gate.owner,
+                envelope=origin.envelope,
+                payload=payload,
+                attempt=attempt,
+                reason="InterruptedRuns",
+                detail=f"{gate.runs - 1} interrupted runs of attempt {attempt}",
             )
             raise Ignore()
         if not isinstance(payload, dict):
@@ -414,7 +429,6 @@ class SealedTask(Task[Any, Any]):
         not dead-lettered and its secrets are deleted at once.
         """
         runtime = _runtime(self.app)
-        client = runtime.client()
         task_id = str(self.request.id)
         reason = type(exc).__name__  # redacted: the type only, never the message
         policy = spec.retry
@@ -438,24 +452,50 @@ class SealedTask(Task[Any, Any]):
             )
             # Celery re-publishes the original envelope (workers cannot seal new work).
             raise self.retry(exc=exc, countdown=delay, max_retries=policy.max_attempts - 1)
-        dead_letter(
-            client,
-            task_id=task_id,
-            name=spec.name,
-            queue=spec.queue,
+        _bury(
+            runtime,
+            spec,
+            task_id,
             owner=gate.owner,
             envelope=origin.envelope,
-            attempts=attempt,
+            payload=payload,
+            attempt=attempt,
             reason=reason,
-            vault_keys=[vault_key(task_id, ref) for ref in reference_ids(payload)],
         )
-        runtime.lifecycle().finish(task_id, "dead_lettered", ttl=runtime.record_ttl, error=reason)
-        runtime.audit(
-            "task.dead_lettered",
-            target=task_id,
-            outcome="error",
-            reason=f"{reason} after {attempt}",
-        )
+
+
+def _bury(
+    runtime: WorkerRuntime,
+    spec: TaskSpec,
+    task_id: str,
+    *,
+    owner: str,
+    envelope: bytes,
+    payload: Any,
+    attempt: int,
+    reason: str,
+    detail: str = "",
+) -> None:
+    """Dead-letter the task, still sealed, with its secrets kept for a requeue; record it
+    ``dead_lettered`` with the redacted ``reason``; audit it."""
+    dead_letter(
+        runtime.client(),
+        task_id=task_id,
+        name=spec.name,
+        queue=spec.queue,
+        owner=owner,
+        envelope=envelope,
+        attempts=attempt,
+        reason=reason,
+        vault_keys=[vault_key(task_id, ref) for ref in reference_ids(payload)],
+    )
+    runtime.lifecycle().finish(task_id, "dead_lettered", ttl=runtime.record_ttl, error=reason)
+    runtime.audit(
+        "task.dead_lettered",
+        target=task_id,
+        outcome="error",
+        reason=f"{reason} after {detail or attempt}",
+    )
 
 
 def _settle_writes(request: Any) -> list[Write]:

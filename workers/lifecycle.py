@@ -38,11 +38,23 @@ if owner ~= '' then redis.call('ZREM', ARGV[4] .. owner, ARGV[1]) end
 -- sweeper's to re-queue, whatever happens next.
 redis.call('DEL', KEYS[5])
 -- The audit chain's head, so this worker's next append rarely conflicts (KEYS[6]).
-local reply = {revoked, done, owner, redis.call('GET', KEYS[6]) or ''}
+local reply = {revoked, done, owner, redis.call('GET', KEYS[6]) or '', 0}
 if revoked == 0 and done == 0 then
+  -- Runs of this attempt: a start that finds the same attempt still started follows a run
+  -- that was cut off (its process killed, Redis gone mid-run). Once ARGV[5] runs were cut
+  -- off, the task is not started again (reply[5] > ARGV[5]; the worker dead-letters it).
+  local runs = 1
   if redis.call('EXISTS', KEYS[3]) == 1 then
-    redis.call('HSET', KEYS[3], 'state', 'started', 'started_at', ARGV[2], 'attempts', ARGV[3])
+    local fields = redis.call('HMGET', KEYS[3], 'state', 'attempts', 'runs')
+    if fields[1] == 'started' and fields[2] == ARGV[3] then
+      runs = (tonumber(fields[3]) or 1) + 1
+    end
+    reply[5] = runs
+    if runs > tonumber(ARGV[5]) then return reply end
+    redis.call('HSET', KEYS[3], 'state', 'started', 'started_at', ARGV[2], 'attempts', ARGV[3],
+      'runs', runs)
   end
+  reply[5] = runs
   -- The task's sealed secrets, in the same round trip (KEYS[7..]).
   for i = 7, #KEYS do reply[#reply + 1] = redis.call('GET', KEYS[i]) end
 end
@@ -73,6 +85,8 @@ class Gate:
     owner: str
     blobs: dict[str, bytes | None] = field(default_factory=dict)
     audit_head: str = ""  # the audit chain's head as the gate saw it ("" if none yet)
+    runs: int = 1  # starts of this attempt, this one included (0: not started)
+    too_many_runs: bool = False  # not started: the attempt's runs kept being interrupted
 
 
 class Lifecycle:
@@ -89,9 +103,11 @@ class Lifecycle:
         attempt: int,
         *,
         vault: Sequence[str] = (),
+        max_runs: int = 3,
         now: float | None = None,
     ) -> Gate:
-        """Revoked? Already done? If neither, mark started and fetch the ``vault`` entries;
+        """Revoked? Already done? Run ``max_runs`` times already for this attempt, each
+        run cut off? If none of these, mark started and fetch the ``vault`` entries;
         leave the queued sets and drop the sweeper's message copy either way. One round
         trip."""
         reply: Any = self._gate(
@@ -104,9 +120,9 @@ class Lifecycle:
                 AUDIT_HEAD,
                 *vault,
             ],
-            args=[task_id, f"{now or time.time():.6f}", str(attempt), "tg:queued:"],
+            args=[task_id, f"{now or time.time():.6f}", str(attempt), "tg:queued:", str(max_runs)],
         )
-        revoked, done, owner, audit_head, *values = reply
+        revoked, done, owner, audit_head, runs, *values = reply
         owner_text = owner.decode() if isinstance(owner, bytes) else str(owner or "")
         head_text = audit_head.decode() if isinstance(audit_head, bytes) else str(audit_head)
         blobs = {
@@ -119,6 +135,8 @@ class Lifecycle:
             owner=owner_text,
             blobs=blobs,
             audit_head=head_text,
+            runs=int(runs),
+            too_many_runs=int(runs) > max_runs,
         )
 
     def finish(

@@ -27,6 +27,11 @@ class WorkerSettings(CommonSettings):
     # Headroom on top of the longest run + delay before Redis redelivers a message.
     visibility_margin: int = Field(default=300, ge=1)
     result_ttl: int = Field(default=86_400, ge=60)
+    # Runs of one attempt: a run cut off (pool process killed, worker lost, Redis gone
+    # mid-run) starts again, up to this many runs; once that many were cut off, the next
+    # delivery dead-letters the task ("InterruptedRuns"): a message that crashes its
+    # worker every time does not loop for ever.
+    max_interrupted_runs: int = Field(default=3, ge=1, le=100)
     # How often (s) a worker looks whether a cancellable task it runs was cancelled
     # (workers/cancel.py); only while such a task runs.
     cancel_check_interval: float = Field(default=0.5, gt=0, le=10)

@@ -12,6 +12,7 @@ The per-client and per-task rate limits are raised: the burst test submits hundr
 from __future__ import annotations
 
 import os
+import signal
 import time
 from pathlib import Path
 from typing import Annotated
@@ -150,3 +151,12 @@ def hangs(payload: Slow) -> dict[str, object]:
         time.sleep(payload.seconds)
     _effect("effect after the time limit")
     return {"slept": payload.seconds}
+
+
+@task("test.crashes", schema=Note, secret_fields=("token",), rate_limit=BURST_RATE)
+def crashes(payload: Note) -> dict[str, object]:
+    """Kill its own pool process, every time (as a segfault in a native library would)."""
+    _started()
+    os.kill(os.getpid(), signal.SIGKILL)
+    _effect("effect after the crash")  # pragma: no cover - never reached
+    return {"note_length": len(payload.note)}  # pragma: no cover - never reached

@@ -254,6 +254,35 @@ def test_a_run_stopped_at_its_hard_time_limit_is_dead_lettered_not_left_started(
     wait_for(lambda: _nothing_pending(stack), timeout=10, what="the message acknowledged")
 
 
+def test_a_task_that_crashes_its_worker_every_time_is_dead_lettered_after_three_runs(
+    stack: PrivateStack,
+) -> None:
+    """Each run kills its own pool process (reject on worker lost puts the message back):
+    the fourth start of the same attempt is refused and the task dead-lettered, still
+    sealed with its secret kept - the message does not loop for ever."""
+    client = stack.new_client()
+    worker = stack.start_worker(concurrency=1)
+    with client.http() as http:
+        task_id = _submit(http, "test.crashes", {"note": "n", "token": "s3cret-v4lue"})
+        record = stack.wait_state(task_id, timeout=60)
+        body = http.get(f"/v1/tasks/{task_id}").json()
+        probe = _submit(http, "test.quick", {"note": "after"})
+        assert stack.wait_state(probe)["state"] == "succeeded"
+    assert record["state"] == "dead_lettered"
+    assert record["error"] == "InterruptedRuns"
+    assert body["status"] == "dead_lettered"
+    assert [run[1] for run in stack.starts(task_id)] == ["1", "1", "1"]
+    with stack.redis_client() as redis_client:
+        letter = decode_record(redis_client.hgetall(dlq_key(task_id)))
+    assert letter["reason"] == "InterruptedRuns"
+    assert letter["envelope"]
+    assert len(stack.vault_keys(task_id)) == 1  # kept for a requeue
+    audited = stack.audited(task_id, "task.dead_lettered")
+    assert [outcome for _, outcome in audited] == ["error"]
+    assert worker.alive()
+    wait_for(lambda: _nothing_pending(stack), timeout=10, what="the message acknowledged")
+
+
 class _Burst:
     """Submit ``BURST`` tasks from a few threads; remember what each answer was and when.
 
