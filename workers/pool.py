@@ -22,6 +22,7 @@ Everything else is Celery's ``AsynPool``; the worker selects it with ``worker_po
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Generator
 from inspect import GEN_CLOSED, getgeneratorstate
 from typing import Any
@@ -29,6 +30,8 @@ from typing import Any
 from celery.concurrency import asynpool, prefork
 
 __all__ = ["ResumingAsynPool", "ResumingResultHandler", "TaskPool"]
+
+log = logging.getLogger("taskgate.worker")
 
 Transfer = Generator[None, None, None]
 
@@ -78,14 +81,18 @@ class ResumingResultHandler(asynpool.ResultHandler):
 
         return on_result_readable
 
-    def resume_partial_reads(self, hub: Any) -> None:
-        """Give the hub back the reader of every message left part-way (after a reset)."""
+    def resume_partial_reads(self, hub: Any) -> int:
+        """Give the hub back the reader of every message left part-way (after a reset);
+        returns how many."""
         me: Any = self
+        resumed = 0
         for fd, (proc, it) in list(self.partial_reads.items()):
             if me.fileno_to_outq.get(fd) is proc and getgeneratorstate(it) != GEN_CLOSED:
                 hub.add_reader(fd, it)
+                resumed += 1
             else:  # the process has gone, or the reader ended (it failed): nothing to resume
                 del self.partial_reads[fd]
+        return resumed
 
 
 class ResumingAsynPool(asynpool.AsynPool):
@@ -96,17 +103,21 @@ class ResumingAsynPool(asynpool.AsynPool):
     def register_with_event_loop(self, hub: Any) -> None:
         super().register_with_event_loop(hub)
         me: Any = self  # celery-types omits the pool's private attributes
-        me._result_handler.resume_partial_reads(hub)
-        _resume_partial_writes(me, hub)
+        reads = me._result_handler.resume_partial_reads(hub)
+        writes = _resume_partial_writes(me, hub)
+        if reads or writes:
+            log.info("pool: resumed %d result(s) and %d job(s) cut by a reconnect", reads, writes)
 
 
-def _resume_partial_writes(pool: Any, hub: Any) -> None:
-    """Give the hub back the writer of every job left part-way (after a reset).
+def _resume_partial_writes(pool: Any, hub: Any) -> int:
+    """Give the hub back the writer of every job left part-way (after a reset); returns
+    how many.
 
     A job being written is in the pool's cache with a weak reference to its writer
     (``job._writer``), which stays in ``_active_writers`` until it finishes; its pipe is
     the write end of the inqueue of the process it is written to (``job._write_to``).
     """
+    resumed = 0
     for job in list(pool._cache.values()):
         ref = getattr(job, "_writer", None)
         writer = ref() if ref is not None else None
@@ -118,6 +129,8 @@ def _resume_partial_writes(pool: Any, hub: Any) -> None:
             and pool._fileno_to_inq.get(proc.inqW_fd) is proc
         ):
             hub.add_writer(proc.inqW_fd, writer)
+            resumed += 1
+    return resumed
 
 
 class TaskPool(prefork.TaskPool):

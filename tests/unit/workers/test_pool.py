@@ -9,6 +9,7 @@ at the moment the hub holds a generator for a pipe - a message part-way through.
 from __future__ import annotations
 
 import inspect
+import logging
 import os
 import signal
 import time
@@ -95,12 +96,15 @@ def driven() -> Iterator[Callable[[type[asynpool.AsynPool]], _Driven]]:
 
 
 def test_a_result_half_read_when_the_hub_is_reset_still_arrives_whole(
-    driven: Callable[[type[asynpool.AsynPool]], _Driven],
+    driven: Callable[[type[asynpool.AsynPool]], _Driven], caplog: pytest.LogCaptureFixture
 ) -> None:
-    """The reset lands while the main process is part-way through reading a result."""
+    """The reset lands while the main process is part-way through reading a result; the
+    worker log says what was resumed."""
     pool = driven(ResumingAsynPool)
     pool.submit(_make_bytes, BIG)
-    pool.run(reset_when=_reading_in_parts, timeout=30)
+    with caplog.at_level(logging.INFO, logger="taskgate.worker"):
+        pool.run(reset_when=_reading_in_parts, timeout=30)
+    assert "pool: resumed 1 result(s) and 0 job(s) cut by a reconnect" in caplog.messages
     assert pool.resets == 1
     assert pool.outcomes == [b"r" * BIG]
     assert pool.errors == []
