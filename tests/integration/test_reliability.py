@@ -225,20 +225,28 @@ def test_flaky_task_is_retried_with_backoff_until_it_succeeds(stack: PrivateStac
     assert stack.effects(task_id) == ["effect on attempt 3"]
 
 
+def _run_to_the_end_then_probe(
+    stack: PrivateStack, name: str, payload: dict[str, Any]
+) -> tuple[str, dict[str, str], dict[str, Any]]:
+    """Submit ``name``, wait for its final state; then prove the worker still runs tasks.
+    Returns the id, the final task record and the status endpoint's body."""
+    with stack.new_client().http() as http:
+        task_id = _submit(http, name, payload)
+        record = stack.wait_state(task_id, timeout=60)
+        body = http.get(f"/v1/tasks/{task_id}").json()
+        probe = _submit(http, "test.quick", {"note": "after"})
+        assert stack.wait_state(probe)["state"] == "succeeded"
+    return task_id, record, body
+
+
 def test_a_run_stopped_at_its_hard_time_limit_is_dead_lettered_not_left_started(
     stack: PrivateStack,
 ) -> None:
     """The pool process is killed at the hard limit: the main process dead-letters the task
     (still sealed, reason TimeLimitExceeded) and acknowledges it - not acknowledged as a
     Celery FAILURE while its record still says started."""
-    client = stack.new_client()
     worker = stack.start_worker(concurrency=1)
-    with client.http() as http:
-        task_id = _submit(http, "test.hangs", {"seconds": 20})
-        record = stack.wait_state(task_id, timeout=30)
-        body = http.get(f"/v1/tasks/{task_id}").json()
-        probe = _submit(http, "test.quick", {"note": "after"})
-        assert stack.wait_state(probe)["state"] == "succeeded"
+    task_id, record, body = _run_to_the_end_then_probe(stack, "test.hangs", {"seconds": 20})
     assert record["state"] == "dead_lettered"
     assert record["error"] == "TimeLimitExceeded"
     assert body["status"] == "dead_lettered"
@@ -260,14 +268,10 @@ def test_a_task_that_crashes_its_worker_every_time_is_dead_lettered_after_three_
     """Each run kills its own pool process (reject on worker lost puts the message back):
     the fourth start of the same attempt is refused and the task dead-lettered, still
     sealed with its secret kept - the message does not loop for ever."""
-    client = stack.new_client()
     worker = stack.start_worker(concurrency=1)
-    with client.http() as http:
-        task_id = _submit(http, "test.crashes", {"note": "n", "token": "s3cret-v4lue"})
-        record = stack.wait_state(task_id, timeout=60)
-        body = http.get(f"/v1/tasks/{task_id}").json()
-        probe = _submit(http, "test.quick", {"note": "after"})
-        assert stack.wait_state(probe)["state"] == "succeeded"
+    task_id, record, body = _run_to_the_end_then_probe(
+        stack, "test.crashes", {"note": "n", "token": "s3cret-v4lue"}
+    )
     assert record["state"] == "dead_lettered"
     assert record["error"] == "InterruptedRuns"
     assert body["status"] == "dead_lettered"
