@@ -50,8 +50,15 @@ class _Driven:
             func, (arg,), callback=self.outcomes.append, error_callback=self.outcomes.append
         )
 
-    def run(self, *, reset_when: Callable[[Hub], bool] | None, timeout: float) -> None:
-        """Run the loop until an outcome arrives; reset once when ``reset_when`` holds."""
+    def run(
+        self,
+        *,
+        reset_when: Callable[[Hub], bool] | None,
+        timeout: float,
+        after_reset: float | None = None,
+    ) -> None:
+        """Run the loop until an outcome arrives; reset once when ``reset_when`` holds, then
+        wait at most ``after_reset`` seconds more."""
         loop = self.hub.create_loop()
         deadline = time.monotonic() + timeout
         while not self.outcomes and time.monotonic() < deadline:
@@ -65,6 +72,27 @@ class _Driven:
                 self.pool.register_with_event_loop(self.hub)  # ...and came back
                 self.resets += 1
                 loop = self.hub.create_loop()
+                if after_reset is not None:
+                    deadline = min(deadline, time.monotonic() + after_reset)
+
+    def cut(
+        self,
+        func: Callable[..., Any],
+        arg: Any,
+        in_parts: Callable[[Hub], bool],
+        *,
+        after_reset: float = 30,
+    ) -> None:
+        """Submit until a transfer is caught part-way and the hub reset under it (one that
+        went through in a single step left nothing to cut: it is submitted again), then run
+        for at most ``after_reset`` seconds more."""
+        deadline = time.monotonic() + 60
+        while not self.resets and not self.errors and time.monotonic() < deadline:
+            self.outcomes.clear()
+            self.submit(func, arg)
+            self.run(
+                reset_when=in_parts, timeout=deadline - time.monotonic(), after_reset=after_reset
+            )
 
     def close(self) -> None:
         for process in self.pool._pool:  # a child may be blocked on the pipe: no grace
@@ -101,9 +129,8 @@ def test_a_result_half_read_when_the_hub_is_reset_still_arrives_whole(
     """The reset lands while the main process is part-way through reading a result; the
     worker log says what was resumed."""
     pool = driven(ResumingAsynPool)
-    pool.submit(_make_bytes, BIG)
     with caplog.at_level(logging.INFO, logger="taskgate.worker"):
-        pool.run(reset_when=_reading_in_parts, timeout=30)
+        pool.cut(_make_bytes, BIG, _reading_in_parts)
     assert "pool: resumed 1 result(s) and 0 job(s) cut by a reconnect" in caplog.messages
     assert pool.resets == 1
     assert pool.outcomes == [b"r" * BIG]
@@ -116,8 +143,7 @@ def test_a_job_half_written_when_the_hub_is_reset_still_runs(
 ) -> None:
     """The reset lands while the main process is part-way through writing a job."""
     pool = driven(ResumingAsynPool)
-    pool.submit(_measure, b"w" * BIG)
-    pool.run(reset_when=_writing_in_parts, timeout=30)
+    pool.cut(_measure, b"w" * BIG, _writing_in_parts)
     assert pool.resets == 1
     assert pool.outcomes == [BIG]
     assert pool.errors == []
@@ -128,8 +154,8 @@ def test_the_pool_goes_on_working_after_a_reset_in_mid_transfer(
 ) -> None:
     """Nothing is left marked busy or part-way: the next job runs as usual."""
     pool = driven(ResumingAsynPool)
-    pool.submit(_make_bytes, BIG)
-    pool.run(reset_when=_reading_in_parts, timeout=30)
+    pool.cut(_make_bytes, BIG, _reading_in_parts)
+    assert pool.resets == 1
     pool.outcomes.clear()
     pool.submit(_measure, b"next")
     pool.run(reset_when=None, timeout=30)
@@ -150,7 +176,6 @@ def test_celerys_own_pool_still_loses_a_message_cut_by_a_hub_reset(
     (the loop waits for ever, or fails on a garbled one). If this starts failing, Celery
     has fixed it and workers.pool can go."""
     pool = driven(asynpool.AsynPool)
-    pool.submit(*submit)
-    pool.run(reset_when=in_parts, timeout=2)
+    pool.cut(*submit, in_parts, after_reset=2)
     assert pool.resets == 1
     assert pool.outcomes == []
