@@ -17,6 +17,10 @@ finished for good (success, or a failure that will not be retried). If Redis its
 unreachable while the worker records progress, the message is requeued, never failed.
 A task declared ``cancellable`` that is cancelled while it runs is stopped in its body
 (``workers.cancel``) and ends revoked: never retried, dead-lettered or recorded succeeded.
+A task goes to the dead letters, still sealed with its secrets kept (``_bury``), when its
+retry policy is spent, when its run is stopped at the hard time limit (decided in the
+worker's main process: ``stopped_at_time_limit``, called by ``workers.request``), or when
+``max_runs`` runs of one attempt were all cut off (counted by the start gate).
 """
 
 from __future__ import annotations

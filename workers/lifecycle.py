@@ -4,6 +4,9 @@ States: queued (gateway) -> started -> retried -> ... -> succeeded | failed |
 dead_lettered | revoked. Timings and attempts go to the task record for the status
 endpoint; nothing of the payload ever does. The completion record (``tg:done:{id}``)
 lets a redelivered message whose earlier run already finished be acknowledged, not run.
+The start gate also counts the runs of an attempt (field ``runs``): one that finds the
+same attempt still started follows a run that was cut off, and past ``max_runs`` of those
+the gate does not start the task (the worker dead-letters it).
 
 Each transition is a small Lua script so that check-and-mark is atomic and costs one
 round trip (the worker's per-task overhead is what the worker benchmark measures).
