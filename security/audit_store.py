@@ -210,9 +210,10 @@ async def aread_head(client: redis.asyncio.Redis, stream: str = DEFAULT_STREAM) 
 
 
 def _backoff(attempt: int) -> float:
-    # The conflict reply carries the new head, so the first retry is immediate; later ones
-    # spread out so writers contending in lockstep stop colliding.
-    if attempt == 0:
+    # Attempt 0 is the first try. The conflict reply carries the new head, so the first
+    # retry (attempt 1) is immediate; later ones spread out so writers contending in
+    # lockstep stop colliding.
+    if attempt <= 1:
         return 0.0
     return random.uniform(0, min(0.02, 0.0005 * 2**attempt))  # noqa: S311 - jitter, not crypto
 

@@ -190,14 +190,17 @@ def test_contention_gives_up_after_max_attempts_with_jittered_backoff() -> None:
         writer.append(RECORD)
     assert info.value.reason == "contention"
     assert len(client.calls) == 3
-    assert len(sleeps) == 2
+    assert len(sleeps) == 1  # before the third attempt only: the first retry is immediate
     assert all(0 <= s <= 0.02 for s in sleeps)
 
 
-def test_backoff_is_immediate_then_bounded() -> None:
-    """The first retry is immediate (the head is known); later ones stay under 20 ms."""
+def test_backoff_is_immediate_for_the_first_retry_then_bounded() -> None:
+    """The first try and the first retry go at once (the conflict reply carried the head);
+    later retries wait a jittered moment, under 20 ms."""
     assert _backoff(0) == 0.0
-    assert all(0 <= _backoff(n) <= 0.02 for n in range(1, 64))
+    assert _backoff(1) == 0.0
+    assert all(0 <= _backoff(n) <= 0.02 for n in range(2, 64))
+    assert any(_backoff(n) > 0 for n in range(2, 64))
 
 
 def test_max_attempts_must_be_positive() -> None:
@@ -269,12 +272,12 @@ async def test_async_writer_errors_and_contention() -> None:
     async def sleep(delay: float) -> None:
         slept.append(delay)
 
-    heads = [f"{n} {'ab' * 32}".encode() for n in (1, 2)]
-    writer, _ = _async_writer(*([b"conflict", h] for h in heads), max_attempts=2, sleep=sleep)
+    heads = [f"{n} {'ab' * 32}".encode() for n in (1, 2, 3)]
+    writer, _ = _async_writer(*([b"conflict", h] for h in heads), max_attempts=3, sleep=sleep)
     with pytest.raises(AuditError) as info:
         await writer.append(RECORD)
     assert info.value.reason == "contention"
-    assert len(slept) == 1
+    assert len(slept) == 1  # before the third attempt: the first retry is immediate
 
 
 def test_observed_newer_head_saves_the_conflict() -> None:
