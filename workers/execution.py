@@ -1,10 +1,11 @@
-"""Running declared tasks: check the seal's binding, resolve secrets, validate, run.
+"""Running declared tasks: open the seal, check its binding, resolve secrets, validate, run.
 
 Every task on a taskgate worker uses :class:`SealedTask` as its base. Before the
 task body runs:
 
-1. the call must carry the :class:`~workers.sealed.SealedOrigin` the sealed serializer
-   attaches, and the envelope must be bound to *this* message's task id and name;
+1. the envelope the worker's main process passed on unopened is opened here, in the pool
+   process (``workers.sealed.open_call``: signature, decryption; refused if either
+   fails), and must be bound to *this* message's task id and name;
 2. secret references are resolved from the vault, just in time, as ``SecretStr``;
 3. the payload is validated again against the declared schema (defence in depth).
 
@@ -50,7 +51,7 @@ from workers.catalogue import Catalogue, TaskSpec
 from workers.deadletters import dead_letter
 from workers.lifecycle import Gate, Lifecycle
 from workers.request import DELIVERY_TAG
-from workers.sealed import SEAL_KWARG, SealedOrigin
+from workers.sealed import SEAL_KWARG, SealedCall, SealedOrigin, open_call
 from workers.wire import KOMBU_UNACKED, KOMBU_UNACKED_INDEX, done_key, revoked_key, task_key
 
 __all__ = ["SealedTask", "WorkerRuntime", "register_catalogue"]
@@ -204,10 +205,16 @@ class SealedTask(Task[Any, Any]):
         Raises if Redis cannot be reached: the caller then leaves the message to come back.
         """
         spec = self.spec
-        origin = kwargs.get(SEAL_KWARG)
-        if spec is None or not isinstance(origin, SealedOrigin):
-            return False
         runtime = _runtime(self.app)
+        call = kwargs.get(SEAL_KWARG)
+        if isinstance(call, SealedCall):  # the main process holds the call unopened
+            try:
+                _args, kwargs = open_call(runtime.keys, call)
+            except TaskgateError:  # it could not have run: its pool process refuses it
+                return False
+        origin = kwargs.get(SEAL_KWARG)
+        if spec is None or not isinstance(origin, SealedOrigin) or origin.task_id != task_id:
+            return False
         client = runtime.client()
         with client.pipeline(transaction=False) as pipe:
             pipe.exists(done_key(task_id))
@@ -237,6 +244,14 @@ class SealedTask(Task[Any, Any]):
             cancel.task_ends()
 
     def _checked_call(self, *args: Any, **kwargs: Any) -> Any:
+        call = kwargs.get(SEAL_KWARG)
+        if isinstance(call, SealedCall) and not args and len(kwargs) == 1:
+            # Opened here, in the pool process, not by the main process (workers.sealed).
+            try:
+                args_list, kwargs = open_call(_runtime(self.app).keys, call)
+            except TaskgateError as exc:  # SealError, KeyRetiredError: .reason says which
+                self.refuse(exc.reason, "the sealed body failed to open")
+            args = tuple(args_list)
         origin = kwargs.pop(SEAL_KWARG, None)
         if not isinstance(origin, SealedOrigin):
             self.refuse("not_sealed", "the call did not come from a sealed envelope")

@@ -1,16 +1,16 @@
-"""The request class of every taskgate task: a sealed body is opened once, not twice,
+"""The request class of every taskgate task: a sealed body is decoded once, not twice,
 and a declared task's success acknowledges its message in the same write as its result.
 
-Opened once: Celery's worker decodes a protocol-2 body in its main process (the strategy
+Decoded once: Celery's worker decodes a protocol-2 body in its main process (the strategy
 looks for ``args`` in ``message.payload``, and ``Request`` reads the arguments from it),
-then sends the *raw* body to the pool process, which decodes it again. For a sealed body
-that is a second signature check and decryption per task. Here the main process's
-decode - the one that refuses forged or unsigned messages, audited, before the task
-reaches the pool (``workers.consumer``) - is the only one: the pool receives the opened
-call, as Celery does for messages it decoded itself (protocol 1). Nothing new crosses the
-pipe: Celery already sends the decoded arguments to the pool inside the request dict; the
-raw body no longer goes along. The task still checks the seal's binding against its own
-id and name before it runs (``workers.execution``).
+then sends the *raw* body to the pool process, which decodes it again. Here the main
+process's decode is the only one, and a cheap one: it refuses a body that is not an
+envelope and passes the envelope on unopened (``workers.sealed.SealedCall``). The pool
+receives that call, as Celery does for messages it decoded itself (protocol 1), and opens
+it - signature, decryption - before anything else (``workers.execution``), so the one
+thread that receives every message does no cryptography. Nothing new crosses the pipe:
+Celery already sends the decoded arguments to the pool inside the request dict; the raw
+body no longer goes along.
 
 Settled by the task: the request dict carries the message's delivery tag to the pool, and
 a declared task's success commit - completion record, result, audit record - also removes

@@ -6,10 +6,15 @@ type, the single entry of ``accept_content`` (tasks) and ``result_accept_content
 refused by kombu before any task code is looked at.
 
 * Task bodies (``application/x-taskgate-sealed``) are sealed *and signed* by the
-  gateway (``security.sealing``). The decoder verifies the signature, decrypts, and
-  hands the task base class a :class:`SealedOrigin` in the kwargs; the task checks the
-  envelope's binding against the message's own task id and name before anything runs
-  (the serializer alone never sees the headers).
+  gateway (``security.sealing``). The decoder in the worker's main process does no
+  cryptography: it hands the call on as a :class:`SealedCall` (the envelope, unopened),
+  and the pool process that runs the task opens it (:func:`open_call`: verifies the
+  signature, decrypts) before anything else, refusing what fails. The task base class
+  then checks the envelope's binding (:class:`SealedOrigin`) against the message's own
+  task id and name before anything runs (the serializer alone never sees the headers).
+  Why the pool: Celery's main process is one thread that receives, hands out and
+  settles every message of the worker; a signature check there is on every task's path,
+  while the pool processes run side by side.
 * A retry re-publishes the original envelope byte for byte: workers hold no signing
   key, so they cannot originate work, only send the gateway's message back.
 * Results and failure details (``application/x-taskgate-sealed-result``) are sealed
@@ -27,7 +32,7 @@ from kombu.utils.json import dumps as kombu_dumps
 
 from security.errors import NotSealedError, SealError
 from security.keystore import KeyRing
-from security.sealing import open_envelope, seal
+from security.sealing import PREFIX, open_envelope, seal
 from workers.wire import RESULT_BINDING, RESULT_CONTENT_TYPE, TASK_CONTENT_TYPE
 
 __all__ = [
@@ -37,7 +42,9 @@ __all__ = [
     "SEAL_KWARG",
     "TASK_CONTENT_TYPE",
     "TASK_SERIALIZER",
+    "SealedCall",
     "SealedOrigin",
+    "open_call",
     "register_serializers",
 ]
 
@@ -56,11 +63,36 @@ class SealedOrigin:
     envelope: bytes = field(repr=False)
 
 
-def _decode_task(keys: KeyRing, data: bytes | str) -> tuple[list[Any], dict[str, Any], Any]:
+@dataclass(frozen=True)
+class SealedCall:
+    """A sealed task body as the main process hands it to the pool: not opened yet.
+
+    It only says the message had the sealed content type and an envelope's prefix;
+    nothing in it is trusted until :func:`open_call` has verified and decrypted it.
+    """
+
+    envelope: bytes = field(repr=False)
+
+
+def _decode_task(data: bytes | str) -> tuple[list[Any], dict[str, Any], dict[str, Any]]:
+    """The main process's decoder: the envelope, passed on unopened (see the module doc).
+
+    A body without an envelope's prefix is refused here already (``not_sealed``).
+    """
     raw = data.encode("latin-1") if isinstance(data, str) else bytes(data)
+    if not raw.startswith(PREFIX):
+        raise NotSealedError("not a sealed envelope", reason="not_sealed")
+    return [], {SEAL_KWARG: SealedCall(raw)}, {}
+
+
+def open_call(keys: KeyRing, call: SealedCall) -> tuple[list[Any], dict[str, Any]]:
+    """Verify the signature, decrypt and parse a sealed task call: its args and kwargs,
+    the kwargs carrying the :class:`SealedOrigin` under :data:`SEAL_KWARG`. Raises
+    :class:`SealError` (or a subclass) for anything that is not a gateway's task call."""
+    raw = call.envelope
     opened = open_envelope(raw, keys=keys.broker, verifiers=keys.signing, require_signature=True)
     try:
-        args, kwargs, embed = json.loads(opened.plaintext)
+        args, kwargs, _embed = json.loads(opened.plaintext)
     except (ValueError, TypeError) as exc:
         raise SealError("sealed body is not a task call", reason="bad_body") from exc
     if not isinstance(args, list) or not isinstance(kwargs, dict) or SEAL_KWARG in kwargs:
@@ -71,7 +103,7 @@ def _decode_task(keys: KeyRing, data: bytes | str) -> tuple[list[Any], dict[str,
         expires_at=opened.exp,
         envelope=raw,
     )
-    return args, kwargs, embed
+    return args, kwargs
 
 
 def _encode_task(body: Any) -> bytes:
@@ -81,7 +113,7 @@ def _encode_task(body: Any) -> bytes:
         origin = kwargs[SEAL_KWARG]
     except (TypeError, ValueError, KeyError):
         origin = None
-    if not isinstance(origin, SealedOrigin):
+    if not isinstance(origin, (SealedOrigin, SealedCall)):
         raise NotSealedError("workers cannot originate tasks; only the gateway seals and signs")
     return origin.envelope
 
@@ -116,7 +148,7 @@ def register_serializers(keys: KeyRing, *, result_ttl: float) -> None:
     register(
         TASK_SERIALIZER,
         _encode_task,  # type: ignore[arg-type]
-        lambda data: _decode_task(keys, data),
+        _decode_task,
         content_type=TASK_CONTENT_TYPE,
         content_encoding="binary",
     )

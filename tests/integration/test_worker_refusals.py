@@ -1,5 +1,7 @@
 """A worker runs only what the gateway sealed and signed for exactly that task.
 
+Refused by the worker's main process (a body that is not a sealed envelope) or by the pool
+process that opens the envelope before anything runs (signature, key, expiry, binding).
 Every refused message: the body never runs, the message is acknowledged or rejected
 without requeue (no redelivery loop), and the refusal is audited with its reason.
 """
@@ -77,6 +79,10 @@ def _sealed(
     )
 
 
+def _sealed_type_not_an_envelope(keys: KeyRing, task_id: str) -> dict[str, Any]:
+    return _message(task_id, NAME, _body({"note": "x"}), SealedCodec.content_type)
+
+
 def _unsigned(keys: KeyRing, task_id: str) -> dict[str, Any]:
     return _message(task_id, NAME, _sealed(keys, task_id, unsigned=True), SealedCodec.content_type)
 
@@ -120,6 +126,7 @@ def _moved_to_other_name(keys: KeyRing, task_id: str) -> dict[str, Any]:
 CASES: list[tuple[str, Callable[[KeyRing, str], dict[str, Any]], str]] = [
     ("unsealed-json", _unsealed_json, "not_sealed"),
     ("pickle", _pickle, "not_sealed"),
+    ("sealed-type-not-an-envelope", _sealed_type_not_an_envelope, "not_sealed"),
     ("not-signed", _unsigned, "missing_signature"),
     ("signed-by-another-key", _foreign_signer, "bad_signature"),
     ("unknown-broker-key", _unknown_broker_key, "unknown_kid"),

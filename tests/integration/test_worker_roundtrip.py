@@ -29,7 +29,7 @@ from workers.app import create_celery
 from workers.deadletters import dlq_key
 from workers.pool import TaskPool as ResumingTaskPool
 from workers.request import DELIVERY_TAG, SealedRequest, settles_on_success
-from workers.sealed import SEAL_KWARG, SealedOrigin
+from workers.sealed import SEAL_KWARG, SealedCall, SealedOrigin, open_call
 from workers.settings import WorkerSettings
 from workers.transport import QoS
 from workers.wire import (
@@ -125,11 +125,12 @@ def _delivered(encoded: bytes) -> Message:
     )
 
 
-def test_the_pool_gets_the_sealed_call_opened_once_by_the_main_process(
+def test_the_pool_gets_the_sealed_call_unopened_and_opens_it_once(
     tls_redis: RedisServer, keyring: KeyRing, worker_keys: KeyRing, worker_env: None
 ) -> None:
-    """The request a worker builds hands the pool the opened call, not the sealed body
-    (one signature check and decryption per task, in the main process)."""
+    """The request a worker's main process builds hands the pool the envelope as it came
+    (no signature check or decryption on the main process's one thread), never a second
+    decode: the pool process opens it once (``open_call``) into the call and its origin."""
     app = create_celery(WorkerSettings(), keys=worker_keys)
     task = app.tasks[PING_TASK]
     task_id = str(uuid.uuid4())
@@ -144,14 +145,20 @@ def test_the_pool_gets_the_sealed_call_opened_once_by_the_main_process(
         request = request_cls(message, app=app, task=task)
     finally:
         app.close()
-    assert request.content_type is None
+    assert request.content_type is None  # the pool decodes nothing itself
     args, kwargs, _embed = request.body
     assert args == []
-    assert kwargs["n"] == 1
-    origin = kwargs[SEAL_KWARG]
+    assert list(kwargs) == [SEAL_KWARG]
+    call = kwargs[SEAL_KWARG]
+    assert isinstance(call, SealedCall)
+    assert call.envelope == body
+    assert request.kwargs is kwargs  # the same call Celery keeps for itself
+    opened_args, opened = open_call(worker_keys, call)
+    assert opened_args == []
+    assert opened["n"] == 1
+    origin = opened[SEAL_KWARG]
     assert isinstance(origin, SealedOrigin)
     assert (origin.task_id, origin.task_name, origin.envelope) == (task_id, PING_TASK, body)
-    assert request.kwargs is kwargs  # the same opened call Celery keeps for itself
 
 
 def test_a_request_that_is_not_sealed_is_left_as_celery_builds_it(
@@ -410,7 +417,8 @@ def test_a_hard_time_limit_is_acknowledged_only_once_the_task_is_settled(
     finally:
         app.close()
     assert [task for task, _ in calls] == [task_id]
-    assert isinstance(calls[0][1][SEAL_KWARG], SealedOrigin)
+    assert isinstance(calls[0][1][SEAL_KWARG], SealedCall)  # opened by stopped_at_time_limit
+    assert calls[0][1][SEAL_KWARG].envelope == body
     assert channel.acked == ([message.delivery_tag] if acked else [])
     assert channel.rejected == ([(message.delivery_tag, True)] if rejected else [])
     assert stored == []
