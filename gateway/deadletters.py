@@ -137,7 +137,9 @@ async def requeue(
     codec = SealedCodec(keys, ttl=ttl)
     body = codec.reseal(task_id, dead.name, opened.plaintext)
     queue = record.get("queue") or "taskgate"
-    message = encode_message(OutgoingTask(task_id, dead.name, body, codec.content_type, queue))
+    message = encode_message(
+        OutgoingTask(task_id, dead.name, body, codec.content_type, queue, copied=True)
+    )
     now = time.time()
     vault_keys = record.get("vault_keys", "").split()
     async with client.pipeline(transaction=True) as pipe:

@@ -18,6 +18,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from workers.wire import GATEWAY_COPY
+
 __all__ = ["OutgoingTask", "encode_message", "result_key"]
 
 _ORIGIN = f"gateway@{socket.gethostname()}:{os.getpid()}"
@@ -40,6 +42,10 @@ class OutgoingTask:
     soft_time_limit: float | None = None
     time_limit: float | None = None
     expires: str | None = None
+    # The gateway keeps a copy of this message (``tg:msg:{id}``) until a worker's start
+    # gate takes the task: the worker's gate, not its consumer, then records the delivery
+    # as in flight (``workers.transport``). Set only where the copy is written.
+    copied: bool = False
 
 
 def encode_message(task: OutgoingTask) -> bytes:
@@ -59,6 +65,7 @@ def encode_message(task: OutgoingTask) -> bytes:
         time_limit=task.time_limit,
         soft_time_limit=task.soft_time_limit,
         expires=task.expires,
+        copied=task.copied,
     )
     tid = task.task_id.encode()
     return b"".join(
@@ -84,9 +91,12 @@ def _template(
     time_limit: float | None,
     soft_time_limit: float | None,
     expires: str | None,
+    copied: bool,
 ) -> tuple[bytes, ...]:
     """The message with markers where the variable fields go, split at the markers."""
-    task = OutgoingTask(_TID, name, b"", content_type, queue, soft_time_limit, time_limit, expires)
+    task = OutgoingTask(
+        _TID, name, b"", content_type, queue, soft_time_limit, time_limit, expires, copied
+    )
     text = _encode(task, _TID, _BODY, _TAG).decode()
     pieces = re.split(f"({re.escape(_BODY)}|{re.escape(_TID)}|{re.escape(_TAG)})", text)
     markers = pieces[1::2]
@@ -117,19 +127,22 @@ def _encode(task: OutgoingTask, task_id: str, body: str, tag: str) -> bytes:
         "stamped_headers": None,
         "stamps": {},
     }
+    properties: dict[str, Any] = {
+        "correlation_id": task_id,
+        "reply_to": "",
+        "delivery_mode": 2,
+        "delivery_info": {"exchange": "", "routing_key": task.queue},
+        "priority": 0,
+        "body_encoding": "base64",
+        "delivery_tag": tag,
+    }
+    if task.copied:
+        properties[GATEWAY_COPY] = True
     message = {
         "body": body,
         "content-encoding": "binary" if task.content_type != "application/json" else "utf-8",
         "content-type": task.content_type,
         "headers": headers,
-        "properties": {
-            "correlation_id": task_id,
-            "reply_to": "",
-            "delivery_mode": 2,
-            "delivery_info": {"exchange": "", "routing_key": task.queue},
-            "priority": 0,
-            "body_encoding": "base64",
-            "delivery_tag": tag,
-        },
+        "properties": properties,
     }
     return json.dumps(message, separators=(",", ":")).encode()

@@ -30,7 +30,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
@@ -50,7 +50,7 @@ from workers import cancel
 from workers.catalogue import Catalogue, TaskSpec
 from workers.deadletters import dead_letter
 from workers.lifecycle import Gate, Lifecycle
-from workers.request import DELIVERY_TAG
+from workers.request import DELIVERY_TAG, GATE_DELIVERY
 from workers.sealed import SEAL_KWARG, SealedCall, SealedOrigin, open_call
 from workers.wire import KOMBU_UNACKED, KOMBU_UNACKED_INDEX, done_key, revoked_key, task_key
 
@@ -271,7 +271,8 @@ class SealedTask(Task[Any, Any]):
         attempt = int(request.retries or 0) + 1
         vault = [vault_key(task_id, ref) for ref in reference_ids(payload)]
         with _requeue_if_storage_down(task_id):
-            gate, model = self._admit(spec, payload, origin, attempt, vault)
+            delivery = getattr(request, GATE_DELIVERY, None) or ()
+            gate, model = self._admit(spec, payload, origin, attempt, vault, delivery=delivery)
         try:
             if spec.cancellable:
                 with cancel.interruptible():
@@ -363,14 +364,21 @@ class SealedTask(Task[Any, Any]):
         origin: SealedOrigin,
         attempt: int,
         vault: list[str],
+        *,
+        delivery: Sequence[str],
     ) -> tuple[Gate, Any]:
-        """The start gate (revoked? already done? interrupted too often? else started),
-        then the payload with its secrets resolved, validated again against the task's
-        schema."""
+        """The start gate (records the delivery in flight if the consumer left that to it;
+        revoked? already done? interrupted too often? else started), then the payload with
+        its secrets resolved, validated again against the task's schema."""
         runtime = _runtime(self.app)
         life = runtime.lifecycle()
         task_id = origin.task_id  # checked equal to this request's id by _checked_call
-        gate = life.open_gate(task_id, attempt, vault=vault, max_runs=runtime.max_runs)
+        gate = life.open_gate(
+            task_id, attempt, vault=vault, max_runs=runtime.max_runs, delivery=delivery
+        )
+        if delivery and not gate.recorded:
+            # Its copy was gone: another delivery of the same message took it first.
+            log.warning("task %s[%s]: delivery not recorded: no copy", self.name, task_id)
         runtime.observe_audit_head(gate.audit_head)
         if gate.done:
             log.info("task %s[%s] already finished; redelivery acknowledged", self.name, task_id)

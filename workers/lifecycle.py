@@ -24,7 +24,15 @@ from typing import Any
 import redis
 
 from security.audit_store import DEFAULT_STREAM, head_key
-from workers.wire import GLOBAL_QUEUED, done_key, message_copy_key, revoked_key, task_key
+from workers.wire import (
+    GLOBAL_QUEUED,
+    KOMBU_UNACKED,
+    KOMBU_UNACKED_INDEX,
+    done_key,
+    message_copy_key,
+    revoked_key,
+    task_key,
+)
 
 __all__ = ["AUDIT_HEAD", "Gate", "Lifecycle"]
 
@@ -37,11 +45,24 @@ local owner = redis.call('HGET', KEYS[3], 'owner')
 if not owner then owner = '' end
 redis.call('ZREM', KEYS[4], ARGV[1])
 if owner ~= '' then redis.call('ZREM', ARGV[4] .. owner, ARGV[1]) end
+-- A delivery the consumer left to this gate (ARGV[6]: its tag; ARGV[7], ARGV[8]: exchange
+-- and routing key) goes into kombu's unacked hash and index from the gateway's copy,
+-- as kombu's QoS.append writes it: [message, exchange, routing key].
+local recorded = 0
+if ARGV[6] ~= '' then
+  local copy = redis.call('GET', KEYS[5])
+  if copy then
+    redis.call('HSET', KEYS[7], ARGV[6],
+      '[' .. copy .. ',' .. cjson.encode(ARGV[7]) .. ',' .. cjson.encode(ARGV[8]) .. ']')
+    redis.call('ZADD', KEYS[8], ARGV[2], ARGV[6])
+    recorded = 1
+  end
+end
 -- A worker holds the message now (kombu's unacked hash until the ack): no longer the
 -- sweeper's to re-queue, whatever happens next.
 redis.call('DEL', KEYS[5])
 -- The audit chain's head, so this worker's next append rarely conflicts (KEYS[6]).
-local reply = {revoked, done, owner, redis.call('GET', KEYS[6]) or '', 0}
+local reply = {revoked, done, owner, redis.call('GET', KEYS[6]) or '', 0, recorded}
 if revoked == 0 and done == 0 then
   -- Runs of this attempt: a start that finds the same attempt still started follows a run
   -- that was cut off (its process killed, Redis gone mid-run). Once ARGV[5] runs were cut
@@ -58,8 +79,8 @@ if revoked == 0 and done == 0 then
       'runs', runs)
   end
   reply[5] = runs
-  -- The task's sealed secrets, in the same round trip (KEYS[7..]).
-  for i = 7, #KEYS do reply[#reply + 1] = redis.call('GET', KEYS[i]) end
+  -- The task's sealed secrets, in the same round trip (KEYS[9..]).
+  for i = 9, #KEYS do reply[#reply + 1] = redis.call('GET', KEYS[i]) end
 end
 return reply
 """
@@ -90,6 +111,7 @@ class Gate:
     audit_head: str = ""  # the audit chain's head as the gate saw it ("" if none yet)
     runs: int = 1  # starts of this attempt, this one included (0: not started)
     too_many_runs: bool = False  # not started: the attempt's runs kept being interrupted
+    recorded: bool = False  # the gate recorded the delivery in flight from the copy
 
 
 class Lifecycle:
@@ -107,12 +129,15 @@ class Lifecycle:
         *,
         vault: Sequence[str] = (),
         max_runs: int = 3,
+        delivery: Sequence[str] = (),
         now: float | None = None,
     ) -> Gate:
         """Revoked? Already done? Run ``max_runs`` times already for this attempt, each
         run cut off? If none of these, mark started and fetch the ``vault`` entries;
-        leave the queued sets and drop the sweeper's message copy either way. One round
-        trip."""
+        leave the queued sets and drop the sweeper's message copy either way. A
+        ``delivery`` (tag, exchange, routing key) the consumer left to the gate is recorded
+        in flight from that copy first (``workers.transport``). One round trip."""
+        tag, exchange, routing_key = delivery if delivery else ("", "", "")
         reply: Any = self._gate(
             keys=[
                 revoked_key(task_id),
@@ -121,11 +146,22 @@ class Lifecycle:
                 GLOBAL_QUEUED,
                 message_copy_key(task_id),
                 AUDIT_HEAD,
+                KOMBU_UNACKED,
+                KOMBU_UNACKED_INDEX,
                 *vault,
             ],
-            args=[task_id, f"{now or time.time():.6f}", str(attempt), "tg:queued:", str(max_runs)],
+            args=[
+                task_id,
+                f"{now or time.time():.6f}",
+                str(attempt),
+                "tg:queued:",
+                str(max_runs),
+                tag,
+                exchange,
+                routing_key,
+            ],
         )
-        revoked, done, owner, audit_head, runs, *values = reply
+        revoked, done, owner, audit_head, runs, recorded, *values = reply
         owner_text = owner.decode() if isinstance(owner, bytes) else str(owner or "")
         head_text = audit_head.decode() if isinstance(audit_head, bytes) else str(audit_head)
         blobs = {
@@ -140,6 +176,7 @@ class Lifecycle:
             audit_head=head_text,
             runs=int(runs),
             too_many_runs=int(runs) > max_runs,
+            recorded=bool(int(recorded)),
         )
 
     def finish(

@@ -12,6 +12,11 @@ thread that receives every message does no cryptography. Nothing new crosses the
 Celery already sends the decoded arguments to the pool inside the request dict; the raw
 body no longer goes along.
 
+Recorded by the gate: for a delivery the consumer left to the start gate to record in
+flight (``workers.transport.recorded_by_gate``), the request dict carries its tag, exchange
+and routing key to the pool (:data:`GATE_DELIVERY`), where the gate records it from the
+gateway's copy of the message (``workers.lifecycle``).
+
 Settled by the task: the request dict carries the message's delivery tag to the pool, and
 a declared task's success commit - completion record, result, audit record - also removes
 the delivery from kombu's ``unacked`` hash and index, atomically (``workers.execution``).
@@ -42,14 +47,17 @@ from celery.exceptions import TimeLimitExceeded
 from celery.worker import state
 from celery.worker.request import Request
 
-from workers.transport import QoS
+from workers.transport import QoS, recorded_by_gate
 from workers.wire import TASK_CONTENT_TYPE
 
-__all__ = ["DELIVERY_TAG", "SealedRequest", "settles_on_success"]
+__all__ = ["DELIVERY_TAG", "GATE_DELIVERY", "SealedRequest", "settles_on_success"]
 
 log = logging.getLogger("taskgate.worker")
 
 DELIVERY_TAG = "taskgate_delivery_tag"  # request dict field -> ``task.request`` attribute
+# [tag, exchange, routing key] of a delivery the consumer left to the start gate to record
+# (``workers.transport.recorded_by_gate``), else None: request dict field -> attribute.
+GATE_DELIVERY = "taskgate_gate_delivery"
 
 
 def settles_on_success(task: Any) -> bool:
@@ -68,7 +76,9 @@ class SealedRequest(Request):
         me: Any = self
         if me._decoded or me._content_type != TASK_CONTENT_TYPE:
             return
-        # The opened (args, kwargs, embed) Celery holds already: what fast_trace_task runs
+        # Always set: a retry's message carries the custom fields of the request it came from.
+        me._request_dict[GATE_DELIVERY] = _gate_delivery(message)
+        # The decoded (args, kwargs, embed) Celery holds already: what fast_trace_task runs
         # when it is given no content type.
         me._body = me._payload
         me._content_type = me._content_encoding = None
@@ -127,6 +137,17 @@ class SealedRequest(Request):
             if isinstance(qos, QoS):
                 qos.settled_by_task(message.delivery_tag)
         super().acknowledge()
+
+
+def _gate_delivery(message: Any) -> list[str] | None:
+    if not recorded_by_gate(message):
+        return None
+    info = message.delivery_info or {}
+    return [
+        str(message.delivery_tag),
+        str(info.get("exchange") or ""),
+        str(info.get("routing_key") or ""),
+    ]
 
 
 def _note_return(

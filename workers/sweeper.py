@@ -1,9 +1,11 @@
 """The sweeper: re-queue an accepted task whose broker message was lost before it started.
 
-Why: kombu's Redis transport pops a message (``BRPOP``) and only then records it as in
-flight (``HSET unacked <delivery tag>``). A Redis shutdown between the two persists the
-pop but never the record, and the reply to the pop dies with the connection: the message
-is gone, the task stays ``queued`` for ever (seen about once in 500 tasks across a restart).
+Why: a worker pops a message (``BRPOP``) and only then records it as in flight (``HSET
+unacked <delivery tag>``) - for a gateway message its start gate does, from the copy below
+(``workers.transport``). A Redis shutdown between the two persists the pop but never the
+record, and the reply to the pop dies with the connection; a worker killed before its gate
+takes the message along too: the message is gone, the task stays ``queued`` for ever (seen
+about once in 500 tasks across a restart).
 
 How: the gateway stores an exact copy of every broker message (``tg:msg:{id}``, expiring
 with the sealed envelope) and a worker's start gate deletes it. One worker at a time
@@ -13,8 +15,8 @@ task whose record is still ``queued`` and whose copy exists: the message is *hel
 delivery tag is in kombu's ``unacked`` hash or the message is in its queue list - the exact
 bytes (``LPOS``, from the consuming end), else any entry with its delivery tag (a message
 kombu put back is re-serialised with a ``redelivered`` flag). A message neither here nor
-there is *missing*. Two strikes, because a message is legitimately missing between
-kombu's pop and its record: the first sweep that finds it missing marks it
+there is *missing*. Two strikes, because a message is legitimately missing between a
+worker's pop and its record: the first sweep that finds it missing marks it
 (``tg:sweep:suspect:{id}``); a sweep that finds it still missing once the mark is
 ``sweep_grace`` old pushes the copy back at the consuming end (``RPUSH``; kombu pops with
 ``BRPOP`` from the right) - after :data:`MAX_REQUEUES` times it gives up and drops the copy.
@@ -22,7 +24,7 @@ Each re-queue is audited (``task.requeued_lost``) and logged without payload.
 
 Not the sweeper's business: a task past its start gate (started, retried, finished,
 revoked) - a message a worker holds is in kombu's ``unacked`` hash and comes back through
-the visibility timeout - and a dead-letter requeue (published without a copy).
+the visibility timeout - and a message published without a copy (a retry).
 """
 
 from __future__ import annotations

@@ -13,6 +13,16 @@ consumes again until the worker is restarted. Here a failed ack or reject still 
 slot locally; the message itself stays in Redis's ``unacked`` hash and is handed out again
 after the visibility timeout - the same path as a killed worker's messages.
 
+Recorded by the start gate: a sealed task message the gateway keeps a copy of
+(``tg:msg:{id}``, marked by the ``GATEWAY_COPY`` property), on its first delivery, is not
+recorded by the consumer at all (kombu's MULTI/ZADD/HSET/EXEC round trip, on the one
+thread that receives every message). The pool process's start gate writes the same
+``unacked`` entry from the copy, in the script it runs anyway (``workers.lifecycle``). Until
+then the copy is the record: a message popped but never gated (the worker killed, Redis
+gone) is pushed back from the copy when kombu restores it, or re-queued by the sweeper
+(``workers.sweeper``) if no restore can reach Redis. A redelivered message (restored by
+kombu, so its copy is gone) and any message without a copy are recorded as before.
+
 One synchronous client per pool (``Channel._create_client``): kombu otherwise builds a new
 client object for every append, ack and restore.
 
@@ -33,8 +43,9 @@ from kombu.transport import redis as kombu_redis
 from kombu.transport import virtual
 
 from security.tls import PinnedSSLConnection
+from workers.wire import GATEWAY_COPY, TASK_CONTENT_TYPE, TASK_ID, message_copy_key
 
-__all__ = ["Transport"]
+__all__ = ["QoS", "Transport", "recorded_by_gate"]
 
 log = logging.getLogger("taskgate.worker")
 
@@ -44,16 +55,59 @@ _UNREACHABLE = (redis.ConnectionError, redis.TimeoutError, OSError)
 _APPEND_PATIENCE = 120.0  # seconds to keep a popped message while Redis comes back
 
 
+# KEYS: the message copy, kombu's unacked hash, the queue. ARGV: delivery tag, leftmost.
+# A delivery the start gate never recorded (its copy is still there): back in the queue.
+_RESTORE_FROM_COPY = """
+if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1 then return 0 end
+local copy = redis.call('GET', KEYS[1])
+if not copy then return 0 end
+local push = 'RPUSH'
+if ARGV[2] == '1' then push = 'LPUSH' end
+redis.call(push, KEYS[3], copy)
+return 1
+"""
+
+
+def recorded_by_gate(message: Any) -> bool:
+    """Does the worker's start gate, not the consumer, record this delivery as in flight?
+
+    Yes for a sealed task message the gateway keeps a copy of, on its first delivery.
+    A message kombu restored is flagged ``redelivered`` (and its copy was taken by the
+    gate that ran it first): the consumer records it.
+    """
+    properties = getattr(message, "properties", None)
+    if not isinstance(properties, dict) or properties.get(GATEWAY_COPY) is not True:
+        return False
+    if getattr(message, "content_type", None) != TASK_CONTENT_TYPE:
+        return False
+    info = properties.get("delivery_info")
+    headers = getattr(message, "headers", None)
+    return not (isinstance(info, dict) and info.get("redelivered")) and not (
+        isinstance(headers, dict) and headers.get("redelivered")
+    )
+
+
+def _task_id(message: Any) -> str | None:
+    headers = getattr(message, "headers", None)
+    task_id = headers.get("id") if isinstance(headers, dict) else None
+    return task_id if isinstance(task_id, str) and TASK_ID.fullmatch(task_id) else None
+
+
 class QoS(kombu_redis.QoS):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._settled: set[Any] = set()
+        self._gate_records: set[Any] = set()  # delivered, left for the start gate to record
 
     def settled_by_task(self, delivery_tag: Any) -> None:
         """The task's own final write already removed ``delivery_tag`` from Redis."""
         self._settled.add(delivery_tag)
 
     def append(self, message: Any, delivery_tag: Any) -> None:
+        if recorded_by_gate(message) and _task_id(message) is not None:
+            virtual.QoS.append(self, message, delivery_tag)  # in flight here; Redis: the gate
+            self._gate_records.add(delivery_tag)
+            return
         deadline = time.monotonic() + _APPEND_PATIENCE
         delay = 0.1
         while True:
@@ -67,7 +121,35 @@ class QoS(kombu_redis.QoS):
                 time.sleep(delay)
                 delay = min(delay * 2, 2.0)
 
+    def restore_by_tag(self, tag: Any, client: Any = None, leftmost: bool = False) -> None:
+        """kombu's restore; and a delivery left to the start gate that the gate never
+        recorded goes back from the gateway's copy (still there: no gate took it)."""
+        super().restore_by_tag(tag, client=client, leftmost=leftmost)
+        left_to_gate = tag in self._gate_records
+        self._gate_records.discard(tag)
+        delivered: Any = self._delivered
+        message: Any = delivered.get(tag) if delivered is not None else None
+        task_id = _task_id(message)
+        if not left_to_gate or task_id is None:
+            return
+        channel: Any = self.channel  # kombu's stubs do not declare these private helpers
+        info = message.delivery_info or {}
+        for queue in channel._lookup(info.get("exchange"), info.get("routing_key")):
+            with channel.conn_or_acquire(client) as conn:
+                restored = conn.eval(
+                    _RESTORE_FROM_COPY,
+                    3,
+                    message_copy_key(task_id),
+                    self.unacked_key,
+                    queue,
+                    tag,
+                    "1" if leftmost else "0",
+                )
+            if restored:
+                log.info("task %s: its message, never started, was put back from its copy", task_id)
+
     def ack(self, delivery_tag: Any) -> None:
+        self._gate_records.discard(delivery_tag)
         if delivery_tag in self._settled:
             self._settled.discard(delivery_tag)
             virtual.QoS.ack(self, delivery_tag)  # acknowledged in Redis by the task's commit
@@ -85,6 +167,8 @@ class QoS(kombu_redis.QoS):
         except _UNREACHABLE:
             virtual.QoS.ack(self, delivery_tag)
             raise
+        finally:
+            self._gate_records.discard(delivery_tag)
 
 
 class Channel(kombu_redis.Channel):

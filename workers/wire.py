@@ -11,8 +11,10 @@ Dependency-free so the gateway can import it without Celery or kombu.
 ``tg:revoked:task:{id}`` a revocation that survives worker restarts
 ``tg:done:{id}``         completion record: a redelivered finished task is not run again
 ``tg:msg:{id}``          the broker message exactly as the gateway queued it (sealed body),
-                         until a worker's start gate takes the task; the sweeper re-queues
-                         it if the broker lost the message (``workers.sweeper``)
+                         until a worker's start gate takes the task: the gate records the
+                         delivery in kombu's ``unacked`` hash from it (``workers.transport``),
+                         and the sweeper re-queues it if the broker lost the message
+                         (``workers.sweeper``)
 ``tg:sweep:suspect:{id}`` when a sweep first found that message neither queued nor in flight
 ``tg:sweep:lock``        which worker sweeps (renewed by its sweeps, expires after two intervals)
 """
@@ -25,6 +27,7 @@ from typing import Any
 __all__ = [
     "ALL_TASKS",
     "DEFAULT_QUEUE",
+    "GATEWAY_COPY",
     "GLOBAL_QUEUED",
     "KOMBU_UNACKED",
     "KOMBU_UNACKED_INDEX",
@@ -59,6 +62,10 @@ SWEEP_LOCK = "tg:sweep:lock"
 # delivery tag. Our Celery config keeps kombu's default name and no global key prefix.
 KOMBU_UNACKED = "unacked"
 KOMBU_UNACKED_INDEX = "unacked_index"  # Channel.unacked_index_key: delivery tag -> time
+# A broker message property: the gateway keeps this message's copy (``tg:msg:{id}``), so
+# the worker's start gate records the first delivery as in flight, from the copy, instead
+# of the consumer (``workers.transport``).
+GATEWAY_COPY = "taskgate_copy"
 
 
 def done_key(task_id: str) -> str:

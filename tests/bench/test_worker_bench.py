@@ -75,7 +75,7 @@ def enqueue_sealed(client: redis.Redis, keys: KeyRing, count: int) -> list[str]:
         body = codec.encode(task_id, spec_name, [], {"payload": swapped.payload})
         write_entries(pipe, swapped.entries, 3600)
         message = encode_message(
-            OutgoingTask(task_id, spec_name, body, codec.content_type, "taskgate")
+            OutgoingTask(task_id, spec_name, body, codec.content_type, "taskgate", copied=True)
         )
         pipe.set(message_copy_key(task_id), message, ex=3600)  # the sweeper's copy
         pipe.lpush("taskgate", message)

@@ -12,7 +12,7 @@ import redis
 from security.vault import vault_key
 from taskgate.redis_server import RedisServer
 from workers.lifecycle import Lifecycle
-from workers.wire import decode_record, done_key, task_key
+from workers.wire import KOMBU_UNACKED, KOMBU_UNACKED_INDEX, decode_record, done_key, task_key
 
 pytestmark = pytest.mark.integration
 
@@ -80,3 +80,23 @@ def test_a_revoked_or_finished_task_is_not_counted(gate_client: redis.Redis) -> 
     assert done.done
     assert (done.runs, done.too_many_runs) == (0, False)
     assert "runs" not in record
+
+
+def test_a_delivery_left_to_the_gate_without_a_copy_is_not_recorded_and_still_starts(
+    gate_client: redis.Redis,
+) -> None:
+    """Another delivery of the same message took the copy first: nothing to record from,
+    so nothing is written to kombu's hash (no half entry), the gate says so, and the
+    start goes on as that duplicate's would (the run count decides)."""
+    life = Lifecycle(gate_client)
+    task_id = _queued_task(gate_client)
+    tag = str(uuid.uuid4())
+    gate = life.open_gate(task_id, 1, delivery=(tag, "", "taskgate"))
+    recorded = gate_client.hexists(KOMBU_UNACKED, tag)
+    indexed = gate_client.zscore(KOMBU_UNACKED_INDEX, tag)
+    gate_client.delete(task_key(task_id))
+    assert not gate.recorded
+    assert not recorded
+    assert indexed is None
+    assert gate.runs == 1
+    assert not gate.too_many_runs

@@ -35,12 +35,15 @@ from tests.integration.stack_fixtures import (
     wait_for,
 )
 from workers.app import create_celery
+from workers.lifecycle import Lifecycle
 from workers.settings import WorkerSettings
 from workers.sweeper import MAX_REQUEUES, Sweeper, SweeperService, install
+from workers.transport import recorded_by_gate
 from workers.wire import (
     DEFAULT_QUEUE,
     GLOBAL_QUEUED,
     KOMBU_UNACKED,
+    KOMBU_UNACKED_INDEX,
     SWEEP_LOCK,
     message_copy_key,
     suspect_key,
@@ -115,12 +118,15 @@ def _queue(client: redis.Redis) -> list[bytes]:
     return list(client.lrange(DEFAULT_QUEUE, 0, -1))
 
 
-def _kombu(stack: PrivateStack) -> Connection:
-    """A kombu connection through taskgate's transport, as a worker consumes."""
+def _kombu(stack: PrivateStack, transport: str = "workers.transport:Transport") -> Connection:
+    """A kombu connection through taskgate's transport, as a worker consumes (or another)."""
     tls = stack.redis.tls
-    return Connection(
-        tls.url, transport="workers.transport:Transport", ssl=tls.celery_ssl(), connect_timeout=5
-    )
+    return Connection(tls.url, transport=transport, ssl=tls.celery_ssl(), connect_timeout=5)
+
+
+# kombu's own Redis transport records every delivery in flight itself, as a consumer does
+# for a message it got again (restored, flagged redelivered) or one without a copy.
+KOMBU_RECORDS = "redis"
 
 
 def test_gateway_stores_an_exact_copy_of_the_queued_message_until_the_task_starts(
@@ -209,7 +215,7 @@ def test_message_in_kombus_unacked_hash_is_never_requeued(
     task_id = _submit(http)
     sweeper = _sweeper(client)
     now = _eligible(client, task_id)
-    with _kombu(stack) as conn:
+    with _kombu(stack, KOMBU_RECORDS) as conn:
         message = conn.default_channel.basic_get(DEFAULT_QUEUE)
         assert message is not None
         assert message.headers["id"] == task_id
@@ -229,7 +235,7 @@ def test_message_kombu_put_back_reserialised_is_never_requeued(
     bytes) is found by its delivery tag."""
     task_id = _submit(http)
     copy = _copy(client, task_id)
-    with _kombu(stack) as conn:
+    with _kombu(stack, KOMBU_RECORDS) as conn:
         message = conn.default_channel.basic_get(DEFAULT_QUEUE)
         assert message is not None
         message.reject(requeue=True)
@@ -242,6 +248,77 @@ def test_message_kombu_put_back_reserialised_is_never_requeued(
     for step in range(4):
         assert sweeper.sweep(now=now + step * GRACE).requeued == []
     assert _queue(client) == queued
+
+
+def test_a_copied_message_is_recorded_in_flight_by_the_start_gate_not_the_consumer(
+    stack: PrivateStack, http: httpx.Client, client: redis.Redis
+) -> None:
+    """The consumer leaves a gateway message's first delivery unrecorded (no round trip);
+    the start gate writes kombu's own entry from the copy - [message, exchange, routing
+    key], indexed by time - and takes the copy in the same script; the ack removes it."""
+    task_id = _submit(http)
+    copy = _copy(client, task_id)
+    with _kombu(stack) as conn:
+        message = conn.default_channel.basic_get(DEFAULT_QUEUE)
+        assert message is not None
+        tag = message.delivery_tag
+        assert recorded_by_gate(message)
+        assert not client.hexists(KOMBU_UNACKED, tag)
+        gate = Lifecycle(client).open_gate(task_id, 1, delivery=(tag, "", DEFAULT_QUEUE))
+        assert gate.recorded
+        raw = client.hget(KOMBU_UNACKED, tag)
+        assert raw is not None
+        assert json.loads(raw) == [json.loads(copy), "", DEFAULT_QUEUE]
+        assert client.zscore(KOMBU_UNACKED_INDEX, tag) is not None
+        assert client.exists(message_copy_key(task_id)) == 0
+        message.ack()
+    assert not client.hexists(KOMBU_UNACKED, tag)
+    assert client.zscore(KOMBU_UNACKED_INDEX, tag) is None
+
+
+def test_a_gate_recorded_delivery_put_back_returns_once_and_is_then_recorded_by_its_consumer(
+    stack: PrivateStack, http: httpx.Client, client: redis.Redis
+) -> None:
+    """kombu restores what the gate recorded (flagged redelivered; the copy is gone, so
+    nothing else goes back); the consumer that gets it again records it itself."""
+    task_id = _submit(http)
+    with _kombu(stack) as conn:
+        channel = conn.default_channel
+        message = channel.basic_get(DEFAULT_QUEUE)
+        assert message is not None
+        Lifecycle(client).open_gate(task_id, 1, delivery=(message.delivery_tag, "", DEFAULT_QUEUE))
+        message.reject(requeue=True)
+        queued = _queue(client)
+        assert len(queued) == 1
+        assert json.loads(queued[0])["headers"]["redelivered"] is True
+        again = channel.basic_get(DEFAULT_QUEUE)
+        assert again is not None
+        assert again.delivery_tag == message.delivery_tag
+        assert not recorded_by_gate(again)
+        assert client.hexists(KOMBU_UNACKED, again.delivery_tag)
+        again.ack()
+    assert _queue(client) == []
+
+
+def test_a_delivery_put_back_before_its_gate_returns_as_the_copy_and_is_not_swept(
+    stack: PrivateStack, http: httpx.Client, client: redis.Redis
+) -> None:
+    """A delivery rejected (or restored) before any gate recorded it goes back as the
+    gateway's copy, byte for byte; the sweeper then finds it queued and leaves it."""
+    task_id = _submit(http)
+    copy = _copy(client, task_id)
+    with _kombu(stack) as conn:
+        message = conn.default_channel.basic_get(DEFAULT_QUEUE)
+        assert message is not None
+        assert _queue(client) == []
+        message.reject(requeue=True)
+    assert _queue(client) == [copy]
+    assert not client.hexists(KOMBU_UNACKED, message.delivery_tag)
+    sweeper = _sweeper(client)
+    now = _eligible(client, task_id)
+    for step in range(4):
+        assert sweeper.sweep(now=now + step * GRACE).requeued == []
+    assert _queue(client) == [copy]
 
 
 def test_revoked_task_with_a_lost_message_is_not_requeued(

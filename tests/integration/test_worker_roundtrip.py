@@ -28,7 +28,7 @@ from tests.integration.messages import wait_result
 from workers.app import create_celery
 from workers.deadletters import dlq_key
 from workers.pool import TaskPool as ResumingTaskPool
-from workers.request import DELIVERY_TAG, SealedRequest, settles_on_success
+from workers.request import DELIVERY_TAG, GATE_DELIVERY, SealedRequest, settles_on_success
 from workers.sealed import SEAL_KWARG, SealedCall, SealedOrigin, open_call
 from workers.settings import WorkerSettings
 from workers.transport import QoS
@@ -159,6 +159,43 @@ def test_the_pool_gets_the_sealed_call_unopened_and_opens_it_once(
     origin = opened[SEAL_KWARG]
     assert isinstance(origin, SealedOrigin)
     assert (origin.task_id, origin.task_name, origin.envelope) == (task_id, PING_TASK, body)
+
+
+def test_the_request_tells_the_pool_which_deliveries_its_gate_records(
+    tls_redis: RedisServer, keyring: KeyRing, worker_keys: KeyRing, worker_env: None
+) -> None:
+    """A first delivery of a message with the gateway's copy carries [tag, exchange,
+    routing key] to the pool for the start gate; any other carries None - also when its
+    headers repeat the field (a retry's message copies the request's custom fields)."""
+    app = create_celery(WorkerSettings(), keys=worker_keys)
+    task = app.tasks["test.other"]
+    codec = SealedCodec(keyring, ttl=60)
+    fields = {}
+    try:
+        for copied in (True, False):
+            task_id = str(uuid.uuid4())
+            body = codec.encode(task_id, "test.other", [], {"payload": {"note": "n"}})
+            doc = json.loads(
+                encode_message(
+                    OutgoingTask(
+                        task_id,
+                        "test.other",
+                        body,
+                        codec.content_type,
+                        DEFAULT_QUEUE,
+                        copied=copied,
+                    )
+                )
+            )
+            doc["headers"][GATE_DELIVERY] = ["stale-tag", "", DEFAULT_QUEUE]
+            message = _delivered(json.dumps(doc).encode())
+            request = SealedRequest(message, app=app, task=task)
+            fields[copied] = (request.request_dict[GATE_DELIVERY], message.delivery_tag)
+    finally:
+        app.close()
+    value, tag = fields[True]
+    assert value == [tag, "", DEFAULT_QUEUE]
+    assert fields[False][0] is None
 
 
 def test_a_request_that_is_not_sealed_is_left_as_celery_builds_it(

@@ -9,6 +9,7 @@ import uuid
 import pytest
 
 from gateway.publisher import OutgoingTask, _b64, _encode, encode_message
+from workers.wire import GATEWAY_COPY
 
 
 def _task(task_id: str, **overrides: object) -> OutgoingTask:
@@ -26,7 +27,12 @@ def _task(task_id: str, **overrides: object) -> OutgoingTask:
 
 @pytest.mark.parametrize(
     "overrides",
-    [{}, {"soft_time_limit": None, "time_limit": None}, {"expires": "2026-11-25T00:00:00"}],
+    [
+        {},
+        {"soft_time_limit": None, "time_limit": None},
+        {"expires": "2026-11-25T00:00:00"},
+        {"copied": True},
+    ],
 )
 def test_templated_message_equals_a_full_encode(overrides: dict[str, object]) -> None:
     """Splicing id, body and tag into the cached template gives the same document."""
@@ -51,3 +57,12 @@ def test_an_id_that_is_not_a_uuid_is_encoded_in_full() -> None:
     doc = json.loads(encode_message(task))
     assert doc["headers"]["id"] == 'odd"id'
     assert doc["properties"]["correlation_id"] == 'odd"id'
+
+
+def test_only_a_message_with_a_copy_says_so() -> None:
+    """The worker's start gate records a delivery from the gateway's copy only if the
+    message says the copy exists (``copied``: written with it by submit and requeue)."""
+    plain = json.loads(encode_message(_task(str(uuid.uuid4()))))
+    copied = json.loads(encode_message(_task(str(uuid.uuid4()), copied=True)))
+    assert GATEWAY_COPY not in plain["properties"]
+    assert copied["properties"][GATEWAY_COPY] is True
