@@ -71,14 +71,15 @@ return 1
 def recorded_by_gate(message: Any) -> bool:
     """Does the worker's start gate, not the consumer, record this delivery as in flight?
 
-    Yes for a sealed task message the gateway keeps a copy of, on its first delivery.
-    A message kombu restored is flagged ``redelivered`` (and its copy was taken by the
-    gate that ran it first): the consumer records it.
+    Yes for a sealed task message the gateway keeps a copy of (it names its task by a
+    canonical id, the copy's key), on its first delivery. A message kombu restored is
+    flagged ``redelivered`` (and its copy was taken by the gate that ran it first): the
+    consumer records it.
     """
     properties = getattr(message, "properties", None)
     if not isinstance(properties, dict) or properties.get(GATEWAY_COPY) is not True:
         return False
-    if getattr(message, "content_type", None) != TASK_CONTENT_TYPE:
+    if getattr(message, "content_type", None) != TASK_CONTENT_TYPE or _task_id(message) is None:
         return False
     info = properties.get("delivery_info")
     headers = getattr(message, "headers", None)
@@ -104,7 +105,7 @@ class QoS(kombu_redis.QoS):
         self._settled.add(delivery_tag)
 
     def append(self, message: Any, delivery_tag: Any) -> None:
-        if recorded_by_gate(message) and _task_id(message) is not None:
+        if recorded_by_gate(message):
             virtual.QoS.append(self, message, delivery_tag)  # in flight here; Redis: the gate
             self._gate_records.add(delivery_tag)
             return
@@ -134,19 +135,21 @@ class QoS(kombu_redis.QoS):
             return
         channel: Any = self.channel  # kombu's stubs do not declare these private helpers
         info = message.delivery_info or {}
-        for queue in channel._lookup(info.get("exchange"), info.get("routing_key")):
-            with channel.conn_or_acquire(client) as conn:
-                restored = conn.eval(
-                    _RESTORE_FROM_COPY,
-                    3,
-                    message_copy_key(task_id),
-                    self.unacked_key,
-                    queue,
-                    tag,
-                    "1" if leftmost else "0",
-                )
-            if restored:
-                log.info("task %s: its message, never started, was put back from its copy", task_id)
+        queues = channel._lookup(info.get("exchange"), info.get("routing_key"))
+        if not queues:  # pragma: no cover - kombu falls back to its default queue
+            return
+        with channel.conn_or_acquire(client) as conn:  # the one queue the gateway pushed to
+            restored = conn.eval(
+                _RESTORE_FROM_COPY,
+                3,
+                message_copy_key(task_id),
+                self.unacked_key,
+                queues[0],
+                tag,
+                "1" if leftmost else "0",
+            )
+        if restored:
+            log.info("task %s: its message, never started, was put back from its copy", task_id)
 
     def ack(self, delivery_tag: Any) -> None:
         self._gate_records.discard(delivery_tag)
