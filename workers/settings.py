@@ -39,9 +39,10 @@ class WorkerSettings(CommonSettings):
     # The lost-message sweeper (workers/sweeper.py): one worker at a time looks every
     # sweep_interval seconds; a task is looked at once it has waited sweep_grace seconds,
     # and its message is re-queued only after it has been missing from the queue and from
-    # kombu's in-flight hash for sweep_grace seconds more. The default grace outlasts the
-    # 120 s a worker keeps retrying to record a popped message while Redis is unreachable
-    # (workers/transport.py), so a message held that way is never taken for lost.
+    # kombu's in-flight hash for sweep_grace seconds more. A message the sweeper looks at
+    # has a copy, so its worker's start gate records it (workers/transport.py): it is
+    # missing only between the pop and the gate, normally milliseconds; the grace is that
+    # window's margin for a worker cut off from Redis or frozen right after its pop.
     sweep_interval: float = Field(default=30, gt=0, le=3600)
     sweep_grace: float = Field(default=150, gt=0)
     sweep_batch: int = Field(default=200, ge=1, le=1000)
