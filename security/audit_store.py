@@ -209,13 +209,21 @@ async def aread_head(client: redis.asyncio.Redis, stream: str = DEFAULT_STREAM) 
     return None if raw is None else text(raw)
 
 
-def _backoff(attempt: int) -> float:
-    # Attempt 0 is the first try. The conflict reply carries the new head, so the first
-    # retry (attempt 1) is immediate; later ones spread out so writers contending in
-    # lockstep stop colliding.
-    if attempt <= 1:
+def _backoff(waits: int) -> float:
+    """The pause before the next attempt, after ``waits`` 'wait' replies in a row.
+
+    Only a 'wait' is waited out: another writer holds the turn and uses it at once, within
+    about one round trip, so the pause starts under a millisecond and grows (jittered, so
+    waiters spread out) up to 20 ms, for a holder that died and left its turn to lapse. A
+    conflict is never waited out: it means another writer appended, its reply carries the
+    new head, and after ``_TURN_AFTER`` of them in a row the writer takes the turn. (A
+    writer that slept after conflicts held its turn through the sleep - up to 20 ms in
+    which every other writer was told to wait and slept in turn: two worker pool processes
+    could pass such pauses back and forth for a tenth of a second at a time.)
+    """
+    if waits <= 0:
         return 0.0
-    return random.uniform(0, min(0.02, 0.0005 * 2**attempt))  # noqa: S311 - jitter, not crypto
+    return random.uniform(0, min(0.02, 0.00025 * 2**waits))  # noqa: S311 - jitter, not crypto
 
 
 def _chunks(items: Sequence[_Item]) -> Iterable[Sequence[_Item]]:
@@ -286,8 +294,10 @@ class _Chain:
         if head.seq > self.head.seq:
             self.head = head
 
-    def accept(self, reply: Any, entries: list[AuditEntry]) -> list[Committed] | None:
-        """The written entries (with stream ids), or None after learning a newer head."""
+    def accept(self, reply: Any, entries: list[AuditEntry]) -> list[Committed] | str:
+        """The written entries (with stream ids), or - having learned the newer head - the
+        reply's status: ``conflict`` (another writer appended first) or ``wait`` (another
+        writer holds the turn)."""
         status = text(reply[0]) if isinstance(reply, list) and reply else ""
         if status == "ok" and len(reply) == 2 * len(entries) + 1:
             ids, outcomes = reply[1 : len(entries) + 1], reply[len(entries) + 1 :]
@@ -303,7 +313,7 @@ class _Chain:
             return written
         if status in {"conflict", "wait"} and len(reply) == 2:
             self.head = parse_head(text(reply[1]))
-            return None
+            return status
         if status == "missing":
             raise AuditError(
                 f"audit stream {self.stream} exists but its head key is gone", reason="head_missing"
@@ -370,16 +380,19 @@ class AuditWriter:
     def _commit_chunk(self, chunk: Sequence[_Item]) -> list[Committed]:
         chain = self._chain
         writes = chain.pack_writes(chunk)
+        waits = 0
         for attempt in range(chain.max_attempts):
-            if delay := _backoff(attempt):
+            if delay := _backoff(waits):
                 self._sleep(delay)
             entries, keys, args = chain.prepare(chunk, writes, attempt=attempt)
             try:
                 reply = self._script(keys=keys, args=args)
             except redis.RedisError as exc:
                 raise _redis_failed(exc) from exc
-            if (written := chain.accept(reply, entries)) is not None:
+            written = chain.accept(reply, entries)
+            if not isinstance(written, str):
                 return written
+            waits = waits + 1 if written == "wait" else 0
         raise chain.exhausted()
 
 
@@ -424,15 +437,18 @@ class AsyncAuditWriter:
     async def _commit_chunk(self, chunk: Sequence[_Item]) -> list[Committed]:
         chain = self._chain
         writes = chain.pack_writes(chunk)
+        waits = 0
         for attempt in range(chain.max_attempts):
-            if delay := _backoff(attempt):
+            if delay := _backoff(waits):
                 await self._sleep(delay)
             entries, keys, args = chain.prepare(chunk, writes, attempt=attempt)
             try:
                 reply = await self._script(keys=keys, args=args)
             except redis.RedisError as exc:
                 raise _redis_failed(exc) from exc
-            if (written := chain.accept(reply, entries)) is not None:
+            written = chain.accept(reply, entries)
+            if not isinstance(written, str):
                 return written
+            waits = waits + 1 if written == "wait" else 0
             self.last_conflict = time.monotonic()
         raise chain.exhausted()

@@ -179,8 +179,9 @@ def test_redis_errors_become_audit_errors(exc: Exception, reason: str) -> None:
     assert isinstance(info.value.__cause__, redis.RedisError)
 
 
-def test_contention_gives_up_after_max_attempts_with_jittered_backoff() -> None:
-    """Conflicting on every attempt ends in contention; retries after the first back off."""
+def test_contention_gives_up_after_max_attempts_retrying_conflicts_at_once() -> None:
+    """Conflicting on every attempt ends in contention; a conflict is retried at once (it
+    means another writer appended, and its reply carries the new head)."""
     sleeps: list[float] = []
     heads = [f"{n} {'ab' * 32}".encode() for n in (1, 2, 3)]
     writer, client = _writer(
@@ -190,17 +191,47 @@ def test_contention_gives_up_after_max_attempts_with_jittered_backoff() -> None:
         writer.append(RECORD)
     assert info.value.reason == "contention"
     assert len(client.calls) == 3
-    assert len(sleeps) == 1  # before the third attempt only: the first retry is immediate
-    assert all(0 <= s <= 0.02 for s in sleeps)
+    assert sleeps == []
 
 
-def test_backoff_is_immediate_for_the_first_retry_then_bounded() -> None:
-    """The first try and the first retry go at once (the conflict reply carried the head);
-    later retries wait a jittered moment, under 20 ms."""
+def test_a_writer_that_took_the_turn_appends_without_pausing() -> None:
+    """Two conflicts, then the third attempt asks for the turn and the script grants it
+    (another conflict reply): the fourth attempt goes at once - others wait meanwhile."""
+    sleeps: list[float] = []
+    heads = [f"{n} {'ab' * 32}".encode() for n in (1, 2, 3)]
+    writer, client = _writer(*([b"conflict", h] for h in heads), _ok, sleep=sleeps.append)
+    entry = writer.append(RECORD)
+    assert [args[4] for _, args in client.calls] == ["0", "0", "1", "1"]
+    assert sleeps == []
+    assert entry.seq == 4
+
+
+def test_wait_replies_pause_growing_jittered_and_a_conflict_resets_the_pause() -> None:
+    """Told to wait (another writer's turn), the writer pauses before retrying, longer
+    after each wait in a row, never over 20 ms; after a conflict it retries at once."""
+    sleeps: list[float] = []
+    head = f"7 {'ab' * 32}".encode()
+    writer, _ = _writer(
+        *([b"wait", head] for _ in range(8)),
+        [b"conflict", head],
+        [b"wait", head],
+        _ok,
+        sleep=sleeps.append,
+    )
+    writer.append(RECORD)
+    # 8 waits then a conflict (no pause after it), then 1 wait: 9 pauses.
+    assert len(sleeps) == 9
+    bounds = [min(0.02, 0.00025 * 2**n) for n in range(1, 9)] + [0.0005]
+    assert all(0 <= s <= bound for s, bound in zip(sleeps, bounds, strict=True))
+
+
+def test_backoff_is_none_without_a_wait_then_grows_to_a_bound() -> None:
+    """No pause unless told to wait; then a jittered pause whose bound doubles from half a
+    millisecond up to 20 ms."""
     assert _backoff(0) == 0.0
-    assert _backoff(1) == 0.0
-    assert all(0 <= _backoff(n) <= 0.02 for n in range(2, 64))
-    assert any(_backoff(n) > 0 for n in range(2, 64))
+    assert all(0 <= _backoff(1) <= 0.0005 for _ in range(200))
+    assert all(0 <= _backoff(n) <= 0.02 for n in range(1, 64) for _ in range(5))
+    assert max(_backoff(10) for _ in range(200)) > 0.0005  # it does grow
 
 
 def test_max_attempts_must_be_positive() -> None:
@@ -277,7 +308,12 @@ async def test_async_writer_errors_and_contention() -> None:
     with pytest.raises(AuditError) as info:
         await writer.append(RECORD)
     assert info.value.reason == "contention"
-    assert len(slept) == 1  # before the third attempt: the first retry is immediate
+    assert slept == []  # conflicts are retried at once
+
+    writer, _ = _async_writer([b"wait", heads[0]], [b"wait", heads[0]], _ok, sleep=sleep)
+    await writer.append(RECORD)
+    assert len(slept) == 2  # only a 'wait' is waited out
+    assert all(0 <= s <= 0.001 for s in slept)
 
 
 def test_observed_newer_head_saves_the_conflict() -> None:
