@@ -8,7 +8,9 @@ Wire format (ASCII, four dot-separated parts, base64url without padding)::
 broker key id, the signing key id (or null), the task id and name, issue and expiry times
 (Unix seconds). Its exact bytes are the AEAD associated data, so the binding and the expiry
 are authenticated with the ciphertext. The signature covers ``tg1.<header>.<body>``, i.e.
-header, nonce and ciphertext, and is checked before anything is decrypted.
+header, nonce and ciphertext. :func:`open_envelope` checks it before anything is decrypted;
+:func:`open_unverified` decrypts first and leaves the signature's arithmetic to
+:meth:`Unverified.verify` (the worker sends its start gate in between; see there).
 
 The gateway seals tasks with the newest broker key and signs them; workers, which hold only
 public signing keys, verify. Workers seal results unsigned (``signer=None``) and the gateway
@@ -32,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature, InvalidTag
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from security.errors import (
@@ -49,8 +52,10 @@ __all__ = [
     "MAX_HEADER",
     "PREFIX",
     "Opened",
+    "Unverified",
     "open_bound",
     "open_envelope",
+    "open_unverified",
     "seal",
 ]
 
@@ -151,6 +156,102 @@ def open_envelope(
     ``require_signature`` it must be present. Raises :class:`SealError` (or a subclass) or
     :class:`KeyRetiredError`; see the module docstring.
     """
+    parts = _split(data)
+    key = _broker_key(keys, parts.header["kid"])
+    signature = _signature(parts, verifiers, require_signature=require_signature)
+    if signature is not None:
+        signature.check()
+    return _decrypt(parts, key, now)
+
+
+@dataclass(frozen=True)
+class Unverified:
+    """An envelope authenticated by its AEAD tag under a broker key, decrypted and unexpired,
+    whose signature is announced, present and names a live verifying key, but whose
+    arithmetic is not checked yet (:func:`open_unverified`).
+
+    Only a holder of a broker key - the gateway, or a worker - can have made it; until
+    :meth:`verify` returns, nothing in it may be run, nor any secret it refers to opened.
+    """
+
+    _opened: Opened = field(repr=False)
+    _signature: _Signature | None = field(repr=False)
+
+    @property
+    def task_id(self) -> str:
+        return self._opened.task_id
+
+    @property
+    def task_name(self) -> str:
+        return self._opened.task_name
+
+    @property
+    def plaintext(self) -> bytes:
+        return self._opened.plaintext
+
+    @property
+    def exp(self) -> float:
+        return self._opened.exp
+
+    def verify(self) -> Opened:
+        """Check the signature (``bad_signature`` if it fails); then the envelope is open."""
+        if self._signature is not None:
+            self._signature.check()
+        return self._opened
+
+
+def open_unverified(
+    data: bytes,
+    *,
+    keys: KeySet[SymmetricKey],
+    verifiers: KeySet[SigningKey] | None,
+    require_signature: bool = True,
+    now: float | None = None,
+) -> Unverified:
+    """Every check of :func:`open_envelope` but the signature's arithmetic, which
+    :meth:`Unverified.verify` does: the same refusals, except that a tampered envelope is
+    refused by its AEAD tag (``bad_ciphertext``) before its signature is looked at.
+
+    For a caller with a round trip to make once the envelope is known to come from a key
+    holder: it can send it, verify while the other side works, then read the reply.
+    """
+    parts = _split(data)
+    key = _broker_key(keys, parts.header["kid"])
+    signature = _signature(parts, verifiers, require_signature=require_signature)
+    return Unverified(_decrypt(parts, key, now), signature)
+
+
+@dataclass(frozen=True)
+class _Parts:
+    data: bytes
+    header_b64: bytes
+    body_b64: bytes
+    sig_b64: bytes
+    header_raw: bytes
+    header: dict[str, Any]
+
+    @property
+    def signed(self) -> bytes:
+        return self.data[: len(PREFIX) + len(self.header_b64) + 1 + len(self.body_b64)]
+
+
+@dataclass(frozen=True)
+class _Signature:
+    """A signature to check: its bytes, what it covers and the live key that must verify it."""
+
+    public: Ed25519PublicKey
+    signature: bytes
+    signed: bytes
+
+    def check(self) -> None:
+        try:
+            self.public.verify(self.signature, self.signed)
+        except InvalidSignature:
+            raise SealError(_FAILED, reason="bad_signature") from None
+
+
+def _split(data: bytes) -> _Parts:
+    """The envelope's parts and its strictly parsed (not yet authenticated) header."""
     if not data.startswith(PREFIX):
         raise NotSealedError("not a sealed envelope", reason="not_sealed")
     parts = data[len(PREFIX) :].split(b".")
@@ -160,15 +261,17 @@ def open_envelope(
     if len(header_b64) > MAX_HEADER:
         raise SealError("envelope header too large", reason="bad_header")
     header_raw = _b64d(header_b64)
-    header = _parse_header(header_raw)
-    key = _broker_key(keys, header["kid"])
-    signed = data[: len(PREFIX) + len(header_b64) + 1 + len(body_b64)]
-    _verify(signed, header["skid"], sig_b64, verifiers, require_signature=require_signature)
-    body = _b64d(body_b64)
+    return _Parts(data, header_b64, body_b64, sig_b64, header_raw, _parse_header(header_raw))
+
+
+def _decrypt(parts: _Parts, key: SymmetricKey, now: float | None) -> Opened:
+    """Authenticate and decrypt under the header's broker key; check the times."""
+    header = parts.header
+    body = _b64d(parts.body_b64)
     if len(body) < _NONCE + _TAG:
         raise SealError(_FAILED, reason="malformed")
     try:
-        plaintext = AESGCM(key.secret).decrypt(body[:_NONCE], body[_NONCE:], header_raw)
+        plaintext = AESGCM(key.secret).decrypt(body[:_NONCE], body[_NONCE:], parts.header_raw)
     except InvalidTag:
         raise SealError(_FAILED, reason="bad_ciphertext") from None
     # Times are trusted only now that the header is authenticated.
@@ -267,20 +370,20 @@ def _broker_key(keys: KeySet[SymmetricKey], kid: str) -> SymmetricKey:
         raise SealError("envelope sealed with an unknown key", reason="unknown_kid") from None
 
 
-def _verify(
-    signed: bytes,
-    skid: str | None,
-    sig_b64: bytes,
-    verifiers: KeySet[SigningKey] | None,
-    *,
-    require_signature: bool,
-) -> None:
+def _signature(
+    parts: _Parts, verifiers: KeySet[SigningKey] | None, *, require_signature: bool
+) -> _Signature | None:
+    """The signature the envelope must pass (None: unsigned, and allowed to be). Refuses at
+    once what needs no arithmetic: missing, stripped or unannounced signatures, unknown or
+    retired signers."""
+    skid: str | None = parts.header["skid"]
+    sig_b64 = parts.sig_b64
     if skid is None:
         if sig_b64:  # a signature the header does not announce: tampered
             raise SealError(_FAILED, reason="bad_signature")
         if require_signature:
             raise SealError("envelope is not signed", reason="missing_signature")
-        return
+        return None
     if not sig_b64:  # announced but stripped: never accept a claimed signer unverified
         raise SealError("envelope is not signed", reason="missing_signature")
     if verifiers is None:
@@ -293,7 +396,4 @@ def _verify(
         ) from None
     except KeyRingError:
         raise SealError("envelope signed with an unknown key", reason="unknown_signer") from None
-    try:
-        verifier.public.verify(_b64d(sig_b64), signed)
-    except InvalidSignature:
-        raise SealError(_FAILED, reason="bad_signature") from None
+    return _Signature(verifier.public, _b64d(sig_b64), parts.signed)

@@ -34,7 +34,7 @@ from workers.wire import (
     task_key,
 )
 
-__all__ = ["AUDIT_HEAD", "Gate", "Lifecycle"]
+__all__ = ["AUDIT_HEAD", "Gate", "GateCall", "Lifecycle"]
 
 AUDIT_HEAD = head_key(DEFAULT_STREAM)
 
@@ -137,46 +137,27 @@ class Lifecycle:
         leave the queued sets and drop the sweeper's message copy either way. A
         ``delivery`` (tag, exchange, routing key) the consumer left to the gate is recorded
         in flight from that copy first (``workers.transport``). One round trip."""
-        tag, exchange, routing_key = delivery if delivery else ("", "", "")
-        reply: Any = self._gate(
-            keys=[
-                revoked_key(task_id),
-                done_key(task_id),
-                task_key(task_id),
-                GLOBAL_QUEUED,
-                message_copy_key(task_id),
-                AUDIT_HEAD,
-                KOMBU_UNACKED,
-                KOMBU_UNACKED_INDEX,
-                *vault,
-            ],
-            args=[
-                task_id,
-                f"{now or time.time():.6f}",
-                str(attempt),
-                "tg:queued:",
-                str(max_runs),
-                tag,
-                exchange,
-                routing_key,
-            ],
+        keys, args = _gate_arguments(
+            task_id, attempt, vault=vault, max_runs=max_runs, delivery=delivery, now=now
         )
-        revoked, done, owner, audit_head, runs, recorded, *values = reply
-        owner_text = owner.decode() if isinstance(owner, bytes) else str(owner or "")
-        head_text = audit_head.decode() if isinstance(audit_head, bytes) else str(audit_head)
-        blobs = {
-            key: (v if isinstance(v, bytes) else None)
-            for key, v in zip(vault, values, strict=False)
-        }
-        return Gate(
-            revoked=bool(int(revoked)),
-            done=bool(int(done)),
-            owner=owner_text,
-            blobs=blobs,
-            audit_head=head_text,
-            runs=int(runs),
-            too_many_runs=int(runs) > max_runs,
-            recorded=bool(int(recorded)),
+        return _gate_reply(self._gate(keys=keys, args=args), vault, max_runs)
+
+    def send_gate(
+        self,
+        task_id: str,
+        attempt: int,
+        *,
+        vault: Sequence[str] = (),
+        max_runs: int = 3,
+        delivery: Sequence[str] = (),
+    ) -> GateCall:
+        """:meth:`open_gate`, sent now and read later by :meth:`GateCall.result`: the caller
+        does other work while Redis runs the script (see :class:`GateCall`)."""
+        keys, args = _gate_arguments(
+            task_id, attempt, vault=vault, max_runs=max_runs, delivery=delivery, now=None
+        )
+        return GateCall(
+            self._client, self._gate, keys=keys, args=args, vault=vault, max_runs=max_runs
         )
 
     def finish(
@@ -202,3 +183,142 @@ class Lifecycle:
             keys=[task_key(task_id), done_key(task_id)],
             args=["retried", f"{time.time():.6f}", f"{reason}; retry in {delay:.1f}s", "1"],
         )
+
+
+class GateCall:
+    """The start gate sent ahead: written to the connection at once, its reply read by
+    :meth:`result`, so that the worker checks the envelope's signature while Redis runs
+    the script (``workers.execution``).
+
+    Until :meth:`result` or :meth:`abandon` is called, the client holds the reply unread:
+    nothing else may use it, so the connection's lock is held (a pool process uses its
+    client from one thread; another thread would wait). :meth:`abandon` reads and drops the
+    reply, or drops the connection if that fails, and is a no-op once the reply was read.
+    A client without one dedicated connection, or a send that fails, falls back to
+    :meth:`Lifecycle.open_gate` in :meth:`result` - as does a reply saying that Redis lost
+    its scripts (a restart).
+    """
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        script: Any,
+        *,
+        keys: list[str],
+        args: list[str],
+        vault: Sequence[str],
+        max_runs: int,
+    ) -> None:
+        self._client = client
+        self._script = script
+        self._keys, self._args = keys, args
+        self._vault, self._max_runs = list(vault), max_runs
+        self._conn: Any = None
+        conn = getattr(client, "connection", None)  # set on single-connection clients only
+        if conn is None:
+            return
+        lock = client.single_connection_lock
+        lock.acquire()
+        try:
+            conn.send_command("EVALSHA", script.sha, len(keys), *keys, *args)
+        except BaseException as exc:
+            conn.disconnect()
+            lock.release()
+            if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):
+                return  # result() runs it the usual way: reconnect, with the client's retries
+            raise
+        self._conn = conn
+
+    def result(self) -> Gate:
+        """The gate's outcome (raises what :meth:`Lifecycle.open_gate` raises)."""
+        conn, self._conn = self._conn, None
+        reply: Any = None
+        if conn is not None:
+            read = False
+            try:
+                reply = self._client.parse_response(conn, "EVALSHA")  # type: ignore[no-untyped-call]
+                read = True
+            except redis.exceptions.NoScriptError:
+                read = True  # the error was the reply; the script is loaded below
+            except redis.ResponseError:
+                read = True
+                raise
+            finally:
+                if not read:
+                    conn.disconnect()  # never leave a reply behind for the next command
+                self._client.single_connection_lock.release()
+        if reply is None:
+            reply = self._script(keys=self._keys, args=self._args)
+        return _gate_reply(reply, self._vault, self._max_runs)
+
+    def abandon(self) -> None:
+        """Read and drop the reply (the run stopped before it needed it), or drop the
+        connection if the reply cannot be read; nothing once :meth:`result` was called."""
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        read = False
+        try:
+            self._client.parse_response(conn, "EVALSHA")  # type: ignore[no-untyped-call]
+            read = True
+        except redis.ResponseError:
+            read = True
+        except (redis.RedisError, OSError):  # the connection is dropped below
+            pass
+        finally:
+            if not read:
+                conn.disconnect()
+            self._client.single_connection_lock.release()
+
+
+def _gate_arguments(
+    task_id: str,
+    attempt: int,
+    *,
+    vault: Sequence[str],
+    max_runs: int,
+    delivery: Sequence[str],
+    now: float | None,
+) -> tuple[list[str], list[str]]:
+    tag, exchange, routing_key = delivery if delivery else ("", "", "")
+    keys = [
+        revoked_key(task_id),
+        done_key(task_id),
+        task_key(task_id),
+        GLOBAL_QUEUED,
+        message_copy_key(task_id),
+        AUDIT_HEAD,
+        KOMBU_UNACKED,
+        KOMBU_UNACKED_INDEX,
+        *vault,
+    ]
+    args = [
+        task_id,
+        f"{now or time.time():.6f}",
+        str(attempt),
+        "tg:queued:",
+        str(max_runs),
+        tag,
+        exchange,
+        routing_key,
+    ]
+    return keys, args
+
+
+def _gate_reply(reply: Any, vault: Sequence[str], max_runs: int) -> Gate:
+    revoked, done, owner, audit_head, runs, recorded, *values = reply
+    owner_text = owner.decode() if isinstance(owner, bytes) else str(owner or "")
+    head_text = audit_head.decode() if isinstance(audit_head, bytes) else str(audit_head)
+    blobs = {
+        key: (v if isinstance(v, bytes) else None) for key, v in zip(vault, values, strict=False)
+    }
+    return Gate(
+        revoked=bool(int(revoked)),
+        done=bool(int(done)),
+        owner=owner_text,
+        blobs=blobs,
+        audit_head=head_text,
+        runs=int(runs),
+        too_many_runs=int(runs) > max_runs,
+        recorded=bool(int(recorded)),
+    )

@@ -8,10 +8,13 @@ refused by kombu before any task code is looked at.
 * Task bodies (``application/x-taskgate-sealed``) are sealed *and signed* by the
   gateway (``security.sealing``). The decoder in the worker's main process does no
   cryptography: it hands the call on as a :class:`SealedCall` (the envelope, unopened),
-  and the pool process that runs the task opens it (:func:`open_call`: verifies the
-  signature, decrypts) before anything else, refusing what fails. The task base class
-  then checks the envelope's binding (:class:`SealedOrigin`) against the message's own
-  task id and name before anything runs (the serializer alone never sees the headers).
+  and the pool process that runs the task opens it before anything else, refusing what
+  fails: :func:`unseal_call` decrypts it (its AEAD tag authenticates it under a broker
+  key), the task base class checks the envelope's binding (:class:`SealedOrigin`)
+  against the message's own task id and name (the serializer alone never sees the
+  headers), sends the start gate, and checks the signature (:meth:`UnverifiedCall.verify`)
+  while Redis runs the gate - before any secret is decrypted or any task code runs
+  (``workers.execution``). :func:`open_call` does it all at once, signature first.
   Why the pool: Celery's main process is one thread that receives, hands out and
   settles every message of the worker; a signature check there is on every task's path,
   while the pool processes run side by side.
@@ -32,7 +35,7 @@ from kombu.utils.json import dumps as kombu_dumps
 
 from security.errors import NotSealedError, SealError
 from security.keystore import KeyRing
-from security.sealing import PREFIX, open_envelope, seal
+from security.sealing import PREFIX, Unverified, open_envelope, open_unverified, seal
 from workers.wire import RESULT_BINDING, RESULT_CONTENT_TYPE, TASK_CONTENT_TYPE
 
 __all__ = [
@@ -44,8 +47,10 @@ __all__ = [
     "TASK_SERIALIZER",
     "SealedCall",
     "SealedOrigin",
+    "UnverifiedCall",
     "open_call",
     "register_serializers",
+    "unseal_call",
 ]
 
 TASK_SERIALIZER = "taskgate-sealed"
@@ -68,7 +73,7 @@ class SealedCall:
     """A sealed task body as the main process hands it to the pool: not opened yet.
 
     It only says the message had the sealed content type and an envelope's prefix;
-    nothing in it is trusted until :func:`open_call` has verified and decrypted it.
+    nothing in it is trusted until it is decrypted and its signature verified.
     """
 
     envelope: bytes = field(repr=False)
@@ -91,17 +96,53 @@ def open_call(keys: KeyRing, call: SealedCall) -> tuple[list[Any], dict[str, Any
     :class:`SealError` (or a subclass) for anything that is not a gateway's task call."""
     raw = call.envelope
     opened = open_envelope(raw, keys=keys.broker, verifiers=keys.signing, require_signature=True)
+    return _parse_call(opened.plaintext, opened.task_id, opened.task_name, opened.exp, raw)
+
+
+@dataclass(frozen=True)
+class UnverifiedCall:
+    """A sealed task call authenticated by its AEAD tag under a broker key and decrypted,
+    whose gateway signature is still to be checked (:func:`unseal_call`).
+
+    Only a holder of a broker key - the gateway, or a worker, which also holds a Redis
+    client certificate - can have made it. Until :meth:`verify` returns, its task id and
+    payload may steer the start gate (bookkeeping such a holder could write to Redis itself)
+    and nothing else: no secret is decrypted and no task code runs.
+    """
+
+    args: list[Any] = field(repr=False)
+    kwargs: dict[str, Any] = field(repr=False)
+    _envelope: Unverified = field(repr=False)
+
+    def verify(self) -> None:
+        """Check the gateway's signature; raises :class:`SealError` (``bad_signature``)."""
+        self._envelope.verify()
+
+
+def unseal_call(keys: KeyRing, call: SealedCall) -> UnverifiedCall:
+    """:func:`open_call` but for the signature's arithmetic, left to
+    :meth:`UnverifiedCall.verify`: the worker sends its start gate in between, so that
+    Redis runs it while the signature is checked (``workers.execution``). Refuses what
+    :func:`open_call` refuses, a tampered envelope by its AEAD tag (``bad_ciphertext``)."""
+    raw = call.envelope
+    pending = open_unverified(raw, keys=keys.broker, verifiers=keys.signing, require_signature=True)
+    args, kwargs = _parse_call(
+        pending.plaintext, pending.task_id, pending.task_name, pending.exp, raw
+    )
+    return UnverifiedCall(args, kwargs, pending)
+
+
+def _parse_call(
+    plaintext: bytes, task_id: str, task_name: str, exp: float, raw: bytes
+) -> tuple[list[Any], dict[str, Any]]:
     try:
-        args, kwargs, _embed = json.loads(opened.plaintext)
+        args, kwargs, _embed = json.loads(plaintext)
     except (ValueError, TypeError) as exc:
         raise SealError("sealed body is not a task call", reason="bad_body") from exc
     if not isinstance(args, list) or not isinstance(kwargs, dict) or SEAL_KWARG in kwargs:
         raise SealError("sealed body is not a task call", reason="bad_body")
     kwargs[SEAL_KWARG] = SealedOrigin(
-        task_id=opened.task_id,
-        task_name=opened.task_name,
-        expires_at=opened.exp,
-        envelope=raw,
+        task_id=task_id, task_name=task_name, expires_at=exp, envelope=raw
     )
     return args, kwargs
 

@@ -28,7 +28,7 @@ from security.keystore import KeyRing
 from security.sealing import seal
 from taskgate.procs import Child
 from tests.integration.messages import push_raw, ran, submit, wait_audit, wait_result
-from workers.wire import DEFAULT_QUEUE
+from workers.wire import DEFAULT_QUEUE, done_key
 
 pytestmark = pytest.mark.integration
 
@@ -130,7 +130,7 @@ CASES: list[tuple[str, Callable[[KeyRing, str], dict[str, Any]], str]] = [
     ("not-signed", _unsigned, "missing_signature"),
     ("signed-by-another-key", _foreign_signer, "bad_signature"),
     ("unknown-broker-key", _unknown_broker_key, "unknown_kid"),
-    ("tampered", _tampered, "bad_signature"),
+    ("tampered", _tampered, "bad_ciphertext"),  # the AEAD tag is checked first in the pool
     ("expired", _expired, "expired"),
     ("task-id-changed", _moved_to_other_id, "task_id_mismatch"),
     ("task-name-changed", _moved_to_other_name, "task_name_mismatch"),
@@ -157,6 +157,41 @@ def test_refused_message_never_runs_is_acked_and_audited(
     time.sleep(0.3)
     assert not ran(side_effects, task_id)
     assert redis_client.llen(DEFAULT_QUEUE) == 0
+    assert redis_client.hlen("unacked") == 0
+
+
+def test_a_forgery_refused_after_the_start_gate_leaves_the_worker_whole(
+    celery_worker: Child,
+    redis_client: redis.Redis,
+    keyring: KeyRing,
+    side_effects: Path,
+) -> None:
+    """Envelopes only a broker-key holder can make (they decrypt) but signed by another key
+    pass the AEAD check, so the start gate goes out; the signature check then refuses them.
+    None runs or leaves a completion record, each refusal is audited, and both
+    pool processes' Redis connections stay in step: proper tasks sent next run with their
+    secrets."""
+    forged = [str(uuid.uuid4()) for _ in range(4)]
+    for task_id in forged:
+        push_raw(redis_client, _foreign_signer(keyring, task_id))
+    reasons = [wait_audit(redis_client, t, "task.refused").record.reason for t in forged]
+    proper = [
+        submit(
+            redis_client,
+            keyring,
+            NAME,
+            {"note": f"after {n}", "token": "s3cr3t-value"},
+            secret_fields=("token",),
+        )
+        for n in range(4)
+    ]
+    results = [wait_result(redis_client, keyring, task_id) for task_id in proper]
+    assert reasons == ["bad_signature"] * 4
+    assert [doc["status"] for doc in results] == ["SUCCESS"] * 4
+    assert all(ran(side_effects, task_id) for task_id in proper)
+    assert not any(ran(side_effects, task_id) for task_id in forged)
+    for task_id in forged:
+        assert not redis_client.exists(done_key(task_id))
     assert redis_client.hlen("unacked") == 0
 
 

@@ -29,7 +29,7 @@ from workers.app import create_celery
 from workers.deadletters import dlq_key
 from workers.pool import TaskPool as ResumingTaskPool
 from workers.request import DELIVERY_TAG, GATE_DELIVERY, SealedRequest, settles_on_success
-from workers.sealed import SEAL_KWARG, SealedCall, SealedOrigin, open_call
+from workers.sealed import SEAL_KWARG, SealedCall, SealedOrigin, open_call, unseal_call
 from workers.settings import WorkerSettings
 from workers.transport import QoS
 from workers.wire import (
@@ -159,6 +159,9 @@ def test_the_pool_gets_the_sealed_call_unopened_and_opens_it_once(
     origin = opened[SEAL_KWARG]
     assert isinstance(origin, SealedOrigin)
     assert (origin.task_id, origin.task_name, origin.envelope) == (task_id, PING_TASK, body)
+    unverified = unseal_call(worker_keys, call)  # the pool's way: decrypt, gate, then verify
+    unverified.verify()
+    assert (unverified.args, unverified.kwargs) == (opened_args, opened)
 
 
 def test_the_request_tells_the_pool_which_deliveries_its_gate_records(
