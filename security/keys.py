@@ -38,6 +38,7 @@ class Purpose(enum.StrEnum):
     AUDIT = "audit"  # HMAC-SHA256 for the audit chain
     TOKEN = "token"  # noqa: S105 - a purpose name, not a password. HMAC-SHA256 (HS256) for access tokens
     SIGNING = "signing"  # Ed25519: gateway signs envelopes, workers hold the public half
+    STATE = "state"  # HMAC-SHA256 over stored state the gateway acts on; never on a worker
 
 
 def valid_kid(kid: str) -> bool:

@@ -1,7 +1,8 @@
 """Load, create, rotate and retire the key ring.
 
-Five purposes (:class:`~security.keys.Purpose`): ``broker``, ``vault`` (AES-256-GCM, exactly
-32 bytes), ``audit``, ``token`` (HMAC-SHA256, at least 32 bytes) and ``signing`` (Ed25519).
+Six purposes (:class:`~security.keys.Purpose`): ``broker``, ``vault`` (AES-256-GCM, exactly
+32 bytes), ``audit``, ``token``, ``state`` (HMAC-SHA256, at least 32 bytes) and ``signing``
+(Ed25519).
 Key ids look like ``broker-20250102T030405Z-1a2b3c4d``; every kid starts with its purpose.
 
 Three sources, one result (:class:`KeyRing`):
@@ -28,7 +29,7 @@ Three sources, one result (:class:`KeyRing`):
 
 Roles: a ``"gateway"`` loads everything. A ``"worker"`` loads broker, vault and audit keys and
 only the public half of signing keys: it never opens a signing private key, so it can run
-with none present. Its ``token`` set is empty.
+with none present. Its ``token`` and ``state`` sets are empty.
 
 Loading refuses (:class:`KeyRingError`, naming the file or variable and the fix, never the
 material): a missing purpose, a key under 256 bits, a secret file or manifest that group or
@@ -97,6 +98,7 @@ class KeyRing:
     audit: KeySet[SymmetricKey]
     token: KeySet[SymmetricKey]
     signing: KeySet[SigningKey]
+    state: KeySet[SymmetricKey]
 
 
 @dataclass(frozen=True)
@@ -508,6 +510,7 @@ def _build_ring(raws: dict[Purpose, list[_Raw]], role: Role, source: str, fix: s
         audit=symmetric(Purpose.AUDIT),
         token=symmetric(Purpose.TOKEN),
         signing=KeySet(Purpose.SIGNING, [_signing(r, role) for r in raws.get(Purpose.SIGNING, [])]),
+        state=symmetric(Purpose.STATE),
     )
 
 

@@ -27,7 +27,7 @@ from security.keystore import (
 )
 
 NOW = 1_750_000_000.0  # 2025-06-15T15:06:40Z
-SYMMETRIC = (Purpose.BROKER, Purpose.VAULT, Purpose.AUDIT, Purpose.TOKEN)
+SYMMETRIC = (Purpose.BROKER, Purpose.VAULT, Purpose.AUDIT, Purpose.TOKEN, Purpose.STATE)
 
 
 def b64(raw: bytes) -> str:
