@@ -62,11 +62,11 @@ def list_command(state_dir: StateDir = Path(".taskgate"), keys_dir: KeysDir = No
         infos = list_keys(_folder(state_dir, keys_dir))
     except KeyRingError as exc:
         raise _fail(exc) from None
-    typer.echo(f"{'kid':<44} {'purpose':<8} {'created':<21} {'state':<8} fingerprint")
+    typer.echo(f"{'kid':<44} {'purpose':<14} {'created':<21} {'state':<8} fingerprint")
     for info in infos:
         state = "retired" if info.retired else "live"
         typer.echo(
-            f"{info.kid:<44} {info.purpose!s:<8} {info.created_at:<21} {state:<8} "
+            f"{info.kid:<44} {info.purpose!s:<14} {info.created_at:<21} {state:<8} "
             f"{info.fingerprint}"
         )
 
