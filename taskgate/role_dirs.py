@@ -23,8 +23,10 @@ from typing import Final
 
 from certs.authority import write_pem
 from certs.material import CertPaths
+from security.config import env_name
 from security.keyexport import export_keys
 from security.keys import Role
+from security.tls import check_private_key
 
 __all__ = ["ROLE_CERTS", "RoleDirError", "prepare_role_dir", "role_dir"]
 
@@ -48,7 +50,9 @@ def role_dir(state_dir: Path, role: Role) -> Path:
 def prepare_role_dir(state_dir: Path, role: Role) -> Path:
     """Build (or rebuild) ``role``'s folder from the full state folder; return it.
 
-    Raises :class:`RoleDirError` if a certificate the role needs is missing, and
+    Raises :class:`RoleDirError` if a certificate the role needs is missing,
+    :class:`~security.errors.ConfigError` if a private key or password file to copy is open
+    to group or others (never copied into a tighter file: that would hide the exposure), and
     :class:`~security.errors.KeyRingError` if the keys folder lacks what the role loads.
     """
     folder = role_dir(state_dir, role)
@@ -70,6 +74,8 @@ def _copy_certs(source: CertPaths, dest: Path, role: Role) -> None:
         cert, key = source.cert(stem), source.key(stem)
         if not (cert.is_file() and key.is_file()):
             raise RoleDirError(f"{cert} or its key is missing; run `taskgate certs init`")
+        setting = env_name("client_key" if stem.endswith("-client") else "tls_key")
+        check_private_key(key, setting=setting)
         write_pem(dest / cert.name, cert.read_bytes(), private=False)
         write_pem(dest / key.name, key.read_bytes(), private=True)
 
@@ -81,6 +87,7 @@ def _copy_redis_password(state_dir: Path, folder: Path, role: Role) -> None:
     shutil.rmtree(dest_dir, ignore_errors=True)
     if not source.is_file():
         return
+    check_private_key(source, setting=env_name("redis_password_file"))
     dest_dir.mkdir(mode=0o700)
     dest_dir.chmod(0o700)
     write_pem(dest_dir / source.name, source.read_bytes(), private=True)

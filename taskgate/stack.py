@@ -49,18 +49,9 @@ __all__ = ["Stack", "up_command"]
 READY_TIMEOUT = 90.0
 DEMO_MODULES = '["workers.demo.email","workers.demo.report","workers.demo.image"]'
 DEMO_SCOPES = "tasks:submit:* tasks:read audit:read"
-# Settings that would point a child at files outside its own folder: never passed on.
-_FOREIGN_PATHS = (
-    "TASKGATE_KEYS_DIR",
-    "TASKGATE_KEYS_FILES_DIR",
-    "TASKGATE_CA_FILE",
-    "TASKGATE_CLIENT_CERT",
-    "TASKGATE_CLIENT_KEY",
-    "TASKGATE_TLS_CERT",
-    "TASKGATE_TLS_KEY",
-    "TASKGATE_ADMIN_TOKEN_FILE",
-    "TASKGATE_REDIS_PASSWORD_FILE",
-)
+# Key sources that would hand every child the same keys (the full folder `up` made, or
+# another): never passed on, each child loads its own bundle.
+_SHARED_KEYS = ("TASKGATE_KEYS_DIR", "TASKGATE_KEYS_FILES_DIR", "TASKGATE_ADMIN_TOKEN_FILE")
 
 
 class StackError(RuntimeError):
@@ -85,7 +76,7 @@ class Stack:
         env = {
             k: v
             for k, v in os.environ.items()
-            if k not in _FOREIGN_PATHS and not k.startswith("TASKGATE_KEY_")
+            if k not in _SHARED_KEYS and not k.startswith("TASKGATE_KEY_")
         }
         env.update(
             {
