@@ -97,8 +97,11 @@ class Stack:
         self.state_dir.chmod(0o700)
         init_certs(self.certs.folder)
         init_keys(self.state_dir / "keys")
+        roles: list[Role] = ["worker", "gateway"]
+        if self.certs.cert("operator-client").is_file():
+            roles.append("operator")  # for the CLI: no process of `up` runs as the operator
         try:
-            for role in ("worker", "gateway"):
+            for role in roles:
                 self.roles[role] = prepare_role_dir(self.state_dir, role)
         except (KeyRingError, RoleDirError) as exc:
             raise StackError(f"cannot build the role folders: {exc}") from None
