@@ -187,3 +187,29 @@ def test_keys_export_command_refuses_an_unknown_role(full: Path, tmp_path: Path)
     )
     assert result.exit_code != 0
     assert not dest.exists()
+
+
+def test_a_rings_audit_sets_are_the_roles_own_and_those_it_verifies_with(full: Path) -> None:
+    """A worker ring appends and verifies with its own audit key only; the gateway appends
+    with its own and holds every role's to verify; key_sets lists every purpose."""
+    worker = load_keys(full, role="worker")
+    assert worker.audit.purpose is Purpose.AUDIT_WORKER
+    assert [s.purpose for s in worker.audit_keys()] == [Purpose.AUDIT_WORKER]
+    gateway = load_keys(full, role="gateway")
+    assert gateway.audit.purpose is Purpose.AUDIT_GATEWAY
+    assert len(gateway.audit_keys()) == 3
+    assert [s.purpose for s in gateway.key_sets()] == list(Purpose)
+    assert [len(s) for s in worker.key_sets()].count(0) == 4  # token, state, two audits
+    with pytest.raises(KeyRingError) as info:
+        gateway.purpose(Purpose.SIGNING)
+    assert info.value.reason == "purpose"
+
+
+def test_a_manifest_naming_an_unknown_role_is_refused(full: Path) -> None:
+    """A manifest whose role is not gateway, worker or operator is malformed."""
+    doc = json.loads((full / MANIFEST).read_text())
+    doc["role"] = "root"
+    (full / MANIFEST).write_text(json.dumps(doc))
+    with pytest.raises(KeyRingError) as info:
+        load_keys(full, role="worker")
+    assert info.value.reason == "bad_manifest"
