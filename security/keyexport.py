@@ -70,7 +70,7 @@ def export_keys(keys_dir: Path | str, dest: Path | str, *, role: Role) -> KeyRin
             f"{src} is a {manifest.role} key bundle; export from the full keys folder",
             reason="bundle",
         )
-    if dest.exists() and any(dest.iterdir()) and not (dest / MANIFEST).is_file():
+    if dest.exists() and any(dest.iterdir()) and not _is_bundle(dest):
         raise KeyRingError(
             f"{dest} is not empty and holds no key bundle; choose an empty or new folder",
             reason="bad_destination",
@@ -85,6 +85,12 @@ def export_keys(keys_dir: Path | str, dest: Path | str, *, role: Role) -> KeyRin
     finally:
         shutil.rmtree(stage, ignore_errors=True)
     return ring
+
+
+def _is_bundle(folder: Path) -> bool:
+    """Whether ``folder`` holds an earlier bundle: the only thing an export replaces (never
+    a full keys folder, the source itself say, whose other keys would be lost)."""
+    return (folder / MANIFEST).is_file() and read_manifest(folder).role is not None
 
 
 def _write_bundle(src: Path, stage: Path, manifest: Manifest, role: Role) -> None:

@@ -18,7 +18,7 @@ A ring's :attr:`KeyRing.audit` is the one audit key set its role appends with.
 from __future__ import annotations
 
 import hmac
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Final
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -59,7 +59,7 @@ class KeyRing:
     audit_gateway: KeySet[SymmetricKey]
     audit_worker: KeySet[SymmetricKey]
     audit_operator: KeySet[SymmetricKey]
-    role: Role = field(default="gateway")
+    role: Role
 
     @property
     def audit(self) -> KeySet[SymmetricKey]:

@@ -213,3 +213,13 @@ def test_a_manifest_naming_an_unknown_role_is_refused(full: Path) -> None:
     with pytest.raises(KeyRingError) as info:
         load_keys(full, role="worker")
     assert info.value.reason == "bad_manifest"
+
+
+def test_export_never_replaces_a_full_keys_folder(full: Path) -> None:
+    """Exporting onto the source (or any full keys folder) is refused; nothing is lost."""
+    before = sorted(p.name for p in full.iterdir())
+    with pytest.raises(KeyRingError) as info:
+        export_keys(full, full, role="worker")
+    assert info.value.reason == "bad_destination"
+    assert sorted(p.name for p in full.iterdir()) == before
+    assert load_keys(full, role="operator").token.current()
