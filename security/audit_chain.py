@@ -64,6 +64,9 @@ _STR_FIELDS: Final = ("request_id", "actor", "action", "target", "outcome", "rea
 RECORD_FIELDS: Final = ("time", *_STR_FIELDS)
 _LINK_FIELDS: Final = ("seq", "prev", "kid", "writer")
 ENTRY_FIELDS: Final = (*_LINK_FIELDS, *RECORD_FIELDS, "mac")  # every field of a stream entry
+# Entries written before per-role audit keys: no writer, MACed with the one shared key.
+# They parse (writer "") so a log can still be read and exported; they never verify.
+_V1_FIELDS: Final = frozenset(ENTRY_FIELDS) - {"writer"}
 _MAC_RE: Final = re.compile(r"[0-9a-f]{64}")
 _SEQ_RE: Final = re.compile(r"[1-9][0-9]{0,17}")
 # Categories that can forge a line, hide text or reorder it on a terminal: controls (Cc,
@@ -189,8 +192,10 @@ class AuditEntry:
     stream_id: str | None = None
 
     def to_fields(self) -> dict[str, str]:
-        """Every stream field, in :data:`ENTRY_FIELDS` order."""
-        link = {"seq": str(self.seq), "prev": self.prev, "kid": self.kid, "writer": self.writer}
+        """Every stream field, in :data:`ENTRY_FIELDS` order (no ``writer`` for an entry of
+        the format before per-role keys, whose ``writer`` is empty)."""
+        link = {"seq": str(self.seq), "prev": self.prev, "kid": self.kid}
+        link |= {"writer": self.writer} if self.writer else {}
         return link | self.record.to_fields() | {"mac": self.mac}
 
     def to_dict(self) -> dict[str, object]:
@@ -265,15 +270,18 @@ def parse_entry(stream_id: str, fields: Mapping[str, str]) -> AuditEntry:
     """Parse stream fields into an :class:`AuditEntry` without checking its MAC.
 
     Raises :class:`AuditError` (``reason="malformed"``) if a field is missing, extra or
-    of the wrong shape; the message names the stream id, never a value.
+    of the wrong shape; the message names the stream id, never a value. An entry of the
+    format before per-role keys (no ``writer`` field) parses with ``writer=""``.
     """
     bad = AuditError(f"audit entry {stream_id} is malformed", reason="malformed")
-    if set(fields) != set(ENTRY_FIELDS):
+    legacy = set(fields) == _V1_FIELDS
+    if set(fields) != set(ENTRY_FIELDS) and not legacy:
         raise bad
     seq, prev, kid, mac = fields["seq"], fields["prev"], fields["kid"], fields["mac"]
     if not (_SEQ_RE.fullmatch(seq) and _MAC_RE.fullmatch(prev) and _MAC_RE.fullmatch(mac)):
         raise bad
-    if not valid_kid(kid) or fields["writer"] not in ROLES:
+    writer = "" if legacy else fields["writer"]
+    if not valid_kid(kid) or (writer not in ROLES and not legacy):
         raise bad
     try:
         record = AuditRecord(
@@ -287,4 +295,4 @@ def parse_entry(stream_id: str, fields: Mapping[str, str]) -> AuditEntry:
         )
     except (AuditError, ValueError) as exc:
         raise bad from exc
-    return AuditEntry(record, int(seq), prev, kid, fields["writer"], mac, stream_id)
+    return AuditEntry(record, int(seq), prev, kid, writer, mac, stream_id)

@@ -8,6 +8,8 @@ What it catches, and the ``reason`` it reports:
 
 * ``malformed``: a missing, extra or ill-shaped field (a payload-ish field added by hand);
 * ``unknown_kid`` / ``bad_mac``: an edited field, or a forged or inserted entry;
+* ``legacy_format``: an entry written before per-role audit keys (no ``writer``); such a
+  log is exported and archived (``taskgate audit export``), then a new stream started;
 * ``writer_mismatch``: an entry whose ``writer`` is not the role of the audit key that
   MACed it (a worker's key posing as the gateway or an operator);
 * ``seq_gap``: a deleted entry (or a reorder that moved a later one up);
@@ -145,6 +147,8 @@ class ChainVerifier:
             entry = parse_entry(stream_id, fields)
         except AuditError:
             return "malformed"
+        if not entry.writer:
+            return "legacy_format"
         key = find_key(self._keys, entry.kid)
         if key is None:
             return "unknown_kid"

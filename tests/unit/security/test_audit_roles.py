@@ -122,3 +122,17 @@ def test_keys_of_another_purpose_cannot_mac_or_verify(purpose: Purpose) -> None:
         chain_records(EMPTY_HEAD, [_record("x", "y")], key)
     with pytest.raises(KeyRingError):
         ChainVerifier([*ALL, KeySet(purpose, [key])], stream="tg:audit", head=None)
+
+
+def test_an_entry_of_the_format_before_per_role_keys_reads_but_never_verifies() -> None:
+    """An entry with no writer field (the old shared-key format) parses with writer ""
+    and round-trips, so old logs can be read and exported; verification names it
+    legacy_format."""
+    stream = _mixed_chain()
+    old = {k: v for k, v in stream[0][1].items() if k != "writer"}
+    entry = parse_entry("1000-0", old)
+    assert entry.writer == ""
+    assert entry.to_fields() == old
+    report = _walk([("1000-0", old), *stream[1:]])
+    assert report.first_bad is not None
+    assert (report.first_bad.index, report.first_bad.reason) == (0, "legacy_format")
