@@ -156,7 +156,10 @@ def test_audit_cli_refuses_a_worker_record_posing_as_the_gateway(
     fields["mac"] = compute_mac(worker_key, fields)
     stream_id = redis_client.xadd("tg:audit", fields)  # type: ignore[arg-type]
     redis_client.set("tg:audit:head", f"{entry.seq} {fields['mac']}")
-    code, out = _run(["audit", "verify"], env)
-    assert code == 1
-    assert "writer_mismatch" in out
-    assert (stream_id.decode() if isinstance(stream_id, bytes) else stream_id) in out
+    try:
+        code, out = _run(["audit", "verify"], env)
+        assert code == 1
+        assert "writer_mismatch" in out
+        assert (stream_id.decode() if isinstance(stream_id, bytes) else stream_id) in out
+    finally:  # the session gateway shares this log: leave no forged entry behind
+        redis_client.delete("tg:audit", "tg:audit:head")
