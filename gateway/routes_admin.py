@@ -281,8 +281,8 @@ def _ops_routes(router: APIRouter) -> None:
     async def list_keys(_: Admin, state: State, rid: RequestId) -> dict[str, Any]:
         ring = state.keys
         out = {
-            purpose: [{"kid": k.kid, "retired": k.retired} for k in getattr(ring, purpose)]
-            for purpose in ("broker", "vault", "audit", "token", "signing")
+            str(keys.purpose): [{"kid": k.kid, "retired": k.retired} for k in keys]
+            for keys in ring.key_sets()
         }
         await _audit(state, "admin.keys.list", "keys", rid)
         return {
@@ -339,7 +339,7 @@ def _audit_routes(router: APIRouter) -> None:
     async def audit_verify(
         actor_name: AdminOrAuditor, state: State, rid: RequestId
     ) -> dict[str, Any]:
-        report = await averify(state.redis, state.keys.audit)
+        report = await averify(state.redis, state.keys.audit_keys())
         await state.record(
             actor=actor_name,
             action="audit.verify",

@@ -1,7 +1,8 @@
 """The tamper-evident audit log: one import for writers, verifiers and readers.
 
 The log is a Redis stream (default ``tg:audit``) of fixed-field records, each chained to
-the previous one and MACed with the audit key (HMAC-SHA256). Pieces:
+the previous one and MACed (HMAC-SHA256) with the audit key of the role that wrote it
+(``audit-gateway``, ``audit-worker``, ``audit-operator``). Pieces:
 
 * :mod:`security.audit_chain`: the record, canonical bytes, MAC and links (pure);
 * :mod:`security.audit_store`: :class:`AuditWriter` / :class:`AsyncAuditWriter`, which
@@ -12,10 +13,10 @@ the previous one and MACed with the audit key (HMAC-SHA256). Pieces:
 
 This module adds the I/O around verification and checkpoints. Typical use::
 
-    writer = AuditWriter(redis_client, audit_keys)
+    writer = AuditWriter(redis_client, ring.audit)  # this role's own audit keys
     writer.append(AuditRecord.make(actor="client:42", action="task.submit",
                                    outcome="allowed", target=task_id, request_id=rid))
-    report = verify(redis_client, audit_keys, checkpoint=verify_checkpoint(cp, signing_keys))
+    report = verify(redis_client, ring.audit_keys(), checkpoint=verify_checkpoint(cp, ring.signing))
 
 Use a client without ``decode_responses`` for verification: a byte that is not UTF-8
 then shows as a bad MAC rather than a decoding crash in redis-py.
@@ -32,6 +33,7 @@ from security.audit_chain import (
     MAX_FIELD_CHARS,
     MAX_REASON_CHARS,
     AuditEntry,
+    AuditKeys,
     AuditRecord,
     Head,
     Outcome,
@@ -62,7 +64,7 @@ from security.audit_store import (
 )
 from security.audit_verify import BadRecord, ChainVerifier, VerifyReport
 from security.errors import AuditError
-from security.keys import KeySet, SigningKey, SymmetricKey
+from security.keys import SigningKey
 
 __all__ = [
     "DEFAULT_STREAM",
@@ -71,6 +73,7 @@ __all__ = [
     "MAX_REASON_CHARS",
     "AsyncAuditWriter",
     "AuditEntry",
+    "AuditKeys",
     "AuditPage",
     "AuditQuery",
     "AuditRecord",
@@ -102,7 +105,7 @@ VERIFY_PAGE = 1000
 
 
 def _verifier(
-    keys: KeySet[SymmetricKey], stream: str, head: str | None, checkpoint: Checkpoint | None
+    keys: AuditKeys, stream: str, head: str | None, checkpoint: Checkpoint | None
 ) -> ChainVerifier:
     if checkpoint is not None and checkpoint.stream != stream:
         raise AuditError("the checkpoint belongs to another stream", reason="bad_checkpoint")
@@ -116,7 +119,7 @@ def _unavailable(exc: redis.RedisError) -> AuditError:
 
 def verify(
     client: redis.Redis,
-    keys: KeySet[SymmetricKey],
+    keys: AuditKeys,
     *,
     stream: str = DEFAULT_STREAM,
     checkpoint: Checkpoint | None = None,
@@ -124,11 +127,12 @@ def verify(
 ) -> VerifyReport:
     """Walk the whole stream in pages and report whether the chain holds.
 
-    Every audit key in ``keys`` verifies, retired ones included, so history stays
-    verifiable after a rotation. ``checkpoint`` (from :func:`verify_checkpoint`) also
-    catches a cut tail, which a rewound head key otherwise hides. A broken chain is
-    reported, never raised; :class:`AuditError` means Redis could not be read
-    (``unavailable``) or the checkpoint is for another stream (``bad_checkpoint``).
+    Every audit key in ``keys`` (each role's set: a ring's ``audit_keys()``) verifies,
+    retired ones included, so history stays verifiable after a rotation. ``checkpoint``
+    (from :func:`verify_checkpoint`) also catches a cut tail, which a rewound head key
+    otherwise hides. A broken chain is reported, never raised; :class:`AuditError` means
+    Redis could not be read (``unavailable``) or the checkpoint is for another stream
+    (``bad_checkpoint``).
     """
     try:
         verifier = _verifier(keys, stream, read_head(client, stream), checkpoint)
@@ -149,7 +153,7 @@ def verify(
 
 async def averify(
     client: redis.asyncio.Redis,
-    keys: KeySet[SymmetricKey],
+    keys: AuditKeys,
     *,
     stream: str = DEFAULT_STREAM,
     checkpoint: Checkpoint | None = None,
@@ -175,7 +179,7 @@ async def averify(
 
 def verify_or_raise(
     client: redis.Redis,
-    keys: KeySet[SymmetricKey],
+    keys: AuditKeys,
     *,
     stream: str = DEFAULT_STREAM,
     checkpoint: Checkpoint | None = None,
@@ -197,7 +201,7 @@ def make_checkpoint(
     signer: SigningKey,
     *,
     stream: str = DEFAULT_STREAM,
-    keys: KeySet[SymmetricKey] | None = None,
+    keys: AuditKeys | None = None,
     now: float | None = None,
 ) -> dict[str, object]:
     """Sign the current head with ``signer`` (Ed25519); return the JSON-ready checkpoint.
@@ -223,7 +227,7 @@ async def amake_checkpoint(
     signer: SigningKey,
     *,
     stream: str = DEFAULT_STREAM,
-    keys: KeySet[SymmetricKey] | None = None,
+    keys: AuditKeys | None = None,
     now: float | None = None,
 ) -> dict[str, object]:
     """Asyncio twin of :func:`make_checkpoint`."""

@@ -2,8 +2,14 @@
 
 Nothing here talks to Redis. A record is seven fixed fields (no room for a payload
 value or a secret); each stored entry adds ``seq``, ``prev`` (the previous entry's
-``mac``, :data:`GENESIS` for the first), ``kid`` and
+``mac``, :data:`GENESIS` for the first), ``kid``, ``writer`` (the role that appended it:
+``gateway``, ``worker`` or ``operator``) and
 ``mac = HMAC-SHA256(audit key, canonical bytes of every other field)``.
+
+Each role MACs with its own audit key (purpose ``audit-<role>``), and ``writer`` is the
+role of that key's purpose: a verifier holding every role's key refuses an entry whose
+``writer`` is not the role of the key that MACed it, so a worker's key cannot make an
+entry that verifies as the gateway's or an operator's.
 
 The MAC covers the exact strings written to the stream (``seq`` in decimal, ``time`` as
 ``repr(float)``), so any byte changed in Redis shows, and a verifier in another language
@@ -18,12 +24,12 @@ import math
 import re
 import time as _time
 import unicodedata
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final, Literal, cast, get_args
 
 from security.errors import AuditError, KeyRingError
-from security.keys import KeySet, Purpose, SymmetricKey, valid_kid
+from security.keys import ROLES, KeySet, SymmetricKey, audit_writer, valid_kid
 
 __all__ = [
     "EMPTY_HEAD",
@@ -33,9 +39,11 @@ __all__ = [
     "MAX_REASON_CHARS",
     "RECORD_FIELDS",
     "AuditEntry",
+    "AuditKeys",
     "AuditRecord",
     "Head",
     "Outcome",
+    "audit_key_sets",
     "chain_records",
     "compute_mac",
     "find_key",
@@ -51,11 +59,14 @@ _OUTCOMES: Final = frozenset(get_args(Outcome))
 GENESIS: Final = "0" * 64  # ``prev`` of record 1: no previous MAC exists
 MAX_REASON_CHARS: Final = 200
 MAX_FIELD_CHARS: Final = 128
-_DOMAIN: Final = "taskgate.audit.v1"  # domain separation: these bytes are never a token or envelope
+_DOMAIN: Final = "taskgate.audit.v2"  # domain separation: these bytes are never a token or envelope
 _STR_FIELDS: Final = ("request_id", "actor", "action", "target", "outcome", "reason")
 RECORD_FIELDS: Final = ("time", *_STR_FIELDS)
-_LINK_FIELDS: Final = ("seq", "prev", "kid")
+_LINK_FIELDS: Final = ("seq", "prev", "kid", "writer")
 ENTRY_FIELDS: Final = (*_LINK_FIELDS, *RECORD_FIELDS, "mac")  # every field of a stream entry
+# Entries written before per-role audit keys: no writer, MACed with the one shared key.
+# They parse (writer "") so a log can still be read and exported; they never verify.
+_V1_FIELDS: Final = frozenset(ENTRY_FIELDS) - {"writer"}
 _MAC_RE: Final = re.compile(r"[0-9a-f]{64}")
 _SEQ_RE: Final = re.compile(r"[1-9][0-9]{0,17}")
 # Categories that can forge a line, hide text or reorder it on a terminal: controls (Cc,
@@ -176,33 +187,52 @@ class AuditEntry:
     seq: int
     prev: str
     kid: str
+    writer: str
     mac: str
     stream_id: str | None = None
 
     def to_fields(self) -> dict[str, str]:
-        """Every stream field, in :data:`ENTRY_FIELDS` order."""
+        """Every stream field, in :data:`ENTRY_FIELDS` order (no ``writer`` for an entry of
+        the format before per-role keys, whose ``writer`` is empty)."""
         link = {"seq": str(self.seq), "prev": self.prev, "kid": self.kid}
+        link |= {"writer": self.writer} if self.writer else {}
         return link | self.record.to_fields() | {"mac": self.mac}
 
     def to_dict(self) -> dict[str, object]:
         """A JSON-ready flat dict (for export as JSON lines and for the admin API)."""
         out: dict[str, object] = {"id": self.stream_id, "seq": self.seq}
-        out |= {"prev": self.prev, "kid": self.kid, "mac": self.mac}
+        out |= {"prev": self.prev, "kid": self.kid, "writer": self.writer, "mac": self.mac}
         out |= {name: getattr(self.record, name) for name in RECORD_FIELDS}
         return out
 
 
-def require_audit_keys(keys: KeySet[SymmetricKey]) -> None:
-    """Refuse a key set of another purpose: an audit key is never shared."""
-    if keys.purpose is not Purpose.AUDIT:
+#: One role's audit key set (what a writer takes), or several (what a verifier takes).
+AuditKeys = KeySet[SymmetricKey] | Iterable[KeySet[SymmetricKey]]
+
+
+def require_audit_keys(keys: KeySet[SymmetricKey]) -> str:
+    """The writing role of an audit key set; refuse a set of any other purpose."""
+    writer = audit_writer(keys.purpose)
+    if writer is None:
         raise KeyRingError(f"{keys.purpose} keys cannot MAC the audit log", reason="purpose")
+    return writer
 
 
-def find_key(keys: KeySet[SymmetricKey], kid: str) -> SymmetricKey | None:
-    """The key named ``kid``, retired or not (history stays verifiable after retirement)."""
-    for key in keys:
-        if key.kid == kid:
-            return key
+def audit_key_sets(keys: AuditKeys) -> list[KeySet[SymmetricKey]]:
+    """``keys`` as a list of audit key sets, each checked (one set per writing role)."""
+    sets = [keys] if isinstance(keys, KeySet) else list(keys)
+    for key_set in sets:
+        require_audit_keys(key_set)
+    return sets
+
+
+def find_key(keys: AuditKeys, kid: str) -> SymmetricKey | None:
+    """The key named ``kid`` in any of the sets, retired or not (history stays verifiable
+    after retirement)."""
+    for key_set in [keys] if isinstance(keys, KeySet) else keys:
+        for key in key_set:
+            if key.kid == kid:
+                return key
     return None
 
 
@@ -220,14 +250,18 @@ def compute_mac(key: SymmetricKey, fields: Mapping[str, str]) -> str:
 def chain_records(
     head: Head, records: Sequence[AuditRecord], key: SymmetricKey
 ) -> list[AuditEntry]:
-    """Link ``records`` after ``head`` and MAC each with ``key``. Pure: nothing is written."""
+    """Link ``records`` after ``head`` and MAC each with ``key``, as written by the role of
+    ``key``'s purpose. Pure: nothing is written."""
+    writer = audit_writer(key.purpose)
+    if writer is None:
+        raise KeyRingError(f"{key.purpose} keys cannot MAC the audit log", reason="purpose")
     entries: list[AuditEntry] = []
     seq, prev = head.seq, head.mac
     for record in records:
         seq += 1
-        fields = {"seq": str(seq), "prev": prev, "kid": key.kid} | record.to_fields()
-        mac = compute_mac(key, fields)
-        entries.append(AuditEntry(record, seq, prev, key.kid, mac))
+        link = {"seq": str(seq), "prev": prev, "kid": key.kid, "writer": writer}
+        mac = compute_mac(key, link | record.to_fields())
+        entries.append(AuditEntry(record, seq, prev, key.kid, writer, mac))
         prev = mac
     return entries
 
@@ -236,15 +270,18 @@ def parse_entry(stream_id: str, fields: Mapping[str, str]) -> AuditEntry:
     """Parse stream fields into an :class:`AuditEntry` without checking its MAC.
 
     Raises :class:`AuditError` (``reason="malformed"``) if a field is missing, extra or
-    of the wrong shape; the message names the stream id, never a value.
+    of the wrong shape; the message names the stream id, never a value. An entry of the
+    format before per-role keys (no ``writer`` field) parses with ``writer=""``.
     """
     bad = AuditError(f"audit entry {stream_id} is malformed", reason="malformed")
-    if set(fields) != set(ENTRY_FIELDS):
+    legacy = set(fields) == _V1_FIELDS
+    if set(fields) != set(ENTRY_FIELDS) and not legacy:
         raise bad
     seq, prev, kid, mac = fields["seq"], fields["prev"], fields["kid"], fields["mac"]
     if not (_SEQ_RE.fullmatch(seq) and _MAC_RE.fullmatch(prev) and _MAC_RE.fullmatch(mac)):
         raise bad
-    if not valid_kid(kid):
+    writer = "" if legacy else fields["writer"]
+    if not valid_kid(kid) or (writer not in ROLES and not legacy):
         raise bad
     try:
         record = AuditRecord(
@@ -258,4 +295,4 @@ def parse_entry(stream_id: str, fields: Mapping[str, str]) -> AuditEntry:
         )
     except (AuditError, ValueError) as exc:
         raise bad from exc
-    return AuditEntry(record, int(seq), prev, kid, mac, stream_id)
+    return AuditEntry(record, int(seq), prev, kid, writer, mac, stream_id)

@@ -303,7 +303,7 @@ class _Chain:
             ids, outcomes = reply[1 : len(entries) + 1], reply[len(entries) + 1 :]
             written = [
                 Committed(
-                    AuditEntry(e.record, e.seq, e.prev, e.kid, e.mac, text(i)),
+                    AuditEntry(e.record, e.seq, e.prev, e.kid, e.writer, e.mac, text(i)),
                     None if outcome == 1 else text(outcome)[:200],
                 )
                 for e, i, outcome in zip(entries, ids, outcomes, strict=True)

@@ -8,6 +8,10 @@ What it catches, and the ``reason`` it reports:
 
 * ``malformed``: a missing, extra or ill-shaped field (a payload-ish field added by hand);
 * ``unknown_kid`` / ``bad_mac``: an edited field, or a forged or inserted entry;
+* ``legacy_format``: an entry written before per-role audit keys (no ``writer``); such a
+  log is exported and archived (``taskgate audit export``), then a new stream started;
+* ``writer_mismatch``: an entry whose ``writer`` is not the role of the audit key that
+  MACed it (a worker's key posing as the gateway or an operator);
 * ``seq_gap``: a deleted entry (or a reorder that moved a later one up);
 * ``seq_reorder``: an entry whose seq was already passed (a replayed or moved entry);
 * ``prev_mismatch``: an entry from another chain (right seq, wrong predecessor);
@@ -30,15 +34,16 @@ from dataclasses import asdict, dataclass
 from security.audit_chain import (
     EMPTY_HEAD,
     AuditEntry,
+    AuditKeys,
     Head,
+    audit_key_sets,
     compute_mac,
     find_key,
     parse_entry,
     parse_head,
-    require_audit_keys,
 )
 from security.errors import AuditChainBrokenError, AuditError
-from security.keys import KeySet, SymmetricKey
+from security.keys import audit_writer
 
 __all__ = ["BadRecord", "ChainVerifier", "VerifyReport"]
 
@@ -88,6 +93,9 @@ class VerifyReport:
 class ChainVerifier:
     """Verify entries fed in stream order against ``keys`` (retired keys included).
 
+    ``keys`` is one role's audit key set or several (one per role, as a ring's
+    ``audit_keys()``); an entry verifies only under a key of the role it names as ``writer``.
+
     A retired audit key still verifies the entries it MACed: retiring stops new MACs,
     it must not make history unverifiable. Remove a key from the set only if it leaked.
 
@@ -99,14 +107,13 @@ class ChainVerifier:
 
     def __init__(
         self,
-        keys: KeySet[SymmetricKey],
+        keys: AuditKeys,
         *,
         stream: str,
         head: str | None,
         pinned: Head | None = None,
     ) -> None:
-        require_audit_keys(keys)
-        self._keys = keys
+        self._keys = audit_key_sets(keys)
         self._stream = stream
         self._pinned = pinned
         self._head = _parse_stored_head(head)
@@ -140,11 +147,15 @@ class ChainVerifier:
             entry = parse_entry(stream_id, fields)
         except AuditError:
             return "malformed"
+        if not entry.writer:
+            return "legacy_format"
         key = find_key(self._keys, entry.kid)
         if key is None:
             return "unknown_kid"
         if not hmac.compare_digest(compute_mac(key, fields), entry.mac):
             return "bad_mac"
+        if audit_writer(key.purpose) != entry.writer:
+            return "writer_mismatch"
         return self._link_problem(entry) or entry
 
     def _link_problem(self, entry: AuditEntry) -> str | None:

@@ -11,18 +11,22 @@ import enum
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Final, Generic, Literal, TypeVar
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from security.errors import KeyRetiredError, KeyRingError
 
 __all__ = [
+    "AUDIT_PURPOSES",
     "MIN_KEY_BYTES",
+    "ROLES",
     "KeySet",
     "Purpose",
+    "Role",
     "SigningKey",
     "SymmetricKey",
+    "audit_writer",
     "valid_kid",
 ]
 
@@ -35,10 +39,31 @@ class Purpose(enum.StrEnum):
 
     BROKER = "broker"  # AES-256-GCM for task messages and results
     VAULT = "vault"  # AES-256-GCM for secret values behind references
-    AUDIT = "audit"  # HMAC-SHA256 for the audit chain
+    # HMAC-SHA256 for the audit chain, one key per writing role: a record verifies only as
+    # the record of the role whose key MACed it, so a worker cannot write as the gateway.
+    AUDIT_GATEWAY = "audit-gateway"
+    AUDIT_WORKER = "audit-worker"
+    AUDIT_OPERATOR = "audit-operator"
     TOKEN = "token"  # noqa: S105 - a purpose name, not a password. HMAC-SHA256 (HS256) for access tokens
     SIGNING = "signing"  # Ed25519: gateway signs envelopes, workers hold the public half
     STATE = "state"  # HMAC-SHA256 over stored state the gateway acts on; never on a worker
+
+
+Role = Literal["gateway", "worker", "operator"]
+ROLES: Final[tuple[Role, ...]] = ("gateway", "worker", "operator")
+
+#: The audit key each role MACs its own records with.
+AUDIT_PURPOSES: Final[dict[Role, Purpose]] = {
+    "gateway": Purpose.AUDIT_GATEWAY,
+    "worker": Purpose.AUDIT_WORKER,
+    "operator": Purpose.AUDIT_OPERATOR,
+}
+_AUDIT_WRITERS: Final[dict[Purpose, Role]] = {p: r for r, p in AUDIT_PURPOSES.items()}
+
+
+def audit_writer(purpose: Purpose) -> Role | None:
+    """The role whose audit records keys of ``purpose`` MAC (None: not an audit purpose)."""
+    return _AUDIT_WRITERS.get(purpose)
 
 
 def valid_kid(kid: str) -> bool:

@@ -31,7 +31,7 @@ app = typer.Typer(
 def _settings() -> tuple[GatewaySettings, KeyRing]:
     try:
         settings = load_settings(GatewaySettings)
-        return settings, settings.key_ring("gateway")
+        return settings, settings.key_ring("operator")
     except ConfigError as exc:
         typer.echo(f"taskgate audit: refused: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -49,7 +49,7 @@ def verify_command(
     with settings.redis.client() as client:
         try:
             cp = verify_checkpoint(checkpoint.read_text(), keys.signing) if checkpoint else None
-            report = verify(client, keys.audit, checkpoint=cp)
+            report = verify(client, keys.audit_keys(), checkpoint=cp)
         except AuditError as exc:
             typer.echo(f"taskgate audit verify: {exc}", err=True)
             raise typer.Exit(1) from None
@@ -116,7 +116,7 @@ def checkpoint_command(
     settings, keys = _settings()
     with settings.redis.client() as client:
         try:
-            cp = make_checkpoint(client, keys.signing.current(), keys=keys.audit)
+            cp = make_checkpoint(client, keys.signing.current(), keys=keys.audit_keys())
         except AuditError as exc:
             typer.echo(f"taskgate audit checkpoint: {exc}", err=True)
             raise typer.Exit(1) from None

@@ -28,7 +28,7 @@ def _run(
 ) -> Any:
     try:
         settings = load_settings(GatewaySettings)
-        keys = settings.key_ring("gateway")
+        keys = settings.key_ring("operator")
     except ConfigError as exc:
         typer.echo(f"taskgate dlq: refused: {exc}", err=True)
         raise typer.Exit(2) from None

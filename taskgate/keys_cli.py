@@ -1,20 +1,22 @@
-"""`taskgate keys init|list|rotate|retire`: the key ring in the state folder."""
+"""`taskgate keys init|list|rotate|retire|export`: the key ring in the state folder."""
 
 from __future__ import annotations
 
+import enum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from security.errors import KeyRingError
+from security.keyexport import bundle_files, export_keys
 from security.keys import Purpose, SigningKey, SymmetricKey
 from security.keystore import KeyRing, init_keys, list_keys, retire_key, rotate_keys
 
 __all__ = ["app"]
 
 app = typer.Typer(
-    help="Create, list, rotate and retire keys (sealing, vault, audit, token, signing).",
+    help="Create, list, rotate, retire and export keys (sealing, vault, audit, token, signing).",
     no_args_is_help=True,
 )
 
@@ -50,7 +52,7 @@ def init_command(state_dir: StateDir = Path(".taskgate"), keys_dir: KeysDir = No
 
 
 def _current(ring: KeyRing) -> list[SymmetricKey | SigningKey]:
-    return [getattr(ring, p.value).current() for p in Purpose]
+    return [keys.current() for keys in ring.key_sets() if len(keys)]
 
 
 @app.command("list")
@@ -60,11 +62,11 @@ def list_command(state_dir: StateDir = Path(".taskgate"), keys_dir: KeysDir = No
         infos = list_keys(_folder(state_dir, keys_dir))
     except KeyRingError as exc:
         raise _fail(exc) from None
-    typer.echo(f"{'kid':<44} {'purpose':<8} {'created':<21} {'state':<8} fingerprint")
+    typer.echo(f"{'kid':<44} {'purpose':<14} {'created':<21} {'state':<8} fingerprint")
     for info in infos:
         state = "retired" if info.retired else "live"
         typer.echo(
-            f"{info.kid:<44} {info.purpose!s:<8} {info.created_at:<21} {state:<8} "
+            f"{info.kid:<44} {info.purpose!s:<14} {info.created_at:<21} {state:<8} "
             f"{info.fingerprint}"
         )
 
@@ -99,3 +101,30 @@ def retire_command(
     except KeyRingError as exc:
         raise _fail(exc) from None
     typer.echo(f"retired {kid}; restart gateways and workers to enforce it.")
+
+
+class RoleName(enum.StrEnum):
+    """The roles a key bundle can be exported for."""
+
+    GATEWAY = "gateway"
+    WORKER = "worker"
+    OPERATOR = "operator"
+
+
+@app.command("export")
+def export_command(
+    dest: Annotated[Path, typer.Argument(help="Bundle folder to write (replaced if a bundle).")],
+    role: Annotated[RoleName, typer.Option("--role", help="Whose keys to export.")],
+    state_dir: StateDir = Path(".taskgate"),
+    keys_dir: KeysDir = None,
+) -> None:
+    """Write exactly the keys ROLE loads to DEST (0700, files 0600): a worker's bundle
+    holds no signing private key, token, state or other role's audit key."""
+    folder = _folder(state_dir, keys_dir)
+    try:
+        export_keys(folder, dest, role=role.value)
+        names = bundle_files(dest, role.value)
+    except KeyRingError as exc:
+        raise _fail(exc) from None
+    typer.echo(f"{role.value} key bundle in {dest}: {len(names) - 1} key files")
+    typer.echo(f"point the {role.value} at it with TASKGATE_KEYS_DIR={dest}")

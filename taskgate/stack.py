@@ -4,13 +4,17 @@ With nothing configured it creates the state folder, the dev CA and certificates
 starts a TLS-only redis-server on a free loopback port, one worker and the gateway
 over HTTPS, waits until ``/readyz`` says 200, then writes ``<state>/stack.json``.
 With ``TASKGATE_REDIS_URL`` set it uses that Redis instead of starting one.
+
+The worker and the gateway each run on their own folder (``<state>/roles/<role>/``,
+:mod:`taskgate.role_dirs`): their certificates, their key bundle, nothing else. The admin
+token is printed once and kept nowhere in plain text (only its hash, in the gateway's
+folder) unless ``--admin-token-file`` asks for a 0600 copy.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import os
 import secrets
 import shutil
@@ -29,12 +33,15 @@ from certs.material import CertPaths, init_certs
 from gateway.clients import ClientRegistry
 from gateway.settings import GatewaySettings
 from security.config import load_settings
-from security.errors import ConfigError
+from security.errors import ConfigError, KeyRingError
+from security.keys import Role
 from security.keystore import init_keys
 from security.passwords import hash_admin_token, new_admin_token
 from security.tls import RedisTLS
 from taskgate.procs import Child, free_port, start_child, taskgate_argv
 from taskgate.redis_server import INSTALL_HINT, RedisServer, RedisServerError, start_redis
+from taskgate.role_dirs import RoleDirError, prepare_role_dir
+from taskgate.stack_files import print_summary, write_private, write_stack_json
 from workers.settings import WorkerSettings
 
 __all__ = ["Stack", "up_command"]
@@ -42,6 +49,9 @@ __all__ = ["Stack", "up_command"]
 READY_TIMEOUT = 90.0
 DEMO_MODULES = '["workers.demo.email","workers.demo.report","workers.demo.image"]'
 DEMO_SCOPES = "tasks:submit:* tasks:read audit:read"
+# Key sources that would hand every child the same keys (the full folder `up` made, or
+# another): never passed on, each child loads its own bundle.
+_SHARED_KEYS = ("TASKGATE_KEYS_DIR", "TASKGATE_KEYS_FILES_DIR", "TASKGATE_ADMIN_TOKEN_FILE")
 
 
 class StackError(RuntimeError):
@@ -51,16 +61,23 @@ class StackError(RuntimeError):
 class Stack:
     """The processes of one local stack and how to stop them."""
 
-    def __init__(self, state_dir: Path) -> None:
+    def __init__(self, state_dir: Path, *, admin_token_file: Path | None = None) -> None:
         # Absolute: redis-server changes into its data folder before reading cert paths.
         self.state_dir = state_dir.resolve()
         self.certs = CertPaths(state_dir / "certs")
+        self.admin_token_file = admin_token_file
+        self.roles: dict[Role, Path] = {}
         self.redis: RedisServer | None = None
         self.children: list[Child] = []
         self._stopping = False
+        self._admin_token = ""
 
     def env(self, redis_url: str) -> dict[str, str]:
-        env = dict(os.environ)
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if k not in _SHARED_KEYS and not k.startswith("TASKGATE_KEY_")
+        }
         env.update(
             {
                 "TASKGATE_STATE_DIR": str(self.state_dir),
@@ -70,12 +87,24 @@ class Stack:
         )
         return env
 
+    def role_env(self, env: dict[str, str], role: Role) -> dict[str, str]:
+        """``env`` for a ``role`` process: its own folder as its state folder."""
+        return env | {"TASKGATE_STATE_DIR": str(self.roles[role])}
+
     def start(self, *, port: int, concurrency: int) -> dict[str, Any]:
         """Start everything and return the description written to ``stack.json``."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.state_dir.chmod(0o700)
         init_certs(self.certs.folder)
         init_keys(self.state_dir / "keys")
+        roles: list[Role] = ["worker", "gateway"]
+        if self.certs.cert("operator-client").is_file():
+            roles.append("operator")  # for the CLI: no process of `up` runs as the operator
+        try:
+            for role in roles:
+                self.roles[role] = prepare_role_dir(self.state_dir, role)
+        except (KeyRingError, RoleDirError) as exc:
+            raise StackError(f"cannot build the role folders: {exc}") from None
         external = os.environ.get("TASKGATE_REDIS_URL")
         if external:
             redis_url = external
@@ -85,15 +114,19 @@ class Stack:
             self.redis = start_redis(self.certs, self.state_dir / "redis")
             redis_url = self.redis.url
         env = self.env(redis_url)
-        admin_token = self._new_admin_token()
+        self._new_admin_token()
         smtp = self._start_smtp_sink(env)
         env.setdefault("TASKGATE_TASK_MODULES", DEMO_MODULES)
         env.update({"TASKGATE_SMTP_HOST": "127.0.0.1", "TASKGATE_SMTP_PORT": str(smtp["port"])})
+        worker_env, gateway_env = self.role_env(env, "worker"), self.role_env(env, "gateway")
         # Refuse unsafe settings here, once, with exit 2 - before any child starts.
         saved = dict(os.environ)
         try:
-            os.environ.update(env)
+            os.environ.clear()
+            os.environ.update(worker_env)
             load_settings(WorkerSettings).key_ring("worker")
+            os.environ.clear()
+            os.environ.update(gateway_env)
             load_settings(GatewaySettings, port=port).key_ring("gateway")
         finally:
             os.environ.clear()
@@ -103,14 +136,14 @@ class Stack:
             "worker",
             taskgate_argv("worker", "--concurrency", str(concurrency)),
             log_path=logs / "worker.log",
-            env=env,
+            env=worker_env,
         )
         self.children.append(worker)
         gateway = start_child(
             "gateway",
             taskgate_argv("serve", "--port", str(port)),
             log_path=logs / "gateway.log",
-            env=env,
+            env=gateway_env,
         )
         self.children.append(gateway)
         gateway_url = f"https://localhost:{port}"
@@ -123,12 +156,15 @@ class Stack:
             "client_cert": str(self.certs.cert("gateway-client").resolve()),
             "client_key": str(self.certs.key("gateway-client").resolve()),
             "state_dir": str(self.state_dir.resolve()),
+            "roles": {role: str(path) for role, path in self.roles.items()},
+            "admin_token_file": None
+            if self.admin_token_file is None
+            else str(self.admin_token_file),
             "demo_client": {
                 "client_id": demo_id,
                 "client_secret": demo_secret,
                 "scopes": DEMO_SCOPES,
             },
-            "admin_token": admin_token,
             "smtp": smtp,
             "pids": {
                 "up": os.getpid(),
@@ -142,13 +178,20 @@ class Stack:
         }
 
     def _new_admin_token(self) -> str:
-        """A fresh admin token per run; only its hash is kept on disk (mode 0600)."""
+        """A fresh admin token per run. Its hash goes to the gateway's folder only; the
+        token itself to ``--admin-token-file`` (0600) if asked, else nowhere on disk."""
         token = new_admin_token()
-        path = self.state_dir / "admin-token.sha256"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(hash_admin_token(token) + "\n")
+        (self.state_dir / "admin-token.sha256").unlink(missing_ok=True)  # only the gateway's
+        write_private(self.roles["gateway"] / "admin-token.sha256", hash_admin_token(token))
+        if self.admin_token_file is not None:
+            write_private(self.admin_token_file, token)
+        self._admin_token = token  # printed once by the caller, never in stack.json
         return token
+
+    @property
+    def admin_token(self) -> str:
+        """This run's admin token (to print once)."""
+        return self._admin_token
 
     def _start_smtp_sink(self, env: dict[str, str]) -> dict[str, Any]:
         """The local SMTP sink (STARTTLS, AUTH) that email.send delivers to."""
@@ -252,58 +295,23 @@ class Stack:
             self.redis.stop()
 
 
-def _write_stack_json(path: Path, info: dict[str, Any]) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(info, fh, indent=2)
-        fh.write("\n")
-    path.chmod(0o600)
-
-
-def _print_summary(info: dict[str, Any], stack_json: Path) -> None:
-    ca = info["ca_file"]
-    url = info["gateway_url"]
-    demo = info["demo_client"]
-    payload = (
-        '{"title":"demo","columns":["city","sales"],"rows":[["Oslo",12],["Lima",7],["Pune",9]]}'
-    )
-    lines = [
-        "",
-        "taskgate is up.",
-        f"  gateway   {url}  (HTTPS, certificate from the local CA)",
-        f"  redis     {info['redis_url']}  (TLS only, client certificates required)",
-        f"  CA        {ca}",
-        f"  logs      {Path(info['state_dir']) / 'logs'}",
-        f"  details   {stack_json}",
-        "",
-        "Check it:",
-        f"  curl --cacert {ca} {url}/readyz",
-        "",
-        "Submit a real task as the demo client (token -> submit -> poll):",
-        f"  TOKEN=$(curl -s --cacert {ca} -d grant_type=client_credentials"
-        f" -d client_id={demo['client_id']} -d client_secret={demo['client_secret']} {url}/v1/token"
-        " | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"access_token\"])')",
-        f'  curl -s --cacert {ca} -H "Authorization: Bearer $TOKEN"'
-        f" -H 'Content-Type: application/json' -d '{payload}' {url}/v1/tasks/report.generate",
-        f'  curl -s --cacert {ca} -H "Authorization: Bearer $TOKEN" {url}/v1/tasks/<id from above>',
-        "",
-        f"Demo client, admin token and SMTP sink credentials: {stack_json} (mode 0600).",
-        "Press Ctrl-C to stop everything.",
-    ]
-    typer.echo("\n".join(lines))
-
-
 def up_command(
     state_dir: Annotated[
         Path, typer.Option("--state-dir", envvar="TASKGATE_STATE_DIR", help="State folder.")
     ] = Path(".taskgate"),
     port: Annotated[int, typer.Option(help="Gateway HTTPS port; 0 picks a free one.")] = 8443,
     concurrency: Annotated[int, typer.Option(help="Worker processes.")] = 2,
+    admin_token_file: Annotated[
+        Path | None,
+        typer.Option(help="Also write the admin token to this file (0600); default: print only."),
+    ] = None,
 ) -> None:
     """Start the whole local stack: TLS Redis, a worker and the HTTPS gateway."""
     if port == 0 or not _port_free(port):
         port = free_port()
-    stack = Stack(state_dir)
+    stack = Stack(
+        state_dir, admin_token_file=None if admin_token_file is None else admin_token_file.resolve()
+    )
     stop_requested: list[int] = []
 
     def on_signal(signum: int, _frame: object) -> None:
@@ -315,8 +323,8 @@ def up_command(
     try:
         info = stack.start(port=port, concurrency=concurrency)
         stack_json = state_dir / "stack.json"
-        _write_stack_json(stack_json, info)
-        _print_summary(info, stack_json)
+        write_stack_json(stack_json, info)
+        print_summary(info, stack_json, stack.admin_token)
         while not stop_requested:
             dead = stack.dead_child()
             if dead is not None:

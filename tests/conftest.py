@@ -3,7 +3,9 @@
 - ``pki``: a throwaway CA with every certificate the stack uses (``certs.material``).
 - ``tls_redis``: a TLS-only ``redis-server`` (plain port off, client certificates required).
 - ``redis_client`` / ``async_redis``: clients over mTLS, database flushed before each test.
-- ``stack_env``: the ``TASKGATE_*`` environment for child processes pointing at ``tls_redis``.
+- ``stack_env``: the ``TASKGATE_*`` environment for child processes pointing at ``tls_redis``;
+  :func:`for_worker` turns it into a worker's, on its own folder (``<session>/roles/worker``:
+  worker certificates and key bundle only, as `taskgate up` gives it).
 - ``celery_worker`` / ``gateway_server`` (in ``tests/integration/conftest.py``): real processes.
 
 Every started server registers its log; a failing test shows the tails of those logs.
@@ -26,6 +28,7 @@ from security.keystore import KeyRing, init_keys, load_keys
 from security.passwords import hash_admin_token, new_admin_token
 from taskgate.procs import Child
 from taskgate.redis_server import INSTALL_HINT, RedisServer, start_redis
+from taskgate.role_dirs import prepare_role_dir, role_dir
 
 _LOGS: list[Child] = []
 
@@ -68,9 +71,20 @@ def keyring(session_dir: Path) -> KeyRing:
 
 
 @pytest.fixture(scope="session")
-def worker_keys(keyring: KeyRing, session_dir: Path) -> KeyRing:
-    """The same keys as a worker holds them: no signing private key."""
-    return load_keys(session_dir / "keys", role="worker")
+def worker_dir(keyring: KeyRing, pki: CertPaths, session_dir: Path) -> Path:
+    """The worker's own state folder: its certificates and its key bundle, nothing else."""
+    return prepare_role_dir(session_dir, "worker")
+
+
+@pytest.fixture(scope="session")
+def worker_keys(worker_dir: Path) -> KeyRing:
+    """The keys a worker holds, loaded from its bundle: no signing private key."""
+    return load_keys(worker_dir / "keys", role="worker")
+
+
+def for_worker(env: dict[str, str]) -> dict[str, str]:
+    """``env`` for a worker process: the worker's own folder as its state folder."""
+    return env | {"TASKGATE_STATE_DIR": str(role_dir(Path(env["TASKGATE_STATE_DIR"]), "worker"))}
 
 
 @pytest.fixture(scope="session")
@@ -120,7 +134,12 @@ def admin_token(session_dir: Path) -> str:
 
 @pytest.fixture(scope="session")
 def stack_env(
-    tls_redis: RedisServer, pki: CertPaths, keyring: KeyRing, admin_token: str, session_dir: Path
+    tls_redis: RedisServer,
+    pki: CertPaths,
+    keyring: KeyRing,
+    admin_token: str,
+    session_dir: Path,
+    worker_dir: Path,
 ) -> dict[str, str]:
     """Environment for taskgate child processes pointing at the session's TLS Redis."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TASKGATE_")}

@@ -18,7 +18,7 @@ from certs.material import CertPaths
 from gateway.clients import ClientRegistry
 from taskgate.procs import Child, free_port, start_child, taskgate_argv
 from taskgate.redis_server import RedisServer
-from tests.conftest import register_log
+from tests.conftest import for_worker, register_log
 
 
 @dataclass
@@ -51,7 +51,7 @@ def _wait_for(child: Child, check: object, timeout: float, what: str) -> None:
 def worker_env(stack_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
     """The session stack's TASKGATE_* settings in this process's environment, so a test can
     build a worker's Celery app (``WorkerSettings()``) in-process."""
-    for key, value in stack_env.items():
+    for key, value in for_worker(stack_env).items():
         if key.startswith("TASKGATE_"):
             monkeypatch.setenv(key, value)
 
@@ -63,7 +63,7 @@ def celery_worker(stack_env: dict[str, str], session_dir: Path) -> Iterator[Chil
         "worker",
         taskgate_argv("worker", "--concurrency", "2", "--loglevel", "INFO"),
         log_path=session_dir / "logs" / "worker.log",
-        env=stack_env,
+        env=for_worker(stack_env),
     )
     register_log(child)
     _wait_for(child, lambda: "ready." in child.log_path.read_text(errors="replace"), 60, "starting")

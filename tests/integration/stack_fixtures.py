@@ -34,7 +34,7 @@ from gateway.clients import ClientRegistry
 from security.audit import iter_records
 from taskgate.procs import Child, free_port, start_child, taskgate_argv
 from taskgate.redis_server import RedisServer, start_redis
-from tests.conftest import register_log
+from tests.conftest import for_worker, register_log
 from tests.integration.conftest import ApiClient, Gateway
 from workers.wire import decode_record, task_key
 
@@ -120,7 +120,7 @@ class PrivateStack:
             "worker",
             taskgate_argv("worker", "--concurrency", str(concurrency), "--loglevel", "INFO"),
             log_path=self._log("worker"),
-            env=self.env,
+            env=for_worker(self.env),
         )
         register_log(child)
         self.workers.append(child)

@@ -12,6 +12,7 @@ import redis
 from typer.testing import CliRunner
 
 from security.audit import AuditRecord, AuditWriter
+from security.audit_chain import Head, chain_records, compute_mac
 from security.errors import KeyRetiredError
 from security.keys import Purpose
 from security.keystore import KeyRing, load_keys
@@ -124,3 +125,41 @@ def test_audit_cli_checkpoint_catches_a_cut_tail(
     code, out = _run(["audit", "verify", "--checkpoint", str(cp_file)], env)
     assert code == 1
     assert "truncated" in out
+
+
+def test_audit_cli_refuses_a_worker_record_posing_as_the_gateway(
+    redis_client: redis.Redis,
+    keyring: KeyRing,
+    worker_keys: KeyRing,
+    stack_env: dict[str, str],
+) -> None:
+    """Records appended with the worker's bundle verify as the worker's; one the worker
+    MACs with its own key but that names the gateway as writer breaks the chain there
+    (writer_mismatch), and `audit verify` says so."""
+    AuditWriter(redis_client, keyring.audit).append(
+        AuditRecord.make(actor="client:1", action="task.submit", outcome="allowed", target="t0")
+    )
+    last = AuditWriter(redis_client, worker_keys.audit).append(
+        AuditRecord.make(actor="worker", action="task.succeeded", outcome="ok", target="t0")
+    )
+    assert last.writer == "worker"
+    env = {k: v for k, v in stack_env.items() if k.startswith("TASKGATE_")}
+    code, out = _run(["audit", "verify"], env)
+    assert code == 0, out
+
+    worker_key = worker_keys.audit.current()
+    forged_record = AuditRecord.make(
+        actor="admin", action="admin.clients.create", outcome="ok", target="evil"
+    )
+    (entry,) = chain_records(Head(last.seq, last.mac), [forged_record], worker_key)
+    fields = entry.to_fields() | {"writer": "gateway"}
+    fields["mac"] = compute_mac(worker_key, fields)
+    stream_id = redis_client.xadd("tg:audit", fields)  # type: ignore[arg-type]
+    redis_client.set("tg:audit:head", f"{entry.seq} {fields['mac']}")
+    try:
+        code, out = _run(["audit", "verify"], env)
+        assert code == 1
+        assert "writer_mismatch" in out
+        assert (stream_id.decode() if isinstance(stream_id, bytes) else stream_id) in out
+    finally:  # the session gateway shares this log: leave no forged entry behind
+        redis_client.delete("tg:audit", "tg:audit:head")

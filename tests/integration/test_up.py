@@ -13,6 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from security.keystore import load_keys
+from security.passwords import ADMIN_TOKEN_PREFIX
 from taskgate.procs import taskgate_argv
 
 pytestmark = pytest.mark.integration
@@ -36,10 +38,10 @@ def _reap(proc: subprocess.Popen[str]) -> None:
         proc.stdout.close()
 
 
-def _start_up(state: Path) -> subprocess.Popen[str]:
+def _start_up(state: Path, *extra: str) -> subprocess.Popen[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TASKGATE_")}
     return subprocess.Popen(
-        taskgate_argv("up", "--state-dir", str(state), "--port", "0", "--concurrency", "1"),
+        taskgate_argv("up", "--state-dir", str(state), "--port", "0", "--concurrency", "1", *extra),
         env=env | {"PYTHONUNBUFFERED": "1"},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -142,5 +144,112 @@ def test_up_with_the_default_relative_state_folder_works(tmp_path: Path) -> None
         assert httpx.get(f"{info['gateway_url']}/readyz", verify=ctx, timeout=10).status_code == 200
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=10) == 0
+    finally:
+        _reap(proc)
+
+
+def _files(folder: Path) -> list[Path]:
+    return [p for p in folder.rglob("*") if p.is_file()]
+
+
+def _secrets_a_worker_must_not_hold(state: Path, admin_token: str) -> dict[str, str]:
+    """The text of every secret the worker must not be able to read, by name."""
+    ring = load_keys(state / "keys", role="operator")
+    keys_dir = state / "keys"
+    out = {"admin token": admin_token, "CA key": (state / "certs" / "ca-key.pem").read_text()}
+    kids = [ring.signing.current().kid, ring.token.current().kid, ring.state.current().kid]
+    kids += [ring.audit_gateway.current().kid, ring.audit_operator.current().kid]
+    for kid in kids:
+        out[kid] = (keys_dir / f"{kid}.key").read_text().strip()
+    return out
+
+
+def test_up_gives_the_worker_its_own_folder_and_stores_no_plaintext_admin_token(
+    tmp_path: Path,
+) -> None:
+    """The worker runs on roles/worker, where no file holds the signing private key, the
+    token, state or gateway audit key, the CA key or the admin token; stack.json and the
+    state folder hold no plaintext admin token; --admin-token-file gets it (0600) and it
+    works; a task run by the worker leaves an audit chain that verifies per role."""
+    state = tmp_path / "state"
+    token_file = tmp_path / "admin.token"
+    proc = _start_up(state, "--admin-token-file", str(token_file))
+    try:
+        info = _wait_stack_json(proc, state)
+        admin_token = token_file.read_text().strip()
+        assert token_file.stat().st_mode & 0o777 == 0o600
+        assert "admin_token" not in info
+        for path in _files(state):
+            assert admin_token not in path.read_text(errors="replace"), path
+        roles = dict(info["roles"])  # type: ignore[call-overload]
+        worker_dir = Path(roles["worker"])
+        assert worker_dir == (state / "roles" / "worker").resolve()
+        environ = Path(f"/proc/{dict(info['pids'])['worker']}/environ").read_bytes()  # type: ignore[call-overload]
+        assert f"TASKGATE_STATE_DIR={worker_dir}".encode() in environ.split(b"\0")
+        forbidden = _secrets_a_worker_must_not_hold(state, admin_token)
+        for path in _files(worker_dir):
+            text = path.read_text(errors="replace")
+            for name, secret in forbidden.items():
+                assert secret not in text, f"{path} holds the {name}"
+        names = {p.name for p in _files(worker_dir)}
+        assert "ca-key.pem" not in names
+        assert not any(n.startswith("admin-token") for n in names)
+        assert load_keys(worker_dir / "keys", role="worker").signing.current().private is None
+
+        ctx = ssl.create_default_context(cafile=str(info["ca_file"]))
+        url = str(info["gateway_url"])
+        demo = dict(info["demo_client"])  # type: ignore[call-overload]
+        with httpx.Client(base_url=url, verify=ctx, timeout=10) as http:
+            token = http.post(
+                "/v1/token",
+                data={
+                    "grant_type": "client_credentials",
+                    "client_id": demo["client_id"],
+                    "client_secret": demo["client_secret"],
+                },
+            ).json()["access_token"]
+            submitted = http.post(
+                "/v1/tasks/report.generate",
+                headers={"Authorization": f"Bearer {token}"},
+                json={"title": "t", "columns": ["a"], "rows": [["x"]]},
+            )
+            assert submitted.status_code == 202, submitted.text
+            task_id = submitted.json()["id"]
+            deadline = time.monotonic() + 60
+            status = ""
+            while status != "succeeded" and time.monotonic() < deadline:
+                view = http.get(
+                    f"/v1/tasks/{task_id}", headers={"Authorization": f"Bearer {token}"}
+                )
+                status = view.json().get("status", "")
+                time.sleep(0.3)
+            assert status == "succeeded"
+            admin = {"Authorization": f"Bearer {admin_token}"}
+            report = http.get("/v1/admin/audit/verify", headers=admin)
+            assert report.status_code == 200, report.text
+            assert report.json()["ok"] is True, report.json()
+            items = http.get("/v1/admin/audit", headers=admin, params={"limit": 200}).json()
+            writers = {item["writer"] for item in items["items"]}
+            assert {"gateway", "worker"} <= writers
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        _reap(proc)
+
+
+def test_up_prints_the_admin_token_once_when_no_file_is_asked(tmp_path: Path) -> None:
+    """Without --admin-token-file the token is printed and stored nowhere under the state."""
+    state = tmp_path / "state"
+    proc = _start_up(state)
+    try:
+        _wait_stack_json(proc, state)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=10) == 0
+        out = proc.stdout.read() if proc.stdout else ""
+        line = next(x for x in out.splitlines() if x.startswith("Admin token (shown once"))
+        admin_token = line.rsplit(" ", 1)[1]
+        assert admin_token.startswith(ADMIN_TOKEN_PREFIX)
+        for path in _files(state):
+            assert admin_token not in path.read_text(errors="replace"), path
     finally:
         _reap(proc)

@@ -40,8 +40,8 @@ pytestmark = pytest.mark.integration
 STREAM = "tg:audit"
 HEAD_KEY = "tg:audit:head"
 SECRET = os.urandom(32)
-KEY = SymmetricKey("audit-1", Purpose.AUDIT, SECRET)
-KEYS = KeySet(Purpose.AUDIT, [KEY])
+KEY = SymmetricKey("audit-1", Purpose.AUDIT_GATEWAY, SECRET)
+KEYS = KeySet(Purpose.AUDIT_GATEWAY, [KEY])
 _PRIVATE = Ed25519PrivateKey.generate()
 SIGNER = SigningKey("signing-1", _PRIVATE.public_key(), _PRIVATE)
 VERIFIERS = KeySet(Purpose.SIGNING, [SigningKey("signing-1", _PRIVATE.public_key())])
@@ -291,19 +291,21 @@ def test_stream_key_of_another_type_is_write_failed(redis_client: redis.Redis) -
 def test_key_rotation_and_retirement_keep_history_verifiable(redis_client: redis.Redis) -> None:
     """New entries use the newest live key; retired keys still verify older entries."""
     _fill(redis_client, 2)
-    new = SymmetricKey("audit-2", Purpose.AUDIT, os.urandom(32))
-    rotated = KeySet(Purpose.AUDIT, [KEY, new])
+    new = SymmetricKey("audit-2", Purpose.AUDIT_GATEWAY, os.urandom(32))
+    rotated = KeySet(Purpose.AUDIT_GATEWAY, [KEY, new])
     assert AuditWriter(redis_client, rotated).append(_rec()).kid == "audit-2"
-    retired = KeySet(Purpose.AUDIT, [SymmetricKey("audit-1", Purpose.AUDIT, SECRET, True), new])
+    retired = KeySet(
+        Purpose.AUDIT_GATEWAY, [SymmetricKey("audit-1", Purpose.AUDIT_GATEWAY, SECRET, True), new]
+    )
     assert verify(redis_client, retired).count == 3
-    only_new = KeySet(Purpose.AUDIT, [new])
+    only_new = KeySet(Purpose.AUDIT_GATEWAY, [new])
     assert verify(redis_client, only_new).first_bad == BadRecord(
         0, _raw(redis_client)[0][0], "unknown_kid"
     )
 
 
 def _append_from_process(tls: RedisTLS, secret: bytes, name: str, barrier: Any) -> None:
-    keys = KeySet(Purpose.AUDIT, [SymmetricKey("audit-1", Purpose.AUDIT, secret)])
+    keys = KeySet(Purpose.AUDIT_GATEWAY, [SymmetricKey("audit-1", Purpose.AUDIT_GATEWAY, secret)])
     client = tls.client()
     writer = AuditWriter(client, keys)
     client.ping()  # connect (TLS handshake) before the start line, not after it
@@ -383,7 +385,7 @@ def test_forged_record_with_a_wrong_key_is_caught(redis_client: redis.Redis) -> 
     """An entry appended by hand, MACed with a guessed key, head moved too: bad_mac."""
     _fill(redis_client, 3)
     last = _raw(redis_client)[-1][1]
-    guess = SymmetricKey("audit-1", Purpose.AUDIT, os.urandom(32))
+    guess = SymmetricKey("audit-1", Purpose.AUDIT_GATEWAY, os.urandom(32))
     (forged,) = chain_records(Head(3, last["mac"]), [_rec(9, actor="admin")], guess)
     sid = redis_client.xadd(STREAM, forged.to_fields())  # type: ignore[arg-type]
     redis_client.set(HEAD_KEY, f"4 {forged.mac}")

@@ -41,7 +41,7 @@ UNSAFE = {"Cc", "Cf", "Cs", "Zl", "Zp"}
 
 
 def _key(kid: str = "audit-1", *, retired: bool = False) -> SymmetricKey:
-    return SymmetricKey(kid, Purpose.AUDIT, os.urandom(32), retired=retired)
+    return SymmetricKey(kid, Purpose.AUDIT_GATEWAY, os.urandom(32), retired=retired)
 
 
 def _record(**overrides: object) -> AuditRecord:
@@ -209,11 +209,11 @@ def test_chain_links_records_after_the_head() -> None:
 
 def test_mac_matches_the_documented_canonical_form() -> None:
     """mac = HMAC-SHA256(key, JSON array of the domain tag and every field but mac)."""
-    key = SymmetricKey("audit-1", Purpose.AUDIT, bytes(range(32)))
+    key = SymmetricKey("audit-1", Purpose.AUDIT_GATEWAY, bytes(range(32)))
     (entry,) = chain_records(EMPTY_HEAD, [_record(reason='quote " and \\ é')], key)
     fields = entry.to_fields()
     canonical = json.dumps(
-        ["taskgate.audit.v1", *(fields[n] for n in ENTRY_FIELDS[:-1])],
+        ["taskgate.audit.v2", *(fields[n] for n in ENTRY_FIELDS[:-1])],
         ensure_ascii=True,
         separators=(",", ":"),
     ).encode()
@@ -296,13 +296,13 @@ def test_audit_keys_of_another_purpose_are_refused() -> None:
     with pytest.raises(KeyRingError) as info:
         require_audit_keys(tokens)  # type: ignore[arg-type]
     assert info.value.reason == "purpose"
-    require_audit_keys(KeySet(Purpose.AUDIT, [_key()]))
+    require_audit_keys(KeySet(Purpose.AUDIT_GATEWAY, [_key()]))
 
 
 def test_find_key_includes_retired_keys() -> None:
     """Verification finds retired keys too; an unknown kid gives None."""
     old, new = _key("audit-1", retired=True), _key("audit-2")
-    keys = KeySet(Purpose.AUDIT, [old, new])
+    keys = KeySet(Purpose.AUDIT_GATEWAY, [old, new])
     assert find_key(keys, "audit-1") is old
     assert find_key(keys, "audit-2") is new
     assert find_key(keys, "audit-3") is None

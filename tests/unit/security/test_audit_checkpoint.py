@@ -158,7 +158,9 @@ def test_signing_needs_the_private_half() -> None:
 
 def test_verifiers_must_be_signing_keys() -> None:
     """An audit (HMAC) key set cannot verify checkpoints."""
-    audit = KeySet(Purpose.AUDIT, [SymmetricKey("audit-1", Purpose.AUDIT, os.urandom(32))])
+    audit = KeySet(
+        Purpose.AUDIT_GATEWAY, [SymmetricKey("audit-1", Purpose.AUDIT_GATEWAY, os.urandom(32))]
+    )
     with pytest.raises(KeyRingError) as info:
         verify_checkpoint(_cp(), audit)  # type: ignore[arg-type]
     assert info.value.reason == "purpose"

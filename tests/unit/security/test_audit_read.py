@@ -28,7 +28,7 @@ from security.keys import KeySet, Purpose, SymmetricKey
 pytestmark = pytest.mark.integration
 
 STREAM = "tg:audit"
-KEYS = KeySet(Purpose.AUDIT, [SymmetricKey("audit-1", Purpose.AUDIT, b"k" * 32)])
+KEYS = KeySet(Purpose.AUDIT_GATEWAY, [SymmetricKey("audit-1", Purpose.AUDIT_GATEWAY, b"k" * 32)])
 
 
 def _rec(i: int = 0, **overrides: Any) -> AuditRecord:

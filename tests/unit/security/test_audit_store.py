@@ -23,7 +23,9 @@ from security.audit_store import (
 from security.errors import AuditError, ConfigError
 from security.keys import KeySet, Purpose, SymmetricKey
 
-KEYS = KeySet(Purpose.AUDIT, [SymmetricKey("audit-1", Purpose.AUDIT, os.urandom(32))])
+KEYS = KeySet(
+    Purpose.AUDIT_GATEWAY, [SymmetricKey("audit-1", Purpose.AUDIT_GATEWAY, os.urandom(32))]
+)
 RECORD = AuditRecord.make(actor="gateway", action="task.submit", outcome="ok", now=1.0)
 
 

@@ -13,7 +13,9 @@ from security.keys import KeySet, Purpose, SymmetricKey
 
 pytestmark = pytest.mark.integration
 
-KEYS = KeySet(Purpose.AUDIT, [SymmetricKey("audit-1", Purpose.AUDIT, os.urandom(32))])
+KEYS = KeySet(
+    Purpose.AUDIT_GATEWAY, [SymmetricKey("audit-1", Purpose.AUDIT_GATEWAY, os.urandom(32))]
+)
 
 
 def _record(i: int) -> AuditRecord:

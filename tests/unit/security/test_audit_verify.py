@@ -15,11 +15,11 @@ Stream = list[tuple[str, dict[str, str]]]
 
 
 def _key(kid: str = "audit-1", *, retired: bool = False) -> SymmetricKey:
-    return SymmetricKey(kid, Purpose.AUDIT, os.urandom(32), retired=retired)
+    return SymmetricKey(kid, Purpose.AUDIT_GATEWAY, os.urandom(32), retired=retired)
 
 
 KEY = _key()
-KEYS = KeySet(Purpose.AUDIT, [KEY])
+KEYS = KeySet(Purpose.AUDIT_GATEWAY, [KEY])
 
 
 def _records(n: int) -> list[AuditRecord]:
@@ -145,7 +145,10 @@ def test_retired_key_still_verifies_history() -> None:
     first = _stream(3, key=old)
     new = _key("audit-2")
     later = _stream(2, key=new, head=Head(3, first[-1][1]["mac"]))
-    keys = KeySet(Purpose.AUDIT, [SymmetricKey("audit-1", Purpose.AUDIT, old.secret, True), new])
+    keys = KeySet(
+        Purpose.AUDIT_GATEWAY,
+        [SymmetricKey("audit-1", Purpose.AUDIT_GATEWAY, old.secret, True), new],
+    )
     report = _run(first + later, keys=keys)
     assert report.ok
     assert report.count == 5

@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from security.errors import KeyRetiredError, KeyRingError
 from security.keys import KeySet, Purpose, SigningKey, valid_kid
+from security.keysources import env_var
 from security.keystore import (
     ENV_RETIRED,
     MANIFEST,
@@ -27,7 +28,7 @@ from security.keystore import (
 )
 
 NOW = 1_750_000_000.0  # 2025-06-15T15:06:40Z
-SYMMETRIC = (Purpose.BROKER, Purpose.VAULT, Purpose.AUDIT, Purpose.TOKEN, Purpose.STATE)
+SYMMETRIC = tuple(p for p in Purpose if p is not Purpose.SIGNING)
 
 
 def b64(raw: bytes) -> str:
@@ -48,7 +49,8 @@ def write_manifest(keys_dir: Path, doc: object) -> None:
 
 
 def kids(ring: KeyRing, purpose: Purpose) -> list[str]:
-    return [k.kid for k in getattr(ring, purpose.value)]
+    keys = ring.signing if purpose is Purpose.SIGNING else ring.purpose(purpose)
+    return [k.kid for k in keys]
 
 
 def refused(reason: str, call: object, *args: object, **kwargs: object) -> KeyRingError:
@@ -89,7 +91,7 @@ def test_init_creates_one_key_per_purpose_with_private_modes(keys_dir: Path) -> 
         assert mode_of(keys_dir / f"{kid}.key") == 0o600
     assert mode_of(keys_dir / f"{ring.signing.current().kid}.pub") == 0o644
     for purpose in SYMMETRIC:
-        assert len(getattr(ring, purpose.value).current().secret) == 32
+        assert len(ring.purpose(purpose).current().secret) == 32
     assert ring.signing.current().private is not None
 
 
@@ -118,11 +120,11 @@ def test_init_adds_only_missing_purposes(ring_dir: Path) -> None:
     """init creates a key for a purpose the manifest lacks and keeps the others."""
     broker = first_kid(ring_dir, Purpose.BROKER)
     doc = manifest_doc(ring_dir)
-    del doc["keys"]["audit"]  # type: ignore[attr-defined]
+    del doc["keys"]["audit-worker"]  # type: ignore[attr-defined]
     write_manifest(ring_dir, doc)
     ring = init_keys(ring_dir, now=NOW)
     assert kids(ring, Purpose.BROKER) == [broker]
-    assert len(ring.audit) == 1
+    assert len(ring.audit_worker) == 1
 
 
 def test_init_uses_the_clock_when_now_is_not_given(keys_dir: Path) -> None:
@@ -193,8 +195,8 @@ def test_retire_marks_the_key_retired(ring_dir: Path) -> None:
 
 def test_retire_twice_is_a_no_op(ring_dir: Path) -> None:
     """Retiring an already retired key changes nothing."""
-    old = first_kid(ring_dir, Purpose.AUDIT)
-    rotate_keys(ring_dir, [Purpose.AUDIT], now=NOW + 60)
+    old = first_kid(ring_dir, Purpose.AUDIT_GATEWAY)
+    rotate_keys(ring_dir, [Purpose.AUDIT_GATEWAY], now=NOW + 60)
     retire_key(ring_dir, old)
     before = (ring_dir / MANIFEST).read_bytes()
     retire_key(ring_dir, old)
@@ -333,7 +335,7 @@ def test_load_missing_public_key_file_is_refused_for_a_worker(ring_dir: Path) ->
 
 def test_load_unreadable_key_file_is_refused(ring_dir: Path) -> None:
     """A key path that cannot be opened (a symlink loop) is refused as unreadable."""
-    kid = first_kid(ring_dir, Purpose.AUDIT)
+    kid = first_kid(ring_dir, Purpose.AUDIT_GATEWAY)
     path = ring_dir / f"{kid}.key"
     path.unlink()
     path.symlink_to(path)
@@ -343,7 +345,7 @@ def test_load_unreadable_key_file_is_refused(ring_dir: Path) -> None:
 
 def test_load_key_path_that_is_a_folder_is_refused(ring_dir: Path) -> None:
     """A key path that is not a regular file is refused."""
-    kid = first_kid(ring_dir, Purpose.AUDIT)
+    kid = first_kid(ring_dir, Purpose.AUDIT_GATEWAY)
     path = ring_dir / f"{kid}.key"
     path.unlink()
     path.mkdir(mode=0o700)
@@ -388,7 +390,7 @@ def test_load_aes_key_longer_than_256_bits_is_refused(ring_dir: Path) -> None:
 
 def test_load_accepts_a_longer_hmac_key(ring_dir: Path) -> None:
     """Audit and token (HMAC) keys may be longer than 256 bits."""
-    kid = first_kid(ring_dir, Purpose.AUDIT)
+    kid = first_kid(ring_dir, Purpose.AUDIT_GATEWAY)
     long = os.urandom(64)
     replace_material(ring_dir, f"{kid}.key", b64(long).encode())
     assert load_keys(ring_dir, role="gateway").audit.current().secret == long
@@ -480,7 +482,7 @@ def gateway_env() -> tuple[dict[str, str], dict[str, bytes]]:
             kid, secret = f"{purpose}-{n}", os.urandom(32)
             material[kid] = secret
             entries.append(f"{kid}:{b64(secret)}")
-        env[f"TASKGATE_KEY_{purpose.upper()}"] = ",".join(entries)
+        env[env_var(purpose)] = ",".join(entries)
     private = Ed25519PrivateKey.generate()
     material["signing-1"] = private.private_bytes_raw()
     env["TASKGATE_KEY_SIGNING"] = f"signing-1:{b64(private.private_bytes_raw())}"
@@ -540,9 +542,9 @@ def test_env_entry_without_a_kid_is_refused_without_showing_it() -> None:
     """An entry that is not kid:base64 is refused naming the variable and entry number."""
     env, _ = gateway_env()
     secret = b64(os.urandom(32))
-    env["TASKGATE_KEY_AUDIT"] = secret
+    env["TASKGATE_KEY_AUDIT_GATEWAY"] = secret
     err = refused("bad_key_entry", load_keys_from_env, env, role="gateway")
-    assert "TASKGATE_KEY_AUDIT entry 1" in err.message
+    assert "TASKGATE_KEY_AUDIT_GATEWAY entry 1" in err.message
     assert secret not in str(err)
 
 
@@ -616,7 +618,7 @@ def test_env_retiring_a_kid_without_purpose_is_refused() -> None:
 def test_env_all_keys_of_a_purpose_retired_is_refused() -> None:
     """Retiring every key of a purpose leaves it missing."""
     env, _ = gateway_env()
-    env[ENV_RETIRED] = "audit-1 audit-2"
+    env[ENV_RETIRED] = "audit-gateway-1 audit-gateway-2"
     refused("missing_key", load_keys_from_env, env, role="gateway")
 
 
@@ -725,9 +727,9 @@ def test_files_unexpected_file_is_refused(tmp_path: Path, name: str) -> None:
 def test_files_exposed_key_is_refused(tmp_path: Path) -> None:
     """A secrets file group or others may read is refused with the chmod fix."""
     folder, _ = secrets_folder(tmp_path)
-    (folder / "audit-1").chmod(0o444)
+    (folder / "audit-gateway-1").chmod(0o444)
     err = refused("key_exposed", load_keys_from_files, folder, role="gateway")
-    assert "audit-1" in err.message
+    assert "audit-gateway-1" in err.message
 
 
 def test_files_missing_folder_is_refused(tmp_path: Path) -> None:

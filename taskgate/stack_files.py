@@ -1,0 +1,74 @@
+"""What `taskgate up` writes and prints: ``stack.json``, private files, the summary.
+
+``stack.json`` (0600) describes the running stack: URLs, the CA, the role folders, the
+demo client's credentials and the SMTP sink's; never the admin token, which is printed
+once or written only where ``--admin-token-file`` says.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import typer
+
+__all__ = ["print_summary", "write_private", "write_stack_json"]
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` readable by the owner only (0600 from the first byte)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        os.fchmod(fh.fileno(), 0o600)
+        fh.write(text + "\n")
+
+
+def write_stack_json(path: Path, info: dict[str, Any]) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(info, fh, indent=2)
+        fh.write("\n")
+    path.chmod(0o600)
+
+
+def print_summary(info: dict[str, Any], stack_json: Path, admin_token: str) -> None:
+    ca = info["ca_file"]
+    url = info["gateway_url"]
+    demo = info["demo_client"]
+    payload = (
+        '{"title":"demo","columns":["city","sales"],"rows":[["Oslo",12],["Lima",7],["Pune",9]]}'
+    )
+    lines = [
+        "",
+        "taskgate is up.",
+        f"  gateway   {url}  (HTTPS, certificate from the local CA)",
+        f"  redis     {info['redis_url']}  (TLS only, client certificates required)",
+        f"  CA        {ca}",
+        f"  logs      {Path(info['state_dir']) / 'logs'}",
+        f"  details   {stack_json}",
+        "",
+        "Check it:",
+        f"  curl --cacert {ca} {url}/readyz",
+        "",
+        "Submit a real task as the demo client (token -> submit -> poll):",
+        f"  TOKEN=$(curl -s --cacert {ca} -d grant_type=client_credentials"
+        f" -d client_id={demo['client_id']} -d client_secret={demo['client_secret']} {url}/v1/token"
+        " | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"access_token\"])')",
+        f'  curl -s --cacert {ca} -H "Authorization: Bearer $TOKEN"'
+        f" -H 'Content-Type: application/json' -d '{payload}' {url}/v1/tasks/report.generate",
+        f'  curl -s --cacert {ca} -H "Authorization: Bearer $TOKEN" {url}/v1/tasks/<id from above>',
+        "",
+        f"Demo client and SMTP sink credentials: {stack_json} (mode 0600).",
+        _admin_line(info, admin_token),
+        "Press Ctrl-C to stop everything.",
+    ]
+    typer.echo("\n".join(lines))
+
+
+def _admin_line(info: dict[str, Any], admin_token: str) -> str:
+    if info.get("admin_token_file"):
+        return f"Admin token: in {info['admin_token_file']} (mode 0600)."
+    return f"Admin token (shown once, stored nowhere): {admin_token}"
