@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from security.audit import AuditRecord, AuditWriter
 from security.errors import KeyRetiredError
+from security.keys import Purpose
 from security.keystore import KeyRing, load_keys
 from security.sealing import open_envelope, seal
 from taskgate.cli import app
@@ -57,7 +58,7 @@ def test_keys_list_shows_ids_never_material(tmp_path: Path) -> None:
         material = key_file.read_text().strip()
         assert material not in out
         assert base64.b64decode(material).hex() not in out
-    assert out.count(" live ") == 5
+    assert out.count(" live ") == len(Purpose)
 
 
 def test_keys_retire_of_last_live_key_is_refused(tmp_path: Path) -> None:
