@@ -120,6 +120,22 @@ def test_wrong_type_is_422_naming_the_field(http: httpx.Client) -> None:
 
 
 @pytest.mark.parametrize(
+    "payload",
+    [{"note": 987654321}, {"note": ["a"]}, {"note": {"deep": 1}}, {}, {"note": None}],
+    ids=["number", "list", "object", "missing", "null"],
+)
+def test_422_errors_name_field_paths_and_kinds_only(http: httpx.Client, payload: object) -> None:
+    """Each error is {field, kind, message} from a fixed table: no pydantic text, no repr."""
+    response = http.post(SUBMIT, json=payload)
+    problem = assert_problem(response, 422)
+    for error in problem["errors"]:
+        assert set(error) == {"field", "kind", "message"}
+        assert error["kind"] != "invalid"
+    for internal in ("Input should", "0x", "<", "pydantic", "errors.pydantic.dev", "type="):
+        assert internal not in response.text
+
+
+@pytest.mark.parametrize(
     "body",
     [b"{", b"[1, 2]", b'"just a string"', b'{"note": NaN}', b'{"note": "a", "note": "b"}'],
     ids=["truncated", "array", "string", "nan", "duplicate-key"],
