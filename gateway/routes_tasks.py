@@ -191,7 +191,9 @@ def build_router() -> APIRouter:
         who: Client,
         state: State,
         limit: Annotated[int, Query(ge=1, le=200)] = 50,
-        before: Annotated[float | None, Query(description="Cursor from `next`")] = None,
+        before: Annotated[
+            float | None, Query(ge=0, allow_inf_nan=False, description="Cursor from `next`")
+        ] = None,
         status: Annotated[str | None, Query(pattern=r"^[a-z_]{1,20}$")] = None,
     ) -> dict[str, Any]:
         upper: float | str = f"({before}" if before is not None else "+inf"
