@@ -252,7 +252,9 @@ def test_wrong_method_is_405_listing_every_allowed_method(
 
 
 @pytest.mark.parametrize("cursor", ["nan", "NaN", "inf", "-inf", "-1", "abc", "1e999"])
-def test_a_malformed_list_cursor_is_422_not_a_storage_error(http: httpx.Client, cursor: str) -> None:
+def test_a_malformed_list_cursor_is_422_not_a_storage_error(
+    http: httpx.Client, cursor: str
+) -> None:
     """`?before=` takes a finite, non-negative number; anything else is the client's mistake."""
     response = http.get("/v1/tasks", params={"before": cursor})
     problem = assert_problem(response, 422)
