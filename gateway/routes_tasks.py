@@ -31,9 +31,11 @@ from security.errors import InputRejectedError, TaskgateError, TokenError
 from security.passwords import ADMIN_TOKEN_PREFIX
 from workers.catalogue import TaskSpec
 from workers.wire import (
+    GLOBAL_QUEUED,
     TASK_ID,
     decode_record,
     owner_index,
+    queued_key,
     task_key,
 )
 
@@ -329,6 +331,7 @@ def submit_route(spec: TaskSpec) -> Any:
             return _accepted(replay.task_id, ctx, replayed=True)
         except (ApiError, TaskgateError) as exc:
             await _release_idempotency(state, ctx)
+            await _release_slot(state, ctx)
             reason = exc.kind if isinstance(exc, ApiError) else exc.reason
             if isinstance(exc, InputRejectedError) and exc.field:
                 reason = f"{reason} at {exc.field}"
@@ -388,3 +391,16 @@ async def _release_idempotency(state: GatewayState, ctx: Submission) -> None:
         await state.redis.delete(ctx.idem_redis_key)
     except Exception:  # noqa: BLE001 - the key expires anyway; never mask the original error
         log.warning("could not release an idempotency key")
+
+
+async def _release_slot(state: GatewayState, ctx: Submission) -> None:
+    """A request refused before its commit gives back the queue slot its check reserved."""
+    if not ctx.reserved:
+        return
+    try:
+        async with state.redis.pipeline(transaction=True) as pipe:
+            pipe.zrem(queued_key(ctx.client_id), ctx.task_id)
+            pipe.zrem(GLOBAL_QUEUED, ctx.task_id)
+            await pipe.execute()
+    except Exception:  # noqa: BLE001 - it stops counting by itself; never mask the refusal
+        log.warning("could not release a queue slot")

@@ -49,6 +49,13 @@ def other(payload: TouchPayload) -> dict[str, object]:
     return {"note_length": len(payload.note)}
 
 
+@task("test.parked", schema=TouchPayload, queue="parked")
+def parked(payload: TouchPayload) -> dict[str, object]:
+    """Routed to a queue no session worker consumes: its tasks stay queued."""
+    _mark(payload.note)
+    return {"note_length": len(payload.note)}
+
+
 class NotePayload(BaseModel):
     model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
