@@ -18,6 +18,20 @@ __all__ = ["GatewaySettings"]
 _MAPPED_V4 = ipaddress.IPv6Network("::ffff:0:0/96")
 
 
+def _check_networks(entries: list[str], setting: str) -> None:
+    """Every entry must be an address or a network (CIDR)."""
+    for entry in entries:
+        text = entry.strip()
+        if not text:
+            continue
+        try:
+            ipaddress.ip_network(text, strict=False)
+        except ValueError:
+            raise ConfigError(
+                setting, f"{text[:64]!r} is not an address or network", "use CIDR notation"
+            ) from None
+
+
 def _check_proxies(proxies: list[str]) -> None:
     """Refuse a trusted-proxy list that is malformed or, in any spelling, trusts everyone.
 
@@ -92,6 +106,8 @@ class GatewaySettings(CommonSettings):
     # Proxies whose X-Forwarded-For is believed (CIDRs); empty: the socket address only.
     trusted_proxies: list[str] = Field(default_factory=list)
     cors_origins: list[str] = Field(default_factory=list)
+    # Addresses or networks that may read /metrics without the admin token (a scraper).
+    metrics_allow: list[str] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _check_https_material(self) -> Self:
@@ -105,6 +121,7 @@ class GatewaySettings(CommonSettings):
         if self.admin_token_file is None:
             self.__dict__["admin_token_file"] = self.state_dir / "admin-token.sha256"
         _check_proxies(self.trusted_proxies)
+        _check_networks(self.metrics_allow, env_name("metrics_allow"))
         return self
 
     def load_admin_token_hash(self) -> str | None:

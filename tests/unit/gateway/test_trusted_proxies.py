@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.settings import _check_proxies
+from gateway.settings import _check_networks, _check_proxies
 from security.errors import ConfigError
 
 
@@ -45,3 +45,11 @@ def test_entries_that_are_not_networks_are_refused(bad: str) -> None:
 def test_ordinary_proxy_lists_are_accepted(proxies: list[str]) -> None:
     """Load balancer addresses and private networks are what the list is for."""
     _check_proxies(proxies)
+
+
+def test_a_malformed_metrics_allow_entry_is_refused_naming_the_setting() -> None:
+    """TASKGATE_METRICS_ALLOW takes addresses and networks only."""
+    with pytest.raises(ConfigError) as err:
+        _check_networks(["10.0.0.0/8", "scraper.internal"], "TASKGATE_METRICS_ALLOW")
+    assert err.value.setting == "TASKGATE_METRICS_ALLOW"
+    _check_networks(["10.0.0.0/8", "", "::1"], "TASKGATE_METRICS_ALLOW")
