@@ -181,7 +181,7 @@ def _task_routes(router: APIRouter) -> None:
         state: State,
         rid: RequestId,
         limit: Annotated[int, Query(ge=1, le=200)] = 50,
-        before: Annotated[float | None, Query()] = None,
+        before: Annotated[float | None, Query(ge=0, allow_inf_nan=False)] = None,
         status: Annotated[str | None, Query(pattern=r"^[a-z_]{1,20}$")] = None,
     ) -> dict[str, Any]:
         upper: float | str = f"({before}" if before is not None else "+inf"
@@ -237,7 +237,7 @@ def _dead_letter_routes(router: APIRouter) -> None:
         state: State,
         rid: RequestId,
         limit: Annotated[int, Query(ge=1, le=200)] = 50,
-        before: Annotated[float | None, Query()] = None,
+        before: Annotated[float | None, Query(ge=0, allow_inf_nan=False)] = None,
     ) -> dict[str, Any]:
         items, cursor = await deadletters.list_dead(state.redis, limit=limit, before=before)
         await _audit(state, "admin.dlq.list", "dead-letters", rid)
@@ -320,8 +320,8 @@ def _audit_routes(router: APIRouter) -> None:
         *,
         state: State,
         rid: RequestId,
-        since: Annotated[float | None, Query()] = None,
-        until: Annotated[float | None, Query()] = None,
+        since: Annotated[float | None, Query(ge=0, allow_inf_nan=False)] = None,
+        until: Annotated[float | None, Query(ge=0, allow_inf_nan=False)] = None,
         actor: Annotated[str | None, Query(max_length=128)] = None,
         action: Annotated[str | None, Query(max_length=128)] = None,
         outcome: Annotated[str | None, Query(pattern=r"^(allowed|denied|ok|error)$")] = None,

@@ -1,4 +1,9 @@
-"""``GET /metrics``: the admin token, or a caller on loopback (a local scraper or sidecar)."""
+"""``GET /metrics``: the admin token, or a scraper whose address is in ``TASKGATE_METRICS_ALLOW``.
+
+Loopback is not trusted by itself: behind a reverse proxy on the same host every request
+comes from loopback, which would make the metrics public. The socket peer is what counts,
+never ``X-Forwarded-For``.
+"""
 
 from __future__ import annotations
 
@@ -8,18 +13,22 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from gateway.clientip import parse_networks
 from gateway.deps import State, admin_token_ok
 from security.errors import TokenError
 
 __all__ = ["build_metrics_router"]
 
 
-def _loopback(request: Request) -> bool:
+def _allowed_peer(request: Request, allow: tuple[str, ...]) -> bool:
+    if not allow:
+        return False
     host = request.client.host if request.client else ""
     try:
-        return ipaddress.ip_address(host).is_loopback
+        address = ipaddress.ip_address(host)
     except ValueError:
         return False
+    return any(address in network for network in parse_networks(allow))
 
 
 def build_metrics_router() -> APIRouter:
@@ -27,23 +36,23 @@ def build_metrics_router() -> APIRouter:
 
     @router.get(
         "/metrics",
-        summary="Prometheus metrics (admin token, or a loopback caller)",
+        summary="Prometheus metrics (admin token, or an allow-listed scraper)",
         response_class=Response,
         responses={
             200: {"content": {CONTENT_TYPE_LATEST: {}}},
             401: {"description": "Not allowed"},
         },
-        # Optional auth: the admin token, or none at all from loopback.
+        # Optional auth: the admin token, or none at all from an allow-listed address.
         openapi_extra={"security": [{"bearer": []}, {}]},
     )
     async def metrics(request: Request, state: State) -> Response:
-        if not _loopback(request):
+        if not _allowed_peer(request, tuple(state.settings.metrics_allow)):
             try:
                 allowed = admin_token_ok(request, state)
             except TokenError:
                 allowed = False
             if not allowed:
-                raise TokenError("metrics need the admin token off loopback", reason="not_admin")
+                raise TokenError("metrics need the admin token", reason="not_admin")
         return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     return router

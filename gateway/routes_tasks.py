@@ -31,9 +31,11 @@ from security.errors import InputRejectedError, TaskgateError, TokenError
 from security.passwords import ADMIN_TOKEN_PREFIX
 from workers.catalogue import TaskSpec
 from workers.wire import (
+    GLOBAL_QUEUED,
     TASK_ID,
     decode_record,
     owner_index,
+    queued_key,
     task_key,
 )
 
@@ -191,7 +193,9 @@ def build_router() -> APIRouter:
         who: Client,
         state: State,
         limit: Annotated[int, Query(ge=1, le=200)] = 50,
-        before: Annotated[float | None, Query(description="Cursor from `next`")] = None,
+        before: Annotated[
+            float | None, Query(ge=0, allow_inf_nan=False, description="Cursor from `next`")
+        ] = None,
         status: Annotated[str | None, Query(pattern=r"^[a-z_]{1,20}$")] = None,
     ) -> dict[str, Any]:
         upper: float | str = f"({before}" if before is not None else "+inf"
@@ -327,6 +331,7 @@ def submit_route(spec: TaskSpec) -> Any:
             return _accepted(replay.task_id, ctx, replayed=True)
         except (ApiError, TaskgateError) as exc:
             await _release_idempotency(state, ctx)
+            await _release_slot(state, ctx)
             reason = exc.kind if isinstance(exc, ApiError) else exc.reason
             if isinstance(exc, InputRejectedError) and exc.field:
                 reason = f"{reason} at {exc.field}"
@@ -386,3 +391,16 @@ async def _release_idempotency(state: GatewayState, ctx: Submission) -> None:
         await state.redis.delete(ctx.idem_redis_key)
     except Exception:  # noqa: BLE001 - the key expires anyway; never mask the original error
         log.warning("could not release an idempotency key")
+
+
+async def _release_slot(state: GatewayState, ctx: Submission) -> None:
+    """A request refused before its commit gives back the queue slot its check reserved."""
+    if not ctx.reserved:
+        return
+    try:
+        async with state.redis.pipeline(transaction=True) as pipe:
+            pipe.zrem(queued_key(ctx.client_id), ctx.task_id)
+            pipe.zrem(GLOBAL_QUEUED, ctx.task_id)
+            await pipe.execute()
+    except Exception:  # noqa: BLE001 - it stops counting by itself; never mask the refusal
+        log.warning("could not release a queue slot")

@@ -7,6 +7,7 @@ from typing import Any
 import uvicorn
 from uvicorn.supervisors import Multiprocess
 
+from gateway.header_guard import GuardedHttpToolsProtocol, HeadLimits
 from gateway.settings import GatewaySettings
 from security.tls import server_context
 
@@ -14,7 +15,12 @@ __all__ = ["TLSConfig", "serve"]
 
 
 class TLSConfig(uvicorn.Config):
-    """uvicorn's config, but the SSL context is ours (TLS 1.2 floor, no compression)."""
+    """uvicorn's config, but the SSL context is ours (TLS 1.2 floor, no compression).
+
+    ``head_limits`` is read by :class:`~gateway.header_guard.GuardedHttpToolsProtocol`.
+    """
+
+    head_limits: HeadLimits = HeadLimits()
 
     def load(self) -> None:
         super().load()
@@ -36,7 +42,13 @@ def serve(settings: GatewaySettings, *, log_level: str = "info", **extra: Any) -
         server_header=False,
         log_level=log_level,
         timeout_graceful_shutdown=10,
+        http=GuardedHttpToolsProtocol,
         **extra,
+    )
+    config.head_limits = HeadLimits(
+        max_bytes=settings.max_header_bytes,
+        max_count=settings.max_header_count,
+        timeout=settings.header_timeout,
     )
     server = uvicorn.Server(config)
     if config.workers > 1:

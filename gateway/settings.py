@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import ClassVar, Self
 
@@ -12,6 +13,54 @@ from security.errors import ConfigError
 from security.tls import check_private_key, check_readable
 
 __all__ = ["GatewaySettings"]
+
+# IPv4 peers may reach a dual-stack socket as IPv4-mapped IPv6 addresses.
+_MAPPED_V4 = ipaddress.IPv6Network("::ffff:0:0/96")
+
+
+def _check_networks(entries: list[str], setting: str) -> None:
+    """Every entry must be an address or a network (CIDR)."""
+    for entry in entries:
+        text = entry.strip()
+        if not text:
+            continue
+        try:
+            ipaddress.ip_network(text, strict=False)
+        except ValueError:
+            raise ConfigError(
+                setting, f"{text[:64]!r} is not an address or network", "use CIDR notation"
+            ) from None
+
+
+def _check_proxies(proxies: list[str]) -> None:
+    """Refuse a trusted-proxy list that is malformed or, in any spelling, trusts everyone.
+
+    ``*``, ``0.0.0.0/0``, ``0.0.0.0/0.0.0.0``, ``::/0``, ``::ffff:0:0/96`` and sets of
+    networks that add up to a whole address family (``0.0.0.0/1`` + ``128.0.0.0/1``) would
+    let any client choose the address rate limits key on.
+    """
+    setting = env_name("trusted_proxies")
+    fix = "list your load balancers' addresses or networks"
+    v4: list[ipaddress.IPv4Network] = []
+    v6: list[ipaddress.IPv6Network] = []
+    for proxy in proxies:
+        text = proxy.strip()
+        if not text:
+            continue
+        try:
+            net = ipaddress.ip_network(text, strict=False)
+        except ValueError:
+            raise ConfigError(setting, f"{text[:64]!r} is not an address or network", fix) from None
+        if isinstance(net, ipaddress.IPv4Network):
+            v4.append(net)
+        else:
+            v6.append(net)
+    whole_v4 = any(n.prefixlen == 0 for n in ipaddress.collapse_addresses(v4))
+    whole_v6 = any(
+        n.prefixlen == 0 or n.supernet_of(_MAPPED_V4) for n in ipaddress.collapse_addresses(v6)
+    )
+    if whole_v4 or whole_v6:
+        raise ConfigError(setting, "the list would trust X-Forwarded-For from anyone", fix)
 
 
 class GatewaySettings(CommonSettings):
@@ -49,9 +98,16 @@ class GatewaySettings(CommonSettings):
     token_rate_limit_ip: str = "20/minute"
     token_rate_limit_client: str = "10/minute"
     max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=64 * 1024 * 1024)
+    # A request's head (request line and header fields): its size, its number of fields and
+    # how long it may take to arrive; past them the answer is 431 or 408 (gateway.header_guard).
+    max_header_bytes: int = Field(default=16 * 1024, ge=1024, le=1024 * 1024)
+    max_header_count: int = Field(default=100, ge=8, le=1000)
+    header_timeout: float = Field(default=10.0, gt=0, le=300)
     # Proxies whose X-Forwarded-For is believed (CIDRs); empty: the socket address only.
     trusted_proxies: list[str] = Field(default_factory=list)
     cors_origins: list[str] = Field(default_factory=list)
+    # Addresses or networks that may read /metrics without the admin token (a scraper).
+    metrics_allow: list[str] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _check_https_material(self) -> Self:
@@ -64,13 +120,8 @@ class GatewaySettings(CommonSettings):
         check_private_key(self.tls_key, setting=env_name("tls_key"))
         if self.admin_token_file is None:
             self.__dict__["admin_token_file"] = self.state_dir / "admin-token.sha256"
-        for proxy in self.trusted_proxies:
-            if proxy.strip() in {"*", "0.0.0.0/0", "::/0"}:
-                raise ConfigError(
-                    env_name("trusted_proxies"),
-                    f"{proxy!r} would trust X-Forwarded-For from anyone",
-                    "list your load balancers' addresses or networks",
-                )
+        _check_proxies(self.trusted_proxies)
+        _check_networks(self.metrics_allow, env_name("metrics_allow"))
         return self
 
     def load_admin_token_hash(self) -> str | None:

@@ -81,6 +81,7 @@ class Submission:
     limits: list[LimitState] = field(default_factory=list)
     body_hash: str = ""
     idem_redis_key: str | None = None
+    reserved: bool = False  # the check took a queue slot for task_id (released on refusal)
     payload: dict[str, Any] = field(default_factory=dict, repr=False)
     swapped: SwapResult | None = field(default=None, repr=False)
     sealed: bytes = field(default=b"", repr=False)
@@ -120,9 +121,17 @@ async def authorize(ctx: Submission, state: GatewayState) -> Submission:
     return ctx
 
 
+# How long a queue slot reserved by the check stays counted without its commit (a gateway
+# that died in between): the reservation's score falls out of the backpressure window then.
+RESERVATION_SECONDS = 60
+
 # KEYS: revoked jti, client record, client window, task window, client's queued set, global
 # queued set[, idempotency key]. ARGV: client window ttl, task window ttl, backpressure
-# horizon[, pending idempotency record, its ttl]. A missing value comes back as nil (None).
+# horizon, reservation score, task id ('' for none), client cap, global cap, client window
+# limit, task window limit[, pending idempotency record, its ttl]. A missing value comes
+# back as nil (None). A request that passes every check here (and has no earlier request
+# under its idempotency key) takes its queue slot for the task id atomically with the
+# count: a concurrent burst cannot overshoot a cap, and a refused one reserves nothing.
 _CHECK = LuaScript("""
 local revoked = redis.call('EXISTS', KEYS[1])
 local disabled = redis.call('HGET', KEYS[2], 'disabled')
@@ -134,9 +143,17 @@ local mine = redis.call('ZCOUNT', KEYS[5], ARGV[3], '+inf')
 local everyone = redis.call('ZCOUNT', KEYS[6], ARGV[3], '+inf')
 local earlier = false
 if #KEYS == 7 then
-  earlier = redis.call('SET', KEYS[7], ARGV[4], 'NX', 'GET', 'EX', ARGV[5])
+  earlier = redis.call('SET', KEYS[7], ARGV[10], 'NX', 'GET', 'EX', ARGV[11])
 end
-return {revoked, disabled, client_count, task_count, mine, everyone, earlier}
+local reserved = 0
+if not earlier and revoked == 0 and disabled == '0' and ARGV[5] ~= ''
+    and client_count <= tonumber(ARGV[8]) and task_count <= tonumber(ARGV[9])
+    and mine < tonumber(ARGV[6]) and everyone < tonumber(ARGV[7]) then
+  redis.call('ZADD', KEYS[5], ARGV[4], ARGV[5])
+  redis.call('ZADD', KEYS[6], ARGV[4], ARGV[5])
+  reserved = 1
+end
+return {revoked, disabled, client_count, task_count, mine, everyone, earlier, reserved}
 """)
 
 
@@ -150,6 +167,9 @@ async def check_and_count(ctx: Submission, state: GatewayState) -> Submission:
     client_key, client_reset = window_key("client", ctx.client_id, client_window, ctx.now)
     task_key_, task_reset = window_key(f"task:{ctx.spec.name}", ctx.client_id, task_window, ctx.now)
     horizon = ctx.now - state.settings.envelope_ttl
+    # The reservation counts from the horizon on, for RESERVATION_SECONDS; the commit
+    # moves the task id to its submission time.
+    reservation = horizon + RESERVATION_SECONDS
     keys = [
         f"tg:revoked:jti:{ctx.jti}",
         f"tg:client:{ctx.client_id}",
@@ -158,12 +178,24 @@ async def check_and_count(ctx: Submission, state: GatewayState) -> Submission:
         queued_key(ctx.client_id),
         GLOBAL_QUEUED,
     ]
-    args: list[Any] = [hit_ttl(client_window.seconds), hit_ttl(task_window.seconds), horizon]
+    args: list[Any] = [
+        hit_ttl(client_window.seconds),
+        hit_ttl(task_window.seconds),
+        horizon,
+        repr(reservation),
+        "" if ctx.spec.best_effort else ctx.task_id,
+        limits.max_queued,
+        state.settings.max_queued_global,
+        client_window.limit,
+        task_window.limit,
+    ]
     if ctx.idem_redis_key is not None:
         keys.append(ctx.idem_redis_key)
-        args += [json.dumps({"state": "pending", "body": ctx.body_hash}), IDEMPOTENCY_TTL]
+        pending = {"state": "pending", "body": ctx.body_hash, "task": ctx.spec.name}
+        args += [json.dumps(pending), IDEMPOTENCY_TTL]
     replies = await state.scripts.call(_CHECK, keys, args)
-    revoked, disabled, client_count, task_count, mine, everyone, earlier = replies
+    revoked, disabled, client_count, task_count, mine, everyone, earlier, reserved = replies
+    ctx.reserved = bool(reserved)
     if revoked:
         raise TokenError("token revoked", reason="revoked")
     if disabled not in (b"0", "0"):
@@ -201,6 +233,13 @@ def _existing_idempotency(ctx: Submission, raw: bytes | str) -> None:
         doc = json.loads(raw)
     except ValueError:
         doc = {}
+    if "task" in doc and doc["task"] != ctx.spec.name:
+        raise ApiError(
+            422,
+            "Idempotency-Key reused",
+            "this Idempotency-Key was used for another task",
+            kind="idempotency-mismatch",
+        )
     if doc.get("body") != ctx.body_hash:
         raise ApiError(
             422,
@@ -346,7 +385,9 @@ def enqueue_writes(ctx: Submission, state: GatewayState) -> list[Write]:
         Write("ZADD", (GLOBAL_QUEUED,), (now, tid)),
     ]
     if ctx.idem_redis_key is not None:
-        done = json.dumps({"state": "done", "body": ctx.body_hash, "task_id": tid})
+        done = json.dumps(
+            {"state": "done", "body": ctx.body_hash, "task": spec.name, "task_id": tid}
+        )
         writes.append(Write("SET", (ctx.idem_redis_key,), (done, "EX", str(IDEMPOTENCY_TTL))))
     writes.append(Write("LPUSH", (spec.queue,), (Earlier(copy, 0),)))
     return writes
@@ -420,7 +461,12 @@ async def record_best_effort(ctx: Submission, state: GatewayState) -> Submission
         pipe.zadd(owner_index(ctx.client_id), {ctx.task_id: ctx.now})
         pipe.zadd(ALL_TASKS, {ctx.task_id: ctx.now})
         if ctx.idem_redis_key is not None:
-            done = {"state": "done", "body": ctx.body_hash, "task_id": ctx.task_id}
+            done = {
+                "state": "done",
+                "body": ctx.body_hash,
+                "task": ctx.spec.name,
+                "task_id": ctx.task_id,
+            }
             pipe.set(ctx.idem_redis_key, json.dumps(done), ex=IDEMPOTENCY_TTL)
         await pipe.execute()
     return ctx

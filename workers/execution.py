@@ -58,6 +58,7 @@ from workers import cancel
 from workers.catalogue import Catalogue, TaskSpec
 from workers.deadletters import dead_letter
 from workers.lifecycle import Gate, GateCall, Lifecycle
+from workers.redaction import redacted
 from workers.request import DELIVERY_TAG, GATE_DELIVERY
 from workers.sealed import (
     SEAL_KWARG,
@@ -345,7 +346,7 @@ class SealedTask(Task[Any, Any]):
                 result = spec.fn(model)
         except (Retry, Ignore, Reject):
             raise
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - the task's own failure: recorded, re-raised redacted
             with _requeue_if_storage_down(task_id):
                 # Cancelled while running (stopped, or failing anyway): revoked, never
                 # retried or dead-lettered.
@@ -357,7 +358,7 @@ class SealedTask(Task[Any, Any]):
                 self._after_failure(
                     spec, payload=payload, origin=origin, gate=gate, attempt=attempt, exc=exc
                 )
-            raise
+            raise redacted(exc) from None
         with _requeue_if_storage_down(task_id):
             if not spec.cancellable:
                 self._commit_success(task_id, result, vault=vault, attempt=attempt, request=request)
@@ -546,8 +547,12 @@ class SealedTask(Task[Any, Any]):
                 outcome="error",
                 reason=f"{reason} attempt {attempt}",
             )
-            # Celery re-publishes the original envelope (workers cannot seal new work).
-            raise self.retry(exc=exc, countdown=delay, max_retries=policy.max_attempts - 1)
+            # Celery re-publishes the original envelope (workers cannot seal new work). It logs
+            # and stores the exception it is given: the type's name only, never its message
+            # (a TLS error names the URL's host, a task's own text may quote its input).
+            raise self.retry(
+                exc=redacted(exc), countdown=delay, max_retries=policy.max_attempts - 1
+            )
         _bury(
             runtime,
             spec,

@@ -13,7 +13,7 @@ from pathlib import Path
 from celery import current_task
 from pydantic import BaseModel, ConfigDict, SecretStr
 
-from workers.catalogue import task
+from workers.catalogue import RetryPolicy, task
 
 
 class TouchPayload(BaseModel):
@@ -47,6 +47,33 @@ def other(payload: TouchPayload) -> dict[str, object]:
     """A second task, so a message can be moved from one task name to another."""
     _mark(payload.note)
     return {"note_length": len(payload.note)}
+
+
+@task("test.parked", schema=TouchPayload, queue="parked")
+def parked(payload: TouchPayload) -> dict[str, object]:
+    """Routed to a queue no session worker consumes: its tasks stay queued."""
+    _mark(payload.note)
+    return {"note_length": len(payload.note)}
+
+
+@task(
+    "test.retry_quoting_input",
+    schema=TouchPayload,
+    retry=RetryPolicy(max_attempts=2, backoff_base=0.1, backoff_max=0.2),
+)
+def retry_quoting_input(payload: TouchPayload) -> dict[str, object]:
+    """Fail the first run with an error whose message quotes the input (as a TLS error names
+    the host it could not verify), then succeed."""
+    if not current_task.request.retries:
+        raise ConnectionError(f"could not reach {payload.note}")
+    _mark(payload.note)
+    return {"note_length": len(payload.note)}
+
+
+@task("test.fail_quoting_input", schema=TouchPayload)
+def fail_quoting_input(payload: TouchPayload) -> dict[str, object]:
+    """Fail with an error (not retried: dead-lettered at once) whose message quotes the input."""
+    raise ValueError(f"cannot handle {payload.note}")
 
 
 class NotePayload(BaseModel):

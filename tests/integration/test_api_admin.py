@@ -109,3 +109,23 @@ def test_audit_views_are_open_to_audit_read_and_to_nobody_else(
         assert http.get("/v1/admin/audit").status_code == 403
     with auditor.http() as http:  # audit:read does not open the other admin routes
         assert http.get("/v1/admin/stats").status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("path", "param"),
+    [
+        ("/v1/admin/audit", "since"),
+        ("/v1/admin/audit", "until"),
+        ("/v1/admin/tasks", "before"),
+        ("/v1/admin/dead-letters", "before"),
+    ],
+)
+def test_admin_time_filters_refuse_nan_and_infinity(
+    gateway_server: Gateway, admin_token: str, path: str, param: str
+) -> None:
+    """Admin cursors and time filters are finite numbers: nan/inf are 422, not 503."""
+    with _admin(gateway_server, admin_token) as http:
+        for value in ("nan", "inf", "-5"):
+            response = http.get(path, params={param: value})
+            assert response.status_code == 422, (path, param, value, response.text)
+            assert response.headers["content-type"].startswith("application/problem+json")

@@ -120,6 +120,22 @@ def test_wrong_type_is_422_naming_the_field(http: httpx.Client) -> None:
 
 
 @pytest.mark.parametrize(
+    "payload",
+    [{"note": 987654321}, {"note": ["a"]}, {"note": {"deep": 1}}, {}, {"note": None}],
+    ids=["number", "list", "object", "missing", "null"],
+)
+def test_422_errors_name_field_paths_and_kinds_only(http: httpx.Client, payload: object) -> None:
+    """Each error is {field, kind, message} from a fixed table: no pydantic text, no repr."""
+    response = http.post(SUBMIT, json=payload)
+    problem = assert_problem(response, 422)
+    for error in problem["errors"]:
+        assert set(error) == {"field", "kind", "message"}
+        assert error["kind"] != "invalid"
+    for internal in ("Input should", "0x", "<", "pydantic", "errors.pydantic.dev", "type="):
+        assert internal not in response.text
+
+
+@pytest.mark.parametrize(
     "body",
     [b"{", b"[1, 2]", b'"just a string"', b'{"note": NaN}', b'{"note": "a", "note": "b"}'],
     ids=["truncated", "array", "string", "nan", "duplicate-key"],
@@ -233,3 +249,13 @@ def test_wrong_method_is_405_listing_every_allowed_method(
         response = http.request(method, path)
     assert_problem(response, 405)
     assert response.headers["allow"] == allow
+
+
+@pytest.mark.parametrize("cursor", ["nan", "NaN", "inf", "-inf", "-1", "abc", "1e999"])
+def test_a_malformed_list_cursor_is_422_not_a_storage_error(
+    http: httpx.Client, cursor: str
+) -> None:
+    """`?before=` takes a finite, non-negative number; anything else is the client's mistake."""
+    response = http.get("/v1/tasks", params={"before": cursor})
+    problem = assert_problem(response, 422)
+    assert [e["field"] for e in problem["errors"]] == ["query.before"]

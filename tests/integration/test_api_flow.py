@@ -79,8 +79,9 @@ def test_metrics_count_submissions_by_task_without_payload(
     client: ApiClient = make_client()
     with client.http() as http:
         assert http.post("/v1/tasks/test.touch", json={"note": "metric-marker"}).status_code == 202
-        # The test runs on loopback, which may scrape freely; a bearer does not change that.
-        text = http.get("/metrics").text
+        assert http.get("/metrics").status_code == 401
+    with client.gateway.client(headers={"Authorization": f"Bearer {admin_token}"}) as admin:
+        text = admin.get("/metrics").text
     assert 'taskgate_submissions_total{outcome="accepted",task="test.touch"}' in text
     assert "metric-marker" not in text
 

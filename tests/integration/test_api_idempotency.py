@@ -205,3 +205,22 @@ def test_malformed_key_is_400(gateway_server: Gateway, auth: dict[str, str], key
     with gateway_server.client(headers=auth) as http:
         response = _post(http, _body("x"), key)
     assert_problem(response, 400)
+
+
+def test_the_same_key_on_another_task_is_422_not_the_first_tasks_id(
+    gateway_server: Gateway, auth: dict[str, str]
+) -> None:
+    """An Idempotency-Key belongs to one task: reusing it for another task never returns the
+    first task's id."""
+    key = f"cross-task-{uuid.uuid4()}"
+    body = _body("same body")
+    with gateway_server.client(headers=auth) as http:
+        first = _post(http, body, key)
+        assert first.status_code == 202
+        other = http.post(
+            "/v1/tasks/test.other", content=body, headers={**JSON, "Idempotency-Key": key}
+        )
+    problem = assert_problem(other, 422)
+    assert problem["type"].endswith("idempotency-mismatch")
+    assert "another task" in problem["detail"]
+    assert first.json()["id"] not in other.text

@@ -5,8 +5,10 @@ The limits live in Redis, so two uvicorn worker processes share one budget.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -141,3 +143,25 @@ def test_limit_is_shared_by_two_uvicorn_worker_processes(
                 statuses.append(http.post(SUBMIT, json={"note": f"n{i}"}).status_code)
     assert sorted(statuses) == [202] * 5 + [429] * 3
     assert statuses[:5] == [202] * 5
+
+
+def test_queue_cap_holds_under_a_concurrent_burst(
+    make_client: Any, keyring: KeyRing, gateway_server: Gateway, redis_client: redis.Redis
+) -> None:
+    """20 simultaneous submissions against a cap of 3 accept exactly 3: check and reserve are
+    one atomic step, and the refused ones leave no slot behind."""
+    client: ApiClient = make_client(max_queued=3, rate_limit="1000/minute")
+    auth = {"Authorization": f"Bearer {mint(keyring, client.client_id)}"}
+    barrier = threading.Barrier(20)
+
+    def fire(i: int) -> int:
+        with gateway_server.client(headers=auth) as http:
+            barrier.wait(timeout=10)
+            return http.post("/v1/tasks/test.parked", json={"note": f"burst {i}"}).status_code
+
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        codes = list(pool.map(fire, range(20)))
+    assert codes.count(202) == 3, codes
+    assert codes.count(429) == 17, codes
+    assert redis_client.zcard(queued_key(client.client_id)) == 3
+    assert redis_client.zcard(owner_index(client.client_id)) == 3

@@ -12,7 +12,7 @@ import redis
 from security.keystore import KeyRing
 from taskgate.procs import Child
 from taskgate.redis_server import RedisServer
-from tests.integration.messages import submit, wait_result
+from tests.integration.messages import submit, wait_audit, wait_result
 
 pytestmark = pytest.mark.integration
 
@@ -80,3 +80,24 @@ def test_canary_payload_and_secret_are_nowhere_in_redis_or_logs(
         assert needle not in everything, f"{canary[:14]} found in a Redis key"
         for file in files:
             assert needle not in _read(file), f"{canary[:14]} found in {file}"
+
+
+@pytest.mark.parametrize("task", ["test.retry_quoting_input", "test.fail_quoting_input"])
+def test_an_exception_message_quoting_the_payload_reaches_no_log(
+    celery_worker: Child,
+    redis_client: redis.Redis,
+    keyring: KeyRing,
+    session_dir: Path,
+    task: str,
+) -> None:
+    """A retried or failed task's exception text (here quoting the payload) is logged and
+    stored as its type's name only."""
+    canary = f"canary-host-{uuid.uuid4().hex}.example"
+    task_id = submit(redis_client, keyring, task, {"note": canary})
+    outcome = "task.succeeded" if task == "test.retry_quoting_input" else "task.dead_lettered"
+    wait_audit(redis_client, task_id, outcome, timeout=30)
+    time.sleep(0.5)  # the worker's log lines about the outcome are written after the audit
+    everything = _every_key_dumped(redis_client)
+    assert canary.encode() not in everything
+    for file in _files(session_dir / "logs"):
+        assert canary.encode() not in _read(file), f"the payload's text found in {file}"

@@ -1,4 +1,4 @@
-"""/metrics answers loopback callers or the admin token, nobody else."""
+"""/metrics answers allow-listed scrapers or the admin token, nobody else."""
 
 from __future__ import annotations
 
@@ -13,12 +13,16 @@ from gateway.routes_metrics import build_metrics_router
 from security.passwords import hash_admin_token, new_admin_token
 
 
-def _app() -> tuple[FastAPI, str]:
+def _app(allow: tuple[str, ...] = ()) -> tuple[FastAPI, str]:
     token = new_admin_token()
     app = FastAPI()
     install_error_handlers(app)
     app.include_router(build_metrics_router())
-    app.state.gateway = SimpleNamespace(metrics=Metrics(), admin_token_hash=hash_admin_token(token))
+    app.state.gateway = SimpleNamespace(
+        metrics=Metrics(),
+        admin_token_hash=hash_admin_token(token),
+        settings=SimpleNamespace(metrics_allow=list(allow)),
+    )
     return app, token
 
 
@@ -54,9 +58,25 @@ async def test_metrics_off_loopback_with_the_admin_token_is_200() -> None:
     assert 'taskgate_tokens_total{outcome="issued"} 1.0' in response.text
 
 
-async def test_metrics_on_loopback_need_no_token() -> None:
-    """A local scraper on 127.0.0.1 reads /metrics without credentials."""
+async def test_metrics_on_loopback_without_an_allow_list_need_the_admin_token() -> None:
+    """Loopback alone is not trusted: a reverse proxy on the same host would make it public."""
     app, _ = _app()
     async with _client(app, peer="127.0.0.1") as client:
         response = await client.get("/metrics")
+    assert response.status_code == 401
+
+
+async def test_an_allow_listed_scraper_needs_no_token() -> None:
+    """A scraper inside TASKGATE_METRICS_ALLOW reads /metrics without credentials."""
+    app, _ = _app(allow=("10.1.2.0/24",))
+    async with _client(app, peer="10.1.2.9") as client:
+        response = await client.get("/metrics")
     assert response.status_code == 200
+
+
+async def test_an_address_outside_the_allow_list_needs_the_admin_token() -> None:
+    """Only the listed networks are let in, and X-Forwarded-For cannot claim to be one."""
+    app, _ = _app(allow=("10.1.2.0/24",))
+    async with _client(app, peer="203.0.113.5") as client:
+        response = await client.get("/metrics", headers={"X-Forwarded-For": "10.1.2.9"})
+    assert response.status_code == 401
