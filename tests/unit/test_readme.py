@@ -18,6 +18,8 @@ README_MAX_LINES = 250
 # Folders that are not the project's own files (generated, installed or cached).
 SKIP_DIRS = {".git", ".venv", ".taskgate", "node_modules", "build", "dist", "htmlcov"}
 LINK = re.compile(r"(?<!!)\[[^\]]*\]\(([^)\s]+)\)")
+# A file of the repository named in backticks: `workers/wire.py`, `docs/decisions/`.
+REPO_PATH = re.compile(r"`((?:certs|docs|gateway|security|taskgate|tests|workers)/[\w./-]*)`")
 
 
 def _block_after(path: Path, heading: str, lang: str = "python") -> str:
@@ -36,7 +38,7 @@ def _section(path: Path, heading: str) -> str:
 
 
 def _markdown_files() -> list[Path]:
-    return [README, *ROOT.glob("*.md"), *DOCS.rglob("*.md")]
+    return sorted({README, *ROOT.glob("*.md"), *DOCS.rglob("*.md")})
 
 
 def _project_files() -> list[Path]:
@@ -125,6 +127,13 @@ def test_relative_links_resolve(doc: Path) -> None:
         if not dest.exists() or missing_anchor:
             broken.append(target)
     assert broken == []
+
+
+@pytest.mark.parametrize("doc", _markdown_files(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_named_source_files_exist(doc: Path) -> None:
+    """Every repository path the docs name in backticks exists (modules move; docs follow)."""
+    missing = [name for name in REPO_PATH.findall(doc.read_text()) if not (ROOT / name).exists()]
+    assert missing == []
 
 
 @pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
