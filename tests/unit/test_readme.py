@@ -16,7 +16,7 @@ DOCS = ROOT / "docs"
 TASKS_DOC = DOCS / "tasks.md"
 README_MAX_LINES = 250
 # Folders that are not the project's own files (generated, installed or cached).
-SKIP_DIRS = {".git", ".venv", ".taskgate", "node_modules", "build", "dist", "htmlcov"}
+SKIP_DIRS = {".git", ".venv", ".taskgate", ".hypothesis", "build", "dist", "htmlcov"}
 LINK = re.compile(r"(?<!!)\[[^\]]*\]\(([^)\s]+)\)")
 # A file of the repository named in backticks: `workers/wire.py`, `docs/decisions/`.
 REPO_PATH = re.compile(r"`((?:certs|docs|gateway|security|taskgate|tests|workers)/[\w./-]*)`")
