@@ -8,8 +8,8 @@ credential body (random characters, a JWT header that decodes to JSON), so that 
 which merely follows a prefix (``sk_live_ keys never go in notes``) is not mistaken.
 
 Every pattern is anchored on a literal prefix with a look-behind and has bounded
-repetition, so scanning stays linear on hostile input; at most :data:`MAX_SPLIT_TRIES`
-split candidates are checked per format and value.
+repetition; a split form is tried only from the first :data:`MAX_SPLIT_TRIES` places its
+prefix occurs, so scanning stays linear on hostile input (``"eyJ " * 50_000``).
 """
 
 from __future__ import annotations
@@ -33,6 +33,11 @@ _WS = r"\s{0,3}"  # ... and of one that does (a dash there is part of the token)
 
 def _piece(alphabet: str, count: str, sep: str = _SEP) -> str:
     return f"(?P<body>(?:{sep}[{alphabet}]){count})"
+
+
+def _split(prefix: str, body: str) -> tuple[re.Pattern[str], re.Pattern[str]]:
+    """Where a split form may start, and the whole of it from there."""
+    return re.compile(prefix), re.compile(prefix + body)
 
 
 def _upper_body(body: str) -> bool:
@@ -61,7 +66,7 @@ def _jwt_header(body: str) -> bool:
 class _Format:
     kind: str
     whole: re.Pattern[str]
-    split: re.Pattern[str] | None = None
+    split: tuple[re.Pattern[str], re.Pattern[str]] | None = None  # (prefix, prefix + body)
     body_ok: Callable[[str], bool] = random_token
     squeeze: re.Pattern[str] = re.compile(r"[\s-]+")
 
@@ -75,9 +80,9 @@ _FORMATS: tuple[_Format, ...] = (
     _Format(
         "jwt",
         re.compile(r"(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*"),
-        re.compile(
-            rf"(?<![A-Za-z0-9_-])eyJ{_piece('A-Za-z0-9_-', '{4,512}?', _WS)}"
-            rf"{_WS}\.(?:{_WS}[A-Za-z0-9_-]){{4}}"
+        _split(
+            r"(?<![A-Za-z0-9_-])eyJ",
+            rf"{_piece('A-Za-z0-9_-', '{4,512}?', _WS)}{_WS}\.(?:{_WS}[A-Za-z0-9_-]){{4}}",
         ),
         _jwt_header,
         re.compile(r"\s+"),
@@ -85,31 +90,32 @@ _FORMATS: tuple[_Format, ...] = (
     _Format(
         "aws_access_key_id",
         re.compile(rf"(?<![A-Za-z0-9]){_AWS_PREFIX}[A-Z0-9]{{16}}(?![A-Za-z0-9])"),
-        re.compile(rf"(?<![A-Za-z0-9]){_AWS_PREFIX}{_piece('A-Z0-9', '{16}')}(?![A-Za-z0-9])"),
+        _split(rf"(?<![A-Za-z0-9]){_AWS_PREFIX}", rf"{_piece('A-Z0-9', '{16}')}(?![A-Za-z0-9])"),
         _upper_body,
     ),
     _Format(
         "github_token",
         re.compile(r"(?<![A-Za-z0-9_])(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{22,})"),
-        re.compile(
-            rf"(?<![A-Za-z0-9_])(?:gh[pousr]_{_piece('A-Za-z0-9', '{30,40}?')}"
-            rf"|github_pat_(?P<pat>(?:{_SEP}[A-Za-z0-9_]){{22,128}}?))(?![A-Za-z0-9_])"
+        _split(
+            r"(?<![A-Za-z0-9_])(?:gh[pousr]_|github_pat_)",
+            rf"(?<=_)(?:(?<=h[pousr]_){_piece('A-Za-z0-9', '{30,40}?')}"
+            rf"|(?<=t_)(?P<pat>(?:{_SEP}[A-Za-z0-9_]){{22,128}}?))(?![A-Za-z0-9_])",
         ),
     ),
     _Format(
         "stripe_key",
         re.compile(r"(?<![A-Za-z0-9])(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{10,}"),
-        re.compile(
-            rf"(?<![A-Za-z0-9])(?:sk|rk)_(?:live|test)_{_piece('A-Za-z0-9', '{16,128}?')}"
-            r"(?![A-Za-z0-9])"
+        _split(
+            r"(?<![A-Za-z0-9])(?:sk|rk)_(?:live|test)_",
+            rf"{_piece('A-Za-z0-9', '{16,128}?')}(?![A-Za-z0-9])",
         ),
     ),
     _Format(
         "slack_token",
         re.compile(r"(?<![A-Za-z0-9-])(?:xox[abposr]-|xapp-)[A-Za-z0-9-]{10,}"),
-        re.compile(
-            rf"(?<![A-Za-z0-9-])(?:xox[abposr]-|xapp-){_piece('A-Za-z0-9-', '{32,128}?', _WS)}"
-            r"(?![A-Za-z0-9-])"
+        _split(
+            r"(?<![A-Za-z0-9-])(?:xox[abposr]-|xapp-)",
+            rf"{_piece('A-Za-z0-9-', '{32,128}?', _WS)}(?![A-Za-z0-9-])",
         ),
         _slack_body,
         re.compile(r"\s+"),
@@ -121,7 +127,9 @@ _FORMATS: tuple[_Format, ...] = (
     _Format(
         "google_api_key",
         re.compile(r"(?<![A-Za-z0-9_-])AIza[A-Za-z0-9_-]{35}"),
-        re.compile(rf"(?<![A-Za-z0-9_-])AIza{_piece('A-Za-z0-9_-', '{35}', _WS)}(?![A-Za-z0-9_-])"),
+        _split(
+            r"(?<![A-Za-z0-9_-])AIza", rf"{_piece('A-Za-z0-9_-', '{35}', _WS)}(?![A-Za-z0-9_-])"
+        ),
         squeeze=re.compile(r"\s+"),
     ),
     # scheme://user:password@ (user may be empty, as in redis://:pw@host)
@@ -176,16 +184,21 @@ def format_kind(text: str) -> str | None:
         if fmt.whole.search(text):
             return fmt.kind
     for fmt in formats:
-        if fmt.split is not None and _split_match(fmt, fmt.split, text):
+        if _split_match(fmt, text):
             return fmt.kind
     return None
 
 
-def _split_match(fmt: _Format, pattern: re.Pattern[str], text: str) -> bool:
-    for tries, match in enumerate(pattern.finditer(text)):
+def _split_match(fmt: _Format, text: str) -> bool:
+    """True if one of the first :data:`MAX_SPLIT_TRIES` prefixes starts a split credential."""
+    if fmt.split is None:
+        return False
+    start, whole = fmt.split
+    for tries, prefix in enumerate(start.finditer(text)):
         if tries >= MAX_SPLIT_TRIES:
             break
-        body = match.group("body") or match.groupdict().get("pat") or ""
-        if fmt.body_ok(fmt.squeeze.sub("", body)):
+        match = whole.match(text, prefix.start())
+        body = match and (match.group("body") or match.groupdict().get("pat"))
+        if body and fmt.body_ok(fmt.squeeze.sub("", body)):
             return True
     return False

@@ -2,15 +2,22 @@
 
 Not a pytest benchmark: a plain ``timeit`` run, best of several repeats, so that a busy
 machine inflates the numbers as little as possible. ``docs/leak-guard.md`` quotes it.
+
+Given the path of an older, self-contained ``leakguard.py`` (``git show REV:security/
+leakguard.py > /tmp/old.py``), both are timed in turn in one process, so that the load
+of the machine weighs on both alike.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import importlib.util
 import random
+import sys
 import timeit
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from security.leakguard import scan
@@ -52,19 +59,38 @@ PAYLOADS: dict[str, dict[str, Any]] = {
 }
 
 
-def main(number: int = 200, repeat: int = 7) -> None:
-    """Print the best per-call time of :func:`scan` on each payload, in microseconds."""
+Scan = Callable[..., Any]
+
+
+def _load(path: str) -> Scan:
+    spec = importlib.util.spec_from_file_location("leakguard_before", path)
+    if spec is None or spec.loader is None:
+        raise SystemExit(f"cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    scan_before: Scan = module.scan
+    return scan_before
+
+
+def _per_call(fn: Scan, payload: dict[str, Any], calls: int) -> float:
+    """Microseconds per call of ``fn`` over one timed run of ``calls`` calls."""
+    seconds = timeit.timeit(lambda: fn(payload, secret_paths=SECRET_FIELDS), number=calls)
+    return seconds / calls * 1e6
+
+
+def main(argv: list[str], number: int = 200, repeat: int = 7) -> None:
+    """Print the best per-call time of ``scan`` on each payload, in microseconds."""
+    scans = {"after": scan} if not argv else {"before": _load(argv[0]), "after": scan}
     for label, payload in PAYLOADS.items():
         calls = max(1, number * 1024 // max(1024, len(str(payload))))
-        best = min(
-            timeit.repeat(
-                lambda p=payload: scan(p, secret_paths=SECRET_FIELDS),
-                number=calls,
-                repeat=repeat,
-            )
-        )
-        print(f"{label:28} {best / calls * 1e6:10.1f} us/call")
+        best = dict.fromkeys(scans, float("inf"))
+        for _ in range(repeat):  # interleaved, so both see the same load
+            for name, fn in scans.items():
+                best[name] = min(best[name], _per_call(fn, payload, calls))
+        shown = "   ".join(f"{name} {us:8.1f} us" for name, us in best.items())
+        print(f"{label:28} {shown}")
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])
