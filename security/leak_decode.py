@@ -3,7 +3,7 @@
 Clients send images and files as base64, on one line, in a ``data:`` URL or wrapped at 64
 or 76 columns (what ``base64`` and MIME/PEM tools write); and a credential is base64 in a
 ``Basic`` header value or when someone "hides" it. :func:`unwrap_base64` finds each run
-(a wrapped block counts as one run when its lines are even) and judges it by its bytes:
+(a wrapped block is one run when its lines have one width) and judges it by its bytes:
 
 * an image (PNG, JPEG, GIF, WebP magic bytes) is cut out of the text: not a credential;
 * a DER private key (PKCS#1, PKCS#8, SEC1, OpenSSH) is a finding, header or not;

@@ -26,6 +26,8 @@ __all__ = ["ANY_PREFIX", "MAX_SPLIT_TRIES", "PREFIXES", "format_kind"]
 
 MAX_SPLIT_TRIES = 8
 
+_SLACK_BODY = re.compile(r"[0-9]+-[A-Za-z0-9]+-")
+
 _AWS_PREFIX = "(?:AKIA|ASIA|ABIA|ACCA|AGPA|AIDA|AIPA|ANPA|ANVA|AROA|APKA|ASCA)"
 _SEP = r"[\s-]{0,3}"  # between two pieces of a body that has no dash of its own
 _WS = r"\s{0,3}"  # ... and of one that does (a dash there is part of the token)
@@ -49,7 +51,7 @@ def _upper_body(body: str) -> bool:
 
 def _slack_body(body: str) -> bool:
     # xoxb-<team digits>-<user digits>-<secret>, xapp-<n>-<app id>-<digits>-<secret>
-    return re.match(r"[0-9]+-[A-Za-z0-9]+-", body) is not None
+    return _SLACK_BODY.match(body) is not None
 
 
 def _jwt_header(body: str) -> bool:

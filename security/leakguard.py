@@ -36,7 +36,7 @@ from security.leak_formats import format_kind
 __all__ = ["DEFAULT_MAX_DEPTH", "Finding", "check", "scan"]
 
 DEFAULT_MAX_DEPTH = 32
-_MAX_BASE64_NESTING = 2  # base64 of base64 of a token; deeper is not unwrapped
+_MAX_BASE64_NESTING = 2  # levels checked in full inside base64; one more gets formats only
 
 # Invisible characters that split a token without showing (NFKC keeps them).
 _ZERO_WIDTH = dict.fromkeys(map(ord, "\u00ad\u180e\u200b\u200c\u200d\u2060\ufeff"))
@@ -134,7 +134,7 @@ def _walk(
     elif isinstance(node, Mapping):
         for key, value in node.items():
             name = str(key)
-            key_kind = format_kind(normalise(name))
+            key_kind = format_kind(_normalise(name))
             if key_kind:
                 # Keep the key out of every reported path: it is the secret.
                 name = "<key>"
@@ -163,7 +163,7 @@ def _dotted(path: list[str]) -> str:
 # --- what a value looks like -----------------------------------------------------------
 
 
-def normalise(text: str) -> str:
+def _normalise(text: str) -> str:
     """``text`` as the detectors read it: NFKC, without zero-width characters."""
     if text.isascii():
         return text
@@ -171,7 +171,7 @@ def normalise(text: str) -> str:
 
 
 def _value_kind(text: str, path: list[str]) -> str | None:
-    text = normalise(text)
+    text = _normalise(text)
     # Only the entropy test reads the field name, and only a long run reaches it.
     long_run = has_run(text)
     return _classify(
@@ -186,8 +186,8 @@ def _classify(
 
     def inner(decoded: str) -> str | None:
         if depth >= _MAX_BASE64_NESTING:
-            return format_kind(normalise(decoded))
-        return _classify(normalise(decoded), digest_field=False, budget=budget, depth=depth + 1)
+            return format_kind(_normalise(decoded))
+        return _classify(_normalise(decoded), digest_field=False, budget=budget, depth=depth + 1)
 
     # Without a 16-character run there is no base64 to decode and no key-length token:
     # one search settles both for most prose.
@@ -226,7 +226,7 @@ def _words(name: str) -> list[str]:
 
 
 def _sensitive_name(name: str) -> bool:
-    words = _words(normalise(name))
+    words = _words(_normalise(name))
     if not words:
         return False
     if len(words) > 1 and words[-1] in _DESCRIPTORS:
