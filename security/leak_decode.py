@@ -94,10 +94,12 @@ def unwrap_base64(text: str, inner: Inner, budget: Budget) -> tuple[str | None, 
         if budget.candidates <= 0:
             break  # what is left stays as written, for the entropy test
         lines = [line.rstrip("\r") for line in match.group().split("\n")]
-        wrapped = _evenly_wrapped(lines)
+        joined = "".join(lines)
+        # An image is one run however it was wrapped (the image task accepts any width).
+        wrapped = len(lines) > 1 and (_evenly_wrapped(lines) or _starts_an_image(joined))
         out: list[str] = []
         changed = False
-        for unit in ["".join(lines)] if wrapped else lines:
+        for unit in [joined] if wrapped else lines:
             action = _KEEP
             if len(unit) >= _MIN_RUN and _mixed_case(unit) and budget.candidates > 0:
                 budget.candidates -= 1
@@ -126,21 +128,35 @@ def _evenly_wrapped(lines: list[str]) -> bool:
     """True for lines of one width (a multiple of 4, 32 or more) and a shorter last one."""
     width = len(lines[0])
     return (
-        len(lines) > 1
-        and width >= 32
+        width >= 32
         and width % 4 == 0
         and all(len(line) == width for line in lines[1:-1])
         and 0 < len(lines[-1]) <= width
     )
 
 
+def _head(unit: str) -> bytes | None:
+    """The first bytes ``unit`` decodes to, in whichever base64 alphabet it uses."""
+    return _decode(unit[:_SNIFF], _altchars(unit[:_SNIFF]))
+
+
+def _altchars(unit: str) -> bytes | None:
+    """``b"-_"`` for urlsafe base64, None for standard (a mix of both then fails to decode)."""
+    return b"-_" if ("-" in unit or "_" in unit) and not ("+" in unit or "/" in unit) else None
+
+
+def _starts_an_image(unit: str) -> bool:
+    head = _head(unit)
+    return head is not None and _is_image(head)
+
+
+def _is_image(head: bytes) -> bool:
+    return head.startswith(_IMAGE_MAGIC) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
+
+
 def _inspect(unit: str, inner: Inner) -> tuple[str | None, str]:
     """``(kind, action)`` for one base64 run: a finding, or what to do with the run."""
-    urlsafe = "-" in unit or "_" in unit
-    if urlsafe and ("+" in unit or "/" in unit):
-        return None, _KEEP  # two alphabets at once: not base64
-    altchars = b"-_" if urlsafe else None
-    head = _decode(unit[:_SNIFF], altchars)
+    head = _head(unit)
     if head is None:
         return None, _KEEP
     sniffed = _sniff(head)
@@ -148,7 +164,7 @@ def _inspect(unit: str, inner: Inner) -> tuple[str | None, str]:
         return sniffed
     if len(unit) > MAX_DECODE:
         return None, _BLANK  # data, too long to read on the hot path
-    text = _text(head if len(unit) <= _SNIFF else _decode(unit, altchars))
+    text = _text(head if len(unit) <= _SNIFF else _decode(unit, _altchars(unit)))
     if text is None:
         return None, _BLANK if len(unit) > MAX_TOKEN else _JOIN
     kind = inner(text)
@@ -159,7 +175,7 @@ def _inspect(unit: str, inner: Inner) -> tuple[str | None, str]:
 
 def _sniff(head: bytes) -> tuple[str | None, str] | None:
     """What the first decoded bytes alone settle: an image, or a private key."""
-    if head.startswith(_IMAGE_MAGIC) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP"):
+    if _is_image(head):
         return None, _BLANK
     if _private_key_der(head):
         return "private_key_der", _KEEP

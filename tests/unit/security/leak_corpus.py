@@ -242,6 +242,10 @@ PASS: list[Sample] = [
     Sample("webp data url", {"thumb": _data_url("image/webp", SMALL_WEBP)}),
     Sample("tiny png, bare", {"pixel": _b64(TINY_PNG)}),
     Sample("data url, wrapped", {"img": "data:image/png;base64,\n" + _wrapped(PNG)}),
+    Sample("png wrapped at 50", {"image_base64": _wrapped(PNG, 50)}),
+    Sample(
+        "data url wrapped as a whole", {"img": _groups(_data_url("image/jpeg", JPEG), 76, "\n")}
+    ),
     Sample("images in a list", {"attachments": [_wrapped(JPEG), _b64(SMALL_WEBP)]}),
     # digests, bare and labelled
     Sample("md5 hex", {"notes": hashlib.md5(b"a").hexdigest()}),  # noqa: S324 - a sample digest
