@@ -6,7 +6,9 @@ or 76 columns (what ``base64`` and MIME/PEM tools write); and a credential is ba
 (a wrapped block is one run when its lines have one width) and judges it by its bytes:
 
 * an image (PNG, JPEG, GIF, WebP magic bytes) is cut out of the text: not a credential;
-* a DER private key (PKCS#1, PKCS#8, SEC1, OpenSSH) is a finding, header or not;
+* a DER private key (PKCS#1, PKCS#8, SEC1, OpenSSH) is a finding, header or not, and a
+  certificate or public key (X.509, SubjectPublicKeyInfo, SSH) is cut out like an image
+  (:mod:`security.leak_keys`);
 * printable text is handed to the caller's detectors (the same ones as for plain text)
   and stays in the text;
 * anything else stays for the entropy test, joined if it was wrapped, or is cut out as
@@ -28,6 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from security.leak_entropy import MAX_TOKEN
+from security.leak_keys import key_material
 
 __all__ = ["MAX_CANDIDATES", "MAX_DECODE", "Budget", "basic_credential", "has_run", "unwrap_base64"]
 
@@ -42,10 +45,10 @@ _RUN = re.compile(r"[A-Za-z0-9+/_-]{16,}={0,2}(?:\r?\n[A-Za-z0-9+/_-]{4,}={0,2})
 _BASIC = re.compile(
     r"(?<![A-Za-z0-9])(?i:basic)[ \t]{1,3}([A-Za-z0-9+/]{4,}={0,2})(?![A-Za-z0-9+/=])"
 )
+_PEM_ARMOUR = re.compile(r"-----(?:BEGIN|END)[A-Z0-9 ]{0,60}-----")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 _SNIFF = 24  # characters: 18 bytes, enough for every magic number below
 _IMAGE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a")
-_OPENSSH_KEY = b"openssh-key-v1\x00"
 
 Inner = Callable[[str], str | None]
 # What becomes of a run that holds no credential: left as written, blanked out (an image,
@@ -90,7 +93,10 @@ def unwrap_base64(text: str, inner: Inner, budget: Budget) -> tuple[str | None, 
     """
     pieces: list[str] = []
     last = 0
-    for match in _RUN.finditer(text):
+    # PEM armour lines would join the body as runs of their own ("CERTIFICATE-----"):
+    # blank them for the search, offsets unchanged, so the body is one even block.
+    searched = _PEM_ARMOUR.sub(_spaces, text) if "-----" in text else text
+    for match in _RUN.finditer(searched):
         if budget.candidates <= 0:
             break  # what is left stays as written, for the entropy test
         lines = [line.rstrip("\r") for line in match.group().split("\n")]
@@ -116,6 +122,10 @@ def unwrap_base64(text: str, inner: Inner, budget: Budget) -> tuple[str | None, 
         return None, text
     pieces.append(text[last:])
     return None, "".join(pieces)
+
+
+def _spaces(match: re.Match[str]) -> str:
+    return " " * len(match.group())
 
 
 def _mixed_case(unit: str) -> bool:
@@ -174,12 +184,13 @@ def _inspect(unit: str, inner: Inner) -> tuple[str | None, str]:
 
 
 def _sniff(head: bytes) -> tuple[str | None, str] | None:
-    """What the first decoded bytes alone settle: an image, or a private key."""
+    """What the first decoded bytes alone settle: an image, a private or a public key."""
     if _is_image(head):
         return None, _BLANK
-    if _private_key_der(head):
+    material = key_material(head)
+    if material == "private":
         return "private_key_der", _KEEP
-    return None
+    return (None, _BLANK) if material == "public" else None
 
 
 def _decode(run: str, altchars: bytes | None) -> bytes | None:
@@ -210,18 +221,3 @@ def _credential_pair(data: bytes | None) -> bool:
         return False
     user, colon, password = text.partition(":")
     return bool(colon and user.strip() and password.strip()) and "\n" not in text
-
-
-def _private_key_der(head: bytes) -> bool:
-    """True if ``head`` starts a DER private key: SEQUENCE { INTEGER 0|1, ... }."""
-    if head.startswith(_OPENSSH_KEY):
-        return True
-    if len(head) < 8 or head[0] != 0x30:
-        return False
-    length = head[1]
-    at = 2 if length < 0x80 else 2 + (length & 0x7F)
-    version, after = head[at : at + 3], head[at + 3 : at + 4]
-    # PKCS#8 (then an AlgorithmIdentifier), PKCS#1 RSA/DSA (then an INTEGER), SEC1 EC
-    return (version == b"\x02\x01\x00" and after in (b"\x30", b"\x02")) or (
-        version == b"\x02\x01\x01" and after == b"\x04"
-    )

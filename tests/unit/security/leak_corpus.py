@@ -9,6 +9,7 @@ whole payload, so field names count as they would at the gateway.
 from __future__ import annotations
 
 import base64
+import datetime
 import hashlib
 import io
 import json
@@ -19,8 +20,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives import serialization
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.x509.oid import NameOID
 from PIL import Image
 
 __all__ = ["CATCH", "PASS", "RATES_KEY", "Sample"]
@@ -100,8 +103,37 @@ def _der(key: ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey) -> bytes:
     )
 
 
-EC_DER = _der(ec.generate_private_key(ec.SECP256R1()))
+EC_KEY = ec.generate_private_key(ec.SECP256R1())
+EC_DER = _der(EC_KEY)
 ED_DER = _der(ed25519.Ed25519PrivateKey.generate())
+EC_ENCRYPTED_DER = EC_KEY.private_bytes(
+    serialization.Encoding.DER,
+    serialization.PrivateFormat.PKCS8,
+    serialization.BestAvailableEncryption(b"correct horse"),
+)
+_NAME = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "reports.example.com")])
+_CERT = (
+    x509.CertificateBuilder()
+    .subject_name(_NAME)
+    .issuer_name(_NAME)
+    .public_key(EC_KEY.public_key())
+    .serial_number(4242)
+    .not_valid_before(datetime.datetime(2024, 1, 1, tzinfo=datetime.UTC))
+    .not_valid_after(datetime.datetime(2025, 1, 1, tzinfo=datetime.UTC))
+    .sign(EC_KEY, hashes.SHA256())
+)
+CERT_PEM = _CERT.public_bytes(serialization.Encoding.PEM).decode()
+PUBLIC_PEM = (
+    EC_KEY.public_key()
+    .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    .decode()
+)
+SSH_PUBLIC = (
+    ed25519.Ed25519PrivateKey.generate()
+    .public_key()
+    .public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+    .decode()
+)
 
 
 # --- real images -----------------------------------------------------------------------
@@ -172,6 +204,7 @@ CATCH: list[Sample] = [
     Sample("base64 of a random token", {"notes": _b64(RANDOM_B64)}),
     Sample("headerless pkcs8 ec key, wrapped at 64", {"key_file": _wrapped(EC_DER, 64)}),
     Sample("headerless pkcs8 ed25519 key", {"notes": _b64(ED_DER)}),
+    Sample("headerless encrypted pkcs8 key", {"key_file": _wrapped(EC_ENCRYPTED_DER, 64)}),
     # fullwidth and other compatibility forms
     Sample("fullwidth github token", {"notes": _fullwidth(GHP)}),
     Sample("fullwidth aws key id", {"notes": "key: " + _fullwidth(AWS)}),
@@ -247,6 +280,11 @@ PASS: list[Sample] = [
         "data url wrapped as a whole", {"img": _groups(_data_url("image/jpeg", JPEG), 76, "\n")}
     ),
     Sample("images in a list", {"attachments": [_wrapped(JPEG), _b64(SMALL_WEBP)]}),
+    # public key material
+    Sample("pem certificate", {"ca_bundle": CERT_PEM}),
+    Sample("pem certificate chain", {"ca_bundle": CERT_PEM + CERT_PEM}),
+    Sample("pem public key", {"webhook_key": PUBLIC_PEM}),
+    Sample("ssh public key", {"deploy_key": SSH_PUBLIC + " ci@example.com"}),
     # digests, bare and labelled
     Sample("md5 hex", {"notes": hashlib.md5(b"a").hexdigest()}),  # noqa: S324 - a sample digest
     Sample("sha1 hex", {"ref": hashlib.sha1(b"b").hexdigest()}),  # noqa: S324 - a sample digest

@@ -1,4 +1,4 @@
-"""Leak guard edges: bounded work per value, nesting depth, odd base64, hostile input.
+"""Leak guard edges: bounded work, nesting depth, odd base64, key material, hostile input.
 
 Credential samples are assembled from parts at run time, as in ``test_leakguard``.
 """
@@ -13,9 +13,10 @@ import uuid
 
 import pytest
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519
+from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from security import leak_decode, leak_formats
+from security.leak_keys import key_material
 from security.leakguard import Finding, scan
 
 ALNUM = string.ascii_letters + string.digits
@@ -121,3 +122,41 @@ def test_hostile_input_is_scanned_in_linear_time(hostile: str) -> None:
     started = time.perf_counter()
     scan({"v": hostile})
     assert time.perf_counter() - started < 1.0
+
+
+def _rsa_public_pkcs1() -> bytes:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.PKCS1
+    )
+
+
+@pytest.mark.parametrize(
+    ("head", "expected"),
+    [
+        (b"openssh-key-v1\x00\x00\x00\x00", "private"),
+        (b"\x30\x2e\x02\x01\x00\x30\x05\x06\x03\x2b\x65\x70\x04\x22\x04\x20", "private"),
+        (b"\x30\x77\x02\x01\x01\x04\x20" + bytes(11), "private"),
+        (b"\x00\x00\x00\x0bssh-ed25519\x00\x00", "public"),
+        (b"\x30\x59\x30\x13\x06\x07\x2a\x86\x48\xce\x3d\x02\x01\x06\x08", "public"),
+        (b"\x30\x82\x01\x0a\x30\x82\x00\xf0\xa0\x03\x02\x01\x02\x02\x02\x10\x00\x01", "public"),
+        (b"\x30\x81\xf4\x30\x5f\x06\x09\x2a\x86\x48\x86\xf7\x0d\x01\x05\x0d\x30", "private"),
+        (b"\x30", None),
+        (b"\x30\x03\x02", None),
+        (b"\x31\x05\x02\x01\x00\x30\x00", None),
+        (b"\x30\x10\x30\x0e\x04\x0c" + bytes(12), None),
+        (b"\x30\x10\x05\x00" + bytes(14), None),
+    ],
+    ids=[
+        *("openssh", "pkcs8", "sec1", "ssh-public", "spki", "certificate", "encrypted-pkcs8"),
+        *("one-byte", "truncated", "a-set", "octet-string-inside", "null-inside"),
+    ],
+)
+def test_key_material_tells_private_from_public(head: bytes, expected: str | None) -> None:
+    """The first bytes say private key, public key or certificate, or nothing at all."""
+    assert key_material(head) == expected
+
+
+def test_pkcs1_rsa_public_key_is_public() -> None:
+    """An RSA public key in PKCS#1 starts with its modulus, never a one-byte version."""
+    assert key_material(_rsa_public_pkcs1()[:18]) == "public"
