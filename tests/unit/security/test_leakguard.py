@@ -362,3 +362,10 @@ def test_prefix_pattern_agrees_with_the_prefix_list(text: str) -> None:
     """The pattern says "some prefix occurs" exactly when one of the literal prefixes does."""
     expected = any(prefix in text for prefix in leak_formats.PREFIXES)
     assert bool(leak_formats.ANY_PREFIX.search(text)) is expected
+
+
+def test_every_prefix_leads_to_a_format_and_every_format_has_a_prefix() -> None:
+    """The prefix table routes each literal prefix to one known format, and misses none."""
+    kinds = {fmt.kind for fmt in leak_formats._FORMATS}
+    assert set(leak_formats._PREFIX_KIND) == set(leak_formats.PREFIXES)
+    assert set(leak_formats._PREFIX_KIND.values()) == kinds
