@@ -19,17 +19,13 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import NameOID
 from PIL import Image
 
-__all__ = ["CATCH", "PASS", "RATES_KEY", "Sample"]
-
-# Where the corpus test leaves its two rates for the terminal summary (see conftest.py).
-RATES_KEY = pytest.StashKey[dict[str, tuple[int, int]]]()
+__all__ = ["CATCH", "PASS", "Sample"]
 
 ALNUM = string.ascii_letters + string.digits
 UPPER36 = string.ascii_uppercase + string.digits

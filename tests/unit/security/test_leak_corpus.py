@@ -12,7 +12,7 @@ import pytest
 
 from security.errors import LeakDetectedError
 from security.leakguard import check, scan
-from tests.unit.security.leak_corpus import CATCH, PASS, RATES_KEY, Sample
+from tests.unit.security.leak_corpus import CATCH, PASS, Sample
 
 
 def _label(sample: Sample) -> str:
@@ -68,13 +68,14 @@ def test_refusal_names_field_and_kind_never_the_value(sample: Sample) -> None:
 
 
 def test_detection_and_false_positive_rates(
-    request: pytest.FixtureRequest, record_property: Callable[[str, object], None]
+    record_leak_rates: Callable[[dict[str, tuple[int, int]]], None],
+    record_property: Callable[[str, object], None],
 ) -> None:
     """Detection is 100 % on the true samples and the false-positive rate 0 % on the false."""
     caught = sum(bool(scan(s.payload)) for s in CATCH)
     flagged = sum(bool(scan(s.payload)) for s in PASS)
     rates = {"detection": (caught, len(CATCH)), "false positive": (flagged, len(PASS))}
-    request.config.stash[RATES_KEY] = rates
+    record_leak_rates(rates)
     for name, (hits, total) in rates.items():
         record_property(f"{name} rate", f"{hits}/{total}")
         print(f"leak guard {name} rate: {hits}/{total} = {hits / total:.1%}")
