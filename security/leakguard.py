@@ -70,9 +70,12 @@ _DESCRIPTORS = frozenset(
     | {"provider", "enabled", "required", "strength", "rotation", "prompt", "reset"}
 )
 _PAIR_NAME_KEYS = ("name", "key", "header", "field")  # {"name": "Authorization", "value": ...}
-_DIGEST_WORDS = frozenset(
+# Field names whose values are random by design: digests, and order or booking references.
+_RANDOM_BY_DESIGN_WORDS = frozenset(
     {"checksum", "checksums", "digest", "digests", "hash", "hashes", "etag", "etags", "md5"}
     | {"fingerprint", "fingerprints", "commit", "commits", "integrity"}
+    | {"order", "orders", "invoice", "invoices", "receipt", "receipts", "booking"}
+    | {"reservation", "confirmation", "shipment", "tracking", "reference", "ref"}
 )
 
 _DIGEST_NAME_RE = re.compile(r"sha[0-9]|md5|blake2|crc32")
@@ -175,19 +178,22 @@ def _value_kind(text: str, path: list[str]) -> str | None:
     # Only the entropy test reads the field name, and only a long run reaches it.
     long_run = has_run(text)
     return _classify(
-        text, digest_field=long_run and _names_digest(path), budget=Budget(), long_run=long_run
+        text,
+        random_field=long_run and _names_random_by_design(path),
+        budget=Budget(),
+        long_run=long_run,
     )
 
 
 def _classify(
-    text: str, *, digest_field: bool, budget: Budget, depth: int = 0, long_run: bool | None = None
+    text: str, *, random_field: bool, budget: Budget, depth: int = 0, long_run: bool | None = None
 ) -> str | None:
     """The kind of secret ``text`` (already normalised) looks like, or None."""
 
     def inner(decoded: str) -> str | None:
         if depth >= _MAX_BASE64_NESTING:
             return format_kind(_normalise(decoded))
-        return _classify(_normalise(decoded), digest_field=False, budget=budget, depth=depth + 1)
+        return _classify(_normalise(decoded), random_field=False, budget=budget, depth=depth + 1)
 
     # Without a 16-character run there is no base64 to decode and no key-length token:
     # one search settles both for most prose.
@@ -201,18 +207,18 @@ def _classify(
     kind = format_kind(rest) or found
     if kind:
         return kind
-    if long_run and not digest_field and high_entropy(rest):
+    if long_run and not random_field and high_entropy(rest):
         return "high_entropy"
     return None
 
 
-def _names_digest(path: list[str]) -> bool:
-    """True if the nearest named field says it holds a digest (``checksum``, ``sha256``...)."""
+def _names_random_by_design(path: list[str]) -> bool:
+    """True if the nearest named field holds a digest or reference (``sha256``, ``order_id``)."""
     for segment in reversed(path):
         if segment.isdigit():
             continue  # a list index: look at the field that holds the list
         words = _words(segment)
-        return any(w in _DIGEST_WORDS for w in words) or bool(
+        return any(w in _RANDOM_BY_DESIGN_WORDS for w in words) or bool(
             _DIGEST_NAME_RE.search("".join(words))
         )
     return False

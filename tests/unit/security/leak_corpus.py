@@ -181,6 +181,8 @@ CATCH: list[Sample] = [
     Sample("url with a password", {"dsn": URL_CREDS}),
     Sample("random urlsafe token", {"notes": f"my token is {RANDOM_B64}"}),
     Sample("random hex, not a digest length", {"notes": RANDOM_HEX}),
+    Sample("github token in an order field", {"order_id": GHO}),
+    Sample("basic auth in an invoice field", {"invoice_ref": "Basic " + _b64(USER_PASS)}),
     Sample("digest-shaped hex called a key", {"notes": f"api key: {_rand(HEX, 64)}"}),
     Sample("digest-shaped hex called a secret", {"text": f"client secret={_rand(HEX, 32)}"}),
     # base64-wrapped
@@ -308,6 +310,9 @@ PASS: list[Sample] = [
     Sample("stripe invoice id", {"invoice": "in_" + _rand(ALNUM, 24)}),
     Sample("stripe payment intent", {"notes": "refund pi_" + _rand(ALNUM, 24) + " today"}),
     Sample("stripe customer", {"customer": "cus_" + _rand(ALNUM, 24)}),
+    Sample("order id field", {"order_id": _rand(UPPER36, 28)}),
+    Sample("invoice number field", {"invoiceNumber": _rand(ALNUM, 30)}),
+    Sample("booking reference field", {"booking": {"reference": _rand(B64URL, 32)}}),
     Sample(
         "marketplace order",
         {"order": "112-" + _rand(string.digits, 7) + "-" + _rand(string.digits, 7)},
