@@ -5,75 +5,41 @@ send it past the vault onto the broker, into logs and results. :func:`scan` walk
 payload and reports each such field; :func:`check` raises for the first. Findings name
 the field and the kind of secret, never the value.
 
-Three families of signal, most specific first: known credential formats (AWS, GitHub,
-Stripe, Slack, Google, PEM private keys, JWTs, URLs with a password), field names that
-say "secret" (``password``, ``api_key``, a ``{"name": "Authorization", "value": ...}``
-pair), and generic high-entropy tokens. The entropy test is tuned against false alarms:
-UUIDs, labelled digests (``sha256:...``, or any hex/base64 under a ``checksum`` /
-``digest`` / ``hash`` field), identifiers made of words, base64 of plain text and long
-data blobs are left alone.
+Each string is NFKC-normalised (fullwidth and other compatibility forms become ASCII) and
+stripped of zero-width characters first. Then, most specific first:
+
+* base64 inside it (:mod:`security.leak_decode`): images and long data go through, a DER
+  private key or ``Basic`` credential is found, decoded text gets every check below;
+* known credential formats, whole or split by spaces, dashes or newlines
+  (:mod:`security.leak_formats`);
+* field names that say "secret" (``password``, ``api_key``, a ``{"name": "Authorization",
+  "value": ...}`` pair);
+* generic random-looking tokens, minus digests, UUIDs, order references and presigned-URL
+  signatures (:mod:`security.leak_entropy`).
+
+See ``docs/leak-guard.md`` for what it catches, what it lets through, and its limits.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import math
 import re
-from collections import Counter
+import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from security.errors import InputRejectedError, LeakDetectedError
+from security.leak_decode import Budget, basic_credential, has_run, unwrap_base64
+from security.leak_entropy import high_entropy
+from security.leak_formats import format_kind
 
 __all__ = ["DEFAULT_MAX_DEPTH", "Finding", "check", "scan"]
 
 DEFAULT_MAX_DEPTH = 32
+_MAX_BASE64_NESTING = 2  # levels checked in full inside base64; one more gets formats only
 
-# Known formats. Every pattern is anchored on a literal prefix and, where its body can
-# contain the prefix again, a look-behind, so scanning stays linear on hostile input.
-_FORMATS: tuple[tuple[str, re.Pattern[str]], ...] = (
-    ("private_key_block", re.compile(r"-----BEGIN[ A-Z0-9]{0,40}PRIVATE KEY(?: BLOCK)?-----")),
-    (
-        "jwt",
-        re.compile(r"(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*"),
-    ),
-    (
-        "aws_access_key_id",
-        re.compile(
-            r"(?<![A-Za-z0-9])(?:AKIA|ASIA|ABIA|ACCA|AGPA|AIDA|AIPA|ANPA|ANVA|AROA|APKA|ASCA)"
-            r"[A-Z0-9]{16}(?![A-Za-z0-9])"
-        ),
-    ),
-    (
-        "github_token",
-        re.compile(r"(?<![A-Za-z0-9_])(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{22,})"),
-    ),
-    ("stripe_key", re.compile(r"(?<![A-Za-z0-9])(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{10,}")),
-    ("slack_token", re.compile(r"(?<![A-Za-z0-9-])(?:xox[abposr]-|xapp-)[A-Za-z0-9-]{10,}")),
-    (
-        "slack_webhook",
-        re.compile(r"hooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9_/-]{8,}"),
-    ),
-    ("google_api_key", re.compile(r"(?<![A-Za-z0-9_-])AIza[A-Za-z0-9_-]{35}")),
-    # scheme://user:password@ (user may be empty, as in redis://:pw@host)
-    ("url_credentials", re.compile(r"://[^/\s:@]*:[^/\s@]+@")),
-)
-
-# Every literal prefix above, as plain substrings: ``in`` runs in C, so text without any
-# of them (most payload text) skips the individual patterns entirely.
-_PREFIXES = (
-    "-----BEGIN", "eyJ", "AKIA", "ASIA", "ABIA", "ACCA", "AGPA", "AIDA", "AIPA", "ANPA",
-    "ANVA", "AROA", "APKA", "ASCA", "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_",
-    "k_live_", "k_test_", "xox", "xapp-", "hooks.slack.com", "AIza", "://",
-)  # fmt: skip
-# Some prefix of _PREFIXES occurs in the text: one factored pattern (the engine skips
-# to the few possible first characters) instead of one substring scan per prefix.
-_ANY_PREFIX = re.compile(
-    r"-----BEGIN|eyJ|A(?:KIA|SIA|BIA|CCA|GPA|IDA|IPA|NPA|NVA|ROA|PKA|SCA|Iza)|gh[pousr]_"
-    r"|github_pat_|k_(?:live|test)_|x(?:ox|app-)|hooks\.slack\.com|://"
-)
+# Invisible characters that split a token without showing (NFKC keeps them).
+_ZERO_WIDTH = dict.fromkeys(map(ord, "\u00ad\u180e\u200b\u200c\u200d\u2060\ufeff"))
 
 # Field names. A name is split into lower-case words (camelCase, snake_case, kebab-case).
 _SENSITIVE_WORDS = frozenset(
@@ -104,32 +70,16 @@ _DESCRIPTORS = frozenset(
     | {"provider", "enabled", "required", "strength", "rotation", "prompt", "reset"}
 )
 _PAIR_NAME_KEYS = ("name", "key", "header", "field")  # {"name": "Authorization", "value": ...}
-_DIGEST_WORDS = frozenset(
+# Field names whose values are random by design: digests, and order or booking references.
+_RANDOM_BY_DESIGN_WORDS = frozenset(
     {"checksum", "checksums", "digest", "digests", "hash", "hashes", "etag", "etags", "md5"}
     | {"fingerprint", "fingerprints", "commit", "commits", "integrity"}
+    | {"order", "orders", "invoice", "invoices", "receipt", "receipts", "booking"}
+    | {"reservation", "confirmation", "shipment", "tracking", "reference", "ref"}
 )
 
-# Generic entropy test.
-_TOKEN_RE = re.compile(r"[A-Za-z0-9+/=_-]{24,}")
-_HEX_RE = re.compile(r"[0-9a-fA-F]+")
-_UUID_RE = re.compile(
-    r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
-)
-_LABELLED_DIGEST_RE = re.compile(
-    r"(?i)(?<![a-z0-9])(?:sha-?(?:1|224|256|384|512)|sha3-(?:224|256|384|512)|md5|blake2[bs]?)"
-    r"[:=-][A-Za-z0-9+/=_-]+"
-)
 _DIGEST_NAME_RE = re.compile(r"sha[0-9]|md5|blake2|crc32")
-_WORDISH_RE = re.compile(r"[A-Z]?[a-z]{4,}|[A-Z]{5,}")
-_WORD_SEGMENT_RE = re.compile(r"[A-Z]{2,}|[a-z]{2,}|[A-Z][a-z]+")
-_SEGMENT_SPLIT_RE = re.compile(r"[_\-/+=]")
 _WORD_SPLIT_RE = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
-_MIN_HEX = 32  # 128 bits
-_MAX_TOKEN = 512  # longer runs are data (base64 file content), not credentials
-_HEX_ENTROPY = 3.0  # bits per char; random hex sits near 3.6 at 32 chars, max 4
-_MAX_WORDISH = 0.5  # identifiers are mostly words; random base64 has few long letter runs
-_MAX_WORDISH_ONE_CASE = 0.3  # SOME_CONSTANT_V2, test_from_openssl_sha384
-_MAX_VOWELS = 0.3  # English runs ~38% vowels; random letters 5/26
 
 
 @dataclass(frozen=True)
@@ -187,7 +137,7 @@ def _walk(
     elif isinstance(node, Mapping):
         for key, value in node.items():
             name = str(key)
-            key_kind = _format_kind(name)
+            key_kind = format_kind(_normalise(name))
             if key_kind:
                 # Keep the key out of every reported path: it is the secret.
                 name = "<key>"
@@ -216,112 +166,62 @@ def _dotted(path: list[str]) -> str:
 # --- what a value looks like -----------------------------------------------------------
 
 
-def _format_kind(text: str) -> str | None:
-    if not _ANY_PREFIX.search(text):
-        return None
-    for kind, pattern in _FORMATS:
-        if pattern.search(text):
-            return kind
-    return None
+def _normalise(text: str) -> str:
+    """``text`` as the detectors read it: NFKC, without zero-width characters."""
+    if text.isascii():
+        return text
+    return unicodedata.normalize("NFKC", text).translate(_ZERO_WIDTH)
 
 
 def _value_kind(text: str, path: list[str]) -> str | None:
-    kind = _format_kind(text)
+    text = _normalise(text)
+    # Only the entropy test reads the field name, and only a long run reaches it.
+    long_run = has_run(text)
+    return _classify(
+        text,
+        random_field=long_run and _names_random_by_design(path),
+        budget=Budget(),
+        long_run=long_run,
+    )
+
+
+def _classify(
+    text: str, *, random_field: bool, budget: Budget, depth: int = 0, long_run: bool | None = None
+) -> str | None:
+    """The kind of secret ``text`` (already normalised) looks like, or None."""
+
+    def inner(decoded: str) -> str | None:
+        if depth >= _MAX_BASE64_NESTING:
+            return format_kind(_normalise(decoded))
+        return _classify(_normalise(decoded), random_field=False, budget=budget, depth=depth + 1)
+
+    # Without a 16-character run there is no base64 to decode and no key-length token:
+    # one search settles both for most prose.
+    if long_run is None:
+        long_run = has_run(text)
+    found, rest = None, text
+    if basic_credential(text, budget):
+        found = "basic_auth"
+    elif long_run:
+        found, rest = unwrap_base64(text, inner, budget)
+    kind = format_kind(rest) or found
     if kind:
         return kind
-    if _high_entropy(text, digest_field=_names_digest(path)):
+    if long_run and not random_field and high_entropy(rest):
         return "high_entropy"
     return None
 
 
-def _names_digest(path: list[str]) -> bool:
-    """True if the nearest named field says it holds a digest (``checksum``, ``sha256``...)."""
+def _names_random_by_design(path: list[str]) -> bool:
+    """True if the nearest named field holds a digest or reference (``sha256``, ``order_id``)."""
     for segment in reversed(path):
         if segment.isdigit():
             continue  # a list index: look at the field that holds the list
         words = _words(segment)
-        return any(w in _DIGEST_WORDS for w in words) or bool(
+        return any(w in _RANDOM_BY_DESIGN_WORDS for w in words) or bool(
             _DIGEST_NAME_RE.search("".join(words))
         )
     return False
-
-
-def _high_entropy(text: str, *, digest_field: bool) -> bool:
-    if digest_field or not _TOKEN_RE.search(text):
-        return False  # no run long enough to be a key: the common case for prose
-    # UUIDs and labelled digests are random by design and not credentials.
-    text = _LABELLED_DIGEST_RE.sub(" ", _UUID_RE.sub(" ", text))
-    for token in _TOKEN_RE.findall(text):
-        if len(token) > _MAX_TOKEN:
-            continue
-        if _HEX_RE.fullmatch(token):
-            if _random_hex(token):
-                return True
-        elif _random_token(token):
-            return True
-    return False
-
-
-def _random_hex(token: str) -> bool:
-    # All digits is a number (an order or phone number), not a key.
-    has_letter = any(c.isalpha() for c in token)
-    return len(token) >= _MIN_HEX and has_letter and _entropy(token) >= _HEX_ENTROPY
-
-
-def _random_token(token: str) -> bool:
-    """True if a base64/base62/base36-looking token reads as random rather than as words.
-
-    Thresholds sit near the 1st percentile of random tokens of the same length and
-    alphabet (random base64 averages ~log2(n) - 0.3 bits/char up to n~40).
-    """
-    n = len(token)
-    has_lower = any(c.islower() for c in token)
-    has_upper = any(c.isupper() for c in token)
-    if not any(c.isdigit() for c in token) or not (has_lower or has_upper):
-        return False  # all letters is a word or a name; all digits is a number
-    if has_lower and has_upper:
-        threshold = min(0.82 * math.log2(n), 4.4)
-        random_looking = _wordish(token, runs=True) < _MAX_WORDISH
-    else:
-        # One case, so letter runs are common by chance: vowels tell words apart instead.
-        threshold = min(0.76 * math.log2(n), 4.2)
-        letters = [c for c in token.lower() if c.isalpha()]
-        random_looking = (
-            _wordish(token, runs=False) < _MAX_WORDISH_ONE_CASE
-            and sum(c in "aeiou" for c in letters) / len(letters) < _MAX_VOWELS
-        )
-    return _entropy(token) >= threshold and random_looking and not _encoded_text(token)
-
-
-def _wordish(token: str, *, runs: bool) -> float:
-    """Share of ``token`` made of words: whole alphabetic segments (and letter runs)."""
-    total = 0
-    for segment in _SEGMENT_SPLIT_RE.split(token):
-        if _WORD_SEGMENT_RE.fullmatch(segment):
-            total += len(segment)
-        elif runs:
-            total += sum(len(m) for m in _WORDISH_RE.findall(segment))
-    return total / len(token)
-
-
-def _encoded_text(token: str) -> bool:
-    """True if ``token`` is base64 (standard or urlsafe) of printable text."""
-    body = token.rstrip("=")
-    padded = body + "=" * (-len(body) % 4)
-    for altchars in (None, b"-_"):
-        try:
-            text = base64.b64decode(padded, altchars=altchars, validate=True).decode("utf-8")
-        except (binascii.Error, ValueError):  # UnicodeDecodeError is a ValueError
-            continue
-        if all(c.isprintable() or c.isspace() for c in text):
-            return True
-    return False
-
-
-def _entropy(token: str) -> float:
-    """Shannon entropy in bits per character."""
-    n = len(token)
-    return -sum(c / n * math.log2(c / n) for c in Counter(token).values())
 
 
 # --- what a field name says ------------------------------------------------------------
@@ -332,7 +232,7 @@ def _words(name: str) -> list[str]:
 
 
 def _sensitive_name(name: str) -> bool:
-    words = _words(name)
+    words = _words(_normalise(name))
     if not words:
         return False
     if len(words) > 1 and words[-1] in _DESCRIPTORS:

@@ -1,11 +1,16 @@
 """Refusals over real HTTPS: 413 and 422 as problem+json that never echo what was refused.
 
+The leak guard both ways: credentials in disguise are refused, a wrapped base64 image is not.
+
 Also the request id: generated when absent, echoed when well formed, replaced when not.
 """
 
 from __future__ import annotations
 
+import base64
+import io
 import json
+import random
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -13,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 import redis
+from PIL import Image
 
 from security.keystore import KeyRing
 from tests.integration.api_support import assert_problem, forget_token_limits, mint
@@ -26,6 +32,7 @@ CAP = 64 * 1024  # test.touch keeps the catalogue's default max_payload_bytes
 # Built from parts so no credential-shaped literal sits in the source tree.
 AWS_KEY = "AK" + "IA" + "IOSFODNN7" + "EXAMPLE"
 SECRET = "s3cr3t-" + "Value-" + "9f8e7d6c5b4a"
+GH_TOKEN = "gh" + "p_" + "Zq7RkW2mXv9TbL4nYc8HdJ3fGs6PaE1uKo5V"
 
 
 @pytest.fixture(autouse=True)
@@ -157,6 +164,42 @@ def test_credential_in_a_plain_field_is_422_without_echo(
     assert AWS_KEY not in response.text
     assert AWS_KEY[4:] not in response.text
     _nothing_queued(redis_client, client_id)
+
+
+@pytest.mark.parametrize(
+    "note",
+    [
+        "Authorization: Basic " + base64.b64encode(b"deploy:" + SECRET.encode()).decode(),
+        "token " + "".join(chr(ord(c) + 0xFEE0) for c in GH_TOKEN),  # fullwidth
+        "token " + " ".join(GH_TOKEN[i : i + 6] for i in range(0, len(GH_TOKEN), 6)),
+        base64.encodebytes(f"export GITHUB_TOKEN={GH_TOKEN}\n".encode()).decode(),
+    ],
+    ids=["basic-auth", "fullwidth", "spaced", "base64-wrapped"],
+)
+def test_disguised_credential_is_422_without_echo(
+    http: httpx.Client, redis_client: redis.Redis, client_id: str, note: str
+) -> None:
+    """Base64, fullwidth and spaced credentials are refused too, naming `note` only."""
+    response = http.post(SUBMIT, json={"note": note})
+    problem = assert_problem(response, 422)
+    assert problem["type"].endswith("leak-detected")
+    assert [e["field"] for e in problem["errors"]] == ["note"]
+    for needle in (GH_TOKEN[4:16], SECRET, note[-20:].strip()):
+        assert needle not in response.text
+    _nothing_queued(redis_client, client_id)
+
+
+def test_line_wrapped_base64_image_is_accepted(http: httpx.Client) -> None:
+    """A PNG as `base64` writes it (76-column lines) passes the leak guard: 202, not 422."""
+    rng = random.Random(5)  # noqa: S311 - noise pixels, so the PNG does not compress away
+    image = Image.new("RGB", (32, 32))
+    image.putdata([(rng.randrange(256), rng.randrange(256), 0) for _ in range(32 * 32)])
+    out = io.BytesIO()
+    image.save(out, format="PNG")
+    wrapped = base64.encodebytes(out.getvalue()).decode()
+    assert wrapped.count("\n") > 10
+    response = http.post(SUBMIT, json={"note": wrapped})
+    assert response.status_code == 202, response.text
 
 
 @pytest.mark.parametrize(

@@ -139,8 +139,8 @@ def test_email_send_reaches_the_smtp_sink_and_the_password_is_nowhere_at_rest(
     """The mail reaches the sink; the password is in no Redis key, AOF file, log or mail."""
     sink = _sink(stack)
     password = sink.password
-    # Unique, but words and a short number: a 32-hex run here is a random token that the
-    # leak guard rightly refuses now and then (it measures the run's entropy).
+    # Unique, but words and a short number: a random-looking run here (say a 48-hex one)
+    # is what the leak guard rightly refuses as a possible key (it measures the entropy).
     canary = f"canary body number {uuid.uuid4().int % 10**15}"
     before = set(sink.messages())
     with owner.http() as http:

@@ -18,7 +18,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from security import leakguard
+from security import leak_formats
 from security.errors import InputRejectedError, LeakDetectedError
 from security.leakguard import DEFAULT_MAX_DEPTH, Finding, check, scan
 
@@ -84,7 +84,7 @@ SAMPLES: dict[str, list[str]] = {
     "high_entropy": [
         _rand(B64URL, 40, 11),
         "token " + _rand(ALNUM, 32, 12) + " expires soon",
-        _rand("0123456789abcdef", 40, 13),
+        _rand("0123456789abcdef", 48, 13),  # not a digest length (32/40/56/64/96/128)
         _rand(string.ascii_lowercase + string.digits, 40, 14),
         base64.b64encode(bytes(range(1, 31))).decode(),  # decodes, but to control bytes
     ],
@@ -102,10 +102,10 @@ def test_scan_finds_each_known_format(kind: str, value: str) -> None:
 
 @pytest.mark.parametrize(
     ("alphabet", "n"),
-    [(B64URL, 24), (B64URL, 32), (B64URL, 64), (ALNUM + "+/", 40), ("0123456789abcdef", 32)],
+    [(B64URL, 24), (B64URL, 32), (B64URL, 64), (ALNUM + "+/", 40), ("0123456789abcdef", 48)],
 )
 def test_scan_finds_nearly_all_random_tokens(alphabet: str, n: int) -> None:
-    """At least 95% of random tokens of a given length and alphabet are flagged."""
+    """At least 95% of random tokens of a given length and alphabet (not a digest's) are flagged."""
     found = sum(bool(scan({"v": _rand(alphabet, n, RNG_SEED + i)})) for i in range(200))
     assert found >= 190
 
@@ -299,11 +299,18 @@ def test_digest_field_names_do_not_excuse_known_formats() -> None:
     ]
 
 
-def test_hex_digest_outside_a_digest_field_is_flagged() -> None:
-    """A bare 64-char hex string in a plain field looks like a key and is reported."""
+@pytest.mark.parametrize("algorithm", ["md5", "sha1", "sha224", "sha256", "sha384", "sha512"])
+def test_bare_hex_digests_pass_in_any_field(algorithm: str) -> None:
+    """A digest-length hex string in a plain field is a digest, not a key, in either case."""
+    value = hashlib.new(algorithm, b"x").hexdigest()
+    assert scan({"notes": value, "upper": value.upper(), "list": [f"fixed in {value}"]}) == []
+
+
+def test_digest_shaped_hex_called_a_key_is_flagged() -> None:
+    """A digest-length hex string right after a credential word is still reported as a key."""
     value = hashlib.sha256(b"x").hexdigest()
-    assert scan({"notes": value}) == [Finding("notes", "high_entropy")]
-    assert scan([value]) == [Finding("0", "high_entropy")]
+    assert scan({"notes": f"api key: {value}"}) == [Finding("notes", "high_entropy")]
+    assert scan([f"token={value}"]) == [Finding("0", "high_entropy")]
 
 
 # --- check -----------------------------------------------------------------------------
@@ -337,15 +344,15 @@ def test_findings_never_hold_the_value() -> None:
     assert value not in str(finding)
 
 
-@pytest.mark.parametrize("prefix", leakguard._PREFIXES)
+@pytest.mark.parametrize("prefix", leak_formats.PREFIXES)
 def test_prefix_pattern_finds_every_literal_prefix(prefix: str) -> None:
     """The factored pre-check pattern matches each prefix wherever it sits in the text."""
-    assert leakguard._ANY_PREFIX.search(f"plain words {prefix} more words")
+    assert leak_formats.ANY_PREFIX.search(f"plain words {prefix} more words")
 
 
 # Whole prefixes, their near misses (every cut-off and one-letter-short form) and filler.
 _PIECES = sorted(
-    {p[i:j] for p in leakguard._PREFIXES for i in range(2) for j in range(len(p) - 2, len(p) + 1)}
+    {p[i:j] for p in leak_formats.PREFIXES for i in range(2) for j in range(len(p) - 2, len(p) + 1)}
     | set("-_:/. aAghkx")
 )
 
@@ -353,5 +360,12 @@ _PIECES = sorted(
 @given(st.lists(st.sampled_from(_PIECES), max_size=8).map("".join))
 def test_prefix_pattern_agrees_with_the_prefix_list(text: str) -> None:
     """The pattern says "some prefix occurs" exactly when one of the literal prefixes does."""
-    expected = any(prefix in text for prefix in leakguard._PREFIXES)
-    assert bool(leakguard._ANY_PREFIX.search(text)) is expected
+    expected = any(prefix in text for prefix in leak_formats.PREFIXES)
+    assert bool(leak_formats.ANY_PREFIX.search(text)) is expected
+
+
+def test_every_prefix_leads_to_a_format_and_every_format_has_a_prefix() -> None:
+    """The prefix table routes each literal prefix to one known format, and misses none."""
+    kinds = {fmt.kind for fmt in leak_formats._FORMATS}
+    assert set(leak_formats._PREFIX_KIND) == set(leak_formats.PREFIXES)
+    assert set(leak_formats._PREFIX_KIND.values()) == kinds
