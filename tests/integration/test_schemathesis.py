@@ -49,7 +49,6 @@ def _config(gateway: Gateway, client_token: str, admin_token: str) -> str:
             "[checks.negative_data_rejection]",
             "expected-statuses = [400, 401, 403, 404, 405, 406, 409, 413, 415, 422, 428, 429]",
             "",
-
             "[[operations]]",
             'include-path-regex = "^/v1/admin/"',
             f"headers = {{ Authorization = {_toml_string('Bearer ' + admin_token)} }}",
