@@ -193,7 +193,7 @@ class PrivateStack:
         port, data_dir = self.redis.port, self.redis.data_dir
         self.redis.stop()
         time.sleep(down_for)
-        self.redis = start_redis(self.pki, data_dir, port=port)
+        self.redis = start_redis(self.pki, data_dir, port=port, harness=True)
         register_log(self.redis.child)
 
     def stop(self) -> None:
@@ -316,7 +316,7 @@ def start_stack(
     """A new Redis in ``folder`` and the environment for this stack's processes."""
     folder.mkdir(parents=True, exist_ok=True)
     folder.chmod(0o700)
-    server = start_redis(pki, folder / "redis")
+    server = start_redis(pki, folder / "redis", harness=True)
     register_log(server.child)
     side_effects = folder / "side-effects"
     env = dict(stack_env)

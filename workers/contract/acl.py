@@ -1,0 +1,150 @@
+"""Redis ACL lines for taskgate's roles, rendered from the key registry.
+
+Pure: no Redis, no files. ``user default off`` first, then one user per role with
+``resetkeys resetchannels -@all`` and only what it needs:
+
+- commands: :data:`ROLE_COMMANDS` (an explicit allow-list; no category grants);
+- keys: ``~pattern`` where the role writes, ``%R~pattern`` where it only reads;
+- channels: ``&pattern`` after ``resetchannels`` (the default allows every channel);
+- selectors ``(~pattern +cmd ...)`` where a role may run a few commands only, e.g.
+  append-only access to the audit stream;
+- one script selector ``(~... +evalsha +eval)``: Redis checks a script's ``KEYS`` as
+  read-write at the call, and every command the script runs against the caller's ACL
+  (keys included) - so the script selector widens nothing by itself.
+
+Note: no role is ever given FLUSHALL, FLUSHDB, CONFIG, ACL (but ``acl|whoami``), MONITOR,
+REPLICAOF/SLAVEOF, DEBUG, MODULE, SHUTDOWN, KEYS or MIGRATE; :func:`render_acl` refuses
+to render a command list that contains one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Final
+
+from workers.contract.keys import DEFAULT_QUEUE, REGISTRY, ROLES, KeySpec, Role
+
+__all__ = [
+    "FORBIDDEN",
+    "PLACEHOLDER",
+    "ROLE_COMMANDS",
+    "render_acl",
+    "role_line",
+]
+
+PLACEHOLDER: Final = "<sha256-of-password>"
+
+FORBIDDEN: Final[frozenset[str]] = frozenset(
+    {
+        "flushall", "flushdb", "config", "acl", "monitor", "replicaof", "slaveof", "debug",
+        "module", "shutdown", "keys", "migrate", "save", "bgsave", "bgrewriteaof", "sync",
+        "psync", "failover", "swapdb", "move", "restore", "cluster", "script|flush",
+        "script|kill", "function", "client|kill", "client|pause", "lastsave",
+    }
+)  # fmt: skip
+
+# Every client: the handshake redis-py sends, transactions, scripts, who am I.
+_CONNECTION: Final = (
+    "auth", "hello", "ping", "echo", "select", "quit", "reset", "time", "type",
+    "client|setname", "client|id", "acl|whoami",
+    "multi", "exec", "discard", "watch", "unwatch",
+    "evalsha", "eval", "script|load", "script|exists",
+)  # fmt: skip
+_STRINGS: Final = (
+    "get", "set", "mget", "del", "unlink", "exists", "expire", "pexpire", "ttl", "pttl",
+    "incr", "incrby", "getdel", "setex",
+)  # fmt: skip
+_HASHES: Final = (
+    "hget", "hset", "hmget", "hgetall", "hdel", "hexists", "hincrby", "hsetnx", "hlen",
+)  # fmt: skip
+_SETS: Final = ("sadd", "srem", "smembers", "sismember", "scard")
+_ZSETS: Final = (
+    "zadd", "zrem", "zcount", "zcard", "zrange", "zrangebyscore", "zrevrangebyscore",
+    "zrevrange", "zscore", "zremrangebyscore",
+)  # fmt: skip
+_LISTS: Final = ("lpush", "rpush", "llen", "lrange", "lpos", "lindex")
+_STREAM_READ: Final = ("xrange", "xrevrange", "xlen", "xread")
+_DATA: Final = _CONNECTION + _STRINGS + _HASHES + _SETS + _ZSETS + _LISTS + _STREAM_READ
+
+ROLE_COMMANDS: Final[Mapping[Role, tuple[str, ...]]] = {
+    # submission writes, client/revocation reads, audit appends, result reads
+    "gateway": (*_DATA, "publish", "ltrim"),
+    # kombu consuming (blocking pops, restore of unacked), Celery results (set + publish)
+    "worker": (*_DATA, "brpop", "lpop", "rpop", "lrem", "publish", "subscribe", "unsubscribe"),
+    # client/key management, dead letters, audit read, trim and archive
+    "operator": (*_DATA, "xtrim", "xdel", "scan"),
+}
+
+
+def _key_rules(role: Role, specs: Iterable[KeySpec]) -> tuple[list[str], list[str], list[str]]:
+    """(key and channel rules, selectors, patterns a script may receive) for ``role``."""
+    rules: list[str] = []
+    selectors: list[str] = []
+    script_keys: list[str] = []
+    for spec in specs:
+        if role not in spec.roles():
+            continue
+        if spec.channel:
+            rules.append(f"&{spec.pattern}")
+            continue
+        if role in spec.write:
+            rules.append(f"~{spec.pattern}")
+        elif role in spec.read:
+            rules.append(f"%R~{spec.pattern}")
+        if role in spec.only:
+            commands = " ".join(f"+{c}" for c in spec.only[role])
+            selectors.append(f"(~{spec.pattern} {commands})")
+        script_keys.append(f"~{spec.pattern}")
+    return rules, selectors, script_keys
+
+
+def _specs(queues: Iterable[str]) -> list[KeySpec]:
+    """The registry, with every extra queue declared like the default one."""
+    specs = list(REGISTRY)
+    queue = next(s for s in REGISTRY if s.pattern == f"{DEFAULT_QUEUE}*")
+    for name in queues:
+        if name != DEFAULT_QUEUE and not name.startswith(DEFAULT_QUEUE):
+            specs.append(KeySpec(f"{name}*", queue.what, write=queue.write, read=queue.read))
+    return specs
+
+
+def _check_word(word: str, what: str) -> str:
+    if not word or any(c.isspace() or c in "()" or ord(c) < 0x21 for c in word):
+        raise ValueError(f"{what} {word!r} cannot appear in an ACL line")
+    return word
+
+
+def role_line(role: Role, password_sha256: str | None, *, queues: Iterable[str] = ()) -> str:
+    """The ``user`` line of ``role``; ``password_sha256`` is the hex SHA-256 of its password
+    (``None`` renders :data:`PLACEHOLDER` - such a line does not load)."""
+    commands = ROLE_COMMANDS[role]
+    refused = sorted(set(commands) & FORBIDDEN)
+    if refused:
+        raise ValueError(f"role {role} must not get {', '.join(refused)}")
+    if password_sha256 is None:
+        secret = f"#{PLACEHOLDER}"
+    elif len(password_sha256) == 64 and all(c in "0123456789abcdef" for c in password_sha256):
+        secret = f"#{password_sha256}"
+    else:
+        raise ValueError("a password hash is 64 lowercase hex digits (SHA-256)")
+    rules, selectors, script_keys = _key_rules(
+        role, _specs(_check_word(q, "queue") for q in queues)
+    )
+    for rule in rules:
+        _check_word(rule, "pattern")
+    parts = ["user", role, "reset", "on", secret, "resetkeys", "resetchannels", "-@all"]
+    parts += [f"+{c}" for c in commands]
+    parts += rules
+    parts += selectors
+    parts.append(f"({' '.join(script_keys)} +evalsha +eval)")
+    return " ".join(parts)
+
+
+def render_acl(
+    password_hashes: Mapping[Role, str | None], *, queues: Iterable[str] = ()
+) -> list[str]:
+    """Every ACL line: the default user off, then each role (hash or placeholder)."""
+    queues = tuple(queues)
+    lines = ["user default off reset"]
+    lines += [role_line(role, password_hashes.get(role), queues=queues) for role in ROLES]
+    return lines
