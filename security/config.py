@@ -9,6 +9,7 @@ that one line and exits 2.
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 from typing import Any, ClassVar, Self, TypeVar
@@ -88,21 +89,24 @@ class CommonSettings(BaseSettings):
             self.client_cert, setting=env_name("client_cert"), what="client certificate (PEM)"
         )
         check_private_key(self.client_key, setting=env_name("client_key"))
-        self._load_redis_password()
-        return self
-
-    def _load_redis_password(self) -> None:
-        """The ACL user's password from the environment or its 0600 file (fail closed)."""
         username = str(self.redis_username)
         if not username or any(c.isspace() for c in username):
             raise ConfigError(env_name("redis_username"), "is empty or has spaces", "fix it")
-        if self.redis_password is not None:
-            if not self.redis_password.get_secret_value():
-                raise ConfigError(env_name("redis_password"), "is empty", "set the password")
-            return
         if self.redis_password_file is None:
             path = self.state_dir / "redis-users" / f"{username}.password"
             self.__dict__["redis_password_file"] = path
+        return self
+
+    def _redis_password(self) -> SecretStr:
+        """The ACL user's password from the environment or its 0600 file (fail closed).
+
+        Read when the connection details are first asked for (:attr:`redis`), so that the
+        CLI reports missing keys or certificates first.
+        """
+        if self.redis_password is not None:
+            if not self.redis_password.get_secret_value():
+                raise ConfigError(env_name("redis_password"), "is empty", "set the password")
+            return self.redis_password
         path = check_secret_file(
             self.redis_password_file,
             setting=env_name("redis_password_file"),
@@ -113,7 +117,7 @@ class CommonSettings(BaseSettings):
             raise ConfigError(
                 env_name("redis_password_file"), f"{path} is empty", "write the password there"
             )
-        self.__dict__["redis_password"] = SecretStr(password)
+        return SecretStr(password)
 
     def key_ring(self, role: Role) -> KeyRing:
         """Load this process's keys; any problem is a :class:`ConfigError` (exit 2).
@@ -139,9 +143,9 @@ class CommonSettings(BaseSettings):
                 setting, exc.message, "run `taskgate keys init` or fix the key material"
             ) from None
 
-    @property
+    @functools.cached_property
     def redis(self) -> RedisTLS:
-        """The mTLS connection details, validated."""
+        """The mTLS connection details and the ACL user's credentials, validated."""
         if self.redis_url is None or self.ca_file is None:  # pragma: no cover - validator ran
             raise ConfigError(env_name("redis_url"), "is not set", "set it")
         if self.client_cert is None or self.client_key is None:  # pragma: no cover
@@ -152,7 +156,7 @@ class CommonSettings(BaseSettings):
             self.client_cert,
             self.client_key,
             username=self.redis_username,
-            password=self.redis_password,
+            password=self._redis_password(),
         )
 
 

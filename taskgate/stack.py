@@ -3,7 +3,10 @@
 With nothing configured it creates the state folder, the dev CA and certificates,
 starts a TLS-only redis-server on a free loopback port, one worker and the gateway
 over HTTPS, waits until ``/readyz`` says 200, then writes ``<state>/stack.json``.
-With ``TASKGATE_REDIS_URL`` set it uses that Redis instead of starting one.
+With ``TASKGATE_REDIS_URL`` set it uses that Redis instead of starting one (whose ACL
+must hold the users ``taskgate redis acl`` prints). Each role's Redis password is in
+``<state>/redis-users/<role>.password`` (0600); ``stack.json`` names, per role, the client
+certificate, its key and that file, so tools and tests can act as any one role.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from typing import Annotated, Any
 
 import httpx
 import typer
+from pydantic import SecretStr
 
 from certs.material import CertPaths, init_certs
 from gateway.clients import ClientRegistry
@@ -35,6 +39,8 @@ from security.passwords import hash_admin_token, new_admin_token
 from security.tls import RedisTLS
 from taskgate.procs import Child, free_port, start_child, taskgate_argv
 from taskgate.redis_server import INSTALL_HINT, RedisServer, RedisServerError, start_redis
+from taskgate.redis_users import USERS_DIR, ensure_password, password_path
+from workers.contract.keys import ROLES
 from workers.settings import WorkerSettings
 
 __all__ = ["Stack", "up_command"]
@@ -76,6 +82,8 @@ class Stack:
         self.state_dir.chmod(0o700)
         init_certs(self.certs.folder)
         init_keys(self.state_dir / "keys")
+        for role in ROLES:
+            ensure_password(self.users_dir, role)
         external = os.environ.get("TASKGATE_REDIS_URL")
         if external:
             redis_url = external
@@ -93,8 +101,12 @@ class Stack:
         saved = dict(os.environ)
         try:
             os.environ.update(env)
-            load_settings(WorkerSettings).key_ring("worker")
-            load_settings(GatewaySettings, port=port).key_ring("gateway")
+            for settings, role in (
+                (load_settings(WorkerSettings), "worker"),
+                (load_settings(GatewaySettings, port=port), "gateway"),
+            ):
+                settings.key_ring(role)  # type: ignore[arg-type]
+                settings.redis  # noqa: B018 - reads the Redis password: refused here if missing
         finally:
             os.environ.clear()
             os.environ.update(saved)
@@ -120,8 +132,9 @@ class Stack:
             "gateway_url": gateway_url,
             "redis_url": redis_url,
             "ca_file": str(self.certs.ca.resolve()),
-            "client_cert": str(self.certs.cert("gateway-client").resolve()),
-            "client_key": str(self.certs.key("gateway-client").resolve()),
+            "client_cert": str(self.certs.cert("operator-client").resolve()),
+            "client_key": str(self.certs.key("operator-client").resolve()),
+            "redis_users": self._redis_users(),
             "state_dir": str(self.state_dir.resolve()),
             "demo_client": {
                 "client_id": demo_id,
@@ -139,6 +152,22 @@ class Stack:
                 **({"redis": str(self.redis.child.log_path)} if self.redis else {}),
                 **{child.name: str(child.log_path) for child in self.children},
             },
+        }
+
+    @property
+    def users_dir(self) -> Path:
+        return self.state_dir / USERS_DIR
+
+    def _redis_users(self) -> dict[str, dict[str, str]]:
+        """Per role: its Redis ACL user, client certificate, key and password file."""
+        return {
+            role: {
+                "username": role,
+                "client_cert": str(self.certs.cert(f"{role}-client").resolve()),
+                "client_key": str(self.certs.key(f"{role}-client").resolve()),
+                "password_file": str(password_path(self.users_dir, role)),
+            }
+            for role in ROLES
         }
 
     def _new_admin_token(self) -> str:
@@ -194,12 +223,15 @@ class Stack:
         }
 
     def _demo_client(self, redis_url: str) -> tuple[str, str]:
-        """Register a demo client (all demo tasks, read, audit:read); its secret is shown once."""
+        """Register a demo client (all demo tasks, read, audit:read) as the operator; its
+        secret is shown once."""
         tls = RedisTLS(
             redis_url,
             self.certs.ca,
-            self.certs.cert("gateway-client"),
-            self.certs.key("gateway-client"),
+            self.certs.cert("operator-client"),
+            self.certs.key("operator-client"),
+            username="operator",
+            password=SecretStr(password_path(self.users_dir, "operator").read_text().strip()),
         )
 
         async def create() -> tuple[str, str]:

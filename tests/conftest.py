@@ -83,11 +83,11 @@ def tls_redis(pki: CertPaths, session_dir: Path) -> Iterator[RedisServer]:
     try:
         yield server
     finally:
-        _dump_acl_log(server)
+        dump_acl_log(server)
         server.stop()
 
 
-def _dump_acl_log(server: RedisServer) -> None:
+def dump_acl_log(server: RedisServer) -> None:
     """Keep what Redis refused during the session (``ACL LOG``) beside its log."""
     with server.tls.client() as client:
         entries = client.acl_log(count=256)
@@ -96,7 +96,8 @@ def _dump_acl_log(server: RedisServer) -> None:
         f"cmd={e.get('client-info', {}).get('cmd')} count={e.get('count')}"
         for e in entries
     ]
-    (server.data_dir / "acl-log.txt").write_text("\n".join(lines) + "\n")
+    with (server.data_dir / "acl-log.txt").open("a") as fh:
+        fh.write("".join(f"{line}\n" for line in lines))
 
 
 @pytest.fixture

@@ -34,7 +34,7 @@ from gateway.clients import ClientRegistry
 from security.audit import iter_records
 from taskgate.procs import Child, free_port, start_child, taskgate_argv
 from taskgate.redis_server import RedisServer, start_redis
-from tests.conftest import register_log
+from tests.conftest import dump_acl_log, register_log
 from tests.integration.conftest import ApiClient, Gateway
 from workers.wire import decode_record, task_key
 
@@ -191,6 +191,7 @@ class PrivateStack:
     def restart_redis(self, down_for: float = 1.0) -> None:
         """SIGTERM redis-server, stay down ``down_for`` s, start it on the same port and data."""
         port, data_dir = self.redis.port, self.redis.data_dir
+        dump_acl_log(self.redis)
         self.redis.stop()
         time.sleep(down_for)
         self.redis = start_redis(self.pki, data_dir, port=port, harness=True)
@@ -200,6 +201,8 @@ class PrivateStack:
         self.stop_workers()
         for child in self.others:
             child.stop()
+        with contextlib.suppress(Exception):  # a test may have stopped Redis already
+            dump_acl_log(self.redis)
         self.redis.stop()
 
     @staticmethod

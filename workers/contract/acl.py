@@ -72,7 +72,7 @@ ROLE_COMMANDS: Final[Mapping[Role, tuple[str, ...]]] = {
     # kombu consuming (blocking pops, restore of unacked), Celery results (set + publish)
     "worker": (*_DATA, "brpop", "lpop", "rpop", "lrem", "publish", "subscribe", "unsubscribe"),
     # client/key management, dead letters, audit read, trim and archive
-    "operator": (*_DATA, "xtrim", "xdel", "scan"),
+    "operator": (*_DATA, "xadd", "xtrim", "xdel", "scan"),
 }
 
 

@@ -205,7 +205,9 @@ REGISTRY: Final[tuple[KeySpec, ...]] = (
     KeySpec("tg:tasks:*", "each client's task ids (owner index)", write=_GO),
     KeySpec(ALL_TASKS, "every task id, for admins", write=_GO),
     # written by the gateway, consumed (read, then removed) by workers
-    KeySpec(GLOBAL_QUEUED, "accepted, not started (all)", write=_GO, only={"worker": ("zrem",)}),
+    KeySpec(
+        GLOBAL_QUEUED, "accepted, not started (all)", write=_GO, read=_W, only={"worker": ("zrem",)}
+    ),
     KeySpec(
         f"{QUEUED_PREFIX}*",
         "accepted, not started (per client)",
