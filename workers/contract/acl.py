@@ -76,6 +76,13 @@ ROLE_COMMANDS: Final[Mapping[Role, tuple[str, ...]]] = {
 }
 
 
+def _forbidden(command: str) -> bool:
+    """A forbidden command, or a subcommand of one (``config|get``), but ``acl|whoami``."""
+    return command != "acl|whoami" and (
+        command in FORBIDDEN or command.split("|", maxsplit=1)[0] in FORBIDDEN
+    )
+
+
 def _key_rules(role: Role, specs: Iterable[KeySpec]) -> tuple[list[str], list[str], list[str]]:
     """(key and channel rules, selectors, patterns a script may receive) for ``role``."""
     rules: list[str] = []
@@ -118,7 +125,7 @@ def role_line(role: Role, password_sha256: str | None, *, queues: Iterable[str] 
     """The ``user`` line of ``role``; ``password_sha256`` is the hex SHA-256 of its password
     (``None`` renders :data:`PLACEHOLDER` - such a line does not load)."""
     commands = ROLE_COMMANDS[role]
-    refused = sorted(set(commands) & FORBIDDEN)
+    refused = sorted(c for c in commands if _forbidden(c))
     if refused:
         raise ValueError(f"role {role} must not get {', '.join(refused)}")
     if password_sha256 is None:
