@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
-from security.audit_store import DEFAULT_STREAM, head_key
+from security.audit_store import DEFAULT_STREAM, head_key, turn_key
 from security.vault import VAULT_PREFIX
 
 __all__ = [
@@ -84,7 +84,7 @@ TOKEN_LIMIT_PREFIX: Final = "tg:token"  # noqa: S105 - slowapi's key prefix for 
 DLQ_INDEX: Final = "tg:dlq"
 AUDIT_STREAM: Final = DEFAULT_STREAM
 AUDIT_HEAD: Final = head_key(DEFAULT_STREAM)
-AUDIT_TURN: Final = f"{DEFAULT_STREAM}:turn"
+AUDIT_TURN: Final = turn_key(DEFAULT_STREAM)
 RESULT_PREFIX: Final = "celery-task-meta-"  # Celery's Redis result backend (key and channel)
 # kombu's Redis transport (Channel.unacked_key etc.): delivered, unacknowledged messages by
 # delivery tag. Our Celery config keeps kombu's default names and no global key prefix.
