@@ -1,6 +1,7 @@
 """Redis ACL lines for taskgate's roles, rendered from the key registry.
 
-Pure: no Redis, no files. ``user default off`` first, then one user per role with
+Pure: no Redis, no files. ``user default reset off`` first (:data:`DEFAULT_USER` says why
+it keeps its rights while no one can log in as it), then one user per role with
 ``resetkeys resetchannels -@all`` and only what it needs:
 
 - commands: :data:`ROLE_COMMANDS` (an explicit allow-list; no category grants);
@@ -25,6 +26,7 @@ from typing import Final
 from workers.contract.keys import DEFAULT_QUEUE, REGISTRY, ROLES, KeySpec, Role
 
 __all__ = [
+    "DEFAULT_USER",
     "FORBIDDEN",
     "PLACEHOLDER",
     "ROLE_COMMANDS",
@@ -33,6 +35,11 @@ __all__ = [
 ]
 
 PLACEHOLDER: Final = "<sha256-of-password>"
+# Off and without a password: no connection can log in as it. It keeps every right because
+# Redis 7.0 replays MULTI/EXEC blocks from the append-only file as the default user and
+# silently drops those it refuses (every transaction lost on restart; ACL LOG shows them
+# as "default ... context multi").
+DEFAULT_USER: Final = "user default reset off ~* &* +@all"
 
 FORBIDDEN: Final[frozenset[str]] = frozenset(
     {
@@ -152,6 +159,6 @@ def render_acl(
 ) -> list[str]:
     """Every ACL line: the default user off, then each role (hash or placeholder)."""
     queues = tuple(queues)
-    lines = ["user default off reset"]
+    lines = [DEFAULT_USER]
     lines += [role_line(role, password_hashes.get(role), queues=queues) for role in ROLES]
     return lines
