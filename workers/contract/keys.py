@@ -34,19 +34,25 @@ __all__ = [
     "CLIENT_PREFIX",
     "DEFAULT_QUEUE",
     "DLQ_INDEX",
+    "DONE_PREFIX",
     "GLOBAL_QUEUED",
     "IDEM_PREFIX",
     "KOMBU_BINDING_PREFIX",
     "KOMBU_UNACKED",
     "KOMBU_UNACKED_INDEX",
     "KOMBU_UNACKED_MUTEX",
+    "MESSAGE_COPY_PREFIX",
+    "OWNER_INDEX_PREFIX",
     "QUEUED_PREFIX",
     "RATE_LIMIT_PREFIX",
     "REGISTRY",
     "RESULT_PREFIX",
     "REVOKED_JTI_PREFIX",
+    "REVOKED_TASK_PREFIX",
     "ROLES",
+    "SUSPECT_PREFIX",
     "SWEEP_LOCK",
+    "TASK_PREFIX",
     "TOKEN_LIMIT_PREFIX",
     "VAULT_PREFIX",
     "KeySpec",
@@ -74,6 +80,12 @@ DEFAULT_QUEUE: Final = "taskgate"  # kombu's queue list (priority variants: name
 GLOBAL_QUEUED: Final = "tg:queued"
 QUEUED_PREFIX: Final = "tg:queued:"
 ALL_TASKS: Final = "tg:tasks"  # every task id by submission time, for admins
+TASK_PREFIX: Final = "tg:task:"
+OWNER_INDEX_PREFIX: Final = "tg:tasks:"
+REVOKED_TASK_PREFIX: Final = "tg:revoked:task:"
+DONE_PREFIX: Final = "tg:done:"
+MESSAGE_COPY_PREFIX: Final = "tg:msg:"
+SUSPECT_PREFIX: Final = "tg:sweep:suspect:"
 SWEEP_LOCK: Final = "tg:sweep:lock"
 CLIENTS_SET: Final = "tg:clients"
 CLIENT_PREFIX: Final = "tg:client:"
@@ -99,12 +111,12 @@ KOMBU_BINDING_PREFIX: Final = "_kombu.binding"
 # --- builders ------------------------------------------------------------------------------
 def task_key(task_id: str) -> str:
     """The task's record (hash): name, owner, state, timings; never the payload."""
-    return f"tg:task:{task_id}"
+    return f"{TASK_PREFIX}{task_id}"
 
 
 def owner_index(client_id: str) -> str:
     """The client's task ids by submission time (sorted set)."""
-    return f"tg:tasks:{client_id}"
+    return f"{OWNER_INDEX_PREFIX}{client_id}"
 
 
 def queued_key(client_id: str) -> str:
@@ -114,22 +126,22 @@ def queued_key(client_id: str) -> str:
 
 def revoked_key(task_id: str) -> str:
     """A task revocation that survives worker restarts."""
-    return f"tg:revoked:task:{task_id}"
+    return f"{REVOKED_TASK_PREFIX}{task_id}"
 
 
 def done_key(task_id: str) -> str:
     """Completion record: a redelivered finished task is not run again."""
-    return f"tg:done:{task_id}"
+    return f"{DONE_PREFIX}{task_id}"
 
 
 def message_copy_key(task_id: str) -> str:
     """The broker message as the gateway queued it, until a worker's start gate takes it."""
-    return f"tg:msg:{task_id}"
+    return f"{MESSAGE_COPY_PREFIX}{task_id}"
 
 
 def suspect_key(task_id: str) -> str:
     """When a sweep first found the task's message neither queued nor in flight."""
-    return f"tg:sweep:suspect:{task_id}"
+    return f"{SUSPECT_PREFIX}{task_id}"
 
 
 def client_key(client_id: str) -> str:
@@ -202,7 +214,7 @@ REGISTRY: Final[tuple[KeySpec, ...]] = (
     KeySpec(f"{IDEM_PREFIX}*", "idempotency records", write=_G),
     KeySpec(f"{RATE_LIMIT_PREFIX}*", "rate-limit counters", write=_G),
     KeySpec(f"{TOKEN_LIMIT_PREFIX}*", "the /v1/token limiter (slowapi/limits)", write=_G),
-    KeySpec("tg:tasks:*", "each client's task ids (owner index)", write=_GO),
+    KeySpec(f"{OWNER_INDEX_PREFIX}*", "each client's task ids (owner index)", write=_GO),
     KeySpec(ALL_TASKS, "every task id, for admins", write=_GO),
     # written by the gateway, consumed (read, then removed) by workers
     KeySpec(
@@ -214,22 +226,22 @@ REGISTRY: Final[tuple[KeySpec, ...]] = (
         write=_GO,
         only={"worker": ("zrem",)},
     ),
-    KeySpec("tg:msg:*", "the gateway's copy of each broker message", write=_ALL),
+    KeySpec(f"{MESSAGE_COPY_PREFIX}*", "the gateway's copy of each broker message", write=_ALL),
     KeySpec(f"{VAULT_PREFIX}*", "sealed secrets of a task", write=_ALL),
     # written by both sides
-    KeySpec("tg:task:*", "task records (state written by workers)", write=_ALL),
-    KeySpec("tg:revoked:task:*", "task revocations", write=_ALL),
+    KeySpec(f"{TASK_PREFIX}*", "task records (state written by workers)", write=_ALL),
+    KeySpec(f"{REVOKED_TASK_PREFIX}*", "task revocations", write=_ALL),
     KeySpec(f"{RESULT_PREFIX}*", "sealed results (Celery backend)", write=_ALL),
     KeySpec(f"{RESULT_PREFIX}*", "result notifications (Celery backend)", write=_GW, channel=True),
     # kombu's queue list and its priority variants (name + "\x06\x16" + n); the ACL
     # renderer adds the same line for every other queue it is told about
     KeySpec(f"{DEFAULT_QUEUE}*", "kombu's queue lists", write=_ALL),
-    KeySpec(f"{DLQ_INDEX}", "dead letters by time", write=_ALL),
+    KeySpec(DLQ_INDEX, "dead letters by time", write=_ALL),
     KeySpec(f"{DLQ_INDEX}:*", "dead letters", write=_ALL),
     # written by workers
-    KeySpec("tg:done:*", "completion records", write=_W, read=_GO),
+    KeySpec(f"{DONE_PREFIX}*", "completion records", write=_W, read=_GO),
     KeySpec(SWEEP_LOCK, "which worker sweeps", write=_W),
-    KeySpec("tg:sweep:suspect:*", "messages found missing once", write=_W),
+    KeySpec(f"{SUSPECT_PREFIX}*", "messages found missing once", write=_W),
     KeySpec(KOMBU_UNACKED, "kombu: messages in flight", write=_W),
     KeySpec(KOMBU_UNACKED_INDEX, "kombu: in-flight delivery times", write=_W),
     KeySpec(KOMBU_UNACKED_MUTEX, "kombu: restore mutex", write=_W),
