@@ -57,29 +57,64 @@ _CONNECTION: Final = (
     "multi", "exec", "discard", "watch", "unwatch",
     "evalsha", "eval", "script|load", "script|exists",
 )  # fmt: skip
-_STRINGS: Final = (
-    "get", "set", "mget", "del", "unlink", "exists", "expire", "pexpire", "ttl", "pttl",
-    "incr", "incrby", "getdel", "setex",
+# Data commands shared by every role (keys are what tells the roles apart).
+_SHARED: Final = (
+    "get", "set", "del", "exists", "expire", "hget", "hset", "hgetall", "hincrby",
+    "sadd", "smembers", "zadd", "zrem", "zrangebyscore", "lpush", "llen", "lrange",
+    "xrange", "xrevrange", "xlen",
 )  # fmt: skip
-_HASHES: Final = (
-    "hget", "hset", "hmget", "hgetall", "hdel", "hexists", "hincrby", "hsetnx", "hlen",
-)  # fmt: skip
-_SETS: Final = ("sadd", "srem", "smembers", "sismember", "scard")
-_ZSETS: Final = (
-    "zadd", "zrem", "zcount", "zcard", "zrange", "zrangebyscore", "zrevrangebyscore",
-    "zrevrange", "zscore", "zremrangebyscore",
-)  # fmt: skip
-_LISTS: Final = ("lpush", "rpush", "llen", "lrange", "lpos", "lindex")
-_STREAM_READ: Final = ("xrange", "xrevrange", "xlen", "xread")
-_DATA: Final = _CONNECTION + _STRINGS + _HASHES + _SETS + _ZSETS + _LISTS + _STREAM_READ
 
+# Found with ACL LOG and MONITOR against the test suite, and from the code of taskgate,
+# kombu's Redis transport, Celery's Redis backend and limits' moving window.
 ROLE_COMMANDS: Final[Mapping[Role, tuple[str, ...]]] = {
-    # submission writes, client/revocation reads, audit appends, result reads
-    "gateway": (*_DATA, "publish", "ltrim"),
-    # kombu consuming (blocking pops, restore of unacked), Celery results (set + publish)
-    "worker": (*_DATA, "brpop", "lpop", "rpop", "lrem", "publish", "subscribe", "unsubscribe"),
-    # client/key management, dead letters, audit read, trim and archive
-    "operator": (*_DATA, "xadd", "xtrim", "xdel", "scan"),
+    # submission scripts (INCR, ZCOUNT, SET NX GET), task and client views, the /v1/token
+    # limiter (LINDEX, LTRIM), the readiness ping (LPUSH, GET/DEL of its result)
+    "gateway": (
+        *_CONNECTION,
+        *_SHARED,
+        "hmget",
+        "scard",
+        "zcard",
+        "zcount",
+        "zrevrangebyscore",
+        "incr",
+        "lindex",
+        "ltrim",
+    ),
+    # kombu (BRPOP/RPOP, unacked restore, bindings), Celery results (SETEX, PUBLISH; SUBSCRIBE
+    # for AsyncResult.get), the start gate and the sweeper (LPOS, RPUSH, HEXISTS, ...)
+    "worker": (
+        *_CONNECTION,
+        *_SHARED,
+        "setex",
+        "pexpire",
+        "mget",
+        "incr",
+        "hmget",
+        "hdel",
+        "hexists",
+        "srem",
+        "zrange",
+        "zrevrangebyscore",
+        "rpush",
+        "lpos",
+        "brpop",
+        "rpop",
+        "publish",
+        "subscribe",
+        "unsubscribe",
+    ),
+    # client management, dead letters (requeue, purge), audit read, append and trim
+    "operator": (
+        *_CONNECTION,
+        *_SHARED,
+        "hmget",
+        "scard",
+        "zcard",
+        "zrevrangebyscore",
+        "xadd",
+        "xtrim",
+    ),
 }
 
 
