@@ -57,7 +57,7 @@ def test_keys_list_shows_ids_never_material(tmp_path: Path) -> None:
         material = key_file.read_text().strip()
         assert material not in out
         assert base64.b64decode(material).hex() not in out
-    assert out.count(" live ") == 5
+    assert out.count(" live ") == 6
 
 
 def test_keys_retire_of_last_live_key_is_refused(tmp_path: Path) -> None:
