@@ -232,7 +232,7 @@ REGISTRY: Final[tuple[KeySpec, ...]] = (
     KeySpec(f"{TASK_PREFIX}*", "task records (state written by workers)", write=_ALL),
     KeySpec(f"{REVOKED_TASK_PREFIX}*", "task revocations", write=_ALL),
     KeySpec(f"{RESULT_PREFIX}*", "sealed results (Celery backend)", write=_ALL),
-    KeySpec(f"{RESULT_PREFIX}*", "result notifications (Celery backend)", write=_GW, channel=True),
+    KeySpec(f"{RESULT_PREFIX}*", "result notifications (Celery backend)", write=_W, channel=True),
     # kombu's queue list and its priority variants (name + "\x06\x16" + n); the ACL
     # renderer adds the same line for every other queue it is told about
     KeySpec(f"{DEFAULT_QUEUE}*", "kombu's queue lists", write=_ALL),
