@@ -7,6 +7,7 @@ inside one folder (default ``<state_dir>/certs``)::
     redis.pem / redis-key.pem               Redis server (serverAuth)
     gateway-client.pem / -key.pem           gateway -> Redis client (clientAuth)
     worker-client.pem / -key.pem            worker -> Redis client (clientAuth)
+    operator-client.pem / -key.pem          operator CLI -> Redis client (clientAuth)
     https.pem / https-key.pem               the gateway's HTTPS listener (serverAuth)
 
 Private keys are written 0600 and atomically (temp file + rename), so a crash never
@@ -56,6 +57,7 @@ LEAVES: tuple[Leaf, ...] = (
     Leaf("redis", "taskgate redis", server=True),
     Leaf("gateway-client", "taskgate gateway", server=False),
     Leaf("worker-client", "taskgate worker", server=False),
+    Leaf("operator-client", "taskgate operator", server=False),
     Leaf("https", "taskgate gateway https", server=True),
 )
 

@@ -9,6 +9,7 @@ import typer
 from gateway.settings import GatewaySettings
 from security.config import load_settings
 from security.errors import ConfigError
+from security.redis_check import warn_if_admin
 
 __all__ = ["serve_command"]
 
@@ -30,7 +31,10 @@ def serve_command(
     try:
         settings = load_settings(GatewaySettings, **overrides)
         settings.key_ring("gateway")  # refuse missing or exposed keys before binding the port
+        redis_tls = settings.redis  # and a missing or exposed Redis password
     except ConfigError as exc:
         typer.echo(f"taskgate serve: refused: {exc}", err=True)
         raise typer.Exit(2) from None
+    with redis_tls.client(socket_timeout=5, socket_connect_timeout=5) as client:
+        warn_if_admin(client, "the gateway")
     serve(settings, log_level=log_level)

@@ -33,6 +33,7 @@ from security.passwords import (
     verify_against_dummy,
     verify_client_secret,
 )
+from workers.contract.keys import CLIENT_PREFIX, CLIENTS_SET
 
 __all__ = [
     "CLIENTS_SET",
@@ -47,8 +48,7 @@ __all__ = [
     "validate_scopes",
 ]
 
-CLIENTS_SET = "tg:clients"
-_KEY_PREFIX = "tg:client:"
+_KEY_PREFIX = CLIENT_PREFIX
 _SLUG_MAX = 32
 _ID_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,31}-[0-9a-f]{8}", re.ASCII)
 # Names show up in logs, audit records and the CLI: plain printable ASCII only.

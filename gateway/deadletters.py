@@ -19,6 +19,7 @@ from gateway.codec import SealedCodec
 from gateway.publisher import OutgoingTask, encode_message
 from security.keystore import KeyRing
 from security.sealing import open_envelope
+from security.vault import VAULT_PREFIX
 from workers.deadletters import DLQ_INDEX, dlq_key
 from workers.wire import (
     GLOBAL_QUEUED,
@@ -141,7 +142,7 @@ async def requeue(
         OutgoingTask(task_id, dead.name, body, codec.content_type, queue, copied=True)
     )
     now = time.time()
-    vault_keys = record.get("vault_keys", "").split()
+    vault_keys = _vault_keys(record, task_id)
     async with client.pipeline(transaction=True) as pipe:
         pipe.hincrby(dlq_key(task_id), "replays", 1)
         pipe.zrem(DLQ_INDEX, task_id)
@@ -168,8 +169,15 @@ async def purge(client: redis.asyncio.Redis, task_id: str) -> DeadLetter:
     async with client.pipeline(transaction=True) as pipe:
         pipe.zrem(DLQ_INDEX, task_id)
         pipe.delete(dlq_key(task_id))
-        for vault_key in record.get("vault_keys", "").split():
+        for vault_key in _vault_keys(record, task_id):
             pipe.delete(vault_key)
         pipe.hset(task_key(task_id), mapping={"state": "failed", "error": f"{dead.reason}; purged"})
         await pipe.execute()
     return dead
+
+
+def _vault_keys(record: dict[str, str], task_id: str) -> list[str]:
+    """The task's vault keys named in its dead letter, only those: a worker writes the
+    record, and must not get the gateway to expire or delete any other key."""
+    prefix = f"{VAULT_PREFIX}{task_id}:"
+    return [key for key in record.get("vault_keys", "").split() if key.startswith(prefix)]

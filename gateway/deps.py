@@ -17,6 +17,7 @@ from gateway.state import GatewayState
 from security.errors import TokenError
 from security.passwords import ADMIN_TOKEN_PREFIX, verify_admin_token
 from security.tokens import AccessClaims
+from workers.contract.keys import client_key, revoked_jti_key
 
 __all__ = [
     "Admin",
@@ -49,10 +50,6 @@ async def get_request_id(request: Request) -> str:
 
 
 RequestId = Annotated[str, Depends(get_request_id)]
-
-
-def revoked_jti_key(jti: str) -> str:
-    return f"tg:revoked:jti:{jti}"
 
 
 def bearer_token(request: Request) -> str:
@@ -96,7 +93,7 @@ async def current_client(claims: Claims, state: State) -> Principal:
     """A client whose token is valid, not revoked, and whose account is enabled."""
     async with state.redis.pipeline(transaction=False) as pipe:
         pipe.exists(revoked_jti_key(claims.jti))
-        pipe.hget(f"tg:client:{claims.sub}", "disabled")
+        pipe.hget(client_key(claims.sub), "disabled")
         revoked, disabled = await pipe.execute()
     if revoked:
         raise TokenError("token revoked", reason="revoked")

@@ -18,16 +18,12 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from workers.contract.keys import result_key
 from workers.wire import GATEWAY_COPY
 
 __all__ = ["OutgoingTask", "encode_message", "result_key"]
 
 _ORIGIN = f"gateway@{socket.gethostname()}:{os.getpid()}"
-
-
-def result_key(task_id: str) -> str:
-    """The Redis key where Celery's Redis backend stores a task's result."""
-    return f"celery-task-meta-{task_id}"
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,8 @@ from functools import lru_cache
 
 import limits
 
+from workers.contract.keys import rate_limit_key
+
 __all__ = [
     "LimitState",
     "Window",
@@ -60,7 +62,7 @@ def window_key(name: str, ident: str, window: Window, now: float) -> tuple[str, 
     """The counter key for the current window and the seconds until it resets."""
     start = int(now // window.seconds) * window.seconds
     reset = max(1, math.ceil(start + window.seconds - now))
-    return f"tg:rl:{name}:{ident}:{window.seconds}:{start}", reset
+    return rate_limit_key(name, ident, window.seconds, start), reset
 
 
 def hit_ttl(seconds: int) -> int:

@@ -23,6 +23,7 @@ from gateway.state import GatewayState
 from security.audit import AuditQuery, afind_records, averify
 from security.errors import TokenError
 from security.tokens import verify_token
+from workers.contract.keys import AUDIT_STREAM, CLIENTS_SET
 from workers.deadletters import DLQ_INDEX
 from workers.wire import (
     ALL_TASKS,
@@ -298,8 +299,8 @@ def _ops_routes(router: APIRouter) -> None:
                 pipe.llen(queue)
             pipe.zcard(GLOBAL_QUEUED)
             pipe.zcard(DLQ_INDEX)
-            pipe.scard("tg:clients")
-            pipe.xlen("tg:audit")
+            pipe.scard(CLIENTS_SET)
+            pipe.xlen(AUDIT_STREAM)
             replies = await pipe.execute()
         depth = dict(zip(queues, replies[: len(queues)], strict=True))
         backlog, dead, clients, audit = replies[len(queues) :]

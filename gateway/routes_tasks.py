@@ -30,6 +30,7 @@ from gateway.submit import BEST_EFFORT_STAGES, STAGES, IdempotentReplay, Submiss
 from security.errors import InputRejectedError, TaskgateError, TokenError
 from security.passwords import ADMIN_TOKEN_PREFIX
 from workers.catalogue import TaskSpec
+from workers.contract.keys import result_key
 from workers.wire import (
     GLOBAL_QUEUED,
     TASK_ID,
@@ -141,7 +142,7 @@ def _result_summary(doc: dict[str, Any]) -> dict[str, Any]:
 
 async def _add_result(state: GatewayState, task_id: str, view: dict[str, Any]) -> None:
     """Open the sealed result for its owner and add it (or the error type) to ``view``."""
-    raw = await state.redis.get(f"celery-task-meta-{task_id}")
+    raw = await state.redis.get(result_key(task_id))
     if raw is not None:
         try:
             blob = raw if isinstance(raw, bytes) else raw.encode()

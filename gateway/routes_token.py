@@ -23,6 +23,7 @@ from gateway.deps import RequestId, State
 from gateway.errors import ApiError
 from gateway.settings import GatewaySettings
 from security.tokens import issue_token
+from workers.contract.keys import TOKEN_LIMIT_PREFIX
 
 __all__ = ["build_token_limiter", "build_token_router"]
 
@@ -33,13 +34,14 @@ def build_token_limiter(settings: GatewaySettings) -> Limiter:
     """A slowapi limiter over the TLS Redis; moving window suits small auth limits."""
     trusted = tuple(settings.trusted_proxies)
     options: dict[str, Any] = dict(settings.redis.redis_kwargs())
-    options.update(socket_timeout=2, socket_connect_timeout=2)
+    # limits' own key prefix (its default is "LIMITS"): the keys must match the ACL.
+    options.update(socket_timeout=2, socket_connect_timeout=2, key_prefix=TOKEN_LIMIT_PREFIX)
     return Limiter(
         key_func=lambda request: client_ip(request, trusted),
         storage_uri=settings.redis_url,
         storage_options=options,
         strategy="moving-window",
-        key_prefix="tg:token",
+        key_prefix=TOKEN_LIMIT_PREFIX,
         headers_enabled=False,
     )
 

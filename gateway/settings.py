@@ -12,7 +12,7 @@ from security.config import CommonSettings, env_name
 from security.errors import ConfigError
 from security.tls import check_private_key, check_readable
 
-__all__ = ["GatewaySettings"]
+__all__ = ["GatewaySettings", "OperatorSettings"]
 
 # IPv4 peers may reach a dual-stack socket as IPv4-mapped IPv6 addresses.
 _MAPPED_V4 = ipaddress.IPv6Network("::ffff:0:0/96")
@@ -133,3 +133,11 @@ class GatewaySettings(CommonSettings):
             check_private_key(path, setting=env_name("admin_token_file"))
             return path.read_text().strip() or None
         return None
+
+
+class OperatorSettings(GatewaySettings):
+    """Settings of the operator CLI (clients, dead letters, audit): the gateway's settings,
+    with the operator's client certificate and Redis ACL user."""
+
+    client_role: ClassVar[str] = "operator-client"
+    redis_role: ClassVar[str] = "operator"

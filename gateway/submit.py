@@ -40,6 +40,7 @@ from security.errors import TokenError
 from security.sanitise import loads_limited
 from security.vault import SwapResult, swap_secrets
 from workers.catalogue import TaskSpec
+from workers.contract.keys import client_key, idempotency_key, revoked_jti_key
 from workers.wire import (
     ALL_TASKS,
     GLOBAL_QUEUED,
@@ -116,7 +117,7 @@ async def authorize(ctx: Submission, state: GatewayState) -> Submission:
                 kind="bad-request",
             )
         digest = hashlib.sha256(key.encode()).hexdigest()
-        ctx.idem_redis_key = f"tg:idem:{ctx.client_id}:{digest}"
+        ctx.idem_redis_key = idempotency_key(ctx.client_id, digest)
     ctx.body_hash = hashlib.sha256(ctx.raw_body).hexdigest()
     return ctx
 
@@ -164,16 +165,16 @@ async def check_and_count(ctx: Submission, state: GatewayState) -> Submission:
         raise TokenError("client unknown", reason="client_disabled")
     client_window = parse_window(limits.rate_limit)
     task_window = parse_window(ctx.spec.rate_limit)
-    client_key, client_reset = window_key("client", ctx.client_id, client_window, ctx.now)
+    window_key_, client_reset = window_key("client", ctx.client_id, client_window, ctx.now)
     task_key_, task_reset = window_key(f"task:{ctx.spec.name}", ctx.client_id, task_window, ctx.now)
     horizon = ctx.now - state.settings.envelope_ttl
     # The reservation counts from the horizon on, for RESERVATION_SECONDS; the commit
     # moves the task id to its submission time.
     reservation = horizon + RESERVATION_SECONDS
     keys = [
-        f"tg:revoked:jti:{ctx.jti}",
-        f"tg:client:{ctx.client_id}",
-        client_key,
+        revoked_jti_key(ctx.jti),
+        client_key(ctx.client_id),
+        window_key_,
         task_key_,
         queued_key(ctx.client_id),
         GLOBAL_QUEUED,

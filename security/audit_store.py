@@ -63,6 +63,7 @@ __all__ = [
     "head_key",
     "read_head",
     "text",
+    "turn_key",
 ]
 
 DEFAULT_STREAM: Final = "tg:audit"
@@ -197,6 +198,11 @@ def text(value: bytes | str) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
 
 
+def turn_key(stream: str) -> str:
+    """The key naming the writer that has an exclusive turn on ``stream``."""
+    return f"{stream}:turn"
+
+
 def read_head(client: redis.Redis, stream: str = DEFAULT_STREAM) -> str | None:
     """The raw head value of ``stream`` (None if absent)."""
     raw = client.get(head_key(stream))
@@ -240,7 +246,7 @@ class _Chain:
             raise ConfigError("audit max_attempts", "must be at least 1", "pass a positive count")
         self.keys = keys
         self.stream = stream
-        self.script_keys = [stream, head_key(stream), f"{stream}:turn"]
+        self.script_keys = [stream, head_key(stream), turn_key(stream)]
         self.writer_id = secrets.token_hex(8)
         self.max_attempts = max_attempts
         self.head = EMPTY_HEAD

@@ -9,16 +9,23 @@ that one line and exits 2.
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 from typing import Any, ClassVar, Self, TypeVar
 
-from pydantic import ValidationError, model_validator
+from pydantic import SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from security.errors import ConfigError, KeyRingError
 from security.keystore import KeyRing, Role, load_keys, load_keys_from_env, load_keys_from_files
-from security.tls import RedisTLS, check_private_key, check_readable, check_redis_url
+from security.tls import (
+    RedisTLS,
+    check_private_key,
+    check_readable,
+    check_redis_url,
+    check_secret_file,
+)
 
 __all__ = ["ENV_PREFIX", "CommonSettings", "env_name", "load_settings"]
 
@@ -37,8 +44,10 @@ class CommonSettings(BaseSettings):
         env_prefix=ENV_PREFIX, env_file=".env", extra="ignore", frozen=True
     )
 
-    # Which client certificate a process kind presents to Redis by default.
+    # Which client certificate a process kind presents to Redis by default, and which
+    # Redis ACL user it logs in as (``taskgate redis acl`` renders the users).
     client_role: ClassVar[str] = "gateway-client"
+    redis_role: ClassVar[str] = "gateway"
 
     state_dir: Path = Path(".taskgate")
     redis_url: str | None = None
@@ -48,6 +57,11 @@ class CommonSettings(BaseSettings):
     client_key: Path | None = None
     keys_dir: Path | None = None
     keys_files_dir: Path | None = None
+    redis_username: str | None = None
+    # The role's password: TASKGATE_REDIS_PASSWORD, else this file (mode 0600), by default
+    # <state_dir>/redis-users/<username>.password. Never a command-line argument.
+    redis_password_file: Path | None = None
+    redis_password: SecretStr | None = None
 
     @model_validator(mode="after")
     def _refuse_unsafe(self) -> Self:
@@ -58,6 +72,7 @@ class CommonSettings(BaseSettings):
             "client_cert": certs / f"{self.client_role}.pem",
             "client_key": certs / f"{self.client_role}-key.pem",
             "keys_dir": self.state_dir / "keys",
+            "redis_username": self.redis_role,
         }
         for name, value in defaults.items():
             if getattr(self, name) is None:
@@ -74,7 +89,35 @@ class CommonSettings(BaseSettings):
             self.client_cert, setting=env_name("client_cert"), what="client certificate (PEM)"
         )
         check_private_key(self.client_key, setting=env_name("client_key"))
+        username = str(self.redis_username)
+        if not username or any(c.isspace() for c in username):
+            raise ConfigError(env_name("redis_username"), "is empty or has spaces", "fix it")
+        if self.redis_password_file is None:
+            path = self.state_dir / "redis-users" / f"{username}.password"
+            self.__dict__["redis_password_file"] = path
         return self
+
+    def _redis_password(self) -> SecretStr:
+        """The ACL user's password from the environment or its 0600 file (fail closed).
+
+        Read when the connection details are first asked for (:attr:`redis`), so that the
+        CLI reports missing keys or certificates first.
+        """
+        if self.redis_password is not None:
+            if not self.redis_password.get_secret_value():
+                raise ConfigError(env_name("redis_password"), "is empty", "set the password")
+            return self.redis_password
+        path = check_secret_file(
+            self.redis_password_file,
+            setting=env_name("redis_password_file"),
+            hint="run `taskgate up` once, or write the Redis user's password there (mode 0600)",
+        )
+        password = path.read_text().strip()
+        if not password:
+            raise ConfigError(
+                env_name("redis_password_file"), f"{path} is empty", "write the password there"
+            )
+        return SecretStr(password)
 
     def key_ring(self, role: Role) -> KeyRing:
         """Load this process's keys; any problem is a :class:`ConfigError` (exit 2).
@@ -100,14 +143,21 @@ class CommonSettings(BaseSettings):
                 setting, exc.message, "run `taskgate keys init` or fix the key material"
             ) from None
 
-    @property
+    @functools.cached_property
     def redis(self) -> RedisTLS:
-        """The mTLS connection details, validated."""
+        """The mTLS connection details and the ACL user's credentials, validated."""
         if self.redis_url is None or self.ca_file is None:  # pragma: no cover - validator ran
             raise ConfigError(env_name("redis_url"), "is not set", "set it")
         if self.client_cert is None or self.client_key is None:  # pragma: no cover
             raise ConfigError(env_name("client_cert"), "is not set", "set it")
-        return RedisTLS(self.redis_url, self.ca_file, self.client_cert, self.client_key)
+        return RedisTLS(
+            self.redis_url,
+            self.ca_file,
+            self.client_cert,
+            self.client_key,
+            username=self.redis_username,
+            password=self._redis_password(),
+        )
 
 
 S = TypeVar("S", bound=CommonSettings)

@@ -12,13 +12,14 @@ import functools
 import os
 import ssl
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import redis
 import redis.asyncio
+from pydantic import SecretStr
 
 from security.errors import ConfigError
 
@@ -30,6 +31,7 @@ __all__ = [
     "check_private_key",
     "check_readable",
     "check_redis_url",
+    "check_secret_file",
     "client_context",
     "pinned_redis_context",
     "server_context",
@@ -96,6 +98,22 @@ def check_private_key(path: Path | None, *, setting: str) -> Path:
             f"run `chmod 600 {checked}`",
         )
     return checked
+
+
+def check_secret_file(path: Path | None, *, setting: str, hint: str) -> Path:
+    """Refuse a missing secret file or one accessible by group or others (like a key)."""
+    if path is None or not path.is_file():
+        raise ConfigError(setting, f"{path} does not exist", hint)
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        raise ConfigError(
+            setting,
+            f"{path} is accessible by group or others (mode {mode:04o})",
+            f"run `chmod 600 {path}`",
+        )
+    if not os.access(path, os.R_OK):
+        raise ConfigError(setting, f"{path} is not readable", "make it readable by this user")
+    return path
 
 
 def client_context(ca_file: Path, cert_file: Path | None, key_file: Path | None) -> ssl.SSLContext:
@@ -177,18 +195,29 @@ class PinnedAsyncSSLConnection(redis.asyncio.SSLConnection):
 
 @dataclass(frozen=True)
 class RedisTLS:
-    """Everything needed to reach Redis over mutual TLS. Build clients only from here."""
+    """Everything needed to reach Redis over mutual TLS as one ACL user. Build clients only
+    from here.
+
+    ``username``/``password``: the Redis ACL user this process acts as (Redis 7.0 has no
+    certificate-to-user mapping, so the certificate alone does not name the user). The
+    password is a :class:`~pydantic.SecretStr` and left out of ``repr``.
+    """
 
     url: str
     ca_file: Path
     client_cert: Path
     client_key: Path
+    username: str | None = None
+    password: SecretStr | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         check_redis_url(self.url)
+        if (self.username is None) != (self.password is None):
+            raise ConfigError(
+                "TASKGATE_REDIS_USERNAME", "needs a password and vice versa", "set both"
+            )
 
-    def redis_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for ``redis.Redis`` / ``redis.asyncio.Redis`` ``from_url``."""
+    def _ssl_kwargs(self) -> dict[str, Any]:
         return {
             "ssl_ca_certs": str(self.ca_file),
             "ssl_certfile": str(self.client_cert),
@@ -198,14 +227,38 @@ class RedisTLS:
             "ssl_min_version": MIN_TLS,
         }
 
+    def credentials(self) -> dict[str, str]:
+        """``username`` and ``password`` for redis-py (empty without an ACL user)."""
+        if self.username is None or self.password is None:
+            return {}
+        return {"username": self.username, "password": self.password.get_secret_value()}
+
+    def redis_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for ``redis.Redis`` / ``redis.asyncio.Redis`` ``from_url``."""
+        return {**self._ssl_kwargs(), **self.credentials()}
+
     def celery_ssl(self) -> dict[str, Any]:
-        """The dict for Celery's ``broker_use_ssl`` and ``redis_backend_use_ssl``.
+        """The dict for Celery's ``broker_use_ssl`` and ``redis_backend_use_ssl`` (TLS only;
+        the credentials go in :meth:`celery_credentials`).
 
         Both need it: the result backend ignores ``broker_use_ssl`` (celery #3830).
         """
-        kwargs = self.redis_kwargs()
+        kwargs = self._ssl_kwargs()
         kwargs["ssl_cert_reqs"] = ssl.CERT_REQUIRED
         return kwargs
+
+    def celery_credentials(self) -> dict[str, Any]:
+        """Celery settings that log the broker and result backend in as the ACL user,
+        outside the URLs (which Celery prints in its banner)."""
+        creds = self.credentials()
+        if not creds:
+            return {}
+        return {
+            "broker_user": creds["username"],
+            "broker_password": creds["password"],
+            "redis_username": creds["username"],
+            "redis_password": creds["password"],
+        }
 
     def client(self, **extra: Any) -> redis.Redis:
         """A synchronous redis-py client over mTLS, Redis verified against our CA alone."""

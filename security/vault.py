@@ -33,6 +33,7 @@ from security.keys import KeySet, Purpose, SymmetricKey
 
 __all__ = [
     "REF_KEY",
+    "VAULT_PREFIX",
     "SupportsSet",
     "SwapResult",
     "VaultEntry",
@@ -45,6 +46,7 @@ __all__ = [
     "write_entries",
 ]
 
+VAULT_PREFIX = "tg:vault:"  # one key per sealed secret: <prefix><task id>:<ref id>
 REF_KEY = "$secret"  # the one key of a reference mapping
 MAX_DEPTH = 64  # payloads are depth-limited upstream; this only stops runaway recursion
 
@@ -83,7 +85,7 @@ def vault_key(task_id: str, ref_id: str) -> str:
     """The Redis key that holds ``ref_id`` of task ``task_id``."""
     _check_task_id(task_id)
     _check_ref_id(ref_id, "")
-    return f"tg:vault:{task_id}:{ref_id}"
+    return f"{VAULT_PREFIX}{task_id}:{ref_id}"
 
 
 def swap_secrets(

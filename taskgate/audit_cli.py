@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from gateway.settings import GatewaySettings
+from gateway.settings import OperatorSettings
 from security.audit import (
     iter_records,
     make_checkpoint,
@@ -28,9 +28,9 @@ app = typer.Typer(
 )
 
 
-def _settings() -> tuple[GatewaySettings, KeyRing]:
+def _settings() -> tuple[OperatorSettings, KeyRing]:
     try:
-        settings = load_settings(GatewaySettings)
+        settings = load_settings(OperatorSettings)
         return settings, settings.key_ring("operator")
     except ConfigError as exc:
         typer.echo(f"taskgate audit: refused: {exc}", err=True)

@@ -15,7 +15,7 @@ import redis
 import typer
 
 from gateway.clients import Client, ClientError, ClientRegistry
-from gateway.settings import GatewaySettings
+from gateway.settings import OperatorSettings
 from security.config import load_settings
 from security.errors import ConfigError
 
@@ -37,7 +37,7 @@ _ONCE = "the client secret is shown only this once; store it now (it cannot be r
 def _run(operation: Callable[[ClientRegistry], Awaitable[T]]) -> T:
     """Build settings, run ``operation`` on a registry over mTLS Redis, map errors to exits."""
     try:
-        settings = load_settings(GatewaySettings)
+        settings = load_settings(OperatorSettings)
     except ConfigError as exc:
         typer.echo(f"taskgate clients: refused: {exc}", err=True)
         raise typer.Exit(2) from None

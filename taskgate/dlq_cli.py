@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from gateway import deadletters
-from gateway.settings import GatewaySettings
+from gateway.settings import OperatorSettings
 from security.audit import AsyncAuditWriter, AuditRecord, Outcome
 from security.config import load_settings
 from security.errors import ConfigError
@@ -24,10 +24,10 @@ app = typer.Typer(
 
 
 def _run(
-    action: str, target: str, op: Callable[[Any, KeyRing, GatewaySettings], Awaitable[Any]]
+    action: str, target: str, op: Callable[[Any, KeyRing, OperatorSettings], Awaitable[Any]]
 ) -> Any:
     try:
-        settings = load_settings(GatewaySettings)
+        settings = load_settings(OperatorSettings)
         keys = settings.key_ring("operator")
     except ConfigError as exc:
         typer.echo(f"taskgate dlq: refused: {exc}", err=True)

@@ -1,7 +1,8 @@
-"""Start a TLS-only `redis-server` (plain port off, client certificates required).
+"""Start a TLS-only `redis-server` (plain port off, client certificates required, ACL users).
 
 Used by `taskgate up` and by the test harness, so the stack developers run and the one
-tests exercise are configured the same way.
+tests exercise are configured the same way. Redis loads the roles' ACL users from an ACL
+file in its data folder (``taskgate.redis_users``); the ``default`` user is off.
 """
 
 from __future__ import annotations
@@ -12,10 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import redis
+from pydantic import SecretStr
 
 from certs.material import CertPaths
 from security.tls import RedisTLS
 from taskgate.procs import Child, free_port, start_child
+from taskgate.redis_users import HARNESS, USERS_DIR, acl_lines, password_path, write_private
 
 __all__ = ["INSTALL_HINT", "RedisServer", "RedisServerError", "redis_config", "start_redis"]
 
@@ -35,12 +38,19 @@ class RedisServer:
 
     child: Child
     port: int
-    tls: RedisTLS
+    tls: RedisTLS  # the harness user if started with one, else the operator
     data_dir: Path
+    certs: CertPaths
+    users_dir: Path
 
     @property
     def url(self) -> str:
         return self.tls.url
+
+    def as_user(self, user: str) -> RedisTLS:
+        """How to reach this Redis as ``user`` (a role, or the harness), with its
+        certificate (the operator's for the harness) and password."""
+        return _user_tls(self.url, self.certs, self.users_dir, user)
 
     def stop(self) -> None:
         self.child.stop()
@@ -67,6 +77,7 @@ def redis_config(port: int, certs: CertPaths, data_dir: Path, *, appendonly: boo
         "loglevel notice",
         # Admin-only commands are renamed away from clients that could reach them.
         'rename-command DEBUG ""',
+        f"aclfile {data_dir / 'users.acl'}",
     ]
     return "\n".join(lines) + "\n"
 
@@ -75,30 +86,36 @@ def start_redis(
     certs: CertPaths,
     data_dir: Path,
     *,
-    client_role: str = "gateway-client",
+    users_dir: Path | None = None,
+    harness: bool = False,
     port: int | None = None,
     appendonly: bool = True,
     timeout: float = 15.0,
 ) -> RedisServer:
-    """Start redis-server with TLS only and wait until it answers PING over mTLS."""
+    """Start redis-server with TLS only and the roles' ACL users; wait until it answers
+    PING over mTLS.
+
+    Passwords come from ``users_dir`` (default: ``redis-users`` beside the certificate
+    folder, i.e. ``<state_dir>/redis-users``), created if missing. ``harness`` adds a user
+    with every right for test harnesses (flushing between tests); the stack never does.
+    """
     binary = shutil.which("redis-server")
     if binary is None:
         raise RedisServerError(INSTALL_HINT)
     # redis-server changes into its data folder first: relative paths would break.
     certs = CertPaths(certs.folder.resolve())
+    users = (users_dir or certs.folder.parent / USERS_DIR).resolve()
     data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     data_dir.chmod(0o700)
     port = port or free_port()
+    write_private(data_dir / "users.acl", "\n".join(acl_lines(users, harness=harness)) + "\n")
     conf = data_dir / "redis.conf"
     conf.write_text(redis_config(port, certs, data_dir, appendonly=appendonly))
     conf.chmod(0o600)
     child = start_child("redis", [binary, str(conf)], log_path=data_dir / "redis.log")
-    tls = RedisTLS(
-        url=f"rediss://localhost:{port}/0",
-        ca_file=certs.ca,
-        client_cert=certs.cert(client_role),
-        client_key=certs.key(client_role),
+    tls = _user_tls(
+        f"rediss://localhost:{port}/0", certs, users, HARNESS if harness else "operator"
     )
     deadline = time.monotonic() + timeout
     last_error = ""
@@ -108,9 +125,21 @@ def start_redis(
         try:
             with tls.client(socket_timeout=1, socket_connect_timeout=1) as client:
                 if client.ping():
-                    return RedisServer(child=child, port=port, tls=tls, data_dir=data_dir)
+                    return RedisServer(child, port, tls, data_dir, certs, users)
         except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
             last_error = str(exc)
         time.sleep(0.05)
     child.stop()
     raise RedisServerError(f"redis-server did not answer over TLS in {timeout}s: {last_error}")
+
+
+def _user_tls(url: str, certs: CertPaths, users_dir: Path, user: str) -> RedisTLS:
+    stem = "operator-client" if user == HARNESS else f"{user}-client"
+    return RedisTLS(
+        url=url,
+        ca_file=certs.ca,
+        client_cert=certs.cert(stem),
+        client_key=certs.key(stem),
+        username=user,
+        password=SecretStr(password_path(users_dir, user).read_text().strip()),
+    )

@@ -9,6 +9,12 @@ The worker and the gateway each run on their own folder (``<state>/roles/<role>/
 :mod:`taskgate.role_dirs`): their certificates, their key bundle, nothing else. The admin
 token is printed once and kept nowhere in plain text (only its hash, in the gateway's
 folder) unless ``--admin-token-file`` asks for a 0600 copy.
+
+Redis runs with an ACL file (``taskgate redis acl``): each role's password is in
+``<state>/redis-users/<role>.password`` (0600, copied into that role's folder), and
+``stack.json`` names, per role, the client certificate, its key and that file, so tools and
+tests can act as any one role. With ``TASKGATE_REDIS_URL`` set, that Redis's ACL must hold
+the same users.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from typing import Annotated, Any
 
 import httpx
 import typer
+from pydantic import SecretStr
 
 from certs.material import CertPaths, init_certs
 from gateway.clients import ClientRegistry
@@ -40,8 +47,10 @@ from security.passwords import hash_admin_token, new_admin_token
 from security.tls import RedisTLS
 from taskgate.procs import Child, free_port, start_child, taskgate_argv
 from taskgate.redis_server import INSTALL_HINT, RedisServer, RedisServerError, start_redis
+from taskgate.redis_users import USERS_DIR, ensure_password, password_path
 from taskgate.role_dirs import RoleDirError, prepare_role_dir
 from taskgate.stack_files import print_summary, write_private, write_stack_json
+from workers.contract.keys import ROLES
 from workers.settings import WorkerSettings
 
 __all__ = ["Stack", "up_command"]
@@ -91,12 +100,10 @@ class Stack:
         """``env`` for a ``role`` process: its own folder as its state folder."""
         return env | {"TASKGATE_STATE_DIR": str(self.roles[role])}
 
-    def start(self, *, port: int, concurrency: int) -> dict[str, Any]:
-        """Start everything and return the description written to ``stack.json``."""
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        self.state_dir.chmod(0o700)
-        init_certs(self.certs.folder)
-        init_keys(self.state_dir / "keys")
+    def _prepare_roles(self) -> None:
+        """Each role's Redis password, then its own folder (certificates, keys, password)."""
+        for role in ROLES:
+            ensure_password(self.users_dir, role)
         roles: list[Role] = ["worker", "gateway"]
         if self.certs.cert("operator-client").is_file():
             roles.append("operator")  # for the CLI: no process of `up` runs as the operator
@@ -105,6 +112,33 @@ class Stack:
                 self.roles[role] = prepare_role_dir(self.state_dir, role)
         except (KeyRingError, RoleDirError) as exc:
             raise StackError(f"cannot build the role folders: {exc}") from None
+
+    @staticmethod
+    def _check_settings(worker_env: dict[str, str], gateway_env: dict[str, str], port: int) -> None:
+        """Refuse unsafe settings here, once, with exit 2 - before any child starts."""
+        saved = dict(os.environ)
+        try:
+            os.environ.clear()
+            os.environ.update(worker_env)
+            worker = load_settings(WorkerSettings)
+            worker.key_ring("worker")
+            worker.redis  # noqa: B018 - reads the Redis password: refused here if missing
+            os.environ.clear()
+            os.environ.update(gateway_env)
+            gateway = load_settings(GatewaySettings, port=port)
+            gateway.key_ring("gateway")
+            gateway.redis  # noqa: B018 - the same for the gateway's
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+
+    def start(self, *, port: int, concurrency: int) -> dict[str, Any]:
+        """Start everything and return the description written to ``stack.json``."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.state_dir.chmod(0o700)
+        init_certs(self.certs.folder)
+        init_keys(self.state_dir / "keys")
+        self._prepare_roles()
         external = os.environ.get("TASKGATE_REDIS_URL")
         if external:
             redis_url = external
@@ -119,18 +153,7 @@ class Stack:
         env.setdefault("TASKGATE_TASK_MODULES", DEMO_MODULES)
         env.update({"TASKGATE_SMTP_HOST": "127.0.0.1", "TASKGATE_SMTP_PORT": str(smtp["port"])})
         worker_env, gateway_env = self.role_env(env, "worker"), self.role_env(env, "gateway")
-        # Refuse unsafe settings here, once, with exit 2 - before any child starts.
-        saved = dict(os.environ)
-        try:
-            os.environ.clear()
-            os.environ.update(worker_env)
-            load_settings(WorkerSettings).key_ring("worker")
-            os.environ.clear()
-            os.environ.update(gateway_env)
-            load_settings(GatewaySettings, port=port).key_ring("gateway")
-        finally:
-            os.environ.clear()
-            os.environ.update(saved)
+        self._check_settings(worker_env, gateway_env, port)
         logs = self.state_dir / "logs"
         worker = start_child(
             "worker",
@@ -153,8 +176,9 @@ class Stack:
             "gateway_url": gateway_url,
             "redis_url": redis_url,
             "ca_file": str(self.certs.ca.resolve()),
-            "client_cert": str(self.certs.cert("gateway-client").resolve()),
-            "client_key": str(self.certs.key("gateway-client").resolve()),
+            "client_cert": str(self.certs.cert("operator-client").resolve()),
+            "client_key": str(self.certs.key("operator-client").resolve()),
+            "redis_users": self._redis_users(),
             "state_dir": str(self.state_dir.resolve()),
             "roles": {role: str(path) for role, path in self.roles.items()},
             "admin_token_file": None
@@ -175,6 +199,22 @@ class Stack:
                 **({"redis": str(self.redis.child.log_path)} if self.redis else {}),
                 **{child.name: str(child.log_path) for child in self.children},
             },
+        }
+
+    @property
+    def users_dir(self) -> Path:
+        return self.state_dir / USERS_DIR
+
+    def _redis_users(self) -> dict[str, dict[str, str]]:
+        """Per role: its Redis ACL user, client certificate, key and password file."""
+        return {
+            role: {
+                "username": role,
+                "client_cert": str(self.certs.cert(f"{role}-client").resolve()),
+                "client_key": str(self.certs.key(f"{role}-client").resolve()),
+                "password_file": str(password_path(self.users_dir, role)),
+            }
+            for role in ROLES
         }
 
     def _new_admin_token(self) -> str:
@@ -237,12 +277,15 @@ class Stack:
         }
 
     def _demo_client(self, redis_url: str) -> tuple[str, str]:
-        """Register a demo client (all demo tasks, read, audit:read); its secret is shown once."""
+        """Register a demo client (all demo tasks, read, audit:read) as the operator; its
+        secret is shown once."""
         tls = RedisTLS(
             redis_url,
             self.certs.ca,
-            self.certs.cert("gateway-client"),
-            self.certs.key("gateway-client"),
+            self.certs.cert("operator-client"),
+            self.certs.key("operator-client"),
+            username="operator",
+            password=SecretStr(password_path(self.users_dir, "operator").read_text().strip()),
         )
 
         async def create() -> tuple[str, str]:

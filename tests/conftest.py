@@ -92,12 +92,26 @@ def tls_redis(pki: CertPaths, session_dir: Path) -> Iterator[RedisServer]:
     """A real TLS-only redis-server on a free loopback port, for the whole session."""
     if shutil.which("redis-server") is None:
         pytest.fail(INSTALL_HINT, pytrace=False)
-    server = start_redis(pki, session_dir / "redis")
+    server = start_redis(pki, session_dir / "redis", harness=True)
     register_log(server.child)
     try:
         yield server
     finally:
+        dump_acl_log(server)
         server.stop()
+
+
+def dump_acl_log(server: RedisServer) -> None:
+    """Keep what Redis refused during the session (``ACL LOG``) beside its log."""
+    with server.tls.client() as client:
+        entries = client.acl_log(count=256)
+    lines = [
+        f"{e.get('username')} {e.get('reason')} {e.get('context')} {e.get('object')} "
+        f"cmd={e.get('client-info', {}).get('cmd')} count={e.get('count')}"
+        for e in entries
+    ]
+    with (server.data_dir / "acl-log.txt").open("a") as fh:
+        fh.write("".join(f"{line}\n" for line in lines))
 
 
 @pytest.fixture

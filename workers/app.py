@@ -45,6 +45,8 @@ def celery_config(settings: WorkerSettings) -> dict[str, Any]:
         "result_backend": f"workers.backend:PinnedRedisBackend+{settings.redis_url}",
         "broker_use_ssl": ssl_options,
         "redis_backend_use_ssl": ssl_options,
+        # The worker's Redis ACL user, outside the URLs (Celery prints those).
+        **settings.redis.celery_credentials(),
         "broker_connection_retry_on_startup": True,
         # kombu's Redis transport, except that an ack that cannot reach Redis frees its
         # prefetch slot (otherwise a Redis restart can leave the consumer idle for good).

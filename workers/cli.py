@@ -9,6 +9,7 @@ import typer
 
 from security.config import load_settings
 from security.errors import ConfigError
+from security.redis_check import warn_if_admin
 from workers.settings import WorkerSettings
 
 __all__ = ["worker_command"]
@@ -36,9 +37,12 @@ def worker_command(
     try:
         settings = load_settings(WorkerSettings, **overrides)
         app = create_celery(settings)
+        redis_tls = settings.redis
     except ConfigError as exc:
         typer.echo(f"taskgate worker: refused: {exc}", err=True)
         raise typer.Exit(2) from None
+    with redis_tls.client(socket_timeout=5, socket_connect_timeout=5) as client:
+        warn_if_admin(client, "the worker")
     app.worker_main(
         [
             "worker",

@@ -22,16 +22,12 @@ from typing import Any
 
 import redis
 
+from workers.contract.keys import DLQ_INDEX, dlq_key
 from workers.wire import task_key
 
 __all__ = ["DLQ_INDEX", "dead_letter", "dlq_key"]
 
-DLQ_INDEX = "tg:dlq"
 DLQ_RETENTION = 7 * 86_400
-
-
-def dlq_key(task_id: str) -> str:
-    return f"tg:dlq:{task_id}"
 
 
 def dead_letter(

@@ -24,6 +24,7 @@ from typing import Any
 import redis
 
 from security.audit_store import DEFAULT_STREAM, head_key
+from workers.contract.keys import QUEUED_PREFIX
 from workers.wire import (
     GLOBAL_QUEUED,
     KOMBU_UNACKED,
@@ -296,7 +297,7 @@ def _gate_arguments(
         task_id,
         f"{now or time.time():.6f}",
         str(attempt),
-        "tg:queued:",
+        QUEUED_PREFIX,
         str(max_runs),
         tag,
         exchange,

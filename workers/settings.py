@@ -15,6 +15,7 @@ class WorkerSettings(CommonSettings):
     """Settings of a Celery worker process."""
 
     client_role: ClassVar[str] = "worker-client"
+    redis_role: ClassVar[str] = "worker"
 
     concurrency: int = Field(default=2, ge=1, le=256)
     queues: list[str] = Field(default_factory=lambda: ["taskgate"])

@@ -1,6 +1,7 @@
 """The contract between gateway and workers: content types, bindings, Redis key layout.
 
-Dependency-free so the gateway can import it without Celery or kombu.
+Dependency-free so the gateway can import it without Celery or kombu. The key names are
+declared in :mod:`workers.contract.keys` (with who may write them) and re-exported here.
 
 ``tg:task:{id}``         hash: name, owner, state, submitted_at, started_at, finished_at,
                          attempts, error (a redacted summary), queue, requeues (by the
@@ -23,6 +24,22 @@ from __future__ import annotations
 
 import re
 from typing import Any
+
+from workers.contract.keys import (
+    ALL_TASKS,
+    DEFAULT_QUEUE,
+    GLOBAL_QUEUED,
+    KOMBU_UNACKED,
+    KOMBU_UNACKED_INDEX,
+    SWEEP_LOCK,
+    done_key,
+    message_copy_key,
+    owner_index,
+    queued_key,
+    revoked_key,
+    suspect_key,
+    task_key,
+)
 
 __all__ = [
     "ALL_TASKS",
@@ -50,50 +67,14 @@ __all__ = [
 TASK_CONTENT_TYPE = "application/x-taskgate-sealed"
 RESULT_CONTENT_TYPE = "application/x-taskgate-sealed-result"
 RESULT_BINDING = "celery.result"  # the "task name" a result envelope is bound to
-DEFAULT_QUEUE = "taskgate"
 PING_TASK = "system.ping"
 
 
 TASK_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
-GLOBAL_QUEUED = "tg:queued"
-ALL_TASKS = "tg:tasks"  # every task id by submission time, for admins
-SWEEP_LOCK = "tg:sweep:lock"
-# kombu's Redis transport (Channel.unacked_key): delivered, unacknowledged messages by
-# delivery tag. Our Celery config keeps kombu's default name and no global key prefix.
-KOMBU_UNACKED = "unacked"
-KOMBU_UNACKED_INDEX = "unacked_index"  # Channel.unacked_index_key: delivery tag -> time
 # A broker message property: the gateway keeps this message's copy (``tg:msg:{id}``), so
 # the worker's start gate records the first delivery as in flight, from the copy, instead
 # of the consumer (``workers.transport``).
 GATEWAY_COPY = "taskgate_copy"
-
-
-def done_key(task_id: str) -> str:
-    return f"tg:done:{task_id}"
-
-
-def task_key(task_id: str) -> str:
-    return f"tg:task:{task_id}"
-
-
-def owner_index(client_id: str) -> str:
-    return f"tg:tasks:{client_id}"
-
-
-def queued_key(client_id: str) -> str:
-    return f"tg:queued:{client_id}"
-
-
-def revoked_key(task_id: str) -> str:
-    return f"tg:revoked:task:{task_id}"
-
-
-def message_copy_key(task_id: str) -> str:
-    return f"tg:msg:{task_id}"
-
-
-def suspect_key(task_id: str) -> str:
-    return f"tg:sweep:suspect:{task_id}"
 
 
 def decode_record(raw: dict[Any, Any]) -> dict[str, str]:

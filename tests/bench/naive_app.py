@@ -30,7 +30,7 @@ from workers.settings import WorkerSettings
 
 __all__ = ["PLAIN_QUEUE", "PLAIN_TASK", "create_web_app", "plain_celery", "plain_worker_celery"]
 
-PLAIN_QUEUE = "bench-plain"
+PLAIN_QUEUE = "taskgate-bench-plain"  # inside the queue keys the ACL grants (taskgate*)
 PLAIN_TASK = "plain.noop"
 
 
@@ -49,6 +49,7 @@ def plain_celery(tls: RedisTLS) -> Celery:
     app.conf.update(
         broker_url=tls.url,
         broker_use_ssl=tls.celery_ssl(),
+        **tls.celery_credentials(),
         task_serializer="json",
         accept_content=["json"],
         task_default_queue=PLAIN_QUEUE,

@@ -34,7 +34,7 @@ from gateway.clients import ClientRegistry
 from security.audit import iter_records
 from taskgate.procs import Child, free_port, start_child, taskgate_argv
 from taskgate.redis_server import RedisServer, start_redis
-from tests.conftest import for_worker, register_log
+from tests.conftest import dump_acl_log, for_worker, register_log
 from tests.integration.conftest import ApiClient, Gateway
 from workers.wire import decode_record, task_key
 
@@ -191,15 +191,18 @@ class PrivateStack:
     def restart_redis(self, down_for: float = 1.0) -> None:
         """SIGTERM redis-server, stay down ``down_for`` s, start it on the same port and data."""
         port, data_dir = self.redis.port, self.redis.data_dir
+        dump_acl_log(self.redis)
         self.redis.stop()
         time.sleep(down_for)
-        self.redis = start_redis(self.pki, data_dir, port=port)
+        self.redis = start_redis(self.pki, data_dir, port=port, harness=True)
         register_log(self.redis.child)
 
     def stop(self) -> None:
         self.stop_workers()
         for child in self.others:
             child.stop()
+        with contextlib.suppress(Exception):  # a test may have stopped Redis already
+            dump_acl_log(self.redis)
         self.redis.stop()
 
     @staticmethod
@@ -316,7 +319,7 @@ def start_stack(
     """A new Redis in ``folder`` and the environment for this stack's processes."""
     folder.mkdir(parents=True, exist_ok=True)
     folder.chmod(0o700)
-    server = start_redis(pki, folder / "redis")
+    server = start_redis(pki, folder / "redis", harness=True)
     register_log(server.child)
     side_effects = folder / "side-effects"
     env = dict(stack_env)

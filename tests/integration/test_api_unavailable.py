@@ -35,7 +35,7 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 def own_redis(pki: CertPaths, tmp_path: Path) -> Iterator[RedisServer]:
     """A TLS redis-server for this test alone."""
-    server = start_redis(pki, tmp_path / "redis")
+    server = start_redis(pki, tmp_path / "redis", harness=True)
     register_log(server.child)
     try:
         yield server

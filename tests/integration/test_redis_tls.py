@@ -100,7 +100,7 @@ def _redis_with_server_cert(
     """A copy of the session PKI whose Redis server certificate is replaced."""
     folder = tmp_path / "certs"
     folder.mkdir()
-    for name in ("ca.pem", "ca-key.pem", "gateway-client.pem", "gateway-client-key.pem"):
+    for name in ("ca.pem", "ca-key.pem", "operator-client.pem", "operator-client-key.pem"):
         (folder / name).write_bytes((pki.folder / name).read_bytes())
         (folder / name).chmod(0o600)
     cert, key = issue_leaf(

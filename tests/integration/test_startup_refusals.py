@@ -133,3 +133,31 @@ def test_key_file_readable_by_others_is_refused(command: list[str], env: dict[st
     code, out = _invoke(command, env)
     assert code == 2
     assert "TASKGATE_KEYS_DIR" in out
+
+
+SERVE_WORKER = [["serve"], ["worker"]]
+
+
+@pytest.mark.parametrize("command", SERVE_WORKER, ids=lambda c: c[0])
+def test_missing_redis_password_is_refused(command: list[str], env: dict[str, str]) -> None:
+    """No password file for the role's Redis user: exit 2 naming the setting and the file."""
+    code, out = _invoke(command, env)
+    assert code == 2
+    assert "TASKGATE_REDIS_PASSWORD_FILE" in out
+    assert f"redis-users/{'gateway' if command == ['serve'] else 'worker'}.password" in out
+
+
+@pytest.mark.parametrize("command", SERVE_WORKER, ids=lambda c: c[0])
+def test_redis_password_file_readable_by_others_is_refused(
+    command: list[str], env: dict[str, str], tmp_path: Path
+) -> None:
+    """A group- or world-readable Redis password file is refused like a private key, and the
+    refusal never shows the password."""
+    password = tmp_path / "role.password"
+    password.write_text("s3cret-redis-password\n")
+    password.chmod(0o640)
+    code, out = _invoke(command, env | {"TASKGATE_REDIS_PASSWORD_FILE": str(password)})
+    assert code == 2
+    assert "TASKGATE_REDIS_PASSWORD_FILE" in out
+    assert "chmod 600" in out
+    assert "s3cret" not in out

@@ -120,8 +120,16 @@ def _queue(client: redis.Redis) -> list[bytes]:
 
 def _kombu(stack: PrivateStack, transport: str = "workers.transport:Transport") -> Connection:
     """A kombu connection through taskgate's transport, as a worker consumes (or another)."""
-    tls = stack.redis.tls
-    return Connection(tls.url, transport=transport, ssl=tls.celery_ssl(), connect_timeout=5)
+    tls = stack.redis.as_user("worker")
+    creds = tls.credentials()
+    return Connection(
+        tls.url,
+        userid=creds["username"],
+        password=creds["password"],
+        transport=transport,
+        ssl=tls.celery_ssl(),
+        connect_timeout=5,
+    )
 
 
 # kombu's own Redis transport records every delivery in flight itself, as a consumer does

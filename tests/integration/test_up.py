@@ -65,6 +65,22 @@ def _wait_stack_json(
     pytest.fail("stack.json never appeared")
 
 
+def _check_redis_users(info: dict[str, object], state: Path) -> None:
+    """stack.json names each role's Redis user, certificate, key and 0600 password file;
+    Redis's ACL file (0600) holds only hashes of those passwords."""
+    users = dict(info["redis_users"])  # type: ignore[call-overload]
+    assert set(users) == {"gateway", "worker", "operator"}
+    acl = (state / "redis" / "users.acl").read_text()
+    assert (state / "redis" / "users.acl").stat().st_mode & 0o777 == 0o600
+    assert (state / "redis-users").stat().st_mode & 0o777 == 0o700
+    for role, user in users.items():
+        assert user["username"] == role
+        assert Path(user["client_cert"]).is_file()
+        password = Path(user["password_file"])
+        assert password.stat().st_mode & 0o777 == 0o600
+        assert password.read_text().strip() not in acl
+
+
 def test_up_runs_the_stack_and_sigint_stops_every_child(tmp_path: Path) -> None:
     """stack.json (0600) appears, /readyz is 200 over verified HTTPS, SIGINT stops all in 10 s."""
     state = tmp_path / "state"
@@ -80,6 +96,7 @@ def test_up_runs_the_stack_and_sigint_stops_every_child(tmp_path: Path) -> None:
         assert response.status_code == 200
         pids = dict(info["pids"])  # type: ignore[call-overload]
         assert {"redis", "worker", "gateway"} <= set(pids)
+        _check_redis_users(info, state)
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=10) == 0
         out = proc.stdout.read() if proc.stdout else ""

@@ -278,7 +278,7 @@ def test_a_settled_delivery_frees_its_slot_without_a_second_acknowledgement(
             qos = channel.qos
             assert isinstance(qos, QoS)
             client.delete(KOMBU_UNACKED, KOMBU_UNACKED_INDEX)
-            queue = f"settle-{uuid.uuid4().hex}"
+            queue = f"taskgate-settle-{uuid.uuid4().hex}"  # inside the worker's queue keys
             for n in range(2):
                 client.lpush(queue, json.dumps(_plain_document(n)))
             settled = channel.basic_get(queue, no_ack=False)

@@ -42,7 +42,7 @@ def test_private_keys_are_0600_and_folder_0700(tmp_path: Path) -> None:
     init_certs(folder)
     assert folder.stat().st_mode & 0o777 == 0o700
     keys = list(folder.glob("*-key.pem"))
-    assert len(keys) == 5
+    assert len(keys) == 6
     assert all(k.stat().st_mode & 0o777 == 0o600 for k in keys)
 
 
@@ -62,10 +62,10 @@ def test_server_certificates_carry_loopback_and_extra_names(tmp_path: Path) -> N
 
 
 def test_client_certificates_are_for_client_auth_only(tmp_path: Path) -> None:
-    """Gateway and worker client certificates carry clientAuth, not serverAuth."""
+    """Gateway, worker and operator client certificates carry clientAuth, not serverAuth."""
     folder = tmp_path / "certs"
     init_certs(folder)
-    for stem in ("gateway-client", "worker-client"):
+    for stem in ("gateway-client", "worker-client", "operator-client"):
         cert = x509.load_pem_x509_certificate(CertPaths(folder).cert(stem).read_bytes())
         eku = list(cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value)
         assert eku == [ExtendedKeyUsageOID.CLIENT_AUTH]
@@ -95,6 +95,7 @@ def test_describe_reports_expiry_and_days_left(tmp_path: Path) -> None:
         "redis.pem",
         "gateway-client.pem",
         "worker-client.pem",
+        "operator-client.pem",
         "https.pem",
     }
     assert 395 <= infos["redis.pem"].days_left <= 397
