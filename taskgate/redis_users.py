@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Final
 
+from certs.material import CertPaths
 from workers.contract.acl import render_acl
 from workers.contract.keys import ROLES, Role
 
@@ -25,6 +26,7 @@ __all__ = [
     "HARNESS",
     "USERS_DIR",
     "acl_lines",
+    "describe_users",
     "ensure_password",
     "password_path",
     "password_sha256",
@@ -41,7 +43,9 @@ def password_path(folder: Path, user: str) -> Path:
 
 
 def write_private(path: Path, text: str) -> None:
-    """Write ``text`` atomically with mode 0600 from the first byte."""
+    """Write ``text`` atomically with mode 0600 from the first byte (its folder made if
+    missing)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
@@ -67,6 +71,19 @@ def ensure_password(folder: Path, user: str) -> Path:
 def password_sha256(path: Path) -> str:
     """The hex SHA-256 of the password in ``path`` (what an ACL file holds)."""
     return hashlib.sha256(path.read_text().strip().encode()).hexdigest()
+
+
+def describe_users(certs: CertPaths, folder: Path) -> dict[str, dict[str, str]]:
+    """Per role: its Redis ACL user, client certificate, key and password file."""
+    return {
+        role: {
+            "username": role,
+            "client_cert": str(certs.cert(f"{role}-client").resolve()),
+            "client_key": str(certs.key(f"{role}-client").resolve()),
+            "password_file": str(password_path(folder, role)),
+        }
+        for role in ROLES
+    }
 
 
 def acl_lines(folder: Path, *, queues: Iterable[str] = (), harness: bool = False) -> list[str]:

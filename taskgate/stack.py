@@ -47,9 +47,15 @@ from security.passwords import hash_admin_token, new_admin_token
 from security.tls import RedisTLS
 from taskgate.procs import Child, free_port, start_child, taskgate_argv
 from taskgate.redis_server import INSTALL_HINT, RedisServer, RedisServerError, start_redis
-from taskgate.redis_users import USERS_DIR, ensure_password, password_path
+from taskgate.redis_users import (
+    USERS_DIR,
+    describe_users,
+    ensure_password,
+    password_path,
+    write_private,
+)
 from taskgate.role_dirs import RoleDirError, prepare_role_dir
-from taskgate.stack_files import print_summary, write_private, write_stack_json
+from taskgate.stack_files import print_summary, write_stack_json
 from workers.contract.keys import ROLES
 from workers.settings import WorkerSettings
 
@@ -178,7 +184,7 @@ class Stack:
             "ca_file": str(self.certs.ca.resolve()),
             "client_cert": str(self.certs.cert("operator-client").resolve()),
             "client_key": str(self.certs.key("operator-client").resolve()),
-            "redis_users": self._redis_users(),
+            "redis_users": describe_users(self.certs, self.users_dir),
             "state_dir": str(self.state_dir.resolve()),
             "roles": {role: str(path) for role, path in self.roles.items()},
             "admin_token_file": None
@@ -205,26 +211,14 @@ class Stack:
     def users_dir(self) -> Path:
         return self.state_dir / USERS_DIR
 
-    def _redis_users(self) -> dict[str, dict[str, str]]:
-        """Per role: its Redis ACL user, client certificate, key and password file."""
-        return {
-            role: {
-                "username": role,
-                "client_cert": str(self.certs.cert(f"{role}-client").resolve()),
-                "client_key": str(self.certs.key(f"{role}-client").resolve()),
-                "password_file": str(password_path(self.users_dir, role)),
-            }
-            for role in ROLES
-        }
-
     def _new_admin_token(self) -> str:
         """A fresh admin token per run. Its hash goes to the gateway's folder only; the
         token itself to ``--admin-token-file`` (0600) if asked, else nowhere on disk."""
         token = new_admin_token()
         (self.state_dir / "admin-token.sha256").unlink(missing_ok=True)  # only the gateway's
-        write_private(self.roles["gateway"] / "admin-token.sha256", hash_admin_token(token))
+        write_private(self.roles["gateway"] / "admin-token.sha256", hash_admin_token(token) + "\n")
         if self.admin_token_file is not None:
-            write_private(self.admin_token_file, token)
+            write_private(self.admin_token_file, token + "\n")
         self._admin_token = token  # printed once by the caller, never in stack.json
         return token
 

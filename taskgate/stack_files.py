@@ -14,16 +14,7 @@ from typing import Any
 
 import typer
 
-__all__ = ["print_summary", "write_private", "write_stack_json"]
-
-
-def write_private(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` readable by the owner only (0600 from the first byte)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        os.fchmod(fh.fileno(), 0o600)
-        fh.write(text + "\n")
+__all__ = ["print_summary", "write_stack_json"]
 
 
 def write_stack_json(path: Path, info: dict[str, Any]) -> None:
