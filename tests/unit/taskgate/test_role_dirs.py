@@ -84,6 +84,7 @@ def test_an_exposed_client_key_is_refused_not_copied(state: Path) -> None:
 
 
 def test_a_missing_certificate_is_refused(state: Path) -> None:
-    """A role whose certificate does not exist (no operator-client yet) is refused."""
+    """A role whose certificate does not exist (here the operator's, removed) is refused."""
+    (state / "certs" / "operator-client.pem").unlink()
     with pytest.raises(RoleDirError):
         prepare_role_dir(state, "operator")
