@@ -13,15 +13,15 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from gateway import deadletters
+from gateway import deadletters, stored
 from gateway.clients import ClientError
-from gateway.deps import Admin, AdminOrAuditor, RequestId, State, revoked_jti_key
+from gateway.deps import Admin, AdminOrAuditor, RequestId, State
 from gateway.errors import ApiError
 from gateway.revocation import revoke
 from gateway.routes_tasks import COMMON_ERRORS, PROBLEM, task_view
 from gateway.state import GatewayState
 from security.audit import AuditQuery, afind_records, averify
-from security.errors import TokenError
+from security.errors import StoredStateError, TokenError
 from security.tokens import verify_token
 from workers.deadletters import DLQ_INDEX
 from workers.wire import (
@@ -80,6 +80,19 @@ async def _audit(
     )
 
 
+async def _refused(state: GatewayState, exc: StoredStateError, target: str, rid: str) -> ApiError:
+    """Audit stored state that failed its check; the 409 to raise (nothing is rewritten)."""
+    await _audit(
+        state, "state.refused", target, rid, outcome="denied", reason=f"{exc.record} {exc.reason}"
+    )
+    return ApiError(
+        409,
+        "Stored state refused",
+        f"the stored {exc.record} record failed its integrity check ({exc.reason})",
+        kind="state-refused",
+    )
+
+
 def build_admin_router() -> APIRouter:
     """Every admin route, grouped by what it manages."""
     router = APIRouter(prefix="/v1/admin", tags=["admin"], responses=COMMON_ERRORS)
@@ -91,9 +104,21 @@ def build_admin_router() -> APIRouter:
 def _client_routes(router: APIRouter) -> None:
     @router.get("/clients", summary="List clients (never secrets)")
     async def list_clients(_: Admin, state: State, rid: RequestId) -> dict[str, Any]:
-        clients = await state.clients.list()
+        clients, refused = await state.clients.scan()
+        for client_id, exc in refused:  # listed apart, never shown as if trusted
+            await _audit(
+                state,
+                "state.refused",
+                f"client:{client_id}",
+                rid,
+                outcome="denied",
+                reason=f"{exc.record} {exc.reason}",
+            )
         await _audit(state, "admin.clients.list", "clients", rid)
-        return {"items": [c.public() for c in clients]}
+        return {
+            "items": [c.public() for c in clients],
+            "refused": [{"client_id": cid, "reason": exc.reason} for cid, exc in refused],
+        }
 
     @router.post("/clients", status_code=201, summary="Create a client; the secret is shown once")
     async def create_client(
@@ -121,6 +146,8 @@ def _client_routes(router: APIRouter) -> None:
             client = await state.clients.disable(client_id)
         except ClientError as exc:
             raise _client_error(exc) from None
+        except StoredStateError as exc:
+            raise await _refused(state, exc, f"client:{client_id}", rid) from None
         await _audit(state, "admin.clients.disable", client_id, rid)
         return client.public()
 
@@ -132,6 +159,8 @@ def _client_routes(router: APIRouter) -> None:
             client = await state.clients.enable(client_id)
         except ClientError as exc:
             raise _client_error(exc) from None
+        except StoredStateError as exc:
+            raise await _refused(state, exc, f"client:{client_id}", rid) from None
         await _audit(state, "admin.clients.enable", client_id, rid)
         return client.public()
 
@@ -145,6 +174,8 @@ def _client_routes(router: APIRouter) -> None:
             secret = await state.clients.rotate_secret(client_id)
         except ClientError as exc:
             raise _client_error(exc) from None
+        except StoredStateError as exc:
+            raise await _refused(state, exc, f"client:{client_id}", rid) from None
         await _audit(state, "admin.clients.rotate_secret", client_id, rid)
         return {"client_id": client_id, "client_secret": secret}
 
@@ -171,7 +202,12 @@ def _task_routes(router: APIRouter) -> None:
             jti = body.jti
         else:
             raise ApiError(422, "Invalid request", "give jti or token", kind="invalid-request")
-        await state.redis.set(revoked_jti_key(jti), "1", ex=ttl)
+        try:
+            await stored.revoke_jti(state, jti, until=int(time.time()) + ttl)
+        except StoredStateError as exc:
+            raise await _refused(state, exc, "revocations", rid) from None
+        except ClientError as exc:
+            raise _client_error(exc) from None
         await _audit(state, "admin.tokens.revoke", jti, rid)
         return {"jti": jti, "revoked": True, "until": int(time.time()) + ttl}
 

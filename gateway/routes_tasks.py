@@ -63,7 +63,8 @@ async def client_or_admin(request: Request, state: State) -> Principal | None:
 
         await require_admin(request, state)
         return None
-    return await current_client(await verified_claims(request, state), state)
+    rid = str(getattr(request.state, "request_id", "-"))
+    return await current_client(await verified_claims(request, state), state, rid)
 
 
 OwnerOrAdmin = Annotated[Principal | None, Depends(client_or_admin)]
@@ -318,6 +319,7 @@ def submit_route(spec: TaskSpec) -> Any:
             raw_body=await request.body(),
             idempotency_key=request.headers.get("idempotency-key"),
             request_id=request_id,
+            claims=claims,
         )
         actor = f"client:{claims.sub}"
         started = time.monotonic()

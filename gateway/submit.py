@@ -34,10 +34,19 @@ from gateway.publisher import OutgoingTask, encode_message
 from gateway.ratelimit import LimitState, evaluate, hit_ttl, parse_window, window_key
 from gateway.script_batcher import LuaScript
 from gateway.state import GatewayState
+from gateway.stored import (
+    CLIENT_READ,
+    REVOCATION_READ,
+    REVOCATIONS_KEY,
+    check_principal,
+    refuse_stored,
+    revoked_jti_key,
+)
 from security import leakguard
 from security.audit import AuditRecord, Earlier, Write
-from security.errors import TokenError
+from security.errors import StoredStateError, TokenError
 from security.sanitise import loads_limited
+from security.tokens import AccessClaims
 from security.vault import SwapResult, swap_secrets
 from workers.catalogue import TaskSpec
 from workers.wire import (
@@ -84,6 +93,7 @@ class Submission:
     payload: dict[str, Any] = field(default_factory=dict, repr=False)
     swapped: SwapResult | None = field(default=None, repr=False)
     sealed: bytes = field(default=b"", repr=False)
+    claims: AccessClaims | None = field(default=None, repr=False)
 
 
 class IdempotentReplay(Exception):
@@ -121,28 +131,41 @@ async def authorize(ctx: Submission, state: GatewayState) -> Submission:
 
 
 # KEYS: revoked jti, client record, client window, task window, client's queued set, global
-# queued set[, idempotency key]. ARGV: client window ttl, task window ttl, backpressure
-# horizon[, pending idempotency record, its ttl]. A missing value comes back as nil (None).
-_CHECK = LuaScript("""
+# queued set, revocation list[, idempotency key]. ARGV: client window ttl, task window ttl,
+# backpressure horizon[, pending idempotency record, its ttl]. A missing value comes back
+# as nil (None). The client record and the revocation list are read whole (HMGET) and
+# checked against their state MACs here, in Python (``gateway.stored``).
+_CHECK = LuaScript(f"""
 local revoked = redis.call('EXISTS', KEYS[1])
-local disabled = redis.call('HGET', KEYS[2], 'disabled')
+local client = redis.call('HMGET', KEYS[2], {", ".join(repr(f) for f in CLIENT_READ)})
 local client_count = redis.call('INCR', KEYS[3])
 redis.call('EXPIRE', KEYS[3], ARGV[1], 'NX')
 local task_count = redis.call('INCR', KEYS[4])
 redis.call('EXPIRE', KEYS[4], ARGV[2], 'NX')
 local mine = redis.call('ZCOUNT', KEYS[5], ARGV[3], '+inf')
 local everyone = redis.call('ZCOUNT', KEYS[6], ARGV[3], '+inf')
+local revocations = redis.call('HMGET', KEYS[7], {", ".join(repr(f) for f in REVOCATION_READ)})
 local earlier = false
-if #KEYS == 7 then
-  earlier = redis.call('SET', KEYS[7], ARGV[4], 'NX', 'GET', 'EX', ARGV[5])
+if #KEYS == 8 then
+  earlier = redis.call('SET', KEYS[8], ARGV[4], 'NX', 'GET', 'EX', ARGV[5])
 end
-return {revoked, disabled, client_count, task_count, mine, everyone, earlier}
+return {{revoked, client, client_count, task_count, mine, everyone, earlier, revocations}}
 """)
 
 
 async def check_and_count(ctx: Submission, state: GatewayState) -> Submission:
-    """Round trip 1: revoked token, disabled client, rate limits, backpressure, idempotency."""
-    limits = await state.client_limits(ctx.client_id)
+    """Round trip 1: revoked token, client record (MAC, disabled, generation), rate
+    limits, backpressure, idempotency."""
+    try:
+        limits = await state.client_limits(ctx.client_id)
+    except StoredStateError as exc:
+        raise await refuse_stored(
+            state,
+            exc,
+            actor=f"client:{ctx.client_id}",
+            target=f"client:{ctx.client_id}",
+            request_id=ctx.request_id,
+        ) from None
     if limits is None:
         raise TokenError("client unknown", reason="client_disabled")
     client_window = parse_window(limits.rate_limit)
@@ -151,23 +174,26 @@ async def check_and_count(ctx: Submission, state: GatewayState) -> Submission:
     task_key_, task_reset = window_key(f"task:{ctx.spec.name}", ctx.client_id, task_window, ctx.now)
     horizon = ctx.now - state.settings.envelope_ttl
     keys = [
-        f"tg:revoked:jti:{ctx.jti}",
+        revoked_jti_key(ctx.jti),
         f"tg:client:{ctx.client_id}",
         client_key,
         task_key_,
         queued_key(ctx.client_id),
         GLOBAL_QUEUED,
+        REVOCATIONS_KEY,
     ]
     args: list[Any] = [hit_ttl(client_window.seconds), hit_ttl(task_window.seconds), horizon]
     if ctx.idem_redis_key is not None:
         keys.append(ctx.idem_redis_key)
         args += [json.dumps({"state": "pending", "body": ctx.body_hash}), IDEMPOTENCY_TTL]
     replies = await state.scripts.call(_CHECK, keys, args)
-    revoked, disabled, client_count, task_count, mine, everyone, earlier = replies
-    if revoked:
-        raise TokenError("token revoked", reason="revoked")
-    if disabled not in (b"0", "0"):
-        raise TokenError("client disabled", reason="client_disabled")
+    revoked, client, client_count, task_count, mine, everyone, earlier, revocations = replies
+    if ctx.claims is not None:
+        await check_principal(
+            state, ctx.claims, client, revocations, revoked, request_id=ctx.request_id
+        )
+    else:  # pragma: no cover - the route always passes the verified claims
+        raise TokenError("no verified claims", reason="no_claims")
     ctx.limits = [
         evaluate("client", int(client_count), client_window, client_reset),
         evaluate("task", int(task_count), task_window, task_reset),

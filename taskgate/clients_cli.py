@@ -17,7 +17,7 @@ import typer
 from gateway.clients import Client, ClientError, ClientRegistry
 from gateway.settings import GatewaySettings
 from security.config import load_settings
-from security.errors import ConfigError
+from security.errors import ConfigError, KeyRingError, StoredStateError
 
 __all__ = ["app"]
 
@@ -38,20 +38,21 @@ def _run(operation: Callable[[ClientRegistry], Awaitable[T]]) -> T:
     """Build settings, run ``operation`` on a registry over mTLS Redis, map errors to exits."""
     try:
         settings = load_settings(GatewaySettings)
-    except ConfigError as exc:
+        state_keys = settings.key_ring("gateway").state  # records are MAC'd with it
+    except (ConfigError, KeyRingError) as exc:
         typer.echo(f"taskgate clients: refused: {exc}", err=True)
         raise typer.Exit(2) from None
 
     async def main() -> T:
         client = settings.redis.async_client()
         try:
-            return await operation(ClientRegistry(client))
+            return await operation(ClientRegistry(client, state_keys))
         finally:
             await client.aclose()
 
     try:
         return asyncio.run(main())
-    except ClientError as exc:
+    except (ClientError, StoredStateError) as exc:
         typer.echo(f"taskgate clients: {exc}", err=True)
         raise typer.Exit(1) from None
     except (redis.RedisError, OSError) as exc:
