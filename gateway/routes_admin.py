@@ -18,7 +18,7 @@ from gateway.clients import ClientError
 from gateway.deps import Admin, AdminOrAuditor, RequestId, State
 from gateway.errors import ApiError
 from gateway.revocation import revoke
-from gateway.routes_tasks import COMMON_ERRORS, PROBLEM, task_view
+from gateway.routes_tasks import COMMON_ERRORS, PROBLEM, task_view, trusted_record
 from gateway.state import GatewayState
 from security.audit import AuditQuery, afind_records, averify
 from security.errors import StoredStateError, TokenError
@@ -28,7 +28,6 @@ from workers.wire import (
     ALL_TASKS,
     GLOBAL_QUEUED,
     TASK_ID,
-    decode_record,
     task_key,
 )
 
@@ -231,7 +230,11 @@ def _task_routes(router: APIRouter) -> None:
         items = []
         for (member, _score), raw in zip(rows, records, strict=True):
             if raw:
-                record = decode_record(raw)
+                record = await trusted_record(
+                    state, _text(member), raw, actor="admin", request_id=rid
+                )
+                if record is None:  # refused and audited; never shown as trusted
+                    continue
                 view = {**task_view(_text(member), record), "owner": record.get("owner")}
                 if status is None or view["status"] == status:
                     items.append(view)
@@ -240,7 +243,7 @@ def _task_routes(router: APIRouter) -> None:
 
     @router.get("/tasks/{task_id}", summary="Inspect a task's metadata (never its payload)")
     async def inspect_task(task_id: str, _: Admin, state: State, rid: RequestId) -> dict[str, Any]:
-        record = await _task_record(state, task_id)
+        record = await _task_record(state, task_id, rid)
         await _audit(state, "admin.tasks.inspect", task_id, rid)
         return {
             **task_view(task_id, record),
@@ -255,7 +258,7 @@ def _task_routes(router: APIRouter) -> None:
         responses={409: {"description": "Finished, or running and not cancellable", **PROBLEM}},
     )
     async def revoke_task(task_id: str, _: Admin, state: State, rid: RequestId) -> dict[str, Any]:
-        status = await revoke(state, task_id, await _task_record(state, task_id))
+        status = await revoke(state, task_id, await _task_record(state, task_id, rid))
         await _audit(state, "admin.tasks.revoke", task_id, rid)
         return {"id": task_id, "status": status}
 
@@ -390,13 +393,21 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-async def _task_record(state: GatewayState, task_id: str) -> dict[str, str]:
+async def _task_record(state: GatewayState, task_id: str, rid: str = "-") -> dict[str, str]:
     if not TASK_ID.fullmatch(task_id):
         raise ApiError(404, "Not found", "no such task", kind="not-found")
     raw = await state.redis.hgetall(task_key(task_id))
     if not raw:
         raise ApiError(404, "Not found", "no such task", kind="not-found")
-    return decode_record(raw)
+    record = await trusted_record(state, task_id, raw, actor="admin", request_id=rid)
+    if record is None:
+        raise ApiError(
+            409,
+            "Stored state refused",
+            "the stored task record failed its integrity check",
+            kind="state-refused",
+        )
+    return record
 
 
 async def _requeue(state: GatewayState, task_id: str, rid: str, *, action: str) -> dict[str, Any]:

@@ -27,7 +27,8 @@ from gateway.ratelimit import limit_headers
 from gateway.revocation import revoke
 from gateway.state import GatewayState
 from gateway.submit import BEST_EFFORT_STAGES, STAGES, IdempotentReplay, Submission, run_stages
-from security.errors import InputRejectedError, TaskgateError, TokenError
+from gateway.task_records import verify_task
+from security.errors import InputRejectedError, StoredStateError, TaskgateError, TokenError
 from security.passwords import ADMIN_TOKEN_PREFIX
 from workers.catalogue import TaskSpec
 from workers.wire import (
@@ -37,7 +38,7 @@ from workers.wire import (
     task_key,
 )
 
-__all__ = ["build_router", "task_view"]
+__all__ = ["build_router", "task_view", "trusted_record"]
 
 log = logging.getLogger("taskgate.gateway")
 
@@ -96,10 +97,40 @@ def _task_id(value: str) -> str:
     return value
 
 
-async def _load_visible(state: GatewayState, task_id: str, who: Principal | None) -> dict[str, str]:
+async def trusted_record(
+    state: GatewayState, task_id: str, raw: Any, *, actor: str, request_id: str
+) -> dict[str, str] | None:
+    """The task record if its gateway fields (owner, name, seal, replays) verify; else
+    None, the refusal audited (``state.refused``). Never repaired."""
+    record = decode_record(raw)
+    try:
+        verify_task(state.keys.state, task_id, record)
+    except StoredStateError as exc:
+        log.warning("task %s: stored record refused (%s %s)", task_id, exc.record, exc.reason)
+        await state.record(
+            actor=actor,
+            action="state.refused",
+            outcome="denied",
+            target=task_id,
+            reason=f"{exc.record} {exc.reason}",
+            request_id=request_id,
+        )
+        return None
+    return record
+
+
+async def _load_visible(
+    state: GatewayState, task_id: str, who: Principal | None, request_id: str = "-"
+) -> dict[str, str]:
     raw = await state.redis.hgetall(task_key(_task_id(task_id)))
-    record = decode_record(raw) if raw else {}
-    # Another client's task is indistinguishable from a missing one (no BOLA oracle).
+    actor = who.actor if who is not None else "admin"
+    record = (
+        await trusted_record(state, task_id, raw, actor=actor, request_id=request_id)
+        if raw
+        else None
+    )
+    # Another client's task is indistinguishable from a missing one (no BOLA oracle), and
+    # so is a record whose owner cannot be trusted.
     if not record or (who is not None and record.get("owner") != who.client_id):
         raise ApiError(404, "Not found", "no such task", kind="not-found")
     return record
@@ -191,6 +222,8 @@ def build_router() -> APIRouter:
     async def list_tasks(
         who: Client,
         state: State,
+        *,
+        request_id: RequestId,
         limit: Annotated[int, Query(ge=1, le=200)] = 50,
         before: Annotated[float | None, Query(description="Cursor from `next`")] = None,
         status: Annotated[str | None, Query(pattern=r"^[a-z_]{1,20}$")] = None,
@@ -208,7 +241,13 @@ def build_router() -> APIRouter:
             if not raw:
                 continue
             task_id = member.decode() if isinstance(member, bytes) else str(member)
-            view = task_view(task_id, decode_record(raw))
+            record = await trusted_record(
+                state, task_id, raw, actor=who.actor, request_id=request_id
+            )
+            # The index is only a hint: a record is listed if it verifies as the caller's.
+            if record is None or record.get("owner") != who.client_id:
+                continue
+            view = task_view(task_id, record)
             if status is None or view["status"] == status:
                 items.append(view)
         next_cursor = rows[-1][1] if len(rows) == limit else None
@@ -219,8 +258,10 @@ def build_router() -> APIRouter:
         summary="State, timings and (for the owner) the result",
         responses=NOT_FOUND,
     )
-    async def get_task(task_id: TaskId, who: OwnerOrAdmin, state: State) -> dict[str, Any]:
-        record = await _load_visible(state, task_id, who)
+    async def get_task(
+        task_id: TaskId, who: OwnerOrAdmin, state: State, request_id: RequestId
+    ) -> dict[str, Any]:
+        record = await _load_visible(state, task_id, who, request_id)
         view = task_view(task_id, record)
         # Results are opened for the owner only; the best-effort lane stores none.
         if who is not None and record.get("queue") != "best-effort":
@@ -247,7 +288,7 @@ def build_router() -> APIRouter:
     async def cancel_task(
         task_id: TaskId, who: OwnerOrAdmin, state: State, request_id: RequestId
     ) -> dict[str, Any]:
-        record = await _load_visible(state, task_id, who)
+        record = await _load_visible(state, task_id, who, request_id)
         actor = who.actor if who is not None else "admin"
         try:
             status = await revoke(state, task_id, record)

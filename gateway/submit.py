@@ -42,6 +42,7 @@ from gateway.stored import (
     refuse_stored,
     revoked_jti_key,
 )
+from gateway.task_records import signed_fields
 from security import leakguard
 from security.audit import AuditRecord, Earlier, Write
 from security.errors import StoredStateError, TokenError
@@ -55,6 +56,8 @@ from workers.wire import (
     message_copy_key,
     owner_index,
     queued_key,
+    replay_bucket,
+    replay_bucket_expiry,
     task_key,
 )
 
@@ -323,8 +326,9 @@ async def seal_message(ctx: Submission, state: GatewayState) -> Submission:
     """Encrypt, bind to task id and name, sign with the gateway key."""
     if ctx.swapped is None:  # pragma: no cover - swap always runs first
         raise RuntimeError("secrets were not swapped")
+    # Issued at ctx.now: the record names this seal (seal_iat, seal_exp) by these times.
     ctx.sealed = state.codec.encode(
-        ctx.task_id, ctx.spec.name, [], {"payload": ctx.swapped.payload}
+        ctx.task_id, ctx.spec.name, [], {"payload": ctx.swapped.payload}, now=ctx.now
     )
     return ctx
 
@@ -349,10 +353,22 @@ def enqueue_writes(ctx: Submission, state: GatewayState) -> list[Write]:
     )
     ttl, record_ttl = str(settings.envelope_ttl), str(settings.envelope_ttl + settings.result_ttl)
     vault = ctx.swapped.entries if ctx.swapped is not None else ()
-    record = (
-        *("name", spec.name, "owner", ctx.client_id, "state", "queued"),
-        *("submitted_at", f"{ctx.now:.6f}", "queue", spec.queue, "attempts", "0"),
+    seal_exp = ctx.now + state.codec.ttl  # what seal() wrote into the envelope
+    signed = signed_fields(
+        state.keys.state,
+        ctx.task_id,
+        owner=ctx.client_id,
+        name=spec.name,
+        seal_iat=ctx.now,
+        seal_exp=seal_exp,
+        replays=0,
     )
+    record = (
+        *(item for pair in signed.items() for item in pair),
+        *("state", "queued", "submitted_at", f"{ctx.now:.6f}", "queue", spec.queue),
+        *("attempts", "0"),
+    )
+    bucket = replay_bucket(seal_exp)
     task, owner, tid, now = (
         task_key(ctx.task_id),
         owner_index(ctx.client_id),
@@ -370,6 +386,10 @@ def enqueue_writes(ctx: Submission, state: GatewayState) -> list[Write]:
         Write("ZADD", (ALL_TASKS,), (now, tid)),
         Write("ZADD", (queued_key(ctx.client_id),), (now, tid)),
         Write("ZADD", (GLOBAL_QUEUED,), (now, tid)),
+        # The final-marker bucket this seal's run writes to exists, expiring, before any
+        # worker can see the message (workers only add to buckets that exist).
+        Write("HSETNX", (bucket,), ("-", "0")),
+        Write("EXPIREAT", (bucket,), (str(replay_bucket_expiry(seal_exp)),)),
     ]
     if ctx.idem_redis_key is not None:
         done = json.dumps({"state": "done", "body": ctx.body_hash, "task_id": tid})
@@ -431,17 +451,23 @@ async def record_best_effort(ctx: Submission, state: GatewayState) -> Submission
     """Best-effort lane: only a task record (no broker, no vault); the run follows the reply."""
     ttl = state.settings.result_ttl
     async with state.redis.pipeline(transaction=True) as pipe:
-        pipe.hset(
-            task_key(ctx.task_id),
-            mapping={
-                "name": ctx.spec.name,
-                "owner": ctx.client_id,
-                "state": "queued",
-                "submitted_at": f"{ctx.now:.6f}",
-                "queue": "best-effort",
-                "attempts": "0",
-            },
+        signed = signed_fields(
+            state.keys.state,
+            ctx.task_id,
+            owner=ctx.client_id,
+            name=ctx.spec.name,
+            seal_iat=None,
+            seal_exp=None,
+            replays=0,
         )
+        mapping: dict[Any, Any] = {
+            **signed,
+            "state": "queued",
+            "submitted_at": f"{ctx.now:.6f}",
+            "queue": "best-effort",
+            "attempts": "0",
+        }
+        pipe.hset(task_key(ctx.task_id), mapping=mapping)
         pipe.expire(task_key(ctx.task_id), ttl)
         pipe.zadd(owner_index(ctx.client_id), {ctx.task_id: ctx.now})
         pipe.zadd(ALL_TASKS, {ctx.task_id: ctx.now})

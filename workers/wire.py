@@ -17,6 +17,17 @@ Dependency-free so the gateway can import it without Celery or kombu.
                          (``workers.sweeper``)
 ``tg:sweep:suspect:{id}`` when a sweep first found that message neither queued nor in flight
 ``tg:sweep:lock``        which worker sweeps (renewed by its sweeps, expires after two intervals)
+``tg:replay:{window}``   final markers, create-only (``HSETNX``): field ``{task id}:{seal iat}``,
+                         value the final state (succeeded, failed, dead_lettered, revoked) of
+                         the run of that one gateway seal. A start gate that finds its seal's
+                         marker does not run the task. Bucketed by the seal's expiry
+                         (:data:`REPLAY_WINDOW`); the gateway creates each bucket with its
+                         ``EXPIREAT`` before publishing into it, and a worker only adds fields
+                         to a bucket that exists (it never deletes or expires one).
+
+The gateway's own fields of ``tg:task:{id}`` (owner, name, seal_iat, seal_exp, replays) are
+MAC'd with the state key in ``state_mac`` (``gateway.task_records``); workers read them and
+never write them.
 """
 
 from __future__ import annotations
@@ -32,6 +43,8 @@ __all__ = [
     "KOMBU_UNACKED",
     "KOMBU_UNACKED_INDEX",
     "PING_TASK",
+    "REPLAY_MARGIN",
+    "REPLAY_WINDOW",
     "RESULT_BINDING",
     "RESULT_CONTENT_TYPE",
     "SWEEP_LOCK",
@@ -42,6 +55,9 @@ __all__ = [
     "message_copy_key",
     "owner_index",
     "queued_key",
+    "replay_bucket",
+    "replay_bucket_expiry",
+    "replay_field",
     "revoked_key",
     "suspect_key",
     "task_key",
@@ -66,6 +82,29 @@ KOMBU_UNACKED_INDEX = "unacked_index"  # Channel.unacked_index_key: delivery tag
 # the worker's start gate records the first delivery as in flight, from the copy, instead
 # of the consumer (``workers.transport``).
 GATEWAY_COPY = "taskgate_copy"
+
+
+# Final markers live until the end of their seal's expiry window plus this margin: past the
+# seal's expiry a worker refuses the envelope anyway; the margin covers clock skew and a
+# run that started just before the expiry (it writes its marker when it ends).
+REPLAY_WINDOW = 3600
+REPLAY_MARGIN = 3600
+
+
+def replay_bucket(seal_exp: float) -> str:
+    """The marker bucket of a seal expiring at ``seal_exp``."""
+    return f"tg:replay:{int(seal_exp // REPLAY_WINDOW)}"
+
+
+def replay_bucket_expiry(seal_exp: float) -> int:
+    """When that bucket may go (Unix seconds): its window's end plus the margin."""
+    return (int(seal_exp // REPLAY_WINDOW) + 1) * REPLAY_WINDOW + REPLAY_MARGIN
+
+
+def replay_field(task_id: str, seal_iat: float) -> str:
+    """The marker of one gateway seal of ``task_id`` (its signed issue time tells them
+    apart: a dead letter requeued by an operator is sealed again)."""
+    return f"{task_id}:{float(seal_iat)!r}"
 
 
 def done_key(task_id: str) -> str:
