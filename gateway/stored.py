@@ -29,6 +29,7 @@ from redis.exceptions import WatchError
 from gateway.clients import CLIENT_FIELDS, Client, ClientError, client_from_values
 from gateway.state import GatewayState
 from security.errors import StoredStateError, TokenError
+from security.keys import KeySet, SymmetricKey
 from security.stored_state import MAC_FIELD, Label, sign_record, verify_record
 from security.tokens import AccessClaims
 
@@ -37,6 +38,7 @@ __all__ = [
     "REVOCATIONS_KEY",
     "REVOCATION_READ",
     "check_principal",
+    "parse_revocations",
     "refuse_stored",
     "revoke_jti",
     "revoked_jti_key",
@@ -68,7 +70,7 @@ class Revocations:
         return " ".join(f"{jti}:{exp}" for jti, exp in sorted(self.entries.items()))
 
 
-def parse_revocations(state: GatewayState, values: Sequence[Any]) -> Revocations:
+def parse_revocations(keys: KeySet[SymmetricKey], values: Sequence[Any]) -> Revocations:
     """The list from an ``HMGET`` of :data:`REVOCATION_READ`, verified. No record at all
     is an empty list at version 0 (refused by :func:`check_principal` if this process
     has seen a later one)."""
@@ -76,7 +78,7 @@ def parse_revocations(state: GatewayState, values: Sequence[Any]) -> Revocations
     if jtis is None and version is None and mac is None:
         return Revocations(0, {})
     fields = {"jtis": jtis, "version": version}
-    verify_record(state.keys.state, Label.REVOCATIONS, _REVOCATIONS_ID, fields, mac)
+    verify_record(keys, Label.REVOCATIONS, _REVOCATIONS_ID, fields, mac)
     entries: dict[str, int] = {}
     try:
         for item in (jtis or "").split():
@@ -131,7 +133,7 @@ async def check_principal(
         if client is not None and not state.high_water(target, client.generation):
             raise _rolled_back(Label.CLIENT.value, "generation")
         target = "revocations"
-        revocations = parse_revocations(state, revocation_values)
+        revocations = parse_revocations(state.keys.state, revocation_values)
         # No list at all (never written, or Redis emptied) is not a rollback: see Note above.
         if revocations.version and not state.high_water(target, revocations.version):
             raise _rolled_back(Label.REVOCATIONS.value, "version")
@@ -167,7 +169,7 @@ async def revoke_jti(state: GatewayState, jti: str, *, until: int) -> None:
             try:
                 await pipe.watch(REVOCATIONS_KEY)
                 current = parse_revocations(
-                    state, await pipe.hmget(REVOCATIONS_KEY, list(REVOCATION_READ))
+                    state.keys.state, await pipe.hmget(REVOCATIONS_KEY, list(REVOCATION_READ))
                 )
                 now = int(time.time())
                 entries = {j: e for j, e in current.entries.items() if e > now}

@@ -14,7 +14,7 @@ from typing import Annotated, TypeVar
 import redis
 import typer
 
-from gateway.clients import Client, ClientError, ClientRegistry
+from gateway.clients import ClientError, ClientRegistry
 from gateway.settings import GatewaySettings
 from security.config import load_settings
 from security.errors import ConfigError, KeyRingError, StoredStateError
@@ -111,7 +111,9 @@ def add_command(
 @app.command("list")
 def list_command(as_json: AsJson = False) -> None:
     """List clients: id, name, state, limits, scopes (never secrets)."""
-    clients: list[Client] = _run(lambda reg: reg.list())
+    clients, refused = _run(lambda reg: reg.scan())
+    for client_id, exc in refused:  # never shown as if trusted; the operator looks at it
+        typer.echo(f"taskgate clients: {client_id}: record refused ({exc.reason})", err=True)
     if as_json:
         typer.echo(json.dumps([c.public() for c in clients], indent=2))
         return
