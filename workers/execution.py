@@ -492,6 +492,11 @@ class SealedTask(Task[Any, Any]):
                 "task.revoked", target=task_id, outcome="ok", reason="revoked before start"
             )
             raise Ignore()
+        if gate.ended:
+            # Its seal's final marker is set: a run of this very message already ended for
+            # good. Whatever else was deleted (tg:done, the revocation), it never runs again.
+            log.info("task %s[%s] already finished; redelivery acknowledged", self.name, task_id)
+            raise Ignore()
         if gate.too_many_runs:
             # Every earlier run of this attempt was cut off: its process killed (a crash the
             # task itself causes?), the worker lost, Redis gone mid-run. Not started again.

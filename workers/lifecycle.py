@@ -42,11 +42,11 @@ _GATE = """
 local revoked = redis.call('EXISTS', KEYS[1])
 local done = redis.call('EXISTS', KEYS[2])
 -- The seal's final marker (bucket KEYS[9], field ARGV[9]): written create-only when a run
--- of this seal ended for good, in a bucket no worker may delete or expire. Found: done.
-local ready = 0
+-- of this seal ended for good, in a bucket no worker may delete or expire.
+-- marker: 0 no bucket, 1 bucket (final writes may add to it), 2 this seal already ended.
+local marker = 0
 if ARGV[9] ~= '' and redis.call('EXISTS', KEYS[9]) == 1 then
-  ready = 1
-  if done == 0 then done = redis.call('HEXISTS', KEYS[9], ARGV[9]) end
+  marker = 1 + redis.call('HEXISTS', KEYS[9], ARGV[9])
 end
 local owner = redis.call('HGET', KEYS[3], 'owner')
 if not owner then owner = '' end
@@ -69,8 +69,8 @@ end
 -- sweeper's to re-queue, whatever happens next.
 redis.call('DEL', KEYS[5])
 -- The audit chain's head, so this worker's next append rarely conflicts (KEYS[6]).
-local reply = {revoked, done, owner, redis.call('GET', KEYS[6]) or '', 0, recorded, ready}
-if revoked == 0 and done == 0 then
+local reply = {revoked, done, owner, redis.call('GET', KEYS[6]) or '', 0, recorded, marker}
+if revoked == 0 and done == 0 and marker < 2 then
   -- Runs of this attempt: a start that finds the same attempt still started follows a run
   -- that was cut off (its process killed, Redis gone mid-run). Once ARGV[5] runs were cut
   -- off, the task is not started again (reply[5] > ARGV[5]; the worker dead-letters it).
@@ -125,6 +125,7 @@ class Gate:
     too_many_runs: bool = False  # not started: the attempt's runs kept being interrupted
     recorded: bool = False  # the gate recorded the delivery in flight from the copy
     marker_ready: bool = False  # the seal's marker bucket exists: final writes may add to it
+    ended: bool = False  # not started: this seal's final marker says a run already ended
 
 
 class Lifecycle:
@@ -151,7 +152,8 @@ class Lifecycle:
         leave the queued sets and drop the sweeper's message copy either way. A
         ``delivery`` (tag, exchange, routing key) the consumer left to the gate is recorded
         in flight from that copy first (``workers.transport``). A ``marker`` (bucket,
-        field) found set means done too: this seal's run already ended. One round trip."""
+        field) found set means this seal's run already ended (``Gate.ended``): not started
+        either. One round trip."""
         keys, args = _gate_arguments(
             task_id,
             attempt,
@@ -341,7 +343,7 @@ def _gate_arguments(
 
 
 def _gate_reply(reply: Any, vault: Sequence[str], max_runs: int) -> Gate:
-    revoked, done, owner, audit_head, runs, recorded, ready, *values = reply
+    revoked, done, owner, audit_head, runs, recorded, marker, *values = reply
     owner_text = owner.decode() if isinstance(owner, bytes) else str(owner or "")
     head_text = audit_head.decode() if isinstance(audit_head, bytes) else str(audit_head)
     blobs = {
@@ -356,5 +358,6 @@ def _gate_reply(reply: Any, vault: Sequence[str], max_runs: int) -> Gate:
         runs=int(runs),
         too_many_runs=int(runs) > max_runs,
         recorded=bool(int(recorded)),
-        marker_ready=bool(int(ready)),
+        marker_ready=int(marker) >= 1,
+        ended=int(marker) == 2,
     )
