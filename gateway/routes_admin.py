@@ -18,7 +18,7 @@ from gateway.clients import ClientError
 from gateway.deps import Admin, AdminOrAuditor, RequestId, State
 from gateway.errors import ApiError
 from gateway.revocation import revoke
-from gateway.routes_tasks import COMMON_ERRORS, PROBLEM, task_view, trusted_record
+from gateway.routes_tasks import COMMON_ERRORS, PROBLEM, task_view
 from gateway.state import GatewayState
 from security.audit import AuditQuery, afind_records, averify
 from security.errors import StoredStateError, TokenError
@@ -80,16 +80,8 @@ async def _audit(
 
 
 async def _refused(state: GatewayState, exc: StoredStateError, target: str, rid: str) -> ApiError:
-    """Audit stored state that failed its check; the 409 to raise (nothing is rewritten)."""
-    await _audit(
-        state, "state.refused", target, rid, outcome="denied", reason=f"{exc.record} {exc.reason}"
-    )
-    return ApiError(
-        409,
-        "Stored state refused",
-        f"the stored {exc.record} record failed its integrity check ({exc.reason})",
-        kind="state-refused",
-    )
+    await stored.audit_refused(state, exc, actor="admin", target=target, request_id=rid)
+    return stored.conflict(exc)
 
 
 def build_admin_router() -> APIRouter:
@@ -105,19 +97,9 @@ def _client_routes(router: APIRouter) -> None:
     async def list_clients(_: Admin, state: State, rid: RequestId) -> dict[str, Any]:
         clients, refused = await state.clients.scan()
         for client_id, exc in refused:  # listed apart, never shown as if trusted
-            await _audit(
-                state,
-                "state.refused",
-                f"client:{client_id}",
-                rid,
-                outcome="denied",
-                reason=f"{exc.record} {exc.reason}",
-            )
+            await _refused(state, exc, f"client:{client_id}", rid)
         await _audit(state, "admin.clients.list", "clients", rid)
-        return {
-            "items": [c.public() for c in clients],
-            "refused": [{"client_id": cid, "reason": exc.reason} for cid, exc in refused],
-        }
+        return {"items": [c.public() for c in clients], "refused": [cid for cid, _ in refused]}
 
     @router.post("/clients", status_code=201, summary="Create a client; the secret is shown once")
     async def create_client(
@@ -230,7 +212,7 @@ def _task_routes(router: APIRouter) -> None:
         items = []
         for (member, _score), raw in zip(rows, records, strict=True):
             if raw:
-                record = await trusted_record(
+                record = await stored.trusted_record(
                     state, _text(member), raw, actor="admin", request_id=rid
                 )
                 if record is None:  # refused and audited; never shown as trusted
@@ -399,14 +381,9 @@ async def _task_record(state: GatewayState, task_id: str, rid: str = "-") -> dic
     raw = await state.redis.hgetall(task_key(task_id))
     if not raw:
         raise ApiError(404, "Not found", "no such task", kind="not-found")
-    record = await trusted_record(state, task_id, raw, actor="admin", request_id=rid)
-    if record is None:
-        raise ApiError(
-            409,
-            "Stored state refused",
-            "the stored task record failed its integrity check",
-            kind="state-refused",
-        )
+    record = await stored.trusted_record(state, task_id, raw, actor="admin", request_id=rid)
+    if record is None:  # refused and audited
+        raise stored.conflict(StoredStateError("refused", record="task", reason="refused"))
     return record
 
 

@@ -26,19 +26,14 @@ from gateway.errors import ApiError
 from gateway.ratelimit import limit_headers
 from gateway.revocation import revoke
 from gateway.state import GatewayState
+from gateway.stored import trusted_record
 from gateway.submit import BEST_EFFORT_STAGES, STAGES, IdempotentReplay, Submission, run_stages
-from gateway.task_records import verify_task
-from security.errors import InputRejectedError, StoredStateError, TaskgateError, TokenError
+from security.errors import InputRejectedError, TaskgateError, TokenError
 from security.passwords import ADMIN_TOKEN_PREFIX
 from workers.catalogue import TaskSpec
-from workers.wire import (
-    TASK_ID,
-    decode_record,
-    owner_index,
-    task_key,
-)
+from workers.wire import TASK_ID, owner_index, task_key
 
-__all__ = ["build_router", "task_view", "trusted_record"]
+__all__ = ["build_router", "task_view"]
 
 log = logging.getLogger("taskgate.gateway")
 
@@ -97,40 +92,13 @@ def _task_id(value: str) -> str:
     return value
 
 
-async def trusted_record(
-    state: GatewayState, task_id: str, raw: Any, *, actor: str, request_id: str
-) -> dict[str, str] | None:
-    """The task record if its gateway fields (owner, name, seal, replays) verify; else
-    None, the refusal audited (``state.refused``). Never repaired."""
-    record = decode_record(raw)
-    try:
-        verify_task(state.keys.state, task_id, record)
-    except StoredStateError as exc:
-        log.warning("task %s: stored record refused (%s %s)", task_id, exc.record, exc.reason)
-        await state.record(
-            actor=actor,
-            action="state.refused",
-            outcome="denied",
-            target=task_id,
-            reason=f"{exc.record} {exc.reason}",
-            request_id=request_id,
-        )
-        return None
-    return record
-
-
 async def _load_visible(
-    state: GatewayState, task_id: str, who: Principal | None, request_id: str = "-"
+    state: GatewayState, task_id: str, who: Principal | None, rid: str = "-"
 ) -> dict[str, str]:
     raw = await state.redis.hgetall(task_key(_task_id(task_id)))
     actor = who.actor if who is not None else "admin"
-    record = (
-        await trusted_record(state, task_id, raw, actor=actor, request_id=request_id)
-        if raw
-        else None
-    )
-    # Another client's task is indistinguishable from a missing one (no BOLA oracle), and
-    # so is a record whose owner cannot be trusted.
+    record = raw and await trusted_record(state, task_id, raw, actor=actor, request_id=rid)
+    # Another client's task, or one whose owner is not trusted, looks missing (no BOLA oracle).
     if not record or (who is not None and record.get("owner") != who.client_id):
         raise ApiError(404, "Not found", "no such task", kind="not-found")
     return record
@@ -223,7 +191,7 @@ def build_router() -> APIRouter:
         who: Client,
         state: State,
         *,
-        request_id: RequestId,
+        rid: RequestId,
         limit: Annotated[int, Query(ge=1, le=200)] = 50,
         before: Annotated[float | None, Query(description="Cursor from `next`")] = None,
         status: Annotated[str | None, Query(pattern=r"^[a-z_]{1,20}$")] = None,
@@ -241,9 +209,7 @@ def build_router() -> APIRouter:
             if not raw:
                 continue
             task_id = member.decode() if isinstance(member, bytes) else str(member)
-            record = await trusted_record(
-                state, task_id, raw, actor=who.actor, request_id=request_id
-            )
+            record = await trusted_record(state, task_id, raw, actor=who.actor, request_id=rid)
             # The index is only a hint: a record is listed if it verifies as the caller's.
             if record is None or record.get("owner") != who.client_id:
                 continue

@@ -27,21 +27,27 @@ from typing import Any
 from redis.exceptions import WatchError
 
 from gateway.clients import CLIENT_FIELDS, Client, ClientError, client_from_values
+from gateway.errors import ApiError
 from gateway.state import GatewayState
+from gateway.task_records import verify_task
 from security.errors import StoredStateError, TokenError
 from security.keys import KeySet, SymmetricKey
 from security.stored_state import MAC_FIELD, Label, sign_record, verify_record
 from security.tokens import AccessClaims
+from workers.wire import decode_record
 
 __all__ = [
     "CLIENT_READ",
     "REVOCATIONS_KEY",
     "REVOCATION_READ",
+    "audit_refused",
     "check_principal",
+    "conflict",
     "parse_revocations",
     "refuse_stored",
     "revoke_jti",
     "revoked_jti_key",
+    "trusted_record",
 ]
 
 REVOCATIONS_KEY = "tg:revoked:jtis"
@@ -91,10 +97,24 @@ def parse_revocations(keys: KeySet[SymmetricKey], values: Sequence[Any]) -> Revo
         ) from None
 
 
-async def refuse_stored(
+async def trusted_record(
+    state: GatewayState, task_id: str, raw: Any, *, actor: str, request_id: str
+) -> dict[str, str] | None:
+    """The task record if its gateway fields (owner, name, seal, replays) verify; else
+    None, the refusal audited (``state.refused``). Never repaired."""
+    record = decode_record(raw)
+    try:
+        verify_task(state.keys.state, task_id, record)
+    except StoredStateError as exc:
+        await audit_refused(state, exc, actor=actor, target=task_id, request_id=request_id)
+        return None
+    return record
+
+
+async def audit_refused(
     state: GatewayState, exc: StoredStateError, *, actor: str, target: str, request_id: str
-) -> TokenError:
-    """Audit a record that failed its check; the token refusal to raise."""
+) -> None:
+    """Append the ``state.refused`` record of a stored record that failed its check."""
     await state.record(
         actor=actor,
         action="state.refused",
@@ -103,6 +123,23 @@ async def refuse_stored(
         reason=f"{exc.record} {exc.reason}",
         request_id=request_id,
     )
+
+
+def conflict(exc: StoredStateError) -> ApiError:
+    """The admin's answer to stored state that failed its check (nothing is rewritten)."""
+    return ApiError(
+        409,
+        "Stored state refused",
+        f"the stored {exc.record} record failed its integrity check ({exc.reason})",
+        kind="state-refused",
+    )
+
+
+async def refuse_stored(
+    state: GatewayState, exc: StoredStateError, *, actor: str, target: str, request_id: str
+) -> TokenError:
+    """Audit a record that failed its check; the token refusal to raise."""
+    await audit_refused(state, exc, actor=actor, target=target, request_id=request_id)
     return TokenError(f"stored {exc.record} record refused", reason=f"{exc.record}_{exc.reason}")
 
 
