@@ -93,9 +93,7 @@ def _push_back(stack: PrivateStack, task_id: str, message: bytes) -> None:
 def test_a_finished_task_pushed_back_does_not_run_again(
     stack: PrivateStack, owner: tuple[str, httpx.Client]
 ) -> None:
-    """A succeeded task's exact message, pushed back after tg:done is deleted, is
-    acknowledged without running; only deleting its final marker (which a worker may not)
-    would let it run again."""
+    """A succeeded task's message pushed back without tg:done is acknowledged, not run."""
     _, http = owner
     task_id, message = _captured(stack, http)
     assert stack.wait_state(task_id)["state"] == "succeeded"
@@ -104,7 +102,7 @@ def test_a_finished_task_pushed_back_does_not_run_again(
     _acknowledged(stack, task_id, 1)
     assert stack.effects(task_id) == ["effect"]
     # Control: the attack above is real. With the marker gone (rights only the gateway's
-    # and the operator's identities have) the same message runs again.
+    # and the operator's identities have; never a worker's) the same message runs again.
     with stack.redis_client() as client:
         for bucket in client.scan_iter("tg:replay:*"):
             client.hdel(
@@ -118,8 +116,7 @@ def test_a_finished_task_pushed_back_does_not_run_again(
 def test_a_cancelled_task_pushed_back_does_not_run(
     stack: PrivateStack, owner: tuple[str, httpx.Client]
 ) -> None:
-    """A task cancelled before it started never runs, even after its revocation and
-    completion records are deleted and its message is pushed back."""
+    """A cancelled task's message pushed back without its revocation never runs."""
     _, http = owner
     task_id, message = _captured(stack, http)
     cancelled = http.delete(f"/v1/tasks/{task_id}")
@@ -135,8 +132,7 @@ def test_a_cancelled_task_pushed_back_does_not_run(
 def test_a_planted_dead_letter_of_a_finished_task_is_not_requeued(
     stack: PrivateStack, owner: tuple[str, httpx.Client], admin: httpx.Client
 ) -> None:
-    """A dead letter planted for a task that already ran (its real, signed envelope) is
-    refused by the admin requeue - the seal did not end dead-lettered - and audited."""
+    """A planted dead letter of a finished task is refused by the admin requeue, audited."""
     client_id, http = owner
     task_id, message = _captured(stack, http)
     assert stack.wait_state(task_id)["state"] == "succeeded"
@@ -183,8 +179,7 @@ def test_tampered_dead_letter_metadata_is_refused_and_audited(
     value: str,
     reason: str,
 ) -> None:
-    """A dead letter whose metadata (or its task record's MAC'd replay count) was changed
-    in Redis is not requeued; the refusal names the reason in the audit log."""
+    """Changed dead-letter metadata or replay count: not requeued, the reason audited."""
     _, http = owner
     task_id = _submit(http, "test.fails_fast", {"note": "n"})
     stack.wait_state(task_id, frozenset({"dead_lettered"}), timeout=40)

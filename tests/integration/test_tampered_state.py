@@ -90,8 +90,7 @@ def test_changed_scopes_are_refused_and_audited(
 def test_replaced_secret_hash_is_refused_and_audited(
     make_client: Any, gateway_server: Gateway, redis_client: redis.Redis
 ) -> None:
-    """A secret hash swapped for one of a secret the attacker knows grants nothing; the
-    refusal is audited and neither the secret nor the hash appears in the answer."""
+    """A swapped-in secret hash grants nothing, is audited, and is echoed nowhere."""
     victim: ApiClient = make_client()
     known = "tgs_" + "k" * 43
     forged_hash = hash_client_secret(known)
@@ -156,8 +155,7 @@ def test_client_record_without_a_mac_is_refused_with_a_clear_reason(
 def test_changed_task_owner_is_refused_and_audited(
     make_client: Any, keyring: KeyRing, gateway_server: Gateway, redis_client: redis.Redis
 ) -> None:
-    """A task handed to another client in Redis is shown (and its result opened) to no one,
-    listed for no one, and the refusal is audited."""
+    """A task handed to another client in Redis is shown, listed, cancelled for no one."""
     owner: ApiClient = make_client()
     thief: ApiClient = make_client()
     with gateway_server.client() as http:
@@ -181,8 +179,7 @@ def test_deleted_revocation_does_not_revive_the_token(
     admin_token: str,
     redis_client: redis.Redis,
 ) -> None:
-    """Deleting a token's revocation key is detected from the MAC'd list: still refused,
-    audited as a deleted revocation."""
+    """A deleted revocation key is caught by the MAC'd list: refused, audited as deleted."""
     victim: ApiClient = make_client()
     token, claims = issue_token(
         subject=victim.client_id, scopes=["tasks:read"], keys=keyring.token, policy=POLICY
@@ -202,8 +199,7 @@ def test_trimmed_revocation_list_is_refused_and_audited(
     admin_token: str,
     redis_client: redis.Redis,
 ) -> None:
-    """Removing an entry from the revocation list (and the token's key) breaks the list's
-    MAC: every token is refused until an operator looks, and it is audited."""
+    """A trimmed revocation list fails its MAC: tokens are refused (fail closed), audited."""
     victim: ApiClient = make_client()
     token, claims = issue_token(
         subject=victim.client_id, scopes=["tasks:read"], keys=keyring.token, policy=POLICY
@@ -256,8 +252,7 @@ def test_an_older_authentic_client_record_put_back_is_refused(
     make_client: Any, keyring: KeyRing, gateway_server: Gateway, admin_token: str,
     redis_client: redis.Redis,
 ) -> None:  # fmt: skip
-    """Restoring the record as it was before a disable (a rollback, MAC intact) is caught
-    by the gateway that read the newer one, and audited."""
+    """A pre-disable record put back (MAC intact) is refused as rolled back, audited."""
     victim: ApiClient = make_client()
     key = f"tg:client:{victim.client_id}"
     saved = redis_client.hgetall(key)
