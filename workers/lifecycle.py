@@ -44,9 +44,12 @@ local done = redis.call('EXISTS', KEYS[2])
 -- The seal's final marker (bucket KEYS[9], field ARGV[9]): written create-only when a run
 -- of this seal ended for good, in a bucket no worker may delete or expire.
 -- marker: 0 no bucket, 1 bucket (final writes may add to it), 2 this seal already ended.
+-- One read: the bucket's placeholder field '-' (written with it by the gateway) and ours.
 local marker = 0
-if ARGV[9] ~= '' and redis.call('EXISTS', KEYS[9]) == 1 then
-  marker = 1 + redis.call('HEXISTS', KEYS[9], ARGV[9])
+if ARGV[9] ~= '' then
+  local seen = redis.call('HMGET', KEYS[9], '-', ARGV[9])
+  if seen[1] then marker = 1 end
+  if seen[2] then marker = 2 end
 end
 local owner = redis.call('HGET', KEYS[3], 'owner')
 if not owner then owner = '' end
