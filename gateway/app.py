@@ -167,7 +167,7 @@ def create_app(
             audit=batcher,
             scripts=scripts,
             readiness=readiness,
-            clients=ClientRegistry(client),
+            clients=ClientRegistry(client, ring.state),
             admin_token_hash=admin_hash,
         )
         _tune_gc()

@@ -4,75 +4,84 @@ Clients live in Redis: a hash ``tg:client:{client_id}`` per client and the set `
 of ids. A client's secret is stored only as a scrypt hash (``security.passwords``); the plain
 secret is returned once, by :meth:`ClientRegistry.create` or :meth:`ClientRegistry.rotate_secret`.
 
-Client ids are ``<slug of the name>-<8 hex digits>``. Every id is checked against that
-pattern before it is put in a key, so an id taken from a request (``../x``, ``a:b``) never
-reaches Redis. Hashing costs ~50-100 ms of CPU, so it runs in a thread, never on the loop.
+Every record carries a state MAC (``security.stored_state``, label ``client``, bound to the
+client id) over all of :data:`CLIENT_FIELDS`, in its field ``mac``. A record that fails it -
+any field changed, added or deleted by someone without the state key, or a record written
+before records were MAC'd - raises :class:`~security.errors.StoredStateError`: it is never
+used and never silently rewritten. ``generation`` starts at 1 and grows with every secret
+rotation, disable and enable; tokens carry the generation they were issued under, and the
+gateway refuses any other, so each of those ends every token issued before.
 
+Hashing costs ~50-100 ms of CPU, so it runs in a thread, never on the loop.
 This module is framework-free (no FastAPI); the HTTP layer maps :class:`ClientError`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import re
+import builtins
 import secrets
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import limits
 import redis.asyncio
 from redis.exceptions import WatchError
 
-from security.errors import TaskgateError
+from gateway.client_rules import (
+    CLIENTS_SET,
+    SUBMIT_ANY,
+    SUBMIT_PREFIX,
+    ClientError,
+    check_max_queued,
+    check_name,
+    check_rate_limit,
+    client_key,
+    is_valid_client_id,
+    scope_allows,
+    slug,
+    validate_scopes,
+)
+from security.errors import StoredStateError
+from security.keys import KeySet, SymmetricKey
 from security.passwords import (
     hash_client_secret,
     new_client_secret,
     verify_against_dummy,
     verify_client_secret,
 )
-from workers.contract.keys import CLIENT_PREFIX, CLIENTS_SET
+from security.stored_state import MAC_FIELD, Label, sign_record, verify_record
 
 __all__ = [
     "CLIENTS_SET",
+    "CLIENT_FIELDS",
     "SUBMIT_ANY",
     "SUBMIT_PREFIX",
     "Client",
     "ClientError",
     "ClientRegistry",
+    "client_from_values",
     "client_key",
     "is_valid_client_id",
     "scope_allows",
     "validate_scopes",
 ]
 
-_KEY_PREFIX = CLIENT_PREFIX
-_SLUG_MAX = 32
-_ID_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,31}-[0-9a-f]{8}", re.ASCII)
-# Names show up in logs, audit records and the CLI: plain printable ASCII only.
-_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}", re.ASCII)
-_TASK_NAME = r"[a-z0-9._-]{1,100}"
-_SCOPE_RE = re.compile(rf"tasks:submit:(?:\*|{_TASK_NAME})|tasks:read|audit:read", re.ASCII)
-SUBMIT_PREFIX = "tasks:submit:"
-SUBMIT_ANY = "tasks:submit:*"
-_MAX_SCOPES = 256
-_MAX_LIMIT_CHARS = 64
-_MAX_LIMIT_AMOUNT = 1_000_000
-_MAX_QUEUED = 100_000
+# Every field of a client record; all are covered by its MAC (stored in MAC_FIELD).
+CLIENT_FIELDS = (
+    "name",
+    "secret_hash",
+    "scopes",
+    "rate_limit",
+    "max_queued",
+    "disabled",
+    "created_at",
+    "secret_rotated_at",
+    "generation",
+)
 _WATCH_RETRIES = 10
-
-
-class ClientError(TaskgateError):
-    """A client operation was refused.
-
-    ``reason`` is one of ``unknown_client``, ``bad_scope``, ``bad_name``, ``bad_limit``,
-    ``corrupt_record`` (a stored hash that does not parse) or ``conflict`` (too many concurrent
-    writers). Messages never contain a secret.
-    """
-
-    default_reason = "client"
 
 
 @dataclass(frozen=True)
@@ -87,6 +96,7 @@ class Client:
     disabled: bool
     created_at: float
     secret_rotated_at: float
+    generation: int = 1
 
     def public(self) -> dict[str, Any]:
         """A JSON-ready view (scopes sorted, times as ISO 8601 UTC); no secret in it."""
@@ -99,98 +109,8 @@ class Client:
             "disabled": self.disabled,
             "created_at": _iso(self.created_at),
             "secret_rotated_at": _iso(self.secret_rotated_at),
+            "generation": self.generation,
         }
-
-
-def is_valid_client_id(client_id: object) -> bool:
-    """True if ``client_id`` has the shape ``<slug>-<8 hex>`` (safe to put in a Redis key)."""
-    return isinstance(client_id, str) and _ID_RE.fullmatch(client_id) is not None
-
-
-def client_key(client_id: str) -> str:
-    """The Redis key of ``client_id``'s hash; refuses an id that is not well formed."""
-    if not is_valid_client_id(client_id):
-        raise ClientError("client id is not well formed", reason="unknown_client")
-    return _KEY_PREFIX + client_id
-
-
-def validate_scopes(scopes: Iterable[str] | str) -> frozenset[str]:
-    """Check every scope against the grammar; a string is split on whitespace.
-
-    Allowed: ``tasks:submit:<task>`` (task ``[a-z0-9._-]{1,100}``), ``tasks:submit:*``,
-    ``tasks:read``, ``audit:read``. At least one scope is required.
-    """
-    items = scopes.split() if isinstance(scopes, str) else list(scopes)
-    if not items:
-        raise ClientError("at least one scope is required", reason="bad_scope")
-    if len(items) > _MAX_SCOPES:
-        raise ClientError(f"more than {_MAX_SCOPES} scopes", reason="bad_scope")
-    for scope in items:
-        if not isinstance(scope, str) or _SCOPE_RE.fullmatch(scope) is None:
-            # The value is not echoed: it is caller input of unknown size and content.
-            raise ClientError(
-                "scope not allowed; use tasks:submit:<task>, tasks:submit:*, tasks:read"
-                " or audit:read",
-                reason="bad_scope",
-            )
-    return frozenset(items)
-
-
-def scope_allows(granted: Iterable[str], needed: str) -> bool:
-    """True if ``granted`` covers ``needed``; ``tasks:submit:*`` covers every task submission.
-
-    A ``needed`` scope outside the grammar is never allowed.
-    """
-    if not isinstance(needed, str) or _SCOPE_RE.fullmatch(needed) is None:
-        return False
-    held = {scope for scope in granted if isinstance(scope, str)}
-    if needed in held:
-        return True
-    return needed.startswith(SUBMIT_PREFIX) and SUBMIT_ANY in held
-
-
-def _slug(name: str) -> str:
-    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
-    return slug[:_SLUG_MAX].rstrip("-")
-
-
-def _check_name(name: object) -> str:
-    if not isinstance(name, str) or _NAME_RE.fullmatch(name) is None:
-        raise ClientError(
-            "name must be 1-64 characters of A-Z a-z 0-9 space . _ -, starting with a letter"
-            " or digit",
-            reason="bad_name",
-        )
-    return name
-
-
-def _check_rate_limit(rate_limit: object) -> str:
-    """Parse with ``limits``; exactly one positive limit, returned in canonical form."""
-    refused = ClientError(
-        'rate limit must be one limit such as "120/minute" or "10/2 seconds"', reason="bad_limit"
-    )
-    if not isinstance(rate_limit, str) or len(rate_limit) > _MAX_LIMIT_CHARS:
-        raise refused
-    try:
-        items = limits.parse_many(rate_limit)
-    except ValueError:
-        raise refused from None
-    if len(items) != 1 or not 1 <= items[0].amount <= _MAX_LIMIT_AMOUNT:
-        raise refused
-    item = items[0]
-    unit = item.GRANULARITY.name
-    per = unit if item.multiples == 1 else f"{item.multiples} {unit}s"
-    return f"{item.amount}/{per}"
-
-
-def _check_max_queued(max_queued: object) -> int:
-    if (
-        isinstance(max_queued, bool)
-        or not isinstance(max_queued, int)
-        or not 1 <= max_queued <= _MAX_QUEUED
-    ):
-        raise ClientError(f"max_queued must be an integer 1..{_MAX_QUEUED}", reason="bad_limit")
-    return max_queued
 
 
 def _iso(ts: float) -> str:
@@ -213,6 +133,13 @@ def _decode(raw: Mapping[Any, Any]) -> dict[str, str]:
     return {_text(k): _text(v) for k, v in raw.items()}
 
 
+def _verified(keys: KeySet[SymmetricKey], client_id: str, fields: Mapping[str, str]) -> None:
+    """Refuse a record whose fields are not exactly what the gateway MAC'd (any other
+    field is never read, and never signed again by an update)."""
+    covered = {name: fields.get(name) for name in CLIENT_FIELDS}
+    verify_record(keys, Label.CLIENT, client_id, covered, fields.get(MAC_FIELD))
+
+
 def _to_client(client_id: str, fields: Mapping[str, str]) -> Client:
     try:
         return Client(
@@ -224,6 +151,7 @@ def _to_client(client_id: str, fields: Mapping[str, str]) -> Client:
             disabled=fields["disabled"] != "0",  # anything but "0" fails closed
             created_at=float(fields["created_at"]),
             secret_rotated_at=float(fields["secret_rotated_at"]),
+            generation=int(fields["generation"]),
         )
     except (KeyError, ValueError):
         raise ClientError(
@@ -232,21 +160,42 @@ def _to_client(client_id: str, fields: Mapping[str, str]) -> Client:
         ) from None
 
 
+def client_from_values(
+    keys: KeySet[SymmetricKey], client_id: str, values: Sequence[Any]
+) -> Client | None:
+    """The client from an ``HMGET`` of ``(*CLIENT_FIELDS, MAC_FIELD)``, verified; None if
+    there is no record at all. Raises :class:`StoredStateError` if the MAC fails (the
+    per-request check: the same single read the disabled flag used to be)."""
+    if len(values) != len(CLIENT_FIELDS) + 1:
+        raise ValueError("expected one value per client field and the MAC")
+    if all(v is None for v in values):
+        return None
+    names = (*CLIENT_FIELDS, MAC_FIELD)
+    fields = {name: _text(v) for name, v in zip(names, values, strict=True) if v is not None}
+    _verified(keys, client_id, fields)
+    return _to_client(client_id, fields)
+
+
 def _unknown(client_id: str) -> ClientError:
     # Only a validated id is ever echoed; anything else could be an injection attempt.
     shown = client_id if is_valid_client_id(client_id) else "(malformed id)"
     return ClientError(f"no client {shown}", reason="unknown_client")
 
 
+_Change = Callable[[dict[str, str]], dict[str, str]]
+
+
 class ClientRegistry:
     """Create, look up, disable and authenticate API clients stored in Redis.
 
     Works with a client with or without ``decode_responses``. Times are Unix seconds; the
-    methods that write them take ``now`` so tests need no clock.
+    methods that write them take ``now`` so tests need no clock. ``keys``: the state keys
+    (gateway and operator tooling hold them; workers never do).
     """
 
-    def __init__(self, redis: redis.asyncio.Redis) -> None:
+    def __init__(self, redis: redis.asyncio.Redis, keys: KeySet[SymmetricKey]) -> None:
         self._redis = redis
+        self._keys = keys
 
     async def create(
         self,
@@ -258,10 +207,10 @@ class ClientRegistry:
         now: float | None = None,
     ) -> tuple[Client, str]:
         """Register a client; return it and its plain secret (shown this once, never stored)."""
-        name = _check_name(name)
+        name = check_name(name)
         granted = validate_scopes(scopes)
-        rate_limit = _check_rate_limit(rate_limit)
-        max_queued = _check_max_queued(max_queued)
+        rate_limit = check_rate_limit(rate_limit)
+        max_queued = check_max_queued(max_queued)
         secret = new_client_secret()
         secret_hash = await asyncio.to_thread(hash_client_secret, secret)
         stamp = time.time() if now is None else now
@@ -274,54 +223,74 @@ class ClientRegistry:
             "disabled": "0",
             "created_at": repr(stamp),
             "secret_rotated_at": repr(stamp),
+            "generation": "1",
         }
         for _ in range(_WATCH_RETRIES):
-            client_id = f"{_slug(name)}-{secrets.token_hex(4)}"
+            client_id = f"{slug(name)}-{secrets.token_hex(4)}"
             if await self._write(client_id, fields, must_exist=False):
                 return _to_client(client_id, fields), secret
         # 32 random bits colliding ten times in a row means something else is wrong.
         raise ClientError("could not allocate a unique client id", reason="conflict")
 
     async def get(self, client_id: str) -> Client | None:
-        """The client, or None if the id is unknown or not well formed."""
+        """The client, or None if the id is unknown or not well formed (raises
+        :class:`StoredStateError` for a record that fails its MAC)."""
         fields = await self._load(client_id)
         return None if fields is None else _to_client(client_id, fields)
 
     async def list(self) -> list[Client]:
-        """Every registered client, oldest first. Ids in the set without a record are skipped."""
+        """Every registered client whose record verifies, oldest first (see :meth:`scan`)."""
+        return (await self.scan())[0]
+
+    async def scan(
+        self,
+    ) -> tuple[builtins.list[Client], builtins.list[tuple[str, StoredStateError]]]:
+        """Every client whose record verifies, oldest first, and the ids (with the error)
+        of records that do not. Ids in the set without a record are skipped."""
         members = sorted(_text(m) for m in await self._redis.smembers(CLIENTS_SET))
         ids = [m for m in members if is_valid_client_id(m)]
         if not ids:
-            return []
+            return [], []
         async with self._redis.pipeline(transaction=False) as pipe:
             for client_id in ids:
                 pipe.hgetall(client_key(client_id))
             rows = await pipe.execute()
-        found = [_to_client(cid, _decode(row)) for cid, row in zip(ids, rows, strict=True) if row]
-        return sorted(found, key=lambda c: (c.created_at, c.client_id))
+        found: builtins.list[Client] = []
+        refused: builtins.list[tuple[str, StoredStateError]] = []
+        for client_id, row in zip(ids, rows, strict=True):
+            if not row:
+                continue
+            fields = _decode(row)
+            try:
+                _verified(self._keys, client_id, fields)
+            except StoredStateError as exc:
+                refused.append((client_id, exc))
+                continue
+            found.append(_to_client(client_id, fields))
+        return sorted(found, key=lambda c: (c.created_at, c.client_id)), refused
 
     async def disable(self, client_id: str) -> Client:
-        """Refuse the client's token requests and API calls from now on; return it."""
-        await self._update(client_id, {"disabled": "1"})
+        """Refuse the client's token requests and API calls from now on; return it.
+        Its generation grows: tokens issued before stay refused once it is enabled again."""
+        await self._update(client_id, lambda _old: {"disabled": "1"})
         return await self._require(client_id)
 
     async def enable(self, client_id: str) -> Client:
-        """Let a disabled client back in; return it."""
-        await self._update(client_id, {"disabled": "0"})
+        """Let a disabled client back in (with new tokens only); return it."""
+        await self._update(client_id, lambda _old: {"disabled": "0"})
         return await self._require(client_id)
 
     async def rotate_secret(self, client_id: str, *, now: float | None = None) -> str:
-        """Replace the secret and return the new one; the old one stops working at once.
-
-        Tokens already issued with the old secret are not revoked here.
-        """
+        """Replace the secret and return the new one; the old one stops working at once,
+        and so does every token issued before (the generation grows)."""
         if await self._load(client_id) is None:  # fail before paying for a hash
             raise _unknown(client_id)
         secret = new_client_secret()
         secret_hash = await asyncio.to_thread(hash_client_secret, secret)
         stamp = time.time() if now is None else now
         await self._update(
-            client_id, {"secret_hash": secret_hash, "secret_rotated_at": repr(stamp)}
+            client_id,
+            lambda _old: {"secret_hash": secret_hash, "secret_rotated_at": repr(stamp)},
         )
         return secret
 
@@ -329,11 +298,16 @@ class ClientRegistry:
         """The client if ``secret`` is its current secret and it is enabled, else None.
 
         Every path pays one scrypt check, so timing does not reveal whether the id exists or
-        the client is disabled. A stored hash that does not parse raises
+        the client is disabled. A record that fails its MAC raises :class:`StoredStateError`
+        (after the dummy check); a stored hash that does not parse raises
         :class:`~security.errors.ConfigError` (a storage problem, not a wrong guess).
         """
-        fields = await self._load(client_id)
-        if fields is None or "secret_hash" not in fields:
+        try:
+            fields = await self._load(client_id)
+        except StoredStateError:
+            await asyncio.to_thread(verify_against_dummy, secret)
+            raise
+        if fields is None:
             await asyncio.to_thread(verify_against_dummy, secret)
             return None
         ok = await asyncio.to_thread(verify_client_secret, secret, fields["secret_hash"])
@@ -343,17 +317,25 @@ class ClientRegistry:
         return client
 
     async def is_disabled(self, client_id: str) -> bool:
-        """Cheap per-request check (one HGET): True if disabled, unknown or malformed."""
+        """True if disabled, unknown, malformed or failing its MAC (one HMGET)."""
         if not is_valid_client_id(client_id):
             return True
-        value = await self._redis.hget(client_key(client_id), "disabled")
-        return value is None or _text(value) != "0"
+        values = await self._redis.hmget(client_key(client_id), [*CLIENT_FIELDS, MAC_FIELD])
+        try:
+            client = client_from_values(self._keys, client_id, values)
+        except (StoredStateError, ClientError):
+            return True
+        return client is None or client.disabled
 
     async def _load(self, client_id: str) -> dict[str, str] | None:
         if not is_valid_client_id(client_id):
             return None
         raw = await self._redis.hgetall(client_key(client_id))
-        return _decode(raw) if raw else None
+        if not raw:
+            return None
+        fields = _decode(raw)
+        _verified(self._keys, client_id, fields)
+        return fields
 
     async def _require(self, client_id: str) -> Client:
         client = await self.get(client_id)
@@ -361,11 +343,11 @@ class ClientRegistry:
             raise _unknown(client_id)
         return client
 
-    async def _update(self, client_id: str, fields: Mapping[str, str]) -> None:
+    async def _update(self, client_id: str, change: _Change) -> None:
         if not is_valid_client_id(client_id):
             raise _unknown(client_id)
         for attempt in range(_WATCH_RETRIES):
-            written = await self._write(client_id, fields, must_exist=True)
+            written = await self._write(client_id, change, must_exist=True)
             if written is None:
                 # Lost a WATCH race to another writer: back off a few ms (jittered) and retry.
                 await asyncio.sleep(secrets.randbelow(5 * (attempt + 1)) / 1000)
@@ -376,9 +358,11 @@ class ClientRegistry:
         raise ClientError("client record changed too often; try again", reason="conflict")
 
     async def _write(
-        self, client_id: str, fields: Mapping[str, str], *, must_exist: bool
+        self, client_id: str, change: Mapping[str, str] | _Change, *, must_exist: bool
     ) -> bool | None:
-        """HSET ``fields`` only if the record exists (update) or does not (create).
+        """Create the record (``change``: every field) only if it does not exist, or update
+        an existing one (``change``: old fields -> changed fields, generation + 1) only if
+        it verifies; either way the whole record is MAC'd again.
 
         True: written. False: the existence check failed. None: a concurrent write raced us.
         WATCH/MULTI instead of a Lua script: no EVAL permission is needed in the Redis ACL.
@@ -387,8 +371,22 @@ class ClientRegistry:
         async with self._redis.pipeline(transaction=True) as pipe:
             try:
                 await pipe.watch(key)
-                if bool(await pipe.exists(key)) != must_exist:
+                raw = await pipe.hgetall(key) if must_exist else None
+                if not must_exist and await pipe.exists(key):
                     return False
+                if must_exist and not raw:
+                    return False
+                if raw:
+                    old = _decode(raw)
+                    _verified(self._keys, client_id, old)  # never re-sign a tampered record
+                    changes = change(old) if callable(change) else dict(change)
+                    fields = {n: old[n] for n in CLIENT_FIELDS if n in old} | changes
+                    fields["generation"] = str(int(old.get("generation", "0") or 0) + 1)
+                else:
+                    fields = dict(change) if not callable(change) else {}
+                fields[MAC_FIELD] = sign_record(
+                    self._keys, Label.CLIENT, client_id, {n: fields.get(n) for n in CLIENT_FIELDS}
+                )
                 pipe.multi()  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
                 mapping: dict[Any, Any] = dict(fields)  # redis-py's Mapping key type is invariant
                 pipe.hset(key, mapping=mapping)

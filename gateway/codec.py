@@ -59,12 +59,28 @@ class SealedCodec:
         self._signer = keys.signing.current()
         self._ttl = ttl
 
-    def encode(self, task_id: str, name: str, args: list[Any], kwargs: dict[str, Any]) -> bytes:
-        plaintext = json.dumps([args, kwargs, _EMBED], separators=(",", ":")).encode()
-        return self.reseal(task_id, name, plaintext)
+    @property
+    def ttl(self) -> float:
+        """Seconds from a seal's issue time (``now``) to its expiry (``now + ttl``)."""
+        return self._ttl
 
-    def reseal(self, task_id: str, name: str, plaintext: bytes) -> bytes:
-        """Seal an encoded body: bound to the task, signed, expiring (also a requeue's reseal)."""
+    def encode(
+        self,
+        task_id: str,
+        name: str,
+        args: list[Any],
+        kwargs: dict[str, Any],
+        *,
+        now: float | None = None,
+    ) -> bytes:
+        plaintext = json.dumps([args, kwargs, _EMBED], separators=(",", ":")).encode()
+        return self.reseal(task_id, name, plaintext, now=now)
+
+    def reseal(
+        self, task_id: str, name: str, plaintext: bytes, *, now: float | None = None
+    ) -> bytes:
+        """Seal an encoded body: bound to the task, signed, expiring (also a requeue's
+        reseal). Issued at ``now`` (default: the clock), expiring at ``now + ttl``."""
         return seal(
             plaintext,
             task_id=task_id,
@@ -72,6 +88,7 @@ class SealedCodec:
             keys=self._keys.broker,
             signer=self._signer,
             ttl=self._ttl,
+            now=now,
         )
 
     def decode_result(self, task_id: str, raw: bytes) -> dict[str, Any]:

@@ -2,8 +2,9 @@
 
 Requeue opens the sealed message with the gateway's keys and seals it again with a fresh
 expiry - same task id and name, a fresh attempt budget - then publishes it; replays are
-capped. Purge deletes the message and the task's secrets. Every operation is audited by
-the caller.
+capped. What it trusts is authenticated (see :func:`requeue`); the dead letter itself is
+written by a worker. Purge deletes the message and the task's secrets. Every operation is
+audited by the caller.
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ import redis.asyncio
 
 from gateway.codec import SealedCodec
 from gateway.publisher import OutgoingTask, encode_message
+from gateway.task_records import Seal, seal_of, signed_fields, verify_task
+from security.errors import StoredStateError, TaskgateError
 from security.keystore import KeyRing
-from security.sealing import open_envelope
+from security.sealing import Opened, open_envelope
 from security.vault import VAULT_PREFIX
 from workers.deadletters import DLQ_INDEX, dlq_key
 from workers.wire import (
@@ -114,6 +117,55 @@ async def inspect(client: redis.asyncio.Redis, task_id: str) -> DeadLetter:
     return _parse(task_id, await _load(client, task_id))
 
 
+async def _authenticated(
+    client: redis.asyncio.Redis,
+    keys: KeyRing,
+    task_id: str,
+    record: dict[str, str],
+    max_replays: int,
+) -> tuple[dict[str, str], Opened]:
+    """The verified task record and the dead letter's opened envelope, if the envelope is
+    the record's current seal and that seal ended dead-lettered; else DeadLetterError."""
+    raw_task = await client.hgetall(task_key(task_id))
+    task = decode_record(raw_task) if raw_task else {}
+    try:
+        verify_task(keys.state, task_id, task)
+    except StoredStateError as exc:
+        raise DeadLetterError(409, f"task record refused: {exc.record} {exc.reason}") from None
+    seal = seal_of(task_id, task)
+    if seal is None:
+        raise DeadLetterError(409, "task record names no gateway seal")
+    for name in ("name", "owner", "replays"):
+        if record.get(name, "") != task[name]:
+            raise DeadLetterError(
+                409, f"dead letter metadata does not match the task record ({name})"
+            )
+    replays = int(task["replays"])
+    if replays >= max_replays:
+        raise DeadLetterError(409, f"replayed {replays} times already (cap {max_replays})")
+    try:
+        # Authentic if it opens as of its own issue time (the record's, MAC'd).
+        opened = open_envelope(
+            base64.b64decode(record.get("envelope", ""), validate=True),
+            keys=keys.broker,
+            verifiers=keys.signing,
+            now=seal.iat,
+        )
+        opened.check_binding(task_id, task["name"])
+    except (TaskgateError, ValueError) as exc:
+        why = exc.reason if isinstance(exc, TaskgateError) else "not base64"
+        raise DeadLetterError(409, f"dead letter envelope refused: {why}") from None
+    if opened.iat != seal.iat or opened.exp != seal.exp:
+        raise DeadLetterError(409, "dead letter envelope is not the task's current seal")
+    marker = await client.hget(seal.bucket, seal.field)
+    ended = marker.decode() if isinstance(marker, bytes) else marker
+    if ended != "dead_lettered":
+        raise DeadLetterError(
+            409, f"the current seal did not end dead-lettered ({ended or 'no final marker'})"
+        )
+    return task, opened
+
+
 async def requeue(
     client: redis.asyncio.Redis,
     keys: KeyRing,
@@ -122,44 +174,55 @@ async def requeue(
     ttl: int,
     max_replays: int = MAX_REPLAYS,
 ) -> DeadLetter:
-    """Seal the message again (fresh expiry) and publish it with a fresh attempt budget."""
+    """Seal the message again (fresh expiry) and publish it with a fresh attempt budget.
+
+    Decided on authenticated data only: the task record's gateway fields (MAC'd: owner,
+    name, current seal, replays), the dead letter's envelope (gateway-signed) which must be
+    that current seal, and the seal's final marker (create-only), which must say
+    ``dead_lettered``. The dead letter's own fields are written by a worker: they must
+    agree with the record, and are never believed over it. A refusal says why (the caller
+    audits it).
+    """
     record = await _load(client, task_id)
-    dead = _parse(task_id, record)
-    if dead.replays >= max_replays:
-        raise DeadLetterError(409, f"replayed {dead.replays} times already (cap {max_replays})")
-    # The worker accepted this envelope when it dead-lettered it; open it as of then.
-    opened = open_envelope(
-        base64.b64decode(record["envelope"]),
-        keys=keys.broker,
-        verifiers=keys.signing,
-        now=dead.dead_at,
-    )
-    opened.check_binding(task_id, dead.name)
+    task, opened = await _authenticated(client, keys, task_id, record, max_replays)
+    replays = int(task["replays"])
+    now = time.time()
     codec = SealedCodec(keys, ttl=ttl)
-    body = codec.reseal(task_id, dead.name, opened.plaintext)
+    body = codec.reseal(task_id, task["name"], opened.plaintext, now=now)
+    fresh = Seal(task_id, now, now + codec.ttl)
+    signed = signed_fields(
+        keys.state,
+        task_id,
+        owner=task["owner"],
+        name=task["name"],
+        seal_iat=fresh.iat,
+        seal_exp=fresh.exp,
+        replays=replays + 1,
+    )
     queue = record.get("queue") or "taskgate"
     message = encode_message(
-        OutgoingTask(task_id, dead.name, body, codec.content_type, queue, copied=True)
+        OutgoingTask(task_id, task["name"], body, codec.content_type, queue, copied=True)
     )
-    now = time.time()
     vault_keys = _vault_keys(record, task_id)
+    mapping: dict[Any, Any] = {**signed, "state": "queued", "attempts": "0", "error": ""}
     async with client.pipeline(transaction=True) as pipe:
-        pipe.hincrby(dlq_key(task_id), "replays", 1)
         pipe.zrem(DLQ_INDEX, task_id)
         pipe.delete(dlq_key(task_id))
         for vault_key in vault_keys:
             pipe.expire(vault_key, ttl)
-        pipe.hset(task_key(task_id), mapping={"state": "queued", "attempts": "0", "error": ""})
-        if dead.owner:
-            pipe.zadd(queued_key(dead.owner), {task_id: now})
+        pipe.hset(task_key(task_id), mapping=mapping)
+        if task["owner"]:
+            pipe.zadd(queued_key(task["owner"]), {task_id: now})
         pipe.zadd(GLOBAL_QUEUED, {task_id: now})
-        pipe.hincrby(task_key(task_id), "replays", 1)
+        pipe.hsetnx(fresh.bucket, "-", "0")  # the new seal's marker bucket, expiring
+        pipe.expireat(fresh.bucket, fresh.bucket_expiry)
         # The sweeper's copy, as for a fresh submission: a replay lost by the broker
         # before a worker took it is re-queued too (workers.sweeper).
         pipe.set(message_copy_key(task_id), message, ex=ttl)
         pipe.lpush(queue, message)
         await pipe.execute()
-    return DeadLetter(**{**dead.__dict__, "replays": dead.replays + 1})
+    dead = _parse(task_id, record)
+    return DeadLetter(**{**dead.__dict__, "replays": replays + 1})
 
 
 async def purge(client: redis.asyncio.Redis, task_id: str) -> DeadLetter:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from gateway.errors import ApiError
 from gateway.state import GatewayState
+from gateway.task_records import seal_of
 from workers.wire import GLOBAL_QUEUED, queued_key, revoked_key, task_key
 
 __all__ = ["FINISHED", "revoke"]
@@ -25,7 +26,7 @@ FINISHED = frozenset({"succeeded", "failed", "dead_lettered", "revoked"})
 _REVOKE = """
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then return 'missing' end
-for i = 4, #ARGV do
+for i = 6, #ARGV do
   if state == ARGV[i] then return 'finished:' .. state end
 end
 if state == 'started' or state == 'cancelling' then
@@ -36,6 +37,12 @@ if state == 'started' or state == 'cancelling' then
 end
 redis.call('SET', KEYS[2], '1', 'EX', ARGV[1])
 redis.call('HSET', KEYS[1], 'state', 'revoked')
+-- Final from a worker's point of view: the seal's create-only marker (KEYS[5], ARGV[4]),
+-- which a worker can neither delete nor expire (tg:revoked:task it could delete).
+if ARGV[4] ~= '' then
+  redis.call('HSETNX', KEYS[5], ARGV[4], 'revoked')
+  redis.call('EXPIREAT', KEYS[5], ARGV[5])
+end
 redis.call('ZREM', KEYS[3], ARGV[3])
 redis.call('ZREM', KEYS[4], ARGV[3])
 return 'revoked'
@@ -43,7 +50,8 @@ return 'revoked'
 
 
 async def revoke(state: GatewayState, task_id: str, record: dict[str, str]) -> str:
-    """Cancel a task that has not finished; returns its new status.
+    """Cancel a task that has not finished; returns its new status. ``record``: the
+    task's record, its gateway fields verified (``gateway.task_records.verify_task``).
 
     ``revoked``: it had not started and never will (the revocation is in Redis, so it
     survives worker restarts). ``cancelling``: it runs, its declaration says
@@ -52,6 +60,7 @@ async def revoke(state: GatewayState, task_id: str, record: dict[str, str]) -> s
     """
     spec = state.catalogue.get(record.get("name", ""))
     ttl = state.settings.envelope_ttl + state.settings.result_ttl
+    seal = seal_of(task_id, record)  # ``record`` was verified by the caller
     script = state.redis.register_script(_REVOKE)
     reply = await script(
         keys=[
@@ -59,11 +68,14 @@ async def revoke(state: GatewayState, task_id: str, record: dict[str, str]) -> s
             revoked_key(task_id),
             queued_key(record.get("owner", "")),
             GLOBAL_QUEUED,
+            seal.bucket if seal is not None else task_key(task_id),
         ],
         args=[
             ttl,
             "1" if spec is not None and spec.cancellable else "0",
             task_id,
+            seal.field if seal is not None else "",
+            seal.bucket_expiry if seal is not None else 0,
             *sorted(FINISHED),
         ],
     )

@@ -13,15 +13,15 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from gateway import deadletters
+from gateway import deadletters, stored
 from gateway.clients import ClientError
-from gateway.deps import Admin, AdminOrAuditor, RequestId, State, revoked_jti_key
+from gateway.deps import Admin, AdminOrAuditor, RequestId, State
 from gateway.errors import ApiError
 from gateway.revocation import revoke
 from gateway.routes_tasks import COMMON_ERRORS, PROBLEM, task_view
 from gateway.state import GatewayState
 from security.audit import AuditQuery, afind_records, averify
-from security.errors import TokenError
+from security.errors import StoredStateError, TokenError
 from security.tokens import verify_token
 from workers.contract.keys import AUDIT_STREAM, CLIENTS_SET
 from workers.deadletters import DLQ_INDEX
@@ -29,7 +29,6 @@ from workers.wire import (
     ALL_TASKS,
     GLOBAL_QUEUED,
     TASK_ID,
-    decode_record,
     task_key,
 )
 
@@ -81,6 +80,11 @@ async def _audit(
     )
 
 
+async def _refused(state: GatewayState, exc: StoredStateError, target: str, rid: str) -> ApiError:
+    await stored.audit_refused(state, exc, actor="admin", target=target, request_id=rid)
+    return stored.conflict(exc)
+
+
 def build_admin_router() -> APIRouter:
     """Every admin route, grouped by what it manages."""
     router = APIRouter(prefix="/v1/admin", tags=["admin"], responses=COMMON_ERRORS)
@@ -92,9 +96,11 @@ def build_admin_router() -> APIRouter:
 def _client_routes(router: APIRouter) -> None:
     @router.get("/clients", summary="List clients (never secrets)")
     async def list_clients(_: Admin, state: State, rid: RequestId) -> dict[str, Any]:
-        clients = await state.clients.list()
+        clients, refused = await state.clients.scan()
+        for client_id, exc in refused:  # listed apart, never shown as if trusted
+            await _refused(state, exc, f"client:{client_id}", rid)
         await _audit(state, "admin.clients.list", "clients", rid)
-        return {"items": [c.public() for c in clients]}
+        return {"items": [c.public() for c in clients], "refused": [cid for cid, _ in refused]}
 
     @router.post("/clients", status_code=201, summary="Create a client; the secret is shown once")
     async def create_client(
@@ -122,6 +128,8 @@ def _client_routes(router: APIRouter) -> None:
             client = await state.clients.disable(client_id)
         except ClientError as exc:
             raise _client_error(exc) from None
+        except StoredStateError as exc:
+            raise await _refused(state, exc, f"client:{client_id}", rid) from None
         await _audit(state, "admin.clients.disable", client_id, rid)
         return client.public()
 
@@ -133,6 +141,8 @@ def _client_routes(router: APIRouter) -> None:
             client = await state.clients.enable(client_id)
         except ClientError as exc:
             raise _client_error(exc) from None
+        except StoredStateError as exc:
+            raise await _refused(state, exc, f"client:{client_id}", rid) from None
         await _audit(state, "admin.clients.enable", client_id, rid)
         return client.public()
 
@@ -146,6 +156,8 @@ def _client_routes(router: APIRouter) -> None:
             secret = await state.clients.rotate_secret(client_id)
         except ClientError as exc:
             raise _client_error(exc) from None
+        except StoredStateError as exc:
+            raise await _refused(state, exc, f"client:{client_id}", rid) from None
         await _audit(state, "admin.clients.rotate_secret", client_id, rid)
         return {"client_id": client_id, "client_secret": secret}
 
@@ -172,7 +184,12 @@ def _task_routes(router: APIRouter) -> None:
             jti = body.jti
         else:
             raise ApiError(422, "Invalid request", "give jti or token", kind="invalid-request")
-        await state.redis.set(revoked_jti_key(jti), "1", ex=ttl)
+        try:
+            await stored.revoke_jti(state, jti, until=int(time.time()) + ttl)
+        except StoredStateError as exc:
+            raise await _refused(state, exc, "revocations", rid) from None
+        except ClientError as exc:
+            raise _client_error(exc) from None
         await _audit(state, "admin.tokens.revoke", jti, rid)
         return {"jti": jti, "revoked": True, "until": int(time.time()) + ttl}
 
@@ -196,7 +213,11 @@ def _task_routes(router: APIRouter) -> None:
         items = []
         for (member, _score), raw in zip(rows, records, strict=True):
             if raw:
-                record = decode_record(raw)
+                record = await stored.trusted_record(
+                    state, _text(member), raw, actor="admin", request_id=rid
+                )
+                if record is None:  # refused and audited; never shown as trusted
+                    continue
                 view = {**task_view(_text(member), record), "owner": record.get("owner")}
                 if status is None or view["status"] == status:
                     items.append(view)
@@ -205,7 +226,7 @@ def _task_routes(router: APIRouter) -> None:
 
     @router.get("/tasks/{task_id}", summary="Inspect a task's metadata (never its payload)")
     async def inspect_task(task_id: str, _: Admin, state: State, rid: RequestId) -> dict[str, Any]:
-        record = await _task_record(state, task_id)
+        record = await _task_record(state, task_id, rid)
         await _audit(state, "admin.tasks.inspect", task_id, rid)
         return {
             **task_view(task_id, record),
@@ -220,7 +241,7 @@ def _task_routes(router: APIRouter) -> None:
         responses={409: {"description": "Finished, or running and not cancellable", **PROBLEM}},
     )
     async def revoke_task(task_id: str, _: Admin, state: State, rid: RequestId) -> dict[str, Any]:
-        status = await revoke(state, task_id, await _task_record(state, task_id))
+        status = await revoke(state, task_id, await _task_record(state, task_id, rid))
         await _audit(state, "admin.tasks.revoke", task_id, rid)
         return {"id": task_id, "status": status}
 
@@ -355,13 +376,16 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-async def _task_record(state: GatewayState, task_id: str) -> dict[str, str]:
+async def _task_record(state: GatewayState, task_id: str, rid: str = "-") -> dict[str, str]:
     if not TASK_ID.fullmatch(task_id):
         raise ApiError(404, "Not found", "no such task", kind="not-found")
     raw = await state.redis.hgetall(task_key(task_id))
     if not raw:
         raise ApiError(404, "Not found", "no such task", kind="not-found")
-    return decode_record(raw)
+    record = await stored.trusted_record(state, task_id, raw, actor="admin", request_id=rid)
+    if record is None:  # refused and audited
+        raise stored.conflict(StoredStateError("refused", record="task", reason="refused"))
+    return record
 
 
 async def _requeue(state: GatewayState, task_id: str, rid: str, *, action: str) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from gateway.errors import ApiError
 from gateway.ratelimit import limit_headers
 from gateway.revocation import revoke
 from gateway.state import GatewayState
+from gateway.stored import trusted_record
 from gateway.submit import BEST_EFFORT_STAGES, STAGES, IdempotentReplay, Submission, run_stages
 from security.errors import InputRejectedError, TaskgateError, TokenError
 from security.passwords import ADMIN_TOKEN_PREFIX
@@ -34,7 +35,6 @@ from workers.contract.keys import result_key
 from workers.wire import (
     GLOBAL_QUEUED,
     TASK_ID,
-    decode_record,
     owner_index,
     queued_key,
     task_key,
@@ -66,7 +66,8 @@ async def client_or_admin(request: Request, state: State) -> Principal | None:
 
         await require_admin(request, state)
         return None
-    return await current_client(await verified_claims(request, state), state)
+    rid = str(getattr(request.state, "request_id", "-"))
+    return await current_client(await verified_claims(request, state), state, rid)
 
 
 OwnerOrAdmin = Annotated[Principal | None, Depends(client_or_admin)]
@@ -98,10 +99,13 @@ def _task_id(value: str) -> str:
     return value
 
 
-async def _load_visible(state: GatewayState, task_id: str, who: Principal | None) -> dict[str, str]:
+async def _load_visible(
+    state: GatewayState, task_id: str, who: Principal | None, rid: str = "-"
+) -> dict[str, str]:
     raw = await state.redis.hgetall(task_key(_task_id(task_id)))
-    record = decode_record(raw) if raw else {}
-    # Another client's task is indistinguishable from a missing one (no BOLA oracle).
+    actor = who.actor if who is not None else "admin"
+    record = raw and await trusted_record(state, task_id, raw, actor=actor, request_id=rid)
+    # Another client's task, or one whose owner is not trusted, looks missing (no BOLA oracle).
     if not record or (who is not None and record.get("owner") != who.client_id):
         raise ApiError(404, "Not found", "no such task", kind="not-found")
     return record
@@ -193,6 +197,8 @@ def build_router() -> APIRouter:
     async def list_tasks(
         who: Client,
         state: State,
+        *,
+        rid: RequestId,
         limit: Annotated[int, Query(ge=1, le=200)] = 50,
         before: Annotated[
             float | None, Query(ge=0, allow_inf_nan=False, description="Cursor from `next`")
@@ -212,7 +218,11 @@ def build_router() -> APIRouter:
             if not raw:
                 continue
             task_id = member.decode() if isinstance(member, bytes) else str(member)
-            view = task_view(task_id, decode_record(raw))
+            record = await trusted_record(state, task_id, raw, actor=who.actor, request_id=rid)
+            # The index is only a hint: a record is listed if it verifies as the caller's.
+            if record is None or record.get("owner") != who.client_id:
+                continue
+            view = task_view(task_id, record)
             if status is None or view["status"] == status:
                 items.append(view)
         next_cursor = rows[-1][1] if len(rows) == limit else None
@@ -223,8 +233,10 @@ def build_router() -> APIRouter:
         summary="State, timings and (for the owner) the result",
         responses=NOT_FOUND,
     )
-    async def get_task(task_id: TaskId, who: OwnerOrAdmin, state: State) -> dict[str, Any]:
-        record = await _load_visible(state, task_id, who)
+    async def get_task(
+        task_id: TaskId, who: OwnerOrAdmin, state: State, request_id: RequestId
+    ) -> dict[str, Any]:
+        record = await _load_visible(state, task_id, who, request_id)
         view = task_view(task_id, record)
         # Results are opened for the owner only; the best-effort lane stores none.
         if who is not None and record.get("queue") != "best-effort":
@@ -251,7 +263,7 @@ def build_router() -> APIRouter:
     async def cancel_task(
         task_id: TaskId, who: OwnerOrAdmin, state: State, request_id: RequestId
     ) -> dict[str, Any]:
-        record = await _load_visible(state, task_id, who)
+        record = await _load_visible(state, task_id, who, request_id)
         actor = who.actor if who is not None else "admin"
         try:
             status = await revoke(state, task_id, record)
@@ -323,6 +335,7 @@ def submit_route(spec: TaskSpec) -> Any:
             raw_body=await request.body(),
             idempotency_key=request.headers.get("idempotency-key"),
             request_id=request_id,
+            claims=claims,
         )
         actor = f"client:{claims.sub}"
         started = time.monotonic()

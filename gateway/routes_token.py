@@ -22,6 +22,8 @@ from gateway.clientip import client_ip
 from gateway.deps import RequestId, State
 from gateway.errors import ApiError
 from gateway.settings import GatewaySettings
+from gateway.stored import refuse_stored
+from security.errors import StoredStateError
 from security.tokens import issue_token
 from workers.contract.keys import TOKEN_LIMIT_PREFIX
 
@@ -150,7 +152,18 @@ def build_token_router(limiter: Limiter, settings: GatewaySettings) -> APIRouter
         if not client_id or not client_secret:
             raise _oauth_error(400, "invalid_request", "client_id and client_secret are required")
         headers = await hit(request, client_item, "client", client_id[:64]) | headers
-        client = await state.clients.authenticate(client_id, client_secret)
+        try:
+            client = await state.clients.authenticate(client_id, client_secret)
+        except StoredStateError as exc:
+            # The record was changed without the state key: never trusted, never repaired.
+            await refuse_stored(
+                state,
+                exc,
+                actor=f"client:{client_id[:64]}",
+                target=f"client:{client_id[:64]}",
+                request_id=request_id,
+            )
+            client = None
         if client is None:
             await state.record(
                 actor=f"client:{client_id[:64]}",
@@ -184,6 +197,7 @@ def build_token_router(limiter: Limiter, settings: GatewaySettings) -> APIRouter
             scopes=requested,
             keys=state.keys.token,
             policy=state.token_policy,
+            generation=client.generation,
         )
         await state.record(
             actor=f"client:{client.client_id}",

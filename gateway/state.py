@@ -50,6 +50,19 @@ class GatewayState:
     metrics: Metrics = field(default_factory=Metrics)
     verified: VerifiedTokens = field(default_factory=VerifiedTokens)
     _limits: dict[str, ClientLimits] = field(default_factory=dict, repr=False)
+    _seen: dict[str, int] = field(default_factory=dict, repr=False)
+
+    def high_water(self, name: str, version: int) -> bool:
+        """False if this process has read a later version of the record ``name`` (an
+        older authentic record was put back); otherwise remember ``version``."""
+        seen = self._seen.get(name, 0)
+        if version < seen:
+            return False
+        if version > seen:
+            if len(self._seen) > 100_000:
+                self._seen.clear()
+            self._seen[name] = version
+        return True
 
     async def record(
         self,

@@ -2,7 +2,8 @@
 
 A stage stops the run only by raising a typed error; the route audits the refusal and
 maps it to problem+json. Two Redis round trips in all, each one Lua script call:
-:func:`check_and_count` (revocation, disabled flag, rate limits, backpressure,
+:func:`check_and_count` (:mod:`gateway.submit_checks`: the client record and the
+revocation list, checked against their state MACs; rate limits, backpressure,
 idempotency) and :func:`commit` (the ``allowed`` audit record together with the vault
 entries, task record, indexes, idempotency record and broker message, atomically).
 Everything between them is CPU: validation, leak guard, secret swap, seal.
@@ -31,22 +32,25 @@ from pydantic import BaseModel, SecretBytes, SecretStr, ValidationError
 
 from gateway.errors import ApiError, validation_errors
 from gateway.publisher import OutgoingTask, encode_message
-from gateway.ratelimit import LimitState, evaluate, hit_ttl, parse_window, window_key
-from gateway.script_batcher import LuaScript
+from gateway.ratelimit import LimitState
 from gateway.state import GatewayState
+from gateway.submit_checks import IDEMPOTENCY_TTL, IdempotentReplay, check_and_count
+from gateway.task_records import signed_fields
 from security import leakguard
 from security.audit import AuditRecord, Earlier, Write
-from security.errors import TokenError
 from security.sanitise import loads_limited
+from security.tokens import AccessClaims
 from security.vault import SwapResult, swap_secrets
 from workers.catalogue import TaskSpec
-from workers.contract.keys import client_key, idempotency_key, revoked_jti_key
+from workers.contract.keys import idempotency_key
 from workers.wire import (
     ALL_TASKS,
     GLOBAL_QUEUED,
     message_copy_key,
     owner_index,
     queued_key,
+    replay_bucket,
+    replay_bucket_expiry,
     task_key,
 )
 
@@ -61,7 +65,6 @@ __all__ = [
     "run_stages",
 ]
 
-IDEMPOTENCY_TTL = 24 * 3600
 # Visible ASCII, inner spaces allowed, 1-255 characters (HTTP strips outer whitespace anyway).
 IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e](?:[\x20-\x7e]{0,253}[\x21-\x7e])?")
 
@@ -86,14 +89,7 @@ class Submission:
     payload: dict[str, Any] = field(default_factory=dict, repr=False)
     swapped: SwapResult | None = field(default=None, repr=False)
     sealed: bytes = field(default=b"", repr=False)
-
-
-class IdempotentReplay(Exception):
-    """The same Idempotency-Key and body were accepted before: answer with that task."""
-
-    def __init__(self, task_id: str) -> None:
-        super().__init__(task_id)
-        self.task_id = task_id
+    claims: AccessClaims | None = field(default=None, repr=False)
 
 
 Stage = Callable[[Submission, GatewayState], Awaitable[Submission]]
@@ -120,159 +116,6 @@ async def authorize(ctx: Submission, state: GatewayState) -> Submission:
         ctx.idem_redis_key = idempotency_key(ctx.client_id, digest)
     ctx.body_hash = hashlib.sha256(ctx.raw_body).hexdigest()
     return ctx
-
-
-# How long a queue slot reserved by the check stays counted without its commit (a gateway
-# that died in between): the reservation's score falls out of the backpressure window then.
-RESERVATION_SECONDS = 60
-
-# KEYS: revoked jti, client record, client window, task window, client's queued set, global
-# queued set[, idempotency key]. ARGV: client window ttl, task window ttl, backpressure
-# horizon, reservation score, task id ('' for none), client cap, global cap, client window
-# limit, task window limit[, pending idempotency record, its ttl]. A missing value comes
-# back as nil (None). A request that passes every check here (and has no earlier request
-# under its idempotency key) takes its queue slot for the task id atomically with the
-# count: a concurrent burst cannot overshoot a cap, and a refused one reserves nothing.
-_CHECK = LuaScript("""
-local revoked = redis.call('EXISTS', KEYS[1])
-local disabled = redis.call('HGET', KEYS[2], 'disabled')
-local client_count = redis.call('INCR', KEYS[3])
-redis.call('EXPIRE', KEYS[3], ARGV[1], 'NX')
-local task_count = redis.call('INCR', KEYS[4])
-redis.call('EXPIRE', KEYS[4], ARGV[2], 'NX')
-local mine = redis.call('ZCOUNT', KEYS[5], ARGV[3], '+inf')
-local everyone = redis.call('ZCOUNT', KEYS[6], ARGV[3], '+inf')
-local earlier = false
-if #KEYS == 7 then
-  earlier = redis.call('SET', KEYS[7], ARGV[10], 'NX', 'GET', 'EX', ARGV[11])
-end
-local reserved = 0
-if not earlier and revoked == 0 and disabled == '0' and ARGV[5] ~= ''
-    and client_count <= tonumber(ARGV[8]) and task_count <= tonumber(ARGV[9])
-    and mine < tonumber(ARGV[6]) and everyone < tonumber(ARGV[7]) then
-  redis.call('ZADD', KEYS[5], ARGV[4], ARGV[5])
-  redis.call('ZADD', KEYS[6], ARGV[4], ARGV[5])
-  reserved = 1
-end
-return {revoked, disabled, client_count, task_count, mine, everyone, earlier, reserved}
-""")
-
-
-async def check_and_count(ctx: Submission, state: GatewayState) -> Submission:
-    """Round trip 1: revoked token, disabled client, rate limits, backpressure, idempotency."""
-    limits = await state.client_limits(ctx.client_id)
-    if limits is None:
-        raise TokenError("client unknown", reason="client_disabled")
-    client_window = parse_window(limits.rate_limit)
-    task_window = parse_window(ctx.spec.rate_limit)
-    window_key_, client_reset = window_key("client", ctx.client_id, client_window, ctx.now)
-    task_key_, task_reset = window_key(f"task:{ctx.spec.name}", ctx.client_id, task_window, ctx.now)
-    horizon = ctx.now - state.settings.envelope_ttl
-    # The reservation counts from the horizon on, for RESERVATION_SECONDS; the commit
-    # moves the task id to its submission time.
-    reservation = horizon + RESERVATION_SECONDS
-    keys = [
-        revoked_jti_key(ctx.jti),
-        client_key(ctx.client_id),
-        window_key_,
-        task_key_,
-        queued_key(ctx.client_id),
-        GLOBAL_QUEUED,
-    ]
-    args: list[Any] = [
-        hit_ttl(client_window.seconds),
-        hit_ttl(task_window.seconds),
-        horizon,
-        repr(reservation),
-        "" if ctx.spec.best_effort else ctx.task_id,
-        limits.max_queued,
-        state.settings.max_queued_global,
-        client_window.limit,
-        task_window.limit,
-    ]
-    if ctx.idem_redis_key is not None:
-        keys.append(ctx.idem_redis_key)
-        pending = {"state": "pending", "body": ctx.body_hash, "task": ctx.spec.name}
-        args += [json.dumps(pending), IDEMPOTENCY_TTL]
-    replies = await state.scripts.call(_CHECK, keys, args)
-    revoked, disabled, client_count, task_count, mine, everyone, earlier, reserved = replies
-    ctx.reserved = bool(reserved)
-    if revoked:
-        raise TokenError("token revoked", reason="revoked")
-    if disabled not in (b"0", "0"):
-        raise TokenError("client disabled", reason="client_disabled")
-    ctx.limits = [
-        evaluate("client", int(client_count), client_window, client_reset),
-        evaluate("task", int(task_count), task_window, task_reset),
-    ]
-    if not all(s.allowed for s in ctx.limits):
-        raise RateLimited(ctx.limits)
-    if int(mine) >= limits.max_queued:
-        raise ApiError(
-            429,
-            "Too many queued tasks",
-            f"this client already has {int(mine)} tasks waiting (cap {limits.max_queued})",
-            kind="backpressure",
-            headers={"Retry-After": "5"},
-        )
-    if int(everyone) >= state.settings.max_queued_global:
-        raise ApiError(
-            503,
-            "Queue full",
-            "the gateway is at its queued-task capacity; try again shortly",
-            kind="backpressure",
-            headers={"Retry-After": "10"},
-        )
-    if ctx.idem_redis_key is not None and earlier is not None:
-        _existing_idempotency(ctx, earlier)
-    return ctx
-
-
-def _existing_idempotency(ctx: Submission, raw: bytes | str) -> None:
-    ctx.idem_redis_key = None  # not ours: never delete or overwrite it
-    try:
-        doc = json.loads(raw)
-    except ValueError:
-        doc = {}
-    if "task" in doc and doc["task"] != ctx.spec.name:
-        raise ApiError(
-            422,
-            "Idempotency-Key reused",
-            "this Idempotency-Key was used for another task",
-            kind="idempotency-mismatch",
-        )
-    if doc.get("body") != ctx.body_hash:
-        raise ApiError(
-            422,
-            "Idempotency-Key reused",
-            "this Idempotency-Key was used with a different request body",
-            kind="idempotency-mismatch",
-        )
-    if doc.get("state") == "done" and isinstance(doc.get("task_id"), str):
-        raise IdempotentReplay(doc["task_id"])
-    raise ApiError(
-        409,
-        "Request in progress",
-        "a request with this Idempotency-Key is still being processed",
-        kind="idempotency-conflict",
-        headers={"Retry-After": "1"},
-    )
-
-
-class RateLimited(ApiError):
-    """429 with RateLimit-* and Retry-After."""
-
-    def __init__(self, states: list[LimitState]) -> None:
-        from gateway.ratelimit import limit_headers
-
-        which = ", ".join(s.name for s in states if not s.allowed)
-        super().__init__(
-            429,
-            "Too many requests",
-            f"rate limit exceeded ({which})",
-            kind="rate-limited",
-            headers=limit_headers(states),
-        )
 
 
 async def validate(ctx: Submission, state: GatewayState) -> Submission:
@@ -337,8 +180,9 @@ async def seal_message(ctx: Submission, state: GatewayState) -> Submission:
     """Encrypt, bind to task id and name, sign with the gateway key."""
     if ctx.swapped is None:  # pragma: no cover - swap always runs first
         raise RuntimeError("secrets were not swapped")
+    # Issued at ctx.now: the record names this seal (seal_iat, seal_exp) by these times.
     ctx.sealed = state.codec.encode(
-        ctx.task_id, ctx.spec.name, [], {"payload": ctx.swapped.payload}
+        ctx.task_id, ctx.spec.name, [], {"payload": ctx.swapped.payload}, now=ctx.now
     )
     return ctx
 
@@ -363,10 +207,22 @@ def enqueue_writes(ctx: Submission, state: GatewayState) -> list[Write]:
     )
     ttl, record_ttl = str(settings.envelope_ttl), str(settings.envelope_ttl + settings.result_ttl)
     vault = ctx.swapped.entries if ctx.swapped is not None else ()
-    record = (
-        *("name", spec.name, "owner", ctx.client_id, "state", "queued"),
-        *("submitted_at", f"{ctx.now:.6f}", "queue", spec.queue, "attempts", "0"),
+    seal_exp = ctx.now + state.codec.ttl  # what seal() wrote into the envelope
+    signed = signed_fields(
+        state.keys.state,
+        ctx.task_id,
+        owner=ctx.client_id,
+        name=spec.name,
+        seal_iat=ctx.now,
+        seal_exp=seal_exp,
+        replays=0,
     )
+    record = (
+        *(item for pair in signed.items() for item in pair),
+        *("state", "queued", "submitted_at", f"{ctx.now:.6f}", "queue", spec.queue),
+        *("attempts", "0"),
+    )
+    bucket = replay_bucket(seal_exp)
     task, owner, tid, now = (
         task_key(ctx.task_id),
         owner_index(ctx.client_id),
@@ -384,6 +240,10 @@ def enqueue_writes(ctx: Submission, state: GatewayState) -> list[Write]:
         Write("ZADD", (ALL_TASKS,), (now, tid)),
         Write("ZADD", (queued_key(ctx.client_id),), (now, tid)),
         Write("ZADD", (GLOBAL_QUEUED,), (now, tid)),
+        # The final-marker bucket this seal's run writes to exists, expiring, before any
+        # worker can see the message (workers only add to buckets that exist).
+        Write("HSETNX", (bucket,), ("-", "0")),
+        Write("EXPIREAT", (bucket,), (str(replay_bucket_expiry(seal_exp)),)),
     ]
     if ctx.idem_redis_key is not None:
         done = json.dumps(
@@ -447,17 +307,23 @@ async def record_best_effort(ctx: Submission, state: GatewayState) -> Submission
     """Best-effort lane: only a task record (no broker, no vault); the run follows the reply."""
     ttl = state.settings.result_ttl
     async with state.redis.pipeline(transaction=True) as pipe:
-        pipe.hset(
-            task_key(ctx.task_id),
-            mapping={
-                "name": ctx.spec.name,
-                "owner": ctx.client_id,
-                "state": "queued",
-                "submitted_at": f"{ctx.now:.6f}",
-                "queue": "best-effort",
-                "attempts": "0",
-            },
+        signed = signed_fields(
+            state.keys.state,
+            ctx.task_id,
+            owner=ctx.client_id,
+            name=ctx.spec.name,
+            seal_iat=None,
+            seal_exp=None,
+            replays=0,
         )
+        mapping: dict[Any, Any] = {
+            **signed,
+            "state": "queued",
+            "submitted_at": f"{ctx.now:.6f}",
+            "queue": "best-effort",
+            "attempts": "0",
+        }
+        pipe.hset(task_key(ctx.task_id), mapping=mapping)
         pipe.expire(task_key(ctx.task_id), ttl)
         pipe.zadd(owner_index(ctx.client_id), {ctx.task_id: ctx.now})
         pipe.zadd(ALL_TASKS, {ctx.task_id: ctx.now})

@@ -18,6 +18,7 @@ The tree::
     │   └── SealBindingError     opened, but bound to another task id or name
     ├── VaultError               secret reference unusable (expired, deleted, other task)
     ├── TokenError               access token refused (any reason; .reason says which)
+    ├── StoredStateError         a stored record failed its state MAC (.record, .reason)
     ├── InputRejectedError       payload refused by validation/sanitising (.field)
     │   ├── LeakDetectedError    secret-looking value in a field not declared secret
     │   └── UnsafeURLError       URL refused by the SSRF guard
@@ -39,6 +40,7 @@ __all__ = [
     "SealBindingError",
     "SealError",
     "SealExpiredError",
+    "StoredStateError",
     "TaskgateError",
     "TokenError",
     "UnsafeURLError",
@@ -119,6 +121,21 @@ class TokenError(TaskgateError):
     """An access token was refused. ``reason`` names why; clients only see 'invalid'."""
 
     default_reason = "invalid_token"
+
+
+class StoredStateError(TaskgateError):
+    """A record read from Redis failed its state MAC (or has none): it was written or
+    changed by someone without the state key, and nothing in it may be acted on.
+
+    ``record`` names the kind of record (``client``, ``task``, ...); ``reason`` says which
+    check failed. Neither the message nor the attributes contain a stored value.
+    """
+
+    default_reason = "bad_mac"
+
+    def __init__(self, message: str, *, record: str, reason: str | None = None) -> None:
+        super().__init__(message, reason=reason)
+        self.record = record
 
 
 class InputRejectedError(TaskgateError):

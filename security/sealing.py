@@ -193,6 +193,10 @@ class Unverified:
     def exp(self) -> float:
         return self._opened.exp
 
+    @property
+    def iat(self) -> float:
+        return self._opened.iat
+
     def verify(self) -> Opened:
         """Check the signature (``bad_signature`` if it fails); then the envelope is open."""
         if self._signature is not None:

@@ -90,13 +90,19 @@ class TokenPolicy:
 
 @dataclass(frozen=True)
 class AccessClaims:
-    """The verified content of an access token. ``jti``/``exp`` are what revocation needs."""
+    """The verified content of an access token. ``jti``/``exp`` are what revocation needs.
+
+    ``gen`` is the client's generation when the token was issued (0 if the token carries
+    none): the gateway refuses a token whose generation is not the client's current one,
+    so rotating a secret or disabling a client ends every token issued before.
+    """
 
     sub: str
     scopes: frozenset[str]
     jti: str
     iat: int
     exp: int
+    gen: int = 0
 
 
 def issue_token(
@@ -106,9 +112,15 @@ def issue_token(
     keys: KeySet[SymmetricKey],
     policy: TokenPolicy,
     now: float | None = None,
+    generation: int = 1,
 ) -> tuple[str, AccessClaims]:
-    """Sign a new access token for ``subject`` with the newest live key of ``keys``."""
+    """Sign a new access token for ``subject`` with the newest live key of ``keys``.
+
+    ``generation`` is the client record's current generation (claim ``gen``).
+    """
     _require_token_keys(keys)
+    if isinstance(generation, bool) or not isinstance(generation, int) or generation < 1:
+        raise TokenError("generation must be a positive integer", reason="bad_claim")
     if not isinstance(subject, str) or not subject:
         raise TokenError("subject must be a non-empty string", reason="bad_claim")
     scope_set = frozenset(scopes)
@@ -122,6 +134,7 @@ def issue_token(
         jti=secrets.token_hex(16),  # 128 random bits: unguessable, and a safe Redis key part
         iat=iat,
         exp=iat + policy.ttl_seconds,
+        gen=generation,
     )
     payload = {
         "iss": policy.issuer,
@@ -132,6 +145,7 @@ def issue_token(
         "exp": claims.exp,
         "jti": claims.jti,
         "scope": " ".join(sorted(scope_set)),
+        "gen": generation,
     }
     headers = {"typ": TOKEN_TYPE, "kid": key.kid}
     token = jwt.encode(payload, _jose_key(key), algorithm=ALGORITHM, headers=headers)
@@ -263,7 +277,10 @@ def _check_claims(claims: Mapping[str, Any], policy: TokenPolicy, now: float) ->
     scopes = scope.split(" ") if scope else []
     if not all(_SCOPE_RE.fullmatch(s) for s in scopes):
         raise TokenError("token scope is not space-separated scope-tokens", reason="bad_claim")
-    return AccessClaims(sub=sub, scopes=frozenset(scopes), jti=jti, iat=iat, exp=exp)
+    gen = _int_claim(claims, "gen") if "gen" in claims else 0
+    if gen < 0:
+        raise TokenError("token gen claim is negative", reason="bad_claim")
+    return AccessClaims(sub=sub, scopes=frozenset(scopes), jti=jti, iat=iat, exp=exp, gen=gen)
 
 
 def _int_claim(claims: Mapping[str, Any], name: str) -> int:

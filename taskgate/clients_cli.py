@@ -14,10 +14,10 @@ from typing import Annotated, TypeVar
 import redis
 import typer
 
-from gateway.clients import Client, ClientError, ClientRegistry
+from gateway.clients import ClientError, ClientRegistry
 from gateway.settings import OperatorSettings
 from security.config import load_settings
-from security.errors import ConfigError
+from security.errors import ConfigError, KeyRingError, StoredStateError
 
 __all__ = ["app"]
 
@@ -38,20 +38,21 @@ def _run(operation: Callable[[ClientRegistry], Awaitable[T]]) -> T:
     """Build settings, run ``operation`` on a registry over mTLS Redis, map errors to exits."""
     try:
         settings = load_settings(OperatorSettings)
-    except ConfigError as exc:
+        state_keys = settings.key_ring("operator").state  # records are MAC'd with it
+    except (ConfigError, KeyRingError) as exc:
         typer.echo(f"taskgate clients: refused: {exc}", err=True)
         raise typer.Exit(2) from None
 
     async def main() -> T:
         client = settings.redis.async_client()
         try:
-            return await operation(ClientRegistry(client))
+            return await operation(ClientRegistry(client, state_keys))
         finally:
             await client.aclose()
 
     try:
         return asyncio.run(main())
-    except ClientError as exc:
+    except (ClientError, StoredStateError) as exc:
         typer.echo(f"taskgate clients: {exc}", err=True)
         raise typer.Exit(1) from None
     except (redis.RedisError, OSError) as exc:
@@ -110,7 +111,9 @@ def add_command(
 @app.command("list")
 def list_command(as_json: AsJson = False) -> None:
     """List clients: id, name, state, limits, scopes (never secrets)."""
-    clients: list[Client] = _run(lambda reg: reg.list())
+    clients, refused = _run(lambda reg: reg.scan())
+    for client_id, exc in refused:  # never shown as if trusted; the operator looks at it
+        typer.echo(f"taskgate clients: {client_id}: record refused ({exc.reason})", err=True)
     if as_json:
         typer.echo(json.dumps([c.public() for c in clients], indent=2))
         return

@@ -42,7 +42,7 @@ from gateway.settings import GatewaySettings
 from security.config import load_settings
 from security.errors import ConfigError, KeyRingError
 from security.keys import Role
-from security.keystore import init_keys
+from security.keystore import init_keys, load_keys
 from security.passwords import hash_admin_token, new_admin_token
 from security.tls import RedisTLS
 from taskgate.procs import Child, free_port, start_child, taskgate_argv
@@ -285,7 +285,8 @@ class Stack:
         async def create() -> tuple[str, str]:
             client = tls.async_client()
             try:
-                record, secret = await ClientRegistry(client).create("demo", DEMO_SCOPES)
+                keys = load_keys(self.state_dir / "keys", role="operator").state
+                record, secret = await ClientRegistry(client, keys).create("demo", DEMO_SCOPES)
             finally:
                 await client.aclose()
             return record.client_id, secret

@@ -130,11 +130,15 @@ def interruptible() -> Iterator[None]:
 
 _FINISH_UNLESS_REVOKED = """
 local revoked = redis.call('EXISTS', KEYS[1]) == 1
-for i = 4, #KEYS do redis.call('DEL', KEYS[i]) end
+for i = 5, #KEYS do redis.call('DEL', KEYS[i]) end
 local state = 'revoked'
 if not revoked then
   state = 'succeeded'
   redis.call('SET', KEYS[3], '1', 'EX', ARGV[2])
+end
+-- The seal's final marker (KEYS[4], ARGV[3]), as Lifecycle.finish writes it.
+if ARGV[3] ~= '' and redis.call('EXISTS', KEYS[4]) == 1 then
+  redis.call('HSETNX', KEYS[4], ARGV[3], state)
 end
 if redis.call('EXISTS', KEYS[2]) == 1 then
   redis.call('HSET', KEYS[2], 'state', state, 'finished_at', ARGV[1])
@@ -145,7 +149,12 @@ return 1
 
 
 def finish_unless_revoked(
-    client: redis.Redis, task_id: str, *, ttl: int, delete: Sequence[str] = ()
+    client: redis.Redis,
+    task_id: str,
+    *,
+    ttl: int,
+    delete: Sequence[str] = (),
+    marker: tuple[str, str] | None = None,
 ) -> bool:
     """Record ``succeeded`` (and the completion record) unless the task was revoked, then
     ``revoked``; delete ``delete`` (its vault entries) either way. One round trip, atomic
@@ -154,9 +163,10 @@ def finish_unless_revoked(
     Like ``Lifecycle.finish`` for ``succeeded``, plus the revocation check.
     """
     script = client.register_script(_FINISH_UNLESS_REVOKED)
+    bucket, field = marker if marker is not None else (task_key(task_id), "")
     done = script(
-        keys=[revoked_key(task_id), task_key(task_id), done_key(task_id), *delete],
-        args=[f"{time.time():.6f}", str(ttl)],
+        keys=[revoked_key(task_id), task_key(task_id), done_key(task_id), bucket, *delete],
+        args=[f"{time.time():.6f}", str(ttl), field],
     )
     return bool(int(done))
 

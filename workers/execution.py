@@ -247,6 +247,7 @@ class SealedTask(Task[Any, Any]):
             payload=kwargs.get("payload"),
             attempt=int(attempts or 1),
             reason=TimeLimitExceeded.__name__,
+            marker=origin.marker,
         )
         return True
 
@@ -303,6 +304,7 @@ class SealedTask(Task[Any, Any]):
                 vault=[vault_key(task_id, ref) for ref in reference_ids(payload)],
                 max_runs=runtime.max_runs,
                 delivery=getattr(request, GATE_DELIVERY, None) or (),
+                marker=origin.marker,
             )
 
     def _bound_call(
@@ -352,7 +354,11 @@ class SealedTask(Task[Any, Any]):
                 # retried or dead-lettered.
                 if spec.cancellable and runtime.client().exists(revoked_key(task_id)):
                     runtime.lifecycle().finish(
-                        task_id, "revoked", ttl=runtime.record_ttl, delete=vault
+                        task_id,
+                        "revoked",
+                        ttl=runtime.record_ttl,
+                        delete=vault,
+                        marker=origin.marker,
                     )
                     self._revoked_while_running(task_id, "terminated while running")
                 self._after_failure(
@@ -361,10 +367,21 @@ class SealedTask(Task[Any, Any]):
             raise redacted(exc) from None
         with _requeue_if_storage_down(task_id):
             if not spec.cancellable:
-                self._commit_success(task_id, result, vault=vault, attempt=attempt, request=request)
+                self._commit_success(
+                    task_id,
+                    result,
+                    vault=vault,
+                    attempt=attempt,
+                    request=request,
+                    marker=origin.marker if gate.marker_ready else None,
+                )
                 return result
             if not cancel.finish_unless_revoked(
-                runtime.client(), task_id, ttl=runtime.record_ttl, delete=vault
+                runtime.client(),
+                task_id,
+                ttl=runtime.record_ttl,
+                delete=vault,
+                marker=origin.marker,
             ):
                 # The revocation reached Redis first: never "succeeded" after a cancel.
                 self._revoked_while_running(task_id, "revoked while running; it ended first")
@@ -378,7 +395,14 @@ class SealedTask(Task[Any, Any]):
         return result
 
     def _commit_success(
-        self, task_id: str, result: Any, *, vault: list[str], attempt: int, request: Any
+        self,
+        task_id: str,
+        result: Any,
+        *,
+        vault: list[str],
+        attempt: int,
+        request: Any,
+        marker: tuple[str, str] | None,
     ) -> None:
         """One round trip for the end of a successful run: the ``task.succeeded`` audit
         record, the completion record, the task record, the vault deletion, the sealed
@@ -410,6 +434,9 @@ class SealedTask(Task[Any, Any]):
             Write("SET", (result_key,), (document, *expiry)),
             Write("PUBLISH", (result_key,), (Earlier(3, 0),)),  # the document, sent once
         ]
+        if marker is not None:  # the seal's final marker: its bucket exists (the gate saw it)
+            bucket, field = marker
+            writes.append(Write("HSETNX", (bucket,), (field, "succeeded")))
         if vault:
             writes.append(Write("DEL", tuple(vault)))
         writes += _settle_writes(request)
@@ -444,7 +471,12 @@ class SealedTask(Task[Any, Any]):
             gate = sent.result()
         else:
             gate = life.open_gate(
-                task_id, attempt, vault=vault, max_runs=runtime.max_runs, delivery=delivery
+                task_id,
+                attempt,
+                vault=vault,
+                max_runs=runtime.max_runs,
+                delivery=delivery,
+                marker=origin.marker,
             )
         if delivery and not gate.recorded:
             # Its copy was gone: another delivery of the same message took it first.
@@ -454,10 +486,17 @@ class SealedTask(Task[Any, Any]):
             log.info("task %s[%s] already finished; redelivery acknowledged", self.name, task_id)
             raise Ignore()
         if gate.revoked:
-            life.finish(task_id, "revoked", ttl=runtime.record_ttl, delete=vault)
+            life.finish(
+                task_id, "revoked", ttl=runtime.record_ttl, delete=vault, marker=origin.marker
+            )
             runtime.audit(
                 "task.revoked", target=task_id, outcome="ok", reason="revoked before start"
             )
+            raise Ignore()
+        if gate.ended:
+            # Its seal's final marker is set: a run of this very message already ended for
+            # good. Whatever else was deleted (tg:done, the revocation), it never runs again.
+            log.info("task %s[%s] already finished; redelivery acknowledged", self.name, task_id)
             raise Ignore()
         if gate.too_many_runs:
             # Every earlier run of this attempt was cut off: its process killed (a crash the
@@ -479,6 +518,7 @@ class SealedTask(Task[Any, Any]):
                 attempt=attempt,
                 reason="InterruptedRuns",
                 detail=f"{gate.runs - 1} interrupted runs of attempt {attempt}",
+                marker=origin.marker,
             )
             raise Ignore()
         if not isinstance(payload, dict):
@@ -493,11 +533,23 @@ class SealedTask(Task[Any, Any]):
             )
             return gate, spec.schema.model_validate(resolved)
         except TaskgateError as exc:
-            life.finish(task_id, "failed", ttl=runtime.record_ttl, error=exc.reason, delete=vault)
+            life.finish(
+                task_id,
+                "failed",
+                ttl=runtime.record_ttl,
+                error=exc.reason,
+                delete=vault,
+                marker=origin.marker,
+            )
             self.refuse(exc.reason, str(exc))
         except ValidationError as exc:
             life.finish(
-                task_id, "failed", ttl=runtime.record_ttl, error="invalid_payload", delete=vault
+                task_id,
+                "failed",
+                ttl=runtime.record_ttl,
+                error="invalid_payload",
+                delete=vault,
+                marker=origin.marker,
             )
             fields = ",".join(".".join(map(str, e["loc"])) for e in exc.errors()[:5])
             self.refuse("invalid_payload", f"payload failed validation at {fields}")
@@ -532,7 +584,12 @@ class SealedTask(Task[Any, Any]):
         if isinstance(exc, InputRejectedError):
             vault = [vault_key(task_id, ref) for ref in reference_ids(payload)]
             runtime.lifecycle().finish(
-                task_id, "failed", ttl=runtime.record_ttl, error=reason, delete=vault
+                task_id,
+                "failed",
+                ttl=runtime.record_ttl,
+                error=reason,
+                delete=vault,
+                marker=origin.marker,
             )
             runtime.audit(
                 "task.failed", target=task_id, outcome="error", reason=f"{reason} (input refused)"
@@ -562,6 +619,7 @@ class SealedTask(Task[Any, Any]):
             payload=payload,
             attempt=attempt,
             reason=reason,
+            marker=origin.marker,
         )
 
 
@@ -576,6 +634,7 @@ def _bury(
     attempt: int,
     reason: str,
     detail: str = "",
+    marker: tuple[str, str] | None = None,
 ) -> None:
     """Dead-letter the task, still sealed, with its secrets kept for a requeue; record it
     ``dead_lettered`` with the redacted ``reason``; audit it."""
@@ -590,7 +649,9 @@ def _bury(
         reason=reason,
         vault_keys=[vault_key(task_id, ref) for ref in reference_ids(payload)],
     )
-    runtime.lifecycle().finish(task_id, "dead_lettered", ttl=runtime.record_ttl, error=reason)
+    runtime.lifecycle().finish(
+        task_id, "dead_lettered", ttl=runtime.record_ttl, error=reason, marker=marker
+    )
     runtime.audit(
         "task.dead_lettered",
         target=task_id,

@@ -42,6 +42,16 @@ AUDIT_HEAD = head_key(DEFAULT_STREAM)
 _GATE = """
 local revoked = redis.call('EXISTS', KEYS[1])
 local done = redis.call('EXISTS', KEYS[2])
+-- The seal's final marker (bucket KEYS[9], field ARGV[9]): written create-only when a run
+-- of this seal ended for good, in a bucket no worker may delete or expire.
+-- marker: 0 no bucket, 1 bucket (final writes may add to it), 2 this seal already ended.
+-- One read: the bucket's placeholder field '-' (written with it by the gateway) and ours.
+local marker = 0
+if ARGV[9] ~= '' then
+  local seen = redis.call('HMGET', KEYS[9], '-', ARGV[9])
+  if seen[1] then marker = 1 end
+  if seen[2] then marker = 2 end
+end
 local owner = redis.call('HGET', KEYS[3], 'owner')
 if not owner then owner = '' end
 redis.call('ZREM', KEYS[4], ARGV[1])
@@ -63,8 +73,8 @@ end
 -- sweeper's to re-queue, whatever happens next.
 redis.call('DEL', KEYS[5])
 -- The audit chain's head, so this worker's next append rarely conflicts (KEYS[6]).
-local reply = {revoked, done, owner, redis.call('GET', KEYS[6]) or '', 0, recorded}
-if revoked == 0 and done == 0 then
+local reply = {revoked, done, owner, redis.call('GET', KEYS[6]) or '', 0, recorded, marker}
+if revoked == 0 and done == 0 and marker < 2 then
   -- Runs of this attempt: a start that finds the same attempt still started follows a run
   -- that was cut off (its process killed, Redis gone mid-run). Once ARGV[5] runs were cut
   -- off, the task is not started again (reply[5] > ARGV[5]; the worker dead-letters it).
@@ -80,15 +90,20 @@ if revoked == 0 and done == 0 then
       'runs', runs)
   end
   reply[5] = runs
-  -- The task's sealed secrets, in the same round trip (KEYS[9..]).
-  for i = 9, #KEYS do reply[#reply + 1] = redis.call('GET', KEYS[i]) end
+  -- The task's sealed secrets, in the same round trip (KEYS[10..]).
+  for i = 10, #KEYS do reply[#reply + 1] = redis.call('GET', KEYS[i]) end
 end
 return reply
 """
 
 _FINISH = """
 if ARGV[1] == 'succeeded' then redis.call('SET', KEYS[2], '1', 'EX', ARGV[4]) end
-for i = 3, #KEYS do redis.call('DEL', KEYS[i]) end
+-- A final state is also the seal's final marker (KEYS[3], ARGV[5]): create-only, first
+-- final state wins, and only in a bucket the gateway created (with its expiry).
+if ARGV[5] ~= '' and ARGV[1] ~= 'retried' and redis.call('EXISTS', KEYS[3]) == 1 then
+  redis.call('HSETNX', KEYS[3], ARGV[5], ARGV[1])
+end
+for i = 4, #KEYS do redis.call('DEL', KEYS[i]) end
 if redis.call('EXISTS', KEYS[1]) == 1 then
   if ARGV[1] == 'retried' then
     redis.call('HSET', KEYS[1], 'state', 'retried')
@@ -113,6 +128,8 @@ class Gate:
     runs: int = 1  # starts of this attempt, this one included (0: not started)
     too_many_runs: bool = False  # not started: the attempt's runs kept being interrupted
     recorded: bool = False  # the gate recorded the delivery in flight from the copy
+    marker_ready: bool = False  # the seal's marker bucket exists: final writes may add to it
+    ended: bool = False  # not started: this seal's final marker says a run already ended
 
 
 class Lifecycle:
@@ -131,15 +148,24 @@ class Lifecycle:
         vault: Sequence[str] = (),
         max_runs: int = 3,
         delivery: Sequence[str] = (),
+        marker: tuple[str, str] | None = None,
         now: float | None = None,
     ) -> Gate:
         """Revoked? Already done? Run ``max_runs`` times already for this attempt, each
         run cut off? If none of these, mark started and fetch the ``vault`` entries;
         leave the queued sets and drop the sweeper's message copy either way. A
         ``delivery`` (tag, exchange, routing key) the consumer left to the gate is recorded
-        in flight from that copy first (``workers.transport``). One round trip."""
+        in flight from that copy first (``workers.transport``). A ``marker`` (bucket,
+        field) found set means this seal's run already ended (``Gate.ended``): not started
+        either. One round trip."""
         keys, args = _gate_arguments(
-            task_id, attempt, vault=vault, max_runs=max_runs, delivery=delivery, now=now
+            task_id,
+            attempt,
+            vault=vault,
+            max_runs=max_runs,
+            delivery=delivery,
+            marker=marker,
+            now=now,
         )
         return _gate_reply(self._gate(keys=keys, args=args), vault, max_runs)
 
@@ -151,11 +177,18 @@ class Lifecycle:
         vault: Sequence[str] = (),
         max_runs: int = 3,
         delivery: Sequence[str] = (),
+        marker: tuple[str, str] | None = None,
     ) -> GateCall:
         """:meth:`open_gate`, sent now and read later by :meth:`GateCall.result`: the caller
         does other work while Redis runs the script (see :class:`GateCall`)."""
         keys, args = _gate_arguments(
-            task_id, attempt, vault=vault, max_runs=max_runs, delivery=delivery, now=None
+            task_id,
+            attempt,
+            vault=vault,
+            max_runs=max_runs,
+            delivery=delivery,
+            marker=marker,
+            now=None,
         )
         return GateCall(
             self._client, self._gate, keys=keys, args=args, vault=vault, max_runs=max_runs
@@ -169,20 +202,23 @@ class Lifecycle:
         ttl: int,
         error: str = "",
         delete: Sequence[str] = (),
+        marker: tuple[str, str] | None = None,
         now: float | None = None,
     ) -> None:
-        """Record the final state (succeeded also writes the completion record) and delete
-        ``delete`` (the task's vault entries) in the same round trip."""
+        """Record the final state (succeeded also writes the completion record, and any
+        final state the seal's ``marker``) and delete ``delete`` (the task's vault
+        entries) in the same round trip."""
+        bucket, field = marker if marker is not None else (task_key(task_id), "")
         self._finish(
-            keys=[task_key(task_id), done_key(task_id), *delete],
-            args=[state, f"{now or time.time():.6f}", error, str(ttl)],
+            keys=[task_key(task_id), done_key(task_id), bucket, *delete],
+            args=[state, f"{now or time.time():.6f}", error, str(ttl), field],
         )
 
     def retried(self, task_id: str, reason: str, delay: float) -> None:
         """Record a retry with its (redacted) reason and delay."""
         self._finish(
-            keys=[task_key(task_id), done_key(task_id)],
-            args=["retried", f"{time.time():.6f}", f"{reason}; retry in {delay:.1f}s", "1"],
+            keys=[task_key(task_id), done_key(task_id), task_key(task_id)],
+            args=["retried", f"{time.time():.6f}", f"{reason}; retry in {delay:.1f}s", "1", ""],
         )
 
 
@@ -279,9 +315,11 @@ def _gate_arguments(
     vault: Sequence[str],
     max_runs: int,
     delivery: Sequence[str],
+    marker: tuple[str, str] | None,
     now: float | None,
 ) -> tuple[list[str], list[str]]:
     tag, exchange, routing_key = delivery if delivery else ("", "", "")
+    bucket, field = marker if marker is not None else (task_key(task_id), "")
     keys = [
         revoked_key(task_id),
         done_key(task_id),
@@ -291,6 +329,7 @@ def _gate_arguments(
         AUDIT_HEAD,
         KOMBU_UNACKED,
         KOMBU_UNACKED_INDEX,
+        bucket,
         *vault,
     ]
     args = [
@@ -302,12 +341,13 @@ def _gate_arguments(
         tag,
         exchange,
         routing_key,
+        field,
     ]
     return keys, args
 
 
 def _gate_reply(reply: Any, vault: Sequence[str], max_runs: int) -> Gate:
-    revoked, done, owner, audit_head, runs, recorded, *values = reply
+    revoked, done, owner, audit_head, runs, recorded, marker, *values = reply
     owner_text = owner.decode() if isinstance(owner, bytes) else str(owner or "")
     head_text = audit_head.decode() if isinstance(audit_head, bytes) else str(audit_head)
     blobs = {
@@ -322,4 +362,6 @@ def _gate_reply(reply: Any, vault: Sequence[str], max_runs: int) -> Gate:
         runs=int(runs),
         too_many_runs=int(runs) > max_runs,
         recorded=bool(int(recorded)),
+        marker_ready=int(marker) >= 1,
+        ended=int(marker) == 2,
     )

@@ -35,8 +35,14 @@ from kombu.utils.json import dumps as kombu_dumps
 
 from security.errors import NotSealedError, SealError
 from security.keystore import KeyRing
-from security.sealing import PREFIX, Unverified, open_envelope, open_unverified, seal
-from workers.wire import RESULT_BINDING, RESULT_CONTENT_TYPE, TASK_CONTENT_TYPE
+from security.sealing import PREFIX, Opened, Unverified, open_envelope, open_unverified, seal
+from workers.wire import (
+    RESULT_BINDING,
+    RESULT_CONTENT_TYPE,
+    TASK_CONTENT_TYPE,
+    replay_bucket,
+    replay_field,
+)
 
 __all__ = [
     "RESULT_BINDING",
@@ -66,6 +72,12 @@ class SealedOrigin:
     task_name: str
     expires_at: float
     envelope: bytes = field(repr=False)
+    issued_at: float = 0.0  # the seal's signed issue time: with the id, names its marker
+
+    @property
+    def marker(self) -> tuple[str, str]:
+        """This seal's final marker: (bucket key, field) - ``workers.wire``."""
+        return replay_bucket(self.expires_at), replay_field(self.task_id, self.issued_at)
 
 
 @dataclass(frozen=True)
@@ -96,7 +108,7 @@ def open_call(keys: KeyRing, call: SealedCall) -> tuple[list[Any], dict[str, Any
     :class:`SealError` (or a subclass) for anything that is not a gateway's task call."""
     raw = call.envelope
     opened = open_envelope(raw, keys=keys.broker, verifiers=keys.signing, require_signature=True)
-    return _parse_call(opened.plaintext, opened.task_id, opened.task_name, opened.exp, raw)
+    return _parse_call(opened, raw)
 
 
 @dataclass(frozen=True)
@@ -126,23 +138,23 @@ def unseal_call(keys: KeyRing, call: SealedCall) -> UnverifiedCall:
     :func:`open_call` refuses, a tampered envelope by its AEAD tag (``bad_ciphertext``)."""
     raw = call.envelope
     pending = open_unverified(raw, keys=keys.broker, verifiers=keys.signing, require_signature=True)
-    args, kwargs = _parse_call(
-        pending.plaintext, pending.task_id, pending.task_name, pending.exp, raw
-    )
+    args, kwargs = _parse_call(pending, raw)
     return UnverifiedCall(args, kwargs, pending)
 
 
-def _parse_call(
-    plaintext: bytes, task_id: str, task_name: str, exp: float, raw: bytes
-) -> tuple[list[Any], dict[str, Any]]:
+def _parse_call(source: Opened | Unverified, raw: bytes) -> tuple[list[Any], dict[str, Any]]:
     try:
-        args, kwargs, _embed = json.loads(plaintext)
+        args, kwargs, _embed = json.loads(source.plaintext)
     except (ValueError, TypeError) as exc:
         raise SealError("sealed body is not a task call", reason="bad_body") from exc
     if not isinstance(args, list) or not isinstance(kwargs, dict) or SEAL_KWARG in kwargs:
         raise SealError("sealed body is not a task call", reason="bad_body")
     kwargs[SEAL_KWARG] = SealedOrigin(
-        task_id=task_id, task_name=task_name, expires_at=exp, envelope=raw
+        task_id=source.task_id,
+        task_name=source.task_name,
+        expires_at=source.exp,
+        envelope=raw,
+        issued_at=source.iat,
     )
     return args, kwargs
 

@@ -18,6 +18,17 @@ declared in :mod:`workers.contract.keys` (with who may write them) and re-export
                          (``workers.sweeper``)
 ``tg:sweep:suspect:{id}`` when a sweep first found that message neither queued nor in flight
 ``tg:sweep:lock``        which worker sweeps (renewed by its sweeps, expires after two intervals)
+``tg:replay:{window}``   final markers, create-only (``HSETNX``): field ``{task id}:{seal iat}``,
+                         value the final state (succeeded, failed, dead_lettered, revoked) of
+                         the run of that one gateway seal. A start gate that finds its seal's
+                         marker does not run the task. Bucketed by the seal's expiry
+                         (:data:`REPLAY_WINDOW`); the gateway creates each bucket with its
+                         ``EXPIREAT`` before publishing into it, and a worker only adds fields
+                         to a bucket that exists (it never deletes or expires one).
+
+The gateway's own fields of ``tg:task:{id}`` (owner, name, seal_iat, seal_exp, replays) are
+MAC'd with the state key in ``state_mac`` (``gateway.task_records``); workers read them and
+never write them.
 """
 
 from __future__ import annotations
@@ -31,11 +42,16 @@ from workers.contract.keys import (
     GLOBAL_QUEUED,
     KOMBU_UNACKED,
     KOMBU_UNACKED_INDEX,
+    REPLAY_MARGIN,
+    REPLAY_WINDOW,
     SWEEP_LOCK,
     done_key,
     message_copy_key,
     owner_index,
     queued_key,
+    replay_bucket,
+    replay_bucket_expiry,
+    replay_field,
     revoked_key,
     suspect_key,
     task_key,
@@ -49,6 +65,8 @@ __all__ = [
     "KOMBU_UNACKED",
     "KOMBU_UNACKED_INDEX",
     "PING_TASK",
+    "REPLAY_MARGIN",
+    "REPLAY_WINDOW",
     "RESULT_BINDING",
     "RESULT_CONTENT_TYPE",
     "SWEEP_LOCK",
@@ -59,6 +77,9 @@ __all__ = [
     "message_copy_key",
     "owner_index",
     "queued_key",
+    "replay_bucket",
+    "replay_bucket_expiry",
+    "replay_field",
     "revoked_key",
     "suspect_key",
     "task_key",

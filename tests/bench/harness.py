@@ -26,6 +26,7 @@ import pytest
 import redis
 
 from gateway.clients import ClientRegistry
+from security.keystore import KeyRing
 from taskgate.procs import Child, start_child
 from taskgate.redis_server import RedisServer
 from tests.bench import wrk
@@ -226,13 +227,13 @@ def commandstats(client: redis.Redis) -> dict[str, int]:
     return calls
 
 
-def register_bench_client(tls_redis: RedisServer) -> tuple[str, str]:
+def register_bench_client(tls_redis: RedisServer, keys: KeyRing) -> tuple[str, str]:
     """A client allowed every task, with limits high enough never to bite."""
 
     async def create() -> tuple[str, str]:
         client = tls_redis.tls.async_client()
         try:
-            made, secret = await ClientRegistry(client).create(
+            made, secret = await ClientRegistry(client, keys.state).create(
                 "bench", "tasks:submit:*", rate_limit="1000000/minute", max_queued=100_000
             )
         finally:

@@ -24,6 +24,7 @@ import pytest
 import redis
 
 from certs.material import CertPaths
+from security.keystore import KeyRing
 from taskgate.procs import Child, free_port, taskgate_argv
 from taskgate.redis_server import RedisServer
 from tests.bench.harness import (
@@ -89,6 +90,7 @@ def test_submit_throughput_naive_vs_taskgate(
     tls_redis: RedisServer,
     plain_redis: redis.Redis,
     pki: CertPaths,
+    keyring: KeyRing,
     tmp_path: Path,
 ) -> None:
     """Measure rps and latency of a naive task.delay endpoint and of taskgate's submit."""
@@ -130,7 +132,7 @@ def test_submit_throughput_naive_vs_taskgate(
                     )
                 )
                 plain_redis.flushdb()
-                token = fetch_token(gate_base, pki.ca, *register_bench_client(tls_redis))
+                token = fetch_token(gate_base, pki.ca, *register_bench_client(tls_redis, keyring))
                 runs["taskgate"].append(
                     _one_run(
                         plain_redis,

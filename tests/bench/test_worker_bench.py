@@ -53,7 +53,7 @@ from tests.bench.harness import (
 from tests.bench.naive_app import PLAIN_QUEUE, PLAIN_TASK
 from tests.bench.workload import SECRET_FIELDS, TASK_NAME, sample_payload
 from tests.conftest import register_log
-from workers.wire import message_copy_key
+from workers.wire import message_copy_key, replay_bucket, replay_bucket_expiry
 
 pytestmark = [pytest.mark.bench, pytest.mark.timeout(3600)]
 
@@ -63,8 +63,8 @@ PAIRS = int(os.environ.get("BENCH_WORKER_PAIRS", "5"))
 
 
 def enqueue_sealed(client: redis.Redis, keys: KeyRing, count: int) -> list[str]:
-    """Swap the secret into the vault, seal, sign, keep a copy, LPUSH - as ``gateway.submit``
-    does."""
+    """Swap the secret into the vault, seal, sign, keep a copy, prepare the seal's final-marker
+    bucket, LPUSH - as ``gateway.submit`` does."""
     codec = SealedCodec(keys, ttl=3600)
     spec_name = TASK_NAME
     ids: list[str] = []
@@ -72,7 +72,11 @@ def enqueue_sealed(client: redis.Redis, keys: KeyRing, count: int) -> list[str]:
     for n in range(count):
         task_id = str(uuid.uuid4())
         swapped = swap_secrets(sample_payload(), SECRET_FIELDS, task_id=task_id, keys=keys.vault)
-        body = codec.encode(task_id, spec_name, [], {"payload": swapped.payload})
+        now = time.time()
+        body = codec.encode(task_id, spec_name, [], {"payload": swapped.payload}, now=now)
+        bucket = replay_bucket(now + codec.ttl)
+        pipe.hsetnx(bucket, "-", "0")  # the worker's final commit adds this seal's marker
+        pipe.expireat(bucket, replay_bucket_expiry(now + codec.ttl))
         write_entries(pipe, swapped.entries, 3600)
         message = encode_message(
             OutgoingTask(task_id, spec_name, body, codec.content_type, "taskgate", copied=True)

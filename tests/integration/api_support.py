@@ -67,6 +67,7 @@ def valid_claims(client_id: str, *, now: float | None = None, **changes: Any) ->
         "exp": stamp + 600,
         "jti": secrets.token_hex(16),
         "scope": "tasks:read tasks:submit:*",
+        "gen": 1,  # a fresh client's generation
     }
     for name, value in changes.items():
         if value is None:

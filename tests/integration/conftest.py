@@ -16,6 +16,7 @@ import pytest
 
 from certs.material import CertPaths
 from gateway.clients import ClientRegistry
+from security.keystore import KeyRing
 from taskgate.procs import Child, free_port, start_child, taskgate_argv
 from taskgate.redis_server import RedisServer
 from tests.conftest import for_worker, register_log
@@ -128,14 +129,14 @@ class ApiClient:
 
 
 @pytest.fixture
-def make_client(gateway_server: Gateway, tls_redis: RedisServer) -> Any:
+def make_client(gateway_server: Gateway, tls_redis: RedisServer, keyring: KeyRing) -> Any:
     """Register a client in the registry (over mTLS) and return its credentials."""
 
     def make(scopes: str = "tasks:submit:* tasks:read", **options: Any) -> ApiClient:
         async def create() -> tuple[str, str]:
             redis_async = tls_redis.tls.async_client()
             try:
-                client, secret = await ClientRegistry(redis_async).create(
+                client, secret = await ClientRegistry(redis_async, keyring.state).create(
                     f"test-{uuid.uuid4().hex[:6]}", scopes, **options
                 )
             finally:

@@ -32,6 +32,7 @@ from redis import Redis
 from certs.material import CertPaths
 from gateway.clients import ClientRegistry
 from security.audit import iter_records
+from security.keystore import load_keys
 from taskgate.procs import Child, free_port, start_child, taskgate_argv
 from taskgate.redis_server import RedisServer, start_redis
 from tests.conftest import dump_acl_log, for_worker, register_log
@@ -242,7 +243,8 @@ class PrivateStack:
         async def create() -> tuple[str, str]:
             client = self.redis.tls.async_client()
             try:
-                record, secret = await ClientRegistry(client).create(
+                keys = load_keys(Path(self.env["TASKGATE_STATE_DIR"]) / "keys", role="gateway")
+                record, secret = await ClientRegistry(client, keys.state).create(
                     f"rel-{uuid.uuid4().hex[:6]}",
                     scopes,
                     rate_limit=rate_limit,

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from gateway.task_records import signed_fields
 from security.keystore import KeyRing
 from tests.integration.conftest import ApiClient, Gateway
 from workers.wire import task_key
@@ -47,7 +48,7 @@ def test_admin_creates_lists_and_rotates_clients(gateway_server: Gateway, admin_
 
 
 def test_admin_revokes_a_queued_task_but_not_a_finished_one(
-    gateway_server: Gateway, admin_token: str, make_client: Any, tls_redis: Any
+    gateway_server: Gateway, admin_token: str, make_client: Any, tls_redis: Any, keyring: KeyRing
 ) -> None:
     """Revoke answers 202 for a task not yet started and 409 once it has finished."""
     client: ApiClient = make_client()
@@ -59,10 +60,16 @@ def test_admin_revokes_a_queued_task_but_not_a_finished_one(
             time.sleep(0.1)
     queued_id = str(uuid.uuid4())
     with tls_redis.tls.client() as raw:  # a record the worker has not seen (never enqueued)
-        raw.hset(
-            task_key(queued_id),
-            mapping={"name": "test.touch", "owner": client.client_id, "state": "queued"},
-        )
+        signed = signed_fields(
+            keyring.state,
+            queued_id,
+            owner=client.client_id,
+            name="test.touch",
+            seal_iat=None,
+            seal_exp=None,
+            replays=0,
+        )  # as the gateway writes it: the admin acts only on a record that verifies
+        raw.hset(task_key(queued_id), mapping={**signed, "state": "queued"})
     with _admin(gateway_server, admin_token) as http:
         revoked = http.post(f"/v1/admin/tasks/{queued_id}/revoke")
         assert revoked.status_code == 202

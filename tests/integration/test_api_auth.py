@@ -260,7 +260,7 @@ def test_disabled_client_is_refused_with_a_token_issued_before(
         async def disable() -> None:
             client = tls_redis.tls.async_client()
             try:
-                await ClientRegistry(client).disable(victim.client_id)
+                await ClientRegistry(client, keyring.state).disable(victim.client_id)
             finally:
                 await client.aclose()
 

@@ -56,11 +56,13 @@ def own_gateway(
         yield gateway
 
 
-def _register(server: RedisServer) -> tuple[str, str]:
+def _register(server: RedisServer, keyring: KeyRing) -> tuple[str, str]:
     async def create() -> tuple[str, str]:
         client = server.tls.async_client()
         try:
-            registered, secret = await ClientRegistry(client).create("outage", "tasks:submit:*")
+            registered, secret = await ClientRegistry(client, keyring.state).create(
+                "outage", "tasks:submit:*"
+            )
         finally:
             await client.aclose()
         return registered.client_id, secret
@@ -72,7 +74,7 @@ def test_redis_down_gives_503_on_submit_and_token_while_healthz_stays_200(
     own_redis: RedisServer, own_gateway: Gateway, keyring: KeyRing
 ) -> None:
     """With Redis stopped: submit and token are 503 problem+json, /healthz 200, /readyz 503."""
-    client_id, secret = _register(own_redis)
+    client_id, secret = _register(own_redis, keyring)
     grant = {"grant_type": "client_credentials", "client_id": client_id, "client_secret": secret}
     auth = {"Authorization": f"Bearer {mint(keyring, client_id)}"}
     with own_gateway.client() as http:
@@ -108,7 +110,7 @@ def test_a_refused_enqueue_is_an_error_and_leaves_nothing_to_run(
     """Redis refusing the broker push (here: the queue key holds a string) gives a 500
     problem, an audited error after the 'allowed' record, a failed task record, and no
     message copy the sweeper could later re-queue."""
-    client_id, _ = _register(own_redis)
+    client_id, _ = _register(own_redis, keyring)
     auth = {"Authorization": f"Bearer {mint(keyring, client_id)}"}
     with own_redis.tls.client() as redis_client:
         redis_client.set(DEFAULT_QUEUE, "not a list")

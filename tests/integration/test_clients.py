@@ -23,20 +23,25 @@ from gateway.clients import (
     scope_allows,
     validate_scopes,
 )
-from security.errors import ConfigError
+from security.errors import StoredStateError
+from security.keys import KeySet, Purpose, SymmetricKey
+from security.keystore import KeyRing
 from security.passwords import CLIENT_SECRET_PREFIX, verify_client_secret
+from security.stored_state import Label, sign_record
 from taskgate.clients_cli import app
 from taskgate.procs import free_port
 
 pytestmark = pytest.mark.integration
 
 T0 = 1_700_000_000.0
+KEYRING_STATE_PREFIX = b"state-"  # a tag names its state key: <kid>:<mac>
+KEYS = KeySet(Purpose.STATE, [SymmetricKey("state-test", Purpose.STATE, b"\x07" * 32)])
 
 
 @pytest.fixture
-def registry(async_redis: redis.asyncio.Redis) -> ClientRegistry:
+def registry(async_redis: redis.asyncio.Redis, keyring: KeyRing) -> ClientRegistry:
     """A registry over the flushed test database."""
-    return ClientRegistry(async_redis)
+    return ClientRegistry(async_redis, keyring.state)
 
 
 class _NoRedis:
@@ -90,7 +95,11 @@ async def test_create_stores_the_documented_hash_layout(
         b"disabled",
         b"created_at",
         b"secret_rotated_at",
+        b"generation",
+        b"mac",
     }
+    assert stored[b"generation"] == b"1"
+    assert stored[b"mac"].startswith(KEYRING_STATE_PREFIX)
     assert stored[b"scopes"] == b"audit:read"
     assert stored[b"rate_limit"] == b"5/second"
     assert stored[b"max_queued"] == b"7"
@@ -134,6 +143,7 @@ async def test_public_view_is_json_ready(registry: ClientRegistry) -> None:
         "disabled": False,
         "created_at": "2023-11-14T22:13:20Z",
         "secret_rotated_at": "2023-11-14T22:13:20Z",
+        "generation": 1,
     }
 
 
@@ -255,20 +265,29 @@ async def test_update_retries_after_losing_a_watch_race(
 ) -> None:
     """A write by someone else between WATCH and EXEC makes the update retry, keeping both."""
     client, _ = await registry.create("app", ["tasks:read"])
+    other = ClientRegistry(async_redis, registry._keys)
+    renamed = dict(await other._load(client.client_id) or {})
+    renamed["name"] = "renamed"
+    renamed["mac"] = sign_record(
+        registry._keys,
+        Label.CLIENT,
+        client.client_id,
+        {n: renamed.get(n) for n in clients_mod.CLIENT_FIELDS},
+    )
     real_pipeline = async_redis.pipeline
     interfered: list[str] = []
 
     def pipeline(*args: Any, **kwargs: Any) -> Any:
         pipe = real_pipeline(*args, **kwargs)
-        real_exists = pipe.exists
+        real_hgetall = pipe.hgetall
 
-        async def exists(*keys: str) -> Any:
+        async def hgetall(*keys: str) -> Any:
             if not interfered:  # another connection writes the watched key, once
                 interfered.append(keys[0])
-                redis_client.hset(keys[0], "name", "renamed")
-            return await real_exists(*keys)
+                redis_client.hset(keys[0], mapping=renamed)  # another gateway's update
+            return await real_hgetall(*keys)
 
-        pipe.exists = exists  # type: ignore[method-assign]
+        pipe.hgetall = hgetall  # type: ignore[method-assign]
         return pipe
 
     monkeypatch.setattr(async_redis, "pipeline", pipeline)
@@ -358,19 +377,21 @@ async def test_authenticate_disabled_client_checks_the_hash_then_refuses(
 async def test_record_without_secret_hash_never_authenticates(
     registry: ClientRegistry, redis_client: redis.Redis
 ) -> None:
-    """A record missing its secret hash is treated as unknown (dummy check, None)."""
+    """A record whose secret hash was deleted fails its MAC: refused, never authenticated."""
     client, secret = await registry.create("app", ["tasks:read"])
     redis_client.hdel(client_key(client.client_id), "secret_hash")
-    assert await registry.authenticate(client.client_id, secret) is None
+    with pytest.raises(StoredStateError) as info:
+        await registry.authenticate(client.client_id, secret)
+    assert info.value.reason == "bad_mac"
 
 
 async def test_malformed_stored_hash_is_a_loud_config_error(
     registry: ClientRegistry, redis_client: redis.Redis
 ) -> None:
-    """A stored hash that does not parse raises ConfigError instead of quietly failing."""
+    """A stored hash replaced in Redis is refused by the MAC before it is ever parsed."""
     client, secret = await registry.create("app", ["tasks:read"])
     redis_client.hset(client_key(client.client_id), "secret_hash", "plain:oops")
-    with pytest.raises(ConfigError):
+    with pytest.raises(StoredStateError):
         await registry.authenticate(client.client_id, secret)
 
 
@@ -394,7 +415,7 @@ BAD_IDS = [
 @pytest.mark.parametrize("client_id", BAD_IDS)
 async def test_malformed_id_never_reaches_redis(client_id: str) -> None:
     """Every method refuses a malformed id without a single Redis call."""
-    registry = ClientRegistry(_NoRedis())  # type: ignore[arg-type]
+    registry = ClientRegistry(_NoRedis(), KEYS)  # type: ignore[arg-type]
     assert await registry.get(client_id) is None
     assert await registry.authenticate(client_id, "tgs_guess") is None
     assert await registry.is_disabled(client_id) is True
@@ -409,7 +430,7 @@ async def test_malformed_id_never_reaches_redis(client_id: str) -> None:
 
 async def test_non_string_id_is_refused_without_redis() -> None:
     """A non-string id is malformed too."""
-    registry = ClientRegistry(_NoRedis())  # type: ignore[arg-type]
+    registry = ClientRegistry(_NoRedis(), KEYS)  # type: ignore[arg-type]
     assert await registry.get(123) is None  # type: ignore[arg-type]
     assert await registry.is_disabled(None) is True  # type: ignore[arg-type]
 
@@ -420,12 +441,13 @@ async def test_non_string_id_is_refused_without_redis() -> None:
 async def test_is_disabled_fails_closed(
     registry: ClientRegistry, redis_client: redis.Redis
 ) -> None:
-    """Unknown clients and any flag but '0' count as disabled."""
+    """Unknown clients and a record whose flag was changed in Redis count as disabled."""
     assert await registry.is_disabled("ghost-0123abcd") is True
     client, _ = await registry.create("app", ["tasks:read"])
     redis_client.hset(client_key(client.client_id), "disabled", "no")
     assert await registry.is_disabled(client.client_id) is True
-    assert (await registry.get(client.client_id)).disabled is True  # type: ignore[union-attr]
+    with pytest.raises(StoredStateError):
+        await registry.get(client.client_id)
 
 
 @pytest.mark.parametrize(
@@ -435,24 +457,25 @@ async def test_is_disabled_fails_closed(
 async def test_corrupt_record_is_reported(
     registry: ClientRegistry, redis_client: redis.Redis, field: str, value: object
 ) -> None:
-    """A record with a missing, non-numeric or non-UTF-8 field raises corrupt_record."""
+    """A record with a missing, non-numeric or non-UTF-8 field is refused: corrupt_record
+    (not UTF-8) or its MAC fails (anything else), never used."""
     client, _ = await registry.create("app", ["tasks:read"])
     key = client_key(client.client_id)
     if value is None:
         redis_client.hdel(key, field)
     else:
         redis_client.hset(key, field, value)  # type: ignore[arg-type]
-    with pytest.raises(ClientError) as info:
+    with pytest.raises((ClientError, StoredStateError)) as info:
         await registry.get(client.client_id)
-    assert info.value.reason == "corrupt_record"
+    assert info.value.reason in {"corrupt_record", "bad_mac"}
 
 
-async def test_registry_works_with_decoded_responses(tls_redis: Any) -> None:
+async def test_registry_works_with_decoded_responses(tls_redis: Any, keyring: KeyRing) -> None:
     """A client with decode_responses=True reads the same records."""
     client = tls_redis.tls.async_client(decode_responses=True)
     try:
         await client.flushdb()
-        registry = ClientRegistry(client)
+        registry = ClientRegistry(client, keyring.state)
         created, secret = await registry.create("app", ["tasks:read"])
         assert await registry.list() == [created]
         assert await registry.authenticate(created.client_id, secret) == created

@@ -59,7 +59,8 @@ _CONNECTION: Final = (
 )  # fmt: skip
 # Data commands shared by every role (keys are what tells the roles apart).
 _SHARED: Final = (
-    "get", "set", "del", "exists", "expire", "hget", "hset", "hgetall", "hincrby",
+    "get", "set", "del", "exists", "expire", "expireat", "hget", "hset", "hsetnx", "hgetall",
+    "hincrby",
     "sadd", "smembers", "zadd", "zrem", "zrangebyscore", "lpush", "llen", "lrange",
     "xrange", "xrevrange", "xlen",
 )  # fmt: skip

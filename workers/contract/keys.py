@@ -46,7 +46,11 @@ __all__ = [
     "QUEUED_PREFIX",
     "RATE_LIMIT_PREFIX",
     "REGISTRY",
+    "REPLAY_MARGIN",
+    "REPLAY_PREFIX",
+    "REPLAY_WINDOW",
     "RESULT_PREFIX",
+    "REVOKED_JTI_LIST",
     "REVOKED_JTI_PREFIX",
     "REVOKED_TASK_PREFIX",
     "ROLES",
@@ -65,6 +69,9 @@ __all__ = [
     "owner_index",
     "queued_key",
     "rate_limit_key",
+    "replay_bucket",
+    "replay_bucket_expiry",
+    "replay_field",
     "result_key",
     "revoked_jti_key",
     "revoked_key",
@@ -84,6 +91,13 @@ TASK_PREFIX: Final = "tg:task:"
 OWNER_INDEX_PREFIX: Final = "tg:tasks:"
 REVOKED_TASK_PREFIX: Final = "tg:revoked:task:"
 DONE_PREFIX: Final = "tg:done:"
+REPLAY_PREFIX: Final = "tg:replay:"
+REVOKED_JTI_LIST: Final = "tg:revoked:jtis"
+# Final markers live until the end of their seal's expiry window plus this margin: past the
+# seal's expiry a worker refuses the envelope anyway; the margin covers clock skew and a
+# run that started just before the expiry (it writes its marker when it ends).
+REPLAY_WINDOW: Final = 3600
+REPLAY_MARGIN: Final = 3600
 MESSAGE_COPY_PREFIX: Final = "tg:msg:"
 SUSPECT_PREFIX: Final = "tg:sweep:suspect:"
 SWEEP_LOCK: Final = "tg:sweep:lock"
@@ -127,6 +141,22 @@ def queued_key(client_id: str) -> str:
 def revoked_key(task_id: str) -> str:
     """A task revocation that survives worker restarts."""
     return f"{REVOKED_TASK_PREFIX}{task_id}"
+
+
+def replay_bucket(seal_exp: float) -> str:
+    """The final-marker bucket of a seal expiring at ``seal_exp``."""
+    return f"{REPLAY_PREFIX}{int(seal_exp // REPLAY_WINDOW)}"
+
+
+def replay_bucket_expiry(seal_exp: float) -> int:
+    """When that bucket may go (Unix seconds): its window's end plus the margin."""
+    return (int(seal_exp // REPLAY_WINDOW) + 1) * REPLAY_WINDOW + REPLAY_MARGIN
+
+
+def replay_field(task_id: str, seal_iat: float) -> str:
+    """The marker of one gateway seal of ``task_id`` (its signed issue time tells them
+    apart: a dead letter requeued by an operator is sealed again)."""
+    return f"{task_id}:{float(seal_iat)!r}"
 
 
 def done_key(task_id: str) -> str:
@@ -211,6 +241,7 @@ REGISTRY: Final[tuple[KeySpec, ...]] = (
     KeySpec(f"{CLIENT_PREFIX}*", "API client records", write=_GO),
     KeySpec(CLIENTS_SET, "the set of client ids", write=_GO),
     KeySpec(f"{REVOKED_JTI_PREFIX}*", "revoked access tokens", write=_GO),
+    KeySpec(REVOKED_JTI_LIST, "the MAC'd list of revoked tokens", write=_GO),
     KeySpec(f"{IDEM_PREFIX}*", "idempotency records", write=_G),
     KeySpec(f"{RATE_LIMIT_PREFIX}*", "rate-limit counters", write=_G),
     KeySpec(f"{TOKEN_LIMIT_PREFIX}*", "the /v1/token limiter (slowapi/limits)", write=_G),
@@ -240,6 +271,12 @@ REGISTRY: Final[tuple[KeySpec, ...]] = (
     KeySpec(f"{DLQ_INDEX}:*", "dead letters", write=_ALL),
     # written by workers
     KeySpec(f"{DONE_PREFIX}*", "completion records", write=_W, read=_GO),
+    KeySpec(
+        f"{REPLAY_PREFIX}*",
+        "final markers of gateway seals (create-only for workers)",
+        write=_GO,
+        only={"worker": ("hsetnx", "hmget", "hget", "hexists", "exists")},
+    ),
     KeySpec(SWEEP_LOCK, "which worker sweeps", write=_W),
     KeySpec(f"{SUSPECT_PREFIX}*", "messages found missing once", write=_W),
     KeySpec(KOMBU_UNACKED, "kombu: messages in flight", write=_W),

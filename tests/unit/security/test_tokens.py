@@ -112,6 +112,7 @@ def test_issued_token_verifies_to_the_same_claims() -> None:
         jti=issued.jti,
         iat=NOW,
         exp=NOW + POLICY.ttl_seconds,
+        gen=1,
     )
 
 
@@ -130,6 +131,7 @@ def test_issued_token_has_the_rfc9068_header_and_claims() -> None:
         "exp": NOW + 900,
         "jti": issued.jti,
         "scope": "a:r b:w",
+        "gen": 1,
     }
 
 
@@ -584,3 +586,25 @@ def test_unsafe_token_policy_is_refused(changes: dict[str, Any]) -> None:
     settings: dict[str, Any] = {"issuer": "i", "audience": "a"} | changes
     with pytest.raises(ConfigError):
         TokenPolicy(**settings)
+
+
+def test_the_client_generation_travels_in_the_token() -> None:
+    """``gen`` is signed into the token and comes back verified; a token without it has 0."""
+    token, issued = issue_token(
+        subject="c", scopes=[], keys=KEYS, policy=POLICY, now=NOW, generation=7
+    )
+    assert verify_token(token, keys=KEYS, policy=POLICY, now=NOW).gen == issued.gen == 7
+
+
+@pytest.mark.parametrize("generation", [0, -1, True, "2"])
+def test_a_generation_that_is_not_a_positive_integer_is_not_issued(generation: object) -> None:
+    """Generations start at 1; anything else is refused at issue time."""
+    with pytest.raises(TokenError):
+        issue_token(
+            subject="c",
+            scopes=[],
+            keys=KEYS,
+            policy=POLICY,
+            now=NOW,
+            generation=generation,  # type: ignore[arg-type]
+        )

@@ -1,0 +1,211 @@
+"""Submission stage 2, round trip 1: the token's client and revocations (stored state,
+checked against its MACs), rate limits, backpressure and idempotency in one script call.
+
+Split from :mod:`gateway.submit` (which lists the stages); see there for the whole path.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from gateway.errors import ApiError
+from gateway.ratelimit import LimitState, evaluate, hit_ttl, parse_window, window_key
+from gateway.script_batcher import LuaScript
+from gateway.state import GatewayState
+from gateway.stored import (
+    CLIENT_READ,
+    REVOCATION_READ,
+    REVOCATIONS_KEY,
+    check_principal,
+    refuse_stored,
+    revoked_jti_key,
+)
+from security.errors import StoredStateError, TokenError
+from workers.contract.keys import client_key as client_record_key
+from workers.wire import GLOBAL_QUEUED, queued_key
+
+if TYPE_CHECKING:
+    from gateway.submit import Submission
+
+__all__ = ["IDEMPOTENCY_TTL", "IdempotentReplay", "RateLimited", "check_and_count"]
+
+IDEMPOTENCY_TTL = 24 * 3600
+
+
+class IdempotentReplay(Exception):
+    """The same Idempotency-Key and body were accepted before: answer with that task."""
+
+    def __init__(self, task_id: str) -> None:
+        super().__init__(task_id)
+        self.task_id = task_id
+
+
+# How long a queue slot reserved by the check stays counted without its commit (a gateway
+# that died in between): the reservation's score falls out of the backpressure window then.
+RESERVATION_SECONDS = 60
+
+# KEYS: revoked jti, client record, client window, task window, client's queued set, global
+# queued set, revocation list[, idempotency key]. ARGV: client window ttl, task window ttl,
+# backpressure horizon, reservation score, task id ('' for none), client cap, global cap,
+# client window limit, task window limit[, pending idempotency record, its ttl]. A missing
+# value comes back as nil (None). The client record and the revocation list are read whole
+# (HMGET) and checked against their state MACs here, in Python (``gateway.stored``).
+# A request that passes the checks made here (and has no earlier request under its
+# idempotency key) takes its queue slot for the task id atomically with the count, so a
+# concurrent burst cannot overshoot a cap; one refused afterwards gives it back.
+_CHECK = LuaScript(f"""
+local revoked = redis.call('EXISTS', KEYS[1])
+local client = redis.call('HMGET', KEYS[2], {", ".join(repr(f) for f in CLIENT_READ)})
+local client_count = redis.call('INCR', KEYS[3])
+redis.call('EXPIRE', KEYS[3], ARGV[1], 'NX')
+local task_count = redis.call('INCR', KEYS[4])
+redis.call('EXPIRE', KEYS[4], ARGV[2], 'NX')
+local mine = redis.call('ZCOUNT', KEYS[5], ARGV[3], '+inf')
+local everyone = redis.call('ZCOUNT', KEYS[6], ARGV[3], '+inf')
+local revocations = redis.call('HMGET', KEYS[7], {", ".join(repr(f) for f in REVOCATION_READ)})
+local earlier = false
+if #KEYS == 8 then
+  earlier = redis.call('SET', KEYS[8], ARGV[10], 'NX', 'GET', 'EX', ARGV[11])
+end
+local reserved = 0
+if not earlier and revoked == 0 and ARGV[5] ~= ''
+    and client_count <= tonumber(ARGV[8]) and task_count <= tonumber(ARGV[9])
+    and mine < tonumber(ARGV[6]) and everyone < tonumber(ARGV[7]) then
+  redis.call('ZADD', KEYS[5], ARGV[4], ARGV[5])
+  redis.call('ZADD', KEYS[6], ARGV[4], ARGV[5])
+  reserved = 1
+end
+return {{revoked, client, client_count, task_count, mine, everyone, earlier, revocations,
+  reserved}}
+""")
+
+
+async def check_and_count(ctx: Submission, state: GatewayState) -> Submission:
+    """Round trip 1: revoked token, client record (MAC, disabled, generation), rate
+    limits, backpressure, idempotency."""
+    try:
+        limits = await state.client_limits(ctx.client_id)
+    except StoredStateError as exc:
+        raise await refuse_stored(
+            state,
+            exc,
+            actor=f"client:{ctx.client_id}",
+            target=f"client:{ctx.client_id}",
+            request_id=ctx.request_id,
+        ) from None
+    if limits is None:
+        raise TokenError("client unknown", reason="client_disabled")
+    client_window = parse_window(limits.rate_limit)
+    task_window = parse_window(ctx.spec.rate_limit)
+    client_key, client_reset = window_key("client", ctx.client_id, client_window, ctx.now)
+    task_key_, task_reset = window_key(f"task:{ctx.spec.name}", ctx.client_id, task_window, ctx.now)
+    horizon = ctx.now - state.settings.envelope_ttl
+    keys = [
+        revoked_jti_key(ctx.jti),
+        client_record_key(ctx.client_id),
+        client_key,
+        task_key_,
+        queued_key(ctx.client_id),
+        GLOBAL_QUEUED,
+        REVOCATIONS_KEY,
+    ]
+    args: list[Any] = [
+        hit_ttl(client_window.seconds),
+        hit_ttl(task_window.seconds),
+        horizon,
+        # The reservation counts from the horizon on, for RESERVATION_SECONDS; the commit
+        # moves the task id to its submission time.
+        repr(horizon + RESERVATION_SECONDS),
+        "" if ctx.spec.best_effort else ctx.task_id,
+        limits.max_queued,
+        state.settings.max_queued_global,
+        client_window.limit,
+        task_window.limit,
+    ]
+    if ctx.idem_redis_key is not None:
+        keys.append(ctx.idem_redis_key)
+        pending = {"state": "pending", "body": ctx.body_hash, "task": ctx.spec.name}
+        args += [json.dumps(pending), IDEMPOTENCY_TTL]
+    replies = await state.scripts.call(_CHECK, keys, args)
+    revoked, client, client_count, task_count, mine, everyone, earlier = replies[:7]
+    revocations, reserved = replies[7:]
+    ctx.reserved = bool(reserved)
+    if ctx.claims is not None:
+        await check_principal(
+            state, ctx.claims, client, revocations, revoked, request_id=ctx.request_id
+        )
+    else:  # pragma: no cover - the route always passes the verified claims
+        raise TokenError("no verified claims", reason="no_claims")
+    ctx.limits = [
+        evaluate("client", int(client_count), client_window, client_reset),
+        evaluate("task", int(task_count), task_window, task_reset),
+    ]
+    if not all(s.allowed for s in ctx.limits):
+        raise RateLimited(ctx.limits)
+    if int(mine) >= limits.max_queued:
+        raise ApiError(
+            429,
+            "Too many queued tasks",
+            f"this client already has {int(mine)} tasks waiting (cap {limits.max_queued})",
+            kind="backpressure",
+            headers={"Retry-After": "5"},
+        )
+    if int(everyone) >= state.settings.max_queued_global:
+        raise ApiError(
+            503,
+            "Queue full",
+            "the gateway is at its queued-task capacity; try again shortly",
+            kind="backpressure",
+            headers={"Retry-After": "10"},
+        )
+    if ctx.idem_redis_key is not None and earlier is not None:
+        _existing_idempotency(ctx, earlier)
+    return ctx
+
+
+def _existing_idempotency(ctx: Submission, raw: bytes | str) -> None:
+    ctx.idem_redis_key = None  # not ours: never delete or overwrite it
+    try:
+        doc = json.loads(raw)
+    except ValueError:
+        doc = {}
+    if "task" in doc and doc["task"] != ctx.spec.name:
+        raise ApiError(
+            422,
+            "Idempotency-Key reused",
+            "this Idempotency-Key was used for another task",
+            kind="idempotency-mismatch",
+        )
+    if doc.get("body") != ctx.body_hash:
+        raise ApiError(
+            422,
+            "Idempotency-Key reused",
+            "this Idempotency-Key was used with a different request body",
+            kind="idempotency-mismatch",
+        )
+    if doc.get("state") == "done" and isinstance(doc.get("task_id"), str):
+        raise IdempotentReplay(doc["task_id"])
+    raise ApiError(
+        409,
+        "Request in progress",
+        "a request with this Idempotency-Key is still being processed",
+        kind="idempotency-conflict",
+        headers={"Retry-After": "1"},
+    )
+
+
+class RateLimited(ApiError):
+    """429 with RateLimit-* and Retry-After."""
+
+    def __init__(self, states: list[LimitState]) -> None:
+        from gateway.ratelimit import limit_headers
+
+        which = ", ".join(s.name for s in states if not s.allowed)
+        super().__init__(
+            429,
+            "Too many requests",
+            f"rate limit exceeded ({which})",
+            kind="rate-limited",
+            headers=limit_headers(states),
+        )
