@@ -49,7 +49,7 @@ def other(payload: TouchPayload) -> dict[str, object]:
     return {"note_length": len(payload.note)}
 
 
-@task("test.parked", schema=TouchPayload, queue="parked")
+@task("test.parked", schema=TouchPayload, queue="taskgate-parked")
 def parked(payload: TouchPayload) -> dict[str, object]:
     """Routed to a queue no session worker consumes: its tasks stay queued."""
     _mark(payload.note)
