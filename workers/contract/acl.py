@@ -93,6 +93,7 @@ ROLE_COMMANDS: Final[Mapping[Role, tuple[str, ...]]] = {
         "hmget",
         "hdel",
         "hexists",
+        "hsetnx",
         "srem",
         "zrange",
         "zrevrangebyscore",

@@ -42,6 +42,7 @@ __all__ = [
     "KOMBU_UNACKED_INDEX",
     "KOMBU_UNACKED_MUTEX",
     "MESSAGE_COPY_PREFIX",
+    "ONCE_PREFIX",
     "OWNER_INDEX_PREFIX",
     "QUEUED_PREFIX",
     "RATE_LIMIT_PREFIX",
@@ -62,6 +63,7 @@ __all__ = [
     "done_key",
     "idempotency_key",
     "message_copy_key",
+    "once_key",
     "owner_index",
     "queued_key",
     "rate_limit_key",
@@ -84,6 +86,7 @@ TASK_PREFIX: Final = "tg:task:"
 OWNER_INDEX_PREFIX: Final = "tg:tasks:"
 REVOKED_TASK_PREFIX: Final = "tg:revoked:task:"
 DONE_PREFIX: Final = "tg:done:"
+ONCE_PREFIX: Final = "tg:once:"
 MESSAGE_COPY_PREFIX: Final = "tg:msg:"
 SUSPECT_PREFIX: Final = "tg:sweep:suspect:"
 SWEEP_LOCK: Final = "tg:sweep:lock"
@@ -127,6 +130,11 @@ def queued_key(client_id: str) -> str:
 def revoked_key(task_id: str) -> str:
     """A task revocation that survives worker restarts."""
     return f"{REVOKED_TASK_PREFIX}{task_id}"
+
+
+def once_key(task_id: str) -> str:
+    """Which of a task's side effects already ran (``workers.once``)."""
+    return f"{ONCE_PREFIX}{task_id}"
 
 
 def done_key(task_id: str) -> str:
@@ -240,6 +248,12 @@ REGISTRY: Final[tuple[KeySpec, ...]] = (
     KeySpec(f"{DLQ_INDEX}:*", "dead letters", write=_ALL),
     # written by workers
     KeySpec(f"{DONE_PREFIX}*", "completion records", write=_W, read=_GO),
+    KeySpec(
+        f"{ONCE_PREFIX}*",
+        "side effects a task already did (create-only)",
+        read=_GO,
+        only={"worker": ("hexists", "hsetnx", "expire")},
+    ),
     KeySpec(SWEEP_LOCK, "which worker sweeps", write=_W),
     KeySpec(f"{SUSPECT_PREFIX}*", "messages found missing once", write=_W),
     KeySpec(KOMBU_UNACKED, "kombu: messages in flight", write=_W),
