@@ -11,6 +11,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Final
 
 import redis
 from pydantic import SecretStr
@@ -20,7 +21,14 @@ from security.tls import RedisTLS
 from taskgate.procs import Child, free_port, start_child
 from taskgate.redis_users import HARNESS, USERS_DIR, acl_lines, password_path, write_private
 
-__all__ = ["INSTALL_HINT", "RedisServer", "RedisServerError", "redis_config", "start_redis"]
+__all__ = [
+    "APPENDFSYNC",
+    "INSTALL_HINT",
+    "RedisServer",
+    "RedisServerError",
+    "redis_config",
+    "start_redis",
+]
 
 INSTALL_HINT = (
     "redis-server was not found on PATH. Install it (Debian/Ubuntu: `sudo apt-get install "
@@ -56,8 +64,25 @@ class RedisServer:
         self.child.stop()
 
 
-def redis_config(port: int, certs: CertPaths, data_dir: Path, *, appendonly: bool = True) -> str:
-    """The redis.conf text: TLS only, mTLS, loopback, append-only file in ``data_dir``."""
+APPENDFSYNC: Final = ("always", "everysec", "no")
+
+
+def redis_config(
+    port: int,
+    certs: CertPaths,
+    data_dir: Path,
+    *,
+    appendonly: bool = True,
+    appendfsync: str = "everysec",
+) -> str:
+    """The redis.conf text: TLS only, mTLS, loopback, append-only file in ``data_dir``.
+
+    ``appendfsync`` is how often the append-only file reaches the disk: ``everysec`` (a
+    Redis crash can lose up to a second of accepted work), ``always`` (every write, before
+    Redis answers: nothing acknowledged is lost, at a cost per write) or ``no``.
+    """
+    if appendfsync not in APPENDFSYNC:
+        raise RedisServerError(f"appendfsync must be one of {', '.join(APPENDFSYNC)}")
     lines = [
         "port 0",  # the plain-TCP port is off
         f"tls-port {port}",
@@ -72,7 +97,7 @@ def redis_config(port: int, certs: CertPaths, data_dir: Path, *, appendonly: boo
         f"dir {data_dir}",
         'save ""',
         f"appendonly {'yes' if appendonly else 'no'}",
-        "appendfsync everysec",
+        f"appendfsync {appendfsync}",
         "daemonize no",
         "loglevel notice",
         # Admin-only commands are renamed away from clients that could reach them.
@@ -90,6 +115,7 @@ def start_redis(
     harness: bool = False,
     port: int | None = None,
     appendonly: bool = True,
+    appendfsync: str = "everysec",
     timeout: float = 15.0,
 ) -> RedisServer:
     """Start redis-server with TLS only and the roles' ACL users; wait until it answers
@@ -111,7 +137,9 @@ def start_redis(
     port = port or free_port()
     write_private(data_dir / "users.acl", "\n".join(acl_lines(users, harness=harness)) + "\n")
     conf = data_dir / "redis.conf"
-    conf.write_text(redis_config(port, certs, data_dir, appendonly=appendonly))
+    conf.write_text(
+        redis_config(port, certs, data_dir, appendonly=appendonly, appendfsync=appendfsync)
+    )
     conf.chmod(0o600)
     child = start_child("redis", [binary, str(conf)], log_path=data_dir / "redis.log")
     tls = _user_tls(

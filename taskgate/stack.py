@@ -46,7 +46,13 @@ from security.keystore import init_keys, load_keys
 from security.passwords import hash_admin_token, new_admin_token
 from security.tls import RedisTLS
 from taskgate.procs import Child, free_port, start_child, taskgate_argv
-from taskgate.redis_server import INSTALL_HINT, RedisServer, RedisServerError, start_redis
+from taskgate.redis_server import (
+    APPENDFSYNC,
+    INSTALL_HINT,
+    RedisServer,
+    RedisServerError,
+    start_redis,
+)
 from taskgate.redis_users import (
     USERS_DIR,
     describe_users,
@@ -151,7 +157,11 @@ class Stack:
         else:
             if shutil.which("redis-server") is None:
                 raise StackError(INSTALL_HINT)
-            self.redis = start_redis(self.certs, self.state_dir / "redis")
+            self.redis = start_redis(
+                self.certs,
+                self.state_dir / "redis",
+                appendfsync=_appendfsync(),
+            )
             redis_url = self.redis.url
         env = self.env(redis_url)
         self._new_admin_token()
@@ -388,6 +398,18 @@ def up_command(
         typer.echo("stopped.")
     sys.stdout.flush()
     raise typer.Exit(code)
+
+
+def _appendfsync() -> str:
+    """``TASKGATE_REDIS_APPENDFSYNC`` for the Redis ``up`` starts (default ``everysec``)."""
+    value = os.environ.get("TASKGATE_REDIS_APPENDFSYNC", "everysec").strip().lower()
+    if value not in APPENDFSYNC:
+        raise ConfigError(
+            "TASKGATE_REDIS_APPENDFSYNC",
+            f"{value[:16]!r} is not a Redis appendfsync policy",
+            "use always, everysec or no",
+        )
+    return value
 
 
 def _port_free(port: int) -> bool:

@@ -32,6 +32,7 @@ from tests.integration.stack_fixtures import (
     start_stack,
     wait_for,
 )
+from workers.contract.keys import once_key
 from workers.deadletters import dlq_key
 
 pytestmark = pytest.mark.integration
@@ -162,6 +163,12 @@ def test_email_send_reaches_the_smtp_sink_and_the_password_is_nowhere_at_rest(
     mail = new[0].read_bytes()
     assert canary.encode() in mail
     assert b"Subject: Quarterly numbers" in mail
+    # Every run of this task would send the same Message-ID, and the delivery is recorded
+    # as done before the task is acknowledged (workers.once).
+    assert f"Message-ID: <taskgate.{task_id}@".encode() in mail
+    assert view["result"]["message_id"].startswith(f"<taskgate.{task_id}@")
+    with stack.redis_client() as client:
+        assert client.hexists(once_key(task_id), "deliver")
     assert stack.vault_keys(task_id) == [], "the secret outlived the task"
 
     with stack.redis_client() as client:

@@ -20,7 +20,7 @@ from security.redis_check import ADMIN_FIX, warn_if_admin
 from security.tls import RedisTLS
 from taskgate.cli import app
 from taskgate.procs import Child
-from taskgate.redis_server import RedisServer, start_redis
+from taskgate.redis_server import RedisServer, RedisServerError, redis_config, start_redis
 from taskgate.redis_users import HARNESS, password_path
 from tests.conftest import register_log
 from tests.integration.conftest import Gateway
@@ -279,3 +279,15 @@ def test_transactions_survive_a_restart_with_acls_on(pki: CertPaths, tmp_path: P
             assert admin.acl_log() == []
     finally:
         server.stop()
+
+
+def test_the_stacks_redis_can_fsync_every_write(pki: CertPaths, tmp_path: Path) -> None:
+    """TASKGATE_REDIS_APPENDFSYNC=always reaches redis.conf; an unknown policy is refused."""
+    server = start_redis(pki, tmp_path / "redis", harness=True, appendfsync="always")
+    try:
+        with server.tls.client() as admin:
+            assert admin.config_get("appendfsync") == {"appendfsync": "always"}
+    finally:
+        server.stop()
+    with pytest.raises(RedisServerError, match="appendfsync"):
+        redis_config(1, pki, tmp_path, appendfsync="sometimes")

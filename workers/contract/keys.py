@@ -42,6 +42,7 @@ __all__ = [
     "KOMBU_UNACKED_INDEX",
     "KOMBU_UNACKED_MUTEX",
     "MESSAGE_COPY_PREFIX",
+    "ONCE_PREFIX",
     "OWNER_INDEX_PREFIX",
     "QUEUED_PREFIX",
     "RATE_LIMIT_PREFIX",
@@ -66,6 +67,7 @@ __all__ = [
     "done_key",
     "idempotency_key",
     "message_copy_key",
+    "once_key",
     "owner_index",
     "queued_key",
     "rate_limit_key",
@@ -98,6 +100,7 @@ REVOKED_JTI_LIST: Final = "tg:revoked:jtis"
 # run that started just before the expiry (it writes its marker when it ends).
 REPLAY_WINDOW: Final = 3600
 REPLAY_MARGIN: Final = 3600
+ONCE_PREFIX: Final = "tg:once:"
 MESSAGE_COPY_PREFIX: Final = "tg:msg:"
 SUSPECT_PREFIX: Final = "tg:sweep:suspect:"
 SWEEP_LOCK: Final = "tg:sweep:lock"
@@ -157,6 +160,11 @@ def replay_field(task_id: str, seal_iat: float) -> str:
     """The marker of one gateway seal of ``task_id`` (its signed issue time tells them
     apart: a dead letter requeued by an operator is sealed again)."""
     return f"{task_id}:{float(seal_iat)!r}"
+
+
+def once_key(task_id: str) -> str:
+    """Which of a task's side effects already ran (``workers.once``)."""
+    return f"{ONCE_PREFIX}{task_id}"
 
 
 def done_key(task_id: str) -> str:
@@ -276,6 +284,12 @@ REGISTRY: Final[tuple[KeySpec, ...]] = (
         "final markers of gateway seals (create-only for workers)",
         write=_GO,
         only={"worker": ("hsetnx", "hmget", "hget", "hexists", "exists")},
+    ),
+    KeySpec(
+        f"{ONCE_PREFIX}*",
+        "side effects a task already did (create-only)",
+        read=_GO,
+        only={"worker": ("hexists", "hsetnx", "expire")},
     ),
     KeySpec(SWEEP_LOCK, "which worker sweeps", write=_W),
     KeySpec(f"{SUSPECT_PREFIX}*", "messages found missing once", write=_W),

@@ -36,6 +36,7 @@ from security.errors import ConfigError, TaskgateError
 from security.sanitise import CleanStr, SafeEmail
 from security.tls import check_readable, client_context
 from workers.catalogue import RetryPolicy, task
+from workers.once import once
 
 __all__ = [
     "RETRY_ON",
@@ -47,6 +48,7 @@ __all__ = [
     "deliver",
     "send_email",
     "smtp_settings",
+    "task_message_id",
 ]
 
 ENV_PREFIX = "TASKGATE_SMTP_"
@@ -148,8 +150,17 @@ class SendEmail(BaseModel):
         return value
 
 
-def build_message(payload: SendEmail, *, sender: str, now: datetime | None = None) -> EmailMessage:
-    """The RFC 5322 message; ``EmailMessage`` itself refuses CR/LF in any header."""
+def build_message(
+    payload: SendEmail,
+    *,
+    sender: str,
+    now: datetime | None = None,
+    message_id: str | None = None,
+) -> EmailMessage:
+    """The RFC 5322 message; ``EmailMessage`` itself refuses CR/LF in any header.
+
+    ``message_id`` (see :func:`task_message_id`) makes every run of one task send the same
+    ``Message-ID``, so a receiver can drop a duplicate; without it a random one is made."""
     domain = sender.rpartition("@")[2]
     message = EmailMessage()
     message["From"] = sender
@@ -158,7 +169,7 @@ def build_message(payload: SendEmail, *, sender: str, now: datetime | None = Non
         message["Reply-To"] = payload.reply_to
     message["Subject"] = payload.subject
     message["Date"] = format_datetime(now or datetime.now(UTC))
-    message["Message-ID"] = make_msgid(domain=domain)
+    message["Message-ID"] = message_id or make_msgid(domain=domain)
     message.set_content(payload.body)
     return message
 
@@ -244,7 +255,43 @@ def deliver(message: EmailMessage, *, recipient: str, password: SecretStr) -> No
     time_limit=120,
 )
 def send_email(payload: SendEmail) -> dict[str, Any]:
-    """Send one plain-text email through the configured SMTP server over verified TLS."""
-    message = build_message(payload, sender=smtp_settings().sender)
-    deliver(message, recipient=payload.to, password=payload.smtp_password)
-    return {"delivered": True, "message_id": str(message["Message-ID"]), "recipients": 1}
+    """Send one plain-text email through the configured SMTP server over verified TLS.
+
+    Inside a worker the delivery runs once per task (:func:`workers.once.once`): a run of
+    the same task after a crash finds it recorded and does not send again; its
+    ``Message-ID`` is derived from the task id either way. Called directly (no task), it
+    simply sends."""
+    sender = smtp_settings().sender
+    task_id = _current_task_id()
+    message_id = task_message_id(task_id, sender) if task_id else None
+    message = build_message(payload, sender=sender, message_id=message_id)
+
+    def send() -> None:
+        deliver(message, recipient=payload.to, password=payload.smtp_password)
+
+    again = False
+    if task_id:
+        again = not once("deliver", send).ran
+    else:
+        send()
+    result: dict[str, Any] = {
+        "delivered": True,
+        "message_id": str(message["Message-ID"]),
+        "recipients": 1,
+    }
+    if again:
+        result["already_delivered"] = True
+    return result
+
+
+def task_message_id(task_id: str, sender: str) -> str:
+    """The ``Message-ID`` of task ``task_id``'s email: the same on every run of the task."""
+    return f"<taskgate.{task_id}@{sender.rpartition('@')[2]}>"
+
+
+def _current_task_id() -> str | None:
+    from celery import current_task
+
+    request = getattr(current_task, "request", None)
+    task_id = getattr(request, "id", None)
+    return str(task_id) if task_id else None

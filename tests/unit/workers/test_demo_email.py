@@ -52,6 +52,7 @@ from workers.demo.email import (
     build_message,
     send_email,
     smtp_settings,
+    task_message_id,
 )
 
 PASSWORD = "canary-Pa55word-7f3e9c"
@@ -786,3 +787,20 @@ def test_main_refuses_malformed_hash_and_non_loopback_host(
     assert main(args) == 2
     public = "0.0.0.0"  # noqa: S104 - the refusal under test
     assert main([*args, "--accept-any-password", "--host", public]) == 2
+
+
+def test_a_tasks_message_id_is_the_same_on_every_run() -> None:
+    """The Message-ID comes from the task id and the sender's domain: a rerun repeats it."""
+    task_id = "0b7e3c1e-5f8a-4a57-9d61-1f2e3d4c5b6a"
+    first = build_message(_payload(), sender=SENDER, message_id=task_message_id(task_id, SENDER))
+    again = build_message(_payload(), sender=SENDER, message_id=task_message_id(task_id, SENDER))
+    assert first["Message-ID"] == again["Message-ID"]
+    assert first["Message-ID"] == f"<taskgate.{task_id}@{SENDER.rpartition('@')[2]}>"
+
+
+def test_without_a_task_the_message_id_is_random() -> None:
+    """Called outside a worker, each message gets its own Message-ID."""
+    assert (
+        build_message(_payload(), sender=SENDER)["Message-ID"]
+        != build_message(_payload(), sender=SENDER)["Message-ID"]
+    )
