@@ -237,7 +237,8 @@ class Stack:
         }
 
     def _demo_client(self, redis_url: str) -> tuple[str, str]:
-        """Register a demo client (all demo tasks, read, audit:read); its secret is shown once."""
+        """Register a demo client (all demo tasks, read, audit:read); its secret goes to the
+        0600 ``stack.json`` only, never to the terminal."""
         tls = RedisTLS(
             redis_url,
             self.certs.ca,
