@@ -205,7 +205,7 @@ class _Guards:
     ) -> Client | None:
         """The secret check in a slot of the gate's lane; 503 + Retry-After when it is full."""
         try:
-            async with self.gate.slot(suspect=suspect):
+            async with self.gate.slot(suspect=suspect, source=ip):
                 return await state.clients.authenticate(client_id, secret)
         except HashBusyError:
             await self.denied(state, f"ip:{ip}", "secret checks busy", request_id)

@@ -4,7 +4,7 @@ Every grant attempt costs one scrypt check (~50-150 ms of CPU), so the number of
 process runs at once is capped by :class:`HashGate`, in two lanes:
 
 * the *clean* lane, for sources (client addresses) with no recent failed attempt: a few slots
-  and a short, bounded queue;
+  and a short, bounded queue, and at most one place per source;
 * the *suspect* lane, for sources that failed recently: fewer slots and no queue at all -
   when it is full the answer is an immediate 503 with ``Retry-After``.
 
@@ -85,21 +85,33 @@ class HashGate:
         self._wait = wait_seconds
         self._max_waiting = 4 * slots
         self._waiting = 0
+        self._clean_sources: set[str] = set()  # sources with a place in the clean lane
 
     @asynccontextmanager
-    async def slot(self, *, suspect: bool) -> AsyncIterator[None]:
-        """Hold one slot of the lane for the duration; raise :class:`HashBusyError` if none."""
-        lane = self._suspect if suspect else self._clean
-        if not lane.locked():
-            await lane.acquire()  # a free slot: taken without suspending
-        elif suspect or self._waiting >= self._max_waiting:
-            raise HashBusyError("no free slot for a secret check", reason="busy")
-        else:
-            await self._queue(lane)
+    async def slot(self, *, suspect: bool, source: str) -> AsyncIterator[None]:
+        """Hold one slot of the lane for the duration; raise :class:`HashBusyError` if none.
+
+        A source holds at most one place (running or queued) in the clean lane: its other
+        concurrent attempts are suspect, so one address cannot fill the clean lane.
+        """
+        clean = not suspect and source not in self._clean_sources
+        lane = self._clean if clean else self._suspect
+        if clean:
+            self._clean_sources.add(source)
         try:
-            yield
+            if not lane.locked():
+                await lane.acquire()  # a free slot: taken without suspending
+            elif not clean or self._waiting >= self._max_waiting:
+                raise HashBusyError("no free slot for a secret check", reason="busy")
+            else:
+                await self._queue(lane)
+            try:
+                yield
+            finally:
+                lane.release()
         finally:
-            lane.release()
+            if clean:
+                self._clean_sources.discard(source)
 
     async def _queue(self, lane: asyncio.Semaphore) -> None:
         self._waiting += 1
