@@ -167,10 +167,11 @@ def extra_gateway(
     workers: int = 1,
     ready_path: str = "/healthz",
     timeout: float = 60,
+    log_level: str = "warning",
 ) -> Iterator[Gateway]:
     """Start another ``taskgate serve`` on a free port with ``env``; stop it on exit."""
     port = free_port()
-    argv = ["serve", "--port", str(port), "--log-level", "warning"]
+    argv = ["serve", "--port", str(port), "--log-level", log_level]
     if workers > 1:
         argv += ["--workers", str(workers)]
     child = start_child(
