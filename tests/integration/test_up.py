@@ -7,6 +7,7 @@ import os
 import signal
 import ssl
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -251,5 +252,43 @@ def test_up_prints_the_admin_token_once_when_no_file_is_asked(tmp_path: Path) ->
         assert admin_token.startswith(ADMIN_TOKEN_PREFIX)
         for path in _files(state):
             assert admin_token not in path.read_text(errors="replace"), path
+    finally:
+        _reap(proc)
+
+
+def test_up_prints_no_client_secret_and_its_curl_line_still_gets_a_token(tmp_path: Path) -> None:
+    """The summary holds neither the demo client's secret nor the SMTP password (they are
+    in the 0600 stack.json), and its printed token line fetches a token from that file."""
+    state = tmp_path / "state"
+    proc = _start_up(state)
+    lines: list[str] = []
+    reader = threading.Thread(
+        target=lambda: lines.extend(proc.stdout or []), daemon=True, name="up-stdout"
+    )
+    reader.start()
+    try:
+        info = _wait_stack_json(proc, state)
+        deadline = time.monotonic() + 30
+        while not any(line.startswith("Press Ctrl-C") for line in list(lines)):
+            assert time.monotonic() < deadline, "".join(lines)
+            time.sleep(0.1)
+        token_line = next(line for line in lines if line.strip().startswith("TOKEN=$("))
+        fetched = subprocess.run(
+            ["bash", "-c", f'{token_line.strip()}\nprintf "%s" "$TOKEN"'],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        assert fetched.stdout.count(".") == 2, fetched.stderr  # a JWT: three segments
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=10) == 0
+        reader.join(timeout=5)
+        out = "".join(lines)
+        demo = dict(info["demo_client"])  # type: ignore[call-overload]
+        smtp = dict(info["smtp"])  # type: ignore[call-overload]
+        assert str(demo["client_secret"]) not in out
+        assert str(smtp["password"]) not in out
+        assert "tgs_" not in out
     finally:
         _reap(proc)
