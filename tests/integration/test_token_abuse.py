@@ -253,6 +253,7 @@ def test_a_secret_typed_into_client_id_goes_nowhere(
         ("GET", "/v1/tasks?access_token={mark}"),
         ("GET", "/healthz?Client%5FSecret={mark}"),
         ("GET", "/v1/tasks/catalog?limit=1&token={mark}"),
+        ("POST", "/v1/tasks/test.touch?access_token={mark}"),  # the submit fast lane
     ],
 )
 def test_query_string_credentials_are_400_and_kept_out_of_the_access_log(
@@ -264,8 +265,10 @@ def test_query_string_credentials_are_400_and_kept_out_of_the_access_log(
     mark, harmless = secrets.token_hex(16), secrets.token_hex(16)
     url = path.format(mark=mark)
     with open_gateway.client() as http:
-        data = _grant(client.client_id, client.secret) if method == "POST" else None
-        refused = http.request(method, url, data=data)
+        if url.startswith("/v1/token"):
+            refused = http.post(url, data=_grant(client.client_id, client.secret))
+        else:
+            refused = http.request(method, url, json={"note": "q"} if method == "POST" else None)
         control = http.get(f"/healthz?note={harmless}")
     problem = assert_problem(refused, 400)
     assert problem["type"].endswith("credentials-in-query")
