@@ -156,8 +156,11 @@ class FailureCounter:
         return FailureState(_count(source), max(0, source_ttl), _count(pair), max(0, pair_ttl))
 
     async def failed(self, client: redis.asyncio.Redis, ip: str, client_id: str = "") -> None:
-        """Count one failure for the source and, when the id is well formed, for the pair."""
-        async with client.pipeline(transaction=False) as pipe:
+        """Count one failure for the source and, when the id is well formed, for the pair.
+
+        MULTI/EXEC: a counter never exists without its TTL (that would be a lock for good).
+        """
+        async with client.pipeline(transaction=True) as pipe:
             pipe.incr(failure_key_source(ip))
             pipe.expire(failure_key_source(ip), self.source_window, nx=True)
             if is_valid_client_id(client_id):
