@@ -22,6 +22,7 @@ from gateway.errors import install_error_handlers
 from gateway.fastlane import SubmitFastLane
 from gateway.middleware import (
     BodySizeLimitMiddleware,
+    QueryCredentialsMiddleware,
     RequestIdMiddleware,
     SecurityHeadersMiddleware,
 )
@@ -214,12 +215,14 @@ def create_app(
     app.include_router(build_admin_router())
     app.include_router(build_metrics_router())
     _install_openapi(app, tasks)
-    # Outermost first: ids on everything, headers on everything, then the body cap, then
-    # the submission routes without FastAPI's per-request layers (same handlers).
+    # Outermost first: ids on everything, headers on everything, no credentials in query
+    # strings, then the body cap, then the submission routes without FastAPI's
+    # per-request layers (same handlers).
     app.add_middleware(
         SubmitFastLane, endpoints=submit_endpoints, exception_handlers=app.exception_handlers
     )
     app.add_middleware(BodySizeLimitMiddleware, limit_for=_body_limit(settings, tasks))
+    app.add_middleware(QueryCredentialsMiddleware)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

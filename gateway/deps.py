@@ -31,7 +31,9 @@ __all__ = [
     "Claims",
     "Principal",
     "RequestId",
+    "RequireScope",
     "State",
+    "TasksReader",
     "bearer_token",
     "revoked_jti_key",
 ]
@@ -143,3 +145,23 @@ async def admin_or_auditor(request: Request, state: State) -> str:
 
 
 AdminOrAuditor = Annotated[str, Depends(admin_or_auditor)]
+
+
+class RequireScope:
+    """A dependency: the client principal, refused with 403 unless its token carries ``scope``.
+
+    Every check of :func:`current_client` (signature, revocation, disabled client) runs first.
+    """
+
+    def __init__(self, scope: str) -> None:
+        self.scope = scope
+
+    async def __call__(self, who: Client) -> Principal:
+        if not who.allows(self.scope):
+            raise ApiError(
+                403, "Forbidden", f"the {self.scope} scope is required", kind="forbidden"
+            )
+        return who
+
+
+TasksReader = Annotated[Principal, Depends(RequireScope("tasks:read"))]

@@ -4,6 +4,10 @@
 * :class:`SecurityHeadersMiddleware` - HSTS, ``no-store``, ``nosniff``, no framing.
 * :class:`BodySizeLimitMiddleware` - the body cap is enforced *while reading*: a declared
   ``Content-Length`` over the cap or a stream that grows past it gets 413 before any parsing.
+* :class:`QueryCredentialsMiddleware` - a credential in the query string (``client_secret``,
+  ``access_token``...) is refused with 400 on every route: URLs end up in access logs,
+  proxies and browser history. (The access log prints paths without their query anyway:
+  ``gateway.accesslog``.)
 """
 
 from __future__ import annotations
@@ -13,13 +17,16 @@ import re
 import uuid
 from collections.abc import Callable
 from contextvars import ContextVar
+from urllib.parse import parse_qsl
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.problems import PROBLEM_JSON, PROBLEM_TYPE_BASE
 
 __all__ = [
+    "CREDENTIAL_PARAMETERS",
     "BodySizeLimitMiddleware",
+    "QueryCredentialsMiddleware",
     "RequestIdMiddleware",
     "SecurityHeadersMiddleware",
     "request_id_var",
@@ -186,6 +193,52 @@ class BodySizeLimitMiddleware:
                     f"the body limit is {exc.limit} bytes",
                     kind="too-large",
                 )
+
+
+# Parameter names that carry a credential in OAuth 2.0 (RFC 6749, RFC 6750 section 2.3,
+# RFC 7523) or by common convention; compared case-insensitively, after percent-decoding.
+CREDENTIAL_PARAMETERS = frozenset(
+    {
+        "access_token",
+        "api_key",
+        "apikey",
+        "client_assertion",
+        "client_id",
+        "client_secret",
+        "id_token",
+        "password",
+        "refresh_token",
+        "secret",
+        "token",
+    }
+)
+
+
+class QueryCredentialsMiddleware:
+    """400 problem+json for any request whose query string names a credential parameter."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        query = scope.get("query_string", b"") if scope["type"] == "http" else b""
+        if query and _names_a_credential(query):
+            await _send_problem(
+                scope,
+                send,
+                400,
+                "Bad request",
+                "credentials are not accepted in the query string; send them in the body"
+                " or the Authorization header",
+                kind="credentials-in-query",
+            )
+            return
+        await self.app(scope, receive, send)
+
+
+def _names_a_credential(query: bytes) -> bool:
+    pairs = parse_qsl(query.decode("latin-1"), keep_blank_values=True, max_num_fields=None)
+    return any(name.strip().lower() in CREDENTIAL_PARAMETERS for name, _ in pairs)
 
 
 class _BodyTooLarge(Exception):

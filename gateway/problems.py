@@ -39,8 +39,9 @@ def document_transport_problems(doc: dict[str, Any]) -> None:
     """Declare, in an OpenAPI ``doc``, the problems the transport layer adds to any route.
 
     Routes list their own answers; these come from outside the handler: the body cap
-    (413) and an unparseable body (400) on every operation that takes a body, and 404 on
-    every operation whose path names something (an id that names nothing).
+    (413) and an unparseable body (400) on every operation that takes a body, a credential
+    in the query string (400) on every operation, and 404 on every operation whose path
+    names something (an id that names nothing).
     """
     content: dict[str, Any] = {"content": {PROBLEM_JSON: {}}}
     for path, item in doc.get("paths", {}).items():
@@ -51,5 +52,8 @@ def document_transport_problems(doc: dict[str, Any]) -> None:
             if "requestBody" in operation:
                 responses.setdefault("400", {"description": "Malformed request", **content})
                 responses.setdefault("413", {"description": "Body over the cap", **content})
+            responses.setdefault(
+                "400", {"description": "A credential in the query string", **content}
+            )
             if "{" in path:
                 responses.setdefault("404", {"description": "Nothing by that name", **content})

@@ -17,7 +17,9 @@ from gateway.deps import (
     Client,
     Principal,
     RequestId,
+    RequireScope,
     State,
+    TasksReader,
     current_client,
     state_of,
     verified_claims,
@@ -58,7 +60,7 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {
 
 
 async def client_or_admin(request: Request, state: State) -> Principal | None:
-    """A client principal, or None for the admin token (which reads any task)."""
+    """A client principal holding ``tasks:read``, or None for the admin token (any task)."""
     header = request.headers.get("authorization", "")
     token = header.partition(" ")[2].strip()
     if token.startswith(ADMIN_TOKEN_PREFIX):
@@ -67,9 +69,10 @@ async def client_or_admin(request: Request, state: State) -> Principal | None:
         await require_admin(request, state)
         return None
     rid = str(getattr(request.state, "request_id", "-"))
-    return await current_client(await verified_claims(request, state), state, rid)
+    return await _READ(await current_client(await verified_claims(request, state), state, rid))
 
 
+_READ = RequireScope("tasks:read")
 OwnerOrAdmin = Annotated[Principal | None, Depends(client_or_admin)]
 TaskId = Annotated[str, Path(pattern=TASK_ID.pattern, description="A task id (UUID)")]
 
@@ -195,7 +198,7 @@ def build_router() -> APIRouter:
 
     @router.get("", summary="The caller's own tasks, newest first")
     async def list_tasks(
-        who: Client,
+        who: TasksReader,
         state: State,
         *,
         rid: RequestId,

@@ -7,6 +7,7 @@ from typing import Any
 import uvicorn
 from uvicorn.supervisors import Multiprocess
 
+from gateway.accesslog import install_access_log_filter
 from gateway.header_guard import GuardedHttpToolsProtocol, HeadLimits
 from gateway.settings import GatewaySettings
 from security.tls import server_context
@@ -15,12 +16,18 @@ __all__ = ["TLSConfig", "serve"]
 
 
 class TLSConfig(uvicorn.Config):
-    """uvicorn's config, but the SSL context is ours (TLS 1.2 floor, no compression).
+    """uvicorn's config, but the SSL context is ours (TLS 1.2 floor, no compression), and
+    the access log prints paths without their query string (``gateway.accesslog``).
 
     ``head_limits`` is read by :class:`~gateway.header_guard.GuardedHttpToolsProtocol`.
     """
 
     head_limits: HeadLimits = HeadLimits()
+
+    def configure_logging(self) -> None:
+        # Runs in the supervisor and again in every worker process (uvicorn's subprocess start).
+        super().configure_logging()
+        install_access_log_filter()
 
     def load(self) -> None:
         super().load()

@@ -6,6 +6,7 @@ import ipaddress
 from pathlib import Path
 from typing import ClassVar, Self
 
+import limits
 from pydantic import Field, model_validator
 
 from security.config import CommonSettings, env_name
@@ -63,6 +64,16 @@ def _check_proxies(proxies: list[str]) -> None:
         raise ConfigError(setting, "the list would trust X-Forwarded-For from anyone", fix)
 
 
+def _check_limit(text: str, setting: str) -> None:
+    """One positive limit in the ``limits`` notation ("20/minute", "10/15 minutes")."""
+    try:
+        items = limits.parse_many(text)
+    except ValueError:
+        items = []
+    if len(items) != 1 or items[0].amount < 1:
+        raise ConfigError(setting, "is not one limit", 'write it like "10/15 minutes"')
+
+
 class GatewaySettings(CommonSettings):
     """Settings of the HTTPS gateway."""
 
@@ -95,8 +106,16 @@ class GatewaySettings(CommonSettings):
     # records are queuing and another process appends too (see AuditBatcher); 0: never.
     group_commit_delay_ms: float = Field(default=1.0, ge=0, le=20)
     max_queued_global: int = Field(default=10_000, ge=1)
+    # /v1/token (docs/tokens.md): requests per source address; failed grants per source and
+    # per (client id, source) - a client is locked only for the address that guessed wrong;
+    # concurrent secret checks per process (clean sources / sources that failed recently)
+    # and how long a clean source may queue for one.
     token_rate_limit_ip: str = "20/minute"
-    token_rate_limit_client: str = "10/minute"
+    token_failure_limit_ip: str = "50/15 minutes"
+    token_failure_limit_client: str = "10/15 minutes"
+    token_hash_slots: int = Field(default=2, ge=1, le=64)
+    token_hash_suspect_slots: int = Field(default=1, ge=1, le=64)
+    token_hash_wait: float = Field(default=2.0, ge=0, le=30)
     max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=64 * 1024 * 1024)
     # A request's head (request line and header fields): its size, its number of fields and
     # how long it may take to arrive; past them the answer is 431 or 408 (gateway.header_guard).
@@ -121,6 +140,8 @@ class GatewaySettings(CommonSettings):
         if self.admin_token_file is None:
             self.__dict__["admin_token_file"] = self.state_dir / "admin-token.sha256"
         _check_proxies(self.trusted_proxies)
+        for name in ("token_rate_limit_ip", "token_failure_limit_ip", "token_failure_limit_client"):
+            _check_limit(getattr(self, name), env_name(name))
         _check_networks(self.metrics_allow, env_name("metrics_allow"))
         return self
 

@@ -282,7 +282,7 @@ class Stack:
 
     def _demo_client(self, redis_url: str) -> tuple[str, str]:
         """Register a demo client (all demo tasks, read, audit:read) as the operator; its
-        secret is shown once."""
+        secret goes to the 0600 ``stack.json`` only, never to the terminal."""
         tls = RedisTLS(
             redis_url,
             self.certs.ca,

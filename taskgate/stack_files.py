@@ -2,7 +2,8 @@
 
 ``stack.json`` (0600) describes the running stack: URLs, the CA, the role folders, the
 demo client's credentials and the SMTP sink's; never the admin token, which is printed
-once or written only where ``--admin-token-file`` says.
+once or written only where ``--admin-token-file`` says. The summary printed to the terminal
+holds no client or SMTP secret: its curl line reads the demo secret from ``stack.json``.
 """
 
 from __future__ import annotations
@@ -16,6 +17,14 @@ import typer
 
 __all__ = ["print_summary", "write_stack_json"]
 
+# Prints the grant's form body from stack.json to stdout (a pipe into curl): the demo
+# secret reaches neither the terminal nor a command line (``ps``).
+_GRANT_FORM = (
+    '\'import json,sys; c=json.load(open(sys.argv[1]))["demo_client"];'
+    ' print("grant_type=client_credentials&client_id=%s&client_secret=%s"'
+    ' % (c["client_id"], c["client_secret"]))\''
+)
+
 
 def write_stack_json(path: Path, info: dict[str, Any]) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -28,7 +37,6 @@ def write_stack_json(path: Path, info: dict[str, Any]) -> None:
 def print_summary(info: dict[str, Any], stack_json: Path, admin_token: str) -> None:
     ca = info["ca_file"]
     url = info["gateway_url"]
-    demo = info["demo_client"]
     payload = (
         '{"title":"demo","columns":["city","sales"],"rows":[["Oslo",12],["Lima",7],["Pune",9]]}'
     )
@@ -44,13 +52,17 @@ def print_summary(info: dict[str, Any], stack_json: Path, admin_token: str) -> N
         "Check it:",
         f"  curl --cacert {ca} {url}/readyz",
         "",
-        "Submit a real task as the demo client (token -> submit -> poll):",
-        f"  TOKEN=$(curl -s --cacert {ca} -d grant_type=client_credentials"
-        f" -d client_id={demo['client_id']} -d client_secret={demo['client_secret']} {url}/v1/token"
+        "Submit a real task as the demo client (token -> submit -> poll); its secret is read"
+        f" from {stack_json.name}, never shown:",
+        f"  TOKEN=$(python3 -c {_GRANT_FORM} {stack_json}"
+        f" | curl -s --cacert {ca} --data @- {url}/v1/token"
         " | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"access_token\"])')",
-        f'  curl -s --cacert {ca} -H "Authorization: Bearer $TOKEN"'
-        f" -H 'Content-Type: application/json' -d '{payload}' {url}/v1/tasks/report.generate",
-        f'  curl -s --cacert {ca} -H "Authorization: Bearer $TOKEN" {url}/v1/tasks/<id from above>',
+        f'  ID=$(curl -s --cacert {ca} -H "Authorization: Bearer $TOKEN"'
+        f" -H 'Content-Type: application/json' -d '{payload}' {url}/v1/tasks/report.generate"
+        " | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"id\"])')",
+        f'  until curl -s --cacert {ca} -H "Authorization: Bearer $TOKEN" {url}/v1/tasks/$ID'
+        ' | grep -Eq \'"status":"(succeeded|failed|dead_lettered|revoked)"\'; do sleep 1; done',
+        f'  curl -s --cacert {ca} -H "Authorization: Bearer $TOKEN" {url}/v1/tasks/$ID',
         "",
         f"Demo client and SMTP sink credentials: {stack_json} (mode 0600).",
         _admin_line(info, admin_token),

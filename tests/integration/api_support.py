@@ -137,13 +137,14 @@ def assert_401(response: httpx.Response) -> dict[str, Any]:
 
 
 def forget_token_limits(client: redis.Redis) -> None:
-    """Drop the ``/v1/token`` limiter's counters (per IP and per client id).
+    """Drop the ``/v1/token`` counters (requests per IP, failures per IP and per client+IP).
 
     Every test connects from 127.0.0.1, so a test that spends the per-IP token budget would
     otherwise fail the next test that asks for a token without flushing the database first.
     """
-    for key in client.scan_iter(match="LIMITS:LIMITER/*", count=1000):
-        client.delete(key)
+    for pattern in ("LIMITS:LIMITER/*", "tg:token:fail:*"):
+        for key in client.scan_iter(match=pattern, count=1000):
+            client.delete(key)
 
 
 def clear_of_window_edge(seconds: int, margin: float = 4.0) -> None:
@@ -167,10 +168,11 @@ def extra_gateway(
     workers: int = 1,
     ready_path: str = "/healthz",
     timeout: float = 60,
+    log_level: str = "warning",
 ) -> Iterator[Gateway]:
     """Start another ``taskgate serve`` on a free port with ``env``; stop it on exit."""
     port = free_port()
-    argv = ["serve", "--port", str(port), "--log-level", "warning"]
+    argv = ["serve", "--port", str(port), "--log-level", log_level]
     if workers > 1:
         argv += ["--workers", str(workers)]
     child = start_child(

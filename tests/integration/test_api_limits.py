@@ -94,7 +94,8 @@ def test_per_client_queue_cap_is_429_backpressure(
 def test_token_endpoint_limit_per_client_is_429_with_headers(
     make_client: Any, gateway_server: Gateway
 ) -> None:
-    """The 11th token request for one client id within a minute is 429 with Retry-After."""
+    """After 10 failed grants for one client id from one address, the 11th from that address
+    is 429 with Retry-After (the lock is per client id and address: docs/tokens.md)."""
     client: ApiClient = make_client()
     form = {
         "grant_type": "client_credentials",

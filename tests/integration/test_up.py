@@ -7,6 +7,7 @@ import os
 import signal
 import ssl
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -268,5 +269,50 @@ def test_up_prints_the_admin_token_once_when_no_file_is_asked(tmp_path: Path) ->
         assert admin_token.startswith(ADMIN_TOKEN_PREFIX)
         for path in _files(state):
             assert admin_token not in path.read_text(errors="replace"), path
+    finally:
+        _reap(proc)
+
+
+def test_up_prints_no_client_secret_and_its_curl_lines_run_a_task(tmp_path: Path) -> None:
+    """The summary holds neither the demo client's secret nor the SMTP password (they are
+    in the 0600 stack.json), and its printed lines, pasted as they are, fetch a token from
+    that file, submit a task and poll it to success."""
+    state = tmp_path / "state"
+    proc = _start_up(state)
+    lines: list[str] = []
+    reader = threading.Thread(
+        target=lambda: lines.extend(proc.stdout or []), daemon=True, name="up-stdout"
+    )
+    reader.start()
+    try:
+        info = _wait_stack_json(proc, state)
+        deadline = time.monotonic() + 30
+        while not any(line.startswith("Press Ctrl-C") for line in list(lines)):
+            assert time.monotonic() < deadline, "".join(lines)
+            time.sleep(0.1)
+        start = next(i for i, line in enumerate(lines) if line.strip().startswith("TOKEN=$("))
+        script = "set -e\n" + "".join(line.strip() + "\n" for line in lines[start : start + 4])
+        fetched = subprocess.run(
+            ["bash", "-c", script + 'printf "\\n%s" "$TOKEN"'],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert fetched.returncode == 0, fetched.stderr
+        # The banner's lines paste as printed: token, submit, poll until final, then read.
+        view = json.loads(fetched.stdout.splitlines()[0])
+        assert view["status"] == "succeeded", view
+        fetched.stdout = fetched.stdout.splitlines()[-1]
+        assert fetched.stdout.count(".") == 2, fetched.stderr  # a JWT: three segments
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=10) == 0
+        reader.join(timeout=5)
+        out = "".join(lines)
+        demo = dict(info["demo_client"])  # type: ignore[call-overload]
+        smtp = dict(info["smtp"])  # type: ignore[call-overload]
+        assert str(demo["client_secret"]) not in out
+        assert str(smtp["password"]) not in out
+        assert "tgs_" not in out
     finally:
         _reap(proc)

@@ -73,6 +73,7 @@ ROLE_COMMANDS: Final[Mapping[Role, tuple[str, ...]]] = {
     "gateway": (
         *_CONNECTION,
         *_SHARED,
+        "ttl",  # the /v1/token failure counters' remaining time (Retry-After)
         "hmget",
         "scard",
         "zcard",

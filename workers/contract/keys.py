@@ -58,6 +58,7 @@ __all__ = [
     "SUSPECT_PREFIX",
     "SWEEP_LOCK",
     "TASK_PREFIX",
+    "TOKEN_FAILURES_PREFIX",
     "TOKEN_LIMIT_PREFIX",
     "VAULT_PREFIX",
     "KeySpec",
@@ -110,6 +111,8 @@ REVOKED_JTI_PREFIX: Final = "tg:revoked:jti:"
 IDEM_PREFIX: Final = "tg:idem:"
 RATE_LIMIT_PREFIX: Final = "tg:rl:"
 TOKEN_LIMIT_PREFIX: Final = "tg:token"  # noqa: S105 - slowapi's key prefix for /v1/token, no secret
+# failed /v1/token attempts per source and per (client id, source): under TOKEN_LIMIT_PREFIX
+TOKEN_FAILURES_PREFIX: Final = "tg:token:fail:"  # noqa: S105 - a key prefix, no secret
 DLQ_INDEX: Final = "tg:dlq"
 AUDIT_STREAM: Final = DEFAULT_STREAM
 AUDIT_HEAD: Final = head_key(DEFAULT_STREAM)
