@@ -29,7 +29,8 @@ from gateway.middleware import (
 from gateway.problems import document_transport_problems
 from gateway.routes_admin import build_admin_router
 from gateway.routes_metrics import build_metrics_router
-from gateway.routes_tasks import COMMON_ERRORS, build_router, submit_route
+from gateway.routes_submit import submit_route
+from gateway.routes_tasks import COMMON_ERRORS, build_router
 from gateway.routes_token import build_token_limiter, build_token_router
 from gateway.script_batcher import ScriptBatcher
 from gateway.settings import GatewaySettings

@@ -1,7 +1,7 @@
 """The submission routes, answered without FastAPI's per-request machinery.
 
 ``POST /v1/tasks/{name}`` is the gateway's hot path. Its handler takes only the
-``Request`` (``routes_tasks.submit_route``), yet FastAPI still walks its route table,
+``Request`` (``routes_submit.submit_route``), yet FastAPI still walks its route table,
 builds its request scope and dependency state and wraps the call in its exception and
 exit-stack layers: measured on the 2-core development machine, about 50 microseconds a
 request, a tenth of a whole submission's server CPU.

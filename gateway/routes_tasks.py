@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
-from fastapi.responses import JSONResponse
-from starlette.background import BackgroundTask
 from starlette.convertors import Convertor, register_url_convertor
 
-from gateway.best_effort import run_best_effort
 from gateway.deps import (
     Client,
     Principal,
@@ -21,24 +17,18 @@ from gateway.deps import (
     State,
     TasksReader,
     current_client,
-    state_of,
     verified_claims,
 )
 from gateway.errors import ApiError
-from gateway.ratelimit import limit_headers
 from gateway.revocation import revoke
 from gateway.state import GatewayState
 from gateway.stored import trusted_record
-from gateway.submit import BEST_EFFORT_STAGES, STAGES, IdempotentReplay, Submission, run_stages
-from security.errors import InputRejectedError, TaskgateError, TokenError
+from security.errors import TaskgateError
 from security.passwords import ADMIN_TOKEN_PREFIX
-from workers.catalogue import TaskSpec
 from workers.contract.keys import result_key
 from workers.wire import (
-    GLOBAL_QUEUED,
     TASK_ID,
     owner_index,
-    queued_key,
     task_key,
 )
 
@@ -308,116 +298,3 @@ def _mark_secret(schema: dict[str, Any], path: list[str]) -> None:
     if isinstance(node, dict):
         node["writeOnly"] = True
         node["format"] = "password"
-
-
-def submit_route(spec: TaskSpec) -> Any:
-    """The POST handler for one task of the catalogue (broker lane or best-effort lane)."""
-    stages = BEST_EFFORT_STAGES if spec.best_effort else STAGES
-
-    # Only the Request: every FastAPI dependency is resolved per request, on the hot path.
-    async def submit(request: Request) -> Any:
-        state = state_of(request)
-        request_id = str(getattr(request.state, "request_id", "-"))
-        try:
-            claims = await verified_claims(request, state)
-        except TokenError as exc:
-            await state.record(
-                actor="anonymous",
-                action="auth.refused",
-                outcome="denied",
-                target=spec.name,
-                reason=exc.reason,
-                request_id=request_id,
-            )
-            raise
-        ctx = Submission(
-            client_id=claims.sub,
-            jti=claims.jti,
-            scopes=claims.scopes,
-            spec=spec,
-            raw_body=await request.body(),
-            idempotency_key=request.headers.get("idempotency-key"),
-            request_id=request_id,
-            claims=claims,
-        )
-        actor = f"client:{claims.sub}"
-        started = time.monotonic()
-        try:
-            ctx = await run_stages(ctx, state, stages)
-        except IdempotentReplay as replay:
-            return _accepted(replay.task_id, ctx, replayed=True)
-        except (ApiError, TaskgateError) as exc:
-            await _release_idempotency(state, ctx)
-            await _release_slot(state, ctx)
-            reason = exc.kind if isinstance(exc, ApiError) else exc.reason
-            if isinstance(exc, InputRejectedError) and exc.field:
-                reason = f"{reason} at {exc.field}"
-            action = "rate_limit.hit" if getattr(exc, "status", 0) == 429 else "task.submit"
-            await state.record(
-                actor=actor,
-                action=action,
-                outcome="denied",
-                target=spec.name,
-                reason=reason,
-                request_id=request_id,
-            )
-            if isinstance(exc, ApiError) and ctx.limits and exc.status != 429:
-                exc.headers = {**limit_headers(ctx.limits), **(exc.headers or {})}
-            state.metrics.submissions.labels(spec.name, reason.split(" ", 1)[0]).inc()
-            raise
-        except Exception as exc:
-            await _release_idempotency(state, ctx)
-            if ctx.sealed:  # audited as allowed, then the enqueue failed: say so
-                with contextlib.suppress(Exception):
-                    await state.record(
-                        actor=actor,
-                        action="task.submit",
-                        outcome="error",
-                        target=ctx.task_id,
-                        reason=f"not enqueued: {type(exc).__name__}",
-                        request_id=request_id,
-                    )
-            raise
-        state.metrics.submissions.labels(spec.name, "accepted").inc()
-        state.metrics.latency.labels(spec.name).observe(time.monotonic() - started)
-        response = _accepted(ctx.task_id, ctx, replayed=False)
-        if spec.best_effort:  # runs after the reply is sent, like BackgroundTasks
-            response.background = BackgroundTask(
-                run_best_effort, state, spec, ctx.task_id, ctx.payload
-            )
-            ctx.payload = {}
-        return response
-
-    submit.__name__ = f"submit_{spec.name.replace('.', '_').replace('-', '_')}"
-    return submit
-
-
-def _accepted(task_id: str, ctx: Submission, *, replayed: bool) -> JSONResponse:
-    headers = {"Location": f"/v1/tasks/{task_id}", **limit_headers(ctx.limits)}
-    if replayed:
-        headers["Idempotent-Replayed"] = "true"
-    body = {"id": task_id, "status": "queued", "links": {"self": f"/v1/tasks/{task_id}"}}
-    return JSONResponse(body, status_code=202, headers=headers)
-
-
-async def _release_idempotency(state: GatewayState, ctx: Submission) -> None:
-    """A refused request frees its Idempotency-Key so a corrected retry can use it."""
-    if ctx.idem_redis_key is None:
-        return
-    try:
-        await state.redis.delete(ctx.idem_redis_key)
-    except Exception:  # noqa: BLE001 - the key expires anyway; never mask the original error
-        log.warning("could not release an idempotency key")
-
-
-async def _release_slot(state: GatewayState, ctx: Submission) -> None:
-    """A request refused before its commit gives back the queue slot its check reserved."""
-    if not ctx.reserved:
-        return
-    try:
-        async with state.redis.pipeline(transaction=True) as pipe:
-            pipe.zrem(queued_key(ctx.client_id), ctx.task_id)
-            pipe.zrem(GLOBAL_QUEUED, ctx.task_id)
-            await pipe.execute()
-    except Exception:  # noqa: BLE001 - it stops counting by itself; never mask the refusal
-        log.warning("could not release a queue slot")

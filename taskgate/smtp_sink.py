@@ -39,8 +39,10 @@ from typing import Any
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
+from certs.material import CertPaths
 from security.errors import ConfigError
 from security.tls import check_private_key, check_readable, server_context
+from taskgate.procs import Child, free_port, start_child
 
 __all__ = [
     "MAX_MESSAGE_BYTES",
@@ -48,6 +50,8 @@ __all__ = [
     "PASSWORD_HASH_ENV",
     "Credentials",
     "MaildirHandler",
+    "SinkStartError",
+    "launch_sink",
     "main",
     "start_sink",
 ]
@@ -183,6 +187,40 @@ def start_sink(
     )
     controller.start()
     return controller
+
+
+class SinkStartError(RuntimeError):
+    """The sink process did not come up."""
+
+
+def launch_sink(
+    state_dir: Path, certs: CertPaths, env: dict[str, str], *, children: list[Child]
+) -> dict[str, Any]:
+    """Start the sink as a child of ``taskgate up`` (appended to ``children`` at once, so
+    stopping the stack stops it) on a free loopback port, with a fresh password; wait until
+    it listens. Returns what ``stack.json`` says about it."""
+    port = free_port()
+    password = secrets.token_urlsafe(24)
+    maildir = state_dir / "mail"
+    sink_env = dict(env)
+    sink_env["TASKGATE_SMTP_SINK_PASSWORD_SHA256"] = hashlib.sha256(password.encode()).hexdigest()
+    argv = [sys.executable, "-m", "taskgate.smtp_sink", "--host", "127.0.0.1", "--port"]
+    argv += [str(port), "--cert", str(certs.cert("https")), "--key", str(certs.key("https"))]
+    argv += ["--maildir", str(maildir)]
+    child = start_child("smtp", argv, log_path=state_dir / "logs" / "smtp.log", env=sink_env)
+    children.append(child)
+    deadline = time.monotonic() + 20
+    while "listening" not in child.log_tail(5):
+        if not child.alive() or time.monotonic() > deadline:
+            raise SinkStartError(f"the SMTP sink did not start:\n{child.log_tail(20)}")
+        time.sleep(0.1)
+    return {
+        "host": "127.0.0.1",
+        "port": port,
+        "username": "taskgate",
+        "password": password,
+        "maildir": str(maildir.resolve()),
+    }
 
 
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:

@@ -20,9 +20,7 @@ the same users.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import os
-import secrets
 import shutil
 import signal
 import socket
@@ -61,6 +59,7 @@ from taskgate.redis_users import (
     write_private,
 )
 from taskgate.role_dirs import RoleDirError, prepare_role_dir
+from taskgate.smtp_sink import SinkStartError, launch_sink
 from taskgate.stack_files import print_summary, write_stack_json
 from workers.contract.keys import ROLES
 from workers.settings import WorkerSettings
@@ -239,46 +238,10 @@ class Stack:
 
     def _start_smtp_sink(self, env: dict[str, str]) -> dict[str, Any]:
         """The local SMTP sink (STARTTLS, AUTH) that email.send delivers to."""
-        port = free_port()
-        password = secrets.token_urlsafe(24)
-        maildir = self.state_dir / "mail"
-        sink_env = dict(env)
-        sink_env["TASKGATE_SMTP_SINK_PASSWORD_SHA256"] = hashlib.sha256(
-            password.encode()
-        ).hexdigest()
-        child = start_child(
-            "smtp",
-            [
-                sys.executable,
-                "-m",
-                "taskgate.smtp_sink",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--cert",
-                str(self.certs.cert("https")),
-                "--key",
-                str(self.certs.key("https")),
-                "--maildir",
-                str(maildir),
-            ],
-            log_path=self.state_dir / "logs" / "smtp.log",
-            env=sink_env,
-        )
-        self.children.append(child)
-        deadline = time.monotonic() + 20
-        while "listening" not in child.log_tail(5):
-            if not child.alive() or time.monotonic() > deadline:
-                raise StackError(f"the SMTP sink did not start:\n{child.log_tail(20)}")
-            time.sleep(0.1)
-        return {
-            "host": "127.0.0.1",
-            "port": port,
-            "username": "taskgate",
-            "password": password,
-            "maildir": str(maildir.resolve()),
-        }
+        try:
+            return launch_sink(self.state_dir, self.certs, env, children=self.children)
+        except SinkStartError as exc:
+            raise StackError(str(exc)) from None
 
     def _demo_client(self, redis_url: str) -> tuple[str, str]:
         """Register a demo client (all demo tasks, read, audit:read) as the operator; its
