@@ -74,6 +74,7 @@ ROLE_COMMANDS: Final[Mapping[Role, tuple[str, ...]]] = {
         *_CONNECTION,
         *_SHARED,
         "ttl",  # the /v1/token failure counters' remaining time (Retry-After)
+        "incrby",  # ... and their count (redis-py's INCR sends INCRBY)
         "hmget",
         "scard",
         "zcard",
