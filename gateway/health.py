@@ -18,12 +18,22 @@ from gateway.publisher import OutgoingTask, encode_message, result_key
 from security.errors import TaskgateError
 from workers.wire import PING_TASK
 
-__all__ = ["Readiness", "router"]
+__all__ = ["FAILURE_CACHE_SECONDS", "Readiness", "router"]
 router = APIRouter(tags=["health"])
 
 
+# How long a failed worker ping is believed: a burst of probes while no worker answers
+# queues one ping a second at most, not one per probe.
+FAILURE_CACHE_SECONDS = 1.0
+
+
 class Readiness:
-    """Checks Redis and the workers; a worker success is trusted for ``cache_seconds``."""
+    """Checks Redis and the workers; a worker success is trusted for ``cache_seconds``.
+
+    The worker check is single-flight: concurrent probes share the one ping in flight
+    (unauthenticated callers cannot make the gateway queue a ping each), and a failure is
+    believed for :data:`FAILURE_CACHE_SECONDS`.
+    """
 
     def __init__(
         self,
@@ -40,6 +50,8 @@ class Readiness:
         self._timeout = timeout
         self._cache_seconds = cache_seconds
         self._workers_ok_until = 0.0
+        self._failure: tuple[float, str] = (0.0, "")
+        self._inflight: asyncio.Future[str] | None = None
 
     async def check(self) -> dict[str, str]:
         """Each check's outcome: ``"ok"`` or a short reason (no secrets, no addresses)."""
@@ -51,13 +63,31 @@ class Readiness:
             checks["redis"] = f"unreachable over TLS ({type(exc).__name__})"
             checks["workers"] = "not checked"
             return checks
-        if time.monotonic() < self._workers_ok_until:
-            checks["workers"] = "ok"
-            return checks
-        checks["workers"] = await self._ping_worker()
-        if checks["workers"] == "ok":
-            self._workers_ok_until = time.monotonic() + self._cache_seconds
+        checks["workers"] = await self._workers()
         return checks
+
+    async def _workers(self) -> str:
+        now = time.monotonic()
+        if now < self._workers_ok_until:
+            return "ok"
+        until, outcome = self._failure
+        if now < until:
+            return outcome
+        if self._inflight is None:
+            self._inflight = asyncio.ensure_future(self._ping_and_remember())
+        # shield: a probe whose client went away does not cancel the others' ping
+        return await asyncio.shield(self._inflight)
+
+    async def _ping_and_remember(self) -> str:
+        try:
+            outcome = await self._ping_worker()
+            if outcome == "ok":
+                self._workers_ok_until = time.monotonic() + self._cache_seconds
+            else:
+                self._failure = (time.monotonic() + FAILURE_CACHE_SECONDS, outcome)
+            return outcome
+        finally:
+            self._inflight = None
 
     async def _ping_worker(self) -> str:
         task_id = str(uuid.uuid4())

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import ssl
+import uuid
 import warnings
 
 import httpx
@@ -10,7 +12,7 @@ import pytest
 import redis.asyncio
 
 from gateway.codec import SealedCodec
-from gateway.health import Readiness
+from gateway.health import FAILURE_CACHE_SECONDS, Readiness
 from security.keystore import KeyRing
 from tests.integration.conftest import Gateway
 
@@ -84,3 +86,24 @@ async def test_readiness_names_redis_when_it_is_unreachable(keyring: KeyRing) ->
         await client.aclose()
     assert checks["redis"].startswith("unreachable over TLS")
     assert checks["workers"] == "not checked"
+
+
+async def test_concurrent_probes_share_one_ping_and_a_failure_is_believed_briefly(
+    async_redis: redis.asyncio.Redis, keyring: KeyRing
+) -> None:
+    """20 probes at once, then 20 more within the failure cache, queue a single ping: an
+    unauthenticated flood of /readyz cannot make the gateway queue work."""
+    queue = f"nobody-listens-{uuid.uuid4().hex[:8]}"
+    readiness = Readiness(
+        async_redis, SealedCodec(keyring, ttl=60), queue=queue, timeout=0.3, cache_seconds=0
+    )
+    first = await asyncio.gather(*(readiness.check() for _ in range(20)))
+    again = await asyncio.gather(*(readiness.check() for _ in range(20)))
+    assert await async_redis.llen(queue) == 1
+    outcomes = {checks["workers"] for checks in first + again}
+    assert len(outcomes) == 1
+    assert next(iter(outcomes)).startswith("no worker answered")
+    await asyncio.sleep(FAILURE_CACHE_SECONDS + 0.1)
+    await readiness.check()
+    assert await async_redis.llen(queue) == 2
+    await async_redis.delete(queue)
