@@ -16,6 +16,7 @@ import redis
 from certs.material import CertPaths
 from security.tls import RedisTLS
 from taskgate.procs import Child, free_port, start_child
+from taskgate.redis_tls import redis_openssl_env, redis_tls_lines
 
 __all__ = ["INSTALL_HINT", "RedisServer", "RedisServerError", "redis_config", "start_redis"]
 
@@ -57,8 +58,7 @@ def redis_config(port: int, certs: CertPaths, data_dir: Path, *, appendonly: boo
         f"tls-key-file {certs.key('redis')}",
         f"tls-ca-cert-file {certs.ca}",
         "tls-auth-clients yes",
-        'tls-protocols "TLSv1.2 TLSv1.3"',
-        "tls-prefer-server-ciphers yes",
+        *redis_tls_lines(),
         f"dir {data_dir}",
         'save ""',
         f"appendonly {'yes' if appendonly else 'no'}",
@@ -93,7 +93,12 @@ def start_redis(
     conf = data_dir / "redis.conf"
     conf.write_text(redis_config(port, certs, data_dir, appendonly=appendonly))
     conf.chmod(0o600)
-    child = start_child("redis", [binary, str(conf)], log_path=data_dir / "redis.log")
+    child = start_child(
+        "redis",
+        [binary, str(conf)],
+        log_path=data_dir / "redis.log",
+        env=redis_openssl_env(data_dir),
+    )
     tls = RedisTLS(
         url=f"rediss://localhost:{port}/0",
         ca_file=certs.ca,
