@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from certs.material import describe, init_certs, rotate_leaves
+from certs.material import describe, expiry_warning, init_certs, rotate_leaves
 
 __all__ = ["app"]
 
@@ -42,7 +42,11 @@ def init_command(
 
 @app.command("show")
 def show_command(state_dir: StateDir = Path(".taskgate")) -> None:
-    """Show subject, SANs, expiry, days left and SHA-256 fingerprint of each certificate."""
+    """Show subject, SANs, expiry, days left and SHA-256 fingerprint of each certificate.
+
+    Warns (on stderr) about each certificate that expires within 30 days;
+    exits 1 if one has already expired.
+    """
     infos = describe(state_dir / "certs")
     if not infos:
         typer.echo(f"no certificates in {state_dir / 'certs'}; run `taskgate certs init`", err=True)
@@ -54,6 +58,10 @@ def show_command(state_dir: StateDir = Path(".taskgate")) -> None:
         typer.echo(f"  SANs      {', '.join(info.sans) or '-'}")
         typer.echo(f"  expires   {info.not_after:%Y-%m-%d %H:%M:%SZ} ({info.days_left} days left)")
         typer.echo(f"  sha256    {info.sha256}")
+    for line in filter(None, map(expiry_warning, infos)):
+        typer.echo(f"warning: {line}", err=True)
+    if any(info.expired for info in infos):
+        raise typer.Exit(1)
 
 
 @app.command("rotate")

@@ -21,7 +21,18 @@ from certs.authority import (
     write_pem,
 )
 
-__all__ = ["CertInfo", "CertPaths", "describe", "init_certs", "rotate_leaves"]
+__all__ = [
+    "EXPIRY_WARNING_DAYS",
+    "CertInfo",
+    "CertPaths",
+    "describe",
+    "expiry_warning",
+    "init_certs",
+    "rotate_leaves",
+]
+
+# `taskgate certs show` warns this many days before a certificate expires.
+EXPIRY_WARNING_DAYS = 30
 
 
 @dataclass(frozen=True)
@@ -100,8 +111,12 @@ class CertInfo:
     issuer: str
     sans: list[str]
     not_after: dt.datetime
-    days_left: int
+    days_left: int  # whole days, rounded down: negative once ``not_after`` has passed
     sha256: str
+
+    @property
+    def expired(self) -> bool:
+        return self.days_left < 0
 
 
 def describe(folder: Path, *, now: dt.datetime | None = None) -> list[CertInfo]:
@@ -132,3 +147,17 @@ def describe(folder: Path, *, now: dt.datetime | None = None) -> list[CertInfo]:
             )
         )
     return infos
+
+
+def expiry_warning(info: CertInfo, *, within: int = EXPIRY_WARNING_DAYS) -> str | None:
+    """One line for a certificate that has expired or expires within ``within`` days, with
+    the command that renews it; ``None`` when it has longer to live."""
+    if info.days_left > within:
+        return None
+    when = f"{info.not_after:%Y-%m-%d %H:%M:%SZ}"
+    state = f"EXPIRED on {when}" if info.expired else f"expires in {info.days_left} days ({when})"
+    if info.file.name == "ca.pem":
+        fix = "run `taskgate certs init --force` (a new CA and every leaf; restart everything)"
+    else:
+        fix = "run `taskgate certs rotate` and restart the processes"
+    return f"{info.file.name} {state}: {fix}"

@@ -19,6 +19,7 @@ from pydantic import SecretStr
 from certs.material import CertPaths
 from security.tls import RedisTLS
 from taskgate.procs import Child, free_port, start_child
+from taskgate.redis_tls import redis_openssl_env, redis_tls_lines
 from taskgate.redis_users import HARNESS, USERS_DIR, acl_lines, password_path, write_private
 
 __all__ = [
@@ -92,8 +93,7 @@ def redis_config(
         f"tls-key-file {certs.key('redis')}",
         f"tls-ca-cert-file {certs.ca}",
         "tls-auth-clients yes",
-        'tls-protocols "TLSv1.2 TLSv1.3"',
-        "tls-prefer-server-ciphers yes",
+        *redis_tls_lines(),
         f"dir {data_dir}",
         'save ""',
         f"appendonly {'yes' if appendonly else 'no'}",
@@ -141,7 +141,12 @@ def start_redis(
         redis_config(port, certs, data_dir, appendonly=appendonly, appendfsync=appendfsync)
     )
     conf.chmod(0o600)
-    child = start_child("redis", [binary, str(conf)], log_path=data_dir / "redis.log")
+    child = start_child(
+        "redis",
+        [binary, str(conf)],
+        log_path=data_dir / "redis.log",
+        env=redis_openssl_env(data_dir),
+    )
     tls = _user_tls(
         f"rediss://localhost:{port}/0", certs, users, HARNESS if harness else "operator"
     )

@@ -9,6 +9,7 @@ from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 from typer.testing import CliRunner
 
+from certs.authority import LEAF_DAYS
 from certs.material import CertPaths, describe, init_certs, rotate_leaves
 from taskgate.cli import app
 
@@ -98,7 +99,7 @@ def test_describe_reports_expiry_and_days_left(tmp_path: Path) -> None:
         "operator-client.pem",
         "https.pem",
     }
-    assert 395 <= infos["redis.pem"].days_left <= 397
+    assert LEAF_DAYS - 2 <= infos["redis.pem"].days_left <= LEAF_DAYS
     assert infos["ca.pem"].days_left > 3000
     assert len(infos["https.pem"].sha256.split(":")) == 32
 
