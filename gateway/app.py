@@ -26,6 +26,7 @@ from gateway.middleware import (
     SecurityHeadersMiddleware,
 )
 from gateway.problems import document_transport_problems
+from gateway.refusals import RefusalAggregator
 from gateway.routes_admin import build_admin_router
 from gateway.routes_metrics import build_metrics_router
 from gateway.routes_tasks import COMMON_ERRORS, build_router, submit_route
@@ -35,6 +36,7 @@ from gateway.settings import GatewaySettings
 from gateway.state import GatewayState
 from gateway.submit import IDEMPOTENCY_KEY
 from security.audit import AsyncAuditWriter
+from security.audit_refusals import RefusalCounter
 from security.keystore import KeyRing
 from security.tokens import TokenPolicy
 from workers.catalogue import Catalogue, default_catalogue, load_task_modules
@@ -144,10 +146,19 @@ def create_app(
             # connection is a 503; the client's Idempotency-Key makes its retry safe.
             retry=Retry(NoBackoff(), 0),
         )
-        batcher = AuditBatcher(
-            AsyncAuditWriter(client, ring.audit),
-            delay=settings.group_commit_delay_ms / 1000,
+        writer = AsyncAuditWriter(client, ring.audit)
+        batcher = AuditBatcher(writer, delay=settings.group_commit_delay_ms / 1000)
+        refusals = RefusalAggregator(
+            RefusalCounter(
+                client,
+                window=settings.audit_refusal_window,
+                max_groups=settings.audit_refusal_max_groups,
+            ),
+            batcher,
+            writer,
+            trusted_proxies=tuple(settings.trusted_proxies),
         )
+        refusals.start(interval=min(10.0, max(1.0, settings.audit_refusal_window / 4)))
         scripts = ScriptBatcher(client)
         readiness = health.Readiness(
             client,
@@ -169,11 +180,13 @@ def create_app(
             readiness=readiness,
             clients=ClientRegistry(client),
             admin_token_hash=admin_hash,
+            refusals=refusals,
         )
         _tune_gc()
         try:
             yield
         finally:
+            await refusals.stop()
             await batcher.stop()
             await scripts.stop()
             await client.aclose()

@@ -94,6 +94,10 @@ class GatewaySettings(CommonSettings):
     # Group commit under contention: how long an audit append waits for more records when
     # records are queuing and another process appends too (see AuditBatcher); 0: never.
     group_commit_delay_ms: float = Field(default=1.0, ge=0, le=20)
+    # Refusals of unauthenticated or rate-limited requests: counted per window of this many
+    # seconds and per source, at most this many sources a window (gateway.refusals).
+    audit_refusal_window: int = Field(default=60, ge=1, le=86_400)
+    audit_refusal_max_groups: int = Field(default=100, ge=1, le=10_000)
     max_queued_global: int = Field(default=10_000, ge=1)
     token_rate_limit_ip: str = "20/minute"
     token_rate_limit_client: str = "10/minute"
