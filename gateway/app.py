@@ -15,6 +15,7 @@ from redis.backoff import NoBackoff
 from starlette.types import Scope
 
 from gateway import health
+from gateway.anchoring import AnchorJob, VerifyLimiter
 from gateway.audit_batcher import AuditBatcher
 from gateway.clients import ClientRegistry
 from gateway.codec import SealedCodec
@@ -113,6 +114,36 @@ def _tune_gc() -> None:
     gc.set_threshold(20_000, 20, 20)
 
 
+def _audit_jobs(
+    settings: GatewaySettings,
+    client: Any,
+    ring: KeyRing,
+    batcher: AuditBatcher,
+    writer: AsyncAuditWriter,
+) -> tuple[RefusalAggregator, AnchorJob]:
+    """The audit's background work, started: refusal summaries and automatic anchors."""
+    refusals = RefusalAggregator(
+        RefusalCounter(
+            client,
+            window=settings.audit_refusal_window,
+            max_groups=settings.audit_refusal_max_groups,
+        ),
+        batcher,
+        writer,
+        trusted_proxies=tuple(settings.trusted_proxies),
+    )
+    refusals.start(interval=min(10.0, max(1.0, settings.audit_refusal_window / 4)))
+    anchors = AnchorJob(
+        client,
+        ring,
+        settings.anchor_file,
+        interval=settings.audit_anchor_interval,
+        every=settings.audit_anchor_every,
+    )
+    anchors.start()
+    return refusals, anchors
+
+
 def create_app(
     settings: GatewaySettings,
     *,
@@ -148,17 +179,7 @@ def create_app(
         )
         writer = AsyncAuditWriter(client, ring.audit)
         batcher = AuditBatcher(writer, delay=settings.group_commit_delay_ms / 1000)
-        refusals = RefusalAggregator(
-            RefusalCounter(
-                client,
-                window=settings.audit_refusal_window,
-                max_groups=settings.audit_refusal_max_groups,
-            ),
-            batcher,
-            writer,
-            trusted_proxies=tuple(settings.trusted_proxies),
-        )
-        refusals.start(interval=min(10.0, max(1.0, settings.audit_refusal_window / 4)))
+        refusals, anchors = _audit_jobs(settings, client, ring, batcher, writer)
         scripts = ScriptBatcher(client)
         readiness = health.Readiness(
             client,
@@ -181,11 +202,13 @@ def create_app(
             clients=ClientRegistry(client),
             admin_token_hash=admin_hash,
             refusals=refusals,
+            verify_limiter=VerifyLimiter(client, settings.audit_verify_rate_limit),
         )
         _tune_gc()
         try:
             yield
         finally:
+            await anchors.stop()
             await refusals.stop()
             await batcher.stop()
             await scripts.stop()

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import redis.asyncio
 
+from gateway.anchoring import VerifyLimiter
 from gateway.audit_batcher import AuditBatcher
 from gateway.clients import ClientRegistry
 from gateway.codec import SealedCodec
@@ -51,6 +52,7 @@ class GatewayState:
     metrics: Metrics = field(default_factory=Metrics)
     verified: VerifiedTokens = field(default_factory=VerifiedTokens)
     refusals: RefusalAggregator | None = None
+    verify_limiter: VerifyLimiter | None = None
     _limits: dict[str, ClientLimits] = field(default_factory=dict, repr=False)
 
     async def record(

@@ -161,10 +161,16 @@ class ChainVerifier:
             return False
         checked = self._check(stream_id, fields)
         if isinstance(checked, str):
-            return self._fail(stream_id, checked)
+            return self._fail(stream_id, checked, detail=self._gap(checked, fields))
         self._last = Head(checked.seq, checked.mac)
         self._count += 1
         return True
+
+    def _gap(self, reason: str, fields: Mapping[str, str]) -> str:
+        if reason not in {"seq_gap", "start_mismatch"} or not fields.get("seq", "").isdigit():
+            return ""
+        first, seq = self._last.seq + 1, int(fields["seq"])
+        return f"records {first}-{seq - 1} are missing" if seq > first else ""
 
     def _check(self, stream_id: str, fields: Mapping[str, str]) -> AuditEntry | str:
         """The parsed entry if it is authentic and links on, else why not."""
@@ -202,9 +208,13 @@ class ChainVerifier:
             return "head_mismatch"
         return None
 
-    def finish(self, late_head: str | None) -> VerifyReport:
-        """The report, once every entry was fed; ``late_head`` is the head key read now."""
-        if self._bad is None:
+    def finish(self, late_head: str | None, *, complete: bool = True) -> VerifyReport:
+        """The report, once every entry was fed; ``late_head`` is the head key read now.
+
+        ``complete=False``: the walk stopped at a limit before the end of the stream, so
+        only the entries fed are judged (the end is for a later call to check).
+        """
+        if self._bad is None and complete:
             self._check_end(_parse_stored_head(late_head))
         return VerifyReport(
             ok=self._bad is None,
