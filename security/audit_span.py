@@ -14,7 +14,7 @@ was verified when it was taken), so a check costs the entries since then, not th
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import redis
@@ -34,7 +34,8 @@ __all__ = ["SpanReport", "verify_archives", "verify_span"]
 @dataclass(frozen=True, slots=True)
 class SpanReport:
     """The verdict over archive + live: ``where`` the first problem is (``archive <file>``
-    or ``live``), how many entries verified in each, and the range covered."""
+    or ``live``), how many entries verified in each, and the range covered (from the
+    resumed anchor's next seq, for an incremental check)."""
 
     ok: bool
     first_seq: int
@@ -44,14 +45,15 @@ class SpanReport:
     where: str = ""
     bad: BadRecord | None = None
     newest_anchor: int | None = None
-    notes: list[str] = field(default_factory=list)
 
     def describe(self) -> str:
         """One line for the CLI."""
         if self.ok:
             text = f"ok: {self.archived + self.live} records"
-            text += f" (seq {self.first_seq}-{self.last_seq}: {self.archived} archived,"
-            text += f" {self.live} live), head seq {self.last_seq}"
+            if self.first_seq <= self.last_seq:
+                text += f" (seq {self.first_seq}-{self.last_seq}:"
+                text += f" {self.archived} archived, {self.live} live)"
+            text += f", head seq {self.last_seq}"
             if self.newest_anchor is not None:
                 text += f", newest checkpoint seq {self.newest_anchor} reached"
             return text
@@ -153,7 +155,8 @@ def verify_span(
         return SpanReport(False, first_seq, closed.checkpoint.seq, archived.count, 0, "live", bad)
     resume_from = start
     if incremental and pinned is not None and _still_live(client, stream, pinned):
-        resume_from = pinned
+        resume_from = pinned  # verified when it was taken: only what came after is new
+        first_seq = pinned.checkpoint.seq + 1
     walk: WalkReport
     if resume_from is not None and _still_live(client, stream, resume_from):
         sid = resume_from.stream_id or "-"
