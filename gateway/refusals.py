@@ -31,7 +31,7 @@ from gateway.middleware import request_scope_var
 from security.audit import AsyncAuditWriter, AuditRecord, Write
 from security.audit_refusals import RefusalCounter, RefusalGroup, summary_records
 
-__all__ = ["RefusalAggregator", "is_aggregated"]
+__all__ = ["RefusalAggregator", "group_actor", "is_aggregated"]
 
 log = logging.getLogger("taskgate.audit")
 _AGGREGATED = frozenset({"auth.refused", "rate_limit.hit"})
@@ -55,12 +55,15 @@ def _source_ip(record_actor: str, trusted: tuple[str, ...]) -> str | None:
 
 
 def group_actor(record_actor: str, trusted: tuple[str, ...] = ()) -> str:
-    """``client:<id> ip:<address>``, ``ip:<address>``, ``client:<id>`` or ``anonymous``:
-    the claimed id only if well formed, so a flood cannot mint groups with made-up ids."""
+    """``client:<id> ip:<address>``, ``ip:<address>``, ``client:<id>`` or ``anonymous``
+    (``admin`` for the admin token): the claimed id only if well formed, so a flood cannot
+    mint groups with made-up ids."""
     parts = []
     claimed = record_actor.removeprefix("client:") if record_actor.startswith("client:") else ""
     if is_valid_client_id(claimed):
         parts.append(f"client:{claimed}")
+    elif record_actor == "admin":  # the admin token, rate-limited on the audit verify
+        parts.append("admin")
     ip = _source_ip(record_actor, trusted)
     if ip:
         parts.append(f"ip:{ip[:64]}")

@@ -16,6 +16,8 @@ pytestmark = pytest.mark.integration
 
 WINDOW = 2  # seconds: short, so that windows close within the test
 FLOOD = 2000
+TOKEN = "eyJ.flood-secret-token.x"
+PAYLOAD = "flood-payload-value"
 module_stack = private_stack(
     "audit-growth",
     modules='["tests.integration.sample_tasks"]',
@@ -64,14 +66,15 @@ def test_a_bad_token_flood_adds_a_bounded_number_of_verifiable_records(
     module_stack: PrivateStack,
 ) -> None:
     """2,000 bad-token requests over HTTPS: at most two records per window, counts add up,
-    `taskgate audit verify` passes."""
+    `taskgate audit verify` passes, and no record holds the token or the payload."""
     before = _head_seq(module_stack)
     started = time.monotonic()
     if module_stack.gateway is None:
         raise RuntimeError("no gateway")
-    with module_stack.gateway.client(headers={"Authorization": "Bearer not-a-token"}) as http:
+    with module_stack.gateway.client(headers={"Authorization": f"Bearer {TOKEN}"}) as http:
         codes = {
-            http.post("/v1/tasks/test.touch", json={"note": "x"}).status_code for _ in range(FLOOD)
+            http.post("/v1/tasks/test.touch", json={"note": PAYLOAD}).status_code
+            for _ in range(FLOOD)
         }
     took = time.monotonic() - started
     assert codes == {401}
@@ -88,6 +91,10 @@ def test_a_bad_token_flood_adds_a_bounded_number_of_verifiable_records(
     assert len(records) <= 2 * windows, (len(records), windows)
     assert {actor for _, actor, _ in records} == {"ip:127.0.0.1"}
     assert _head_seq(module_stack) - before <= 2 * windows
+
+    with module_stack.redis_client() as client:
+        stored = [str(v) for e in iter_records(client) for v in e.to_dict().values()]
+    assert not [v for v in stored if TOKEN in v or PAYLOAD in v]  # no secret, no payload
 
     code, out = _cli(["audit", "verify"], module_stack.env)
     assert code == 0, out
