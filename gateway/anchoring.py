@@ -56,11 +56,12 @@ async def averify_from_anchor(
     *,
     stream: str = DEFAULT_STREAM,
     after: str | None = None,
+    from_start: bool = False,
     limit: int | None = None,
 ) -> WalkReport:
-    """Verify from ``after`` (a cursor), else from ``anchor`` (which must still be live),
-    else from the start of the live log (the signed base of a trimmed one); ``anchor`` is
-    also what the end of the walk must reach."""
+    """Verify from ``after`` (a cursor), else from ``anchor`` (which must still be live)
+    unless ``from_start``, else from the start of the live log (the signed base of a
+    trimmed one); ``anchor`` is also what the end of the walk must reach."""
     keys = ring.audit_keys()
     pinned = None if anchor is None else anchor.checkpoint.head
     if after is not None:
@@ -69,7 +70,8 @@ async def averify_from_anchor(
         )
     base = await _base(client, ring, stream)
     if (
-        anchor is not None
+        not from_start
+        and anchor is not None
         and anchor.stream_id is not None
         and (base is None or anchor.checkpoint.seq >= base.checkpoint.seq)
     ):
@@ -99,6 +101,20 @@ class AnchorJob:
         self._client, self._ring, self._path = client, ring, path
         self._interval, self._every, self._stream, self._clock = interval, every, stream, clock
         self._task: asyncio.Task[None] | None = None
+        self._seen: tuple[int, int] | None = None  # the anchor file's (size, mtime) when read
+        self._last: Anchor | None = None
+
+    async def _newest(self) -> Anchor | None:
+        """The newest anchor, re-read (and re-verified) only when the file changed."""
+        try:
+            st = await asyncio.to_thread(self._path.stat)
+            seen: tuple[int, int] | None = (st.st_size, st.st_mtime_ns)
+        except FileNotFoundError:
+            seen = None
+        if seen != self._seen or seen is None:
+            self._last = await newest_anchor(self._path, self._ring, self._stream)
+            self._seen = seen
+        return self._last
 
     async def run_once(self) -> Anchor | None:
         """Anchor the head if it is due; the anchor appended, or None."""
@@ -106,7 +122,7 @@ class AnchorJob:
         if raw is None:
             return None
         head = parse_head(text(raw))
-        last = await newest_anchor(self._path, self._ring, self._stream)
+        last = await self._newest()
         if last is not None:
             if last.checkpoint.seq >= head.seq:
                 return None

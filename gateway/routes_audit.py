@@ -105,8 +105,9 @@ def add_audit_routes(router: APIRouter) -> None:
             walk = await averify_from_anchor(
                 state.redis,
                 state.keys,
-                None if start == "start" and after is None else anchor,
+                anchor,
                 after=after,
+                from_start=start == "start",
                 limit=bound,
             )
         body = walk.to_dict()

@@ -16,7 +16,7 @@ from pathlib import Path
 import redis
 
 from security.audit_anchor import Anchor
-from security.audit_archive import Retention, read_base, trim, write_segment
+from security.audit_archive import Retention, list_segments, read_base, trim, write_segment
 from security.audit_chain import AuditRecord, Head
 from security.audit_checkpoint import sign_checkpoint
 from security.audit_read import entry_fields
@@ -60,6 +60,26 @@ def _due(client: redis.Redis, stream: str, retention: Retention, now: float) -> 
     return due
 
 
+def _oldest(client: redis.Redis, stream: str, n: int) -> list[tuple[str, dict[str, str]]]:
+    """The ``n`` oldest entries, read a page at a time (no long XRANGE blocks Redis)."""
+    out: list[tuple[str, dict[str, str]]] = []
+    lower = "-"
+    while len(out) < n and (
+        page := client.xrange(stream, min=lower, count=min(1000, n - len(out)))
+    ):
+        out += [entry_fields(raw) for raw in page]
+        lower = f"({out[-1][0]}"
+    return out
+
+
+def _drop_superseded(folder: Path, path: Path, first: int) -> None:
+    """Remove a segment from an earlier run that wrote but never trimmed (same first seq):
+    the new segment holds all of it and more."""
+    for other in list_segments(folder):
+        if other != path and other.name.startswith(f"audit-{first:012d}-"):
+            other.unlink()
+
+
 def archive_oldest(
     client: redis.Redis,
     ring: KeyRing,
@@ -93,14 +113,14 @@ def archive_oldest(
     done: list[Archived] = []
     due = _due(client, stream, retention, when)
     while due > 0:
-        page = client.xrange(stream, min="-", count=min(due, max_segment)) or []
-        entries = [entry_fields(raw) for raw in page]
+        entries = _oldest(client, stream, min(due, max_segment))
         if not entries:
             break
         last_sid, last = entries[-1]
         head = Head(int(last["seq"]), last["mac"])
         closing = Anchor(sign_checkpoint(head, signer, stream=stream, now=when), last_sid)
         path = write_segment(folder, entries, closing)
+        _drop_superseded(folder, path, int(entries[0][1]["seq"]))
         trimmed = trim(client, stream, closing)
         first_seq = int(entries[0][1]["seq"])
         done.append(Archived(path, first_seq, head.seq, trimmed))

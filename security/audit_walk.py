@@ -83,10 +83,10 @@ class _Walk:
 
     def resume_at(self, stream_id: str, raw: list[Any] | None, expect: Head | None) -> None:
         """Check the entry a resume starts at; on success the walk goes on after it."""
-        gone = f"the record at stream id {stream_id} is gone"
+        seq = "?" if expect is None else str(expect.seq)
+        gone = f"record {seq} (stream id {stream_id}) is gone: records up to {seq} are missing"
         if not raw:
-            seq = "?" if expect is None else str(expect.seq)
-            self.failed = BadRecord(0, stream_id, "truncated", f"{gone} (seq {seq})")
+            self.failed = BadRecord(0, stream_id, "truncated", gone)
             return
         sid, fields = entry_fields(raw[0])
         try:

@@ -24,9 +24,10 @@ from security.audit_archive import (
 from security.audit_chain import Head
 from security.audit_checkpoint import sign_checkpoint
 from security.audit_read import entry_fields
+from security.audit_retention import archive_oldest
 from security.audit_span import verify_archives, verify_span
 from security.audit_walk import verify_walk
-from security.errors import AuditError, ConfigError
+from security.errors import AuditChainBrokenError, AuditError, ConfigError
 from security.keys import KeySet, Purpose, SigningKey, SymmetricKey
 from security.keystore import KeyRing
 
@@ -258,3 +259,65 @@ def test_walks_are_bounded_and_resume_from_a_cursor(
     )
     assert resumed.report.ok
     assert resumed.report.count == 5
+
+
+@pytest.mark.integration
+def test_archive_oldest_keeps_retention_and_records_itself(
+    redis_client: redis.Redis, keyring: KeyRing, tmp_path: Path
+) -> None:
+    """Keep 4 of 10: seq 1-6 archived in one segment, an operator record says so, all verifies."""
+    _fill(redis_client, keyring.audit, 10)
+    done = archive_oldest(redis_client, keyring, tmp_path, Retention(records=4), now=2000.0)
+    assert [(d.first_seq, d.last_seq, d.trimmed) for d in done] == [(1, 6, 6)]
+    last = list(iter_records(redis_client))[-1]
+    assert (last.writer, last.record.action, last.record.target) == (
+        "gateway",  # the test ring's own audit role
+        "audit.archive",
+        done[0].path.name,
+    )
+    report = verify_span(redis_client, keyring.audit_keys(), keyring.signing, archive_dir=tmp_path)
+    assert report.ok, report.describe()
+
+
+@pytest.mark.integration
+def test_archive_by_age_and_in_segments(
+    redis_client: redis.Redis, keyring: KeyRing, tmp_path: Path
+) -> None:
+    """Entries older than the age go, in segments of at most max_segment entries."""
+    _fill(redis_client, keyring.audit, 10)  # times 1000-1009
+    done = archive_oldest(
+        redis_client, keyring, tmp_path, Retention(age=100), now=1105.0, max_segment=2
+    )
+    assert [(d.first_seq, d.last_seq) for d in done] == [(1, 2), (3, 4), (5, 5)]
+    report = verify_span(redis_client, keyring.audit_keys(), keyring.signing, archive_dir=tmp_path)
+    assert report.ok, report.describe()
+
+
+@pytest.mark.integration
+def test_archive_refuses_a_log_that_does_not_verify(
+    redis_client: redis.Redis, keyring: KeyRing, tmp_path: Path
+) -> None:
+    """A tampered log is neither archived nor trimmed."""
+    _fill(redis_client, keyring.audit, 5)
+    ids = [e.stream_id for e in iter_records(redis_client)]
+    redis_client.xdel(STREAM, ids[1])
+    with pytest.raises(AuditChainBrokenError):
+        archive_oldest(redis_client, keyring, tmp_path, Retention(records=1))
+    assert redis_client.xlen(STREAM) == 4
+    assert list_segments(tmp_path) == []
+
+
+@pytest.mark.integration
+def test_a_segment_written_but_never_trimmed_is_superseded(
+    redis_client: redis.Redis, keyring: KeyRing, tmp_path: Path
+) -> None:
+    """A crash between write and trim leaves a segment; the next run replaces it."""
+    _fill(redis_client, keyring.audit, 6)
+    closing = _anchor_at(redis_client, 3)
+    write_segment(
+        tmp_path, [entry_fields(r) for r in redis_client.xrange(STREAM, count=3)], closing
+    )
+    archive_oldest(redis_client, keyring, tmp_path, Retention(records=2))
+    assert [p.name for p in list_segments(tmp_path)] == ["audit-000000000001-000000000004.jsonl"]
+    report = verify_span(redis_client, keyring.audit_keys(), keyring.signing, archive_dir=tmp_path)
+    assert report.ok, report.describe()
