@@ -103,6 +103,7 @@ class AnchorJob:
         self._task: asyncio.Task[None] | None = None
         self._seen: tuple[int, int] | None = None  # the anchor file's (size, mtime) when read
         self._last: Anchor | None = None
+        self._behind = False  # logged once, not every second
 
     async def _newest(self) -> Anchor | None:
         """The newest anchor, re-read (and re-verified) only when the file changed."""
@@ -124,6 +125,14 @@ class AnchorJob:
         head = parse_head(text(raw))
         last = await self._newest()
         if last is not None:
+            if last.checkpoint.seq > head.seq and not self._behind:
+                log.error(
+                    "audit head seq %d is behind the newest anchor (seq %d): the log was cut"
+                    " or wiped; not anchoring until an operator looks (docs/audit.md)",
+                    head.seq,
+                    last.checkpoint.seq,
+                )
+            self._behind = last.checkpoint.seq > head.seq
             if last.checkpoint.seq >= head.seq:
                 return None
             moved = head.seq - last.checkpoint.seq

@@ -38,6 +38,7 @@ from security.errors import AuditError, ConfigError
 
 __all__ = [
     "OVERFLOW",
+    "OVERFLOW_ACTION",
     "GroupSummary",
     "RefusalCounter",
     "RefusalGroup",
@@ -47,6 +48,7 @@ __all__ = [
 ]
 
 OVERFLOW: Final = "overflow"
+OVERFLOW_ACTION: Final = "refusal.overflow"  # the overflow group's first is not chained
 _REASON_CAP: Final = 64
 _KEY_TTL: Final = 86_400  # counters a gateway never summarised do not stay forever
 
@@ -168,11 +170,12 @@ def summary_records(
     window: int, length: int, summaries: list[GroupSummary], *, now: float
 ) -> list[AuditRecord]:
     """One ``denied`` record per group that was refused more than once in the window (a
-    lone refusal is its own first record already). The reason reads
+    lone refusal is its own first record already; the overflow group always gets one).
+    The reason reads
     ``summary count=<n> first=<t> last=<t> window=<start>+<length> reasons=<r>:<n>,...``."""
     records = []
     for s in summaries:
-        if s.count <= 1:
+        if s.count <= 1 and s.group.action != OVERFLOW_ACTION:  # overflow: nothing chained yet
             continue
         reasons = ",".join(
             f"{r}:{n}" for r, n in sorted(s.reasons.items(), key=lambda item: (-item[1], item[0]))

@@ -118,3 +118,31 @@ async def test_verify_limiter_counts_per_caller(async_redis: redis.asyncio.Redis
     assert results[-1][1] == 60
     assert (await limiter.allow("client:other-0123abcd", now=60.0))[0] is True
     assert (await limiter.allow("admin", now=120.0))[0] is True  # next window
+
+
+@pytest.mark.integration
+async def test_anchor_job_stops_and_says_so_when_the_head_falls_behind(
+    async_redis: redis.asyncio.Redis,
+    keyring: KeyRing,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """After a wipe the new head is behind the newest anchor: no anchor, one error logged."""
+    path = tmp_path / "checkpoints.jsonl"
+    job = AnchorJob(async_redis, keyring, path, interval=0.0, every=1, clock=lambda: 1000.0)
+    writer = AsyncAuditWriter(async_redis, keyring.audit)
+    await writer.append_many(
+        AuditRecord.make(actor="admin", action="t", outcome="ok") for _ in range(5)
+    )
+    assert await job.run_once() is not None
+    await async_redis.flushdb()
+    fresh = AsyncAuditWriter(async_redis, keyring.audit)
+    await fresh.append(AuditRecord.make(actor="admin", action="t", outcome="ok"))
+    with caplog.at_level("ERROR", logger="taskgate.audit"):
+        assert await job.run_once() is None
+        assert await job.run_once() is None
+    assert [r.getMessage() for r in caplog.records].count(
+        "audit head seq 1 is behind the newest anchor (seq 5): the log was cut or wiped;"
+        " not anchoring until an operator looks (docs/audit.md)"
+    ) == 1
+    assert len(read_anchors(path, keyring.signing)) == 1

@@ -174,3 +174,11 @@ def test_summary_record_holds_no_payload_field() -> None:
         "request_id",
         "reason",
     }
+
+
+def test_an_overflow_group_refused_once_still_gets_its_summary() -> None:
+    """The overflow group's first refusal is not chained, so even a count of 1 is summarised."""
+    overflow = RefusalGroup("refusal.overflow", "*", "")
+    records = summary_records(1, 60, [GroupSummary(overflow, 1, 60.0, 60.0, {"a": 1})], now=130.0)
+    assert len(records) == 1
+    assert records[0].reason.startswith("summary count=1 ")
