@@ -83,7 +83,8 @@ def verify_archives(folder: Path, keys: AuditKeys, verifiers: KeySet[SigningKey]
         entries = segment.entries
         if number == 0 and entries and entries[0][1].get("seq", "") != "1":
             # Older segments were deleted: start at this one's first entry, said out loud.
-            seq = int(entries[0][1].get("seq", "1") or 1)
+            raw = entries[0][1].get("seq", "")
+            seq = int(raw) if raw.isdigit() else 1  # not a number: the walk says malformed
             start, first_seq = Head(seq - 1, entries[0][1].get("prev", "")), seq
         verifier = ChainVerifier(
             keys, stream=segment.closing.checkpoint.stream, head=None, start=start
