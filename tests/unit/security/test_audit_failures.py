@@ -9,6 +9,9 @@ import pytest
 import redis
 import redis.asyncio
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from security.audit import AuditRecord, AuditWriter, iter_records
 from security.audit_anchor import Anchor, append_anchor, read_anchors
@@ -30,6 +33,8 @@ from security.keys import KeySet, Purpose, SigningKey
 from security.keystore import KeyRing
 
 STREAM = "tg:audit"
+NO_RETRY = Retry(NoBackoff(), 0)
+ANO_RETRY = AsyncRetry(NoBackoff(), 0)
 _PRIVATE = Ed25519PrivateKey.generate()
 SIGNER = SigningKey("signing-1", _PRIVATE.public_key(), _PRIVATE)
 VERIFIERS = KeySet(Purpose.SIGNING, [SigningKey("signing-1", _PRIVATE.public_key())])
@@ -210,11 +215,13 @@ async def test_walk_failure_paths(redis_client: redis.Redis, keyring: KeyRing) -
     forged = verify_walk(redis_client, keys, resume=("9999999999999-1", None))
     assert forged.report.first_bad is not None
     assert forged.report.first_bad.reason == "bad_mac"
-    down = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
+    down = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2, retry=NO_RETRY)
     with pytest.raises(AuditError) as info:
         verify_walk(down, keys)
     assert info.value.reason == "unavailable"
-    adown = redis.asyncio.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
+    adown = redis.asyncio.Redis(
+        host="127.0.0.1", port=1, socket_connect_timeout=0.2, retry=ANO_RETRY
+    )
     with pytest.raises(AuditError):
         await averify_walk(adown, keys)
     await adown.aclose()

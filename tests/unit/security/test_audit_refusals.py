@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 import redis.asyncio
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from security.audit_chain import AuditRecord
 from security.audit_refusals import (
@@ -146,7 +148,9 @@ async def test_a_died_claim_is_handed_out_again(async_redis: redis.asyncio.Redis
 
 async def test_an_unreachable_redis_fails_closed() -> None:
     """Counting with Redis down raises AuditError(unavailable): the request is not served."""
-    client = redis.asyncio.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
+    client = redis.asyncio.Redis(
+        host="127.0.0.1", port=1, socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0)
+    )
     counter = RefusalCounter(client, window=60)
     with pytest.raises(AuditError) as info:
         await counter.count(GROUP, "expired", now=1.0)

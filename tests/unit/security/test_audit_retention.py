@@ -321,3 +321,15 @@ def test_a_segment_written_but_never_trimmed_is_superseded(
     assert [p.name for p in list_segments(tmp_path)] == ["audit-000000000001-000000000004.jsonl"]
     report = verify_span(redis_client, keyring.audit_keys(), keyring.signing, archive_dir=tmp_path)
     assert report.ok, report.describe()
+
+
+@pytest.mark.integration
+def test_archive_by_age_takes_everything_older(
+    redis_client: redis.Redis, keyring: KeyRing, tmp_path: Path
+) -> None:
+    """When every entry is past the age, all of them are archived; a second run has nothing."""
+    _fill(redis_client, keyring.audit, 3)
+    done = archive_oldest(redis_client, keyring, tmp_path, Retention(age=60), now=5000.0)
+    assert [(d.first_seq, d.last_seq) for d in done] == [(1, 3)]
+    again = archive_oldest(redis_client, keyring, tmp_path, Retention(age=60), now=5000.0)
+    assert again == []  # the archive record itself is young
