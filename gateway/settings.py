@@ -6,6 +6,7 @@ import ipaddress
 from pathlib import Path
 from typing import ClassVar, Self
 
+import limits
 from pydantic import Field, model_validator
 
 from security.audit_archive import parse_retention
@@ -62,6 +63,16 @@ def _check_proxies(proxies: list[str]) -> None:
     )
     if whole_v4 or whole_v6:
         raise ConfigError(setting, "the list would trust X-Forwarded-For from anyone", fix)
+
+
+def _check_rate(value: str, setting: str) -> None:
+    """A rate limit that the ``limits`` package parses (``6/minute``)."""
+    try:
+        limits.parse(value)
+    except ValueError:
+        raise ConfigError(
+            setting, f"{value[:64]!r} is not a rate limit", "use e.g. 6/minute"
+        ) from None
 
 
 class GatewaySettings(CommonSettings):
@@ -141,6 +152,7 @@ class GatewaySettings(CommonSettings):
         if self.audit_anchor_file is None:
             self.__dict__["audit_anchor_file"] = self.archive_dir / "checkpoints.jsonl"
         parse_retention(self.audit_retention)
+        _check_rate(self.audit_verify_rate_limit, env_name("audit_verify_rate_limit"))
         _check_proxies(self.trusted_proxies)
         _check_networks(self.metrics_allow, env_name("metrics_allow"))
         return self
