@@ -108,7 +108,8 @@ def test_archive_then_verify_across_archive_and_live(stack: PrivateStack) -> Non
 
 
 def test_http_verify_is_bounded_and_resumes_with_a_cursor(stack: PrivateStack) -> None:
-    """A limit of 3 stops early with a cursor; the next call goes on from it."""
+    """A limit of 3 stops early with a cursor; the next call goes on from it; no call checks
+    more than TASKGATE_AUDIT_VERIFY_LIMIT entries."""
     _activity(stack, 6)
     with stack.admin_http() as http:
         first = http.get("/v1/admin/audit/verify", params={"from": "start", "limit": 3})
@@ -121,6 +122,10 @@ def test_http_verify_is_bounded_and_resumes_with_a_cursor(stack: PrivateStack) -
         assert second.status_code == 200
         assert second.json()["ok"] is True
         assert second.json()["first_seq"] == body["head_seq"] + 1
+        _activity(stack, 60)
+        capped = http.get("/v1/admin/audit/verify", params={"from": "start", "limit": 10**6})
+        assert capped.json()["count"] == 50  # TASKGATE_AUDIT_VERIFY_LIMIT, whatever is asked
+        assert capped.json()["complete"] is False
 
 
 def test_a_cut_tail_with_a_rewound_head_fails_the_verify(stack: PrivateStack) -> None:
