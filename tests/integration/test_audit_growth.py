@@ -99,3 +99,38 @@ def test_a_bad_token_flood_adds_a_bounded_number_of_verifiable_records(
     code, out = _cli(["audit", "verify"], module_stack.env)
     assert code == 0, out
     assert out.startswith("ok:")
+
+
+def test_a_bad_credentials_flood_on_the_token_endpoint_is_aggregated(
+    module_stack: PrivateStack,
+) -> None:
+    """300 token requests with made-up client ids: a few groups (made-up ids never make a
+    group of their own), each at most two records per window, and the chain verifies."""
+    before = _head_seq(module_stack)
+    started = time.monotonic()
+    if module_stack.gateway is None:
+        raise RuntimeError("no gateway")
+    with module_stack.gateway.client() as http:
+        codes = {
+            http.post(
+                "/v1/token",
+                data={
+                    "grant_type": "client_credentials",
+                    "client_id": f"made up {i}",
+                    "client_secret": "wrong",
+                },
+            ).status_code
+            for i in range(300)
+        }
+    took = time.monotonic() - started
+    assert codes <= {401, 429}
+    assert 429 in codes
+    with module_stack.redis_client() as client:
+        added = [e.record for e in iter_records(client) if e.seq > before]
+    actors = {r.actor for r in added}
+    assert actors == {"ip:127.0.0.1"}, actors
+    groups = {(r.action, r.target) for r in added}
+    windows = int(took // WINDOW) + 2
+    assert len(added) <= 2 * len(groups) * windows, (len(added), groups, windows)
+    code, out = _cli(["audit", "verify"], module_stack.env)
+    assert code == 0, out

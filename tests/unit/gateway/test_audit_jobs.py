@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -146,3 +147,25 @@ async def test_anchor_job_stops_and_says_so_when_the_head_falls_behind(
         " not anchoring until an operator looks (docs/audit.md)"
     ) == 1
     assert len(read_anchors(path, keyring.signing)) == 1
+
+
+@pytest.mark.integration
+async def test_a_lone_refusal_needs_no_summary_and_a_claimed_window_is_skipped(
+    async_redis: redis.asyncio.Redis, keyring: KeyRing
+) -> None:
+    """One refusal: its first record only, the counters dropped; a window another process
+    holds is left to it."""
+    writer = AsyncAuditWriter(async_redis, keyring.audit)
+    batcher = AuditBatcher(writer)
+    counter = RefusalCounter(async_redis, window=60)
+    agg = RefusalAggregator(counter, batcher, writer, clock=lambda: 300.0)
+    lone = AuditRecord.make(actor="anonymous", action="auth.refused", outcome="denied", now=120.0)
+    await agg.refuse(lone)
+    assert await agg.flush() == 0
+    assert await async_redis.exists(*counter.keys(2)) == 0
+    assert [e.record.actor async for e in aiter_records(async_redis)] == ["anonymous"]
+    await agg.refuse(dataclasses.replace(lone, time=180.0))
+    await agg.refuse(dataclasses.replace(lone, time=181.0))
+    assert await counter.claim(3, "someone else") is not None
+    assert await agg.flush() == 0  # window 3 is someone else's
+    await batcher.stop()
