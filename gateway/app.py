@@ -15,6 +15,7 @@ from redis.backoff import NoBackoff
 from starlette.types import Scope
 
 from gateway import health
+from gateway.anchoring import AnchorJob, VerifyLimiter
 from gateway.audit_batcher import AuditBatcher
 from gateway.clients import ClientRegistry
 from gateway.codec import SealedCodec
@@ -27,6 +28,7 @@ from gateway.middleware import (
     SecurityHeadersMiddleware,
 )
 from gateway.problems import document_transport_problems
+from gateway.refusals import RefusalAggregator
 from gateway.routes_admin import build_admin_router
 from gateway.routes_metrics import build_metrics_router
 from gateway.routes_submit import submit_route
@@ -37,6 +39,7 @@ from gateway.settings import GatewaySettings
 from gateway.state import GatewayState
 from gateway.submit import IDEMPOTENCY_KEY
 from security.audit import AsyncAuditWriter
+from security.audit_refusals import RefusalCounter
 from security.keystore import KeyRing
 from security.tokens import TokenPolicy
 from workers.catalogue import Catalogue, default_catalogue, load_task_modules
@@ -113,6 +116,36 @@ def _tune_gc() -> None:
     gc.set_threshold(20_000, 20, 20)
 
 
+def _audit_jobs(
+    settings: GatewaySettings,
+    client: Any,
+    ring: KeyRing,
+    batcher: AuditBatcher,
+    writer: AsyncAuditWriter,
+) -> tuple[RefusalAggregator, AnchorJob]:
+    """The audit's background work, started: refusal summaries and automatic anchors."""
+    refusals = RefusalAggregator(
+        RefusalCounter(
+            client,
+            window=settings.audit_refusal_window,
+            max_groups=settings.audit_refusal_max_groups,
+        ),
+        batcher,
+        writer,
+        trusted_proxies=tuple(settings.trusted_proxies),
+    )
+    refusals.start(interval=min(10.0, max(1.0, settings.audit_refusal_window / 4)))
+    anchors = AnchorJob(
+        client,
+        ring,
+        settings.anchor_file,
+        interval=settings.audit_anchor_interval,
+        every=settings.audit_anchor_every,
+    )
+    anchors.start()
+    return refusals, anchors
+
+
 def create_app(
     settings: GatewaySettings,
     *,
@@ -146,10 +179,9 @@ def create_app(
             # connection is a 503; the client's Idempotency-Key makes its retry safe.
             retry=Retry(NoBackoff(), 0),
         )
-        batcher = AuditBatcher(
-            AsyncAuditWriter(client, ring.audit),
-            delay=settings.group_commit_delay_ms / 1000,
-        )
+        writer = AsyncAuditWriter(client, ring.audit)
+        batcher = AuditBatcher(writer, delay=settings.group_commit_delay_ms / 1000)
+        refusals, anchors = _audit_jobs(settings, client, ring, batcher, writer)
         scripts = ScriptBatcher(client)
         readiness = health.Readiness(
             client,
@@ -171,11 +203,15 @@ def create_app(
             readiness=readiness,
             clients=ClientRegistry(client, ring.state),
             admin_token_hash=admin_hash,
+            refusals=refusals,
+            verify_limiter=VerifyLimiter(client, settings.audit_verify_rate_limit),
         )
         _tune_gc()
         try:
             yield
         finally:
+            await anchors.stop()
+            await refusals.stop()
             await batcher.stop()
             await scripts.stop()
             await client.aclose()

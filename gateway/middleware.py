@@ -30,9 +30,13 @@ __all__ = [
     "RequestIdMiddleware",
     "SecurityHeadersMiddleware",
     "request_id_var",
+    "request_scope_var",
 ]
 
 request_id_var: ContextVar[str] = ContextVar("request_id", default="-")
+# The request's ASGI scope, so that a refusal recorded deep in a handler can name the
+# client address it came from (gateway.refusals) without every caller passing it.
+request_scope_var: ContextVar[Scope | None] = ContextVar("request_scope", default=None)
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 SECURITY_HEADERS: list[tuple[bytes, bytes]] = [
@@ -94,6 +98,7 @@ class RequestIdMiddleware:
         text = given.decode("latin-1") if given else ""
         request_id = text if _REQUEST_ID.fullmatch(text) else uuid.uuid4().hex
         token = request_id_var.set(request_id)
+        scope_token = request_scope_var.set(scope)
         scope.setdefault("state", {})["request_id"] = request_id
 
         async def send_with_id(message: Message) -> None:
@@ -107,6 +112,7 @@ class RequestIdMiddleware:
             await self.app(scope, receive, send_with_id)
         finally:
             request_id_var.reset(token)
+            request_scope_var.reset(scope_token)
 
 
 class SecurityHeadersMiddleware:

@@ -15,12 +15,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from gateway import deadletters, stored
 from gateway.clients import ClientError
-from gateway.deps import Admin, AdminOrAuditor, RequestId, State
+from gateway.deps import Admin, RequestId, State
 from gateway.errors import ApiError
 from gateway.revocation import revoke
+from gateway.routes_audit import add_audit_routes
 from gateway.routes_tasks import COMMON_ERRORS, PROBLEM, task_view
 from gateway.state import GatewayState
-from security.audit import AuditQuery, afind_records, averify
 from security.errors import StoredStateError, TokenError
 from security.tokens import verify_token
 from workers.contract.keys import AUDIT_STREAM, CLIENTS_SET
@@ -88,7 +88,7 @@ async def _refused(state: GatewayState, exc: StoredStateError, target: str, rid:
 def build_admin_router() -> APIRouter:
     """Every admin route, grouped by what it manages."""
     router = APIRouter(prefix="/v1/admin", tags=["admin"], responses=COMMON_ERRORS)
-    for add in (_client_routes, _task_routes, _dead_letter_routes, _ops_routes, _audit_routes):
+    for add in (_client_routes, _task_routes, _dead_letter_routes, _ops_routes, add_audit_routes):
         add(router)
     return router
 
@@ -333,43 +333,6 @@ def _ops_routes(router: APIRouter) -> None:
             "clients": clients,
             "audit_records": audit,
         }
-
-
-def _audit_routes(router: APIRouter) -> None:
-    @router.get("/audit", summary="Audit records, filtered and paged (admin or audit:read)")
-    async def audit(
-        actor_name: AdminOrAuditor,
-        *,
-        state: State,
-        rid: RequestId,
-        since: Annotated[float | None, Query(ge=0, allow_inf_nan=False)] = None,
-        until: Annotated[float | None, Query(ge=0, allow_inf_nan=False)] = None,
-        actor: Annotated[str | None, Query(max_length=128)] = None,
-        action: Annotated[str | None, Query(max_length=128)] = None,
-        outcome: Annotated[str | None, Query(pattern=r"^(allowed|denied|ok|error)$")] = None,
-        after: Annotated[str | None, Query(pattern=r"^\d{1,20}-\d{1,20}$")] = None,
-        limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    ) -> dict[str, Any]:
-        query = AuditQuery(since=since, until=until, actor=actor, action=action, outcome=outcome)  # type: ignore[arg-type]
-        page = await afind_records(state.redis, query, after=after, limit=limit)
-        await state.record(
-            actor=actor_name, action="audit.read", outcome="ok", target="audit", request_id=rid
-        )
-        return {"items": [e.to_dict() for e in page.entries], "next": page.next_after}
-
-    @router.get("/audit/verify", summary="Verify the whole chain (admin or audit:read)")
-    async def audit_verify(
-        actor_name: AdminOrAuditor, state: State, rid: RequestId
-    ) -> dict[str, Any]:
-        report = await averify(state.redis, state.keys.audit_keys())
-        await state.record(
-            actor=actor_name,
-            action="audit.verify",
-            outcome="ok" if report.ok else "error",
-            target="audit",
-            request_id=rid,
-        )
-        return report.to_dict()
 
 
 def _text(value: Any) -> str:

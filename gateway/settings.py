@@ -9,6 +9,7 @@ from typing import ClassVar, Self
 import limits
 from pydantic import Field, model_validator
 
+from security.audit_archive import parse_retention
 from security.config import CommonSettings, env_name
 from security.errors import ConfigError
 from security.tls import check_private_key, check_readable
@@ -105,6 +106,21 @@ class GatewaySettings(CommonSettings):
     # Group commit under contention: how long an audit append waits for more records when
     # records are queuing and another process appends too (see AuditBatcher); 0: never.
     group_commit_delay_ms: float = Field(default=1.0, ge=0, le=20)
+    # Refusals of unauthenticated or rate-limited requests: counted per window of this many
+    # seconds and per source, at most this many sources a window (gateway.refusals).
+    audit_refusal_window: int = Field(default=60, ge=1, le=86_400)
+    audit_refusal_max_groups: int = Field(default=100, ge=1, le=10_000)
+    # Retention and anchoring (docs/audit.md): what `taskgate audit archive` keeps live
+    # (records, or an age like 30d), where segments and checkpoints go, how often the
+    # gateway anchors the head (every N records or T seconds; T = 0 turns it off), and the
+    # HTTP verify's bound (entries per call) and rate limit (per caller).
+    audit_retention: str = "30d"
+    audit_archive_dir: Path | None = None
+    audit_anchor_file: Path | None = None
+    audit_anchor_interval: float = Field(default=60.0, ge=0, le=86_400)
+    audit_anchor_every: int = Field(default=10_000, ge=1)
+    audit_verify_limit: int = Field(default=10_000, ge=1, le=1_000_000)
+    audit_verify_rate_limit: str = "6/minute"
     max_queued_global: int = Field(default=10_000, ge=1)
     # /v1/token (docs/tokens.md): requests per source address; failed grants per source and
     # per (client id, source) - a client is locked only for the address that guessed wrong;
@@ -139,11 +155,27 @@ class GatewaySettings(CommonSettings):
         check_private_key(self.tls_key, setting=env_name("tls_key"))
         if self.admin_token_file is None:
             self.__dict__["admin_token_file"] = self.state_dir / "admin-token.sha256"
+        if self.audit_archive_dir is None:
+            self.__dict__["audit_archive_dir"] = self.state_dir / "audit-archive"
+        if self.audit_anchor_file is None:
+            self.__dict__["audit_anchor_file"] = self.archive_dir / "checkpoints.jsonl"
+        parse_retention(self.audit_retention)
+        _check_limit(self.audit_verify_rate_limit, env_name("audit_verify_rate_limit"))
         _check_proxies(self.trusted_proxies)
         for name in ("token_rate_limit_ip", "token_failure_limit_ip", "token_failure_limit_client"):
             _check_limit(getattr(self, name), env_name(name))
         _check_networks(self.metrics_allow, env_name("metrics_allow"))
         return self
+
+    @property
+    def archive_dir(self) -> Path:
+        """Where archive segments (and, by default, the anchor file) go."""
+        return self.audit_archive_dir or self.state_dir / "audit-archive"
+
+    @property
+    def anchor_file(self) -> Path:
+        """Where the gateway appends signed checkpoints of the audit head."""
+        return self.audit_anchor_file or self.archive_dir / "checkpoints.jsonl"
 
     def load_admin_token_hash(self) -> str | None:
         """The admin token hash from the variable or the file (None: admin routes closed)."""

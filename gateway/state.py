@@ -7,11 +7,13 @@ from dataclasses import dataclass, field
 
 import redis.asyncio
 
+from gateway.anchoring import VerifyLimiter
 from gateway.audit_batcher import AuditBatcher
 from gateway.clients import ClientRegistry
 from gateway.codec import SealedCodec
 from gateway.health import Readiness
 from gateway.metrics import Metrics
+from gateway.refusals import RefusalAggregator, is_aggregated
 from gateway.script_batcher import ScriptBatcher
 from gateway.settings import GatewaySettings
 from gateway.token_cache import VerifiedTokens
@@ -49,6 +51,8 @@ class GatewayState:
     admin_token_hash: str | None
     metrics: Metrics = field(default_factory=Metrics)
     verified: VerifiedTokens = field(default_factory=VerifiedTokens)
+    refusals: RefusalAggregator | None = None
+    verify_limiter: VerifyLimiter | None = None
     _limits: dict[str, ClientLimits] = field(default_factory=dict, repr=False)
     _seen: dict[str, int] = field(default_factory=dict, repr=False)
 
@@ -74,17 +78,23 @@ class GatewayState:
         reason: str = "",
         request_id: str = "",
     ) -> None:
-        """Append one audit record (awaits the group commit)."""
-        await self.audit.record(
-            AuditRecord.make(
-                actor=actor,
-                action=action,
-                outcome=outcome,  # type: ignore[arg-type]
-                target=target,
-                reason=reason,
-                request_id=request_id,
-            )
+        """Append one audit record (awaits the group commit).
+
+        A refusal of unauthenticated or rate-limited traffic is counted per window and
+        source instead (``gateway.refusals``): a flood costs a bounded number of records.
+        """
+        record = AuditRecord.make(
+            actor=actor,
+            action=action,
+            outcome=outcome,  # type: ignore[arg-type]
+            target=target,
+            reason=reason,
+            request_id=request_id,
         )
+        if self.refusals is not None and is_aggregated(action, outcome, reason):
+            await self.refusals.refuse(record)
+        else:
+            await self.audit.record(record)
 
     async def client_limits(self, client_id: str) -> ClientLimits | None:
         """The client's rate limit and queue cap, from a cache at most a few seconds old."""

@@ -9,7 +9,12 @@ the previous one and MACed (HMAC-SHA256) with the audit key of the role that wro
   append batches atomically with a compare-and-append Lua script;
 * :mod:`security.audit_verify`: the chain walk that names the first bad entry (pure);
 * :mod:`security.audit_checkpoint`: Ed25519-signed heads kept outside Redis;
-* :mod:`security.audit_read`: export, tail and the filtered, paged listing.
+* :mod:`security.audit_read`: export, tail and the filtered, paged listing;
+* :mod:`security.audit_refusals`: refusals counted per window and source, summarised;
+* :mod:`security.audit_anchor`: signed checkpoints appended to a file outside Redis;
+* :mod:`security.audit_archive` / :mod:`security.audit_retention`: archive segments and trim;
+* :mod:`security.audit_walk` / :mod:`security.audit_span`: bounded, incremental walks and
+  verification across archive + live against the newest anchor.
 
 This module adds the I/O around verification and checkpoints. Typical use::
 

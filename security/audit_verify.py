@@ -16,7 +16,9 @@ What it catches, and the ``reason`` it reports:
 * ``seq_reorder``: an entry whose seq was already passed (a replayed or moved entry);
 * ``prev_mismatch``: an entry from another chain (right seq, wrong predecessor);
 * ``checkpoint_mismatch`` / ``truncated``: the entry at a checkpoint's seq differs, or
-  the stream ends before it;
+  the stream ends before it (``detail`` names the missing range of seqs);
+* ``start_mismatch``: the first entry does not link to the anchor the walk started from
+  (the signed checkpoint that closed the archive, or a verified entry to resume after);
 * ``head_mismatch`` / ``head_missing`` / ``bad_head``: the head key disagrees with the
   entries.
 
@@ -29,7 +31,7 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 from security.audit_chain import (
     EMPTY_HEAD,
@@ -50,11 +52,13 @@ __all__ = ["BadRecord", "ChainVerifier", "VerifyReport"]
 
 @dataclass(frozen=True, slots=True)
 class BadRecord:
-    """The first thing wrong: its 0-based position, its stream id (None when missing), why."""
+    """The first thing wrong: its 0-based position, its stream id (None when missing), why,
+    and for a cut log the range of seqs that is gone (``detail``, not compared)."""
 
     index: int
     stream_id: str | None
     reason: str
+    detail: str = field(default="", compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +107,10 @@ class ChainVerifier:
     it names must then be in the stream: else the tail was cut) and ``late_head``, passed
     to :meth:`finish`, *after* the last (it may be ahead of the walk because writers kept
     appending, never behind it). ``pinned`` is a checkpoint's ``(seq, mac)``.
+
+    ``start`` is what the first fed entry must link to: :data:`EMPTY_HEAD` for a whole
+    log, the head of the signed checkpoint that closed the archive for a trimmed one, or
+    an authenticated entry to resume after (incremental verification).
     """
 
     def __init__(
@@ -112,12 +120,14 @@ class ChainVerifier:
         stream: str,
         head: str | None,
         pinned: Head | None = None,
+        start: Head = EMPTY_HEAD,
     ) -> None:
         self._keys = audit_key_sets(keys)
         self._stream = stream
         self._pinned = pinned
         self._head = _parse_stored_head(head)
-        self._last = EMPTY_HEAD
+        self._start = start
+        self._last = start
         self._count = 0
         self._bad: BadRecord | None = None
 
@@ -126,9 +136,24 @@ class ChainVerifier:
         """True once a bad entry was seen (further entries are ignored)."""
         return self._bad is not None
 
-    def _fail(self, stream_id: str | None, reason: str, index: int | None = None) -> bool:
-        self._bad = BadRecord(self._count if index is None else index, stream_id, reason)
+    @property
+    def last(self) -> Head:
+        """The last entry that verified (``start`` before any)."""
+        return self._last
+
+    def _fail(
+        self, stream_id: str | None, reason: str, index: int | None = None, detail: str = ""
+    ) -> bool:
+        where = self._count if index is None else index
+        self._bad = BadRecord(where, stream_id, reason, detail)
         return False
+
+    def _missing(self, upto: int, what: str) -> bool:
+        first = self._last.seq + 1
+        detail = (
+            f"records {first}-{upto} are missing ({what} seq {upto}, log ends at seq {first - 1})"
+        )
+        return self._fail(None, "truncated", detail=detail)
 
     def feed(self, stream_id: str, fields: Mapping[str, str]) -> bool:
         """Check the next entry; False once the chain is broken."""
@@ -136,10 +161,16 @@ class ChainVerifier:
             return False
         checked = self._check(stream_id, fields)
         if isinstance(checked, str):
-            return self._fail(stream_id, checked)
+            return self._fail(stream_id, checked, detail=self._gap(checked, fields))
         self._last = Head(checked.seq, checked.mac)
         self._count += 1
         return True
+
+    def _gap(self, reason: str, fields: Mapping[str, str]) -> str:
+        if reason not in {"seq_gap", "start_mismatch"} or not fields.get("seq", "").isdigit():
+            return ""
+        first, seq = self._last.seq + 1, int(fields["seq"])
+        return f"records {first}-{seq - 1} are missing" if seq > first else ""
 
     def _check(self, stream_id: str, fields: Mapping[str, str]) -> AuditEntry | str:
         """The parsed entry if it is authentic and links on, else why not."""
@@ -160,6 +191,12 @@ class ChainVerifier:
 
     def _link_problem(self, entry: AuditEntry) -> str | None:
         expected = self._last.seq + 1
+        if (
+            self._count == 0
+            and self._start.seq
+            and (entry.seq != expected or not hmac.compare_digest(entry.prev, self._start.mac))
+        ):
+            return "start_mismatch"
         if entry.seq != expected:
             return "seq_gap" if entry.seq > expected else "seq_reorder"
         if not hmac.compare_digest(entry.prev, self._last.mac):
@@ -171,9 +208,13 @@ class ChainVerifier:
             return "head_mismatch"
         return None
 
-    def finish(self, late_head: str | None) -> VerifyReport:
-        """The report, once every entry was fed; ``late_head`` is the head key read now."""
-        if self._bad is None:
+    def finish(self, late_head: str | None, *, complete: bool = True) -> VerifyReport:
+        """The report, once every entry was fed; ``late_head`` is the head key read now.
+
+        ``complete=False``: the walk stopped at a limit before the end of the stream, so
+        only the entries fed are judged (the end is for a later call to check).
+        """
+        if self._bad is None and complete:
             self._check_end(_parse_stored_head(late_head))
         return VerifyReport(
             ok=self._bad is None,
@@ -185,20 +226,20 @@ class ChainVerifier:
         )
 
     def _check_end(self, late: Head | str | None) -> None:
-        count, pinned, early = self._count, self._pinned, self._head
-        if pinned is not None and pinned.seq > count:
-            self._fail(None, "truncated")
-        elif pinned is not None and pinned.seq == 0 and pinned.mac != EMPTY_HEAD.mac:
-            self._fail(None, "checkpoint_mismatch", index=0)
+        last, pinned, early = self._last.seq, self._pinned, self._head
+        if pinned is not None and pinned.seq > last:
+            self._missing(pinned.seq, "the checkpoint pins")
+        elif pinned is not None and pinned.seq == self._start.seq and pinned.mac != self._start.mac:
+            self._fail(None, "checkpoint_mismatch", index=0)  # entries after it are checked in feed
         elif _BAD in (early, late):
             self._fail(None, "bad_head")
-        elif isinstance(early, Head) and early.seq > count:
-            self._fail(None, "truncated")  # the head named entries that are gone
+        elif isinstance(early, Head) and early.seq > last:
+            self._missing(early.seq, "the head key names")  # the tail was cut
         elif late is None:
-            if count:
+            if last:
                 self._fail(None, "head_missing")
         elif isinstance(late, Head) and (
-            late.seq < count or (late.seq == count and late.mac != self._last.mac)
+            late.seq < last or (late.seq == last and late.mac != self._last.mac)
         ):
             self._fail(None, "head_mismatch")  # behind the entries: rewound by hand
 

@@ -10,13 +10,11 @@ from typing import Annotated
 import typer
 
 from gateway.settings import OperatorSettings
-from security.audit import (
-    iter_records,
-    make_checkpoint,
-    tail,
-    verify,
-    verify_checkpoint,
-)
+from security.audit import iter_records, make_checkpoint, tail, verify_checkpoint
+from security.audit_anchor import Anchor, read_anchors
+from security.audit_archive import parse_retention
+from security.audit_retention import archive_oldest
+from security.audit_span import verify_span
 from security.config import load_settings
 from security.errors import AuditError, ConfigError
 from security.keystore import KeyRing
@@ -43,23 +41,75 @@ def verify_command(
         Path | None,
         typer.Option(help="A checkpoint file from `audit checkpoint`: also detects a cut tail."),
     ] = None,
+    archive: Annotated[
+        Path | None,
+        typer.Option(help="Also verify the archive segments in this folder, oldest first."),
+    ] = None,
+    anchors: Annotated[
+        Path | None,
+        typer.Option(help="Anchor file (default: TASKGATE_AUDIT_ANCHOR_FILE)."),
+    ] = None,
+    incremental: Annotated[
+        bool, typer.Option(help="Resume at the newest anchor still live (verified then).")
+    ] = False,
 ) -> None:
-    """Walk the whole chain; exit 1 and name the first bad record if anything was altered."""
+    """Verify archive + live log against the newest checkpoint; exit 1 naming the first
+    bad record, or the missing range of a wiped, cut or rewound log."""
     settings, keys = _settings()
     with settings.redis.client() as client:
         try:
-            cp = verify_checkpoint(checkpoint.read_text(), keys.signing) if checkpoint else None
-            report = verify(client, keys.audit_keys(), checkpoint=cp)
+            pool = read_anchors(anchors or settings.anchor_file, keys.signing)
+            if checkpoint is not None:
+                cp = verify_checkpoint(checkpoint.read_text(), keys.signing)
+                pool.append(Anchor(cp, None))
+            report = verify_span(
+                client,
+                keys.audit_keys(),
+                keys.signing,
+                archive_dir=archive,
+                anchors=pool,
+                incremental=incremental,
+            )
         except AuditError as exc:
             typer.echo(f"taskgate audit verify: {exc}", err=True)
             raise typer.Exit(1) from None
     if report.ok:
-        typer.echo(f"ok: {report.count} records, head seq {report.head_seq}")
+        typer.echo(report.describe())
         return
-    bad = report.first_bad
-    where = f"record #{bad.index} (stream id {bad.stream_id})" if bad else "the log"
-    typer.echo(f"BROKEN at {where}: {bad.reason if bad else 'unknown'}", err=True)
+    typer.echo(report.describe(), err=True)
     raise typer.Exit(1)
+
+
+@app.command("archive")
+def archive_command(
+    retention: Annotated[
+        str | None,
+        typer.Option(help="Records to keep, or an age (default TASKGATE_AUDIT_RETENTION)."),
+    ] = None,
+    archive_dir: Annotated[
+        Path | None, typer.Option(help="Archive folder (default TASKGATE_AUDIT_ARCHIVE_DIR).")
+    ] = None,
+) -> None:
+    """Archive the records past retention (JSON lines, closed by a signed checkpoint), then
+    trim them from Redis. Operator role: refuses a log that does not verify."""
+    settings, keys = _settings()
+    try:
+        keep = parse_retention(retention or settings.audit_retention)
+    except ConfigError as exc:
+        typer.echo(f"taskgate audit archive: refused: {exc}", err=True)
+        raise typer.Exit(2) from None
+    folder = archive_dir or settings.archive_dir
+    with settings.redis.client() as client:
+        try:
+            pool = read_anchors(settings.anchor_file, keys.signing)
+            done = archive_oldest(client, keys, folder, keep, anchors=pool)
+        except AuditError as exc:
+            typer.echo(f"taskgate audit archive: {exc}", err=True)
+            raise typer.Exit(1) from None
+    for seg in done:
+        typer.echo(f"archived seq {seg.first_seq}-{seg.last_seq} to {seg.path}")
+    if not done:
+        typer.echo("nothing past retention")
 
 
 @app.command("export")

@@ -165,6 +165,9 @@ def stack_env(
             "TASKGATE_TASK_MODULES": '["tests.integration.sample_tasks"]',
             "TASKGATE_TEST_SIDE_EFFECTS": str(session_dir / "side-effects"),
             "PYTHONUNBUFFERED": "1",
+            # Tests flush Redis between them, which is exactly what anchors catch: the
+            # shared stack takes none (the audit tests' private stacks do).
+            "TASKGATE_AUDIT_ANCHOR_INTERVAL": "0",
         }
     )
     return env

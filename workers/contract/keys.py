@@ -22,14 +22,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
+from security.audit_archive import base_key
 from security.audit_store import DEFAULT_STREAM, head_key, turn_key
 from security.vault import VAULT_PREFIX
 
 __all__ = [
     "ALL_TASKS",
+    "AUDIT_BASE",
     "AUDIT_HEAD",
+    "AUDIT_REFUSALS_PREFIX",
     "AUDIT_STREAM",
     "AUDIT_TURN",
+    "AUDIT_VERIFY_LIMIT_PREFIX",
     "CLIENTS_SET",
     "CLIENT_PREFIX",
     "DEFAULT_QUEUE",
@@ -117,6 +121,10 @@ DLQ_INDEX: Final = "tg:dlq"
 AUDIT_STREAM: Final = DEFAULT_STREAM
 AUDIT_HEAD: Final = head_key(DEFAULT_STREAM)
 AUDIT_TURN: Final = turn_key(DEFAULT_STREAM)
+AUDIT_BASE: Final = base_key(DEFAULT_STREAM)  # the signed checkpoint a trim leaves behind
+# refusal counters per window (``security.audit_refusals``) and the verify rate limit
+AUDIT_REFUSALS_PREFIX: Final = f"{DEFAULT_STREAM}:refusals"
+AUDIT_VERIFY_LIMIT_PREFIX: Final = f"{DEFAULT_STREAM}:verify-limit:"
 RESULT_PREFIX: Final = "celery-task-meta-"  # Celery's Redis result backend (key and channel)
 # kombu's Redis transport (Channel.unacked_key etc.): delivered, unacknowledged messages by
 # delivery tag. Our Celery config keeps kombu's default names and no global key prefix.
@@ -310,4 +318,7 @@ REGISTRY: Final[tuple[KeySpec, ...]] = (
     ),
     KeySpec(AUDIT_HEAD, "the audit chain's head", write=_ALL),
     KeySpec(AUDIT_TURN, "an audit writer's exclusive turn", write=_ALL),
+    KeySpec(AUDIT_BASE, "the checkpoint the last trim left", write=_O, read=_G),
+    KeySpec(f"{AUDIT_REFUSALS_PREFIX}*", "refusal counters per window", write=_G),
+    KeySpec(f"{AUDIT_VERIFY_LIMIT_PREFIX}*", "the HTTP verify's rate limit", write=_G),
 )

@@ -261,6 +261,7 @@ def test_report_to_dict_and_raise_if_broken() -> None:
         "index": 1,
         "stream_id": "1003-0",
         "reason": "seq_gap",
+        "detail": "records 2-2 are missing",
     }
     with pytest.raises(AuditChainBrokenError) as info:
         broken.raise_if_broken()
