@@ -35,14 +35,16 @@ __all__ = ["RefusalAggregator", "group_actor", "is_aggregated"]
 
 log = logging.getLogger("taskgate.audit")
 _AGGREGATED = frozenset({"auth.refused", "rate_limit.hit"})
+_BAD_CREDENTIALS = frozenset({"invalid_client", "malformed_client_id"})
 
 
 def is_aggregated(action: str, outcome: str, reason: str) -> bool:
     """True for a refusal of unauthenticated or rate-limited traffic: a bad or missing
-    token, a rate limit hit, a token request with bad client credentials."""
+    token, a rate limit hit, a token request with bad client credentials or a client id
+    that is not one."""
     if outcome != "denied":
         return False
-    return action in _AGGREGATED or (action == "token.issue" and reason == "invalid_client")
+    return action in _AGGREGATED or (action == "token.issue" and reason in _BAD_CREDENTIALS)
 
 
 def _source_ip(record_actor: str, trusted: tuple[str, ...]) -> str | None:

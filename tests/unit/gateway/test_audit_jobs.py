@@ -23,6 +23,7 @@ def test_only_unauthenticated_or_rate_limited_refusals_are_aggregated() -> None:
     assert is_aggregated("auth.refused", "denied", "expired")
     assert is_aggregated("rate_limit.hit", "denied", "ip limit")
     assert is_aggregated("token.issue", "denied", "invalid_client")
+    assert is_aggregated("token.issue", "denied", "malformed_client_id")
     assert not is_aggregated("token.issue", "denied", "invalid_scope")
     assert not is_aggregated("task.submit", "denied", "validation")
     assert not is_aggregated("task.submit", "allowed", "")
