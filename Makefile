@@ -3,10 +3,13 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell sha1sum pyproject.toml 2>/dev/null | cut -c1-12)
+# sslyze in an environment of its own (it pins an older cryptography than the project's)
+TOOLS  ?= .venv-tools
+TOOLS_STAMP := $(TOOLS)/.installed-$(shell sha1sum pyproject.toml 2>/dev/null | cut -c1-12)
 
 .PHONY: install run test lint unit integration bench clean
 
-install: $(STAMP)
+install: $(STAMP) $(TOOLS_STAMP)
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "taskgate needs Python >= 3.11")'
@@ -14,6 +17,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
 	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+$(TOOLS_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet --upgrade pip
+	$(TOOLS)/bin/pip install --quiet 'sslyze>=6.3.1'
+	@rm -f $(TOOLS)/.installed-*
 	@touch $@
 
 ## run: install, then start the whole local stack (Ctrl-C stops it)
@@ -48,4 +58,4 @@ bench: install
 	$(BIN)/pytest tests/bench -m bench -s -p no:cacheprovider
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage .coverage.* htmlcov
+	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache .coverage .coverage.* htmlcov

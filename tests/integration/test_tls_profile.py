@@ -3,8 +3,8 @@ Mozilla's "intermediate" TLS configuration (sslyze's own profile, v5.7)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
-import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -17,13 +17,23 @@ from tests.integration.conftest import Gateway
 pytestmark = pytest.mark.integration
 
 _SUMMARY = "COMPLIANCE AGAINST TLS CONFIGURATION"
+# sslyze lives in its own environment (`make install` builds it): it pins an older
+# cryptography than the project's. TASKGATE_SSLYZE_PYTHON names another interpreter.
+_TOOLS_PYTHON = Path(__file__).resolve().parents[2] / ".venv-tools" / "bin" / "python"
+
+
+def _sslyze_python() -> str:
+    chosen = Path(os.environ.get("TASKGATE_SSLYZE_PYTHON", str(_TOOLS_PYTHON)))
+    if not chosen.exists():
+        pytest.fail(f"no sslyze environment at {chosen}: run `make install`", pytrace=False)
+    return str(chosen)
 
 
 def _sslyze(target: str, ca_file: Path, *client_auth: str) -> None:
     """Scan ``target`` against the intermediate profile; fail with sslyze's summary unless it
     exits 0 *and* calls the target compliant (sslyze also exits 0 when it cannot connect)."""
     argv = [
-        sys.executable,
+        _sslyze_python(),
         "-m",
         "sslyze",
         "--mozilla_config=intermediate",
