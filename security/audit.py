@@ -56,6 +56,7 @@ from security.audit_read import (
     find_records,
     iter_records,
     tail,
+    unavailable,
 )
 from security.audit_store import (
     DEFAULT_STREAM,
@@ -118,10 +119,6 @@ def _verifier(
     return ChainVerifier(keys, stream=stream, head=head, pinned=pinned)
 
 
-def _unavailable(exc: redis.RedisError) -> AuditError:
-    return AuditError(f"audit log unreadable ({type(exc).__name__})", reason="unavailable")
-
-
 def verify(
     client: redis.Redis,
     keys: AuditKeys,
@@ -153,7 +150,7 @@ def verify(
                 break
         return verifier.finish(read_head(client, stream))
     except redis.RedisError as exc:
-        raise _unavailable(exc) from exc
+        raise unavailable(exc) from exc
 
 
 async def averify(
@@ -179,7 +176,7 @@ async def averify(
                 break
         return verifier.finish(await aread_head(client, stream))
     except redis.RedisError as exc:
-        raise _unavailable(exc) from exc
+        raise unavailable(exc) from exc
 
 
 def verify_or_raise(
@@ -222,7 +219,7 @@ def make_checkpoint(
         try:
             raw, exists = read_head(client, stream), bool(client.exists(stream))
         except redis.RedisError as exc:
-            raise _unavailable(exc) from exc
+            raise unavailable(exc) from exc
         head = _head_to_sign(raw, exists)
     return sign_checkpoint(head, signer, stream=stream, now=now).to_dict()
 
@@ -243,6 +240,6 @@ async def amake_checkpoint(
         try:
             raw, exists = await aread_head(client, stream), bool(await client.exists(stream))
         except redis.RedisError as exc:
-            raise _unavailable(exc) from exc
+            raise unavailable(exc) from exc
         head = _head_to_sign(raw, exists)
     return sign_checkpoint(head, signer, stream=stream, now=now).to_dict()

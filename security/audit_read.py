@@ -31,6 +31,7 @@ __all__ = [
     "find_records",
     "iter_records",
     "tail",
+    "unavailable",
 ]
 
 PAGE: Final = 500
@@ -195,3 +196,8 @@ async def atail(
     """Asyncio twin of :func:`tail`."""
     page = await client.xrevrange(stream, count=n) or []
     return [_parse(raw) for raw in reversed(page)]
+
+
+def unavailable(exc: redis.RedisError) -> AuditError:
+    """The error for an audit log Redis could not read (the cause's type only)."""
+    return AuditError(f"audit log unreadable ({type(exc).__name__})", reason="unavailable")

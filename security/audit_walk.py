@@ -24,7 +24,7 @@ import redis
 import redis.asyncio
 
 from security.audit_chain import EMPTY_HEAD, AuditKeys, Head, parse_entry
-from security.audit_read import entry_fields
+from security.audit_read import entry_fields, unavailable
 from security.audit_store import DEFAULT_STREAM, read_head, text
 from security.audit_verify import BadRecord, ChainVerifier, VerifyReport
 from security.errors import AuditError
@@ -143,10 +143,6 @@ class _Walk:
         return WalkReport(report, first, self.last_id, complete or not report.ok)
 
 
-def _unavailable(exc: redis.RedisError) -> AuditError:
-    return AuditError(f"audit log unreadable ({type(exc).__name__})", reason="unavailable")
-
-
 def verify_walk(
     client: redis.Redis,
     keys: AuditKeys,
@@ -177,7 +173,7 @@ def verify_walk(
         more = walk.at_limit() and bool(client.xrange(stream, min=walk.lower, count=1))
         return walk.finish(read_head(client, stream), more)
     except redis.RedisError as exc:
-        raise _unavailable(exc) from exc
+        raise unavailable(exc) from exc
 
 
 async def averify_walk(
@@ -209,4 +205,4 @@ async def averify_walk(
         late = await client.get(f"{stream}:head")
         return walk.finish(None if late is None else text(late), more)
     except redis.RedisError as exc:
-        raise _unavailable(exc) from exc
+        raise unavailable(exc) from exc
