@@ -14,7 +14,6 @@ the HTTP verify's fixed-window rate limit per caller (``tg:audit:verify-limit:*`
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 import time
@@ -24,6 +23,7 @@ from pathlib import Path
 import limits
 import redis.asyncio
 
+from gateway.background import cancel_and_wait
 from security.audit_anchor import Anchor, append_anchor, newest, parse_anchor, read_anchors
 from security.audit_archive import base_key
 from security.audit_chain import EMPTY_HEAD, Head, parse_head
@@ -163,11 +163,8 @@ class AnchorJob:
             self._task = asyncio.create_task(self._run(), name="audit-anchor")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     async def _run(self) -> None:
         while True:

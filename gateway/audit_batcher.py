@@ -19,11 +19,11 @@ lose far less; a lone request, or a single process, is never delayed.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 
+from gateway.background import cancel_and_wait
 from security.audit import AsyncAuditWriter, AuditRecord, Write
 from security.errors import AuditError
 
@@ -61,9 +61,7 @@ class AuditBatcher:
         if self._task is None:
             return
         await self._queue.join()
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
+        await cancel_and_wait(self._task)
         self._task = None
 
     async def record(self, record: AuditRecord, writes: Sequence[Write] = ()) -> str | None:

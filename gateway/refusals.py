@@ -15,7 +15,6 @@ claimed client id is part of the group only if it is well formed.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
 import secrets
@@ -25,6 +24,7 @@ from collections.abc import Callable
 from starlette.requests import Request
 
 from gateway.audit_batcher import AuditBatcher
+from gateway.background import cancel_and_wait
 from gateway.clientip import client_ip
 from gateway.clients import is_valid_client_id
 from gateway.middleware import request_scope_var
@@ -128,11 +128,8 @@ class RefusalAggregator:
 
     async def stop(self) -> None:
         """Stop summarising (open windows stay in Redis for the next run or process)."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     async def _run(self, interval: float) -> None:
         while True:

@@ -14,13 +14,14 @@ refused never ran. A connection error fails the whole batch: each caller gets it
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 from collections.abc import Sequence
 from typing import Any
 
 import redis.asyncio
 from redis.exceptions import NoScriptError
+
+from gateway.background import cancel_and_wait
 
 __all__ = ["LuaScript", "ScriptBatcher"]
 
@@ -55,11 +56,7 @@ class ScriptBatcher:
         return await done
 
     async def stop(self) -> None:
-        if self._task is None:
-            return
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
+        await cancel_and_wait(self._task)
         self._task = None
 
     async def _run(self) -> None:
