@@ -142,7 +142,12 @@ def issue_leaf(
     days: int = LEAF_DAYS,
     not_before: dt.datetime | None = None,
 ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
-    """Issue a server (serverAuth, SANs) or client (clientAuth) certificate from ``ca``."""
+    """Issue a server (serverAuth, SANs) or client (clientAuth) certificate from ``ca``.
+
+    A server certificate needs at least one of ``names``: clients check the host name.
+    """
+    if server and not names:
+        raise ValueError("a server certificate needs at least one host name or address")
     key = _new_key()
     start = not_before if not_before is not None else _now() - _BACKDATE
     usage = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH

@@ -19,7 +19,12 @@ MOZILLA_MAX_LIFESPAN_DAYS = 366
 def _reissue(folder: Path, stem: str, *, not_before: dt.datetime, days: int) -> None:
     leaf = next(leaf for leaf in LEAVES if leaf.stem == stem)
     cert, key = issue_leaf(
-        load_ca(folder), leaf.common_name, server=leaf.server, days=days, not_before=not_before
+        load_ca(folder),
+        leaf.common_name,
+        server=leaf.server,
+        names=["localhost", "127.0.0.1"],  # a server leaf names its hosts (SANs)
+        days=days,
+        not_before=not_before,
     )
     write_pem(CertPaths(folder).key(stem), key_pem(key), private=True)
     write_pem(CertPaths(folder).cert(stem), cert_pem(cert), private=False)

@@ -5,11 +5,12 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
+import pytest
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 from typer.testing import CliRunner
 
-from certs.authority import LEAF_DAYS
+from certs.authority import LEAF_DAYS, issue_leaf, load_ca
 from certs.material import CertPaths, describe, init_certs, rotate_leaves
 from taskgate.cli import app
 
@@ -125,3 +126,10 @@ def test_cli_show_and_rotate_without_material_fail(tmp_path: Path) -> None:
     rotated = runner.invoke(app, ["certs", "rotate", "--state-dir", state])
     assert rotated.exit_code == 1
     assert "certs init" in rotated.output
+
+
+def test_a_server_leaf_without_names_is_refused(tmp_path: Path) -> None:
+    """A server certificate nobody could verify a host name against is never issued."""
+    init_certs(tmp_path / "certs")
+    with pytest.raises(ValueError, match="host name"):
+        issue_leaf(load_ca(tmp_path / "certs"), "taskgate redis", server=True)
