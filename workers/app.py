@@ -17,6 +17,7 @@ from security.keystore import KeyRing
 from workers.cancel import cancel_watcher
 from workers.catalogue import Catalogue, default_catalogue, load_task_modules
 from workers.execution import WorkerRuntime, register_catalogue
+from workers.heartbeat import install as install_heartbeat
 from workers.sealed import (
     RESULT_CONTENT_TYPE,
     RESULT_SERIALIZER,
@@ -136,4 +137,6 @@ def create_celery(
     # Stops running cancellable tasks that were cancelled (workers/cancel.py).
     app.steps["worker"].add(cancel_watcher(settings.cancel_check_interval))
     install_sweeper(app, settings, app.taskgate_runtime)  # type: ignore[attr-defined]
+    # Says this worker is alive, beside the queue: readiness reads it (workers/heartbeat.py).
+    install_heartbeat(app, settings)
     return app

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Self
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
-from security.config import CommonSettings
+from security.config import CommonSettings, env_name
+from security.errors import ConfigError
 
 __all__ = ["WorkerSettings"]
 
@@ -47,6 +48,21 @@ class WorkerSettings(CommonSettings):
     sweep_interval: float = Field(default=30, gt=0, le=3600)
     sweep_grace: float = Field(default=150, gt=0)
     sweep_batch: int = Field(default=200, ge=1, le=1000)
+    # Heartbeats (workers/heartbeat.py): each worker instance beats every interval; the
+    # gateway counts a worker whose last beat is older than the lapse as gone.
+    heartbeat_interval: float = Field(default=5.0, gt=0, le=60)
+    heartbeat_lapse: float = Field(default=15.0, gt=0, le=300)
+
+    @model_validator(mode="after")
+    def _beats_within_lapse(self) -> Self:
+        """A lapse of one interval or less would count a live worker as gone between beats."""
+        if self.heartbeat_interval >= self.heartbeat_lapse:
+            raise ConfigError(
+                env_name("heartbeat_interval"),
+                f"is not below {env_name('heartbeat_lapse')}",
+                "beat several times per lapse (defaults: 5 s and 15 s)",
+            )
+        return self
 
     @property
     def visibility_timeout(self) -> int:

@@ -69,7 +69,7 @@ _SHARED: Final = (
 # kombu's Redis transport, Celery's Redis backend and limits' moving window.
 ROLE_COMMANDS: Final[Mapping[Role, tuple[str, ...]]] = {
     # submission scripts (INCR, ZCOUNT, SET NX GET), task and client views, the /v1/token
-    # limiter (LINDEX, LTRIM), the readiness ping (LPUSH, GET/DEL of its result)
+    # limiter (LINDEX, LTRIM), readiness (ZCOUNT of the worker heartbeats)
     "gateway": (
         *_CONNECTION,
         *_SHARED,
@@ -87,7 +87,8 @@ ROLE_COMMANDS: Final[Mapping[Role, tuple[str, ...]]] = {
         "ltrim",
     ),
     # kombu (BRPOP/RPOP, unacked restore, bindings), Celery results (SETEX, PUBLISH; SUBSCRIBE
-    # for AsyncResult.get), the start gate and the sweeper (LPOS, RPUSH, HEXISTS, ...)
+    # for AsyncResult.get), the start gate and the sweeper (LPOS, RPUSH, HEXISTS, ...),
+    # heartbeats (ZADD, ZREM, ZREMRANGEBYSCORE)
     "worker": (
         *_CONNECTION,
         *_SHARED,
@@ -101,6 +102,7 @@ ROLE_COMMANDS: Final[Mapping[Role, tuple[str, ...]]] = {
         "srem",
         "zrange",
         "zrevrangebyscore",
+        "zremrangebyscore",  # heartbeats of workers long gone (workers.heartbeat)
         "rpush",
         "lpos",
         "brpop",

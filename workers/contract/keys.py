@@ -65,6 +65,7 @@ __all__ = [
     "TOKEN_FAILURES_PREFIX",
     "TOKEN_LIMIT_PREFIX",
     "VAULT_PREFIX",
+    "WORKERS",
     "KeySpec",
     "Role",
     "client_key",
@@ -109,6 +110,8 @@ ONCE_PREFIX: Final = "tg:once:"
 MESSAGE_COPY_PREFIX: Final = "tg:msg:"
 SUSPECT_PREFIX: Final = "tg:sweep:suspect:"
 SWEEP_LOCK: Final = "tg:sweep:lock"
+# worker heartbeats: sorted set, member "{hostname}:{pid}", score the Unix time of its last beat
+WORKERS: Final = "tg:workers"
 CLIENTS_SET: Final = "tg:clients"
 CLIENT_PREFIX: Final = "tg:client:"
 REVOKED_JTI_PREFIX: Final = "tg:revoked:jti:"
@@ -303,6 +306,7 @@ REGISTRY: Final[tuple[KeySpec, ...]] = (
         only={"worker": ("hexists", "hsetnx", "expire")},
     ),
     KeySpec(SWEEP_LOCK, "which worker sweeps", write=_W),
+    KeySpec(WORKERS, "worker heartbeats (id -> last beat)", write=_W, read=_G),
     KeySpec(f"{SUSPECT_PREFIX}*", "messages found missing once", write=_W),
     KeySpec(KOMBU_UNACKED, "kombu: messages in flight", write=_W),
     KeySpec(KOMBU_UNACKED_INDEX, "kombu: in-flight delivery times", write=_W),
