@@ -43,7 +43,6 @@ from security.audit_refusals import RefusalCounter
 from security.keystore import KeyRing
 from security.tokens import TokenPolicy
 from workers.catalogue import Catalogue, default_catalogue, load_task_modules
-from workers.wire import DEFAULT_QUEUE
 
 __all__ = ["app_from_env", "create_app"]
 
@@ -185,8 +184,7 @@ def create_app(
         scripts = ScriptBatcher(client)
         readiness = health.Readiness(
             client,
-            codec,
-            queue=DEFAULT_QUEUE,
+            lapse=settings.heartbeat_lapse,
             timeout=settings.ready_timeout,
             cache_seconds=settings.ready_cache_seconds,
         )

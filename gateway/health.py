@@ -1,123 +1,97 @@
-"""Liveness (`/healthz`) and readiness (`/readyz`): Redis over TLS, and a worker that answers."""
+"""Liveness (`/healthz`) and readiness (`/readyz`): Redis over TLS, and workers that beat.
+
+Readiness never sends work through the queue: a ping behind a backlog waits for every task
+ahead of it, so the gateway would report itself unready exactly under load. It reads the
+workers' heartbeats instead (``workers.heartbeat`` writes them, one beat per worker every
+few seconds): one PING and one ZCOUNT per check.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import time
-import uuid
+from collections.abc import Callable
 from typing import Any
 
 import redis.asyncio
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from gateway.codec import BodyCodec
 from gateway.problems import problem
-from gateway.publisher import OutgoingTask, encode_message, result_key
-from security.errors import TaskgateError
-from workers.wire import PING_TASK
+from workers.contract.heartbeat import live_workers
 
-__all__ = ["FAILURE_CACHE_SECONDS", "Readiness", "router"]
+__all__ = ["Readiness", "router"]
 router = APIRouter(tags=["health"])
 
 
-# How long a failed worker ping is believed: a burst of probes while no worker answers
-# queues one ping a second at most, not one per probe.
-FAILURE_CACHE_SECONDS = 1.0
-
-
 class Readiness:
-    """Checks Redis and the workers; a worker success is trusted for ``cache_seconds``.
+    """Checks Redis and the workers' heartbeats; an outcome is reused for ``cache_seconds``.
 
-    The worker check is single-flight: concurrent probes share the one ping in flight
-    (unauthenticated callers cannot make the gateway queue a ping each), and a failure is
-    believed for :data:`FAILURE_CACHE_SECONDS`.
+    The check is single-flight and briefly cached: concurrent probes share the one check in
+    flight, so a flood of unauthenticated probes costs Redis two cheap commands per
+    ``cache_seconds`` per process, not two per probe. It fails closed: a heartbeat set that
+    cannot be read means not ready.
     """
 
     def __init__(
         self,
         client: redis.asyncio.Redis,
-        codec: BodyCodec,
         *,
-        queue: str,
+        lapse: float,
         timeout: float,
         cache_seconds: float,
+        clock: Callable[[], float] = time.time,
     ) -> None:
+        if lapse <= 0 or timeout <= 0 or cache_seconds < 0:
+            raise ValueError("readiness needs a positive lapse and timeout")
         self._redis = client
-        self._codec = codec
-        self._queue = queue
+        self._lapse = lapse
         self._timeout = timeout
         self._cache_seconds = cache_seconds
-        self._workers_ok_until = 0.0
-        self._failure: tuple[float, str] = (0.0, "")
-        self._inflight: asyncio.Future[str] | None = None
+        self._clock = clock
+        self._cached: tuple[float, dict[str, Any]] = (0.0, {})
+        self._inflight: asyncio.Future[dict[str, Any]] | None = None
 
-    async def check(self) -> dict[str, str]:
-        """Each check's outcome: ``"ok"`` or a short reason (no secrets, no addresses)."""
-        checks: dict[str, str] = {}
-        try:
-            await asyncio.wait_for(self._redis.ping(), timeout=min(self._timeout, 2.0))
-            checks["redis"] = "ok"
-        except (TimeoutError, redis.RedisError, OSError) as exc:
-            checks["redis"] = f"unreachable over TLS ({type(exc).__name__})"
-            checks["workers"] = "not checked"
-            return checks
-        checks["workers"] = await self._workers()
-        return checks
-
-    async def _workers(self) -> str:
-        now = time.monotonic()
-        if now < self._workers_ok_until:
-            return "ok"
-        until, outcome = self._failure
-        if now < until:
-            return outcome
+    async def check(self) -> dict[str, Any]:
+        """Each check's outcome (``"ok"`` or a short reason, no addresses) and ``live_workers``."""
+        until, outcome = self._cached
+        if time.monotonic() < until:
+            return dict(outcome)
         if self._inflight is None:
-            self._inflight = asyncio.ensure_future(self._ping_and_remember())
-        # shield: a probe whose client went away does not cancel the others' ping
-        return await asyncio.shield(self._inflight)
+            self._inflight = asyncio.ensure_future(self._check_and_remember())
+        # shield: a probe whose client went away does not cancel the others' check
+        return dict(await asyncio.shield(self._inflight))
 
-    async def _ping_and_remember(self) -> str:
+    async def _check_and_remember(self) -> dict[str, Any]:
         try:
-            outcome = await self._ping_worker()
-            if outcome == "ok":
-                self._workers_ok_until = time.monotonic() + self._cache_seconds
-            else:
-                self._failure = (time.monotonic() + FAILURE_CACHE_SECONDS, outcome)
+            outcome = await self._check()
+            self._cached = (time.monotonic() + self._cache_seconds, outcome)
             return outcome
         finally:
             self._inflight = None
 
-    async def _ping_worker(self) -> str:
-        task_id = str(uuid.uuid4())
-        # An unanswered ping must not run much later: it expires shortly after the wait.
-        expires = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=self._timeout + 5)
-        body = self._codec.encode(task_id, PING_TASK, [], {})
-        message = OutgoingTask(
-            task_id=task_id,
-            name=PING_TASK,
-            body=body,
-            content_type=self._codec.content_type,
-            queue=self._queue,
-            expires=expires.isoformat(),
-        )
-        key = result_key(task_id)
+    async def _check(self) -> dict[str, Any]:
         try:
-            await self._redis.lpush(self._queue, encode_message(message))
-            deadline = time.monotonic() + self._timeout
-            while time.monotonic() < deadline:
-                raw = await self._redis.get(key)
-                if raw is not None:
-                    await self._redis.delete(key)
-                    doc = self._codec.decode_result(
-                        task_id, raw if isinstance(raw, bytes) else raw.encode()
-                    )
-                    return "ok" if doc.get("status") == "SUCCESS" else "worker failed the ping"
-                await asyncio.sleep(0.05)
-        except (redis.RedisError, OSError, ValueError, TaskgateError) as exc:
-            return f"ping failed ({type(exc).__name__})"
-        return f"no worker answered {PING_TASK} within {self._timeout:g}s"
+            await asyncio.wait_for(self._redis.ping(), timeout=self._timeout)
+        except (TimeoutError, redis.RedisError, OSError) as exc:
+            return {
+                "redis": f"unreachable over TLS ({type(exc).__name__})",
+                "workers": "not checked",
+            }
+        try:
+            count = await asyncio.wait_for(
+                live_workers(self._redis, self._clock(), self._lapse), timeout=self._timeout
+            )
+            live = int(count)
+        except (TimeoutError, redis.RedisError, OSError, TypeError, ValueError) as exc:
+            return {"redis": "ok", "workers": f"heartbeats unreadable ({type(exc).__name__})"}
+        if live < 1:
+            return {
+                "redis": "ok",
+                "workers": f"no worker heartbeat within {self._lapse:g}s",
+                "live_workers": 0,
+            }
+        return {"redis": "ok", "workers": "ok", "live_workers": live}
 
 
 # Public probes: no credentials (overrides the document-wide bearer requirement).
@@ -132,17 +106,20 @@ async def healthz() -> dict[str, str]:
 
 @router.get(
     "/readyz",
-    summary="Readiness: Redis answers over TLS and a worker answers system.ping",
+    summary="Readiness: Redis answers over TLS and at least one worker's heartbeat is recent",
     responses={503: {"description": "A check failed", "content": {"application/problem+json": {}}}},
     openapi_extra=PUBLIC,
 )
 async def readyz(request: Request) -> Any:
     """200 when every check passes; otherwise 503 problem+json naming the failed checks."""
     readiness: Readiness = request.app.state.readiness
-    checks = await readiness.check()
-    failed = sorted(name for name, outcome in checks.items() if outcome != "ok")
+    outcome = await readiness.check()
+    live = outcome.pop("live_workers", None)
+    checks: dict[str, str] = {name: str(value) for name, value in outcome.items()}
+    extra: dict[str, Any] = {} if live is None else {"live_workers": live}
+    failed = sorted(name for name, result in checks.items() if result != "ok")
     if not failed:
-        return JSONResponse({"status": "ready", "checks": checks})
+        return JSONResponse({"status": "ready", "checks": checks, **extra})
     detail = "; ".join(f"{name}: {checks[name]}" for name in failed)
     return problem(
         503,
@@ -153,4 +130,5 @@ async def readyz(request: Request) -> Any:
         headers={"Retry-After": "5"},
         request_id=str(getattr(request.state, "request_id", "-")),
         checks=checks,
+        **extra,
     )

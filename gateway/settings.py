@@ -85,10 +85,12 @@ class GatewaySettings(CommonSettings):
     workers: int = Field(default=1, ge=1, le=64)
     tls_cert: Path | None = None
     tls_key: Path | None = None
-    # Readiness: how long to wait for a worker to answer system.ping, and how long a
-    # success is trusted before the next probe sends another ping.
+    # Readiness: how long /readyz waits for Redis (PING, then the heartbeat count), how
+    # long an outcome is reused per process, and how old a worker's last heartbeat may be
+    # for the worker to count as alive (workers/heartbeat.py beats every few seconds).
     ready_timeout: float = Field(default=3.0, gt=0, le=30)
-    ready_cache_seconds: float = Field(default=5.0, ge=0, le=300)
+    ready_cache_seconds: float = Field(default=1.0, ge=0, le=30)
+    heartbeat_lapse: float = Field(default=15.0, gt=0, le=300)
     docs_enabled: bool = False
     # How long a sealed task message stays valid: queueing plus every retry must fit.
     envelope_ttl: int = Field(default=86_400, ge=60, le=7 * 86_400)

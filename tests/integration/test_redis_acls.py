@@ -24,6 +24,7 @@ from taskgate.redis_server import RedisServer, RedisServerError, redis_config, s
 from taskgate.redis_users import HARNESS, password_path
 from tests.conftest import register_log
 from tests.integration.conftest import Gateway
+from tests.integration.stack_fixtures import wait_for
 from workers.contract import keys
 
 pytestmark = pytest.mark.integration
@@ -202,8 +203,8 @@ def test_passwords_never_reach_the_logs(
     gateway_server: Gateway, celery_worker: Child, tls_redis: RedisServer
 ) -> None:
     """No role's password appears in the worker's or the gateway's log (banner included)."""
-    with gateway_server.client() as http:
-        assert http.get("/readyz").status_code == 200
+    with gateway_server.client() as http:  # ready by the worker's next beat after a flush
+        wait_for(lambda: http.get("/readyz").status_code == 200, timeout=10, what="/readyz 200")
     logs = celery_worker.log_path.read_text() + gateway_server.child.log_path.read_text()
     assert "ready." in logs
     for role in keys.ROLES:
