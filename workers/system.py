@@ -1,4 +1,5 @@
-"""Built-in tasks every worker runs. ``system.ping`` answers readiness probes."""
+"""Built-in tasks every worker runs. ``system.ping`` proves a worker consumes (tests,
+diagnostics); readiness uses heartbeats instead (``workers.heartbeat``)."""
 
 from __future__ import annotations
 
