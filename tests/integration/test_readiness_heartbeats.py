@@ -130,6 +130,8 @@ def test_readyz_turns_503_when_the_workers_stop_and_200_when_one_returns(
     assert _ready(stack)["live_workers"] == 1
     stack.stop_workers()
     stopped = time.monotonic()
+    with stack.redis_client() as client:
+        assert client.zcard(WORKERS) == 0  # it left: no waiting for the lapse
     response = _not_ready(stack, timeout=NOTICED_WITHIN)
     assert time.monotonic() - stopped < NOTICED_WITHIN
     _assert_names_the_workers(response)
