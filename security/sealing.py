@@ -7,19 +7,17 @@ Wire format (ASCII, four dot-separated parts, base64url without padding)::
 ``header`` is compact JSON ``{"v": 1, "kid", "skid", "tid", "tn", "iat", "exp"}``: the
 broker key id, the signing key id (or null), the task id and name, issue and expiry times
 (Unix seconds). Its exact bytes are the AEAD associated data, so the binding and the expiry
-are authenticated with the ciphertext. The signature covers ``tg1.<header>.<body>``, i.e.
-header, nonce and ciphertext. :func:`open_envelope` checks it before anything is decrypted;
+are authenticated with the ciphertext. The signature covers ``tg1.<header>.<body>``;
+:func:`open_envelope` checks it before anything is decrypted;
 :func:`open_unverified` decrypts first and leaves the signature's arithmetic to
 :meth:`Unverified.verify` (the worker sends its start gate in between; see there).
 
-The gateway seals tasks with the newest broker key and signs them; workers, which hold only
-public signing keys, verify. Workers seal results unsigned (``signer=None``) and the gateway
-opens them with ``require_signature=False``.
+The gateway seals tasks with the newest broker key and signs them; workers (public signing
+keys only) verify, and seal results unsigned for the gateway to open.
 
-Every refusal is a :class:`SealError` (or subclass) with its own ``reason``, except a key
-that has been retired, which raises :class:`KeyRetiredError` (``reason`` ``key_retired`` for
-the broker key, ``signer_retired`` for the signing key). Tampering of any kind gives one
-opaque message, ``"envelope failed authentication"``.
+Every refusal is a :class:`SealError` (or subclass) with its own ``reason``, except a retired
+key: :class:`KeyRetiredError` (``key_retired`` for the broker key, ``signer_retired`` for the
+signing key). Tampering of any kind gives one opaque message, "envelope failed authentication".
 """
 
 from __future__ import annotations

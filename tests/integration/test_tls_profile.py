@@ -42,12 +42,10 @@ def _sslyze(target: str, ca_file: Path, *client_auth: str) -> None:
         target,
     ]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=240, check=False)
-    if done.returncode != 0 or f"{target}: OK - Compliant." not in done.stdout:
-        summary = done.stdout.partition(_SUMMARY)[2] or done.stdout[-4000:]
-        pytest.fail(
-            f"sslyze exited {done.returncode} for {target}:\n{summary}\n{done.stderr[-2000:]}",
-            pytrace=False,
-        )
+    summary = done.stdout.partition(_SUMMARY)[2] or done.stdout[-4000:]
+    why = f"sslyze exited {done.returncode} for {target}:\n{summary}\n{done.stderr[-2000:]}"
+    assert done.returncode == 0, why
+    assert f"{target}: OK - Compliant." in done.stdout, why
 
 
 def test_gateway_https_is_mozilla_intermediate(gateway_server: Gateway) -> None:
