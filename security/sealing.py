@@ -8,9 +8,8 @@ Wire format (ASCII, four dot-separated parts, base64url without padding)::
 broker key id, the signing key id (or null), the task id and name, issue and expiry times
 (Unix seconds). Its exact bytes are the AEAD associated data, so the binding and the expiry
 are authenticated with the ciphertext. The signature covers ``tg1.<header>.<body>``;
-:func:`open_envelope` checks it before anything is decrypted;
-:func:`open_unverified` decrypts first and leaves the signature's arithmetic to
-:meth:`Unverified.verify` (the worker sends its start gate in between; see there).
+:func:`open_envelope` checks it before anything is decrypted, :func:`open_unverified` leaves
+it to :meth:`Unverified.verify` (the worker sends its start gate in between; see there).
 
 The gateway seals tasks with the newest broker key and signs them; workers (public signing
 keys only) verify, and seal results unsigned for the gateway to open.
