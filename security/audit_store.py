@@ -31,10 +31,9 @@ import secrets
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Final
 
-import msgpack
 import redis
 import redis.asyncio
 
@@ -48,6 +47,7 @@ from security.audit_chain import (
     parse_head,
     require_audit_keys,
 )
+from security.audit_writes import Committed, Earlier, Write, pack, pack_record_writes
 from security.errors import AuditError, ConfigError
 from security.keys import KeySet, SymmetricKey
 
@@ -71,119 +71,15 @@ MAX_BATCH: Final = 256  # entries per script call: bounds how long one call bloc
 DEFAULT_ATTEMPTS: Final = 64
 _TURN_AFTER: Final = 2  # conflicts in a row before a writer asks for an exclusive turn
 
-# KEYS: stream, head key, turn key. ARGV: expected head, empty-log head, new head, writer
-# id, wants-turn flag, then three MessagePack documents: the field names, the entries (one
-# array of values each) and per entry its attached writes (an array of [command, args...]
-# arrays). Three arguments instead of hundreds: redis-py packs every argument in Python.
-# The old "raw" type carries str and bytes alike (Redis's Lua cmsgpack has no bin type).
-# Reads come first, so a refusal writes nothing. The turn key gives a writer that keeps
-# losing the race a short exclusive turn (others get 'wait'), so no process starves under
-# load. The reply is 'ok', the entries' stream ids, then per entry 1 or the error of the
-# write Redis refused. Attached writes name their keys inside the call: one Redis node.
-_APPEND_LUA: Final = """
-local head = redis.call('GET', KEYS[2])
-if not head then
-  if redis.call('EXISTS', KEYS[1]) == 1 then return {'missing'} end
-  head = ARGV[2]
-end
-local turn = redis.call('GET', KEYS[3])
-if turn and turn ~= ARGV[4] then return {'wait', head} end
-if head ~= ARGV[1] then
-  if ARGV[5] == '1' and not turn then redis.call('SET', KEYS[3], ARGV[4], 'PX', 250) end
-  return {'conflict', head}
-end
-local names = cmsgpack.unpack(ARGV[6])
-local entries = cmsgpack.unpack(ARGV[7])
-local writes = cmsgpack.unpack(ARGV[8])
-local reply = {'ok'}
-for e = 1, #entries do
-  local values = entries[e]
-  local fields = {}
-  for j = 1, #names do
-    fields[2 * j - 1] = names[j]
-    fields[2 * j] = values[j]
-  end
-  reply[#reply + 1] = redis.call('XADD', KEYS[1], '*', unpack(fields))
-end
-redis.call('SET', KEYS[2], ARGV[3])
-if turn then redis.call('DEL', KEYS[3]) end
-for e = 1, #entries do
-  local outcome = 1
-  for _, write in ipairs(writes[e]) do
-    -- An argument {w, i} is the value of the record's earlier write w at position i.
-    for i = 2, #write do
-      if type(write[i]) == 'table' then write[i] = writes[e][write[i][1]][write[i][2]] end
-    end
-    local done = redis.pcall(unpack(write))
-    if type(done) == 'table' and done.err then
-      outcome = done.err
-      break
-    end
-  end
-  reply[#reply + 1] = outcome
-end
-return reply
-"""
-
-
-@dataclass(frozen=True)
-class Earlier:
-    """An argument that repeats one of an earlier write's arguments (same record), so a large
-    value - a broker message, a sealed result - crosses the network once however many
-    writes store it. ``write`` indexes the record's writes, ``arg`` that write's ``args``."""
-
-    write: int
-    arg: int
-
-
-@dataclass(frozen=True)
-class Write:
-    """A Redis command run by the append script right after its record is appended.
-
-    Arguments are text or bytes (format numbers yourself: ``repr`` of a float is exact), or
-    :class:`Earlier` to repeat an argument of an earlier write of the same record.
-    """
-
-    command: str
-    keys: tuple[str, ...] = ()
-    args: tuple[str | bytes | Earlier, ...] = ()
-
-
-@dataclass(frozen=True)
-class Committed:
-    """A record as written, and the error of the attached write Redis refused (if any)."""
-
-    entry: AuditEntry
-    write_error: str | None = None
+# The append script (see the comment at its top): one atomic call appends a batch of
+# records, moves the head and runs each record's attached writes.
+_APPEND_LUA: Final = (Path(__file__).with_name("audit_append.lua")).read_text(encoding="utf-8")
 
 
 _Item = tuple[AuditRecord, Sequence[Write]]
 
 
-def _pack_record_writes(writes: Sequence[Write]) -> list[list[Any]]:
-    """``[command, *keys, *args]`` per write; an :class:`Earlier` becomes the 1-based
-    ``[write, position]`` of the repeated value in that flat form (the script resolves it)."""
-    return [
-        [
-            w.command,
-            *w.keys,
-            *(
-                [a.write + 1, 1 + len(writes[a.write].keys) + a.arg + 1]
-                if isinstance(a, Earlier)
-                else a
-                for a in w.args
-            ),
-        ]
-        for w in writes
-    ]
-
-
-def _pack(document: Any) -> bytes:
-    packed: bytes = msgpack.packb(document, use_bin_type=False)
-    return packed
-
-
-_FIELD_NAMES: Final = _pack(list(ENTRY_FIELDS))
+_FIELD_NAMES: Final = pack(list(ENTRY_FIELDS))
 
 
 def head_key(stream: str) -> str:
@@ -272,7 +168,7 @@ class _Chain:
     @staticmethod
     def pack_writes(items: Sequence[_Item]) -> bytes:
         """Every record's attached writes, packed once whatever the retries."""
-        return _pack([_pack_record_writes(writes) for _, writes in items])
+        return pack([pack_record_writes(writes) for _, writes in items])
 
     def prepare(
         self, items: Sequence[_Item], packed_writes: bytes, *, attempt: int = 0
@@ -282,7 +178,7 @@ class _Chain:
         args: list[Any] = [self.head.encode(), EMPTY_HEAD.encode(), new_head.encode()]
         args += [self.writer_id, "1" if attempt >= _TURN_AFTER else "0", _FIELD_NAMES]
         values = [list(entry.to_fields().values()) for entry in entries]  # ENTRY_FIELDS order
-        args += [_pack(values), packed_writes]
+        args += [pack(values), packed_writes]
         return entries, self.script_keys, args
 
     def observe(self, raw: str | None) -> None:

@@ -29,6 +29,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from pydantic import SecretStr
 
 from security.errors import ConfigError, InputRejectedError, KeyRingError, VaultError
+from security.field_paths import field_targets, join_path, split_path
 from security.keys import KeySet, Purpose, SymmetricKey
 
 __all__ = [
@@ -110,7 +111,7 @@ def swap_secrets(
     ref_ids: list[str] = []
     done: set[tuple[int, Any]] = set()
     for path in dict.fromkeys(secret_paths):
-        for container, slot, where in _targets(copy, _split_path(path)):
+        for container, slot, where in field_targets(copy, split_path(path)):
             if (id(container), slot) in done:
                 continue  # two patterns can name the same field; swap it once
             done.add((id(container), slot))
@@ -330,11 +331,11 @@ def _transform(
         if REF_KEY in node:
             return on_ref(node, where)
         return {
-            k: _transform(v, on_ref, _join(where, k), depth + 1, error) for k, v in node.items()
+            k: _transform(v, on_ref, join_path(where, k), depth + 1, error) for k, v in node.items()
         }
     if isinstance(node, list | tuple):
         return [
-            _transform(v, on_ref, _join(where, i), depth + 1, error) for i, v in enumerate(node)
+            _transform(v, on_ref, join_path(where, i), depth + 1, error) for i, v in enumerate(node)
         ]
     return node
 
@@ -360,45 +361,6 @@ def _reference(use: Callable[[str, str], object]) -> _OnRef:
         return use(ref_id, where)
 
     return on_ref
-
-
-def _split_path(path: str) -> list[str]:
-    segments = path.split(".")
-    if not path or any(not s for s in segments):
-        raise ConfigError(
-            "secret_paths",
-            f"{path!r} is not a dotted field path",
-            "name fields separated by dots, '*' for every item of a list",
-        )
-    return segments
-
-
-def _targets(root: Any, segments: list[str]) -> list[tuple[Any, Any, str]]:
-    """Every (container, key-or-index, dotted path) that ``segments`` names in ``root``."""
-    frontier: list[tuple[Any, str]] = [(root, "")]
-    found: list[tuple[Any, Any, str]] = []
-    for seg in segments:
-        found = []
-        for node, where in frontier:
-            if node is None:
-                continue  # a missing optional branch holds no secret
-            if isinstance(node, dict):
-                slots: Iterable[Any] = list(node) if seg == "*" else [seg] if seg in node else []
-            elif isinstance(node, list) and seg == "*":
-                slots = range(len(node))
-            else:
-                raise InputRejectedError(
-                    f"field {where or '<root>'!r} does not fit the secret path",
-                    field=where,
-                    reason="secret_path_mismatch",
-                )
-            found.extend((node, s, _join(where, s)) for s in slots)
-        frontier = [(c[s], w) for c, s, w in found]
-    return found
-
-
-def _join(where: str, key: object) -> str:
-    return f"{where}.{key}" if where else str(key)
 
 
 def _check_task_id(task_id: str) -> None:

@@ -1,0 +1,69 @@
+"""What an audit append carries besides its record: Redis writes run in the same atomic
+script call (a submission's enqueue, a task's completion), and how they travel packed."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+
+from security.audit_chain import AuditEntry
+
+__all__ = ["Committed", "Earlier", "Write", "pack", "pack_record_writes"]
+
+
+@dataclass(frozen=True)
+class Earlier:
+    """An argument that repeats one of an earlier write's arguments (same record), so a large
+    value - a broker message, a sealed result - crosses the network once however many
+    writes store it. ``write`` indexes the record's writes, ``arg`` that write's ``args``."""
+
+    write: int
+    arg: int
+
+
+@dataclass(frozen=True)
+class Write:
+    """A Redis command run by the append script right after its record is appended.
+
+    Arguments are text or bytes (format numbers yourself: ``repr`` of a float is exact), or
+    :class:`Earlier` to repeat an argument of an earlier write of the same record.
+    """
+
+    command: str
+    keys: tuple[str, ...] = ()
+    args: tuple[str | bytes | Earlier, ...] = ()
+
+
+@dataclass(frozen=True)
+class Committed:
+    """A record as written, and the error of the attached write Redis refused (if any)."""
+
+    entry: AuditEntry
+    write_error: str | None = None
+
+
+def pack_record_writes(writes: Sequence[Write]) -> list[list[Any]]:
+    """``[command, *keys, *args]`` per write; an :class:`Earlier` becomes the 1-based
+    ``[write, position]`` of the repeated value in that flat form (the script resolves it)."""
+    return [
+        [
+            w.command,
+            *w.keys,
+            *(
+                [a.write + 1, 1 + len(writes[a.write].keys) + a.arg + 1]
+                if isinstance(a, Earlier)
+                else a
+                for a in w.args
+            ),
+        ]
+        for w in writes
+    ]
+
+
+def pack(document: Any) -> bytes:
+    """MessagePack without the bin type (Redis's Lua cmsgpack reads str and bytes alike)."""
+    packed: bytes = msgpack.packb(document, use_bin_type=False)
+    return packed
