@@ -16,8 +16,9 @@ from celery.app import trace
 from security.keystore import KeyRing
 from workers.cancel import cancel_watcher
 from workers.catalogue import Catalogue, default_catalogue, load_task_modules
-from workers.execution import WorkerRuntime, register_catalogue
+from workers.execution import register_catalogue
 from workers.heartbeat import install as install_heartbeat
+from workers.runtime import WorkerRuntime
 from workers.sealed import (
     RESULT_CONTENT_TYPE,
     RESULT_SERIALIZER,

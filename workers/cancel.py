@@ -49,7 +49,7 @@ from celery.worker import state as worker_state
 from workers.wire import done_key, revoked_key, task_key
 
 if TYPE_CHECKING:
-    from workers.execution import WorkerRuntime
+    from workers.runtime import WorkerRuntime
 
 __all__ = [
     "CANCEL_SIGNAL",

@@ -15,7 +15,7 @@ from celery.worker.consumer import Consumer
 from kombu.message import Message
 
 from security.errors import TaskgateError
-from workers.execution import WorkerRuntime
+from workers.runtime import WorkerRuntime
 
 __all__ = ["AuditingConsumer", "refusal_reason"]
 

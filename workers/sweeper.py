@@ -42,7 +42,7 @@ import redis
 from celery import Celery, bootsteps
 
 from security.errors import ConfigError
-from workers.execution import WorkerRuntime
+from workers.runtime import WorkerRuntime
 from workers.settings import WorkerSettings
 from workers.transport import Channel
 from workers.wire import (

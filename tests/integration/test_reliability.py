@@ -43,7 +43,7 @@ from tests.integration.stack_fixtures import (
     wait_for,
 )
 from workers.deadletters import dlq_key
-from workers.execution import _requeue_if_storage_down
+from workers.runtime import _requeue_if_storage_down
 from workers.wire import DEFAULT_QUEUE, decode_record, task_key
 
 pytestmark = pytest.mark.integration
