@@ -30,6 +30,7 @@ from security.passwords import CLIENT_SECRET_PREFIX, verify_client_secret
 from security.stored_state import Label, sign_record
 from taskgate.clients_cli import app
 from taskgate.procs import free_port
+from workers.contract.keys import WORKERS
 
 pytestmark = pytest.mark.integration
 
@@ -235,7 +236,7 @@ async def test_changing_unknown_client_is_refused_and_creates_nothing(
         await getattr(registry, method)("ghost-0123abcd")
     assert info.value.reason == "unknown_client"
     assert "ghost-0123abcd" in str(info.value)
-    assert redis_client.keys("*") == []
+    assert _stored_keys(redis_client) == []
 
 
 async def test_rotation_replaces_the_secret_at_once(registry: ClientRegistry) -> None:
@@ -587,7 +588,7 @@ async def test_refused_create_writes_nothing(
     """A refused create leaves Redis untouched."""
     with pytest.raises(ClientError):
         await registry.create("app", ["root"])
-    assert redis_client.keys("*") == []
+    assert _stored_keys(redis_client) == []
 
 
 # --- scope_allows ----------------------------------------------------------------------
@@ -644,6 +645,11 @@ def _cli(*args: str) -> Any:
     return CliRunner().invoke(app, list(args))
 
 
+def _stored_keys(client: redis.Redis) -> list[bytes]:
+    """Every key in Redis except the heartbeats the session's running worker keeps writing."""
+    return [key for key in client.keys("*") if key != WORKERS.encode()]
+
+
 def _stored_hash(client: redis.Redis, client_id: str) -> str:
     value = client.hget(client_key(client_id), "secret_hash")
     assert value is not None
@@ -698,7 +704,7 @@ def test_cli_add_refuses_bad_input(cli_env: redis.Redis, args: list[str]) -> Non
     result = _cli(*args)
     assert result.exit_code == 1
     assert result.stderr.startswith("taskgate clients: ")
-    assert cli_env.keys("*") == []
+    assert _stored_keys(cli_env) == []
 
 
 def test_cli_list_never_shows_secrets(cli_env: redis.Redis) -> None:
@@ -749,7 +755,7 @@ def test_cli_unknown_client_exits_1(
     result = _cli(command, client_id)
     assert result.exit_code == 1
     assert result.stderr == f"taskgate clients: no client {shown}\n"
-    assert cli_env.keys("*") == []
+    assert _stored_keys(cli_env) == []
 
 
 def test_cli_rotate_secret_json(cli_env: redis.Redis) -> None:
