@@ -40,6 +40,7 @@ __all__ = ["WorkerMetrics", "install", "queued_since"]
 log = logging.getLogger("taskgate.worker")
 
 AuditCounts = Callable[[], tuple[int, int]]
+UNKNOWN = "unknown"  # name and queue of a delivery refused before its task was known
 
 
 class WorkerMetrics:
@@ -88,10 +89,19 @@ class WorkerMetrics:
     def outcome(self, action: str, reason: str) -> None:
         """The audit ``action`` (``task.succeeded``, ...) that ended this process's current
         task, with its ``reason`` (its first word is a reason code or exception type)."""
-        task = getattr(self._local, "task", None)
-        if task is None or not action.startswith("task."):
+        if not action.startswith("task."):
             return
+        task = getattr(self._local, "task", None)
         kind = reason.split(" ", 1)[0]
+        if task is None:
+            # Refused by the main process before any task code (no trusted name to label
+            # it with: the message's headers are the sender's say-so).
+            if action == "task.refused":
+                self.buffer.inc(m.REJECTED, UNKNOWN, UNKNOWN)
+                self.buffer.inc(m.ENVELOPE_REFUSALS, kind)
+                self._ensure_flusher()
+            return
+        self._local.task = None  # one outcome per delivery
         name = task[0]
         buffer = self.buffer
         match action:
