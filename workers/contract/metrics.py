@@ -19,6 +19,7 @@ Dependency-free, so the gateway reads the same definitions the workers write by.
 from __future__ import annotations
 
 import bisect
+import functools
 import re
 import threading
 from collections.abc import Iterable, Mapping
@@ -57,6 +58,12 @@ def label(value: str) -> str:
     """A label value as stored: at most 80 characters of ``[A-Za-z0-9_.:-]`` (others
     become ``_``), ``_`` if empty."""
     return _UNSAFE.sub("_", value[:80]) or "_"
+
+
+@functools.lru_cache(maxsize=4096)
+def _field(name: str, values: tuple[str, ...]) -> str:
+    """The hash field of a series (cached: the same few series are counted over and over)."""
+    return SEP.join((name, *map(label, values)))
 
 
 @dataclass(frozen=True)
@@ -176,14 +183,14 @@ class MetricsBuffer:
 
     def inc(self, metric: MetricDef, *values: str, by: int = 1) -> None:
         """Add ``by`` to a counter with these label values."""
-        field = SEP.join((metric.name, *map(label, values)))
+        field = _field(metric.name, values)
         with self._lock:
             self._pending[field] = self._pending.get(field, 0) + by
 
     def observe(self, metric: MetricDef, seconds: float, *values: str) -> None:
         """Add one observation of ``seconds`` to a histogram."""
         seconds = max(0.0, seconds)
-        base = SEP.join((metric.name, *map(label, values)))
+        base = _field(metric.name, values)
         bucket = f"{base}{SEP}b{bisect.bisect_left(metric.buckets, seconds)}"
         total = f"{base}{SEP}sum"
         micros = round(seconds * 1_000_000)

@@ -153,7 +153,10 @@ def test_the_grafana_dashboard_parses_and_uses_only_known_metric_names() -> None
         "celery_queue_length", "celery_worker_up", "celery_worker_tasks_active",
         "taskgate_audit_checkpoint_age_seconds", "taskgate_dead_letters_pending",
     }  # fmt: skip
+    used = set()
     for expr in exprs:
         for name in re.findall(r"\b(celery_[a-z_]+|taskgate_[a-z_]+)", expr):
             base = re.sub(r"_(total|bucket|sum|count)$", "", name)
             assert base in known, name
+            used.add(base)
+    assert used == known  # every metric has a panel
