@@ -8,6 +8,7 @@ reaches a metric. ``mt.flaky`` fails its first run (a file under
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -61,3 +62,12 @@ def flaky(payload: Note) -> dict[str, object]:
 def refuses(payload: Note) -> dict[str, object]:
     """Refuse its own input: failed, not retried or dead-lettered."""
     raise InputRejectedError(f"cannot use {payload.note}", field="note")
+
+
+@task("mt.waits", schema=Note, secret_fields=("token",), rate_limit=RATE, cancellable=True)
+def waits(payload: Note) -> dict[str, object]:
+    """Wait (up to 30 s) until cancelled: ends revoked."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
+    return {"echo": payload.note}

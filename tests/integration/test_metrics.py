@@ -48,6 +48,7 @@ PAYLOAD_CANARY = f"canary-payload-{uuid.uuid4().hex}"
 SECRET_CANARY = f"canary-secret-{uuid.uuid4().hex}"
 AWS_KEY = "AK" + "IA" + "IOSFODNN7" + "EXAMPLE"
 Q = DEFAULT_QUEUE
+ACTIVE = "celery_worker_tasks_active"
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
@@ -75,23 +76,27 @@ def _task(name: str) -> tuple[tuple[str, str], ...]:
 EXPECTED: dict[str, dict[tuple[tuple[str, str], ...], float]] = {
     "celery_task_sent_total": {
         _task("mt.ok"): 7, _task("mt.boom"): 1, _task("mt.flaky"): 1, _task("mt.refuses"): 1,
+        _task("mt.waits"): 1,
     },
     "celery_task_received_total": {
         _task("mt.ok"): 8, _task("mt.boom"): 2, _task("mt.flaky"): 2, _task("mt.refuses"): 1,
+        _task("mt.waits"): 1,
     },
     "celery_task_started_total": {
         _task("mt.ok"): 7, _task("mt.boom"): 2, _task("mt.flaky"): 2, _task("mt.refuses"): 1,
+        _task("mt.waits"): 1,
     },
     "celery_task_succeeded_total": {_task("mt.ok"): 7, _task("mt.flaky"): 1},
     "celery_task_failed_total": {_task("mt.boom"): 2, _task("mt.refuses"): 1},
     "celery_task_retried_total": {_task("mt.flaky"): 1},
     "celery_task_rejected_total": {_task("mt.ok"): 1},
-    "celery_task_revoked_total": {},
+    "celery_task_revoked_total": {_task("mt.waits"): 1},
     "taskgate_submissions_total": {
         (("outcome", "accepted"), ("task", "mt.ok")): 7,
         (("outcome", "accepted"), ("task", "mt.boom")): 1,
         (("outcome", "accepted"), ("task", "mt.flaky")): 1,
         (("outcome", "accepted"), ("task", "mt.refuses")): 1,
+        (("outcome", "accepted"), ("task", "mt.waits")): 1,
         (("outcome", "invalid-payload"), ("task", "mt.ok")): 1,
         (("outcome", "leak_detected"), ("task", "mt.ok")): 1,
         (("outcome", "rate-limited"), ("task", "mt.ok")): 1,
@@ -130,6 +135,7 @@ def deployment(
         **SHORT_TIMINGS,
         "TASKGATE_METRICS_FLUSH_INTERVAL": "0.5",
         "TASKGATE_AUDIT_ANCHOR_INTERVAL": "1",  # signed checkpoints: their age is a gauge
+        "TASKGATE_HEARTBEAT_INTERVAL": "1",  # running-task counts travel with the beats
     }
     with stack_with_gateway(
         tmp_path_factory.mktemp("metrics"),
@@ -154,6 +160,12 @@ def _submit(http: httpx.Client, name: str, note: str, status: int = 202) -> str:
     return str(response.json().get("id", "")) if status == 202 else ""
 
 
+def _busy(gateway: Gateway, admin_token: str) -> dict[Any, float] | None:
+    """The running-task gauges, once one of them says 1."""
+    active = _series(_scrape(gateway, admin_token)[1], "celery_worker_tasks_active")
+    return active if 1.0 in active.values() else None
+
+
 def _forged(keys: KeyRing, task_id: str) -> dict[str, Any]:
     """An envelope for mt.ok under the real broker key, signed by an impostor."""
     private = Ed25519PrivateKey.generate()
@@ -168,9 +180,9 @@ def _forged(keys: KeyRing, task_id: str) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def ran(deployment: Deployment, keyring: KeyRing) -> int:
+def ran(deployment: Deployment, keyring: KeyRing) -> dict[str, Any]:
     """Run every outcome (the requeued dead letter twice) across both gateways; the number
-    of tokens issued."""
+    of tokens issued, and the running-task gauges while one task ran."""
     stack = deployment.stack
     first, second = deployment.gateways
     note = f"note {PAYLOAD_CANARY}"
@@ -187,6 +199,16 @@ def ran(deployment: Deployment, keyring: KeyRing) -> int:
         finals.append(_submit(http_b, "mt.refuses", note))
         bad = http_b.post("/v1/tasks/mt.ok", json={"note": note, "extra": PAYLOAD_CANARY})
         assert bad.status_code == 422  # validation
+        waiting = _submit(http_b, "mt.waits", note)
+        stack.wait_state(waiting, frozenset({"started"}))
+        # the running task shows in its worker's next heartbeat
+        busy = wait_for(
+            lambda: _busy(first, stack.admin_token),
+            timeout=20,
+            what="the running task in a heartbeat",
+        )
+        assert http_b.delete(f"/v1/tasks/{waiting}").status_code == 202  # cancelled running
+        stack.wait_state(waiting, frozenset({"revoked"}))
     with second.client(headers={"Authorization": f"Bearer {limited.token()}"}) as http_l:
         finals += [_submit(http_l, "mt.ok", note) for _ in range(2)]
         _submit(http_l, "mt.ok", note, status=429)  # the client's rate limit
@@ -214,7 +236,7 @@ def ran(deployment: Deployment, keyring: KeyRing) -> int:
         timeout=30,
         what="the requeued dead letter failing again",
     )
-    return 3
+    return {"tokens": 3, "busy": busy}
 
 
 def _counters(samples: Samples) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
@@ -237,7 +259,7 @@ def _settled(deployment: Deployment, admin_token: str) -> Samples:
 
 
 def test_one_scrape_gives_the_deployment_wide_counts(
-    deployment: Deployment, ran: int, admin_token: str
+    deployment: Deployment, ran: dict[str, Any], admin_token: str
 ) -> None:
     """Each counter has exactly the expected label sets and values, whichever gateway
     process is scraped."""
@@ -246,12 +268,12 @@ def test_one_scrape_gives_the_deployment_wide_counts(
     _, other = _scrape(deployment.gateways[1], admin_token)
     assert _counters(other) == EXPECTED
     tokens = _series(samples, "taskgate_tokens_total")
-    assert tokens[(("outcome", "issued"),)] == ran
+    assert tokens[(("outcome", "issued"),)] == ran["tokens"]
     assert sum(v for k, v in tokens.items() if k != (("outcome", "issued"),)) == 1
 
 
 def test_runtime_and_queue_wait_histograms_count_every_run(
-    deployment: Deployment, ran: int, admin_token: str
+    deployment: Deployment, ran: dict[str, Any], admin_token: str
 ) -> None:
     """One runtime and one queue-wait observation per started run, in cumulative buckets."""
     samples = _settled(deployment, admin_token)
@@ -265,11 +287,12 @@ def test_runtime_and_queue_wait_histograms_count_every_run(
             assert samples[(f"{family}_sum", labels)] >= 0
     submit = _series(samples, "taskgate_submit_seconds_count")
     assert submit == {(("task", "mt.ok"),): 7, (("task", "mt.boom"),): 1,
-                      (("task", "mt.flaky"),): 1, (("task", "mt.refuses"),): 1}  # fmt: skip
+                      (("task", "mt.flaky"),): 1, (("task", "mt.refuses"),): 1,
+                      (("task", "mt.waits"),): 1}  # fmt: skip
 
 
 def test_scrape_time_gauges_see_both_workers_and_the_queues(
-    deployment: Deployment, ran: int, admin_token: str
+    deployment: Deployment, ran: dict[str, Any], admin_token: str
 ) -> None:
     """Two workers up (from their heartbeats), nothing running or queued, audit counted."""
     _, samples = _scrape(deployment.gateways[0], admin_token)
@@ -277,7 +300,18 @@ def test_scrape_time_gauges_see_both_workers_and_the_queues(
     assert len(up) == 2
     assert set(up.values()) == {1.0}
     assert {k[0][0] for k in up} == {"hostname"}
-    assert set(_series(samples, "celery_worker_tasks_active").values()) <= {0.0}
+    # as of each worker's last beat: idle once the beats after the last task came in
+    active = wait_for(
+        lambda: (
+            (a := _series(_scrape(deployment.gateways[0], admin_token)[1], ACTIVE))
+            and set(a.values()) == {0.0}
+            and a
+        ),
+        timeout=15,
+        what="both workers idle in their heartbeats",
+    )
+    assert set(active) == set(up)
+    assert sorted(ran["busy"].values()) == [0.0, 1.0]  # one worker busy while mt.waits ran
     assert _series(samples, "celery_queue_length") == {(("queue_name", Q),): 0}
     appends = _series(samples, "taskgate_audit_appends_total")
     assert appends[(("role", "gateway"),)] > 0
@@ -294,7 +328,7 @@ def test_scrape_time_gauges_see_both_workers_and_the_queues(
 
 
 def test_metric_families_and_label_names_are_the_documented_ones(
-    deployment: Deployment, ran: int, admin_token: str
+    deployment: Deployment, ran: dict[str, Any], admin_token: str
 ) -> None:
     text, _ = _scrape(deployment.gateways[0], admin_token)
     families = {f.name: f for f in text_string_to_metric_families(text)}
@@ -306,7 +340,7 @@ def test_metric_families_and_label_names_are_the_documented_ones(
 
 
 def test_no_canary_in_metrics_stats_or_their_redis_keys(
-    deployment: Deployment, ran: int, admin_token: str
+    deployment: Deployment, ran: dict[str, Any], admin_token: str
 ) -> None:
     """Neither canary - in payloads, secrets, exception messages, a forged envelope and
     refused requests - reaches /metrics, the admin stats, `taskgate stats` or the hashes."""
@@ -324,7 +358,7 @@ def test_no_canary_in_metrics_stats_or_their_redis_keys(
 
 
 def test_stats_show_success_rate_runtime_and_failure_types(
-    deployment: Deployment, ran: int, admin_token: str
+    deployment: Deployment, ran: dict[str, Any], admin_token: str
 ) -> None:
     """The admin stats route and `taskgate stats --json` agree on the window's figures."""
     _settled(deployment, admin_token)
@@ -346,6 +380,8 @@ def test_stats_show_success_rate_runtime_and_failure_types(
     assert routed["mt.flaky"]["success_rate"] == 1.0
     assert routed["mt.flaky"]["retried"] == 1
     assert routed["mt.refuses"]["failure_types"] == {"InputRejectedError": 1}
+    assert routed["mt.waits"]["revoked"] == 1
+    assert routed["mt.waits"]["success_rate"] is None  # nothing finished for good
     p50, p95 = routed["mt.ok"]["runtime_p50_seconds"], routed["mt.ok"]["runtime_p95_seconds"]
     assert 0 <= p50 <= p95 <= 5
 

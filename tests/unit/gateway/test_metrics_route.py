@@ -6,6 +6,7 @@ from types import SimpleNamespace
 
 import httpx
 import pytest
+import redis
 from fastapi import FastAPI
 
 import gateway.routes_metrics
@@ -92,3 +93,21 @@ async def test_an_address_outside_the_allow_list_needs_the_admin_token() -> None
     async with _client(app, peer="203.0.113.5") as client:
         response = await client.get("/metrics", headers={"X-Forwarded-For": "10.1.2.9"})
     assert response.status_code == 401
+
+
+async def test_an_unreachable_metrics_store_is_503_problem_json(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Redis down: 503 with Retry-After, as problem+json, naming nothing of the store."""
+
+    async def unreachable(state: object) -> bytes:
+        raise redis.ConnectionError("Error connecting to rediss://secret-host:6379")
+
+    monkeypatch.setattr(gateway.routes_metrics, "render", unreachable)
+    app, token = _app()
+    async with _client(app) as client:
+        response = await client.get("/metrics", headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 503
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.headers["retry-after"] == "5"
+    assert "secret-host" not in response.text
