@@ -384,6 +384,12 @@ def test_stats_show_success_rate_runtime_and_failure_types(
     assert routed["mt.waits"]["success_rate"] is None  # nothing finished for good
     p50, p95 = routed["mt.ok"]["runtime_p50_seconds"], routed["mt.ok"]["runtime_p95_seconds"]
     assert 0 <= p50 <= p95 <= 5
+    table = CliRunner().invoke(app, ["stats", "--window", "600"], env=deployment.stack.env)
+    assert table.exit_code == 0, table.output
+    lines = {line.split()[0]: line for line in table.output.splitlines()[2:]}
+    assert lines["mt.ok"].split()[1:3] == ["7", "0"]  # succeeded, failed
+    assert "100.0%" in lines["mt.ok"]
+    assert lines["mt.boom"].rstrip().endswith("ValueError 2")
 
 
 def test_stats_window_outside_its_bounds_is_422(deployment: Deployment) -> None:
