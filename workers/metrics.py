@@ -24,6 +24,7 @@ import logging
 import os
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -65,6 +66,11 @@ class WorkerMetrics:
         self._client: redis.Redis | None = None
         self._audit: AuditCounts | None = None
         self._audit_seen = (0, 0)
+        # A forked pool process starts with empty counts and free locks: what the parent
+        # had pending is the parent's to flush (else counted twice), and a lock its flusher
+        # thread held at the fork would never be released in the child.
+        ref = weakref.ref(self)
+        os.register_at_fork(after_in_child=lambda: _forked(ref))
 
     # --- counting (the task's thread) ------------------------------------------------
 
@@ -204,6 +210,14 @@ class WorkerMetrics:
         stop = self._stop
         while not stop.wait(self.interval):
             self.flush()
+
+
+def _forked(ref: weakref.ref[WorkerMetrics]) -> None:
+    metrics = ref()
+    if metrics is not None:
+        metrics.buffer = m.MetricsBuffer()
+        metrics._lock = threading.Lock()
+        metrics._thread, metrics._client, metrics._pid = None, None, -1
 
 
 def queued_since(issued_at: float, eta: Any, now: float) -> float | None:

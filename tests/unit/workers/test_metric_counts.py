@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import threading
 from datetime import UTC, datetime
 
@@ -205,3 +207,20 @@ def test_queue_wait_is_measured_from_the_retry_due_time_else_the_seal() -> None:
     assert queued_since(100.0, eta, 199.0) == 0.0
     assert queued_since(0.0, None, 10.0) is None
     assert queued_since(100.0, "not a date", 101.0) == 1.0
+
+
+def test_a_forked_child_starts_with_no_pending_counts() -> None:
+    """What the parent had pending is the parent's to flush: never counted twice."""
+    metrics = _worker()
+    metrics.begin("t", "q")
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os.write(write, json.dumps(metrics.buffer.drain()).encode())
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        seen = json.loads(pipe.read())
+    os.waitpid(pid, 0)
+    assert seen == {}
+    assert metrics.buffer.drain() == {"celery_task_received|t|q": 1}
