@@ -84,6 +84,11 @@ class Metrics:
         if check is not None:
             self.buffer.inc(m.INPUT_REFUSALS, task, check)
 
+    def submissions(self, task: str, outcome: str) -> None:
+        """A submission of ``task`` ended with ``outcome`` (neither accepted nor refused:
+        ``idempotent_replay``, the task an earlier request queued)."""
+        self.buffer.inc(m.SUBMISSIONS, task, outcome)
+
     def token(self, outcome: str) -> None:
         """A token request ended with ``outcome`` (``issued`` or a refusal reason)."""
         self.buffer.inc(m.TOKENS, outcome)

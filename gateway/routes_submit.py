@@ -67,6 +67,7 @@ def submit_route(spec: TaskSpec) -> Any:
         try:
             ctx = await run_stages(ctx, state, stages)
         except IdempotentReplay as replay:
+            state.metrics.submissions(spec.name, "idempotent_replay")
             return _accepted(replay.task_id, ctx, replayed=True)
         except (ApiError, TaskgateError) as exc:
             await _release_idempotency(state, ctx)

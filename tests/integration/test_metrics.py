@@ -97,6 +97,7 @@ EXPECTED: dict[str, dict[tuple[tuple[str, str], ...], float]] = {
         (("outcome", "accepted"), ("task", "mt.flaky")): 1,
         (("outcome", "accepted"), ("task", "mt.refuses")): 1,
         (("outcome", "accepted"), ("task", "mt.waits")): 1,
+        (("outcome", "idempotent_replay"), ("task", "mt.ok")): 1,
         (("outcome", "invalid-payload"), ("task", "mt.ok")): 1,
         (("outcome", "leak_detected"), ("task", "mt.ok")): 1,
         (("outcome", "rate-limited"), ("task", "mt.ok")): 1,
@@ -190,7 +191,12 @@ def ran(deployment: Deployment, keyring: KeyRing) -> dict[str, Any]:
     limited = stack.new_client(rate_limit="2/minute")
     finals: list[str] = []
     with first.client(headers={"Authorization": f"Bearer {owner.token()}"}) as http_a:
-        finals += [_submit(http_a, "mt.ok", note) for _ in range(3)]
+        finals += [_submit(http_a, "mt.ok", note) for _ in range(2)]
+        body, key = {"note": note, "token": SECRET_CANARY}, {"Idempotency-Key": "metrics-1"}
+        keyed = [http_a.post("/v1/tasks/mt.ok", json=body, headers=key) for _ in range(2)]
+        assert [r.status_code for r in keyed] == [202, 202]
+        assert keyed[1].headers["Idempotent-Replayed"] == "true"  # the same task, not run again
+        finals.append(keyed[0].json()["id"])
         boom = _submit(http_a, "mt.boom", note)
         finals.append(_submit(http_a, "mt.flaky", note))
         _submit(http_a, "mt.ok", f"key {AWS_KEY} {PAYLOAD_CANARY}", status=422)  # leak guard
