@@ -21,6 +21,7 @@ from gateway.clients import ClientRegistry
 from gateway.codec import SealedCodec
 from gateway.errors import install_error_handlers
 from gateway.fastlane import SubmitFastLane
+from gateway.metrics import Metrics
 from gateway.middleware import (
     BodySizeLimitMiddleware,
     QueryCredentialsMiddleware,
@@ -203,11 +204,13 @@ def create_app(
             admin_token_hash=admin_hash,
             refusals=refusals,
             verify_limiter=VerifyLimiter(client, settings.audit_verify_rate_limit),
+            metrics=Metrics.started(client, settings.metrics_flush_interval, writer.counts),
         )
         _tune_gc()
         try:
             yield
         finally:
+            await app.state.gateway.metrics.stop()
             await anchors.stop()
             await refusals.stop()
             await batcher.stop()

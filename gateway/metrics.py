@@ -1,41 +1,168 @@
-"""Prometheus metrics for one gateway process (labels: task, outcome, status - never payload).
+"""A gateway process's metric counts: counted in memory per request, flushed to Redis.
 
-Served by ``gateway.routes_metrics``. With ``--workers N`` each process keeps its own
-counters; scrape each process or aggregate the per-instance series.
+Every request only adds to a :class:`~workers.contract.metrics.MetricsBuffer`; a background
+task moves the counts into ``tg:metrics:gateway`` with ``HINCRBY`` every
+``TASKGATE_METRICS_FLUSH_INTERVAL`` seconds (one pipeline per interval, none while idle), so
+a submission costs no Redis round trip for its metrics and ``/metrics`` sums what every
+gateway process wrote. Counts Redis did not take are kept for the next flush; the last
+ones go at shutdown. Labels are task names, outcome and reason codes - never a payload
+value, a client id or a task id.
 """
 
 from __future__ import annotations
 
-from prometheus_client import (
-    CollectorRegistry,
-    Counter,
-    Histogram,
-)
+import asyncio
+import logging
+from collections.abc import Callable
 
-__all__ = ["Metrics"]
+import redis.asyncio
+
+from gateway.background import cancel_and_wait
+from gateway.errors import ApiError
+from gateway.ratelimit import LimitState
+from security.errors import InputRejectedError, LeakDetectedError, TaskgateError
+from workers.contract import metrics as m
+from workers.contract.keys import METRICS_GATEWAY
+
+__all__ = ["Metrics", "refusal_labels"]
+
+log = logging.getLogger("taskgate.gateway")
+
+AuditCounts = Callable[[], tuple[int, int]]
+
+
+_LIMIT_KINDS = {("backpressure", 429): "client_queue", ("backpressure", 503): "global_queue"}
+
+
+def refusal_labels(
+    exc: ApiError | TaskgateError, limits: list[LimitState]
+) -> tuple[list[str], str | None]:
+    """The rate-limit or backpressure scopes that refused a submission, and the input check
+    (``validation`` or ``leak_guard``) that did, if any."""
+    if isinstance(exc, LeakDetectedError):
+        return [], "leak_guard"
+    if isinstance(exc, InputRejectedError) or (
+        isinstance(exc, ApiError) and exc.kind == "invalid-payload"
+    ):
+        return [], "validation"
+    if not isinstance(exc, ApiError):
+        return [], None
+    if exc.kind == "rate-limited":
+        return [state.name for state in limits if not state.allowed] or ["client"], None
+    scope = _LIMIT_KINDS.get((exc.kind, exc.status))
+    return ([scope] if scope else []), None
 
 
 class Metrics:
-    """The gateway's counters, in a registry of their own (tests build many apps)."""
+    """This process's counts and the task that flushes them."""
 
     def __init__(self) -> None:
-        self.registry = CollectorRegistry()
-        self.submissions = Counter(
-            "taskgate_submissions_total",
-            "Task submissions by task and outcome",
-            ["task", "outcome"],
-            registry=self.registry,
-        )
-        self.tokens = Counter(
-            "taskgate_tokens_total",
-            "Token requests by outcome",
-            ["outcome"],
-            registry=self.registry,
-        )
-        self.latency = Histogram(
-            "taskgate_submit_seconds",
-            "Time to accept or refuse a submission",
-            ["task"],
-            buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
-            registry=self.registry,
-        )
+        self.buffer = m.MetricsBuffer()
+        self._task: asyncio.Task[None] | None = None
+        self._client: redis.asyncio.Redis | None = None
+        self._audit: AuditCounts | None = None
+        self._audit_seen = (0, 0)
+
+    # --- counting ----------------------------------------------------------------------
+
+    def accepted(self, task: str, queue: str, seconds: float, *, sent: bool = True) -> None:
+        """A submission of ``task`` was accepted (and queued for workers, if ``sent``)."""
+        buffer = self.buffer
+        buffer.inc(m.SUBMISSIONS, task, "accepted")
+        if sent:
+            buffer.inc(m.SENT, task, queue)
+        buffer.observe(m.SUBMIT_SECONDS, seconds, task)
+
+    def refused(
+        self, task: str, outcome: str, exc: ApiError | TaskgateError, limits: list[LimitState]
+    ) -> None:
+        """A submission of ``task`` was refused with the reason code ``outcome``."""
+        self.buffer.inc(m.SUBMISSIONS, task, outcome)
+        scopes, check = refusal_labels(exc, limits)
+        for scope in scopes:
+            self.buffer.inc(m.LIMIT_REFUSALS, scope)
+        if check is not None:
+            self.buffer.inc(m.INPUT_REFUSALS, task, check)
+
+    def submissions(self, task: str, outcome: str) -> None:
+        """A submission of ``task`` ended with ``outcome`` (neither accepted nor refused:
+        ``idempotent_replay``, the task an earlier request queued)."""
+        self.buffer.inc(m.SUBMISSIONS, task, outcome)
+
+    def token(self, outcome: str) -> None:
+        """A token request ended with ``outcome`` (``issued`` or a refusal reason)."""
+        self.buffer.inc(m.TOKENS, outcome)
+
+    def limit(self, scope: str) -> None:
+        """A request was refused by the rate limit ``scope`` (outside submissions)."""
+        self.buffer.inc(m.LIMIT_REFUSALS, scope)
+
+    def replayed(self, task: str) -> None:
+        """An operator requeued a dead letter of ``task``."""
+        self.buffer.inc(m.REPLAYS, task)
+
+    def audit_counts(self, source: AuditCounts) -> None:
+        """Where this process's audit writer keeps its (appended, conflicts) counts."""
+        self._audit = source
+        self._audit_seen = source()
+
+    # --- flushing ----------------------------------------------------------------------
+
+    async def flush(self) -> bool:
+        """Write the pending counts; False if Redis did not take them (kept for next time)."""
+        counts = self.buffer.drain()
+        counts.update(self._audit_delta())
+        if not counts or self._client is None:
+            self.buffer.restore(counts)
+            return not counts
+        try:
+            async with self._client.pipeline(transaction=False) as pipe:
+                m.apply(pipe, METRICS_GATEWAY, counts)
+                await pipe.execute()
+        except (redis.RedisError, OSError) as exc:
+            self.buffer.restore(counts)
+            log.warning("metrics flush failed (%s); kept for the next one", type(exc).__name__)
+            return False
+        return True
+
+    @classmethod
+    def started(
+        cls, client: redis.asyncio.Redis, interval: float, audit: AuditCounts | None = None
+    ) -> Metrics:
+        """New counts, flushed to ``client`` every ``interval`` seconds from now on, with
+        the audit writer's counts (``audit``) among them."""
+        metrics = cls()
+        if audit is not None:
+            metrics.audit_counts(audit)
+        metrics.start(client, interval)
+        return metrics
+
+    def start(self, client: redis.asyncio.Redis, interval: float) -> None:
+        """Flush to ``client`` every ``interval`` seconds in the background."""
+        self._client = client
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(interval), name="metrics-flush")
+
+    async def stop(self) -> None:
+        """Stop flushing in the background and flush what is left."""
+        await cancel_and_wait(self._task)
+        self._task = None
+        await self.flush()
+
+    def _audit_delta(self) -> dict[str, int]:
+        if self._audit is None:
+            return {}
+        appended, conflicts = self._audit()
+        seen_appended, seen_conflicts = self._audit_seen
+        self._audit_seen = (appended, conflicts)
+        out = {}
+        if appended > seen_appended:
+            out[m.SEP.join((m.AUDIT_APPENDS.name, "gateway"))] = appended - seen_appended
+        if conflicts > seen_conflicts:
+            out[m.SEP.join((m.AUDIT_CONFLICTS.name, "gateway"))] = conflicts - seen_conflicts
+        return out
+
+    async def _run(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            await self.flush()

@@ -21,6 +21,7 @@ from gateway.revocation import revoke
 from gateway.routes_audit import add_audit_routes
 from gateway.routes_tasks import COMMON_ERRORS, PROBLEM, task_view
 from gateway.state import GatewayState
+from gateway.task_stats import MAX_WINDOW, read_window
 from security.errors import StoredStateError, TokenError
 from security.tokens import verify_token
 from workers.contract.keys import AUDIT_STREAM, CLIENTS_SET
@@ -312,8 +313,17 @@ def _ops_routes(router: APIRouter) -> None:
             "rotate": "run `taskgate keys rotate` then restart workers, then gateways",
         }
 
-    @router.get("/stats", summary="Queue depths, backlog, dead letters, clients")
-    async def stats(_: Admin, state: State, rid: RequestId) -> dict[str, Any]:
+    @router.get(
+        "/stats",
+        summary="Queue depths, backlog, dead letters, clients; per task over a recent window: "
+        "success rate, p50/p95 run time, failure types",
+    )
+    async def stats(
+        _: Admin,
+        state: State,
+        rid: RequestId,
+        window: Annotated[int, Query(ge=60, le=MAX_WINDOW, description="seconds")] = 3600,
+    ) -> dict[str, Any]:
         queues = sorted({spec.queue for spec in state.catalogue} | {"taskgate"})
         async with state.redis.pipeline(transaction=False) as pipe:
             for queue in queues:
@@ -325,8 +335,11 @@ def _ops_routes(router: APIRouter) -> None:
             replies = await pipe.execute()
         depth = dict(zip(queues, replies[: len(queues)], strict=True))
         backlog, dead, clients, audit = replies[len(queues) :]
+        tasks = await read_window(state.redis, time.time(), window)
         await _audit(state, "admin.stats", "stats", rid)
         return {
+            "window_seconds": window,
+            "tasks": {name: task.public() for name, task in tasks.items()},
             "queues": depth,
             "queued_not_started": backlog,
             "dead_letters": dead,
@@ -360,4 +373,5 @@ async def _requeue(state: GatewayState, task_id: str, rid: str, *, action: str) 
         await _audit(state, action, task_id, rid, outcome="denied", reason=exc.detail)
         raise ApiError(exc.status, "Requeue refused", exc.detail, kind="dead-letter") from None
     await _audit(state, action, task_id, rid)
+    state.metrics.replayed(dead.name)
     return {"id": task_id, "status": "queued", "replays": dead.replays}

@@ -1,5 +1,9 @@
 """``GET /metrics``: the admin token, or a scraper whose address is in ``TASKGATE_METRICS_ALLOW``.
 
+One scrape of any gateway process answers for the whole deployment
+(``gateway.metrics_scrape``): scrape one gateway (or each, behind a load balancer: the
+answers are the same), never sum them. ``docs/metrics.md`` lists the metrics.
+
 Loopback is not trusted by itself: behind a reverse proxy on the same host every request
 comes from loopback, which would make the metrics public. The socket peer is what counts,
 never ``X-Forwarded-For``.
@@ -9,12 +13,15 @@ from __future__ import annotations
 
 import ipaddress
 
+import redis
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from gateway.clientip import parse_networks
 from gateway.deps import State, admin_token_ok
+from gateway.errors import ApiError
+from gateway.metrics_scrape import render
 from security.errors import TokenError
 
 __all__ = ["build_metrics_router"]
@@ -53,6 +60,16 @@ def build_metrics_router() -> APIRouter:
                 allowed = False
             if not allowed:
                 raise TokenError("metrics need the admin token", reason="not_admin")
-        return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        try:
+            body = await render(state)
+        except (redis.RedisError, OSError):
+            raise ApiError(
+                503,
+                "Service unavailable",
+                "the metrics store cannot be reached",
+                kind="unavailable",
+                headers={"Retry-After": "5"},
+            ) from None
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     return router

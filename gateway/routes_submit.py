@@ -67,6 +67,7 @@ def submit_route(spec: TaskSpec) -> Any:
         try:
             ctx = await run_stages(ctx, state, stages)
         except IdempotentReplay as replay:
+            state.metrics.submissions(spec.name, "idempotent_replay")
             return _accepted(replay.task_id, ctx, replayed=True)
         except (ApiError, TaskgateError) as exc:
             await _release_idempotency(state, ctx)
@@ -85,7 +86,7 @@ def submit_route(spec: TaskSpec) -> Any:
             )
             if isinstance(exc, ApiError) and ctx.limits and exc.status != 429:
                 exc.headers = {**limit_headers(ctx.limits), **(exc.headers or {})}
-            state.metrics.submissions.labels(spec.name, reason.split(" ", 1)[0]).inc()
+            state.metrics.refused(spec.name, reason.split(" ", 1)[0], exc, ctx.limits)
             raise
         except Exception as exc:
             await _release_idempotency(state, ctx)
@@ -100,8 +101,9 @@ def submit_route(spec: TaskSpec) -> Any:
                         request_id=request_id,
                     )
             raise
-        state.metrics.submissions.labels(spec.name, "accepted").inc()
-        state.metrics.latency.labels(spec.name).observe(time.monotonic() - started)
+        state.metrics.accepted(
+            spec.name, spec.queue, time.monotonic() - started, sent=not spec.best_effort
+        )
         response = _accepted(ctx.task_id, ctx, replayed=False)
         if spec.best_effort:  # runs after the reply is sent, like BackgroundTasks
             response.background = BackgroundTask(

@@ -158,6 +158,8 @@ class _Guards:
         headers = _limit_headers(item.amount, stats.remaining, int(stats.reset_time - time.time()))
         if not allowed:
             await self.denied(state, f"ip:{ip}", "ip limit", request_id)
+            state.metrics.token("rate_limited")
+            state.metrics.limit("token_ip")
             raise _slow_down(headers)
         return headers
 
@@ -173,7 +175,7 @@ class _Guards:
             reason=reason,
             request_id=request_id,
         )
-        state.metrics.tokens.labels(reason).inc()
+        state.metrics.token(reason)
         return _oauth_error(
             401,
             "invalid_client",
@@ -189,11 +191,11 @@ class _Guards:
         seen = await failures.read(state.redis, client_id, ip)
         if seen.source >= failures.source_limit:
             await self.denied(state, f"ip:{ip}", "source failure limit", request_id)
-            state.metrics.tokens.labels("locked").inc()
+            state.metrics.token("locked")
             raise _slow_down(_limit_headers(failures.source_limit, 0, seen.source_ttl))
         if seen.pair >= failures.pair_limit:
             await self.denied(state, f"client:{client_id}", "client failure limit", request_id)
-            state.metrics.tokens.labels("locked").inc()
+            state.metrics.token("locked")
             raise _slow_down(_limit_headers(failures.pair_limit, 0, seen.pair_ttl))
         return seen
 
@@ -223,7 +225,7 @@ class _Guards:
             return None
         except HashBusyError:
             await self.denied(state, f"ip:{ip}", "secret checks busy", request_id)
-            state.metrics.tokens.labels("busy").inc()
+            state.metrics.token("busy")
             raise ApiError(
                 503,
                 "Service busy",
@@ -306,7 +308,7 @@ def build_token_router(limiter: Limiter, settings: GatewaySettings) -> APIRouter
                 reason="invalid_scope",
                 request_id=request_id,
             )
-            state.metrics.tokens.labels("invalid_scope").inc()
+            state.metrics.token("invalid_scope")
             raise _oauth_error(
                 400, "invalid_scope", "a requested scope is not granted to this client"
             )
@@ -325,7 +327,7 @@ def build_token_router(limiter: Limiter, settings: GatewaySettings) -> APIRouter
             reason=" ".join(sorted(granted)),
             request_id=request_id,
         )
-        state.metrics.tokens.labels("issued").inc()
+        state.metrics.token("issued")
         body = {
             "access_token": access,
             "token_type": "Bearer",

@@ -146,6 +146,8 @@ class _Chain:
         self.writer_id = secrets.token_hex(8)
         self.max_attempts = max_attempts
         self.head = EMPTY_HEAD
+        self.appended = 0  # records this writer appended (metrics)
+        self.conflicts = 0  # appends that lost the race for the head or had to wait
 
     def items(self, items: Iterable[_Item]) -> list[_Item]:
         out = list(items)
@@ -212,9 +214,11 @@ class _Chain:
             ]
             last = written[-1].entry
             self.head = Head(last.seq, last.mac)
+            self.appended += len(written)
             return written
         if status in {"conflict", "wait"} and len(reply) == 2:
             self.head = parse_head(text(reply[1]))
+            self.conflicts += 1
             return status
         if status == "missing":
             raise AuditError(
@@ -259,6 +263,10 @@ class AuditWriter:
         self._script = client.register_script(_APPEND_LUA)
         self._lock = threading.Lock()
         self._sleep = sleep
+
+    def counts(self) -> tuple[int, int]:
+        """(records appended, appends that conflicted) by this writer so far."""
+        return self._chain.appended, self._chain.conflicts
 
     def append(self, record: AuditRecord) -> AuditEntry:
         """Append one record; return it as written."""
@@ -321,6 +329,10 @@ class AsyncAuditWriter:
         #: ``time.monotonic()`` when an append last lost the race for the head to another
         #: writer (0.0: never) - a sign that batching harder would pay (``AuditBatcher``).
         self.last_conflict = 0.0
+
+    def counts(self) -> tuple[int, int]:
+        """(records appended, appends that conflicted) by this writer so far."""
+        return self._chain.appended, self._chain.conflicts
 
     async def append(self, record: AuditRecord) -> AuditEntry:
         """Append one record; return it as written."""

@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Any, ClassVar, Self, TypeVar
 
-from pydantic import SecretStr, ValidationError, model_validator
+from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from security.errors import ConfigError, KeyRingError
@@ -62,6 +62,8 @@ class CommonSettings(BaseSettings):
     # <state_dir>/redis-users/<username>.password. Never a command-line argument.
     redis_password_file: Path | None = None
     redis_password: SecretStr | None = None
+    # How often each process moves its metric counts to Redis (``workers.contract.metrics``).
+    metrics_flush_interval: float = Field(default=1.0, gt=0, le=60)
 
     @model_validator(mode="after")
     def _refuse_unsafe(self) -> Self:

@@ -12,6 +12,7 @@ from taskgate.dlq_cli import app as dlq_app
 from taskgate.keys_cli import app as keys_app
 from taskgate.redis_cli import app as redis_app
 from taskgate.stack import up_command
+from taskgate.stats_cli import stats_command
 from taskgate.token_cli import token_command
 from workers.cli import worker_command
 
@@ -34,3 +35,4 @@ app.add_typer(clients_app, name="clients")
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(redis_app, name="redis")
 app.command("token")(token_command)
+app.command("stats")(stats_command)

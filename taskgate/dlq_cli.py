@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
+import redis
 import typer
 
 from gateway import deadletters
@@ -15,6 +17,8 @@ from security.audit import AsyncAuditWriter, AuditRecord, Outcome
 from security.config import load_settings
 from security.errors import ConfigError
 from security.keystore import KeyRing
+from workers.contract import metrics as m
+from workers.contract.keys import METRICS_OPERATOR
 
 __all__ = ["app"]
 
@@ -75,11 +79,16 @@ def inspect_command(task_id: str) -> None:
 @app.command("requeue")
 def requeue_command(task_id: str) -> None:
     """Run a dead-lettered task again with a fresh attempt budget (replays are capped)."""
-    dead = _run(
-        "admin.dlq.requeue",
-        task_id,
-        lambda c, k, s: deadletters.requeue(c, k, task_id, ttl=s.envelope_ttl),
-    )
+
+    async def requeue(client: Any, keys: KeyRing, settings: OperatorSettings) -> Any:
+        dead = await deadletters.requeue(client, keys, task_id, ttl=settings.envelope_ttl)
+        # counted for /metrics (taskgate_dead_letter_replays_total); the requeue stands anyway
+        with contextlib.suppress(redis.RedisError):
+            field = m.SEP.join((m.REPLAYS.name, m.label(dead.name)))
+            await client.hincrby(METRICS_OPERATOR, field)
+        return dead
+
+    dead = _run("admin.dlq.requeue", task_id, requeue)
     typer.echo(f"requeued {task_id} (replay {dead.replays})")
 
 

@@ -18,6 +18,8 @@ from workers.cancel import cancel_watcher
 from workers.catalogue import Catalogue, default_catalogue, load_task_modules
 from workers.execution import register_catalogue
 from workers.heartbeat import install as install_heartbeat
+from workers.metrics import WorkerMetrics
+from workers.metrics import install as install_metrics
 from workers.runtime import WorkerRuntime
 from workers.sealed import (
     RESULT_CONTENT_TYPE,
@@ -132,7 +134,9 @@ def create_celery(
         catalogue=tasks,
         record_ttl=settings.result_ttl + settings.max_retry_delay * 10,
         max_runs=settings.max_interrupted_runs,
+        metrics=WorkerMetrics(settings.redis, interval=settings.metrics_flush_interval),
     )
+    install_metrics(app, app.taskgate_runtime.metrics)  # type: ignore[attr-defined]
     system.register(app)
     register_catalogue(app, tasks)
     # Stops running cancellable tasks that were cancelled (workers/cancel.py).

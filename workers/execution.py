@@ -50,6 +50,7 @@ from workers import cancel
 from workers.catalogue import Catalogue, TaskSpec
 from workers.deadletters import dead_letter
 from workers.lifecycle import Gate, GateCall
+from workers.metrics import queued_since
 from workers.redaction import redacted
 from workers.request import DELIVERY_TAG, GATE_DELIVERY
 from workers.runtime import (
@@ -119,6 +120,7 @@ class SealedTask(Task[Any, Any]):
             done, (state, owner, attempts) = pipe.execute()
         if done or state not in (b"started", "started"):
             return False
+        runtime.metrics.begin(spec.name, spec.queue, received=False)
         _bury(
             runtime,
             spec,
@@ -136,6 +138,8 @@ class SealedTask(Task[Any, Any]):
         # SIGUSR1 (soft time limit, or a cancellation) may interrupt a cancellable task's
         # body only, never its bookkeeping (workers.cancel).
         cancel.task_starts(cancellable=self.spec is not None and self.spec.cancellable)
+        if self.spec is not None:
+            _runtime(self.app).metrics.begin(self.spec.name, self.spec.queue)
         try:
             return self._checked_call(*args, **kwargs)
         finally:
@@ -221,6 +225,7 @@ class SealedTask(Task[Any, Any]):
             gate, model = self._admit(
                 spec, payload, origin, attempt, vault, delivery=delivery, sent=sent
             )
+        runtime.metrics.started(queued_since(origin.issued_at, request.eta, time.time()))
         try:
             if spec.cancellable:
                 with cancel.interruptible():

@@ -7,10 +7,12 @@ gateways exactly under load. A heartbeat is written beside the queue, not throug
 How: :class:`HeartbeatWriter` runs a daemon thread in the worker's main process that, every
 ``TASKGATE_HEARTBEAT_INTERVAL`` seconds, scores this instance's id in the sorted set
 ``tg:workers`` with the current time (``ZADD``; in the same round trip it drops members
-silent for :data:`PRUNE_AFTER_LAPSES` lapses, the traces of killed workers). One beat per
-interval per worker, nothing per task. :class:`HeartbeatStep` starts it once the pool has
-forked and removes the member on warm shutdown, so a stopped worker is gone at once; a
-killed one ages out after ``TASKGATE_HEARTBEAT_LAPSE`` (``workers.contract.heartbeat``).
+silent for :data:`PRUNE_AFTER_LAPSES` lapses, the traces of killed workers, and says how
+many tasks the instance is running: ``tg:worker-active:{id}``, expiring, for ``/metrics``).
+One beat per interval per worker, nothing per task. :class:`HeartbeatStep` starts it once
+the pool has forked and removes the member on warm shutdown, so a stopped worker is gone at
+once; a killed one ages out after ``TASKGATE_HEARTBEAT_LAPSE``
+(``workers.contract.heartbeat``).
 
 A failed beat (Redis unreachable) is logged and tried again at the next interval; it never
 stops the thread or the worker. The member is an id (``{hostname}:{pid}``), nothing more.
@@ -26,8 +28,10 @@ from typing import Any
 
 import redis
 from celery import Celery, bootsteps
+from celery.worker import state as worker_state
 
 from workers.contract.heartbeat import WORKERS, worker_id
+from workers.contract.keys import worker_active_key
 from workers.settings import WorkerSettings
 
 __all__ = ["PRUNE_AFTER_LAPSES", "HeartbeatStep", "HeartbeatWriter", "install"]
@@ -50,6 +54,7 @@ class HeartbeatWriter:
         lapse: float,
         member: str | None = None,
         clock: Callable[[], float] = time.time,
+        active: Callable[[], int] | None = None,
     ) -> None:
         if not 0 < interval < lapse:
             raise ValueError("the heartbeat interval must be positive and below the lapse")
@@ -58,6 +63,7 @@ class HeartbeatWriter:
         self.member = member if member is not None else worker_id()
         self._client = client
         self._clock = clock
+        self._active = active  # tasks running now (``celery_worker_tasks_active``)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -68,6 +74,12 @@ class HeartbeatWriter:
             with self._client.pipeline(transaction=False) as pipe:
                 pipe.zadd(WORKERS, {self.member: now})
                 pipe.zremrangebyscore(WORKERS, "-inf", now - PRUNE_AFTER_LAPSES * self.lapse)
+                if self._active is not None:
+                    pipe.set(
+                        worker_active_key(self.member),
+                        str(self._active()),
+                        ex=max(1, int(PRUNE_AFTER_LAPSES * self.lapse)),
+                    )
                 pipe.execute()
         except (redis.RedisError, OSError) as exc:
             log.warning("heartbeat failed (%s); next in %gs", type(exc).__name__, self.interval)
@@ -91,6 +103,8 @@ class HeartbeatWriter:
             self._thread = None
         try:
             self._client.zrem(WORKERS, self.member)
+            if self._active is not None:
+                self._client.delete(worker_active_key(self.member))
         except (redis.RedisError, OSError) as exc:
             log.warning("could not remove the heartbeat (%s); it lapses", type(exc).__name__)
 
@@ -114,7 +128,10 @@ class HeartbeatStep(bootsteps.StartStopStep):
             return
         client = settings.redis.client(socket_timeout=5, socket_connect_timeout=5)
         writer = HeartbeatWriter(
-            client, interval=settings.heartbeat_interval, lapse=settings.heartbeat_lapse
+            client,
+            interval=settings.heartbeat_interval,
+            lapse=settings.heartbeat_lapse,
+            active=lambda: len(worker_state.active_requests),
         )
         parent.taskgate_heartbeat = writer
         writer.start()

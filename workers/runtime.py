@@ -25,6 +25,7 @@ from security.keystore import KeyRing
 from security.tls import RedisTLS
 from workers.catalogue import Catalogue
 from workers.lifecycle import Lifecycle
+from workers.metrics import WorkerMetrics
 
 __all__ = ["ACTOR", "WorkerRuntime"]
 
@@ -44,6 +45,7 @@ class WorkerRuntime:
     catalogue: Catalogue
     record_ttl: int = 2 * 86_400
     max_runs: int = 3  # runs of one attempt; when all were cut off, it is dead-lettered
+    metrics: WorkerMetrics = field(default_factory=lambda: WorkerMetrics(None))
     _pid: int = field(default=-1, repr=False)
     _client: redis.Redis | None = field(default=None, repr=False)
     _audit: AuditWriter | None = field(default=None, repr=False)
@@ -60,6 +62,7 @@ class WorkerRuntime:
                 socket_timeout=10, socket_connect_timeout=5, single_connection_client=True
             )
             self._audit = AuditWriter(self._client, self.keys.audit)
+            self.metrics.audit_counts(self._audit.counts)
             self._lifecycle = Lifecycle(self._client)
             self._pid = os.getpid()
         return self._client
@@ -88,6 +91,7 @@ class WorkerRuntime:
         (done,) = self._audit.commit_many([(record, writes)])
         if done.write_error is not None:
             raise redis.ResponseError(f"a write after {action} was refused")
+        self.metrics.outcome(action, reason)
 
     def observe_audit_head(self, raw: str) -> None:
         """The audit head the start gate read: the next append rarely conflicts then."""

@@ -1,8 +1,9 @@
 """What the gateway may know of the worker side: the Redis key layout and its ACL roles.
 
 :mod:`workers.contract.keys` declares every key, prefix and channel; :mod:`workers.contract.acl`
-renders the Redis ACL lines of the roles from it. Both are dependency-free (``security``
-only), so the gateway imports them without Celery.
+renders the Redis ACL lines of the roles from it; :mod:`workers.contract.metrics` names the
+metrics every role counts and how the counts are stored. All are dependency-free
+(``security`` only), so the gateway imports them without Celery.
 """
 
 from __future__ import annotations

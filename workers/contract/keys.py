@@ -46,6 +46,12 @@ __all__ = [
     "KOMBU_UNACKED_INDEX",
     "KOMBU_UNACKED_MUTEX",
     "MESSAGE_COPY_PREFIX",
+    "METRICS_GATEWAY",
+    "METRICS_OPERATOR",
+    "METRICS_WINDOW",
+    "METRICS_WINDOW_PREFIX",
+    "METRICS_WINDOW_TTL",
+    "METRICS_WORKER",
     "ONCE_PREFIX",
     "OWNER_INDEX_PREFIX",
     "QUEUED_PREFIX",
@@ -66,6 +72,7 @@ __all__ = [
     "TOKEN_LIMIT_PREFIX",
     "VAULT_PREFIX",
     "WORKERS",
+    "WORKER_ACTIVE_PREFIX",
     "KeySpec",
     "Role",
     "client_key",
@@ -73,6 +80,7 @@ __all__ = [
     "done_key",
     "idempotency_key",
     "message_copy_key",
+    "metrics_window_key",
     "once_key",
     "owner_index",
     "queued_key",
@@ -85,6 +93,7 @@ __all__ = [
     "revoked_key",
     "suspect_key",
     "task_key",
+    "worker_active_key",
 ]
 
 Role = Literal["gateway", "worker", "operator"]
@@ -112,6 +121,16 @@ SUSPECT_PREFIX: Final = "tg:sweep:suspect:"
 SWEEP_LOCK: Final = "tg:sweep:lock"
 # worker heartbeats: sorted set, member "{hostname}:{pid}", score the Unix time of its last beat
 WORKERS: Final = "tg:workers"
+# how many tasks each worker instance runs, per beat: "{prefix}{hostname}:{pid}" -> count
+WORKER_ACTIVE_PREFIX: Final = "tg:worker-active:"
+# deployment-wide metric counts (hashes, ``workers.contract.metrics``), one per writing role,
+# and the workers' per-minute windows of them (``taskgate stats``)
+METRICS_GATEWAY: Final = "tg:metrics:gateway"
+METRICS_WORKER: Final = "tg:metrics:worker"
+METRICS_OPERATOR: Final = "tg:metrics:operator"
+METRICS_WINDOW_PREFIX: Final = "tg:metrics:worker:w:"
+METRICS_WINDOW: Final = 60  # seconds per window
+METRICS_WINDOW_TTL: Final = 25 * 3600  # a day of windows, and then some
 CLIENTS_SET: Final = "tg:clients"
 CLIENT_PREFIX: Final = "tg:client:"
 REVOKED_JTI_PREFIX: Final = "tg:revoked:jti:"
@@ -194,6 +213,16 @@ def message_copy_key(task_id: str) -> str:
 def suspect_key(task_id: str) -> str:
     """When a sweep first found the task's message neither queued nor in flight."""
     return f"{SUSPECT_PREFIX}{task_id}"
+
+
+def metrics_window_key(now: float) -> str:
+    """The workers' metric counts of the window (minute) holding ``now``."""
+    return f"{METRICS_WINDOW_PREFIX}{int(now // METRICS_WINDOW) * METRICS_WINDOW}"
+
+
+def worker_active_key(member: str) -> str:
+    """How many tasks the worker instance ``member`` ({hostname}:{pid}) is running."""
+    return f"{WORKER_ACTIVE_PREFIX}{member}"
 
 
 def client_key(client_id: str) -> str:
@@ -308,6 +337,12 @@ REGISTRY: Final[tuple[KeySpec, ...]] = (
     KeySpec(SWEEP_LOCK, "which worker sweeps", write=_W),
     KeySpec(WORKERS, "worker heartbeats (id -> last beat)", write=_W, read=_G),
     KeySpec(f"{SUSPECT_PREFIX}*", "messages found missing once", write=_W),
+    KeySpec(f"{WORKER_ACTIVE_PREFIX}*", "tasks each worker runs (per beat)", write=_W, read=_G),
+    # metric counts: each role writes its own hash, /metrics (gateway) and stats read them
+    KeySpec(METRICS_GATEWAY, "the gateways' metric counts", write=_G, read=_O),
+    KeySpec(METRICS_OPERATOR, "the operator CLI's metric counts", write=_O, read=_G),
+    KeySpec(METRICS_WORKER, "the workers' metric counts", write=_W, read=_GO),
+    KeySpec(f"{METRICS_WINDOW_PREFIX}*", "the workers' counts per minute", write=_W, read=_GO),
     KeySpec(KOMBU_UNACKED, "kombu: messages in flight", write=_W),
     KeySpec(KOMBU_UNACKED_INDEX, "kombu: in-flight delivery times", write=_W),
     KeySpec(KOMBU_UNACKED_MUTEX, "kombu: restore mutex", write=_W),

@@ -5,12 +5,20 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import httpx
+import pytest
+import redis
 from fastapi import FastAPI
 
+import gateway.routes_metrics
 from gateway.errors import install_error_handlers
 from gateway.metrics import Metrics
 from gateway.routes_metrics import build_metrics_router
 from security.passwords import hash_admin_token, new_admin_token
+
+
+async def _rendered(state: object) -> bytes:
+    """Stands in for the deployment-wide scrape (Redis): these tests are about who gets in."""
+    return b"# scraped\n"
 
 
 def _app(allow: tuple[str, ...] = ()) -> tuple[FastAPI, str]:
@@ -24,6 +32,11 @@ def _app(allow: tuple[str, ...] = ()) -> tuple[FastAPI, str]:
         settings=SimpleNamespace(metrics_allow=list(allow)),
     )
     return app, token
+
+
+@pytest.fixture(autouse=True)
+def _no_redis(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(gateway.routes_metrics, "render", _rendered)
 
 
 def _client(app: FastAPI, peer: str = "203.0.113.5") -> httpx.AsyncClient:
@@ -51,11 +64,10 @@ async def test_metrics_off_loopback_with_a_client_style_bearer_is_401() -> None:
 async def test_metrics_off_loopback_with_the_admin_token_is_200() -> None:
     """The admin token opens /metrics from anywhere."""
     app, token = _app()
-    app.state.gateway.metrics.tokens.labels("issued").inc()
     async with _client(app) as client:
         response = await client.get("/metrics", headers={"Authorization": f"Bearer {token}"})
     assert response.status_code == 200
-    assert 'taskgate_tokens_total{outcome="issued"} 1.0' in response.text
+    assert response.text == "# scraped\n"
 
 
 async def test_metrics_on_loopback_without_an_allow_list_need_the_admin_token() -> None:
@@ -72,6 +84,7 @@ async def test_an_allow_listed_scraper_needs_no_token() -> None:
     async with _client(app, peer="10.1.2.9") as client:
         response = await client.get("/metrics")
     assert response.status_code == 200
+    assert response.text == "# scraped\n"
 
 
 async def test_an_address_outside_the_allow_list_needs_the_admin_token() -> None:
@@ -80,3 +93,21 @@ async def test_an_address_outside_the_allow_list_needs_the_admin_token() -> None
     async with _client(app, peer="203.0.113.5") as client:
         response = await client.get("/metrics", headers={"X-Forwarded-For": "10.1.2.9"})
     assert response.status_code == 401
+
+
+async def test_an_unreachable_metrics_store_is_503_problem_json(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Redis down: 503 with Retry-After, as problem+json, naming nothing of the store."""
+
+    async def unreachable(state: object) -> bytes:
+        raise redis.ConnectionError("Error connecting to rediss://secret-host:6379")
+
+    monkeypatch.setattr(gateway.routes_metrics, "render", unreachable)
+    app, token = _app()
+    async with _client(app) as client:
+        response = await client.get("/metrics", headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 503
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.headers["retry-after"] == "5"
+    assert "secret-host" not in response.text
