@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Annotated
 
 from celery import current_task
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from workers.catalogue import task
 
@@ -35,11 +35,13 @@ def hold_file(folder: Path, name: str) -> Path:
 
 
 class Held(BaseModel):
-    """Which hold file the check waits on."""
+    """Which hold file the check waits on; a note and a secret for canaries."""
 
     model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
     hold: Annotated[str, Field(pattern=r"^[a-z0-9-]{1,40}$")]
+    note: Annotated[str, Field(max_length=100)] = ""
+    token: SecretStr | None = None
 
     @field_validator("hold")
     @classmethod
@@ -51,7 +53,7 @@ class Held(BaseModel):
         return value
 
 
-@task("test.held_check", schema=Held, rate_limit="100000/minute")
+@task("test.held_check", schema=Held, secret_fields=("token",), rate_limit="100000/minute")
 def held_check(payload: Held) -> dict[str, object]:
     """One line per run in the task's side-effect file."""
     with (_folder() / str(current_task.request.id)).open("a") as fh:

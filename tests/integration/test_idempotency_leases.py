@@ -72,18 +72,18 @@ class _HeldRequest:
     """A submission sent from a thread, frozen in its payload check while the hold file
     exists; its answer (or transport error) once it returns."""
 
-    def __init__(self, stack: PrivateStack, token: str, hold: str, key: str) -> None:
+    def __init__(self, stack: PrivateStack, bearer: str, hold: str, key: str, **extra: str) -> None:
         self.hold = hold_file(stack.side_effects, hold)
         self.hold.parent.mkdir(parents=True, exist_ok=True)
         self.hold.touch()
         self.answer: httpx.Response | Exception | None = None
-        http = _gateway_http(stack, token)
+        http = _gateway_http(stack, bearer)
         http.timeout = httpx.Timeout(90.0)
 
         def send() -> None:
             try:
                 self.answer = http.post(
-                    SUBMIT, json={"hold": hold}, headers={"Idempotency-Key": key}
+                    SUBMIT, json={"hold": hold, **extra}, headers={"Idempotency-Key": key}
                 )
             except httpx.HTTPError as exc:
                 self.answer = exc
@@ -178,11 +178,13 @@ def test_a_request_whose_lapsed_key_was_taken_is_refused_and_enqueues_nothing(
     stack: PrivateStack,
 ) -> None:
     """A request frozen past its lease while another request took the key: its commit
-    writes nothing (409), it gives back its queue slot, and the other's record stands."""
+    writes nothing (409), it gives back its queue slot, and the other's record stands;
+    neither its payload nor its secret nor its key shows in the answer, a log or Redis."""
     client = stack.new_client()
     key = f"stale-{uuid.uuid4()}"
+    note, secret = f"canary note {uuid.uuid4().int % 10**12}", f"canary-{uuid.uuid4().hex}"
     record_key = _record_key(client.client_id, key)
-    held = _HeldRequest(stack, client.token(), "stale", key)
+    held = _HeldRequest(stack, client.token(), "stale", key, note=note, token=secret)
     pending = _pending(stack, record_key)
     other = pending_record(pending["body"], "test.held_check", str(uuid.uuid4()))
     with stack.redis_client() as redis_client:
@@ -199,6 +201,16 @@ def test_a_request_whose_lapsed_key_was_taken_is_refused_and_enqueues_nothing(
         assert redis_client.zscore(queued_key(client.client_id), stale_id) is None
         assert redis_client.zcard(owner_index(client.client_id)) == 0
     assert stack.audited(stale_id, "task.submit") == [(f"client:{client.client_id}", "allowed")]
+    with stack.redis_client() as redis_client:
+        keys = b"\n".join(redis_client.scan_iter(count=1000))
+        values = b"\n".join(
+            v for k in redis_client.scan_iter(count=1000) if (v := redis_client.dump(k))
+        )
+    assert not stack.vault_keys(stale_id)
+    shown = [answer.text.encode(), str(answer.headers).encode(), keys, values]
+    shown += [path.read_bytes() for path in stack.log_files()]
+    for canary in (note, secret, key):
+        assert not any(canary.encode() in text for text in shown), canary
 
 
 def test_a_refused_request_releases_its_own_reservation_only(stack: PrivateStack) -> None:
