@@ -193,16 +193,27 @@ class PrivateStack:
     def restart_redis(self, down_for: float = 1.0, *, kill: bool = False) -> None:
         """SIGTERM (or with ``kill``, kill -9) redis-server, stay down ``down_for`` s, start
         it on the same port and data (its append-only file)."""
-        port, data_dir = self.redis.port, self.redis.data_dir
+        self.stop_redis(kill=kill)
+        time.sleep(down_for)
+        self.start_redis_again()
+
+    def stop_redis(self, *, kill: bool = False) -> None:
+        """SIGTERM redis-server, or with ``kill`` kill -9 it (no chance to write anything)."""
         dump_acl_log(self.redis)
         if kill:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.redis.child.pid, signal.SIGKILL)
             self.redis.child.process.wait(timeout=10)
         self.redis.stop()
-        time.sleep(down_for)
+
+    def start_redis_again(self) -> None:
+        """Start redis-server on the port and data (append-only file) it had."""
         self.redis = start_redis(
-            self.pki, data_dir, port=port, harness=True, appendfsync=self.appendfsync
+            self.pki,
+            self.redis.data_dir,
+            port=self.redis.port,
+            harness=True,
+            appendfsync=self.appendfsync,
         )
         register_log(self.redis.child)
 

@@ -174,6 +174,48 @@ def test_a_gateway_killed_between_reservation_and_commit_frees_the_key_within_se
         assert not redis_client.exists(task_key(pending["task_id"]))
 
 
+def test_redis_killed_between_reservation_and_commit_frees_the_key_within_seconds(
+    stack: PrivateStack,
+) -> None:
+    """kill -9 of Redis while a request holds its key: the request gets 503 (nothing
+    accepted); the reservation comes back with Redis from its append-only file, still a
+    lease, and the retry with the same key is accepted once it lapses, and runs once."""
+    stack.start_worker()
+    client = stack.new_client()
+    token = client.token()
+    key = f"redis-{uuid.uuid4()}"
+    record_key = _record_key(client.client_id, key)
+    held = _HeldRequest(stack, token, "redis", key)
+    pending = _pending(stack, record_key)
+    stack.stop_redis(kill=True)
+    try:
+        answer = held.result()
+    finally:
+        stack.start_redis_again()
+    assert isinstance(answer, httpx.Response), answer
+    assert answer.status_code == 503, answer.text
+    back = time.monotonic()
+    with stack.redis_client() as redis_client:
+        assert json.loads(redis_client.get(record_key) or "{}") == pending  # from the AOF
+        assert redis_client.pttl(record_key) <= LEASE * 1000
+    answers: list[int] = []
+    with _gateway_http(stack, token) as http:
+
+        def accepted() -> httpx.Response | None:
+            response = http.post(SUBMIT, json={"hold": "redis"}, headers={"Idempotency-Key": key})
+            answers.append(response.status_code)
+            return response if response.status_code == 202 else None
+
+        response: httpx.Response = wait_for(accepted, timeout=30, what="the retry accepted")
+    print(f"retry accepted {time.monotonic() - back:.1f}s after Redis was back: {answers}")
+    assert set(answers[:-1]) <= {409, 503}, answers
+    assert "idempotent-replayed" not in response.headers
+    task_id = response.json()["id"]
+    assert task_id != pending["task_id"]
+    assert stack.wait_state(task_id)["state"] == "succeeded"
+    assert stack.effects(task_id) == ["effect"]
+
+
 def test_a_request_whose_lapsed_key_was_taken_is_refused_and_enqueues_nothing(
     stack: PrivateStack,
 ) -> None:
