@@ -21,6 +21,7 @@ from gateway.clients import ClientRegistry
 from gateway.codec import SealedCodec
 from gateway.errors import install_error_handlers
 from gateway.fastlane import SubmitFastLane
+from gateway.idempotency import LeaseKeeper
 from gateway.metrics import Metrics
 from gateway.middleware import (
     BodySizeLimitMiddleware,
@@ -199,6 +200,7 @@ def create_app(
             token_policy=policy,
             audit=batcher,
             scripts=scripts,
+            leases=LeaseKeeper(scripts, lease=settings.idempotency_lease),
             readiness=readiness,
             clients=ClientRegistry(client, ring.state),
             admin_token_hash=admin_hash,
@@ -214,6 +216,7 @@ def create_app(
             await anchors.stop()
             await refusals.stop()
             await batcher.stop()
+            await app.state.gateway.leases.stop()
             await scripts.stop()
             await client.aclose()
 

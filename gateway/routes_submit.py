@@ -20,6 +20,7 @@ from starlette.background import BackgroundTask
 from gateway.best_effort import run_best_effort
 from gateway.deps import state_of, verified_claims
 from gateway.errors import ApiError
+from gateway.idempotency import release
 from gateway.ratelimit import limit_headers
 from gateway.state import GatewayState
 from gateway.submit import BEST_EFFORT_STAGES, STAGES, IdempotentReplay, Submission, run_stages
@@ -101,6 +102,9 @@ def submit_route(spec: TaskSpec) -> Any:
                         request_id=request_id,
                     )
             raise
+        finally:
+            if ctx.idem_redis_key is not None:
+                state.leases.drop(ctx.idem_redis_key)
         state.metrics.accepted(
             spec.name, spec.queue, time.monotonic() - started, sent=not spec.best_effort
         )
@@ -125,11 +129,13 @@ def _accepted(task_id: str, ctx: Submission, *, replayed: bool) -> JSONResponse:
 
 
 async def _release_idempotency(state: GatewayState, ctx: Submission) -> None:
-    """A refused request frees its Idempotency-Key so a corrected retry can use it."""
-    if ctx.idem_redis_key is None:
+    """A refused request frees its Idempotency-Key so a corrected retry can use it (only
+    while the reservation is still its own: a lapsed one may be another request's now)."""
+    if ctx.idem_redis_key is None or ctx.idem_pending is None:
         return
+    state.leases.drop(ctx.idem_redis_key)
     try:
-        await state.redis.delete(ctx.idem_redis_key)
+        await release(state.scripts, ctx.idem_redis_key, ctx.idem_pending)
     except Exception:  # noqa: BLE001 - the key expires anyway; never mask the original error
         log.warning("could not release an idempotency key")
 

@@ -95,6 +95,9 @@ class GatewaySettings(CommonSettings):
     # How long a sealed task message stays valid: queueing plus every retry must fit.
     envelope_ttl: int = Field(default=86_400, ge=60, le=7 * 86_400)
     result_ttl: int = Field(default=86_400, ge=60)
+    # An Idempotency-Key's reservation before its commit is a lease of this many seconds,
+    # renewed while the request is in flight: a request that died frees the key this soon.
+    idempotency_lease: float = Field(default=5.0, ge=1, le=300)
     task_modules: list[str] = Field(default_factory=list)
     # Access tokens
     token_ttl: int = Field(default=900, ge=60, le=86_400)

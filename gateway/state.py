@@ -12,6 +12,7 @@ from gateway.audit_batcher import AuditBatcher
 from gateway.clients import ClientRegistry
 from gateway.codec import SealedCodec
 from gateway.health import Readiness
+from gateway.idempotency import LeaseKeeper
 from gateway.metrics import Metrics
 from gateway.refusals import RefusalAggregator, is_aggregated
 from gateway.script_batcher import ScriptBatcher
@@ -46,6 +47,7 @@ class GatewayState:
     token_policy: TokenPolicy
     audit: AuditBatcher
     scripts: ScriptBatcher
+    leases: LeaseKeeper
     readiness: Readiness
     clients: ClientRegistry
     admin_token_hash: str | None

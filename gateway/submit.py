@@ -31,13 +31,15 @@ from typing import Any
 from pydantic import BaseModel, SecretBytes, SecretStr, ValidationError
 
 from gateway.errors import ApiError, validation_errors
+from gateway.idempotency import IDEMPOTENCY_TTL
 from gateway.publisher import OutgoingTask, encode_message
 from gateway.ratelimit import LimitState
 from gateway.state import GatewayState
-from gateway.submit_checks import IDEMPOTENCY_TTL, IdempotentReplay, check_and_count
+from gateway.submit_checks import IdempotentReplay, check_and_count
 from gateway.task_records import signed_fields
 from security import leakguard
 from security.audit import AuditRecord, Earlier, Write
+from security.audit_writes import LEASE_LOST, held
 from security.sanitise import loads_limited
 from security.tokens import AccessClaims
 from security.vault import SwapResult, swap_secrets
@@ -85,6 +87,7 @@ class Submission:
     limits: list[LimitState] = field(default_factory=list)
     body_hash: str = ""
     idem_redis_key: str | None = None
+    idem_pending: str | None = None  # the reservation this request holds (its lease token)
     reserved: bool = False  # the check took a queue slot for task_id (released on refusal)
     payload: dict[str, Any] = field(default_factory=dict, repr=False)
     swapped: SwapResult | None = field(default=None, repr=False)
@@ -229,7 +232,13 @@ def enqueue_writes(ctx: Submission, state: GatewayState) -> list[Write]:
         ctx.task_id,
         repr(ctx.now),
     )
-    writes = [Write("SET", (entry.redis_key,), (entry.blob, "EX", ttl)) for entry in vault]
+    # With an Idempotency-Key: nothing is written unless the reservation is still this
+    # request's (or lapsed untaken): a request paused past its lease while a retry took the
+    # key must not enqueue a second task under it.
+    writes: list[Write] = []
+    if ctx.idem_redis_key is not None and ctx.idem_pending is not None:
+        writes.append(held(ctx.idem_redis_key, ctx.idem_pending))
+    writes += [Write("SET", (entry.redis_key,), (entry.blob, "EX", ttl)) for entry in vault]
     copy = len(writes)  # the message itself crosses the network once (Earlier, below)
     writes += [
         Write("SET", (message_copy_key(tid),), (message, "EX", ttl)),
@@ -265,6 +274,17 @@ async def commit(ctx: Submission, state: GatewayState) -> Submission:
     refused = await state.audit.record(
         _allowed(ctx), enqueue_writes(ctx, state) if ctx.swapped is not None else ()
     )
+    if refused == LEASE_LOST:  # nothing was written: another request holds the key now
+        if ctx.idem_redis_key is not None:
+            state.leases.drop(ctx.idem_redis_key)
+        ctx.idem_redis_key = ctx.idem_pending = None  # not ours: never delete it
+        raise ApiError(
+            409,
+            "Request in progress",
+            "a request with this Idempotency-Key is still being processed",
+            kind="idempotency-conflict",
+            headers={"Retry-After": "1"},
+        )
     if refused is not None:
         await _undo_partial_enqueue(ctx, state)
         raise NotEnqueued(refused)

@@ -10,6 +10,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from gateway.errors import ApiError
+from gateway.idempotency import IDEMPOTENCY_TTL, pending_record
 from gateway.ratelimit import LimitState, evaluate, hit_ttl, parse_window, window_key
 from gateway.script_batcher import LuaScript
 from gateway.state import GatewayState
@@ -30,8 +31,6 @@ if TYPE_CHECKING:
 
 __all__ = ["IDEMPOTENCY_TTL", "IdempotentReplay", "RateLimited", "check_and_count"]
 
-IDEMPOTENCY_TTL = 24 * 3600
-
 
 class IdempotentReplay(Exception):
     """The same Idempotency-Key and body were accepted before: answer with that task."""
@@ -48,7 +47,9 @@ RESERVATION_SECONDS = 60
 # KEYS: revoked jti, client record, client window, task window, client's queued set, global
 # queued set, revocation list[, idempotency key]. ARGV: client window ttl, task window ttl,
 # backpressure horizon, reservation score, task id ('' for none), client cap, global cap,
-# client window limit, task window limit[, pending idempotency record, its ttl]. A missing
+# client window limit, task window limit[, pending idempotency record, its lease in ms].
+# The pending record is a short lease (gateway.idempotency): a request that dies before its
+# commit leaves a key that lapses within seconds, not one locked for a day. A missing
 # value comes back as nil (None). The client record and the revocation list are read whole
 # (HMGET) and checked against their state MACs here, in Python (``gateway.stored``).
 # A request that passes the checks made here (and has no earlier request under its
@@ -66,7 +67,7 @@ local everyone = redis.call('ZCOUNT', KEYS[6], ARGV[3], '+inf')
 local revocations = redis.call('HMGET', KEYS[7], {", ".join(repr(f) for f in REVOCATION_READ)})
 local earlier = false
 if #KEYS == 8 then
-  earlier = redis.call('SET', KEYS[8], ARGV[10], 'NX', 'GET', 'EX', ARGV[11])
+  earlier = redis.call('SET', KEYS[8], ARGV[10], 'NX', 'GET', 'PX', ARGV[11])
 end
 local reserved = 0
 if not earlier and revoked == 0 and ARGV[5] ~= ''
@@ -123,14 +124,18 @@ async def check_and_count(ctx: Submission, state: GatewayState) -> Submission:
         client_window.limit,
         task_window.limit,
     ]
+    pending = ""
     if ctx.idem_redis_key is not None:
         keys.append(ctx.idem_redis_key)
-        pending = {"state": "pending", "body": ctx.body_hash, "task": ctx.spec.name}
-        args += [json.dumps(pending), IDEMPOTENCY_TTL]
+        pending = pending_record(ctx.body_hash, ctx.spec.name, ctx.task_id)
+        args += [pending, state.leases.lease_ms]
     replies = await state.scripts.call(_CHECK, keys, args)
     revoked, client, client_count, task_count, mine, everyone, earlier = replies[:7]
     revocations, reserved = replies[7:]
     ctx.reserved = bool(reserved)
+    if ctx.idem_redis_key is not None and earlier is None:
+        ctx.idem_pending = pending  # ours: renewed while in flight, dropped when answered
+        state.leases.hold(ctx.idem_redis_key, pending)
     if ctx.claims is not None:
         await check_principal(
             state, ctx.claims, client, revocations, revoked, request_id=ctx.request_id

@@ -7,6 +7,9 @@
 -- losing the race a short exclusive turn (others get 'wait'), so no process starves under
 -- load. The reply is 'ok', the entries' stream ids, then per entry 1 or the error of the
 -- write Redis refused. Attached writes name their keys inside the call: one Redis node.
+-- A write {'HELD', key, value} is a precondition, not a command: the entry's later writes
+-- run only if key holds value or nothing (a lease still the writer's, or lapsed with no
+-- one else holding it); otherwise they are skipped and the entry's outcome is 'lease lost'.
 local head = redis.call('GET', KEYS[2])
 if not head then
   if redis.call('EXISTS', KEYS[1]) == 1 then return {'missing'} end
@@ -40,10 +43,18 @@ for e = 1, #entries do
     for i = 2, #write do
       if type(write[i]) == 'table' then write[i] = writes[e][write[i][1]][write[i][2]] end
     end
-    local done = redis.pcall(unpack(write))
-    if type(done) == 'table' and done.err then
-      outcome = done.err
-      break
+    if write[1] == 'HELD' then
+      local holder = redis.call('GET', write[2])
+      if holder and holder ~= write[3] then
+        outcome = 'lease lost'
+        break
+      end
+    else
+      local done = redis.pcall(unpack(write))
+      if type(done) == 'table' and done.err then
+        outcome = done.err
+        break
+      end
     end
   end
   reply[#reply + 1] = outcome

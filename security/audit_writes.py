@@ -5,13 +5,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import msgpack
 
 from security.audit_chain import AuditEntry
 
-__all__ = ["Committed", "Earlier", "Write", "pack", "pack_record_writes"]
+__all__ = ["LEASE_LOST", "Committed", "Earlier", "Write", "held", "pack", "pack_record_writes"]
+
+# The outcome of a record whose :func:`held` precondition failed (its later writes skipped).
+LEASE_LOST: Final = "lease lost"
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,15 @@ class Write:
     command: str
     keys: tuple[str, ...] = ()
     args: tuple[str | bytes | Earlier, ...] = ()
+
+
+def held(key: str, value: str) -> Write:
+    """A precondition, not a Redis command: the record's later writes run only if ``key``
+    holds ``value`` or nothing - a lease still the writer's, or one that lapsed with no one
+    else taking it. Otherwise they are skipped and the record's outcome is :data:`LEASE_LOST`
+    (its audit record stands). Put it first to make all of the record's writes depend on it.
+    """
+    return Write("HELD", (key,), (value,))
 
 
 @dataclass(frozen=True)

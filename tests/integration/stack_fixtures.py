@@ -107,6 +107,7 @@ class PrivateStack:
     workers: list[Child] = field(default_factory=list)
     others: list[Child] = field(default_factory=list)
     smtp: SmtpSink | None = None
+    appendfsync: str = "everysec"
     _serial: int = 0
 
     # --- processes -------------------------------------------------------------------
@@ -189,13 +190,31 @@ class PrivateStack:
         self.smtp = SmtpSink(child=child, port=port, password=password, maildir=maildir)
         return self.smtp
 
-    def restart_redis(self, down_for: float = 1.0) -> None:
-        """SIGTERM redis-server, stay down ``down_for`` s, start it on the same port and data."""
-        port, data_dir = self.redis.port, self.redis.data_dir
-        dump_acl_log(self.redis)
-        self.redis.stop()
+    def restart_redis(self, down_for: float = 1.0, *, kill: bool = False) -> None:
+        """SIGTERM (or with ``kill``, kill -9) redis-server, stay down ``down_for`` s, start
+        it on the same port and data (its append-only file)."""
+        self.stop_redis(kill=kill)
         time.sleep(down_for)
-        self.redis = start_redis(self.pki, data_dir, port=port, harness=True)
+        self.start_redis_again()
+
+    def stop_redis(self, *, kill: bool = False) -> None:
+        """SIGTERM redis-server, or with ``kill`` kill -9 it (no chance to write anything)."""
+        dump_acl_log(self.redis)
+        if kill:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.redis.child.pid, signal.SIGKILL)
+            self.redis.child.process.wait(timeout=10)
+        self.redis.stop()
+
+    def start_redis_again(self) -> None:
+        """Start redis-server on the port and data (append-only file) it had."""
+        self.redis = start_redis(
+            self.pki,
+            self.redis.data_dir,
+            port=self.redis.port,
+            harness=True,
+            appendfsync=self.appendfsync,
+        )
         register_log(self.redis.child)
 
     def stop(self) -> None:
@@ -317,11 +336,13 @@ def start_stack(
     admin_token: str,
     modules: str,
     timings: dict[str, str] | None = None,
+    appendfsync: str = "everysec",
 ) -> PrivateStack:
-    """A new Redis in ``folder`` and the environment for this stack's processes."""
+    """A new Redis in ``folder`` (its append-only file synced per ``appendfsync``) and the
+    environment for this stack's processes."""
     folder.mkdir(parents=True, exist_ok=True)
     folder.chmod(0o700)
-    server = start_redis(pki, folder / "redis", harness=True)
+    server = start_redis(pki, folder / "redis", harness=True, appendfsync=appendfsync)
     register_log(server.child)
     side_effects = folder / "side-effects"
     env = dict(stack_env)
@@ -340,6 +361,7 @@ def start_stack(
         env=env,
         redis=server,
         side_effects=side_effects,
+        appendfsync=appendfsync,
     )
 
 

@@ -157,6 +157,40 @@ def test_a_killed_worker_lapses_and_a_restarted_one_is_counted(stack: PrivateSta
     assert _ready(stack)["live_workers"] == 1
 
 
+def test_readyz_is_200_behind_a_backlog_of_busy_workers_and_503_once_they_all_die(
+    stack: PrivateStack, keyring: KeyRing
+) -> None:
+    """Two workers, each busy with a slow task, and 2,000 tasks queued: /readyz is 200 every
+    time; with every worker killed (-9, their beats left behind) and the backlog still
+    queued, it turns 503 within the heartbeat lapse."""
+    workers = [stack.start_worker(concurrency=1) for _ in range(2)]
+    assert _ready(stack)["live_workers"] == 2
+    with stack.new_client().http() as http:
+        slow = [http.post("/v1/tasks/test.slow_effect", json={"seconds": 30}) for _ in workers]
+    assert [r.status_code for r in slow] == [202, 202], [r.text for r in slow]
+    for response in slow:
+        task_id = response.json()["id"]
+        wait_for(lambda t=task_id: stack.starts(t), timeout=20, what="both workers busy")
+    with stack.redis_client() as client:
+        try:
+            client.lpush(DEFAULT_QUEUE, *_pings(keyring, BACKLOG))
+            for _ in range(8):
+                response = _readyz(stack)
+                assert response.status_code == 200, response.text
+                assert response.json()["live_workers"] == 2
+                time.sleep(0.25)
+            for worker in workers:
+                stack.kill_worker(worker)
+                stack.workers.remove(worker)
+            killed = time.monotonic()
+            response = _not_ready(stack, timeout=NOTICED_WITHIN)
+            print(f"/readyz 503 {time.monotonic() - killed:.1f}s after the last worker died")
+            _assert_names_the_workers(response)
+            assert client.llen(DEFAULT_QUEUE) >= BACKLOG  # the backlog was there all along
+        finally:
+            client.delete(DEFAULT_QUEUE, "unacked", "unacked_index")
+
+
 def test_the_writer_beats_prunes_and_leaves(
     tls_redis: RedisServer, redis_client: redis.Redis
 ) -> None:

@@ -31,6 +31,7 @@ from security.audit import (
     verify_or_raise,
 )
 from security.audit_chain import Head, chain_records
+from security.audit_writes import LEASE_LOST, held
 from security.errors import AuditChainBrokenError, AuditError
 from security.keys import KeySet, Purpose, SigningKey, SymmetricKey
 from security.tls import RedisTLS
@@ -152,6 +153,27 @@ def test_a_refused_write_stops_its_record_only_and_comes_back(redis_client: redi
     assert redis_client.exists("after") == 0
     assert redis_client.get("other") == b"1"
     assert verify(redis_client, KEYS).count == 2  # the refusal's record stands, chain intact
+
+
+def test_a_held_precondition_gates_its_records_writes(redis_client: redis.Redis) -> None:
+    """``held(key, value)`` lets a record's writes run while the key holds the value or
+    nothing; another value skips them all (outcome 'lease lost'), other records unaffected."""
+    redis_client.set("lease:mine", "me")
+    redis_client.set("lease:taken", "someone else")
+    writer = AuditWriter(redis_client, KEYS)
+    done = writer.commit_many(
+        [
+            (_rec(1), [held("lease:mine", "me"), Write("SET", ("a",), ("1",))]),
+            (_rec(2), [held("lease:lapsed", "me"), Write("SET", ("b",), ("1",))]),
+            (_rec(3), [held("lease:taken", "me"), Write("SET", ("c",), ("1",))]),
+            (_rec(4), [Write("SET", ("d",), ("1",))]),
+        ]
+    )
+    assert [d.write_error for d in done] == [None, None, LEASE_LOST, None]
+    assert [redis_client.get(k) for k in ("a", "b", "c", "d")] == [b"1", b"1", None, b"1"]
+    assert redis_client.get("lease:taken") == b"someone else"
+    assert redis_client.exists("lease:lapsed") == 0  # a precondition writes nothing itself
+    assert verify(redis_client, KEYS).count == 4  # every record stands, chain intact
 
 
 def test_attached_writes_run_once_when_the_append_first_conflicts(
