@@ -256,6 +256,16 @@ def create_app(
     app.include_router(build_admin_router())
     app.include_router(build_metrics_router())
     _install_openapi(app, tasks)
+    _install_middleware(app, settings, tasks, submit_endpoints)
+    return app
+
+
+def _install_middleware(
+    app: FastAPI,
+    settings: GatewaySettings,
+    tasks: Catalogue,
+    submit_endpoints: dict[str, Any],
+) -> None:
     # Outermost first: ids on everything, headers on everything, no credentials in query
     # strings, then the body cap, then the submission routes without FastAPI's
     # per-request layers (same handlers).
@@ -273,7 +283,6 @@ def create_app(
         )
     app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(RequestIdMiddleware)
-    return app
 
 
 def _schema_name(task_name: str) -> str:
