@@ -310,6 +310,9 @@ def _install_openapi(app: FastAPI, catalogue: Catalogue) -> None:
             for path in spec.secret_fields:
                 _mark_secret(schema, path.split("."))
             schemas.update(schema.pop("$defs", {}))
+            # Titled by the task, not the payload model: tasks may share a model, and code
+            # generators name their classes by title.
+            schema["title"] = _schema_name(spec.name)
             schemas[_schema_name(spec.name)] = schema
         doc["components"]["securitySchemes"] = {
             "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT or admin token"}

@@ -43,6 +43,7 @@ from security.keys import Role
 from security.keystore import init_keys, load_keys
 from security.passwords import hash_admin_token, new_admin_token
 from security.tls import RedisTLS
+from taskgate.client.stackfile import StackFileError, StackInfo
 from taskgate.procs import Child, free_port, start_child, taskgate_argv
 from taskgate.redis_server import (
     APPENDFSYNC,
@@ -81,11 +82,22 @@ class StackError(RuntimeError):
 class Stack:
     """The processes of one local stack and how to stop them."""
 
-    def __init__(self, state_dir: Path, *, admin_token_file: Path | None = None) -> None:
+    def __init__(
+        self,
+        state_dir: Path,
+        *,
+        admin_token_file: Path | None = None,
+        reset_demo_client: bool = False,
+    ) -> None:
         # Absolute: redis-server changes into its data folder before reading cert paths.
         self.state_dir = state_dir.resolve()
         self.certs = CertPaths(state_dir / "certs")
         self.admin_token_file = admin_token_file
+        self.reset_demo_client = reset_demo_client
+        self.demo_note = ""
+        # The demo client of an earlier run, from the stack.json it left (read before it is
+        # rewritten): reused, so each run does not add another enabled client.
+        self._previous_demo = _previous_demo(state_dir)
         self.roles: dict[Role, Path] = {}
         self.redis: RedisServer | None = None
         self.children: list[Child] = []
@@ -244,8 +256,10 @@ class Stack:
             raise StackError(str(exc)) from None
 
     def _demo_client(self, redis_url: str) -> tuple[str, str]:
-        """Register a demo client (all demo tasks, read, audit:read) as the operator; its
-        secret goes to the 0600 ``stack.json`` only, never to the terminal."""
+        """The state folder's one demo client (all demo tasks, read, audit:read), as the
+        operator: the earlier run's if it still exists, is enabled and its secret still
+        holds (``--reset-demo-client``: with a new secret), else a new one. Its secret goes
+        to the 0600 ``stack.json`` only, never to the terminal."""
         tls = RedisTLS(
             redis_url,
             self.certs.ca,
@@ -255,16 +269,33 @@ class Stack:
             password=SecretStr(password_path(self.users_dir, "operator").read_text().strip()),
         )
 
-        async def create() -> tuple[str, str]:
+        async def demo() -> tuple[str, str]:
             client = tls.async_client()
             try:
                 keys = load_keys(self.state_dir / "keys", role="operator").state
-                record, secret = await ClientRegistry(client, keys).create("demo", DEMO_SCOPES)
+                return await self._reuse_or_create(ClientRegistry(client, keys))
             finally:
                 await client.aclose()
-            return record.client_id, secret
 
-        return asyncio.run(create())
+        return asyncio.run(demo())
+
+    async def _reuse_or_create(self, registry: ClientRegistry) -> tuple[str, str]:
+        previous = self._previous_demo
+        if previous is not None:
+            client_id, secret = previous
+            record = await registry.get(client_id)
+            if record is not None and not record.disabled:
+                if self.reset_demo_client:
+                    self.demo_note = f"demo client {client_id}: new secret (the old one is void)"
+                    return client_id, await registry.rotate_secret(client_id)
+                if await registry.authenticate(client_id, secret) is not None:
+                    self.demo_note = f"demo client {client_id}: reused from the last run"
+                    return client_id, secret
+                self.demo_note = f"demo client {client_id}: secret no longer valid, new secret"
+                return client_id, await registry.rotate_secret(client_id)
+        record, secret = await registry.create("demo", DEMO_SCOPES)
+        self.demo_note = f"demo client {record.client_id}: new"
+        return record.client_id, secret
 
     def _all(self) -> list[Child]:
         return [*self.children, *([self.redis.child] if self.redis else [])]
@@ -316,12 +347,20 @@ def up_command(
         Path | None,
         typer.Option(help="Also write the admin token to this file (0600); default: print only."),
     ] = None,
+    reset_demo_client: Annotated[
+        bool,
+        typer.Option(
+            "--reset-demo-client", help="Give the demo client a new secret (the old one stops)."
+        ),
+    ] = False,
 ) -> None:
     """Start the whole local stack: TLS Redis, a worker and the HTTPS gateway."""
     if port == 0 or not _port_free(port):
         port = free_port()
     stack = Stack(
-        state_dir, admin_token_file=None if admin_token_file is None else admin_token_file.resolve()
+        state_dir,
+        admin_token_file=None if admin_token_file is None else admin_token_file.resolve(),
+        reset_demo_client=reset_demo_client,
     )
     stop_requested: list[int] = []
 
@@ -335,7 +374,7 @@ def up_command(
         info = stack.start(port=port, concurrency=concurrency)
         stack_json = state_dir / "stack.json"
         write_stack_json(stack_json, info)
-        print_summary(info, stack_json, stack.admin_token)
+        print_summary(info, stack_json, stack.admin_token, demo_note=stack.demo_note)
         while not stop_requested:
             dead = stack.dead_child()
             if dead is not None:
@@ -382,3 +421,14 @@ def _port_free(port: int) -> bool:
         except OSError:
             return False
     return True
+
+
+def _previous_demo(state_dir: Path) -> tuple[str, str] | None:
+    """The demo client id and secret a previous run left in ``stack.json``, if readable."""
+    try:
+        info = StackInfo.load(state_dir)
+    except StackFileError:
+        return None
+    if info.demo_client_id is None or info.demo_client_secret is None:
+        return None
+    return info.demo_client_id, info.demo_client_secret.get_secret_value()
