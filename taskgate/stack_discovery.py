@@ -41,11 +41,10 @@ def describe(info: StackInfo) -> str:
 
 def use_stack_for_redis(state_dir: Path | None) -> StackInfo | None:
     """Point the operator settings at the stack's Redis, unless ``TASKGATE_REDIS_URL`` is
-    set; say which stack (or which explicit setting) on stderr. None: no stack.json found
-    (the command reports the missing setting itself)."""
+    set (and no ``state_dir`` given); say which stack on stderr. None: no stack.json used
+    (the command reports a missing setting itself)."""
     if os.environ.get("TASKGATE_REDIS_URL") and state_dir is None:
-        _say("using TASKGATE_REDIS_URL and the TASKGATE_* settings (no stack.json read)")
-        return None
+        return None  # explicit settings: used as they are, stdout and stderr left alone
     try:
         info = StackInfo.load(find_state_dir(state_dir))
     except StackFileError as exc:
