@@ -142,8 +142,23 @@ def test_readme_walkthrough_and_stack_discovery(tmp_path: Path) -> None:
         assert missing.returncode == 1
         assert "404" in missing.stderr
         assert missing.stdout == ""
+        canary = "canary-7f3a9c"
+        token = "ghp_" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8"  # a GitHub token's shape
+        refused = [
+            _cli(tmp_path, "submit", "report.generate", "--data", "@-", input_text=payload)
+            for payload in (
+                json.dumps({"title": canary, "columns": canary, "rows": [[canary]]}),
+                json.dumps({"title": token, "columns": ["a"]}),  # the leak guard's refusal
+            )
+        ]
+        for result in refused:
+            assert result.returncode == 1, result.stderr
+            assert "422" in result.stderr
+            assert canary not in result.stdout + result.stderr
+            assert token not in result.stdout + result.stderr
+        assert "columns" in refused[0].stderr  # the field is named, never its value
         demo_secret = str(_demo(tmp_path)["client_secret"])
-        for result in (shell, python, clients, dlq, verified, listed, missing):
+        for result in (shell, python, clients, dlq, verified, listed, missing, *refused):
             assert demo_secret not in result.stdout + result.stderr
         out = _stop(proc)
         assert demo_secret not in out
