@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import json
 import os
+import pty
 import re
+import select
 import signal
 import subprocess
 import sys
@@ -79,6 +81,43 @@ def _cli(
     )
 
 
+def _progress_on_a_terminal(folder: Path, task_id: str) -> str:
+    """`taskgate wait` with stderr on a pseudo-terminal: what it drew there."""
+    controller, terminal = pty.openpty()
+    try:
+        proc = subprocess.run(
+            taskgate_argv("wait", task_id),
+            env=_env(),
+            cwd=folder,
+            stdout=subprocess.PIPE,
+            stderr=terminal,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        os.close(terminal)
+        terminal = -1
+        drawn = b""
+        while select.select([controller], [], [], 0.5)[0]:
+            try:
+                chunk = os.read(controller, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            drawn += chunk
+    finally:
+        os.close(controller)
+        if terminal != -1:
+            os.close(terminal)
+    assert proc.returncode == 0, drawn
+    text = drawn.decode(errors="replace")
+    assert "\r" in text
+    assert f"{task_id}: succeeded (attempt 1)" in text, text
+    assert "\x1b[K" in text  # the line is cleared before the result is printed
+    return text
+
+
 def _walkthrough(lang: str) -> list[str]:
     section = README.read_text().split("## Walkthrough", 1)[1].split("\n## ", 1)[0]
     return re.findall(rf"```{lang}\n(.*?)```", section, re.DOTALL)
@@ -138,6 +177,11 @@ def test_readme_walkthrough_and_stack_discovery(tmp_path: Path) -> None:
         listed = _cli(tmp_path, "tasks", "--json")
         statuses = {t["task"]: t["status"] for t in json.loads(listed.stdout)}
         assert statuses == {"report.generate": "succeeded", "email.send": "succeeded"}
+        done_id = json.loads(listed.stdout)[0]["id"]
+        assert _progress_on_a_terminal(tmp_path, done_id)
+        piped = _cli(tmp_path, "wait", done_id)
+        assert piped.returncode == 0, piped.stderr
+        assert "\r" not in piped.stderr  # no progress line when stderr is not a terminal
         missing = _cli(tmp_path, "status", "00000000-0000-4000-8000-000000000000")
         assert missing.returncode == 1
         assert "404" in missing.stderr
