@@ -19,7 +19,9 @@ __all__ = [
     "Catalogue",
     "FieldProblem",
     "Links",
+    "Liveness",
     "Problem",
+    "Ready",
     "TaskError",
     "TaskPage",
     "TaskView",
@@ -148,3 +150,17 @@ class Problem(BaseModel):
     request_id: str | None = None
     errors: list[FieldProblem] | None = Field(default=None, description="422: the refused fields")
     error: str | None = Field(default=None, description="Token refusals: the OAuth2 code")
+
+
+class Liveness(_Schema):
+    """The process serves requests."""
+
+    status: Literal["ok"]
+
+
+class Ready(_Schema):
+    """Every readiness check passed (a failed one is a 503 problem naming it)."""
+
+    status: Literal["ready"]
+    checks: dict[str, str]
+    live_workers: int | None = None

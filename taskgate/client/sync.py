@@ -20,7 +20,8 @@ T = TypeVar("T")
 
 class Client(ClientBase):
     """The taskgate API from blocking code. Use it as a context manager (or call
-    :meth:`close`); one client may be shared by threads that do not submit at once.
+    :meth:`close`). Threads may share one client (httpx's client is thread-safe); threads
+    that find no token at the same moment each sign in once.
 
     >>> with Client.from_stack() as tg:  # doctest: +SKIP
     ...     task = tg.wait(tg.submit("report.generate", payload).id, timeout=60)

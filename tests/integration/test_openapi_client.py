@@ -22,7 +22,7 @@ from tests.integration.conftest import ApiClient, Gateway
 
 pytestmark = pytest.mark.integration
 
-CLIENT_PATHS = ("/v1/token", "/v1/tasks")
+CLIENT_PATHS = ("/v1/token", "/v1/tasks", "/healthz", "/readyz")
 NAMED = {
     ("post", "/v1/token", "200"): "TokenResponse",
     ("get", "/v1/tasks/catalog", "200"): "Catalogue",
@@ -62,7 +62,7 @@ def _keys(node: Any) -> set[str]:
 
 
 def test_every_client_api_answer_has_a_named_schema(gateway_server: Gateway) -> None:
-    """Token, catalogue, submit, view, list, cancel and every problem: a $ref each."""
+    """Token, catalogue, submit, view, list, cancel, probes and every problem: a $ref each."""
     doc = _document(gateway_server)
     for path, item in doc["paths"].items():
         if not path.startswith(CLIENT_PATHS):
