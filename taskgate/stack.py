@@ -19,7 +19,6 @@ the same users.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 import signal
@@ -35,15 +34,14 @@ import typer
 from pydantic import SecretStr
 
 from certs.material import CertPaths, init_certs
-from gateway.clients import ClientRegistry
 from gateway.settings import GatewaySettings
 from security.config import load_settings
 from security.errors import ConfigError, KeyRingError
 from security.keys import Role
-from security.keystore import init_keys, load_keys
+from security.keystore import init_keys
 from security.passwords import hash_admin_token, new_admin_token
 from security.tls import RedisTLS
-from taskgate.client.stackfile import StackFileError, StackInfo
+from taskgate.demo_client import DEMO_SCOPES, ensure_demo_client, previous_demo
 from taskgate.procs import Child, free_port, start_child, taskgate_argv
 from taskgate.redis_server import (
     APPENDFSYNC,
@@ -69,7 +67,6 @@ __all__ = ["Stack", "up_command"]
 
 READY_TIMEOUT = 90.0
 DEMO_MODULES = '["workers.demo.email","workers.demo.report","workers.demo.image"]'
-DEMO_SCOPES = "tasks:submit:* tasks:read audit:read"
 # Key sources that would hand every child the same keys (the full folder `up` made, or
 # another): never passed on, each child loads its own bundle.
 _SHARED_KEYS = ("TASKGATE_KEYS_DIR", "TASKGATE_KEYS_FILES_DIR", "TASKGATE_ADMIN_TOKEN_FILE")
@@ -97,7 +94,7 @@ class Stack:
         self.demo_note = ""
         # The demo client of an earlier run, from the stack.json it left (read before it is
         # rewritten): reused, so each run does not add another enabled client.
-        self._previous_demo = _previous_demo(state_dir)
+        self._previous_demo = previous_demo(state_dir)
         self.roles: dict[Role, Path] = {}
         self.redis: RedisServer | None = None
         self.children: list[Child] = []
@@ -256,10 +253,7 @@ class Stack:
             raise StackError(str(exc)) from None
 
     def _demo_client(self, redis_url: str) -> tuple[str, str]:
-        """The state folder's one demo client (all demo tasks, read, audit:read), as the
-        operator: the earlier run's if it still exists, is enabled and its secret still
-        holds (``--reset-demo-client``: with a new secret), else a new one. Its secret goes
-        to the 0600 ``stack.json`` only, never to the terminal."""
+        """The state folder's demo client (:mod:`taskgate.demo_client`), as the operator."""
         tls = RedisTLS(
             redis_url,
             self.certs.ca,
@@ -268,34 +262,11 @@ class Stack:
             username="operator",
             password=SecretStr(password_path(self.users_dir, "operator").read_text().strip()),
         )
-
-        async def demo() -> tuple[str, str]:
-            client = tls.async_client()
-            try:
-                keys = load_keys(self.state_dir / "keys", role="operator").state
-                return await self._reuse_or_create(ClientRegistry(client, keys))
-            finally:
-                await client.aclose()
-
-        return asyncio.run(demo())
-
-    async def _reuse_or_create(self, registry: ClientRegistry) -> tuple[str, str]:
-        previous = self._previous_demo
-        if previous is not None:
-            client_id, secret = previous
-            record = await registry.get(client_id)
-            if record is not None and not record.disabled:
-                if self.reset_demo_client:
-                    self.demo_note = f"demo client {client_id}: new secret (the old one is void)"
-                    return client_id, await registry.rotate_secret(client_id)
-                if await registry.authenticate(client_id, secret) is not None:
-                    self.demo_note = f"demo client {client_id}: reused from the last run"
-                    return client_id, secret
-                self.demo_note = f"demo client {client_id}: secret no longer valid, new secret"
-                return client_id, await registry.rotate_secret(client_id)
-        record, secret = await registry.create("demo", DEMO_SCOPES)
-        self.demo_note = f"demo client {record.client_id}: new"
-        return record.client_id, secret
+        demo = ensure_demo_client(
+            tls, self.state_dir / "keys", self._previous_demo, reset=self.reset_demo_client
+        )
+        self.demo_note = demo.note
+        return demo.client_id, demo.secret
 
     def _all(self) -> list[Child]:
         return [*self.children, *([self.redis.child] if self.redis else [])]
@@ -421,14 +392,3 @@ def _port_free(port: int) -> bool:
         except OSError:
             return False
     return True
-
-
-def _previous_demo(state_dir: Path) -> tuple[str, str] | None:
-    """The demo client id and secret a previous run left in ``stack.json``, if readable."""
-    try:
-        info = StackInfo.load(state_dir)
-    except StackFileError:
-        return None
-    if info.demo_client_id is None or info.demo_client_secret is None:
-        return None
-    return info.demo_client_id, info.demo_client_secret.get_secret_value()
