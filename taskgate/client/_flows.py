@@ -13,6 +13,7 @@ from __future__ import annotations
 import email.utils
 import json
 import random
+import ssl
 import time
 import uuid
 from collections.abc import Callable, Generator
@@ -67,6 +68,18 @@ def _retry_after(response: httpx.Response) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(0.0, when.timestamp() - time.time())
+
+
+def _untrusted(error: BaseException) -> bool:
+    """Whether ``error`` comes from a failed certificate check (not worth retrying)."""
+    seen: BaseException | None = error
+    for _ in range(8):
+        if seen is None:
+            return False
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _json(response: httpx.Response) -> Any:
@@ -141,6 +154,8 @@ class Flows:
             reply = yield Send(request)
             last = attempt == self.retries
             if isinstance(reply, httpx.TransportError):
+                if _untrusted(reply):  # the same certificate fails the same way again
+                    raise ConnectionFailed(self.base_url, "certificate not trusted") from None
                 if not retry_transport or last:
                     raise ConnectionFailed(self.base_url, type(reply).__name__) from None
                 delay = self._backoff(attempt)

@@ -3,6 +3,7 @@ it waits, when it gives up - the same for the blocking and the asyncio client.""
 
 from __future__ import annotations
 
+import ssl
 from typing import Any
 
 import httpx
@@ -179,3 +180,16 @@ def test_only_https_gateways() -> None:
 
     with pytest.raises(ValueError, match="HTTPS"):
         Client("http://gw.test", "demo-1a2b3c4d", "s3cret")
+
+
+def test_an_untrusted_certificate_is_not_retried() -> None:
+    """A certificate check that failed fails again: ConnectionFailed at once, no pause."""
+    try:
+        try:
+            raise ssl.SSLCertVerificationError("certificate verify failed")
+        except ssl.SSLError as cause:
+            raise httpx.ConnectError("tls") from cause
+    except httpx.ConnectError as exc:
+        error = exc
+    with pytest.raises(ConnectionFailed, match="certificate not trusted"):
+        _drive(_flows().get(TASK_ID), [error])  # one reply: a retry would find none
