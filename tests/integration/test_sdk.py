@@ -7,11 +7,12 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from certs.material import CertPaths
+from certs.material import CertPaths, init_certs
 from taskgate.client import (
     AsyncClient,
     Client,
@@ -258,3 +259,18 @@ def test_no_secret_in_reprs_or_messages(make_client: Any) -> None:
         seen += [str(error), repr(error), repr(error.args), repr(vars(error))]
     text = "\n".join(seen)
     _no_secret(text, api.secret, token)
+
+
+def test_a_gateway_signed_by_another_ca_is_refused_at_once(
+    make_client: Any, tmp_path: Path
+) -> None:
+    """The gateway's certificate does not verify against the CA given: ConnectionFailed
+    naming the certificate, without retries."""
+    init_certs(tmp_path / "other")
+    api: ApiClient = make_client()
+    other_ca = CertPaths(tmp_path / "other").ca
+    with (
+        Client(api.gateway.url, api.client_id, api.secret, ca_file=other_ca) as tg,
+        pytest.raises(ConnectionFailed, match="certificate not trusted"),
+    ):
+        tg.sign_in()
