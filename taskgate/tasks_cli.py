@@ -128,15 +128,15 @@ def _call(command: str, target: Target, operation: Callable[[Client], T]) -> T:
 
 
 def task_json(task: Task) -> dict[str, Any]:
-    """A task as the gateway's view: set fields only."""
-    return {k: v for k, v in dataclasses.asdict(task).items() if v is not None}
+    """A task for ``--json``: every field, null when unset, so scripts see one shape."""
+    return dataclasses.asdict(task)
 
 
 def _show(task: Task, as_json: bool) -> None:
     if as_json:
         echo_json(task_json(task))
         return
-    record = task_json(task)
+    record = {k: v for k, v in task_json(task).items() if v is not None}
     for stamp in ("submitted_at", "started_at", "finished_at"):
         if stamp in record:
             record[stamp] = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(record[stamp]))
