@@ -28,6 +28,18 @@ STATE_DIR_HELP = (
 )
 
 
+# Settings naming files elsewhere would mix another deployment's files into the stack's.
+_FILE_SETTINGS = (
+    "TASKGATE_CA_FILE",
+    "TASKGATE_CLIENT_CERT",
+    "TASKGATE_CLIENT_KEY",
+    "TASKGATE_REDIS_PASSWORD_FILE",
+    "TASKGATE_KEYS_DIR",
+    "TASKGATE_TLS_CERT",
+    "TASKGATE_TLS_KEY",
+)
+
+
 def _say(message: str) -> None:
     typer.echo(f"taskgate: {message}", err=True)
 
@@ -53,8 +65,8 @@ def use_stack_for_redis(state_dir: Path | None) -> StackInfo | None:
         return None
     os.environ["TASKGATE_REDIS_URL"] = info.redis_url
     os.environ["TASKGATE_STATE_DIR"] = str(info.state_dir.resolve())
-    for setting in ("TASKGATE_CA_FILE", "TASKGATE_CLIENT_CERT", "TASKGATE_CLIENT_KEY"):
-        os.environ.pop(setting, None)  # the role folder's own files, not another stack's
+    for setting in _FILE_SETTINGS:
+        os.environ.pop(setting, None)  # the stack's own files, at their defaults
     _say(f"{describe(info)} (redis {info.redis_url} as operator)")
     return info
 
