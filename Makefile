@@ -3,7 +3,8 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell sha1sum pyproject.toml 2>/dev/null | cut -c1-12)
-# sslyze in an environment of its own (it pins an older cryptography than the project's)
+# sslyze, the OpenAPI validator and client generator in an environment of their own (they
+# pin older cryptography, typer and httpx than the project's)
 TOOLS  ?= .venv-tools
 TOOLS_STAMP := $(TOOLS)/.installed-$(shell sha1sum pyproject.toml 2>/dev/null | cut -c1-12)
 
@@ -22,7 +23,7 @@ $(STAMP): pyproject.toml
 $(TOOLS_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(TOOLS)
 	$(TOOLS)/bin/pip install --quiet --upgrade pip
-	$(TOOLS)/bin/pip install --quiet 'sslyze>=6.3.1'
+	$(TOOLS)/bin/pip install --quiet 'sslyze>=6.3.1' 'openapi-python-client>=0.29.1' 'openapi-spec-validator>=0.7.1'
 	@rm -f $(TOOLS)/.installed-*
 	@touch $@
 

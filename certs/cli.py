@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
 
@@ -41,7 +42,10 @@ def init_command(
 
 
 @app.command("show")
-def show_command(state_dir: StateDir = Path(".taskgate")) -> None:
+def show_command(
+    state_dir: StateDir = Path(".taskgate"),
+    as_json: Annotated[bool, typer.Option("--json", help="Print exact JSON.")] = False,
+) -> None:
     """Show subject, SANs, expiry, days left and SHA-256 fingerprint of each certificate.
 
     Warns (on stderr) about each certificate that expires within 30 days;
@@ -51,7 +55,21 @@ def show_command(state_dir: StateDir = Path(".taskgate")) -> None:
     if not infos:
         typer.echo(f"no certificates in {state_dir / 'certs'}; run `taskgate certs init`", err=True)
         raise typer.Exit(1)
-    for info in infos:
+    if as_json:
+        rows = [
+            {
+                "file": info.file.name,
+                "subject": info.subject,
+                "issuer": info.issuer,
+                "sans": list(info.sans),
+                "not_after": f"{info.not_after:%Y-%m-%dT%H:%M:%SZ}",
+                "days_left": info.days_left,
+                "sha256": info.sha256,
+            }
+            for info in infos
+        ]
+        typer.echo(json.dumps(rows, indent=2))
+    for info in [] if as_json else infos:
         typer.echo(f"{info.file.name}")
         typer.echo(f"  subject   {info.subject}")
         typer.echo(f"  issuer    {info.issuer}")

@@ -29,13 +29,14 @@ from gateway.middleware import (
     RequestIdMiddleware,
     SecurityHeadersMiddleware,
 )
-from gateway.problems import document_transport_problems
+from gateway.problems import document_problem_schema, document_transport_problems
 from gateway.refusals import RefusalAggregator
 from gateway.routes_admin import build_admin_router
 from gateway.routes_metrics import build_metrics_router
 from gateway.routes_submit import submit_route
 from gateway.routes_tasks import COMMON_ERRORS, build_router
 from gateway.routes_token import build_token_limiter, build_token_router
+from gateway.schemas import Accepted
 from gateway.script_batcher import ScriptBatcher
 from gateway.settings import GatewaySettings
 from gateway.state import GatewayState
@@ -50,24 +51,16 @@ __all__ = ["app_from_env", "create_app"]
 
 ACCEPTED = {
     "description": "Accepted: queued for a worker",
+    "model": Accepted,
     "headers": {
         "Location": {"schema": {"type": "string"}, "description": "The task's status URL"},
+        "Idempotent-Replayed": {
+            "schema": {"type": "string", "enum": ["true"]},
+            "description": "Set when a reused Idempotency-Key found the task accepted before",
+        },
         "RateLimit-Limit": {"schema": {"type": "integer"}},
         "RateLimit-Remaining": {"schema": {"type": "integer"}},
         "RateLimit-Reset": {"schema": {"type": "integer"}},
-    },
-    "content": {
-        "application/json": {
-            "schema": {
-                "type": "object",
-                "required": ["id", "status", "links"],
-                "properties": {
-                    "id": {"type": "string", "format": "uuid"},
-                    "status": {"type": "string", "enum": ["queued"]},
-                    "links": {"type": "object", "properties": {"self": {"type": "string"}}},
-                },
-            }
-        }
     },
 }
 SUBMIT_ERRORS: dict[int | str, dict[str, Any]] = {
@@ -332,12 +325,16 @@ def _install_openapi(app: FastAPI, catalogue: Catalogue) -> None:
             for path in spec.secret_fields:
                 _mark_secret(schema, path.split("."))
             schemas.update(schema.pop("$defs", {}))
+            # Titled by the task, not the payload model: tasks may share a model, and code
+            # generators name their classes by title.
+            schema["title"] = _schema_name(spec.name)
             schemas[_schema_name(spec.name)] = schema
         doc["components"]["securitySchemes"] = {
             "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT or admin token"}
         }
         doc["security"] = [{"bearer": []}]
         document_transport_problems(doc)
+        document_problem_schema(doc)
         app.openapi_schema = doc
         return doc
 

@@ -18,6 +18,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from gateway.problems import problem
+from gateway.schemas import Liveness, Ready
 from workers.contract.heartbeat import live_workers
 
 __all__ = ["Readiness", "router"]
@@ -98,7 +99,13 @@ class Readiness:
 PUBLIC: dict[str, Any] = {"security": []}
 
 
-@router.get("/healthz", summary="Liveness: the process is up", openapi_extra=PUBLIC)
+@router.get(
+    "/healthz",
+    summary="Liveness: the process is up",
+    response_model=None,
+    responses={200: {"model": Liveness, "description": "Up"}},
+    openapi_extra=PUBLIC,
+)
 async def healthz() -> dict[str, str]:
     """Always 200 while the process serves requests; touches no dependency."""
     return {"status": "ok"}
@@ -107,7 +114,11 @@ async def healthz() -> dict[str, str]:
 @router.get(
     "/readyz",
     summary="Readiness: Redis answers over TLS and at least one worker's heartbeat is recent",
-    responses={503: {"description": "A check failed", "content": {"application/problem+json": {}}}},
+    response_model=None,
+    responses={
+        200: {"model": Ready, "description": "Ready"},
+        503: {"description": "A check failed", "content": {"application/problem+json": {}}},
+    },
     openapi_extra=PUBLIC,
 )
 async def readyz(request: Request) -> Any:

@@ -6,7 +6,15 @@ from typing import Any
 
 from fastapi.responses import JSONResponse
 
-__all__ = ["PROBLEM_JSON", "PROBLEM_TYPE_BASE", "document_transport_problems", "problem"]
+from gateway.schemas import Problem
+
+__all__ = [
+    "PROBLEM_JSON",
+    "PROBLEM_TYPE_BASE",
+    "document_problem_schema",
+    "document_transport_problems",
+    "problem",
+]
 
 PROBLEM_JSON = "application/problem+json"
 PROBLEM_TYPE_BASE = "https://taskgate.dev/problems/"
@@ -57,3 +65,20 @@ def document_transport_problems(doc: dict[str, Any]) -> None:
             )
             if "{" in path:
                 responses.setdefault("404", {"description": "Nothing by that name", **content})
+
+
+def document_problem_schema(doc: dict[str, Any]) -> None:
+    """Give every problem+json answer in ``doc`` the named ``Problem`` schema."""
+    schemas = doc.setdefault("components", {}).setdefault("schemas", {})
+    problem_schema = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+    schemas.update(problem_schema.pop("$defs", {}))
+    schemas["Problem"] = problem_schema
+    ref = {"$ref": "#/components/schemas/Problem"}
+    for item in doc.get("paths", {}).values():
+        for operation in item.values():
+            if not isinstance(operation, dict):
+                continue
+            for response in operation.get("responses", {}).values():
+                media = response.get("content", {}).get(PROBLEM_JSON)
+                if isinstance(media, dict) and not media.get("schema"):
+                    media["schema"] = dict(ref)

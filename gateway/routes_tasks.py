@@ -21,6 +21,7 @@ from gateway.deps import (
 )
 from gateway.errors import ApiError
 from gateway.revocation import revoke
+from gateway.schemas import Cancellation, Catalogue, TaskPage, TaskView
 from gateway.state import GatewayState
 from gateway.stored import trusted_record
 from security.errors import TaskgateError
@@ -47,6 +48,10 @@ COMMON_ERRORS: dict[int | str, dict[str, Any]] = {
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"description": "No such task (or not the caller's)", **PROBLEM}
 }
+# A task's error is shown while it describes the task's current state: an attempt that
+# failed and will be retried, or the final failure. A later attempt that runs or succeeds
+# leaves the worker's record of the earlier failure behind; it is not shown then.
+_ERROR_STATES = frozenset({"retried", "failed", "dead_lettered"})
 
 
 async def client_or_admin(request: Request, state: State) -> Principal | None:
@@ -116,9 +121,17 @@ def task_view(task_id: str, record: dict[str, str]) -> dict[str, Any]:
     for stamp in ("submitted_at", "started_at", "finished_at"):
         if record.get(stamp):
             view[stamp] = float(record[stamp])
-    if record.get("error"):
-        view["error"] = record["error"]
+    error = record.get("error")
+    if error and view["status"] in _ERROR_STATES:
+        view["error"] = task_error(error, view["attempts"])
     return view
+
+
+def task_error(text: str, attempt: int) -> dict[str, Any]:
+    """The one shape of a task's error: a kind (the text up to ``;``), the worker's short
+    redacted text, and the attempt it belongs to."""
+    kind = text.split(";", 1)[0].split(" (", 1)[0].strip() or "error"
+    return {"type": kind[:100], "detail": text[:300], "attempt": attempt}
 
 
 def _just_finished(view: dict[str, Any], window: float = 60.0) -> bool:
@@ -126,14 +139,14 @@ def _just_finished(view: dict[str, Any], window: float = 60.0) -> bool:
     return isinstance(finished, float) and time.time() - finished < window
 
 
-def _result_summary(doc: dict[str, Any]) -> dict[str, Any]:
+def _result_summary(doc: dict[str, Any], attempts: int) -> dict[str, Any]:
     status = doc.get("status")
     if status == "SUCCESS":
         return {"result": doc.get("result")}
     if status == "FAILURE":
         result = doc.get("result")
         kind = result.get("exc_type", "Error") if isinstance(result, dict) else "Error"
-        return {"error": {"type": str(kind)[:100]}}
+        return {"error": {"type": str(kind)[:100], "detail": None, "attempt": attempts}}
     return {}
 
 
@@ -149,7 +162,7 @@ async def _add_result(state: GatewayState, task_id: str, view: dict[str, Any]) -
             raise ApiError(
                 500, "Internal error", "the result could not be opened", kind="internal"
             ) from None
-        view.update(_result_summary(doc))
+        view.update(_result_summary(doc, view["attempts"]))
     elif view["status"] == "succeeded" and _just_finished(view):
         # The worker records success just before Celery stores the result: for that
         # instant the task is still finishing - never "succeeded" without its result.
@@ -160,7 +173,12 @@ def build_router() -> APIRouter:
     """The /v1/tasks routes (per-task submit routes are added by ``submit_route``)."""
     router = APIRouter(prefix="/v1/tasks", tags=["tasks"], responses=COMMON_ERRORS)
 
-    @router.get("/catalog", summary="Tasks the caller may submit, with their JSON Schemas")
+    @router.get(
+        "/catalog",
+        summary="Tasks the caller may submit, with their JSON Schemas",
+        response_model=None,
+        responses={200: {"model": Catalogue, "description": "The caller's tasks"}},
+    )
     async def catalog(who: Client, state: State) -> dict[str, Any]:
         # A full client check (revoked token, disabled client), not only the signature.
         items = []
@@ -186,7 +204,12 @@ def build_router() -> APIRouter:
             )
         return {"tasks": items}
 
-    @router.get("", summary="The caller's own tasks, newest first")
+    @router.get(
+        "",
+        summary="The caller's own tasks, newest first",
+        response_model=None,
+        responses={200: {"model": TaskPage, "description": "One page of tasks"}},
+    )
     async def list_tasks(
         who: TasksReader,
         state: State,
@@ -224,7 +247,8 @@ def build_router() -> APIRouter:
     @router.get(
         "/{task_id:task_id}",
         summary="State, timings and (for the owner) the result",
-        responses=NOT_FOUND,
+        response_model=None,
+        responses={200: {"model": TaskView, "description": "The task"}, **NOT_FOUND},
     )
     async def get_task(
         task_id: TaskId, who: OwnerOrAdmin, state: State, request_id: RequestId
@@ -245,7 +269,9 @@ def build_router() -> APIRouter:
             "running and declared `cancellable`; the worker stops it and its status "
             "becomes `revoked`. A running task that is not cancellable is left running."
         ),
+        response_model=None,
         responses={
+            202: {"model": Cancellation, "description": "Revoked, or cancelling"},
             **NOT_FOUND,
             409: {
                 "description": "The task already finished, or runs and is not cancellable",

@@ -27,6 +27,7 @@ from gateway.clientip import client_ip
 from gateway.clients import Client, is_valid_client_id, scope_allows
 from gateway.deps import RequestId, State
 from gateway.errors import ApiError
+from gateway.schemas import TokenResponse
 from gateway.settings import GatewaySettings
 from gateway.state import GatewayState
 from gateway.stored import refuse_stored
@@ -244,7 +245,9 @@ def build_token_router(limiter: Limiter, settings: GatewaySettings) -> APIRouter
     @router.post(
         "/v1/token",
         summary="OAuth2 client-credentials grant: a short-lived access token",
+        response_model=None,
         responses={
+            200: {"model": TokenResponse, "description": "The access token"},
             400: {
                 "description": "invalid_request (missing or malformed fields) / invalid_scope /"
                 " unsupported_grant_type",

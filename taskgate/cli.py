@@ -7,12 +7,22 @@ import typer
 from certs.cli import app as certs_app
 from gateway.cli import serve_command
 from taskgate.audit_cli import app as audit_app
+from taskgate.cli_output import CliGroup
 from taskgate.clients_cli import app as clients_app
 from taskgate.dlq_cli import app as dlq_app
 from taskgate.keys_cli import app as keys_app
 from taskgate.redis_cli import app as redis_app
 from taskgate.stack import up_command
 from taskgate.stats_cli import stats_command
+from taskgate.tasks_cli import (
+    TASK_EXIT_CODES,
+    cancel_command,
+    catalog_command,
+    status_command,
+    submit_command,
+    tasks_command,
+    wait_command,
+)
 from taskgate.token_cli import token_command
 from workers.cli import worker_command
 
@@ -20,6 +30,7 @@ __all__ = ["app"]
 
 app = typer.Typer(
     name="taskgate",
+    cls=CliGroup,
     help="Security-hardened task gateway: HTTPS API in front, Celery workers behind, TLS between.",
     no_args_is_help=True,
     add_completion=False,
@@ -36,3 +47,12 @@ app.add_typer(dlq_app, name="dlq")
 app.add_typer(redis_app, name="redis")
 app.command("token")(token_command)
 app.command("stats")(stats_command)
+for _name, _command in (
+    ("submit", submit_command),
+    ("status", status_command),
+    ("wait", wait_command),
+    ("tasks", tasks_command),
+    ("cancel", cancel_command),
+    ("catalog", catalog_command),
+):
+    app.command(_name, epilog=TASK_EXIT_CODES)(_command)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
+import time
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
@@ -17,6 +17,7 @@ from security.audit import AsyncAuditWriter, AuditRecord, Outcome
 from security.config import load_settings
 from security.errors import ConfigError
 from security.keystore import KeyRing
+from taskgate.cli_output import AsJson, echo_json, echo_record, echo_table
 from workers.contract import metrics as m
 from workers.contract.keys import METRICS_OPERATOR
 
@@ -60,20 +61,35 @@ def _run(
 
 
 @app.command("list")
-def list_command(limit: Annotated[int, typer.Option(help="How many, newest first.")] = 50) -> None:
+def list_command(
+    limit: Annotated[int, typer.Option(help="How many, newest first.")] = 50,
+    as_json: AsJson = False,
+) -> None:
     """List dead letters: id, task, owner, attempts, reason (never the payload)."""
     items, _ = _run(
         "admin.dlq.list", "dead-letters", lambda c, _k, _s: deadletters.list_dead(c, limit=limit)
     )
-    for dead in items:
-        typer.echo(json.dumps(dead.public()))
+    rows = [dead.public() for dead in items]
+    if as_json:
+        echo_json(rows)
+        return
+    for row in rows:
+        row["dead_at"] = _when(row.get("dead_at"))
+    echo_table(
+        rows,
+        ["id", "task", "owner", "attempts", "replays", "dead_at", "reason"],
+        empty="no dead letters",
+    )
 
 
 @app.command("inspect")
-def inspect_command(task_id: str) -> None:
+def inspect_command(task_id: str, as_json: AsJson = False) -> None:
     """Show one dead letter's metadata."""
     dead = _run("admin.dlq.inspect", task_id, lambda c, _k, _s: deadletters.inspect(c, task_id))
-    typer.echo(json.dumps(dead.public(), indent=2))
+    if as_json:
+        echo_json(dead.public())
+    else:
+        echo_record({**dead.public(), "dead_at": _when(dead.public().get("dead_at"))})
 
 
 @app.command("requeue")
@@ -97,3 +113,10 @@ def purge_command(task_id: str) -> None:
     """Delete a dead letter and its stored secrets."""
     _run("admin.dlq.purge", task_id, lambda c, _k, _s: deadletters.purge(c, task_id))
     typer.echo(f"purged {task_id}")
+
+
+def _when(stamp: object) -> str:
+    """A Unix time as local date and time (``-`` if absent)."""
+    if not isinstance(stamp, int | float):
+        return "-"
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(stamp))

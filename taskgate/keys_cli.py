@@ -12,6 +12,7 @@ from security.errors import KeyRingError
 from security.keyexport import bundle_files, export_keys
 from security.keys import Purpose, SigningKey, SymmetricKey
 from security.keystore import KeyRing, init_keys, list_keys, retire_key, rotate_keys
+from taskgate.cli_output import AsJson, echo_json, echo_table
 
 __all__ = ["app"]
 
@@ -56,19 +57,32 @@ def _current(ring: KeyRing) -> list[SymmetricKey | SigningKey]:
 
 
 @app.command("list")
-def list_command(state_dir: StateDir = Path(".taskgate"), keys_dir: KeysDir = None) -> None:
+def list_command(
+    state_dir: StateDir = Path(".taskgate"), keys_dir: KeysDir = None, as_json: AsJson = False
+) -> None:
     """List key ids, purpose, creation time, state and fingerprint (never material)."""
     try:
         infos = list_keys(_folder(state_dir, keys_dir))
     except KeyRingError as exc:
         raise _fail(exc) from None
-    typer.echo(f"{'kid':<44} {'purpose':<14} {'created':<21} {'state':<8} fingerprint")
-    for info in infos:
-        state = "retired" if info.retired else "live"
-        typer.echo(
-            f"{info.kid:<44} {info.purpose!s:<14} {info.created_at:<21} {state:<8} "
-            f"{info.fingerprint}"
-        )
+    rows = [
+        {
+            "kid": info.kid,
+            "purpose": str(info.purpose),
+            "created": info.created_at,
+            "state": "retired" if info.retired else "live",
+            "fingerprint": info.fingerprint,
+        }
+        for info in infos
+    ]
+    if as_json:
+        echo_json(rows)
+        return
+    echo_table(
+        rows,
+        ["kid", "purpose", "created", "state", "fingerprint"],
+        empty="no keys; run `taskgate keys init`",
+    )
 
 
 @app.command("rotate")

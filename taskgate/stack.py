@@ -19,7 +19,6 @@ the same users.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 import signal
@@ -35,14 +34,14 @@ import typer
 from pydantic import SecretStr
 
 from certs.material import CertPaths, init_certs
-from gateway.clients import ClientRegistry
 from gateway.settings import GatewaySettings
 from security.config import load_settings
 from security.errors import ConfigError, KeyRingError
 from security.keys import Role
-from security.keystore import init_keys, load_keys
+from security.keystore import init_keys
 from security.passwords import hash_admin_token, new_admin_token
 from security.tls import RedisTLS
+from taskgate.demo_client import DEMO_SCOPES, ensure_demo_client, previous_demo
 from taskgate.procs import Child, free_port, start_child, taskgate_argv
 from taskgate.redis_server import (
     APPENDFSYNC,
@@ -68,7 +67,6 @@ __all__ = ["Stack", "up_command"]
 
 READY_TIMEOUT = 90.0
 DEMO_MODULES = '["workers.demo.email","workers.demo.report","workers.demo.image"]'
-DEMO_SCOPES = "tasks:submit:* tasks:read audit:read"
 # Key sources that would hand every child the same keys (the full folder `up` made, or
 # another): never passed on, each child loads its own bundle.
 _SHARED_KEYS = ("TASKGATE_KEYS_DIR", "TASKGATE_KEYS_FILES_DIR", "TASKGATE_ADMIN_TOKEN_FILE")
@@ -81,11 +79,22 @@ class StackError(RuntimeError):
 class Stack:
     """The processes of one local stack and how to stop them."""
 
-    def __init__(self, state_dir: Path, *, admin_token_file: Path | None = None) -> None:
+    def __init__(
+        self,
+        state_dir: Path,
+        *,
+        admin_token_file: Path | None = None,
+        reset_demo_client: bool = False,
+    ) -> None:
         # Absolute: redis-server changes into its data folder before reading cert paths.
         self.state_dir = state_dir.resolve()
         self.certs = CertPaths(state_dir / "certs")
         self.admin_token_file = admin_token_file
+        self.reset_demo_client = reset_demo_client
+        self.demo_note = ""
+        # The demo client of an earlier run, from the stack.json it left (read before it is
+        # rewritten): reused, so each run does not add another enabled client.
+        self._previous_demo = previous_demo(state_dir)
         self.roles: dict[Role, Path] = {}
         self.redis: RedisServer | None = None
         self.children: list[Child] = []
@@ -244,8 +253,7 @@ class Stack:
             raise StackError(str(exc)) from None
 
     def _demo_client(self, redis_url: str) -> tuple[str, str]:
-        """Register a demo client (all demo tasks, read, audit:read) as the operator; its
-        secret goes to the 0600 ``stack.json`` only, never to the terminal."""
+        """The state folder's demo client (:mod:`taskgate.demo_client`), as the operator."""
         tls = RedisTLS(
             redis_url,
             self.certs.ca,
@@ -254,17 +262,11 @@ class Stack:
             username="operator",
             password=SecretStr(password_path(self.users_dir, "operator").read_text().strip()),
         )
-
-        async def create() -> tuple[str, str]:
-            client = tls.async_client()
-            try:
-                keys = load_keys(self.state_dir / "keys", role="operator").state
-                record, secret = await ClientRegistry(client, keys).create("demo", DEMO_SCOPES)
-            finally:
-                await client.aclose()
-            return record.client_id, secret
-
-        return asyncio.run(create())
+        demo = ensure_demo_client(
+            tls, self.state_dir / "keys", self._previous_demo, reset=self.reset_demo_client
+        )
+        self.demo_note = demo.note
+        return demo.client_id, demo.secret
 
     def _all(self) -> list[Child]:
         return [*self.children, *([self.redis.child] if self.redis else [])]
@@ -316,12 +318,20 @@ def up_command(
         Path | None,
         typer.Option(help="Also write the admin token to this file (0600); default: print only."),
     ] = None,
+    reset_demo_client: Annotated[
+        bool,
+        typer.Option(
+            "--reset-demo-client", help="Give the demo client a new secret (the old one stops)."
+        ),
+    ] = False,
 ) -> None:
     """Start the whole local stack: TLS Redis, a worker and the HTTPS gateway."""
     if port == 0 or not _port_free(port):
         port = free_port()
     stack = Stack(
-        state_dir, admin_token_file=None if admin_token_file is None else admin_token_file.resolve()
+        state_dir,
+        admin_token_file=None if admin_token_file is None else admin_token_file.resolve(),
+        reset_demo_client=reset_demo_client,
     )
     stop_requested: list[int] = []
 
@@ -335,7 +345,7 @@ def up_command(
         info = stack.start(port=port, concurrency=concurrency)
         stack_json = state_dir / "stack.json"
         write_stack_json(stack_json, info)
-        print_summary(info, stack_json, stack.admin_token)
+        print_summary(info, stack_json, stack.admin_token, demo_note=stack.demo_note)
         while not stop_requested:
             dead = stack.dead_child()
             if dead is not None:

@@ -34,7 +34,9 @@ def write_stack_json(path: Path, info: dict[str, Any]) -> None:
     path.chmod(0o600)
 
 
-def print_summary(info: dict[str, Any], stack_json: Path, admin_token: str) -> None:
+def print_summary(
+    info: dict[str, Any], stack_json: Path, admin_token: str, *, demo_note: str = ""
+) -> None:
     ca = info["ca_file"]
     url = info["gateway_url"]
     payload = (
@@ -64,7 +66,13 @@ def print_summary(info: dict[str, Any], stack_json: Path, admin_token: str) -> N
         ' | grep -Eq \'"status":"(succeeded|failed|dead_lettered|revoked)"\'; do sleep 1; done',
         f'  curl -s --cacert {ca} -H "Authorization: Bearer $TOKEN" {url}/v1/tasks/$ID',
         "",
-        f"Demo client and SMTP sink credentials: {stack_json} (mode 0600).",
+        "Or with the CLI (on PATH once the virtual environment is active:"
+        " `source .venv/bin/activate`):",
+        f"  taskgate submit report.generate{_state_dir_option(stack_json)} --data '{payload}'"
+        " --wait",
+        "",
+        f"Demo client and SMTP sink credentials: {stack_json} (mode 0600)"
+        + (f"; {demo_note}." if demo_note else "."),
         _admin_line(info, admin_token),
         "Press Ctrl-C to stop everything.",
     ]
@@ -75,3 +83,14 @@ def _admin_line(info: dict[str, Any], admin_token: str) -> str:
     if info.get("admin_token_file"):
         return f"Admin token: in {info['admin_token_file']} (mode 0600)."
     return f"Admin token (shown once, stored nowhere): {admin_token}"
+
+
+def _state_dir_option(stack_json: Path) -> str:
+    """`` --state-dir DIR`` unless the CLI finds the folder by itself (./.taskgate)."""
+    folder = stack_json.parent
+    try:
+        if folder.resolve() == (Path.cwd() / ".taskgate").resolve():
+            return ""
+    except OSError:
+        pass
+    return f" --state-dir {folder}"

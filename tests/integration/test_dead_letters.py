@@ -113,7 +113,7 @@ def test_always_failing_task_is_dead_lettered_after_four_attempts_with_growing_d
     assert len(stack.vault_keys(task_id)) == 1, "the secret is kept for a requeue"
     status = owner.get(f"/v1/tasks/{task_id}").json()
     assert status["status"] == "dead_lettered"
-    assert status["error"] == {"type": "ConnectionError"}
+    assert status["error"] == {"type": "ConnectionError", "detail": None, "attempt": 4}
     listed = admin.get("/v1/admin/dead-letters").json()["items"]
     mine = [item for item in listed if item["id"] == task_id]
     assert len(mine) == 1
@@ -157,7 +157,7 @@ def test_cli_inspects_requeues_and_purges_a_dead_letter_each_audited(
     _dead(stack, task_id, runs=2)
     runner = CliRunner()
 
-    shown = runner.invoke(app, ["dlq", "inspect", task_id], env=stack.env)
+    shown = runner.invoke(app, ["dlq", "inspect", task_id, "--json"], env=stack.env)
     assert shown.exit_code == 0, shown.output
     assert f'"id": "{task_id}"' in shown.output
     requeued = runner.invoke(app, ["dlq", "requeue", task_id], env=stack.env)

@@ -209,7 +209,7 @@ def _assert_failed_for_good_at_once(
 ) -> None:
     """An input the task refuses fails at once: no retry, no dead letter (replay is futile)."""
     assert view["status"] == "failed", view
-    assert view["error"] == {"type": error}
+    assert view["error"] == {"type": error, "detail": None, "attempt": 1}
     assert view["attempts"] == 1
     with stack.redis_client() as client:
         assert not client.exists(dlq_key(task_id))

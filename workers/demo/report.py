@@ -56,11 +56,14 @@ def _not_an_integer(value: Any) -> Any:
     return value
 
 
+# The bounds come before the validator: after it, pydantic cannot express them in JSON
+# Schema and writes its own names (``ge``/``le``) instead of ``minimum``/``maximum``. A
+# BeforeValidator runs before the inner checks wherever it is listed.
 Real = Annotated[
     float,
-    BeforeValidator(_not_an_integer),
     Strict(),
     Field(allow_inf_nan=False, ge=-1e300, le=1e300),
+    BeforeValidator(_not_an_integer),
 ]
 Cell = Integer | Real | Annotated[str, CleanStr(max_length=200)] | None
 Number = int | float
