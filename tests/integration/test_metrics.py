@@ -132,14 +132,17 @@ def deployment(
     admin_token: str,
 ) -> Iterator[Deployment]:
     """Its own Redis, two gateway processes and two worker processes."""
+    folder = tmp_path_factory.mktemp("metrics")
     timings = {
         **SHORT_TIMINGS,
         "TASKGATE_METRICS_FLUSH_INTERVAL": "0.5",
         "TASKGATE_AUDIT_ANCHOR_INTERVAL": "1",  # signed checkpoints: their age is a gauge
         "TASKGATE_HEARTBEAT_INTERVAL": "1",  # running-task counts travel with the beats
+        # Its checkpoints stay in its own folder, not the session stack's anchor file.
+        "TASKGATE_AUDIT_ARCHIVE_DIR": str(folder / "archive"),
     }
     with stack_with_gateway(
-        tmp_path_factory.mktemp("metrics"),
+        folder,
         pki=pki,
         stack_env=stack_env,
         admin_token=admin_token,
