@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import os
 from pathlib import Path
-from typing import Any, ClassVar, Self, TypeVar
+from typing import Any, ClassVar, Literal, Self, TypeVar
 
 from pydantic import SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -62,6 +62,12 @@ class CommonSettings(BaseSettings):
     # <state_dir>/redis-users/<username>.password. Never a command-line argument.
     redis_password_file: Path | None = None
     redis_password: SecretStr | None = None
+    # Log lines as JSON objects or plain text; auto: text on a terminal, else JSON
+    # (security.logformat).
+    log_format: Literal["json", "text", "auto"] = "auto"
+    # Report errors to Sentry (optional extra ``taskgate[sentry]``); unset: sentry-sdk is
+    # never imported. A secret: it holds the project's key.
+    sentry_dsn: SecretStr | None = None
 
     @model_validator(mode="after")
     def _refuse_unsafe(self) -> Self:

@@ -14,6 +14,7 @@ from celery import Celery
 from celery.app import trace
 
 from security.keystore import KeyRing
+from workers import lifecycle_log
 from workers.cancel import cancel_watcher
 from workers.catalogue import Catalogue, default_catalogue, load_task_modules
 from workers.execution import register_catalogue
@@ -135,6 +136,7 @@ def create_celery(
     )
     system.register(app)
     register_catalogue(app, tasks)
+    lifecycle_log.install()  # one log event per step of a task's life
     # Stops running cancellable tasks that were cancelled (workers/cancel.py).
     app.steps["worker"].add(cancel_watcher(settings.cancel_check_interval))
     install_sweeper(app, settings, app.taskgate_runtime)  # type: ignore[attr-defined]

@@ -33,6 +33,7 @@ def worker_command(
     if loglevel:
         overrides["loglevel"] = loglevel
     from workers.app import create_celery
+    from workers.lifecycle_log import configure_worker_logging
 
     try:
         settings = load_settings(WorkerSettings, **overrides)
@@ -41,10 +42,14 @@ def worker_command(
     except ConfigError as exc:
         typer.echo(f"taskgate worker: refused: {exc}", err=True)
         raise typer.Exit(2) from None
+    # Celery then sets up logging our way (JSON or text, its per-task lines replaced).
+    chosen = configure_worker_logging(settings.log_format, settings.loglevel)
     with redis_tls.client(socket_timeout=5, socket_connect_timeout=5) as client:
         warn_if_admin(client, "the worker")
     app.worker_main(
         [
+            # JSON lines only: no start-up banner (printed, not logged) on the same stream.
+            *(["--quiet"] if chosen == "json" else []),
             "worker",
             f"--loglevel={settings.loglevel}",
             f"--concurrency={settings.concurrency}",

@@ -47,6 +47,7 @@ from celery.exceptions import TimeLimitExceeded
 from celery.worker import state
 from celery.worker.request import Request
 
+from workers import lifecycle_log
 from workers.transport import QoS, recorded_by_gate
 from workers.wire import TASK_CONTENT_TYPE
 
@@ -119,7 +120,8 @@ class SealedRequest(Request):
         log.error("hard time limit exceeded for %s[%s]; its run was stopped", self.name, self.id)
         task: Any = self.task  # a SealedTask (checked by _ours_to_settle)
         try:
-            task.stopped_at_time_limit(self.id, self.kwargs)
+            if task.stopped_at_time_limit(self.id, self.kwargs):
+                lifecycle_log.ended_in_main_process(self, "dead_lettered", "TimeLimitExceeded")
         except Exception as exc:  # noqa: BLE001 - any failure: leave the message to come back
             log.warning(
                 "task %s: could not dead-letter it after its time limit (%s); message put back",
