@@ -19,6 +19,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from security.errors import ConfigError, KeyRingError
 from security.keystore import KeyRing, Role, load_keys, load_keys_from_env, load_keys_from_files
+from security.sentry_scrub import check_dsn
 from security.tls import (
     RedisTLS,
     check_private_key,
@@ -101,6 +102,8 @@ class CommonSettings(BaseSettings):
         if self.redis_password_file is None:
             path = self.state_dir / "redis-users" / f"{username}.password"
             self.__dict__["redis_password_file"] = path
+        if self.sentry_dsn is not None:
+            check_dsn(self.sentry_dsn.get_secret_value(), setting=env_name("sentry_dsn"))
         return self
 
     def _redis_password(self) -> SecretStr:

@@ -34,6 +34,7 @@ def worker_command(
         overrides["loglevel"] = loglevel
     from workers.app import create_celery
     from workers.lifecycle_log import configure_worker_logging
+    from workers.sentry_setup import init_sentry
 
     try:
         settings = load_settings(WorkerSettings, **overrides)
@@ -44,6 +45,12 @@ def worker_command(
         raise typer.Exit(2) from None
     # Celery then sets up logging our way (JSON or text, its per-task lines replaced).
     chosen = configure_worker_logging(settings.log_format, settings.loglevel)
+    dsn = settings.sentry_dsn
+    try:
+        init_sentry(dsn.get_secret_value() if dsn is not None else None)  # no DSN: not loaded
+    except ConfigError as exc:
+        typer.echo(f"taskgate worker: refused: {exc}", err=True)
+        raise typer.Exit(2) from None
     with redis_tls.client(socket_timeout=5, socket_connect_timeout=5) as client:
         warn_if_admin(client, "the worker")
     app.worker_main(

@@ -271,9 +271,7 @@ def configure_worker_logging(log_format: str, loglevel: str | int = "INFO") -> s
     used (``json`` or ``text``)."""
 
     def setup(loglevel: Any = loglevel, **_: Any) -> str:
-        return configure_logging(
-            log_format, loglevel or "INFO", filters=[CeleryTaskLinesFilter()]
-        )
+        return configure_logging(log_format, loglevel or "INFO", filters=[CeleryTaskLinesFilter()])
 
     chosen = setup()
     signals.setup_logging.connect(setup, weak=False, dispatch_uid=f"{_UID}.setup")

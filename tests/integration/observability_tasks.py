@@ -49,9 +49,7 @@ def rejects(payload: Canary) -> dict[str, object]:
     raise InputRejectedError(f"refusing {_quoted(payload)}", reason="input_refused")
 
 
-@task(
-    "obs.flaky", schema=Canary, secret_fields=("token",), rate_limit=RATE, retry=RETRY_ONCE
-)
+@task("obs.flaky", schema=Canary, secret_fields=("token",), rate_limit=RATE, retry=RETRY_ONCE)
 def flaky(payload: Canary) -> dict[str, object]:
     """Fail the first run with a retryable error quoting both canaries, then succeed."""
     if not current_task.request.retries:

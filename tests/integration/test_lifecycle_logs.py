@@ -102,7 +102,7 @@ def test_json_lifecycle_events_carry_their_fields_and_the_request_id(
         assert names[0] == "task.received", names
         assert "task.started" in names
         for event in steps:
-            assert LIFECYCLE_FIELDS <= event.keys(), event
+            assert event.keys() >= LIFECYCLE_FIELDS, event
             assert event["task_name"] == name
             assert event["queue"] == "taskgate"
             assert event["request_id"] == request_id
