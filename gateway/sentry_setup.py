@@ -30,9 +30,6 @@ def init_sentry(dsn: str | None) -> bool:
         ) from None
     sentry_sdk.init(
         **client_options(dsn),
-        integrations=[
-            StarletteIntegration(transaction_style="url"),
-            FastApiIntegration(transaction_style="url"),
-        ],
+        integrations=[StarletteIntegration(), FastApiIntegration()],
     )
     return True

@@ -108,6 +108,9 @@ def scrub_event(event: dict[str, Any], _hint: Any = None) -> dict[str, Any]:
                     mechanism.pop("data", None)
             for frame in (value.get("stacktrace") or {}).get("frames") or []:
                 frame.pop("vars", None)
+    transaction = event.get("transaction")
+    if isinstance(transaction, str):
+        event["transaction"] = transaction.split("?", 1)[0]
     logentry = event.get("logentry")
     if isinstance(logentry, dict):
         template = logentry.get("message")

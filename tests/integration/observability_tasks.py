@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from celery import current_task
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from security.errors import InputRejectedError
 from workers.catalogue import RetryPolicy, task
@@ -68,3 +68,24 @@ def always_retries(payload: Canary) -> dict[str, object]:
     """Fail every run with a retryable error quoting both canaries: retried, then
     dead-lettered."""
     raise ConnectionError(f"could not reach {_quoted(payload)}")
+
+
+class Exploding(BaseModel):
+    """A schema whose validator fails with an unexpected error quoting its input: the
+    gateway answers 500 and reports it (the error is not a validation error)."""
+
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
+    note: Annotated[str, Field(max_length=200)] = ""
+    token: SecretStr | None = None
+
+    @field_validator("note")
+    @classmethod
+    def _explode(cls, value: str) -> str:
+        raise RuntimeError(f"validator blew up on {value}")
+
+
+@task("obs.explodes", schema=Exploding, secret_fields=("token",), rate_limit=RATE)
+def explodes(payload: Exploding) -> dict[str, object]:  # pragma: no cover - never admitted
+    """Never runs: the gateway fails validating its payload."""
+    return {"note": payload.note}
