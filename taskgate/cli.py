@@ -9,6 +9,7 @@ from gateway.cli import serve_command
 from taskgate.audit_cli import app as audit_app
 from taskgate.clients_cli import app as clients_app
 from taskgate.dlq_cli import app as dlq_app
+from taskgate.flower_cli import flower_command
 from taskgate.keys_cli import app as keys_app
 from taskgate.redis_cli import app as redis_app
 from taskgate.stack import up_command
@@ -34,3 +35,4 @@ app.add_typer(clients_app, name="clients")
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(redis_app, name="redis")
 app.command("token")(token_command)
+app.command("flower")(flower_command)

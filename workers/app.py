@@ -2,8 +2,9 @@
 
 TLS-only broker and result backend, an ``accept_content`` allow-list without pickle,
 late acks with reject-on-worker-lost and prefetch 1 so a killed worker loses nothing,
-a visibility timeout above the longest run, no extended results, no events, and no
-remote control (anyone who can write to Redis could otherwise command the workers).
+a visibility timeout above the longest run, no extended results, task events only when
+``TASKGATE_TASK_EVENTS`` asks (placeholders instead of values), and no remote control
+(anyone who can write to Redis could otherwise command the workers).
 """
 
 from __future__ import annotations
@@ -91,7 +92,8 @@ def celery_config(settings: WorkerSettings) -> dict[str, Any]:
         "task_default_routing_key": DEFAULT_QUEUE,
         "result_extended": False,  # would copy args/kwargs into the result backend
         "result_expires": settings.result_ttl,
-        "worker_send_task_events": False,
+        # Events carry placeholders only (workers.request.SealedRequest.send_event).
+        "worker_send_task_events": settings.task_events,
         "task_send_sent_event": False,
         "worker_enable_remote_control": False,
         "worker_hijack_root_logger": True,

@@ -64,7 +64,8 @@ def worker_command(
             "--pool=prefork",
             "--without-gossip",
             "--without-mingle",
-            "--without-heartbeat",
+            # Worker heartbeats are events too: Flower needs them to show workers online.
+            *([] if settings.task_events else ["--without-heartbeat"]),
             f"--hostname=taskgate@%h-{os.getpid()}",
         ]
     )

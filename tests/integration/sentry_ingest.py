@@ -77,7 +77,7 @@ def sentry_ingest() -> Iterator[Ingest]:
             self.end_headers()
             self.wfile.write(b"{}")
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib name
+        def log_message(self, *_args: Any) -> None:  # quiet: the test reads the bodies
             return
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
