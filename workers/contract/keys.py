@@ -29,13 +29,13 @@ from security.vault import VAULT_PREFIX
 
 __all__ = [
     "ALL_TASKS",
-    "BINDING_DEADLINES",
     "AUDIT_BASE",
     "AUDIT_HEAD",
     "AUDIT_REFUSALS_PREFIX",
     "AUDIT_STREAM",
     "AUDIT_TURN",
     "AUDIT_VERIFY_LIMIT_PREFIX",
+    "BINDING_DEADLINES",
     "CLIENTS_SET",
     "CLIENT_PREFIX",
     "DEFAULT_QUEUE",
