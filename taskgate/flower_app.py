@@ -74,11 +74,12 @@ class _NoInspection:
 
     inspect_methods = ("stats", "active_queues", "registered", "conf")
 
-    def __init__(self) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.workers: dict[str, dict[str, Any]] = collections.defaultdict(dict)
+        self._loop = loop  # Flower asks once before its loop runs
 
     def inspect(self, workername: str | None = None) -> asyncio.Future[None]:  # noqa: ARG002
-        future: asyncio.Future[None] = asyncio.get_event_loop().create_future()
+        future: asyncio.Future[None] = self._loop.create_future()
         future.set_result(None)
         return future
 
@@ -110,7 +111,7 @@ class TaskgateFlower(Flower):  # type: ignore[misc]  # flower ships no type hint
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.inspector = _NoInspection()
+        self.inspector = _NoInspection(self.io_loop.asyncio_loop)
         swap = {
             monitor.Metrics: _AuthenticatedMetrics,
             monitor.Healthcheck: _AuthenticatedHealthcheck,

@@ -175,6 +175,11 @@ def test_no_flower_page_or_api_answer_holds_a_canary(flower: FlowerRun) -> None:
     everything = "\n".join(bodies)
     for name in PATHS:
         assert name in everything
+    # Nor a credential: Flower's own password, the monitor's Redis password.
+    state = Path(flower.stack.env["TASKGATE_STATE_DIR"])
+    redis_password = (state / "redis-users" / "monitor.password").read_text().strip()
+    for secret in (flower.password, redis_password):
+        assert secret not in everything
     assert "flower_events_total" in everything  # /metrics answered, after login
     log = flower.child.log_path.read_text(errors="replace")
     for canary in flower.canaries.all():
