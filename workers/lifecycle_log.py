@@ -202,6 +202,11 @@ def _on_postrun(task_id: Any = None, task: Any = None, state: Any = None, **_: A
     run, _slot.run = _slot.run, None
     if task is None or getattr(task, "spec", None) is None:  # built-in tasks (system.ping)
         return
+    if state is None:
+        # Cut off mid-run (stopped at the hard time limit, the worker shutting down): the
+        # main process decides and says what happens (``ended_in_main_process``), or the
+        # message comes back.
+        return
     runtime = time.perf_counter() - run.started if run is not None else None
     outcome = (run.outcome if run is not None else None) or _BY_STATE.get(str(state), "ended")
     if state == "SUCCESS":

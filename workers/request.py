@@ -152,6 +152,7 @@ class SealedRequest(Request):
         try:
             if task.stopped_at_time_limit(self.id, self.kwargs):
                 lifecycle_log.ended_in_main_process(self, "dead_lettered", "TimeLimitExceeded")
+                self.send_event("task-failed", exception="TimeLimitExceeded", traceback="")
         except Exception as exc:  # noqa: BLE001 - any failure: leave the message to come back
             log.warning(
                 "task %s: could not dead-letter it after its time limit (%s); message put back",
@@ -180,6 +181,8 @@ def _type_name(exception: Any) -> str:
     exception (``"ValueError('ValueError')"``) - the name before the parenthesis only."""
     if isinstance(exception, BaseException):
         return type(exception).__name__
+    if str(exception).isidentifier():  # already a type's name
+        return str(exception)
     match = _REPR_TYPE.match(str(exception))
     return match.group(1).rsplit(".", 1)[-1] if match else "Error"
 

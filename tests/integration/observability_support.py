@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
+import secrets
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,12 +30,15 @@ PATHS = {
     "obs.rejects": "failed",
     "obs.flaky": "succeeded",
     "obs.always_retries": "dead_lettered",
+    "obs.hangs": "dead_lettered",  # stopped at its hard time limit
 }
 
 
 @dataclass
 class Canaries:
-    payload: str = field(default_factory=lambda: f"canarypayload{uuid.uuid4().hex}")
+    # Digits, not hex: a long random hex string in a field not declared secret is what
+    # the leak guard refuses (high entropy) - the payload canary must pass it.
+    payload: str = field(default_factory=lambda: f"canary-payload-{secrets.randbelow(10**9):09d}")
     secret: str = field(default_factory=lambda: f"canarysecret{uuid.uuid4().hex}")
 
     def all(self) -> tuple[str, str]:

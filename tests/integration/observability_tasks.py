@@ -4,9 +4,11 @@ in the return value and in exception messages."""
 
 from __future__ import annotations
 
+import time
 from typing import Annotated
 
 from celery import current_task
+from celery.exceptions import SoftTimeLimitExceeded
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from security.errors import InputRejectedError
@@ -68,6 +70,24 @@ def always_retries(payload: Canary) -> dict[str, object]:
     """Fail every run with a retryable error quoting both canaries: retried, then
     dead-lettered."""
     raise ConnectionError(f"could not reach {_quoted(payload)}")
+
+
+@task(
+    "obs.hangs",
+    schema=Canary,
+    secret_fields=("token",),
+    rate_limit=RATE,
+    soft_time_limit=1,
+    time_limit=2,
+)
+def hangs(payload: Canary) -> dict[str, object]:
+    """Outlive the hard time limit (the soft limit's exception swallowed): the worker's main
+    process dead-letters it."""
+    try:
+        time.sleep(10)
+    except SoftTimeLimitExceeded:
+        time.sleep(10)
+    return {"echo": _quoted(payload)}  # pragma: no cover - killed before
 
 
 class Exploding(BaseModel):

@@ -109,8 +109,9 @@ def test_json_lifecycle_events_carry_their_fields_and_the_request_id(
         started = next(e for e in steps if e["event"] == "task.started")
         assert started["queue_wait"] >= 0
         last = steps[-1]
-        assert last["runtime"] >= 0
         assert last["event"] == f"task.{last['outcome']}"
+        if name != "obs.hangs":  # its pool process was killed: no runtime measured
+            assert last["runtime"] >= 0
     outcome = {tid: by_task[tid][-1] for tid in run.tasks}
     finals = {run.tasks[tid][0]: e for tid, e in outcome.items()}
     assert finals["obs.echo"]["outcome"] == "succeeded"
@@ -121,6 +122,8 @@ def test_json_lifecycle_events_carry_their_fields_and_the_request_id(
     assert finals["obs.rejects"]["failure_type"] == "InputRejectedError"
     assert finals["obs.always_retries"]["outcome"] == "dead_lettered"
     assert finals["obs.always_retries"]["failure_type"] == "ConnectionError"
+    assert finals["obs.hangs"]["outcome"] == "dead_lettered"
+    assert finals["obs.hangs"]["failure_type"] == "TimeLimitExceeded"
     flaky = next(tid for tid, (n, _r) in run.tasks.items() if n == "obs.flaky")
     retried = [e for e in by_task[flaky] if e["event"] == "task.retried"]
     assert len(retried) == 1
