@@ -46,3 +46,23 @@ def test_with_a_dsn_sentry_sdk_is_loaded_by_the_worker_set_up() -> None:
         timeout=60,
     )
     assert result.stdout.strip() == "True"
+
+
+def test_a_dsn_without_sentry_sdk_installed_is_refused() -> None:
+    """With a DSN but no sentry-sdk, both set-ups refuse to start (fail closed), naming the
+    extra to install."""
+    script = (
+        "import sys\nsys.modules['sentry_sdk'] = None  # as if not installed\n"
+        "from security.errors import ConfigError\n"
+        "from gateway.sentry_setup import init_sentry as g\n"
+        "from workers.sentry_setup import init_sentry as w\n"
+        "for init in (g, w):\n"
+        "    try:\n"
+        "        init('https://k@sentry.example/1')\n"
+        "    except ConfigError as exc:\n"
+        "        print('refused', 'taskgate[sentry]' in str(exc))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert result.stdout.split() == ["refused", "True", "refused", "True"]
