@@ -8,6 +8,7 @@ inside one folder (default ``<state_dir>/certs``)::
     gateway-client.pem / -key.pem           gateway -> Redis client (clientAuth)
     worker-client.pem / -key.pem            worker -> Redis client (clientAuth)
     operator-client.pem / -key.pem          operator CLI -> Redis client (clientAuth)
+    monitor-client.pem / -key.pem           Flower -> Redis client (clientAuth)
     https.pem / https-key.pem               the gateway's HTTPS listener (serverAuth)
 
 Private keys are written 0600 and atomically (temp file + rename), so a crash never
@@ -60,6 +61,7 @@ LEAVES: tuple[Leaf, ...] = (
     Leaf("gateway-client", "taskgate gateway", server=False),
     Leaf("worker-client", "taskgate worker", server=False),
     Leaf("operator-client", "taskgate operator", server=False),
+    Leaf("monitor-client", "taskgate monitor", server=False),
     Leaf("https", "taskgate gateway https", server=True),
 )
 

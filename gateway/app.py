@@ -38,6 +38,7 @@ from gateway.routes_tasks import COMMON_ERRORS, build_router
 from gateway.routes_token import build_token_limiter, build_token_router
 from gateway.schemas import Accepted
 from gateway.script_batcher import ScriptBatcher
+from gateway.sentry_setup import init_sentry
 from gateway.settings import GatewaySettings
 from gateway.state import GatewayState
 from gateway.submit import IDEMPOTENCY_KEY
@@ -343,4 +344,7 @@ def _install_openapi(app: FastAPI, catalogue: Catalogue) -> None:
 
 def app_from_env() -> FastAPI:
     """uvicorn factory: settings from ``TASKGATE_*`` at worker start, not at import."""
-    return create_app(GatewaySettings())
+    settings = GatewaySettings()
+    dsn = settings.sentry_dsn
+    init_sentry(dsn.get_secret_value() if dsn is not None else None)  # no DSN: not loaded
+    return create_app(settings)

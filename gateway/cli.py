@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from typing import Annotated
 
 import typer
@@ -32,6 +33,12 @@ def serve_command(
         settings = load_settings(GatewaySettings, **overrides)
         settings.key_ring("gateway")  # refuse missing or exposed keys before binding the port
         redis_tls = settings.redis  # and a missing or exposed Redis password
+        if settings.sentry_dsn is not None and importlib.util.find_spec("sentry_sdk") is None:
+            raise ConfigError(  # checked here: each uvicorn process starts Sentry itself
+                "TASKGATE_SENTRY_DSN",
+                "is set but sentry-sdk is not installed",
+                "pip install 'taskgate[sentry]'",
+            )
     except ConfigError as exc:
         typer.echo(f"taskgate serve: refused: {exc}", err=True)
         raise typer.Exit(2) from None

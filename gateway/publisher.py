@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from workers.contract.keys import result_key
-from workers.wire import GATEWAY_COPY
+from workers.wire import GATEWAY_COPY, REQUEST_ID_HEADER
 
 __all__ = ["OutgoingTask", "encode_message", "result_key"]
 
@@ -42,6 +42,9 @@ class OutgoingTask:
     # gate takes the task: the worker's gate, not its consumer, then records the delivery
     # as in flight (``workers.transport``). Set only where the copy is written.
     copied: bool = False
+    # The gateway request that submitted it (``X-Request-ID``): a header, so the worker's
+    # log events of this task name the same id (``workers.lifecycle_log``).
+    request_id: str | None = None
 
 
 def encode_message(task: OutgoingTask) -> bytes:
@@ -49,12 +52,16 @@ def encode_message(task: OutgoingTask) -> bytes:
 
     ``argsrepr``/``kwargsrepr`` are fixed placeholders: the payload never appears in
     headers, events, logs or Flower. The document is the same for every message of one
-    task declaration but for the task id, body and delivery tag: those are spliced into a
-    cached template (they are a UUID, base64 and a UUID: nothing to escape).
+    task declaration but for the task id, body, request id and delivery tag: those are
+    spliced into a cached template (a UUID, base64, ``[A-Za-z0-9._:-]`` and a UUID:
+    nothing to escape).
     """
-    if not _UUID.fullmatch(task.task_id):
+    request_id = task.request_id or ""
+    if not _UUID.fullmatch(task.task_id) or not (
+        not request_id or _REQUEST_ID.fullmatch(request_id)
+    ):
         return _encode(task, task.task_id, _b64(task.body), str(uuid.uuid4()))
-    parts = _template(
+    parts, markers = _template(
         task.name,
         task.content_type,
         task.queue,
@@ -62,16 +69,25 @@ def encode_message(task: OutgoingTask) -> bytes:
         soft_time_limit=task.soft_time_limit,
         expires=task.expires,
         copied=task.copied,
+        with_request_id=bool(request_id),
     )
     tid = task.task_id.encode()
-    return b"".join(
-        (parts[0], _b64(task.body).encode(), parts[1], tid, parts[2], tid, parts[3], tid,
-         parts[4], str(uuid.uuid4()).encode(), parts[5])
-    )  # fmt: skip
+    values = {
+        _BODY: _b64(task.body).encode(),
+        _TID: tid,
+        _RID: request_id.encode(),
+        _TAG: str(uuid.uuid4()).encode(),
+    }
+    out = [parts[0]]
+    for marker, part in zip(markers, parts[1:], strict=True):
+        out += (values[marker], part)
+    return b"".join(out)
 
 
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _BODY, _TID, _TAG = "@@body@@", "@@00000000-0000-0000-0000-000000000000@@", "@@tag@@"
+_RID = "@@rid@@"
 
 
 def _b64(body: bytes) -> str:
@@ -88,17 +104,21 @@ def _template(
     soft_time_limit: float | None,
     expires: str | None,
     copied: bool,
-) -> tuple[bytes, ...]:
-    """The message with markers where the variable fields go, split at the markers."""
+    with_request_id: bool,
+) -> tuple[tuple[bytes, ...], tuple[str, ...]]:
+    """The message split at the markers where the variable fields go, and the markers."""
     task = OutgoingTask(
-        _TID, name, b"", content_type, queue, soft_time_limit, time_limit, expires, copied
-    )
+        _TID, name, b"", content_type, queue, soft_time_limit, time_limit, expires, copied,
+        _RID if with_request_id else None,
+    )  # fmt: skip
     text = _encode(task, _TID, _BODY, _TAG).decode()
-    pieces = re.split(f"({re.escape(_BODY)}|{re.escape(_TID)}|{re.escape(_TAG)})", text)
-    markers = pieces[1::2]
-    if markers != [_BODY, _TID, _TID, _TID, _TAG]:  # pragma: no cover - layout below changed
+    split = "|".join(re.escape(m) for m in (_BODY, _TID, _TAG, _RID))
+    pieces = re.split(f"({split})", text)
+    markers = tuple(pieces[1::2])
+    expected = [_BODY, _TID, _TID, *([_RID] if with_request_id else []), _TID, _TAG]
+    if list(markers) != expected:  # pragma: no cover - layout below changed
         raise RuntimeError(f"unexpected message layout: {markers}")
-    return tuple(piece.encode() for piece in pieces[0::2])
+    return tuple(piece.encode() for piece in pieces[0::2]), markers
 
 
 def _encode(task: OutgoingTask, task_id: str, body: str, tag: str) -> bytes:
@@ -123,6 +143,8 @@ def _encode(task: OutgoingTask, task_id: str, body: str, tag: str) -> bytes:
         "stamped_headers": None,
         "stamps": {},
     }
+    if task.request_id:
+        headers[REQUEST_ID_HEADER] = task.request_id
     properties: dict[str, Any] = {
         "correlation_id": task_id,
         "reply_to": "",

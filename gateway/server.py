@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import uvicorn
@@ -9,6 +10,7 @@ from uvicorn.supervisors import Multiprocess
 
 from gateway.accesslog import install_access_log_filter
 from gateway.header_guard import GuardedHttpToolsProtocol, HeadLimits
+from gateway.logging_setup import configure_gateway_logging
 from gateway.settings import GatewaySettings
 from security.tls import server_context
 
@@ -23,10 +25,13 @@ class TLSConfig(uvicorn.Config):
     """
 
     head_limits: HeadLimits = HeadLimits()
+    log_format: str = "auto"  # TASKGATE_LOG_FORMAT (gateway.logging_setup)
 
     def configure_logging(self) -> None:
         # Runs in the supervisor and again in every worker process (uvicorn's subprocess start).
         super().configure_logging()
+        level = logging.getLogger("uvicorn.error").level or logging.INFO
+        configure_gateway_logging(self.log_format, level)
         install_access_log_filter()
 
     def load(self) -> None:
@@ -52,6 +57,7 @@ def serve(settings: GatewaySettings, *, log_level: str = "info", **extra: Any) -
         http=GuardedHttpToolsProtocol,
         **extra,
     )
+    config.log_format = settings.log_format
     config.head_limits = HeadLimits(
         max_bytes=settings.max_header_bytes,
         max_count=settings.max_header_count,

@@ -206,6 +206,7 @@ def enqueue_writes(ctx: Submission, state: GatewayState) -> list[Write]:
             soft_time_limit=spec.soft_time_limit,
             time_limit=spec.time_limit,
             copied=True,  # the copy is written below
+            request_id=ctx.request_id,
         )
     )
     ttl, record_ttl = str(settings.envelope_ttl), str(settings.envelope_ttl + settings.result_ttl)

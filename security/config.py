@@ -12,13 +12,14 @@ from __future__ import annotations
 import functools
 import os
 from pathlib import Path
-from typing import Any, ClassVar, Self, TypeVar
+from typing import Any, ClassVar, Literal, Self, TypeVar
 
 from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from security.errors import ConfigError, KeyRingError
 from security.keystore import KeyRing, Role, load_keys, load_keys_from_env, load_keys_from_files
+from security.sentry_scrub import check_dsn
 from security.tls import (
     RedisTLS,
     check_private_key,
@@ -64,6 +65,12 @@ class CommonSettings(BaseSettings):
     redis_password: SecretStr | None = None
     # How often each process moves its metric counts to Redis (``workers.contract.metrics``).
     metrics_flush_interval: float = Field(default=1.0, gt=0, le=60)
+    # Log lines as JSON objects or plain text; auto: text on a terminal, else JSON
+    # (security.logformat).
+    log_format: Literal["json", "text", "auto"] = "auto"
+    # Report errors to Sentry (optional extra ``taskgate[sentry]``); unset: sentry-sdk is
+    # never imported. A secret: it holds the project's key.
+    sentry_dsn: SecretStr | None = None
 
     @model_validator(mode="after")
     def _refuse_unsafe(self) -> Self:
@@ -97,6 +104,8 @@ class CommonSettings(BaseSettings):
         if self.redis_password_file is None:
             path = self.state_dir / "redis-users" / f"{username}.password"
             self.__dict__["redis_password_file"] = path
+        if self.sentry_dsn is not None:
+            check_dsn(self.sentry_dsn.get_secret_value(), setting=env_name("sentry_dsn"))
         return self
 
     def _redis_password(self) -> SecretStr:

@@ -10,6 +10,7 @@ from taskgate.audit_cli import app as audit_app
 from taskgate.cli_output import CliGroup
 from taskgate.clients_cli import app as clients_app
 from taskgate.dlq_cli import app as dlq_app
+from taskgate.flower_cli import flower_command
 from taskgate.keys_cli import app as keys_app
 from taskgate.redis_cli import app as redis_app
 from taskgate.stack import up_command
@@ -56,3 +57,4 @@ for _name, _command in (
     ("catalog", catalog_command),
 ):
     app.command(_name, epilog=TASK_EXIT_CODES)(_command)
+app.command("flower")(flower_command)

@@ -2,8 +2,9 @@
 
 TLS-only broker and result backend, an ``accept_content`` allow-list without pickle,
 late acks with reject-on-worker-lost and prefetch 1 so a killed worker loses nothing,
-a visibility timeout above the longest run, no extended results, no events, and no
-remote control (anyone who can write to Redis could otherwise command the workers).
+a visibility timeout above the longest run, no extended results, task events only when
+``TASKGATE_TASK_EVENTS`` asks (placeholders instead of values), and no remote control
+(anyone who can write to Redis could otherwise command the workers).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from celery import Celery
 from celery.app import trace
 
 from security.keystore import KeyRing
+from workers import lifecycle_log
 from workers.cancel import cancel_watcher
 from workers.catalogue import Catalogue, default_catalogue, load_task_modules
 from workers.execution import register_catalogue
@@ -92,7 +94,8 @@ def celery_config(settings: WorkerSettings) -> dict[str, Any]:
         "task_default_routing_key": DEFAULT_QUEUE,
         "result_extended": False,  # would copy args/kwargs into the result backend
         "result_expires": settings.result_ttl,
-        "worker_send_task_events": False,
+        # Events carry placeholders only (workers.request.SealedRequest.send_event).
+        "worker_send_task_events": settings.task_events,
         "task_send_sent_event": False,
         "worker_enable_remote_control": False,
         "worker_hijack_root_logger": True,
@@ -139,6 +142,7 @@ def create_celery(
     install_metrics(app, app.taskgate_runtime.metrics)  # type: ignore[attr-defined]
     system.register(app)
     register_catalogue(app, tasks)
+    lifecycle_log.install()  # one log event per step of a task's life
     # Stops running cancellable tasks that were cancelled (workers/cancel.py).
     app.steps["worker"].add(cancel_watcher(settings.cancel_check_interval))
     install_sweeper(app, settings, app.taskgate_runtime)  # type: ignore[attr-defined]

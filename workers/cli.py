@@ -33,6 +33,8 @@ def worker_command(
     if loglevel:
         overrides["loglevel"] = loglevel
     from workers.app import create_celery
+    from workers.lifecycle_log import configure_worker_logging
+    from workers.sentry_setup import init_sentry
 
     try:
         settings = load_settings(WorkerSettings, **overrides)
@@ -41,10 +43,20 @@ def worker_command(
     except ConfigError as exc:
         typer.echo(f"taskgate worker: refused: {exc}", err=True)
         raise typer.Exit(2) from None
+    # Celery then sets up logging our way (JSON or text, its per-task lines replaced).
+    chosen = configure_worker_logging(settings.log_format, settings.loglevel)
+    dsn = settings.sentry_dsn
+    try:
+        init_sentry(dsn.get_secret_value() if dsn is not None else None)  # no DSN: not loaded
+    except ConfigError as exc:
+        typer.echo(f"taskgate worker: refused: {exc}", err=True)
+        raise typer.Exit(2) from None
     with redis_tls.client(socket_timeout=5, socket_connect_timeout=5) as client:
         warn_if_admin(client, "the worker")
     app.worker_main(
         [
+            # JSON lines only: no start-up banner (printed, not logged) on the same stream.
+            *(["--quiet"] if chosen == "json" else []),
             "worker",
             f"--loglevel={settings.loglevel}",
             f"--concurrency={settings.concurrency}",
@@ -52,7 +64,8 @@ def worker_command(
             "--pool=prefork",
             "--without-gossip",
             "--without-mingle",
-            "--without-heartbeat",
+            # Worker heartbeats are events too: Flower needs them to show workers online.
+            *([] if settings.task_events else ["--without-heartbeat"]),
             f"--hostname=taskgate@%h-{os.getpid()}",
         ]
     )

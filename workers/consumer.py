@@ -15,6 +15,7 @@ from celery.worker.consumer import Consumer
 from kombu.message import Message
 
 from security.errors import TaskgateError
+from workers import lifecycle_log
 from workers.runtime import WorkerRuntime
 
 __all__ = ["AuditingConsumer", "refusal_reason"]
@@ -48,6 +49,7 @@ class AuditingConsumer(Consumer):
     def _refused(self, message: Message, exc: BaseException | None, what: str) -> None:
         task_id, name = _headers(message)
         reason = refusal_reason(exc)
+        lifecycle_log.refused_message(task_id, name, reason)
         log.warning(
             "refused %s message %s[%s] (content-type %s): %s",
             what,
@@ -78,6 +80,7 @@ class AuditingConsumer(Consumer):
     def on_unknown_task(self, body: Any, message: Message, exc: Exception) -> None:
         task_id, name = _headers(message)
         log.warning("refused message for unregistered task %s[%s]", name, task_id)
+        lifecycle_log.refused_message(task_id, name, "unknown_task")
         runtime = getattr(self.app, "taskgate_runtime", None)
         if isinstance(runtime, WorkerRuntime):
             try:

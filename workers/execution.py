@@ -46,7 +46,7 @@ from pydantic import ValidationError
 from security.audit import Earlier, Write
 from security.errors import InputRejectedError, TaskgateError
 from security.vault import reference_ids, resolve_secrets, vault_key
-from workers import cancel
+from workers import cancel, lifecycle_log
 from workers.catalogue import Catalogue, TaskSpec
 from workers.deadletters import dead_letter
 from workers.lifecycle import Gate, GateCall
@@ -85,6 +85,7 @@ class SealedTask(Task[Any, Any]):
         """Audit and log the refusal, then reject the message without requeue."""
         task_id = str(self.request.id)
         log.warning("refused task %s[%s]: %s", self.name, task_id, detail)
+        lifecycle_log.note("refused", reason=reason)
         try:
             _runtime(self.app).audit(
                 "task.refused", target=task_id, outcome="denied", reason=reason
@@ -226,6 +227,7 @@ class SealedTask(Task[Any, Any]):
                 spec, payload, origin, attempt, vault, delivery=delivery, sent=sent
             )
         runtime.metrics.started(queued_since(origin.issued_at, request.eta, time.time()))
+        lifecycle_log.admitted(self, origin.issued_at)
         try:
             if spec.cancellable:
                 with cancel.interruptible():
@@ -378,6 +380,7 @@ class SealedTask(Task[Any, Any]):
             runtime.audit(
                 "task.revoked", target=task_id, outcome="ok", reason="revoked before start"
             )
+            lifecycle_log.note("revoked")
             raise Ignore()
         if gate.ended:
             # Its seal's final marker is set: a run of this very message already ended for
@@ -444,6 +447,7 @@ class SealedTask(Task[Any, Any]):
         """Audit a revocation that arrived while the task ran (its record already says
         revoked, its secrets are gone) and end the run: acknowledged, no result stored."""
         log.info("task %s[%s] revoked: %s", self.name, task_id, reason)
+        lifecycle_log.note("revoked")
         _runtime(self.app).audit("task.revoked", target=task_id, outcome="ok", reason=reason)
         raise Ignore()
 
@@ -524,6 +528,7 @@ def _bury(
 ) -> None:
     """Dead-letter the task, still sealed, with its secrets kept for a requeue; record it
     ``dead_lettered`` with the redacted ``reason``; audit it."""
+    lifecycle_log.note("dead_lettered", failure_type=reason)
     dead_letter(
         runtime.client(),
         task_id=task_id,

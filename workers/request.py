@@ -39,6 +39,7 @@ put back.
 from __future__ import annotations
 
 import logging
+import re
 import weakref
 from functools import partial
 from typing import Any
@@ -47,10 +48,11 @@ from celery.exceptions import TimeLimitExceeded
 from celery.worker import state
 from celery.worker.request import Request
 
+from workers import lifecycle_log
 from workers.transport import QoS, recorded_by_gate
 from workers.wire import TASK_CONTENT_TYPE
 
-__all__ = ["DELIVERY_TAG", "GATE_DELIVERY", "SealedRequest", "settles_on_success"]
+__all__ = ["DELIVERY_TAG", "GATE_DELIVERY", "SEALED", "SealedRequest", "settles_on_success"]
 
 log = logging.getLogger("taskgate.worker")
 
@@ -67,7 +69,8 @@ def settles_on_success(task: Any) -> bool:
 
 
 class SealedRequest(Request):
-    """A request whose sealed body reaches the pool already opened."""
+    """A request whose sealed body reaches the pool already opened, and whose Celery
+    events (``TASKGATE_TASK_EVENTS``) carry placeholders instead of values."""
 
     def __init__(self, message: Any, *args: Any, **kwargs: Any) -> None:
         super().__init__(message, *args, **kwargs)
@@ -89,6 +92,34 @@ class SealedRequest(Request):
             # generated, noting first whether the task returned. A weak reference, so the
             # request does not keep itself alive through its own attribute.
             me.on_success = partial(_note_return, weakref.ref(self), type(self).on_success)
+
+    @property
+    def argsrepr(self) -> str:
+        """What ``task-received`` events (Flower) show as arguments, whatever the message
+        says (a message need not come from the gateway to be received)."""
+        return SEALED
+
+    @property
+    def kwargsrepr(self) -> str:
+        return SEALED
+
+    def send_event(self, type: str, **fields: Any) -> None:
+        """A task event without values: a result becomes :data:`SEALED`, an exception its
+        type's name (it is already a redacted stand-in: ``workers.redaction``), no
+        traceback text; ``task-started`` names the queue."""
+        if "result" in fields:
+            fields["result"] = SEALED
+        if "exception" in fields:
+            fields["exception"] = _type_name(fields["exception"])
+        if "traceback" in fields:
+            fields["traceback"] = ""
+        for name in ("args", "kwargs"):
+            if name in fields:
+                fields[name] = SEALED
+        if type == "task-started":  # received events say no queue; Flower shows this one
+            info = self.delivery_info or {}
+            fields.setdefault("routing_key", info.get("routing_key"))
+        super().send_event(type, **fields)
 
     def on_failure(
         self, exc_info: Any, send_failed_event: bool = True, return_ok: bool = False
@@ -119,7 +150,9 @@ class SealedRequest(Request):
         log.error("hard time limit exceeded for %s[%s]; its run was stopped", self.name, self.id)
         task: Any = self.task  # a SealedTask (checked by _ours_to_settle)
         try:
-            task.stopped_at_time_limit(self.id, self.kwargs)
+            if task.stopped_at_time_limit(self.id, self.kwargs):
+                lifecycle_log.ended_in_main_process(self, "dead_lettered", "TimeLimitExceeded")
+                self.send_event("task-failed", exception="TimeLimitExceeded", traceback="")
         except Exception as exc:  # noqa: BLE001 - any failure: leave the message to come back
             log.warning(
                 "task %s: could not dead-letter it after its time limit (%s); message put back",
@@ -137,6 +170,21 @@ class SealedRequest(Request):
             if isinstance(qos, QoS):
                 qos.settled_by_task(message.delivery_tag)
         super().acknowledge()
+
+
+SEALED = "(sealed)"
+_REPR_TYPE = re.compile(r"^([A-Za-z_][A-Za-z0-9_.]*)\(")
+
+
+def _type_name(exception: Any) -> str:
+    """The exception's type from what Celery puts in an event: ``safe_repr`` of the
+    exception (``"ValueError('ValueError')"``) - the name before the parenthesis only."""
+    if isinstance(exception, BaseException):
+        return type(exception).__name__
+    if str(exception).isidentifier():  # already a type's name
+        return str(exception)
+    match = _REPR_TYPE.match(str(exception))
+    return match.group(1).rsplit(".", 1)[-1] if match else "Error"
 
 
 def _gate_delivery(message: Any) -> list[str] | None:

@@ -52,6 +52,10 @@ class WorkerSettings(CommonSettings):
     # gateway counts a worker whose last beat is older than the lapse as gone.
     heartbeat_interval: float = Field(default=5.0, gt=0, le=60)
     heartbeat_lapse: float = Field(default=15.0, gt=0, le=300)
+    # Celery task events for Flower (`taskgate flower`): names, states, runtimes, workers
+    # and queues; arguments, results and exception messages are sealed placeholders
+    # (workers.request). Off: nothing is published.
+    task_events: bool = False
 
     @model_validator(mode="after")
     def _beats_within_lapse(self) -> Self:

@@ -67,6 +67,7 @@ __all__ = [
     "PING_TASK",
     "REPLAY_MARGIN",
     "REPLAY_WINDOW",
+    "REQUEST_ID_HEADER",
     "RESULT_BINDING",
     "RESULT_CONTENT_TYPE",
     "SWEEP_LOCK",
@@ -96,6 +97,9 @@ TASK_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]
 # the worker's start gate records the first delivery as in flight, from the copy, instead
 # of the consumer (``workers.transport``).
 GATEWAY_COPY = "taskgate_copy"
+# A broker message header: the id of the gateway request that submitted the task, so the
+# worker's log events name it too (``workers.lifecycle_log``). Correlation metadata only.
+REQUEST_ID_HEADER = "taskgate_request_id"
 
 
 def decode_record(raw: dict[Any, Any]) -> dict[str, str]:

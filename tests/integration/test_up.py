@@ -70,7 +70,7 @@ def _check_redis_users(info: dict[str, object], state: Path) -> None:
     """stack.json names each role's Redis user, certificate, key and 0600 password file;
     Redis's ACL file (0600) holds only hashes of those passwords."""
     users = dict(info["redis_users"])  # type: ignore[call-overload]
-    assert set(users) == {"gateway", "worker", "operator"}
+    assert set(users) == {"gateway", "worker", "operator", "monitor"}
     acl = (state / "redis" / "users.acl").read_text()
     assert (state / "redis" / "users.acl").stat().st_mode & 0o777 == 0o600
     assert (state / "redis-users").stat().st_mode & 0o777 == 0o700

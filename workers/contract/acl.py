@@ -122,6 +122,24 @@ ROLE_COMMANDS: Final[Mapping[Role, tuple[str, ...]]] = {
         "xadd",
         "xtrim",  # `taskgate audit archive` trims what it archived
     ),
+    # Flower (`taskgate flower`): listens to task events, reads queue lengths; holds no
+    # key of any kind, so nothing it can read opens
+    "monitor": (
+        *_CONNECTION,
+        "sadd",  # kombu binds Flower's event queue to the event exchange ...
+        "srem",  # ... and unbinds it on exit,
+        "del",  # ... deleting the (always empty) queue list
+        "smembers",
+        "zadd",  # ... and keeps its binding alive by deadline (kombu's binding scripts:
+        "zrangebyscore",  # TIME, ZADD, ZRANGEBYSCORE, EXISTS, DEL, ZREM)
+        "zrem",
+        "exists",
+        "llen",  # queue lengths (Flower's broker page)
+        "psubscribe",
+        "punsubscribe",
+        "subscribe",
+        "unsubscribe",
+    ),
 }
 
 

@@ -11,9 +11,10 @@ callers need one). Keys that ``security/`` builds stay defined there (``security
 not import ``workers``); this module imports their names instead.
 
 Roles: ``gateway`` (HTTP API), ``worker`` (Celery workers), ``operator`` (the CLI and
-admin tooling). A compromised worker must not be able to forge what the gateway acts on:
-client records, token revocations, idempotency records, rate-limit counters, the owner
-index; and it may only append to the audit stream.
+admin tooling), ``monitor`` (Flower: task events and queue lengths, nothing else).
+A compromised worker must not be able to forge what the gateway acts on: client records,
+token revocations, idempotency records, rate-limit counters, the owner index; and it may
+only append to the audit stream.
 """
 
 from __future__ import annotations
@@ -34,11 +35,16 @@ __all__ = [
     "AUDIT_STREAM",
     "AUDIT_TURN",
     "AUDIT_VERIFY_LIMIT_PREFIX",
+    "BINDING_DEADLINES",
     "CLIENTS_SET",
     "CLIENT_PREFIX",
     "DEFAULT_QUEUE",
     "DLQ_INDEX",
     "DONE_PREFIX",
+    "EVENT_BINDINGS",
+    "EVENT_BINDINGS_PERMANENT",
+    "EVENT_CHANNELS",
+    "EVENT_QUEUES",
     "GLOBAL_QUEUED",
     "IDEM_PREFIX",
     "KOMBU_BINDING_PREFIX",
@@ -96,8 +102,8 @@ __all__ = [
     "worker_active_key",
 ]
 
-Role = Literal["gateway", "worker", "operator"]
-ROLES: Final[tuple[Role, ...]] = ("gateway", "worker", "operator")
+Role = Literal["gateway", "worker", "operator", "monitor"]
+ROLES: Final[tuple[Role, ...]] = ("gateway", "worker", "operator", "monitor")
 
 # --- names -------------------------------------------------------------------------------
 DEFAULT_QUEUE: Final = "taskgate"  # kombu's queue list (priority variants: name + \x06\x16 + n)
@@ -156,6 +162,16 @@ KOMBU_UNACKED_MUTEX: Final = "unacked_mutex"  # who restores timed-out messages
 # exchange -> queue bindings: _kombu.binding.<exchange>, _kombu.binding_permanent.<exchange>,
 # _kombu.binding_deadlines (kombu 5.7)
 KOMBU_BINDING_PREFIX: Final = "_kombu.binding"
+# Celery task events (TASKGATE_TASK_EVENTS): kombu's fanout over PUB/SUB on channels
+# "/{db}.celeryev/{routing key}" (Redis database 0). Flower subscribes with the pattern
+# itself (PSUBSCRIBE patterns must match an ACL channel rule literally).
+EVENT_CHANNELS: Final = "/0.celeryev/*"
+EVENT_BINDINGS: Final = f"{KOMBU_BINDING_PREFIX}.celeryev"
+EVENT_QUEUES: Final = "celeryev.*"
+# kombu >= 5.6 keeps expiring queues' bindings alive by deadline (a script run by the
+# consumer of such a queue: here only Flower's event queue).
+EVENT_BINDINGS_PERMANENT: Final = "_kombu.binding_permanent.celeryev"
+BINDING_DEADLINES: Final = "_kombu.binding_deadlines"
 
 
 # --- builders ------------------------------------------------------------------------------
@@ -259,6 +275,7 @@ def result_key(task_id: str) -> str:
 _G: Final[frozenset[Role]] = frozenset({"gateway"})
 _W: Final[frozenset[Role]] = frozenset({"worker"})
 _O: Final[frozenset[Role]] = frozenset({"operator"})
+_M: Final[frozenset[Role]] = frozenset({"monitor"})
 _GO: Final[frozenset[Role]] = _G | _O
 _GW: Final[frozenset[Role]] = _G | _W
 _ALL: Final[frozenset[Role]] = _G | _W | _O
@@ -317,7 +334,7 @@ REGISTRY: Final[tuple[KeySpec, ...]] = (
     KeySpec(f"{RESULT_PREFIX}*", "result notifications (Celery backend)", write=_W, channel=True),
     # kombu's queue list and its priority variants (name + "\x06\x16" + n); the ACL
     # renderer adds the same line for every other queue it is told about
-    KeySpec(f"{DEFAULT_QUEUE}*", "kombu's queue lists", write=_ALL),
+    KeySpec(f"{DEFAULT_QUEUE}*", "kombu's queue lists", write=_ALL, read=_M),
     KeySpec(DLQ_INDEX, "dead letters by time", write=_ALL),
     KeySpec(f"{DLQ_INDEX}:*", "dead letters", write=_ALL),
     # written by workers
@@ -347,6 +364,12 @@ REGISTRY: Final[tuple[KeySpec, ...]] = (
     KeySpec(KOMBU_UNACKED_INDEX, "kombu: in-flight delivery times", write=_W),
     KeySpec(KOMBU_UNACKED_MUTEX, "kombu: restore mutex", write=_W),
     KeySpec(f"{KOMBU_BINDING_PREFIX}*", "kombu: queue bindings", write=_W),
+    # task events (off unless TASKGATE_TASK_EVENTS): workers publish, Flower listens
+    KeySpec(EVENT_CHANNELS, "Celery events (placeholders only)", write=_W, read=_M, channel=True),
+    KeySpec(EVENT_BINDINGS, "kombu: Flower's event queue binding", write=_M),
+    KeySpec(EVENT_QUEUES, "kombu: Flower's event queue (PUB/SUB: stays empty)", write=_M),
+    KeySpec(EVENT_BINDINGS_PERMANENT, "kombu: permanent event bindings", write=_M),
+    KeySpec(BINDING_DEADLINES, "kombu: when expiring bindings lapse", write=_M),
     # the audit log: everyone appends, only the operator trims or archives
     KeySpec(
         AUDIT_STREAM,

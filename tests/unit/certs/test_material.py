@@ -44,7 +44,7 @@ def test_private_keys_are_0600_and_folder_0700(tmp_path: Path) -> None:
     init_certs(folder)
     assert folder.stat().st_mode & 0o777 == 0o700
     keys = list(folder.glob("*-key.pem"))
-    assert len(keys) == 6
+    assert len(keys) == 7
     assert all(k.stat().st_mode & 0o777 == 0o600 for k in keys)
 
 
@@ -98,6 +98,7 @@ def test_describe_reports_expiry_and_days_left(tmp_path: Path) -> None:
         "gateway-client.pem",
         "worker-client.pem",
         "operator-client.pem",
+        "monitor-client.pem",
         "https.pem",
     }
     assert LEAF_DAYS - 2 <= infos["redis.pem"].days_left <= LEAF_DAYS

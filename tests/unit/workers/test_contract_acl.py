@@ -13,7 +13,12 @@ from workers.contract import acl, keys
 from workers.contract.acl import FORBIDDEN, PLACEHOLDER, ROLE_COMMANDS, render_acl, role_line
 
 HASH = "ab" * 32
-HASHES: dict[keys.Role, str | None] = {"gateway": HASH, "worker": HASH, "operator": HASH}
+HASHES: dict[keys.Role, str | None] = {
+    "gateway": HASH,
+    "worker": HASH,
+    "operator": HASH,
+    "monitor": HASH,
+}
 TASK = "0b8f2c1e-0000-4000-8000-000000000001"
 
 # Keys a compromised worker must not be able to write.
@@ -151,9 +156,11 @@ def test_a_missing_hash_renders_a_placeholder_and_a_bad_one_is_refused() -> None
 
 
 def test_another_queue_gets_the_same_rights_as_the_default_queue() -> None:
-    """Tasks routed to another queue: every role that may use ``taskgate*`` may use it."""
+    """Tasks routed to another queue: every role that may use ``taskgate*`` may use it
+    (the monitor reads queue lengths only)."""
     lines = {line.split()[1]: line for line in render_acl(HASHES, queues=["reports"])}
     for role in keys.ROLES:
-        assert "~reports*" in _tokens(lines[role])
+        expected = "%R~reports*" if role == "monitor" else "~reports*"
+        assert expected in _tokens(lines[role])
     with pytest.raises(ValueError, match="queue"):
         render_acl(HASHES, queues=["bad queue"])

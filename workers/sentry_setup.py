@@ -1,0 +1,37 @@
+"""Error reports to Sentry from a worker, when ``TASKGATE_SENTRY_DSN`` is set.
+
+sentry-sdk (the optional extra ``taskgate[sentry]``) is imported here, inside
+:func:`init_sentry`, and only when a DSN is configured: without one it is never loaded.
+A failed task reaches Sentry as Celery reports it: the redacted stand-in exception
+(``workers.redaction``: the original type's name, no message); ``security.sentry_scrub``
+removes whatever else could carry a value.
+"""
+
+from __future__ import annotations
+
+from security.errors import ConfigError
+from security.sentry_scrub import client_options
+
+__all__ = ["init_sentry"]
+
+
+def init_sentry(dsn: str | None) -> bool:
+    """Start reporting this worker's errors (Celery integration, no trace headers on
+    messages); False, importing nothing, without a DSN. Called in the main process
+    before the pool forks: sentry-sdk restarts its sending thread in each child."""
+    if not dsn:
+        return False
+    try:
+        import sentry_sdk
+        from sentry_sdk.integrations.celery import CeleryIntegration
+    except ImportError:
+        raise ConfigError(
+            "TASKGATE_SENTRY_DSN",
+            "is set but sentry-sdk is not installed",
+            "pip install 'taskgate[sentry]'",
+        ) from None
+    sentry_sdk.init(
+        **client_options(dsn),
+        integrations=[CeleryIntegration(propagate_traces=False)],
+    )
+    return True
