@@ -27,6 +27,7 @@ from gateway.middleware import (
     RequestIdMiddleware,
     SecurityHeadersMiddleware,
 )
+from gateway.operators import OperatorRegistry
 from gateway.problems import document_transport_problems
 from gateway.refusals import RefusalAggregator
 from gateway.routes_admin import build_admin_router
@@ -201,6 +202,7 @@ def create_app(
             readiness=readiness,
             clients=ClientRegistry(client, ring.state),
             admin_token_hash=admin_hash,
+            operators=OperatorRegistry(client, ring.state, admin_hash=admin_hash),
             refusals=refusals,
             verify_limiter=VerifyLimiter(client, settings.audit_verify_rate_limit),
         )

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import ClassVar, Self
 
 import limits
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 
 from security.audit_archive import parse_retention
 from security.config import CommonSettings, env_name
@@ -196,3 +196,18 @@ class OperatorSettings(GatewaySettings):
 
     client_role: ClassVar[str] = "operator-client"
     redis_role: ClassVar[str] = "operator"
+
+    # The named operator the CLI acts as (``gateway.operators``): its credential, from the
+    # variable or a file (mode 0600). Every change the CLI makes is audited under its name.
+    operator_token: SecretStr | None = None
+    operator_token_file: Path | None = None
+
+    def load_operator_token(self) -> str | None:
+        """The operator credential from the variable or the file (None: not given)."""
+        if self.operator_token is not None and self.operator_token.get_secret_value():
+            return self.operator_token.get_secret_value().strip()
+        path = self.operator_token_file
+        if path is not None:
+            check_private_key(path, setting=env_name("operator_token_file"))
+            return path.read_text().strip() or None
+        return None

@@ -10,6 +10,7 @@ from taskgate.audit_cli import app as audit_app
 from taskgate.clients_cli import app as clients_app
 from taskgate.dlq_cli import app as dlq_app
 from taskgate.keys_cli import app as keys_app
+from taskgate.operators_cli import app as operators_app
 from taskgate.redis_cli import app as redis_app
 from taskgate.stack import up_command
 from taskgate.token_cli import token_command
@@ -31,6 +32,7 @@ app.add_typer(certs_app, name="certs")
 app.add_typer(keys_app, name="keys")
 app.add_typer(audit_app, name="audit")
 app.add_typer(clients_app, name="clients")
+app.add_typer(operators_app, name="operators")
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(redis_app, name="redis")
 app.command("token")(token_command)
