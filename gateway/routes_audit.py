@@ -21,6 +21,7 @@ from gateway.deps import AdminOrAuditor, RequestId, State
 from gateway.errors import ApiError
 from gateway.state import GatewayState
 from security.audit import AuditQuery, afind_records
+from security.audit_time import iso_time, parse_time
 from security.errors import AuditError
 
 __all__ = ["add_audit_routes"]
@@ -54,6 +55,18 @@ async def _limit(state: GatewayState, actor: str, rid: str) -> None:
     )
 
 
+_WHEN = "ISO 8601 (2026-12-07T10:00Z; no zone: UTC) or Unix seconds"
+
+
+def _when(text: str | None) -> float | None:
+    if text is None:
+        return None
+    try:
+        return parse_time(text)
+    except AuditError as exc:
+        raise ApiError(422, "Invalid request", str(exc), kind="invalid-request") from None
+
+
 def add_audit_routes(router: APIRouter) -> None:
     """Add the audit listing and the bounded verify to the admin router."""
 
@@ -63,20 +76,29 @@ def add_audit_routes(router: APIRouter) -> None:
         *,
         state: State,
         rid: RequestId,
-        since: Annotated[float | None, Query(ge=0, allow_inf_nan=False)] = None,
-        until: Annotated[float | None, Query(ge=0, allow_inf_nan=False)] = None,
+        since: Annotated[str | None, Query(max_length=64, description=_WHEN)] = None,
+        until: Annotated[str | None, Query(max_length=64, description=_WHEN)] = None,
         actor: Annotated[str | None, Query(max_length=128)] = None,
         action: Annotated[str | None, Query(max_length=128)] = None,
         outcome: Annotated[str | None, Query(pattern=r"^(allowed|denied|ok|error)$")] = None,
+        target: Annotated[str | None, Query(max_length=128)] = None,
         after: Annotated[str | None, Query(pattern=_ID)] = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
     ) -> dict[str, Any]:
-        query = AuditQuery(since=since, until=until, actor=actor, action=action, outcome=outcome)  # type: ignore[arg-type]
+        query = AuditQuery(
+            since=_when(since),
+            until=_when(until),
+            actor=actor,
+            action=action,
+            outcome=outcome,  # type: ignore[arg-type]  # the pattern allows only outcomes
+            target=target,
+        )
         page = await afind_records(state.redis, query, after=after, limit=limit)
         await state.record(
             actor=actor_name, action="audit.read", outcome="ok", target="audit", request_id=rid
         )
-        return {"items": [e.to_dict() for e in page.entries], "next": page.next_after}
+        items = [{**e.to_dict(), "when": iso_time(e.record.time)} for e in page.entries]
+        return {"items": items, "next": page.next_after}
 
     @router.get(
         "/audit/verify",
