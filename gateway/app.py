@@ -19,6 +19,7 @@ from gateway.anchoring import AnchorJob, VerifyLimiter
 from gateway.audit_batcher import AuditBatcher
 from gateway.clients import ClientRegistry
 from gateway.codec import SealedCodec
+from gateway.console import install_console
 from gateway.errors import install_error_handlers
 from gateway.fastlane import SubmitFastLane
 from gateway.middleware import (
@@ -249,8 +250,7 @@ def create_app(
             openapi_extra=_submit_openapi(spec.name),
         )
     app.include_router(router)
-    app.include_router(build_admin_router())
-    app.include_router(build_metrics_router())
+    _add_operator_routes(app, settings)
     _install_openapi(app, tasks)
     # Outermost first: ids on everything, headers on everything, no credentials in query
     # strings, then the body cap, then the submission routes without FastAPI's
@@ -270,6 +270,14 @@ def create_app(
     app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(RequestIdMiddleware)
     return app
+
+
+def _add_operator_routes(app: FastAPI, settings: GatewaySettings) -> None:
+    """The admin API, /metrics and, when TASKGATE_CONSOLE=true, the web console."""
+    app.include_router(build_admin_router())
+    app.include_router(build_metrics_router())
+    if settings.console:
+        install_console(app)
 
 
 def _schema_name(task_name: str) -> str:

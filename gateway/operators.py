@@ -224,6 +224,17 @@ class OperatorRegistry:
         operator = self._to_operator(name, fields)
         return None if operator.revoked else operator
 
+    async def current(self, name: str) -> Operator | None:
+        """The operator ``name`` as it stands now (None if unknown or revoked): a console
+        session re-checks its operator on every request, so a revocation ends it."""
+        if name == BOOTSTRAP_NAME:
+            return Operator(BOOTSTRAP_NAME, "admin") if self._admin_hash else None
+        fields = await self._load(name)
+        if fields is None:
+            return None
+        operator = self._to_operator(name, fields)
+        return None if operator.revoked else operator
+
     async def _load(self, name: str) -> dict[str, str] | None:
         if _NAME_RE.fullmatch(name) is None:
             return None

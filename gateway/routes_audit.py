@@ -24,10 +24,11 @@ from security.audit import AuditQuery, afind_records
 from security.audit_time import iso_time, parse_time
 from security.errors import AuditError
 
-__all__ = ["add_audit_routes"]
+__all__ = ["add_audit_routes", "limit_verify", "verify_lock"]
 
 _ID = r"^\d{1,20}-\d{1,20}$"
 _busy = asyncio.Lock()
+verify_lock = _busy  # one verify at a time per process, the console's included
 
 
 async def _limit(state: GatewayState, actor: str, rid: str) -> None:
@@ -65,6 +66,11 @@ def _when(text: str | None) -> float | None:
         return parse_time(text)
     except AuditError as exc:
         raise ApiError(422, "Invalid request", str(exc), kind="invalid-request") from None
+
+
+async def limit_verify(state: GatewayState, actor: str, rid: str) -> None:
+    """The verify rate limit (429 past it, or while another verify runs), audited."""
+    await _limit(state, actor, rid)
 
 
 def add_audit_routes(router: APIRouter) -> None:

@@ -145,6 +145,11 @@ class GatewaySettings(CommonSettings):
     cors_origins: list[str] = Field(default_factory=list)
     # Addresses or networks that may read /metrics without the admin token (a scraper).
     metrics_allow: list[str] = Field(default_factory=list)
+    # The web console under /console (gateway.console): off unless TASKGATE_CONSOLE=true.
+    # A session ends after this many idle seconds, and at the latest after the lifetime.
+    console: bool = False
+    console_idle_timeout: int = Field(default=900, ge=1, le=86_400)
+    console_session_lifetime: int = Field(default=8 * 3600, ge=60, le=7 * 86_400)
 
     @model_validator(mode="after")
     def _check_https_material(self) -> Self:
