@@ -161,7 +161,13 @@ def add_pages(router: APIRouter) -> None:  # noqa: PLR0915 - one closure per pag
                 for s in state.keys.key_sets()
                 for k in s
             ]
-        return page("keys", **context(request, session, "keys", keys=infos))
+        now = time.time()
+        rows = []
+        for info in infos:
+            row = info if isinstance(info, dict) else dict(vars(info))
+            created, _bad = _when(str(row.get("created_at") or ""))
+            rows.append({**row, "age": None if created is None else now - created})
+        return page("keys", **context(request, session, "keys", keys=rows))
 
     def _audit_query(request: Request) -> tuple[AuditQuery, dict[str, str], str | None]:
         p = request.query_params

@@ -13,7 +13,7 @@ from starlette.responses import HTMLResponse, RedirectResponse
 
 from security.audit_time import iso_time
 
-__all__ = ["CSP", "STATIC_DIR", "age", "page", "redirect"]
+__all__ = ["CSP", "HEADERS", "STATIC_DIR", "age", "page", "redirect"]
 
 HERE = Path(__file__).parent
 STATIC_DIR = HERE / "static"
@@ -54,12 +54,17 @@ _env.filters["iso"] = _iso
 _env.filters["age"] = age
 
 
+# same-origin, not no-referrer: browsers send "Origin: null" on a form post from a page
+# with no-referrer, and the CSRF check compares Origin with the console's own.
+HEADERS = {"content-security-policy": CSP, "referrer-policy": "same-origin"}
+
+
 def page(name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
     """Render ``templates/<name>.html`` with the console's CSP."""
     html = _env.get_template(f"{name}.html").render(**context)
-    return HTMLResponse(html, status_code=status_code, headers={"content-security-policy": CSP})
+    return HTMLResponse(html, status_code=status_code, headers=HEADERS)
 
 
 def redirect(url: str) -> RedirectResponse:
     """303 See Other (after a form post, the browser GETs ``url``)."""
-    return RedirectResponse(url, status_code=303, headers={"content-security-policy": CSP})
+    return RedirectResponse(url, status_code=303, headers=HEADERS)
