@@ -250,7 +250,7 @@ def create_app(
             openapi_extra=_submit_openapi(spec.name),
         )
     app.include_router(router)
-    _add_operator_routes(app, settings)
+    _add_operator_routes(app, settings, tasks)
     _install_openapi(app, tasks)
     # Outermost first: ids on everything, headers on everything, no credentials in query
     # strings, then the body cap, then the submission routes without FastAPI's
@@ -272,9 +272,9 @@ def create_app(
     return app
 
 
-def _add_operator_routes(app: FastAPI, settings: GatewaySettings) -> None:
+def _add_operator_routes(app: FastAPI, settings: GatewaySettings, tasks: Catalogue) -> None:
     """The admin API, /metrics and, when TASKGATE_CONSOLE=true, the web console."""
-    app.include_router(build_admin_router())
+    app.include_router(build_admin_router(spec.name for spec in tasks))
     app.include_router(build_metrics_router())
     if settings.console:
         install_console(app)

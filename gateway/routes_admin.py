@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Iterable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from gateway import deadletters, stored
 from gateway.client_rules import check_known_tasks
@@ -90,15 +91,31 @@ async def _refused(
     return stored.conflict(exc)
 
 
-def build_admin_router() -> APIRouter:
-    """Every admin route, grouped by what it manages."""
+def new_client_model(task_names: Iterable[str]) -> type[NewClient]:
+    """:class:`NewClient` whose scope pattern names the catalogue's tasks, so the OpenAPI
+    document says which ``tasks:submit:<task>`` scopes exist (others are refused)."""
+    tasks = "|".join(re.escape(name) for name in sorted(task_names))
+    submit = rf"\*|{tasks}" if tasks else r"\*"
+    pattern = rf"^(?:tasks:submit:(?:{submit})|tasks:read|audit:read)$"
+    scopes = list[Annotated[str, Field(pattern=pattern)]]
+    model: type[NewClient] = create_model(
+        "NewClient",
+        __base__=NewClient,
+        scopes=(scopes, Field(min_length=1, max_length=256)),
+    )
+    return model
+
+
+def build_admin_router(task_names: Iterable[str] = ()) -> APIRouter:
+    """Every admin route, grouped by what it manages (``task_names``: the catalogue's)."""
     router = APIRouter(prefix="/v1/admin", tags=["admin"], responses=COMMON_ERRORS)
-    for add in (_client_routes, _task_routes, _dead_letter_routes, _ops_routes, add_audit_routes):
+    _client_routes(router, new_client_model(task_names))
+    for add in (_task_routes, _dead_letter_routes, _ops_routes, add_audit_routes):
         add(router)
     return router
 
 
-def _client_routes(router: APIRouter) -> None:
+def _client_routes(router: APIRouter, body_model: type[NewClient]) -> None:
     @router.get("/clients", summary="List clients (never secrets)")
     async def list_clients(who: Reader, state: State, rid: RequestId) -> dict[str, Any]:
         clients, refused = await state.clients.scan()
@@ -107,7 +124,6 @@ def _client_routes(router: APIRouter) -> None:
         await _audit(state, who, "admin.clients.list", "clients", rid)
         return {"items": [c.public() for c in clients], "refused": [cid for cid, _ in refused]}
 
-    @router.post("/clients", status_code=201, summary="Create a client; the secret is shown once")
     async def create_client(
         body: NewClient, who: Admin, state: State, rid: RequestId
     ) -> dict[str, Any]:
@@ -129,6 +145,16 @@ def _client_routes(router: APIRouter) -> None:
             raise _client_error(exc) from None
         await _audit(state, who, "admin.clients.create", client.client_id, rid)
         return {**client.public(), "client_secret": secret}
+
+    # The body's model is built for this catalogue: set as a real type, not a string.
+    create_client.__annotations__["body"] = body_model
+    router.add_api_route(
+        "/clients",
+        create_client,
+        methods=["POST"],
+        status_code=201,
+        summary="Create a client; the secret is shown once",
+    )
 
     @router.post(
         "/clients/{client_id}/disable", summary="Disable a client (its tokens stop working)"

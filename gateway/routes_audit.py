@@ -59,6 +59,13 @@ async def _limit(state: GatewayState, actor: str, rid: str) -> None:
 _WHEN = "ISO 8601 (2026-12-07T10:00Z; no zone: UTC) or Unix seconds"
 
 
+def _cursor(after: str | None) -> str | None:
+    """A stream id both of whose parts fit Redis's 64 bits (else 422, not a Redis error)."""
+    if after is not None and any(int(part) >= 2**64 for part in after.split("-")):
+        raise ApiError(422, "Invalid request", "after is not a stream id", kind="invalid-request")
+    return after
+
+
 def _when(text: str | None) -> float | None:
     if text is None:
         return None
@@ -99,7 +106,7 @@ def add_audit_routes(router: APIRouter) -> None:
             outcome=outcome,  # type: ignore[arg-type]  # the pattern allows only outcomes
             target=target,
         )
-        page = await afind_records(state.redis, query, after=after, limit=limit)
+        page = await afind_records(state.redis, query, after=_cursor(after), limit=limit)
         await state.record(
             actor=actor_name, action="audit.read", outcome="ok", target="audit", request_id=rid
         )
@@ -134,7 +141,7 @@ def add_audit_routes(router: APIRouter) -> None:
                 state.redis,
                 state.keys,
                 anchor,
-                after=after,
+                after=_cursor(after),
                 from_start=start == "start",
                 limit=bound,
             )

@@ -28,6 +28,7 @@ __all__ = [
     "STREAM_ID",
     "TaskFilter",
     "dead_letter_groups",
+    "is_stream_id",
     "overview",
     "search_tasks",
 ]
@@ -39,6 +40,11 @@ EXPORT_PAGES = 200  # an export streams at most 200 pages of 500 records (newest
 _SCAN_CAP = 1000  # task records one search reads at most
 _RECENT_CAP = 500  # task records the overview's last hour reads at most
 _FINAL = ("succeeded", "failed", "dead_lettered", "revoked")
+
+
+def is_stream_id(text: str) -> bool:
+    """A Redis stream id whose two parts fit in 64 bits."""
+    return bool(STREAM_ID.fullmatch(text)) and all(int(p) < 2**64 for p in text.split("-"))
 
 
 def _text(value: Any) -> str:

@@ -192,7 +192,7 @@ def add_pages(router: APIRouter) -> None:  # noqa: PLR0915 - one closure per pag
             return redirect("/console/login")
         query, form, bad = _audit_query(request)
         before = request.query_params.get("before")
-        before = before if before and data.STREAM_ID.fullmatch(before) else None
+        before = before if before and data.is_stream_id(before) else None
         found = await afind_newest(state.redis, query, before=before, limit=100)
         rows = [{**e.to_dict(), "when": iso_time(e.record.time)} for e in found.entries]
         await state.record(actor=session.actor, action="audit.read", outcome="ok", target="console")

@@ -105,3 +105,13 @@ def test_http_audit_takes_iso_times_and_a_target(
     assert page.status_code == 200, page.text
     assert [i["when"] for i in page.json()["items"]] == ["2026-12-07T13:00:00Z"]
     assert bad.status_code == 422
+
+
+def test_http_audit_refuses_a_cursor_past_64_bits(
+    gateway_server: Gateway, admin_token: str
+) -> None:
+    """?after= with a part Redis cannot hold is 422, not a storage error (503)."""
+    with gateway_server.client(headers={"Authorization": f"Bearer {admin_token}"}) as http:
+        for path in ("/v1/admin/audit", "/v1/admin/audit/verify"):
+            response = http.get(path, params={"after": "39029696904266022923-919016"})
+            assert response.status_code == 422, (path, response.text)

@@ -128,7 +128,7 @@ def test_http_refuses_a_scope_naming_an_unknown_task(
             "/v1/admin/clients", json={"name": "typo", "scopes": ["tasks:submit:report.generat"]}
         )
     assert response.status_code == 422
-    assert response.json()["type"].endswith("client-unknown_task")
+    assert response.headers["content-type"].startswith("application/problem+json")
 
 
 def test_revoked_operator_is_refused_at_once(
@@ -214,3 +214,38 @@ def test_keys_rotate_needs_an_admin_operator_and_is_audited(
     assert done.exit_code == 0, done.output
     assert "restart workers first, then gateways" in done.stdout
     assert _audited(redis_client, "keys.rotate") == [(name, "ok", "broker")]
+
+
+def test_task_routes_take_operators_reads_for_auditors_cancel_for_admins(
+    gateway_server: Gateway, make_operator: Any, make_client: Any, redis_client: redis.Redis
+) -> None:
+    """GET /v1/tasks/{id} takes an auditor (metadata, no result); DELETE needs an admin and
+    is audited under the admin's name."""
+    owner = make_client("tasks:submit:* tasks:read")
+    with owner.http() as http:
+        task_id = http.post("/v1/tasks/test.parked", json={"note": "x"}).json()["id"]
+    auditor, auditor_token = make_operator("auditor")
+    admin, admin_token = make_operator("admin")
+    with _http(gateway_server, auditor_token) as http:
+        seen = http.get(f"/v1/tasks/{task_id}")
+        refused = http.delete(f"/v1/tasks/{task_id}")
+    assert seen.status_code == 200
+    assert "result" not in seen.json()
+    assert refused.status_code == 403
+    assert (auditor, "denied", f"DELETE /v1/tasks/{task_id}") in _audited(
+        redis_client, "operator.forbidden"
+    )
+    with _http(gateway_server, admin_token) as http:
+        assert http.delete(f"/v1/tasks/{task_id}").status_code == 202
+    assert [r[:2] for r in _audited(redis_client, "task.cancel")] == [(admin, "ok")]
+
+
+def test_openapi_names_the_catalogue_tasks_in_the_client_scope_pattern(
+    gateway_server: Gateway, admin_token: str
+) -> None:
+    """The create-client schema allows tasks:submit:<task> only for the catalogue's tasks."""
+    with _http(gateway_server, admin_token) as http:
+        spec = http.get("/openapi.json").json()
+    pattern = spec["components"]["schemas"]["NewClient"]["properties"]["scopes"]["items"]
+    assert "test\\.touch" in pattern["pattern"]
+    assert "[a-z0-9._-]" not in pattern["pattern"]
