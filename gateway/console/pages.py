@@ -128,7 +128,15 @@ def add_pages(router: APIRouter) -> None:  # noqa: PLR0915 - one closure per pag
         view = {**task_view(task_id, record), "owner": record.get("owner", "")}
         view |= {"queue": record.get("queue", ""), "worker": record.get("worker", "")}
         view |= {"dead_at": record.get("dead_at"), "replays": record.get("replays", "0")}
-        return page("task", **context(request, session, "tasks", t=view))
+        # Every attempt, retry, dead-lettering, requeue and cancel is in the audit log (never
+        # a payload): the newest 100 events of this task, read within a bounded scan.
+        events = await afind_newest(state.redis, AuditQuery(target=task_id), limit=100)
+        history = [
+            {"when": iso_time(e.record.time), **e.to_dict()} for e in reversed(events.entries)
+        ]
+        ctx = context(request, session, "tasks", t=view, history=history)
+        ctx["history_partial"] = events.next_after is not None
+        return page("task", **ctx)
 
     @router.get("/dead-letters")
     async def dead_letters(request: Request) -> Response:

@@ -186,6 +186,7 @@ def test_search_tasks_by_name_and_owner(
     browser.find_element(By.LINK_TEXT, task_id).click()
     _wait_h1(browser, f"Task {task_id}")
     assert "accepted" in browser.find_element(By.ID, "timeline").text
+    assert "task.submit" in browser.find_element(By.ID, "events").text  # from the audit log
 
 
 def test_requeue_a_dead_letter(

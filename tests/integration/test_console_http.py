@@ -268,6 +268,7 @@ def test_canary_payload_and_secret_appear_on_no_page_and_in_no_export(
         bodies.append(http.get("/console/audit", params={"target": task_id}).text)
         bodies.append(http.get("/console/audit/verify").text)
     assert task_id in bodies[2]  # it is listed as a dead letter
+    assert "task.dead_lettered" in bodies[len(PAGES)]  # its page shows its events
     assert task_id in bodies[-3]  # and found by its owner
     for body in bodies:
         for canary in (payload, secret, owner.secret):
