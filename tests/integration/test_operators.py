@@ -249,3 +249,18 @@ def test_openapi_names_the_catalogue_tasks_in_the_client_scope_pattern(
     pattern = spec["components"]["schemas"]["NewClient"]["properties"]["scopes"]["items"]
     assert "test\\.touch" in pattern["pattern"]
     assert "[a-z0-9._-]" not in pattern["pattern"]
+
+
+def test_cli_reads_the_credential_from_a_private_file_only(
+    cli: Any, admin_token: str, tmp_path: Path
+) -> None:
+    """TASKGATE_OPERATOR_TOKEN_FILE works at mode 0600 and is refused when others can read it."""
+    path = tmp_path / "operator-token"
+    path.write_text(admin_token + "\n")
+    path.chmod(0o600)
+    extra = {"TASKGATE_OPERATOR_TOKEN_FILE": str(path)}
+    assert cli("operators", "list", extra=extra).exit_code == 0
+    path.chmod(0o644)
+    exposed = cli("operators", "list", extra=extra)
+    assert exposed.exit_code == 2
+    assert "TASKGATE_OPERATOR_TOKEN_FILE" in exposed.stderr
