@@ -19,6 +19,7 @@ from gateway.anchoring import AnchorJob, VerifyLimiter
 from gateway.audit_batcher import AuditBatcher
 from gateway.clients import ClientRegistry
 from gateway.codec import SealedCodec
+from gateway.console import install_console
 from gateway.errors import install_error_handlers
 from gateway.fastlane import SubmitFastLane
 from gateway.idempotency import LeaseKeeper
@@ -29,6 +30,7 @@ from gateway.middleware import (
     RequestIdMiddleware,
     SecurityHeadersMiddleware,
 )
+from gateway.operators import OperatorRegistry
 from gateway.problems import document_problem_schema, document_transport_problems
 from gateway.refusals import RefusalAggregator
 from gateway.routes_admin import build_admin_router
@@ -198,6 +200,7 @@ def create_app(
             readiness=readiness,
             clients=ClientRegistry(client, ring.state),
             admin_token_hash=admin_hash,
+            operators=OperatorRegistry(client, ring.state, admin_hash=admin_hash),
             refusals=refusals,
             verify_limiter=VerifyLimiter(client, settings.audit_verify_rate_limit),
             metrics=Metrics.started(client, settings.metrics_flush_interval, writer.counts),
@@ -247,8 +250,7 @@ def create_app(
             openapi_extra=_submit_openapi(spec.name),
         )
     app.include_router(router)
-    app.include_router(build_admin_router())
-    app.include_router(build_metrics_router())
+    _add_operator_routes(app, settings, tasks)
     _install_openapi(app, tasks)
     _install_middleware(app, settings, tasks, submit_endpoints)
     return app
@@ -277,6 +279,14 @@ def _install_middleware(
         )
     app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(RequestIdMiddleware)
+
+
+def _add_operator_routes(app: FastAPI, settings: GatewaySettings, tasks: Catalogue) -> None:
+    """The admin API, /metrics and, when TASKGATE_CONSOLE=true, the web console."""
+    app.include_router(build_admin_router(spec.name for spec in tasks))
+    app.include_router(build_metrics_router())
+    if settings.console:
+        install_console(app)
 
 
 def _schema_name(task_name: str) -> str:

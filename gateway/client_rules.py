@@ -20,6 +20,7 @@ __all__ = [
     "SUBMIT_ANY",
     "SUBMIT_PREFIX",
     "ClientError",
+    "check_known_tasks",
     "check_max_queued",
     "check_name",
     "check_rate_limit",
@@ -89,6 +90,22 @@ def validate_scopes(scopes: Iterable[str] | str) -> frozenset[str]:
                 reason="bad_scope",
             )
     return frozenset(items)
+
+
+def check_known_tasks(scopes: Iterable[str] | str, known: Iterable[str]) -> None:
+    """Refuse a ``tasks:submit:<task>`` scope naming a task the catalogue does not have
+    (a typo such as ``report.generat`` would otherwise grant nothing, silently)."""
+    names = set(known)
+    items = scopes.split() if isinstance(scopes, str) else list(scopes)
+    for scope in items:
+        if scope.startswith(SUBMIT_PREFIX) and scope != SUBMIT_ANY:
+            task = scope[len(SUBMIT_PREFIX) :]
+            if task not in names:
+                shown = task if re.fullmatch(_TASK_NAME, task) else "(malformed)"
+                raise ClientError(
+                    f"scope names an unknown task {shown}; known: {', '.join(sorted(names))}",
+                    reason="unknown_task",
+                )
 
 
 def scope_allows(granted: Iterable[str], needed: str) -> bool:

@@ -280,6 +280,17 @@ class ClientRegistry:
         await self._update(client_id, lambda _old: {"disabled": "0"})
         return await self._require(client_id)
 
+    async def update(
+        self, client_id: str, scopes: Iterable[str] | str, *, rate_limit: str, max_queued: int
+    ) -> Client:
+        """Replace scopes and limits (checked like :meth:`create`); every token issued
+        before ends, as the generation grows."""
+        granted = " ".join(sorted(validate_scopes(scopes)))
+        limit, cap = check_rate_limit(rate_limit), str(check_max_queued(max_queued))
+        change = {"scopes": granted, "rate_limit": limit, "max_queued": cap}
+        await self._update(client_id, lambda _old: change)
+        return await self._require(client_id)
+
     async def rotate_secret(self, client_id: str, *, now: float | None = None) -> str:
         """Replace the secret and return the new one; the old one stops working at once,
         and so does every token issued before (the generation grows)."""

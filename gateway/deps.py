@@ -1,7 +1,9 @@
 """Request-scoped dependencies, composed: Token -> Principal -> RequireScope, and Admin.
 
-A client token (JWT) never works on admin routes and the admin token never stands in
-for a client: they differ in shape and are checked by different dependencies.
+A client token (JWT) never works on admin routes and an operator credential never stands
+in for a client: they differ in shape and are checked by different dependencies. Admin
+routes take a named operator (``gateway.operators``): ``Admin`` needs the admin role (an
+auditor gets 403, audited), ``Reader`` takes either role.
 """
 
 from __future__ import annotations
@@ -13,15 +15,17 @@ from fastapi import Depends, Request
 
 from gateway.clients import scope_allows
 from gateway.errors import ApiError
+from gateway.operators import Operator
 from gateway.state import GatewayState
 from gateway.stored import (
     CLIENT_READ,
     REVOCATION_READ,
     REVOCATIONS_KEY,
+    audit_refused,
     check_principal,
 )
-from security.errors import TokenError
-from security.passwords import ADMIN_TOKEN_PREFIX, verify_admin_token
+from security.errors import StoredStateError, TokenError
+from security.passwords import ADMIN_TOKEN_PREFIX
 from security.tokens import AccessClaims
 from workers.contract.keys import client_key, revoked_jti_key
 
@@ -30,11 +34,14 @@ __all__ = [
     "AdminOrAuditor",
     "Claims",
     "Principal",
+    "Reader",
     "RequestId",
     "RequireScope",
     "State",
     "TasksReader",
     "bearer_token",
+    "current_operator",
+    "forbid_auditor",
     "revoked_jti_key",
 ]
 
@@ -115,29 +122,65 @@ async def current_client(claims: Claims, state: State, request_id: RequestId = "
 Client = Annotated[Principal, Depends(current_client)]
 
 
-def admin_token_ok(request: Request, state: GatewayState) -> bool:
-    """Whether the request carries the admin token (constant-time hash comparison)."""
+async def current_operator(request: Request, state: GatewayState) -> Operator:
+    """The named operator (or the bootstrap admin) whose credential the request carries."""
     token = bearer_token(request)
-    if not token.startswith(ADMIN_TOKEN_PREFIX) or state.admin_token_hash is None:
-        return False
-    return verify_admin_token(token, state.admin_token_hash)
+    if not token.startswith(ADMIN_TOKEN_PREFIX):
+        raise TokenError("an operator credential is required", reason="not_admin")
+    try:
+        operator = await state.operators.authenticate(token)
+    except StoredStateError as exc:  # a forged operator record: refused, audited, never used
+        await audit_refused(
+            state, exc, actor="anonymous", target="operator", request_id=_rid(request)
+        )
+        operator = None
+    if operator is None:
+        raise TokenError("an operator credential is required", reason="not_admin")
+    return operator
+
+
+def _rid(request: Request) -> str:
+    return str(getattr(request.state, "request_id", "-"))
+
+
+async def forbid_auditor(request: Request, state: GatewayState, operator: Operator) -> None:
+    """Refuse (403) and audit a state-changing call by an operator without the admin role."""
+    if operator.is_admin:
+        return
+    await state.record(
+        actor=operator.actor,
+        action="operator.forbidden",
+        outcome="denied",
+        target=f"{request.method} {request.url.path}"[:128],
+        reason=f"role {operator.role} is read-only",
+        request_id=_rid(request),
+    )
+    raise ApiError(403, "Forbidden", "this needs the admin role", kind="forbidden")
 
 
 async def require_admin(request: Request, state: State) -> str:
-    """The admin token, and only it. Returns the audit actor name."""
-    if not admin_token_ok(request, state):
-        raise TokenError("admin token required", reason="not_admin")
-    return "admin"
+    """An operator with the admin role. Returns the audit actor (the operator's name)."""
+    operator = await current_operator(request, state)
+    await forbid_auditor(request, state, operator)
+    return operator.actor
 
 
 Admin = Annotated[str, Depends(require_admin)]
 
 
+async def require_operator(request: Request, state: State) -> str:
+    """Any operator (admin or auditor): read-only routes. Returns the audit actor."""
+    return (await current_operator(request, state)).actor
+
+
+Reader = Annotated[str, Depends(require_operator)]
+
+
 async def admin_or_auditor(request: Request, state: State) -> str:
-    """The admin token, or a client token carrying ``audit:read``."""
-    if admin_token_ok(request, state):
-        return "admin"
-    rid = str(getattr(request.state, "request_id", "-"))
+    """Any operator, or a client token carrying ``audit:read``."""
+    if bearer_token(request).startswith(ADMIN_TOKEN_PREFIX):
+        return (await current_operator(request, state)).actor
+    rid = _rid(request)
     principal = await current_client(await verified_claims(request, state), state, rid)
     if not principal.allows("audit:read"):
         raise ApiError(403, "Forbidden", "the audit:read scope is required", kind="forbidden")

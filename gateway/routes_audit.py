@@ -21,12 +21,15 @@ from gateway.deps import AdminOrAuditor, RequestId, State
 from gateway.errors import ApiError
 from gateway.state import GatewayState
 from security.audit import AuditQuery, afind_records
+from security.audit_time import iso_time, parse_time
 from security.errors import AuditError
 
-__all__ = ["add_audit_routes"]
+__all__ = ["add_audit_routes", "limit_verify", "verify_lock"]
 
-_ID = r"^\d{1,20}-\d{1,20}$"
+# 19 digits a part: always within the 64 bits Redis holds (a wider one would be a 503)
+_ID = r"^\d{1,19}-\d{1,19}$"
 _busy = asyncio.Lock()
+verify_lock = _busy  # one verify at a time per process, the console's included
 
 
 async def _limit(state: GatewayState, actor: str, rid: str) -> None:
@@ -54,6 +57,32 @@ async def _limit(state: GatewayState, actor: str, rid: str) -> None:
     )
 
 
+_WHEN = "ISO 8601 (2026-12-07T10:00Z; no zone: UTC) or Unix seconds"
+# What the schema promises: an RFC 3339 date-time, a date, or Unix seconds (the parser also
+# takes other ISO 8601 spellings, such as a time without seconds or zone).
+_WHEN_SCHEMA = {
+    "anyOf": [
+        {"type": "string", "format": "date-time"},
+        {"type": "string", "format": "date"},
+        {"type": "string", "pattern": r"^\d{1,11}(?:\.\d{1,6})?$"},
+    ]
+}
+
+
+def _when(text: str | None) -> float | None:
+    if text is None:
+        return None
+    try:
+        return parse_time(text)
+    except AuditError as exc:
+        raise ApiError(422, "Invalid request", str(exc), kind="invalid-request") from None
+
+
+async def limit_verify(state: GatewayState, actor: str, rid: str) -> None:
+    """The verify rate limit (429 past it, or while another verify runs), audited."""
+    await _limit(state, actor, rid)
+
+
 def add_audit_routes(router: APIRouter) -> None:
     """Add the audit listing and the bounded verify to the admin router."""
 
@@ -63,20 +92,33 @@ def add_audit_routes(router: APIRouter) -> None:
         *,
         state: State,
         rid: RequestId,
-        since: Annotated[float | None, Query(ge=0, allow_inf_nan=False)] = None,
-        until: Annotated[float | None, Query(ge=0, allow_inf_nan=False)] = None,
+        since: Annotated[
+            str | None, Query(max_length=64, description=_WHEN, json_schema_extra=_WHEN_SCHEMA)
+        ] = None,
+        until: Annotated[
+            str | None, Query(max_length=64, description=_WHEN, json_schema_extra=_WHEN_SCHEMA)
+        ] = None,
         actor: Annotated[str | None, Query(max_length=128)] = None,
         action: Annotated[str | None, Query(max_length=128)] = None,
         outcome: Annotated[str | None, Query(pattern=r"^(allowed|denied|ok|error)$")] = None,
+        target: Annotated[str | None, Query(max_length=128)] = None,
         after: Annotated[str | None, Query(pattern=_ID)] = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
     ) -> dict[str, Any]:
-        query = AuditQuery(since=since, until=until, actor=actor, action=action, outcome=outcome)  # type: ignore[arg-type]
+        query = AuditQuery(
+            since=_when(since),
+            until=_when(until),
+            actor=actor,
+            action=action,
+            outcome=outcome,  # type: ignore[arg-type]  # the pattern allows only outcomes
+            target=target,
+        )
         page = await afind_records(state.redis, query, after=after, limit=limit)
         await state.record(
             actor=actor_name, action="audit.read", outcome="ok", target="audit", request_id=rid
         )
-        return {"items": [e.to_dict() for e in page.entries], "next": page.next_after}
+        items = [{**e.to_dict(), "when": iso_time(e.record.time)} for e in page.entries]
+        return {"items": items, "next": page.next_after}
 
     @router.get(
         "/audit/verify",

@@ -19,7 +19,7 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from gateway.clientip import parse_networks
-from gateway.deps import State, admin_token_ok
+from gateway.deps import State, current_operator
 from gateway.errors import ApiError
 from gateway.metrics_scrape import render
 from security.errors import TokenError
@@ -55,7 +55,7 @@ def build_metrics_router() -> APIRouter:
     async def metrics(request: Request, state: State) -> Response:
         if not _allowed_peer(request, tuple(state.settings.metrics_allow)):
             try:
-                allowed = admin_token_ok(request, state)
+                allowed = (await current_operator(request, state)).is_admin
             except TokenError:
                 allowed = False
             if not allowed:

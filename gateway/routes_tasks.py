@@ -17,9 +17,12 @@ from gateway.deps import (
     State,
     TasksReader,
     current_client,
+    current_operator,
+    forbid_auditor,
     verified_claims,
 )
 from gateway.errors import ApiError
+from gateway.operators import Operator
 from gateway.revocation import revoke
 from gateway.schemas import Cancellation, Catalogue, TaskPage, TaskView
 from gateway.state import GatewayState
@@ -54,21 +57,19 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {
 _ERROR_STATES = frozenset({"retried", "failed", "dead_lettered"})
 
 
-async def client_or_admin(request: Request, state: State) -> Principal | None:
-    """A client principal holding ``tasks:read``, or None for the admin token (any task)."""
+async def client_or_admin(request: Request, state: State) -> Principal | Operator:
+    """A client principal holding ``tasks:read``, or an operator (any task; cancelling
+    needs the admin role)."""
     header = request.headers.get("authorization", "")
     token = header.partition(" ")[2].strip()
     if token.startswith(ADMIN_TOKEN_PREFIX):
-        from gateway.deps import require_admin
-
-        await require_admin(request, state)
-        return None
+        return await current_operator(request, state)
     rid = str(getattr(request.state, "request_id", "-"))
     return await _READ(await current_client(await verified_claims(request, state), state, rid))
 
 
 _READ = RequireScope("tasks:read")
-OwnerOrAdmin = Annotated[Principal | None, Depends(client_or_admin)]
+OwnerOrAdmin = Annotated[Principal | Operator, Depends(client_or_admin)]
 TaskId = Annotated[str, Path(pattern=TASK_ID.pattern, description="A task id (UUID)")]
 
 
@@ -98,13 +99,12 @@ def _task_id(value: str) -> str:
 
 
 async def _load_visible(
-    state: GatewayState, task_id: str, who: Principal | None, rid: str = "-"
+    state: GatewayState, task_id: str, who: Principal | Operator, rid: str = "-"
 ) -> dict[str, str]:
     raw = await state.redis.hgetall(task_key(_task_id(task_id)))
-    actor = who.actor if who is not None else "admin"
-    record = raw and await trusted_record(state, task_id, raw, actor=actor, request_id=rid)
+    record = raw and await trusted_record(state, task_id, raw, actor=who.actor, request_id=rid)
     # Another client's task, or one whose owner is not trusted, looks missing (no BOLA oracle).
-    if not record or (who is not None and record.get("owner") != who.client_id):
+    if not record or (isinstance(who, Principal) and record.get("owner") != who.client_id):
         raise ApiError(404, "Not found", "no such task", kind="not-found")
     return record
 
@@ -256,7 +256,7 @@ def build_router() -> APIRouter:
         record = await _load_visible(state, task_id, who, request_id)
         view = task_view(task_id, record)
         # Results are opened for the owner only; the best-effort lane stores none.
-        if who is not None and record.get("queue") != "best-effort":
+        if isinstance(who, Principal) and record.get("queue") != "best-effort":
             await _add_result(state, task_id, view)
         return view
 
@@ -280,10 +280,12 @@ def build_router() -> APIRouter:
         },
     )
     async def cancel_task(
-        task_id: TaskId, who: OwnerOrAdmin, state: State, request_id: RequestId
+        task_id: TaskId, who: OwnerOrAdmin, state: State, request_id: RequestId, request: Request
     ) -> dict[str, Any]:
+        if isinstance(who, Operator):
+            await forbid_auditor(request, state, who)
         record = await _load_visible(state, task_id, who, request_id)
-        actor = who.actor if who is not None else "admin"
+        actor = who.actor
         try:
             status = await revoke(state, task_id, record)
         except ApiError as exc:

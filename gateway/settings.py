@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import ClassVar, Self
 
 import limits
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 
 from security.audit_archive import parse_retention
 from security.config import CommonSettings, env_name
@@ -148,6 +148,11 @@ class GatewaySettings(CommonSettings):
     cors_origins: list[str] = Field(default_factory=list)
     # Addresses or networks that may read /metrics without the admin token (a scraper).
     metrics_allow: list[str] = Field(default_factory=list)
+    # The web console under /console (gateway.console): off unless TASKGATE_CONSOLE=true.
+    # A session ends after this many idle seconds, and at the latest after the lifetime.
+    console: bool = False
+    console_idle_timeout: int = Field(default=900, ge=1, le=86_400)
+    console_session_lifetime: int = Field(default=8 * 3600, ge=60, le=7 * 86_400)
 
     @model_validator(mode="after")
     def _check_https_material(self) -> Self:
@@ -199,3 +204,18 @@ class OperatorSettings(GatewaySettings):
 
     client_role: ClassVar[str] = "operator-client"
     redis_role: ClassVar[str] = "operator"
+
+    # The named operator the CLI acts as (``gateway.operators``): its credential, from the
+    # variable or a file (mode 0600). Every change the CLI makes is audited under its name.
+    operator_token: SecretStr | None = None
+    operator_token_file: Path | None = None
+
+    def load_operator_token(self) -> str | None:
+        """The operator credential from the variable or the file (None: not given)."""
+        if self.operator_token is not None and self.operator_token.get_secret_value():
+            return self.operator_token.get_secret_value().strip()
+        path = self.operator_token_file
+        if path is not None:
+            check_private_key(path, setting=env_name("operator_token_file"))
+            return path.read_text().strip() or None
+        return None

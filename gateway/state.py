@@ -14,6 +14,7 @@ from gateway.codec import SealedCodec
 from gateway.health import Readiness
 from gateway.idempotency import LeaseKeeper
 from gateway.metrics import Metrics
+from gateway.operators import OperatorRegistry
 from gateway.refusals import RefusalAggregator, is_aggregated
 from gateway.script_batcher import ScriptBatcher
 from gateway.settings import GatewaySettings
@@ -51,6 +52,7 @@ class GatewayState:
     readiness: Readiness
     clients: ClientRegistry
     admin_token_hash: str | None
+    operators: OperatorRegistry
     metrics: Metrics = field(default_factory=Metrics)
     verified: VerifiedTokens = field(default_factory=VerifiedTokens)
     refusals: RefusalAggregator | None = None

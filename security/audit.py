@@ -49,6 +49,7 @@ from security.audit_checkpoint import Checkpoint, sign_checkpoint, verify_checkp
 from security.audit_read import (
     AuditPage,
     AuditQuery,
+    afind_newest,
     afind_records,
     aiter_records,
     atail,
@@ -92,6 +93,7 @@ __all__ = [
     "Outcome",
     "VerifyReport",
     "Write",
+    "afind_newest",
     "afind_records",
     "aiter_records",
     "amake_checkpoint",

@@ -24,6 +24,7 @@ __all__ = [
     "AuditPage",
     "AuditQuery",
     "RawEntry",
+    "afind_newest",
     "afind_records",
     "aiter_records",
     "atail",
@@ -62,6 +63,7 @@ class AuditQuery:
     actor: str | None = None
     action: str | None = None
     outcome: Outcome | None = None
+    target: str | None = None
 
     def matches(self, entry: AuditEntry) -> bool:
         """True if ``entry`` passes every filter."""
@@ -72,6 +74,7 @@ class AuditQuery:
             and (self.actor is None or r.actor == self.actor)
             and (self.action is None or r.action == self.action)
             and (self.outcome is None or r.outcome == self.outcome)
+            and (self.target is None or r.target == self.target)
         )
 
 
@@ -147,6 +150,26 @@ async def afind_records(
     scan = _Scan(query or AuditQuery(), after, limit, scan_limit)
     while True:
         page = await client.xrange(stream, min=_lower(scan.cursor), count=scan.count()) or []
+        if (done := scan.feed(page)) is not None:
+            return done
+
+
+async def afind_newest(
+    client: redis.asyncio.Redis,
+    query: AuditQuery | None = None,
+    *,
+    stream: str = DEFAULT_STREAM,
+    before: str | None = None,
+    limit: int = 50,
+    scan_limit: int = 10_000,
+) -> AuditPage:
+    """Up to ``limit`` matching entries before stream id ``before``, newest first (for the
+    console); ``next_after`` is the cursor to pass as ``before`` for older ones. Reads at
+    most ``scan_limit`` entries, like :func:`find_records`."""
+    scan = _Scan(query or AuditQuery(), before, limit, scan_limit)
+    while True:
+        upper = "+" if scan.cursor is None else f"({scan.cursor}"
+        page = await client.xrevrange(stream, max=upper, count=scan.count()) or []
         if (done := scan.feed(page)) is not None:
             return done
 

@@ -56,6 +56,7 @@ class Label(enum.StrEnum):
     TASK = "task"  # tg:task:{task id}: owner, name, current seal, replays
     REVOCATIONS = "revocations"  # tg:revoked:jtis: every revoked, unexpired token id
     REVOKED_JTI = "revoked-jti"  # tg:revoked:jti:{jti}
+    OPERATOR = "operator"  # tg:operator:{name}: role, credential hash, revoked
 
 
 def _frame(data: bytes) -> bytes:

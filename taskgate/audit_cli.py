@@ -18,12 +18,14 @@ from security.audit_span import verify_span
 from security.config import load_settings
 from security.errors import AuditError, ConfigError
 from security.keystore import KeyRing
+from taskgate.audit_search import search_command
 
 __all__ = ["app"]
 
 app = typer.Typer(
-    help="Verify, export and follow the tamper-evident audit log.", no_args_is_help=True
+    help="Search, verify, export and follow the tamper-evident audit log.", no_args_is_help=True
 )
+app.command("search")(search_command)
 
 
 def _settings() -> tuple[OperatorSettings, KeyRing]:

@@ -12,6 +12,7 @@ from taskgate.clients_cli import app as clients_app
 from taskgate.dlq_cli import app as dlq_app
 from taskgate.flower_cli import flower_command
 from taskgate.keys_cli import app as keys_app
+from taskgate.operators_cli import app as operators_app
 from taskgate.redis_cli import app as redis_app
 from taskgate.stack import up_command
 from taskgate.stats_cli import stats_command
@@ -44,6 +45,7 @@ app.add_typer(certs_app, name="certs")
 app.add_typer(keys_app, name="keys")
 app.add_typer(audit_app, name="audit")
 app.add_typer(clients_app, name="clients")
+app.add_typer(operators_app, name="operators")
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(redis_app, name="redis")
 app.command("token")(token_command)

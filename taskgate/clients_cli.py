@@ -1,7 +1,10 @@
 """`taskgate clients add|list|disable|enable|rotate-secret`: the API client registry.
 
 Runs on a gateway host: it reads the gateway's ``TASKGATE_*`` settings and talks to Redis
-over mTLS. A client secret is printed once (by ``add`` and ``rotate-secret``) and never again.
+over mTLS, as the named operator of ``TASKGATE_OPERATOR_TOKEN`` (changes need the admin
+role; each command is audited under the operator's name). A scope naming a task the
+catalogue does not have is refused. A client secret is printed once (by ``add`` and
+``rotate-secret``) and never again.
 """
 
 from __future__ import annotations
@@ -14,10 +17,13 @@ from typing import Annotated, TypeVar
 import redis
 import typer
 
-from gateway.clients import ClientError, ClientRegistry
+from gateway.client_rules import check_known_tasks
+from gateway.clients import Client, ClientError, ClientRegistry
 from gateway.settings import OperatorSettings
 from security.config import load_settings
 from security.errors import ConfigError, KeyRingError, StoredStateError
+from taskgate.operator_auth import audit_cli, cli_operator
+from workers.catalogue import default_catalogue, load_task_modules
 
 __all__ = ["app"]
 
@@ -34,11 +40,14 @@ AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of text
 _ONCE = "the client secret is shown only this once; store it now (it cannot be recovered)."
 
 
-def _run(operation: Callable[[ClientRegistry], Awaitable[T]]) -> T:
-    """Build settings, run ``operation`` on a registry over mTLS Redis, map errors to exits."""
+def _run(
+    command: str, action: str, target: str, operation: Callable[[ClientRegistry], Awaitable[T]]
+) -> T:
+    """Build settings, check the operator (admin role for a change), run ``operation`` on a
+    registry over mTLS Redis, audit it under the operator's name, map errors to exits."""
     try:
         settings = load_settings(OperatorSettings)
-        state_keys = settings.key_ring("operator").state  # records are MAC'd with it
+        ring = settings.key_ring("operator")  # records are MAC'd with its state key
     except (ConfigError, KeyRingError) as exc:
         typer.echo(f"taskgate clients: refused: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -46,7 +55,17 @@ def _run(operation: Callable[[ClientRegistry], Awaitable[T]]) -> T:
     async def main() -> T:
         client = settings.redis.async_client()
         try:
-            return await operation(ClientRegistry(client, state_keys))
+            who = await cli_operator(
+                client, settings, ring, command=f"clients {command}", admin=command != "list"
+            )
+            try:
+                result = await operation(ClientRegistry(client, ring.state))
+            except (ClientError, StoredStateError) as exc:
+                reason = getattr(exc, "reason", "refused")
+                await audit_cli(client, ring, who, action, target, outcome="denied", reason=reason)
+                raise
+            await audit_cli(client, ring, who, action, target)
+            return result
         finally:
             await client.aclose()
 
@@ -63,6 +82,17 @@ def _run(operation: Callable[[ClientRegistry], Awaitable[T]]) -> T:
             err=True,
         )
         raise typer.Exit(1) from None
+
+
+def _known_tasks() -> list[str]:
+    """Task names of the catalogue the gateway serves (its TASKGATE_TASK_MODULES)."""
+    try:
+        settings = load_settings(OperatorSettings)
+        load_task_modules(settings.task_modules)
+    except (ConfigError, ImportError) as exc:
+        typer.echo(f"taskgate clients: refused: {exc}", err=True)
+        raise typer.Exit(2) from None
+    return [spec.name for spec in default_catalogue]
 
 
 def _print_secret(client_id: str, secret: str, scopes: list[str] | None) -> None:
@@ -96,9 +126,13 @@ def add_command(
     Scopes: tasks:submit:<task>, tasks:submit:*, tasks:read, audit:read.
     """
     wanted = (scopes or "").split() + list(scope or [])
-    client, secret = _run(
-        lambda reg: reg.create(name, wanted, rate_limit=rate_limit, max_queued=max_queued)
-    )
+    known = _known_tasks()
+
+    async def create(reg: ClientRegistry) -> tuple[Client, str]:
+        check_known_tasks(wanted, known)
+        return await reg.create(name, wanted, rate_limit=rate_limit, max_queued=max_queued)
+
+    client, secret = _run("add", "admin.clients.create", name[:64], create)
     granted = sorted(client.scopes)
     if as_json:
         typer.echo(
@@ -111,7 +145,7 @@ def add_command(
 @app.command("list")
 def list_command(as_json: AsJson = False) -> None:
     """List clients: id, name, state, limits, scopes (never secrets)."""
-    clients, refused = _run(lambda reg: reg.scan())
+    clients, refused = _run("list", "admin.clients.list", "clients", lambda reg: reg.scan())
     for client_id, exc in refused:  # never shown as if trusted; the operator looks at it
         typer.echo(f"taskgate clients: {client_id}: record refused ({exc.reason})", err=True)
     if as_json:
@@ -130,21 +164,30 @@ def list_command(as_json: AsJson = False) -> None:
 @app.command("disable")
 def disable_command(client_id: ClientId) -> None:
     """Disable a client: token requests and API calls are refused from now on."""
-    client = _run(lambda reg: reg.disable(client_id))
+    client = _run(
+        "disable", "admin.clients.disable", client_id[:64], lambda reg: reg.disable(client_id)
+    )
     typer.echo(f"disabled {client.client_id}")
 
 
 @app.command("enable")
 def enable_command(client_id: ClientId) -> None:
     """Re-enable a disabled client."""
-    client = _run(lambda reg: reg.enable(client_id))
+    client = _run(
+        "enable", "admin.clients.enable", client_id[:64], lambda reg: reg.enable(client_id)
+    )
     typer.echo(f"enabled {client.client_id}")
 
 
 @app.command("rotate-secret")
 def rotate_secret_command(client_id: ClientId, as_json: AsJson = False) -> None:
     """Give a client a new secret; the old one stops working at once."""
-    secret = _run(lambda reg: reg.rotate_secret(client_id))
+    secret = _run(
+        "rotate-secret",
+        "admin.clients.rotate_secret",
+        client_id[:64],
+        lambda reg: reg.rotate_secret(client_id),
+    )
     if as_json:
         typer.echo(json.dumps({"client_id": client_id, "client_secret": secret}))
     else:

@@ -1,4 +1,5 @@
-"""`taskgate dlq list|inspect|requeue|purge`: the dead-letter store, audited."""
+"""`taskgate dlq list|inspect|requeue|purge`: the dead-letter store, audited under the
+name of the operator ``TASKGATE_OPERATOR_TOKEN`` names (requeue and purge need admin)."""
 
 from __future__ import annotations
 
@@ -13,11 +14,12 @@ import typer
 
 from gateway import deadletters
 from gateway.settings import OperatorSettings
-from security.audit import AsyncAuditWriter, AuditRecord, Outcome
+from security.audit import Outcome
 from security.config import load_settings
 from security.errors import ConfigError
 from security.keystore import KeyRing
 from taskgate.cli_output import AsJson, echo_json, echo_record, echo_table
+from taskgate.operator_auth import audit_cli, cli_operator
 from workers.contract import metrics as m
 from workers.contract.keys import METRICS_OPERATOR
 
@@ -26,6 +28,9 @@ __all__ = ["app"]
 app = typer.Typer(
     help="List, inspect, requeue and purge dead-lettered tasks.", no_args_is_help=True
 )
+
+
+_READS = {"admin.dlq.list": True, "admin.dlq.inspect": True}
 
 
 def _run(
@@ -41,14 +46,15 @@ def _run(
     async def go() -> Any:
         client = settings.redis.async_client()
         try:
+            who = await cli_operator(
+                client, settings, keys, command=f"dlq {action}", admin=not _READS.get(action)
+            )
             outcome: Outcome = "ok"
             try:
                 result = await op(client, keys, settings)
             except deadletters.DeadLetterError as exc:
                 result, outcome = exc, "denied"
-            await AsyncAuditWriter(client, keys.audit).append(
-                AuditRecord.make(actor="admin:cli", action=action, outcome=outcome, target=target)
-            )
+            await audit_cli(client, keys, who, action, target, outcome=outcome)
             return result
         finally:
             await client.aclose()

@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
 import enum
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from security.errors import KeyRingError
+from gateway.operators import Operator
+from gateway.settings import OperatorSettings
+from security.config import load_settings
+from security.errors import ConfigError, KeyRingError
 from security.keyexport import bundle_files, export_keys
 from security.keys import Purpose, SigningKey, SymmetricKey
 from security.keystore import KeyRing, init_keys, list_keys, retire_key, rotate_keys
 from taskgate.cli_output import AsJson, echo_json, echo_table
+from taskgate.operator_auth import audit_cli, cli_operator
 
 __all__ = ["app"]
+
+RESTART_ORDER = "restart workers first, then gateways, so every reader knows the new keys."
 
 app = typer.Typer(
     help="Create, list, rotate, retire and export keys (sealing, vault, audit, token, signing).",
@@ -50,6 +58,53 @@ def init_command(state_dir: StateDir = Path(".taskgate"), keys_dir: KeysDir = No
     except KeyRingError as exc:
         raise _fail(exc) from None
     typer.echo(f"key ring ready in {folder}: {', '.join(k.kid for k in _current(ring))}")
+
+
+Offline = Annotated[
+    bool,
+    typer.Option(
+        "--offline",
+        help="Change the key files without an operator credential or an audit record"
+        " (only before Redis exists, e.g. while setting up).",
+    ),
+]
+
+
+def _authorise(command: str, offline: bool) -> Callable[[str, str], None]:
+    """Check the operator (admin role) before a change; return what audits it after.
+
+    ``--offline`` skips both, loudly: for a first setup, before Redis is there.
+    """
+    if offline:
+        typer.echo(f"taskgate keys {command}: --offline: no audit record is written", err=True)
+        return lambda _action, _target: None
+    try:
+        settings = load_settings(OperatorSettings)
+        ring = settings.key_ring("operator")
+    except (ConfigError, KeyRingError) as exc:
+        typer.echo(f"taskgate keys {command}: refused: {exc} (or use --offline)", err=True)
+        raise typer.Exit(2) from None
+
+    async def check() -> Operator:
+        client = settings.redis.async_client()
+        try:
+            return await cli_operator(client, settings, ring, command=f"keys {command}", admin=True)
+        finally:
+            await client.aclose()
+
+    who = asyncio.run(check())
+
+    def audit(action: str, target: str) -> None:
+        async def append() -> None:
+            client = settings.redis.async_client()
+            try:
+                await audit_cli(client, ring, who, action, target)
+            finally:
+                await client.aclose()
+
+        asyncio.run(append())
+
+    return audit
 
 
 def _current(ring: KeyRing) -> list[SymmetricKey | SigningKey]:
@@ -93,14 +148,20 @@ def rotate_command(
     ] = None,
     state_dir: StateDir = Path(".taskgate"),
     keys_dir: KeysDir = None,
+    offline: Offline = False,
 ) -> None:
-    """Add a newer key; new messages use it, old ones still open until retired."""
+    """Add a newer key; new messages use it, old ones still open until retired.
+
+    Acts as the operator of TASKGATE_OPERATOR_TOKEN (admin role) and is audited.
+    """
+    audit = _authorise("rotate", offline)
     try:
         ring = rotate_keys(_folder(state_dir, keys_dir), purpose or None)
     except KeyRingError as exc:
         raise _fail(exc) from None
+    audit("keys.rotate", ",".join(sorted(str(p) for p in purpose or [])) or "all")
     typer.echo("newest keys: " + ", ".join(k.kid for k in _current(ring)))
-    typer.echo("restart gateways and workers to pick them up (workers first).")
+    typer.echo(RESTART_ORDER)
 
 
 @app.command("retire")
@@ -108,12 +169,15 @@ def retire_command(
     kid: Annotated[str, typer.Argument(help="The key id to retire.")],
     state_dir: StateDir = Path(".taskgate"),
     keys_dir: KeysDir = None,
+    offline: Offline = False,
 ) -> None:
     """Retire a key: anything still sealed or signed with it is refused from now on."""
+    audit = _authorise("retire", offline)
     try:
         retire_key(_folder(state_dir, keys_dir), kid)
     except KeyRingError as exc:
         raise _fail(exc) from None
+    audit("keys.retire", kid[:128])
     typer.echo(f"retired {kid}; restart gateways and workers to enforce it.")
 
 

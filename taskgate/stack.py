@@ -177,6 +177,7 @@ class Stack:
         env.setdefault("TASKGATE_TASK_MODULES", DEMO_MODULES)
         env.update({"TASKGATE_SMTP_HOST": "127.0.0.1", "TASKGATE_SMTP_PORT": str(smtp["port"])})
         worker_env, gateway_env = self.role_env(env, "worker"), self.role_env(env, "gateway")
+        gateway_env.setdefault("TASKGATE_CONSOLE", "true")  # the web console, at /console
         self._check_settings(worker_env, gateway_env, port)
         logs = self.state_dir / "logs"
         worker = start_child(
@@ -198,6 +199,7 @@ class Stack:
         demo_id, demo_secret = self._demo_client(redis_url)
         return {
             "gateway_url": gateway_url,
+            "console_url": f"{gateway_url}/console",
             "redis_url": redis_url,
             "ca_file": str(self.certs.ca.resolve()),
             "client_cert": str(self.certs.cert("operator-client").resolve()),

@@ -46,6 +46,7 @@ def print_summary(
         "",
         "taskgate is up.",
         f"  gateway   {url}  (HTTPS, certificate from the local CA)",
+        f"  console   {info['console_url']}  (sign in with the admin token)",
         f"  redis     {info['redis_url']}  (TLS only, client certificates required)",
         f"  CA        {ca}",
         f"  logs      {Path(info['state_dir']) / 'logs'}",

@@ -16,6 +16,7 @@ import pytest
 
 from certs.material import CertPaths
 from gateway.clients import ClientRegistry
+from gateway.operators import OperatorRegistry
 from security.keystore import KeyRing
 from taskgate.procs import Child, free_port, start_child, taskgate_argv
 from taskgate.redis_server import RedisServer
@@ -126,6 +127,25 @@ class ApiClient:
 
     def http(self, scope: str | None = None) -> httpx.Client:
         return self.gateway.client(headers={"Authorization": f"Bearer {self.token(scope)}"})
+
+
+@pytest.fixture
+def make_operator(tls_redis: RedisServer, keyring: KeyRing) -> Any:
+    """Add a named operator (``gateway.operators``) and return ``(name, credential)``."""
+
+    def make(role: str = "admin", name: str | None = None) -> tuple[str, str]:
+        wanted = name or f"op-{uuid.uuid4().hex[:8]}"
+
+        async def add() -> str:
+            redis_async = tls_redis.tls.async_client()
+            try:
+                return (await OperatorRegistry(redis_async, keyring.state).add(wanted, role))[1]
+            finally:
+                await redis_async.aclose()
+
+        return wanted, asyncio.run(add())
+
+    return make
 
 
 @pytest.fixture

@@ -30,7 +30,7 @@ from security.passwords import CLIENT_SECRET_PREFIX, verify_client_secret
 from security.stored_state import Label, sign_record
 from taskgate.clients_cli import app
 from taskgate.procs import free_port
-from workers.contract.keys import WORKERS
+from workers.contract.keys import AUDIT_STREAM, WORKERS
 
 pytestmark = pytest.mark.integration
 
@@ -629,15 +629,20 @@ def test_scope_allows(granted: Any, needed: Any, allowed: bool) -> None:
 
 @pytest.fixture
 def cli_env(
-    stack_env: dict[str, str], redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+    stack_env: dict[str, str],
+    redis_client: redis.Redis,
+    admin_token: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> redis.Redis:
-    """TASKGATE_* from the session stack; the database flushed; returns a sync client."""
+    """TASKGATE_* from the session stack, the CLI acting as the bootstrap operator
+    ``admin``; the database flushed; returns a sync client."""
     for name in list(os.environ):
         if name.startswith("TASKGATE_"):
             monkeypatch.delenv(name)
     for name, value in stack_env.items():
         if name.startswith("TASKGATE_"):
             monkeypatch.setenv(name, value)
+    monkeypatch.setenv("TASKGATE_OPERATOR_TOKEN", admin_token)
     return redis_client
 
 
@@ -646,8 +651,13 @@ def _cli(*args: str) -> Any:
 
 
 def _stored_keys(client: redis.Redis) -> list[bytes]:
-    """Every key in Redis except the heartbeats the session's running worker keeps writing."""
-    return [key for key in client.keys("*") if key != WORKERS.encode()]
+    """Every key in Redis except the heartbeats the session's running worker keeps writing
+    and the audit log (a refused command is audited)."""
+    return [
+        key
+        for key in client.keys("*")
+        if key != WORKERS.encode() and not key.startswith(AUDIT_STREAM.encode())
+    ]
 
 
 def _stored_hash(client: redis.Redis, client_id: str) -> str:
@@ -658,11 +668,11 @@ def _stored_hash(client: redis.Redis, client_id: str) -> str:
 
 def test_cli_add_json_prints_id_secret_scopes_once(cli_env: redis.Redis) -> None:
     """add --json prints exactly client_id, client_secret, scopes; the secret verifies."""
-    result = _cli("add", "Billing", "--scopes", "tasks:read tasks:submit:email.send", "--json")
+    result = _cli("add", "Billing", "--scopes", "tasks:read tasks:submit:test.touch", "--json")
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
     assert set(out) == {"client_id", "client_secret", "scopes"}
-    assert out["scopes"] == ["tasks:read", "tasks:submit:email.send"]
+    assert out["scopes"] == ["tasks:read", "tasks:submit:test.touch"]
     assert out["client_id"].startswith("billing-")
     assert verify_client_secret(out["client_secret"], _stored_hash(cli_env, out["client_id"]))
     assert result.stdout.count(out["client_secret"]) == 1

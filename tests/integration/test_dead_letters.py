@@ -152,31 +152,30 @@ def test_requeue_over_http_runs_the_dead_letter_again_and_is_audited(
 def test_cli_inspects_requeues_and_purges_a_dead_letter_each_audited(
     stack: PrivateStack, owner: httpx.Client
 ) -> None:
-    """`taskgate dlq inspect|requeue|purge` act on the store; each leaves an admin:cli record."""
+    """`taskgate dlq inspect|requeue|purge` act on the store; each is audited under the name
+    of the operator the CLI acts as (the bootstrap ``admin``)."""
     task_id = _submit(owner, "test.fails_fast", {"note": "n", "token": "s3cret-v4lue"})
     _dead(stack, task_id, runs=2)
     runner = CliRunner()
+    env = {**stack.env, "TASKGATE_OPERATOR_TOKEN": stack.admin_token}
 
-    shown = runner.invoke(app, ["dlq", "inspect", task_id, "--json"], env=stack.env)
+    shown = runner.invoke(app, ["dlq", "inspect", task_id, "--json"], env=env)
     assert shown.exit_code == 0, shown.output
     assert f'"id": "{task_id}"' in shown.output
-    requeued = runner.invoke(app, ["dlq", "requeue", task_id], env=stack.env)
+    requeued = runner.invoke(app, ["dlq", "requeue", task_id], env=env)
     assert requeued.exit_code == 0, requeued.output
     assert f"requeued {task_id} (replay 1)" in requeued.output
     _dead(stack, task_id, runs=4)
-    purged = runner.invoke(app, ["dlq", "purge", task_id], env=stack.env)
+    purged = runner.invoke(app, ["dlq", "purge", task_id], env=env)
     assert purged.exit_code == 0, purged.output
     assert stack.vault_keys(task_id) == []
-    again = runner.invoke(app, ["dlq", "requeue", task_id], env=stack.env)
+    again = runner.invoke(app, ["dlq", "requeue", task_id], env=env)
     assert again.exit_code == 1
     assert "no such dead letter" in again.output
 
-    assert stack.audited(task_id, "admin.dlq.inspect") == [("admin:cli", "ok")]
-    assert stack.audited(task_id, "admin.dlq.requeue") == [
-        ("admin:cli", "ok"),
-        ("admin:cli", "denied"),
-    ]
-    assert stack.audited(task_id, "admin.dlq.purge") == [("admin:cli", "ok")]
+    assert stack.audited(task_id, "admin.dlq.inspect") == [("admin", "ok")]
+    assert stack.audited(task_id, "admin.dlq.requeue") == [("admin", "ok"), ("admin", "denied")]
+    assert stack.audited(task_id, "admin.dlq.purge") == [("admin", "ok")]
 
 
 def test_purge_over_http_removes_the_dead_letter_and_its_vault_secret(

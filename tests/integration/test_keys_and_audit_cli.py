@@ -38,12 +38,14 @@ def test_keys_rotation_keeps_old_messages_until_retired(tmp_path: Path) -> None:
         b"x", task_id="t1", task_name="n", keys=ring.broker, signer=ring.signing.current(), ttl=600
     )
 
-    assert _run(["keys", "rotate", "--purpose", "broker", "--state-dir", state])[0] == 0
+    assert (
+        _run(["keys", "rotate", "--purpose", "broker", "--state-dir", state, "--offline"])[0] == 0
+    )
     rotated = load_keys(tmp_path / "keys", role="gateway")
     assert rotated.broker.current().kid != old_kid
     assert open_envelope(envelope, keys=rotated.broker, verifiers=rotated.signing).plaintext == b"x"
 
-    code, _out = _run(["keys", "retire", old_kid, "--state-dir", state])
+    code, _out = _run(["keys", "retire", old_kid, "--state-dir", state, "--offline"])
     assert code == 0
     retired = load_keys(tmp_path / "keys", role="gateway")
     with pytest.raises(KeyRetiredError, match="retired"):
@@ -66,7 +68,7 @@ def test_keys_retire_of_last_live_key_is_refused(tmp_path: Path) -> None:
     """Retiring the only live key of a purpose would lock everything out: refused, exit 1."""
     _run(["keys", "init", "--state-dir", str(tmp_path)])
     kid = load_keys(tmp_path / "keys", role="gateway").vault.current().kid
-    code, out = _run(["keys", "retire", kid, "--state-dir", str(tmp_path)])
+    code, out = _run(["keys", "retire", kid, "--state-dir", str(tmp_path), "--offline"])
     assert code == 1
     assert "last live" in out or "live" in out
 

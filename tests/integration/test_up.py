@@ -95,6 +95,9 @@ def test_up_runs_the_stack_and_sigint_stops_every_child(tmp_path: Path) -> None:
         ctx = ssl.create_default_context(cafile=str(info["ca_file"]))
         response = httpx.get(f"{info['gateway_url']}/readyz", verify=ctx, timeout=10)
         assert response.status_code == 200
+        assert info["console_url"] == f"{info['gateway_url']}/console"
+        console = httpx.get(f"{info['console_url']}/login", verify=ctx, timeout=10)
+        assert console.status_code == 200  # the console is on in `up`
         pids = dict(info["pids"])  # type: ignore[call-overload]
         assert {"redis", "worker", "gateway"} <= set(pids)
         _check_redis_users(info, state)
@@ -102,6 +105,7 @@ def test_up_runs_the_stack_and_sigint_stops_every_child(tmp_path: Path) -> None:
         assert proc.wait(timeout=10) == 0
         out = proc.stdout.read() if proc.stdout else ""
         assert "taskgate is up." in out
+        assert f"console   {info['console_url']}" in out
         assert f"curl --cacert {info['ca_file']} {info['gateway_url']}/readyz" in out
         time.sleep(0.2)
         still = [name for name, pid in pids.items() if _alive(int(pid))]

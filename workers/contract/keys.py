@@ -38,6 +38,7 @@ __all__ = [
     "BINDING_DEADLINES",
     "CLIENTS_SET",
     "CLIENT_PREFIX",
+    "CONSOLE_SESSION_PREFIX",
     "DEFAULT_QUEUE",
     "DLQ_INDEX",
     "DONE_PREFIX",
@@ -59,6 +60,8 @@ __all__ = [
     "METRICS_WINDOW_TTL",
     "METRICS_WORKER",
     "ONCE_PREFIX",
+    "OPERATORS_SET",
+    "OPERATOR_PREFIX",
     "OWNER_INDEX_PREFIX",
     "QUEUED_PREFIX",
     "RATE_LIMIT_PREFIX",
@@ -82,12 +85,14 @@ __all__ = [
     "KeySpec",
     "Role",
     "client_key",
+    "console_session_key",
     "dlq_key",
     "done_key",
     "idempotency_key",
     "message_copy_key",
     "metrics_window_key",
     "once_key",
+    "operator_key",
     "owner_index",
     "queued_key",
     "rate_limit_key",
@@ -139,6 +144,11 @@ METRICS_WINDOW: Final = 60  # seconds per window
 METRICS_WINDOW_TTL: Final = 25 * 3600  # a day of windows, and then some
 CLIENTS_SET: Final = "tg:clients"
 CLIENT_PREFIX: Final = "tg:client:"
+# named operators (admin or auditor): MAC'd records written by the operator CLI
+OPERATORS_SET: Final = "tg:operators"
+OPERATOR_PREFIX: Final = "tg:operator:"
+# web console sessions (gateway.console.session): server-side, expiring
+CONSOLE_SESSION_PREFIX: Final = "tg:console:session:"
 REVOKED_JTI_PREFIX: Final = "tg:revoked:jti:"
 IDEM_PREFIX: Final = "tg:idem:"
 RATE_LIMIT_PREFIX: Final = "tg:rl:"
@@ -246,6 +256,16 @@ def client_key(client_id: str) -> str:
     return f"{CLIENT_PREFIX}{client_id}"
 
 
+def operator_key(name: str) -> str:
+    """A named operator's record (hash): role, credential hash, revoked flag."""
+    return f"{OPERATOR_PREFIX}{name}"
+
+
+def console_session_key(digest: str) -> str:
+    """A console session, by the SHA-256 of its cookie value."""
+    return f"{CONSOLE_SESSION_PREFIX}{digest}"
+
+
 def revoked_jti_key(jti: str) -> str:
     """A revoked access token, by its ``jti``."""
     return f"{REVOKED_JTI_PREFIX}{jti}"
@@ -309,6 +329,9 @@ REGISTRY: Final[tuple[KeySpec, ...]] = (
     KeySpec(f"{CLIENT_PREFIX}*", "API client records", write=_GO),
     KeySpec(CLIENTS_SET, "the set of client ids", write=_GO),
     KeySpec(f"{REVOKED_JTI_PREFIX}*", "revoked access tokens", write=_GO),
+    KeySpec(f"{OPERATOR_PREFIX}*", "named operators (MAC'd)", write=_O, read=_G),
+    KeySpec(OPERATORS_SET, "the set of operator names", write=_O, read=_G),
+    KeySpec(f"{CONSOLE_SESSION_PREFIX}*", "web console sessions", write=_G),
     KeySpec(REVOKED_JTI_LIST, "the MAC'd list of revoked tokens", write=_GO),
     KeySpec(f"{IDEM_PREFIX}*", "idempotency records", write=_G),
     KeySpec(f"{RATE_LIMIT_PREFIX}*", "rate-limit counters", write=_G),

@@ -12,6 +12,7 @@ from fastapi import FastAPI
 import gateway.routes_metrics
 from gateway.errors import install_error_handlers
 from gateway.metrics import Metrics
+from gateway.operators import OperatorRegistry
 from gateway.routes_metrics import build_metrics_router
 from security.passwords import hash_admin_token, new_admin_token
 
@@ -29,6 +30,8 @@ def _app(allow: tuple[str, ...] = ()) -> tuple[FastAPI, str]:
     app.state.gateway = SimpleNamespace(
         metrics=Metrics(),
         admin_token_hash=hash_admin_token(token),
+        # the bootstrap admin is checked against its hash alone: no Redis, no state key
+        operators=OperatorRegistry(None, None, admin_hash=hash_admin_token(token)),  # type: ignore[arg-type]
         settings=SimpleNamespace(metrics_allow=list(allow)),
     )
     return app, token

@@ -1,0 +1,282 @@
+"""The console's state-changing forms (POST): each needs a live session, the session's
+CSRF token and the admin role; each is audited under the operator's name with the same
+action names the admin API uses. An auditor's attempt is refused (403) and audited.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from starlette.datastructures import FormData
+from starlette.responses import Response
+
+from gateway import deadletters, stored
+from gateway.client_rules import check_known_tasks
+from gateway.clients import ClientError
+from gateway.console.csrf import csrf_ok
+from gateway.console.pages import context, signed_in
+from gateway.console.render import page, redirect
+from gateway.console.session import ConsoleSession, end_session
+from gateway.errors import ApiError
+from gateway.revocation import revoke
+from gateway.state import GatewayState
+from security.errors import StoredStateError
+from workers.wire import TASK_ID, task_key
+
+__all__ = ["GROUP_CAP", "add_actions"]
+
+GROUP_CAP = 50  # dead letters one group action touches at most
+_RID = "console"
+
+
+async def _audit(
+    state: GatewayState,
+    session: ConsoleSession,
+    action: str,
+    target: str,
+    *,
+    outcome: str = "ok",
+    reason: str = "",
+) -> None:
+    await state.record(
+        actor=session.actor,
+        action=action,
+        outcome=outcome,
+        target=target[:128],
+        reason=reason[:200],
+        request_id=_RID,
+    )
+
+
+async def _checked(
+    request: Request, *, admin: bool = True
+) -> tuple[GatewayState, ConsoleSession, FormData] | Response:
+    """The session, CSRF token and role of a form post; a refusal page (or the sign-in
+    page) otherwise. Refusals of a signed-in operator are audited."""
+    state, session = await signed_in(request)
+    if session is None:
+        return redirect("/console/login")
+    form = await request.form()
+    where = f"{request.method} {request.url.path}"
+    if not csrf_ok(request, session, form.get("csrf")):
+        await _audit(state, session, "console.csrf", where, outcome="denied", reason="bad token")
+        problem = "This form is stale or did not come from the console; reload and try again."
+        return page("error", 403, **context(request, session, "", problem=problem))
+    if admin and not session.operator.is_admin:
+        reason = f"role {session.operator.role} is read-only"
+        await _audit(state, session, "operator.forbidden", where, outcome="denied", reason=reason)
+        problem = "This needs the admin role."
+        return page("error", 403, **context(request, session, "", problem=problem))
+    return state, session, form
+
+
+def _field(form: FormData, name: str, limit: int = 4096) -> str:
+    value = form.get(name)
+    return value[:limit].strip() if isinstance(value, str) else ""
+
+
+def _int(text: str, default: int) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        return default
+
+
+def add_actions(router: APIRouter) -> None:  # noqa: PLR0915 - one closure per form
+    """Add every form handler to the console router."""
+
+    @router.post("/logout")
+    async def logout(request: Request) -> Response:
+        checked = await _checked(request, admin=False)
+        if isinstance(checked, Response):
+            return checked
+        state, session, _ = checked
+        response = redirect("/console/login?bye=1")
+        await end_session(state, session, response)
+        await _audit(state, session, "console.signout", session.actor)
+        return response
+
+    @router.post("/tasks/{task_id}/cancel")
+    async def cancel(request: Request, task_id: str) -> Response:
+        checked = await _checked(request)
+        if isinstance(checked, Response):
+            return checked
+        state, session, _ = checked
+        raw = await state.redis.hgetall(task_key(task_id)) if TASK_ID.fullmatch(task_id) else {}
+        record = (
+            await stored.trusted_record(state, task_id, raw, actor=session.actor, request_id=_RID)
+            if raw
+            else None
+        )
+        if record is None:
+            return page("error", 404, **context(request, session, "tasks", problem="No such task."))
+        try:
+            await revoke(state, task_id, record)
+        except ApiError as exc:
+            await _audit(
+                state, session, "admin.tasks.revoke", task_id, outcome="denied", reason=exc.kind
+            )
+            return page(
+                "error", exc.status, **context(request, session, "tasks", problem=exc.detail)
+            )
+        await _audit(state, session, "admin.tasks.revoke", task_id)
+        return redirect(f"/console/tasks/{task_id}?msg=cancelled")
+
+    async def _requeue(request: Request, task_id: str, action: str, back: str) -> Response:
+        checked = await _checked(request)
+        if isinstance(checked, Response):
+            return checked
+        state, session, _ = checked
+        try:
+            await deadletters.requeue(
+                state.redis, state.keys, task_id, ttl=state.settings.envelope_ttl
+            )
+        except deadletters.DeadLetterError as exc:
+            await _audit(state, session, action, task_id, outcome="denied", reason=exc.detail)
+            return page("error", exc.status, **context(request, session, "dlq", problem=exc.detail))
+        await _audit(state, session, action, task_id)
+        return redirect(back)
+
+    @router.post("/tasks/{task_id}/retry")
+    async def retry(request: Request, task_id: str) -> Response:
+        back = f"/console/tasks/{task_id}?msg=retried"
+        return await _requeue(request, task_id, "admin.tasks.retry", back)
+
+    @router.post("/dead-letters/{task_id}/requeue")
+    async def requeue_one(request: Request, task_id: str) -> Response:
+        return await _requeue(
+            request, task_id, "admin.dlq.requeue", "/console/dead-letters?msg=requeued"
+        )
+
+    @router.post("/dead-letters/{task_id}/purge")
+    async def purge_one(request: Request, task_id: str) -> Response:
+        checked = await _checked(request)
+        if isinstance(checked, Response):
+            return checked
+        state, session, _ = checked
+        try:
+            await deadletters.purge(state.redis, task_id)
+        except deadletters.DeadLetterError as exc:
+            await _audit(state, session, "admin.dlq.purge", task_id, outcome="denied")
+            return page("error", exc.status, **context(request, session, "dlq", problem=exc.detail))
+        await _audit(state, session, "admin.dlq.purge", task_id)
+        return redirect("/console/dead-letters?msg=purged")
+
+    @router.post("/dead-letters/group")
+    async def group(request: Request) -> Response:
+        checked = await _checked(request)
+        if isinstance(checked, Response):
+            return checked
+        state, session, form = checked
+        task, reason, op = (
+            _field(form, "task", 128),
+            _field(form, "reason", 200),
+            _field(form, "op"),
+        )
+        if op not in {"requeue", "purge"} or _field(form, "confirm") != "yes":
+            problem = "Tick the confirmation box to act on a whole group."
+            return page("error", 422, **context(request, session, "dlq", problem=problem))
+        items, _ = await deadletters.list_dead(state.redis, limit=200)
+        chosen = [d for d in items if d.name == task and d.reason == reason][:GROUP_CAP]
+        done = 0
+        for dead in chosen:
+            try:
+                if op == "requeue":
+                    await deadletters.requeue(
+                        state.redis, state.keys, dead.task_id, ttl=state.settings.envelope_ttl
+                    )
+                else:
+                    await deadletters.purge(state.redis, dead.task_id)
+            except deadletters.DeadLetterError as exc:
+                await _audit(
+                    state, session, f"admin.dlq.{op}", dead.task_id, outcome="denied",
+                    reason=exc.detail,
+                )  # fmt: skip
+                continue
+            done += 1
+            await _audit(state, session, f"admin.dlq.{op}", dead.task_id)
+        await _audit(
+            state, session, f"admin.dlq.group_{op}", task, reason=f"{done} of {len(chosen)}"
+        )
+        return redirect("/console/dead-letters?msg=group")
+
+    def _client_page(request: Request, session: ConsoleSession, **extra: Any) -> Response:
+        return page("secret", **context(request, session, "clients", **extra))
+
+    @router.post("/clients")
+    async def create_client(request: Request) -> Response:
+        checked = await _checked(request)
+        if isinstance(checked, Response):
+            return checked
+        state, session, form = checked
+        name = _field(form, "name", 64)
+        scopes = _field(form, "scopes").split() + [
+            v for v in form.getlist("scope") if isinstance(v, str)
+        ]
+        try:
+            check_known_tasks(scopes, (spec.name for spec in state.catalogue))
+            client, secret = await state.clients.create(
+                name,
+                scopes,
+                rate_limit=_field(form, "rate_limit", 64) or "120/minute",
+                max_queued=_int(_field(form, "max_queued", 10), 100),
+            )
+        except ClientError as exc:
+            await _audit(
+                state, session, "admin.clients.create", name or "-", outcome="denied",
+                reason=exc.reason,
+            )  # fmt: skip
+            return page("error", 422, **context(request, session, "clients", problem=str(exc)))
+        await _audit(state, session, "admin.clients.create", client.client_id)
+        return _client_page(request, session, client=client.public(), secret=secret)
+
+    async def _client_change(request: Request, client_id: str, op: str) -> Response:
+        checked = await _checked(request)
+        if isinstance(checked, Response):
+            return checked
+        state, session, form = checked
+        action = f"admin.clients.{op}"
+        try:
+            if op == "disable":
+                await state.clients.disable(client_id)
+            elif op == "enable":
+                await state.clients.enable(client_id)
+            elif op == "update":
+                scopes = _field(form, "scopes").split()
+                check_known_tasks(scopes, (spec.name for spec in state.catalogue))
+                await state.clients.update(
+                    client_id,
+                    scopes,
+                    rate_limit=_field(form, "rate_limit", 64),
+                    max_queued=_int(_field(form, "max_queued", 10), 0),
+                )
+            else:
+                secret = await state.clients.rotate_secret(client_id)
+                await _audit(state, session, action, client_id)
+                client = await state.clients.get(client_id)
+                view = client.public() if client else {"client_id": client_id}
+                return _client_page(request, session, client=view, secret=secret)
+        except (ClientError, StoredStateError) as exc:
+            why = getattr(exc, "reason", "refused")
+            await _audit(state, session, action, client_id, outcome="denied", reason=why)
+            status = 404 if why == "unknown_client" else 422
+            return page("error", status, **context(request, session, "clients", problem=str(exc)))
+        await _audit(state, session, action, client_id)
+        return redirect(f"/console/clients?msg={'saved' if op == 'update' else op + 'd'}")
+
+    @router.post("/clients/{client_id}/disable")
+    async def disable(request: Request, client_id: str) -> Response:
+        return await _client_change(request, client_id, "disable")
+
+    @router.post("/clients/{client_id}/enable")
+    async def enable(request: Request, client_id: str) -> Response:
+        return await _client_change(request, client_id, "enable")
+
+    @router.post("/clients/{client_id}/edit")
+    async def edit(request: Request, client_id: str) -> Response:
+        return await _client_change(request, client_id, "update")
+
+    @router.post("/clients/{client_id}/rotate-secret")
+    async def rotate(request: Request, client_id: str) -> Response:
+        return await _client_change(request, client_id, "rotate_secret")
