@@ -172,6 +172,26 @@ class OperatorRegistry:
                 raise OperatorError(f"operator {name} exists", reason="exists") from None
         return self._to_operator(name, fields), credential
 
+    async def renew(self, name: str, *, now: float | None = None) -> tuple[Operator, str]:
+        """Give an existing operator a new credential (the old one stops working at once)
+        and lift a revocation; return it and the credential (shown this once)."""
+        fields = await self._load(name)
+        if fields is None:
+            raise OperatorError(f"no operator {name}", reason="unknown_operator")
+        credential = f"{ADMIN_TOKEN_PREFIX}{name}.{secrets.token_urlsafe(32)}"
+        stamp = time.time() if now is None else now
+        fields = {n: fields.get(n, "") for n in OPERATOR_FIELDS}
+        fields |= {
+            "token_hash": hash_admin_token(credential),
+            "created_at": repr(stamp),
+            "revoked": "0",
+            "revoked_at": "",
+        }
+        fields[MAC_FIELD] = sign_record(self._keys, Label.OPERATOR, name, fields)
+        mapping: dict[Any, Any] = dict(fields)
+        await self._redis.hset(operator_key(name), mapping=mapping)
+        return self._to_operator(name, fields), credential
+
     async def revoke(self, name: str, *, now: float | None = None) -> Operator:
         """Revoke an operator: its credential stops working at once (the record stays,
         so the audit log's names still mean someone)."""

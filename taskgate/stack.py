@@ -42,6 +42,7 @@ from security.keystore import init_keys
 from security.passwords import hash_admin_token, new_admin_token
 from security.tls import RedisTLS
 from taskgate.demo_client import DEMO_SCOPES, ensure_demo_client, previous_demo
+from taskgate.local_operator import CREDENTIAL_FILE, ensure_local_operator
 from taskgate.procs import Child, free_port, start_child, taskgate_argv
 from taskgate.redis_server import (
     APPENDFSYNC,
@@ -197,6 +198,7 @@ class Stack:
         gateway_url = f"https://localhost:{port}"
         self._wait_ready(gateway_url)
         demo_id, demo_secret = self._demo_client(redis_url)
+        operator_token = self._local_operator(redis_url)
         return {
             "gateway_url": gateway_url,
             "console_url": f"{gateway_url}/console",
@@ -207,6 +209,7 @@ class Stack:
             "redis_users": describe_users(self.certs, self.users_dir),
             "state_dir": str(self.state_dir.resolve()),
             "roles": {role: str(path) for role, path in self.roles.items()},
+            "operator_token_file": str(operator_token),
             "admin_token_file": None
             if self.admin_token_file is None
             else str(self.admin_token_file),
@@ -254,9 +257,8 @@ class Stack:
         except SinkStartError as exc:
             raise StackError(str(exc)) from None
 
-    def _demo_client(self, redis_url: str) -> tuple[str, str]:
-        """The state folder's demo client (:mod:`taskgate.demo_client`), as the operator."""
-        tls = RedisTLS(
+    def _operator_tls(self, redis_url: str) -> RedisTLS:
+        return RedisTLS(
             redis_url,
             self.certs.ca,
             self.certs.cert("operator-client"),
@@ -264,11 +266,23 @@ class Stack:
             username="operator",
             password=SecretStr(password_path(self.users_dir, "operator").read_text().strip()),
         )
+
+    def _demo_client(self, redis_url: str) -> tuple[str, str]:
+        """The state folder's demo client (:mod:`taskgate.demo_client`), as the operator."""
         demo = ensure_demo_client(
-            tls, self.state_dir / "keys", self._previous_demo, reset=self.reset_demo_client
+            self._operator_tls(redis_url),
+            self.state_dir / "keys",
+            self._previous_demo,
+            reset=self.reset_demo_client,
         )
         self.demo_note = demo.note
         return demo.client_id, demo.secret
+
+    def _local_operator(self, redis_url: str) -> Path:
+        """The CLI's named operator (:mod:`taskgate.local_operator`); its credential file."""
+        token_file = self.state_dir / "roles" / "operator" / CREDENTIAL_FILE
+        ensure_local_operator(self._operator_tls(redis_url), self.state_dir / "keys", token_file)
+        return token_file.resolve()
 
     def _all(self) -> list[Child]:
         return [*self.children, *([self.redis.child] if self.redis else [])]

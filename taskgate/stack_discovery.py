@@ -67,6 +67,12 @@ def use_stack_for_redis(state_dir: Path | None) -> StackInfo | None:
     os.environ["TASKGATE_STATE_DIR"] = str(info.state_dir.resolve())
     for setting in _FILE_SETTINGS:
         os.environ.pop(setting, None)  # the stack's own files, at their defaults
+    named = os.environ.get("TASKGATE_OPERATOR_TOKEN") or os.environ.get(
+        "TASKGATE_OPERATOR_TOKEN_FILE"
+    )
+    if not named and info.operator_token_file is not None:
+        # the stack's CLI operator (taskgate.local_operator): changes audited as `local`
+        os.environ["TASKGATE_OPERATOR_TOKEN_FILE"] = str(info.operator_token_file)
     _say(f"{describe(info)} (redis {info.redis_url} as operator)")
     return info
 

@@ -45,6 +45,7 @@ class StackInfo:
     roles: dict[str, Path] = field(default_factory=dict)
     redis_users: dict[str, dict[str, str]] = field(default_factory=dict)
     up_pid: int | None = None
+    operator_token_file: Path | None = None
 
     @classmethod
     def load(cls, state_dir: str | os.PathLike[str] | None = None) -> StackInfo:
@@ -74,6 +75,9 @@ class StackInfo:
                 roles={str(k): Path(v) for k, v in (doc.get("roles") or {}).items()},
                 redis_users=dict(doc.get("redis_users") or {}),
                 up_pid=pids.get("up") if isinstance(pids.get("up"), int) else None,
+                operator_token_file=Path(doc["operator_token_file"])
+                if doc.get("operator_token_file")
+                else None,
             )
         except (KeyError, TypeError, AttributeError):
             raise StackFileError(f"{path} lacks gateway_url, redis_url or ca_file") from None

@@ -220,13 +220,25 @@ def test_up_keeps_one_demo_client_and_reset_rotates_its_secret(tmp_path: Path) -
         out = _stop(proc)
         assert f"demo client {first['client_id']}: new" in out
 
+        credential_file = tmp_path / ".taskgate" / "roles" / "operator" / "operator.credential"
+        assert credential_file.stat().st_mode & 0o777 == 0o600
+        credential = credential_file.read_text()
+
         proc, info = _rerun(tmp_path)
         second = _demo(tmp_path)
         assert second == first
+        assert credential_file.read_text() == credential  # the CLI operator is reused too
         clients = _cli(tmp_path, "clients", "list", "--json")
         assert [c["client_id"] for c in json.loads(clients.stdout)] == [first["client_id"]]
+        # the CLI acts as the stack's named operator: its reads and changes are audited so
+        found = _cli(tmp_path, "audit", "search", "--actor", "local", "--json")
+        assert found.returncode == 0, found.stderr
+        actions = {json.loads(line)["action"] for line in found.stdout.splitlines()}
+        assert "admin.clients.list" in actions
+        assert credential.strip() not in found.stdout + found.stderr + clients.stderr
         out = _stop(proc)
         assert "reused from the last run" in out
+        assert credential.strip() not in out
 
         proc, info = _rerun(tmp_path, "--reset-demo-client")
         third = _demo(tmp_path)
