@@ -11,9 +11,12 @@ from typing import Any
 import httpx
 import pytest
 import redis
+import redis.asyncio
 from typer.testing import CliRunner
 
+from gateway.operators import OperatorError, OperatorRegistry
 from security.audit import iter_records
+from security.keystore import KeyRing
 from security.passwords import hash_admin_token
 from taskgate.cli import app
 from tests.integration.conftest import Gateway
@@ -264,3 +267,24 @@ def test_cli_reads_the_credential_from_a_private_file_only(
     exposed = cli("operators", "list", extra=extra)
     assert exposed.exit_code == 2
     assert "TASKGATE_OPERATOR_TOKEN_FILE" in exposed.stderr
+
+
+async def test_renew_replaces_the_credential_and_lifts_a_revocation(
+    async_redis: redis.asyncio.Redis, keyring: KeyRing, redis_client: redis.Redis
+) -> None:
+    """renew: the old credential stops working, the new one names the same operator and
+    role, a revoked operator is active again; an unknown name is refused."""
+    registry = OperatorRegistry(async_redis, keyring.state)
+    _, first = await registry.add("renewme", "auditor")
+    await registry.revoke("renewme")
+    assert await registry.authenticate(first) is None
+    operator, second = await registry.renew("renewme")
+    assert (operator.name, operator.role, operator.revoked) == ("renewme", "auditor", False)
+    assert await registry.authenticate(first) is None
+    renewed = await registry.authenticate(second)
+    assert renewed is not None
+    assert renewed.name == "renewme"
+    assert second not in repr(redis_client.hgetall(operator_key("renewme")))
+    with pytest.raises(OperatorError) as info:
+        await registry.renew("ghost")
+    assert info.value.reason == "unknown_operator"
