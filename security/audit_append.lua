@@ -7,6 +7,13 @@
 -- losing the race a short exclusive turn (others get 'wait'), so no process starves under
 -- load. The reply is 'ok', the entries' stream ids, then per entry 1 or the error of the
 -- write Redis refused. Attached writes name their keys inside the call: one Redis node.
+-- ARGV[9], if given: a MessagePack array of [key, field, value] conditions (a fence: HGET
+-- key field must equal value); if one does not hold, nothing is written: {'fenced'}.
+if ARGV[9] and ARGV[9] ~= '' then
+  for _, want in ipairs(cmsgpack.unpack(ARGV[9])) do
+    if redis.call('HGET', want[1], want[2]) ~= want[3] then return {'fenced'} end
+  end
+end
 local head = redis.call('GET', KEYS[2])
 if not head then
   if redis.call('EXISTS', KEYS[1]) == 1 then return {'missing'} end

@@ -44,14 +44,15 @@ from celery.exceptions import Ignore, Reject, Retry, TimeLimitExceeded
 from pydantic import ValidationError
 
 from security.audit import Earlier, Write
-from security.errors import InputRejectedError, TaskgateError
+from security.errors import AuditError, InputRejectedError, TaskgateError
 from security.vault import reference_ids, resolve_secrets, vault_key
 from workers import cancel
 from workers.catalogue import Catalogue, TaskSpec
+from workers.contract.keys import INFLIGHT
 from workers.deadletters import dead_letter
 from workers.lifecycle import Gate, GateCall
 from workers.redaction import redacted
-from workers.request import DELIVERY_TAG, GATE_DELIVERY
+from workers.request import DELIVERY_TAG, DELIVERY_TOKEN, GATE_DELIVERY
 from workers.runtime import (
     WorkerRuntime,
     _requeue_if_storage_down,
@@ -186,6 +187,7 @@ class SealedTask(Task[Any, Any]):
                 max_runs=runtime.max_runs,
                 delivery=getattr(request, GATE_DELIVERY, None) or (),
                 marker=origin.marker,
+                fence=_fence(request),
             )
 
     def _bound_call(
@@ -219,7 +221,14 @@ class SealedTask(Task[Any, Any]):
         with _requeue_if_storage_down(task_id):
             delivery = getattr(request, GATE_DELIVERY, None) or ()
             gate, model = self._admit(
-                spec, payload, origin, attempt, vault, delivery=delivery, sent=sent
+                spec,
+                payload,
+                origin,
+                attempt,
+                vault,
+                delivery=delivery,
+                fence=_fence(request),
+                sent=sent,
             )
         try:
             if spec.cancellable:
@@ -255,6 +264,7 @@ class SealedTask(Task[Any, Any]):
                     attempt=attempt,
                     request=request,
                     marker=origin.marker if gate.marker_ready else None,
+                    run=gate.run_count,
                 )
                 return result
             if not cancel.finish_unless_revoked(
@@ -266,13 +276,20 @@ class SealedTask(Task[Any, Any]):
             ):
                 # The revocation reached Redis first: never "succeeded" after a cancel.
                 self._revoked_while_running(task_id, "revoked while running; it ended first")
-        runtime.commit(
-            "task.succeeded",
-            target=task_id,
-            outcome="ok",
-            reason=f"attempt {attempt}",
-            writes=_settle_writes(request),
-        )
+        fence = _fence(request)
+        try:
+            runtime.commit(
+                "task.succeeded",
+                target=task_id,
+                outcome="ok",
+                reason=f"attempt {attempt}, run {gate.run_count}",
+                writes=_settle_writes(request),
+                fence=[(INFLIGHT, *fence)] if fence is not None else (),
+            )
+        except AuditError as exc:
+            if exc.reason != "fenced":
+                raise
+            self._fenced(task_id, "commit refused: delivery reclaimed; result discarded")
         return result
 
     def _commit_success(
@@ -284,12 +301,15 @@ class SealedTask(Task[Any, Any]):
         attempt: int,
         request: Any,
         marker: tuple[str, str] | None,
+        run: int = 0,
     ) -> None:
         """One round trip for the end of a successful run: the ``task.succeeded`` audit
         record, the completion record, the task record, the vault deletion, the sealed
         result (what Celery's Redis backend would write: SET with its expiry, PUBLISH) and
         the message's acknowledgement in one atomic script call; Celery is then told the
-        result is stored."""
+        result is stored. Fenced: only while this delivery's ownership token still holds
+        it (``workers.liveness``); otherwise nothing is written, the result is discarded
+        and the refusal audited (``task.fenced``)."""
         runtime = _runtime(self.app)
         backend: Any = self.backend  # Celery's Redis backend (its stubs list less)
         meta = backend._get_result_meta(  # Celery's own document, sealed by our serializer
@@ -321,13 +341,21 @@ class SealedTask(Task[Any, Any]):
         if vault:
             writes.append(Write("DEL", tuple(vault)))
         writes += _settle_writes(request)
-        runtime.commit(
-            "task.succeeded",
-            target=task_id,
-            outcome="ok",
-            reason=f"attempt {attempt}",
-            writes=writes,
-        )
+        fence = _fence(request)
+        try:
+            runtime.commit(
+                "task.succeeded",
+                target=task_id,
+                outcome="ok",
+                reason=f"attempt {attempt}, run {run}" if run else f"attempt {attempt}",
+                writes=writes,
+                fence=[(INFLIGHT, *fence)] if fence is not None else (),
+            )
+        except AuditError as exc:
+            if exc.reason != "fenced":
+                raise
+            request.ignore_result = True
+            self._fenced(task_id, "commit refused: delivery reclaimed; result discarded")
         request.ignore_result = True  # stored above: Celery's backend writes nothing
 
     def _admit(
@@ -339,6 +367,7 @@ class SealedTask(Task[Any, Any]):
         vault: list[str],
         *,
         delivery: Sequence[str],
+        fence: tuple[str, str] | None = None,
         sent: GateCall | None,
     ) -> tuple[Gate, Any]:
         """The start gate (records the delivery in flight if the consumer left that to it;
@@ -358,7 +387,10 @@ class SealedTask(Task[Any, Any]):
                 max_runs=runtime.max_runs,
                 delivery=delivery,
                 marker=origin.marker,
+                fence=fence,
             )
+        if not gate.held:
+            self._fenced(task_id, "start refused: delivery reclaimed")
         if delivery and not gate.recorded:
             # Its copy was gone: another delivery of the same message took it first.
             log.warning("task %s[%s]: delivery not recorded: no copy", self.name, task_id)
@@ -402,6 +434,13 @@ class SealedTask(Task[Any, Any]):
                 marker=origin.marker,
             )
             raise Ignore()
+        if gate.runs > 1:  # the runs before were cut off: each is recorded, once
+            runtime.audit(
+                "task.run_interrupted",
+                target=task_id,
+                outcome="error",
+                reason=f"run {gate.run_count - 1} cut off; run {gate.run_count} starts",
+            )
         if not isinstance(payload, dict):
             self.refuse("bad_payload", "payload is not an object")
         try:
@@ -434,6 +473,17 @@ class SealedTask(Task[Any, Any]):
             )
             fields = ",".join(".".join(map(str, e["loc"])) for e in exc.errors()[:5])
             self.refuse("invalid_payload", f"payload failed validation at {fields}")
+
+    def _fenced(self, task_id: str, reason: str) -> NoReturn:
+        """This worker no longer holds the delivery (its heartbeat lapsed, the delivery was
+        reclaimed; ``workers.liveness``): audit the refusal and end the run, writing
+        nothing of it. Its main process acknowledges only locally (``workers.transport``)."""
+        log.warning("task %s[%s]: %s", self.name, task_id, reason)
+        try:
+            _runtime(self.app).audit("task.fenced", target=task_id, outcome="denied", reason=reason)
+        except Exception:  # the refusal stands even when the audit log is unreachable
+            log.exception("could not audit the fenced run of %s", task_id)
+        raise Ignore()
 
     def _revoked_while_running(self, task_id: str, reason: str) -> NoReturn:
         """Audit a revocation that arrived while the task ran (its record already says
@@ -550,7 +600,17 @@ def _settle_writes(request: Any) -> list[Write]:
     return [
         Write("ZREM", (KOMBU_UNACKED_INDEX,), (tag,)),
         Write("HDEL", (KOMBU_UNACKED,), (tag,)),
+        Write("HDEL", (INFLIGHT,), (tag,)),
     ]
+
+
+def _fence(request: Any) -> tuple[str, str] | None:
+    """(delivery tag, ownership token) of this run's delivery, if the consumer gave one."""
+    tag = getattr(request, DELIVERY_TAG, None)
+    token = getattr(request, DELIVERY_TOKEN, None)
+    if isinstance(tag, str) and tag and isinstance(token, str) and token:
+        return tag, token
+    return None
 
 
 def _make_run(spec: TaskSpec) -> Callable[..., Any]:

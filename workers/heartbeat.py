@@ -12,6 +12,10 @@ interval per worker, nothing per task. :class:`HeartbeatStep` starts it once the
 forked and removes the member on warm shutdown, so a stopped worker is gone at once; a
 killed one ages out after ``TASKGATE_HEARTBEAT_LAPSE`` (``workers.contract.heartbeat``).
 
+After each beat the same thread tends the deliveries in flight (``workers.liveness``): it
+renews this worker's own (a long run is never handed out again while its worker lives)
+and reclaims at once those of workers whose heartbeat lapsed.
+
 A failed beat (Redis unreachable) is logged and tried again at the next interval; it never
 stops the thread or the worker. The member is an id (``{hostname}:{pid}``), nothing more.
 """
@@ -28,7 +32,10 @@ import redis
 from celery import Celery, bootsteps
 
 from workers.contract.heartbeat import WORKERS, worker_id
+from workers.liveness import Liveness, Reclaimed
+from workers.runtime import WorkerRuntime
 from workers.settings import WorkerSettings
+from workers.transport import TOKENS
 
 __all__ = ["PRUNE_AFTER_LAPSES", "HeartbeatStep", "HeartbeatWriter", "install"]
 
@@ -50,6 +57,7 @@ class HeartbeatWriter:
         lapse: float,
         member: str | None = None,
         clock: Callable[[], float] = time.time,
+        liveness: Liveness | None = None,
     ) -> None:
         if not 0 < interval < lapse:
             raise ValueError("the heartbeat interval must be positive and below the lapse")
@@ -60,6 +68,7 @@ class HeartbeatWriter:
         self._clock = clock
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.liveness = liveness
 
     def beat(self) -> bool:
         """One beat (and the prune of long-gone members); False if Redis did not take it."""
@@ -72,6 +81,13 @@ class HeartbeatWriter:
         except (redis.RedisError, OSError) as exc:
             log.warning("heartbeat failed (%s); next in %gs", type(exc).__name__, self.interval)
             return False
+        if self.liveness is not None:
+            try:
+                self.liveness.tend(now)
+            except (redis.RedisError, OSError) as exc:
+                log.warning("tending deliveries failed (%s)", type(exc).__name__)
+            except Exception:  # never stop the heartbeat
+                log.exception("tending deliveries failed")
         return True
 
     def start(self) -> None:
@@ -113,8 +129,28 @@ class HeartbeatStep(bootsteps.StartStopStep):
         if not isinstance(settings, WorkerSettings):
             return
         client = settings.redis.client(socket_timeout=5, socket_connect_timeout=5)
+        runtime = getattr(parent.app, "taskgate_runtime", None)
+
+        def audit(reclaimed: Reclaimed) -> None:
+            if isinstance(runtime, WorkerRuntime) and reclaimed.task_id is not None:
+                try:
+                    runtime.audit(
+                        "task.reclaimed",
+                        target=reclaimed.task_id,
+                        outcome="ok",
+                        reason="its worker's heartbeat lapsed; re-queued",
+                    )
+                except Exception:  # the reclaim stands; the log line records it
+                    log.exception("could not audit the reclaim of %s", reclaimed.task_id)
+
+        member = TOKENS.member  # the worker id its deliveries' tokens name
+        liveness = Liveness(client, member=member, lapse=settings.heartbeat_lapse, on_reclaim=audit)
         writer = HeartbeatWriter(
-            client, interval=settings.heartbeat_interval, lapse=settings.heartbeat_lapse
+            client,
+            interval=settings.heartbeat_interval,
+            lapse=settings.heartbeat_lapse,
+            member=member,
+            liveness=liveness,
         )
         parent.taskgate_heartbeat = writer
         writer.start()

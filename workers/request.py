@@ -50,7 +50,7 @@ from celery.worker.request import Request
 from workers.transport import QoS, recorded_by_gate
 from workers.wire import TASK_CONTENT_TYPE
 
-__all__ = ["DELIVERY_TAG", "GATE_DELIVERY", "SealedRequest", "settles_on_success"]
+__all__ = ["DELIVERY_TAG", "DELIVERY_TOKEN", "GATE_DELIVERY", "SealedRequest", "settles_on_success"]
 
 log = logging.getLogger("taskgate.worker")
 
@@ -58,6 +58,9 @@ DELIVERY_TAG = "taskgate_delivery_tag"  # request dict field -> ``task.request``
 # [tag, exchange, routing key] of a delivery the consumer left to the start gate to record
 # (``workers.transport.recorded_by_gate``), else None: request dict field -> attribute.
 GATE_DELIVERY = "taskgate_gate_delivery"
+# This delivery's ownership token (``workers.liveness``): the start gate and the success
+# commit go ahead only while it still holds the delivery. Request dict field -> attribute.
+DELIVERY_TOKEN = "taskgate_delivery_token"  # noqa: S105 - a field name, no secret
 
 
 def settles_on_success(task: Any) -> bool:
@@ -78,6 +81,10 @@ class SealedRequest(Request):
             return
         # Always set: a retry's message carries the custom fields of the request it came from.
         me._request_dict[GATE_DELIVERY] = _gate_delivery(message)
+        qos = getattr(getattr(message, "channel", None), "qos", None)
+        me._request_dict[DELIVERY_TOKEN] = (
+            qos.token_for(message.delivery_tag) if isinstance(qos, QoS) else None
+        )
         # The decoded (args, kwargs, embed) Celery holds already: what fast_trace_task runs
         # when it is given no content type.
         me._body = me._payload

@@ -41,6 +41,7 @@ __all__ = [
     "DONE_PREFIX",
     "GLOBAL_QUEUED",
     "IDEM_PREFIX",
+    "INFLIGHT",
     "KOMBU_BINDING_PREFIX",
     "KOMBU_UNACKED",
     "KOMBU_UNACKED_INDEX",
@@ -112,6 +113,9 @@ SUSPECT_PREFIX: Final = "tg:sweep:suspect:"
 SWEEP_LOCK: Final = "tg:sweep:lock"
 # worker heartbeats: sorted set, member "{hostname}:{pid}", score the Unix time of its last beat
 WORKERS: Final = "tg:workers"
+# deliveries in flight, by holder: hash, field kombu's delivery tag, value the holder's
+# ownership token "{worker id}/{sequence}" (workers.liveness)
+INFLIGHT: Final = "tg:inflight"
 CLIENTS_SET: Final = "tg:clients"
 CLIENT_PREFIX: Final = "tg:client:"
 REVOKED_JTI_PREFIX: Final = "tg:revoked:jti:"
@@ -307,6 +311,7 @@ REGISTRY: Final[tuple[KeySpec, ...]] = (
     ),
     KeySpec(SWEEP_LOCK, "which worker sweeps", write=_W),
     KeySpec(WORKERS, "worker heartbeats (id -> last beat)", write=_W, read=_G),
+    KeySpec(INFLIGHT, "deliveries in flight (tag -> holder token)", write=_W),
     KeySpec(f"{SUSPECT_PREFIX}*", "messages found missing once", write=_W),
     KeySpec(KOMBU_UNACKED, "kombu: messages in flight", write=_W),
     KeySpec(KOMBU_UNACKED_INDEX, "kombu: in-flight delivery times", write=_W),
