@@ -50,9 +50,10 @@ from workers import cancel
 from workers.catalogue import Catalogue, TaskSpec
 from workers.contract.keys import INFLIGHT
 from workers.deadletters import dead_letter
+from workers.fencing import commit_fence, delivery_fence, refuse_stale, still_held
 from workers.lifecycle import Gate, GateCall
 from workers.redaction import redacted
-from workers.request import DELIVERY_TAG, DELIVERY_TOKEN, GATE_DELIVERY
+from workers.request import DELIVERY_TAG, GATE_DELIVERY
 from workers.runtime import (
     WorkerRuntime,
     _requeue_if_storage_down,
@@ -93,7 +94,9 @@ class SealedTask(Task[Any, Any]):
             log.exception("could not audit the refusal of %s", task_id)
         raise Reject(reason, requeue=False)
 
-    def stopped_at_time_limit(self, task_id: str, kwargs: dict[str, Any]) -> bool:
+    def stopped_at_time_limit(
+        self, task_id: str, kwargs: dict[str, Any], fence: tuple[str, str] | None = None
+    ) -> bool:
         """In the worker's main process, once the pool process running this task was
         stopped at its hard time limit (``workers.request``): dead-letter the task, still
         sealed, with the reason ``TimeLimitExceeded``. Not retried: the run was killed at
@@ -101,6 +104,8 @@ class SealedTask(Task[Any, Any]):
         call. Returns False, doing nothing, if the run had finished after all (its outcome
         was committed but never reached this process) or was not this task's to finish.
         Raises if Redis cannot be reached: the caller then leaves the message to come back.
+        Nothing either if its delivery's ``fence`` no longer holds (``workers.fencing``):
+        the delivery was reclaimed, another run owns the task now.
         """
         spec = self.spec
         runtime = _runtime(self.app)
@@ -117,8 +122,12 @@ class SealedTask(Task[Any, Any]):
         with client.pipeline(transaction=False) as pipe:
             pipe.exists(done_key(task_id))
             pipe.hmget(task_key(task_id), "state", "owner", "attempts")
-            done, (state, owner, attempts) = pipe.execute()
+            pipe.hget(INFLIGHT, fence[0] if fence is not None else "")
+            done, (state, owner, attempts), holder = pipe.execute()
         if done or state not in (b"started", "started"):
+            return False
+        if fence is not None and (holder.decode() if holder else None) != fence[1]:
+            log.warning("task %s: stopped at its time limit, but no longer held here", task_id)
             return False
         _bury(
             runtime,
@@ -187,7 +196,7 @@ class SealedTask(Task[Any, Any]):
                 max_runs=runtime.max_runs,
                 delivery=getattr(request, GATE_DELIVERY, None) or (),
                 marker=origin.marker,
-                fence=_fence(request),
+                fence=delivery_fence(request),
             )
 
     def _bound_call(
@@ -227,7 +236,7 @@ class SealedTask(Task[Any, Any]):
                 attempt,
                 vault,
                 delivery=delivery,
-                fence=_fence(request),
+                fence=delivery_fence(request),
                 sent=sent,
             )
         try:
@@ -276,7 +285,7 @@ class SealedTask(Task[Any, Any]):
             ):
                 # The revocation reached Redis first: never "succeeded" after a cancel.
                 self._revoked_while_running(task_id, "revoked while running; it ended first")
-        fence = _fence(request)
+        fence = delivery_fence(request)
         try:
             runtime.commit(
                 "task.succeeded",
@@ -284,7 +293,7 @@ class SealedTask(Task[Any, Any]):
                 outcome="ok",
                 reason=f"attempt {attempt}, run {gate.run_count}",
                 writes=_settle_writes(request),
-                fence=[(INFLIGHT, *fence)] if fence is not None else (),
+                fence=commit_fence(fence),
             )
         except AuditError as exc:
             if exc.reason != "fenced":
@@ -341,7 +350,7 @@ class SealedTask(Task[Any, Any]):
         if vault:
             writes.append(Write("DEL", tuple(vault)))
         writes += _settle_writes(request)
-        fence = _fence(request)
+        fence = delivery_fence(request)
         try:
             runtime.commit(
                 "task.succeeded",
@@ -349,7 +358,7 @@ class SealedTask(Task[Any, Any]):
                 outcome="ok",
                 reason=f"attempt {attempt}, run {run}" if run else f"attempt {attempt}",
                 writes=writes,
-                fence=[(INFLIGHT, *fence)] if fence is not None else (),
+                fence=commit_fence(fence),
             )
         except AuditError as exc:
             if exc.reason != "fenced":
@@ -475,15 +484,8 @@ class SealedTask(Task[Any, Any]):
             self.refuse("invalid_payload", f"payload failed validation at {fields}")
 
     def _fenced(self, task_id: str, reason: str) -> NoReturn:
-        """This worker no longer holds the delivery (its heartbeat lapsed, the delivery was
-        reclaimed; ``workers.liveness``): audit the refusal and end the run, writing
-        nothing of it. Its main process acknowledges only locally (``workers.transport``)."""
-        log.warning("task %s[%s]: %s", self.name, task_id, reason)
-        try:
-            _runtime(self.app).audit("task.fenced", target=task_id, outcome="denied", reason=reason)
-        except Exception:  # the refusal stands even when the audit log is unreachable
-            log.exception("could not audit the fenced run of %s", task_id)
-        raise Ignore()
+        """This worker no longer holds the delivery (``workers.fencing``)."""
+        refuse_stale(_runtime(self.app), self.name, task_id, reason)
 
     def _revoked_while_running(self, task_id: str, reason: str) -> NoReturn:
         """Audit a revocation that arrived while the task ran (its record already says
@@ -512,23 +514,29 @@ class SealedTask(Task[Any, Any]):
         task_id = str(self.request.id)
         reason = type(exc).__name__  # redacted: the type only, never the message
         policy = spec.retry
+        # A run whose delivery was reclaimed meanwhile records no outcome (workers.liveness).
+        fence = delivery_fence(self.request)
+        stale = "failure not recorded: delivery reclaimed"
         if isinstance(exc, InputRejectedError):
             vault = [vault_key(task_id, ref) for ref in reference_ids(payload)]
-            runtime.lifecycle().finish(
+            if not runtime.lifecycle().finish(
                 task_id,
                 "failed",
                 ttl=runtime.record_ttl,
                 error=reason,
                 delete=vault,
                 marker=origin.marker,
-            )
+                fence=fence,
+            ):
+                self._fenced(task_id, stale)
             runtime.audit(
                 "task.failed", target=task_id, outcome="error", reason=f"{reason} (input refused)"
             )
             return
         if isinstance(exc, policy.retry_on) and attempt < policy.max_attempts:
             delay = policy.delay(attempt)
-            runtime.lifecycle().retried(task_id, reason, delay)
+            if not runtime.lifecycle().retried(task_id, reason, delay, fence=fence):
+                self._fenced(task_id, stale)
             runtime.audit(
                 "task.retried",
                 target=task_id,
@@ -541,6 +549,8 @@ class SealedTask(Task[Any, Any]):
             raise self.retry(
                 exc=redacted(exc), countdown=delay, max_retries=policy.max_attempts - 1
             )
+        if fence is not None and not still_held(runtime.client(), fence):
+            self._fenced(task_id, stale)
         _bury(
             runtime,
             spec,
@@ -602,15 +612,6 @@ def _settle_writes(request: Any) -> list[Write]:
         Write("HDEL", (KOMBU_UNACKED,), (tag,)),
         Write("HDEL", (INFLIGHT,), (tag,)),
     ]
-
-
-def _fence(request: Any) -> tuple[str, str] | None:
-    """(delivery tag, ownership token) of this run's delivery, if the consumer gave one."""
-    tag = getattr(request, DELIVERY_TAG, None)
-    token = getattr(request, DELIVERY_TOKEN, None)
-    if isinstance(tag, str) and tag and isinstance(token, str) and token:
-        return tag, token
-    return None
 
 
 def _make_run(spec: TaskSpec) -> Callable[..., Any]:

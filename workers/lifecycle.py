@@ -110,13 +110,18 @@ return reply
 """
 
 _FINISH = """
+-- Fenced (tag ARGV[6], token ARGV[7]): only while that token still holds the delivery in
+-- the in-flight holders (KEYS[4]); else nothing is written (0).
+if ARGV[7] and ARGV[7] ~= '' and redis.call('HGET', KEYS[4], ARGV[6]) ~= ARGV[7] then
+  return 0
+end
 if ARGV[1] == 'succeeded' then redis.call('SET', KEYS[2], '1', 'EX', ARGV[4]) end
 -- A final state is also the seal's final marker (KEYS[3], ARGV[5]): create-only, first
 -- final state wins, and only in a bucket the gateway created (with its expiry).
 if ARGV[5] ~= '' and ARGV[1] ~= 'retried' and redis.call('EXISTS', KEYS[3]) == 1 then
   redis.call('HSETNX', KEYS[3], ARGV[5], ARGV[1])
 end
-for i = 4, #KEYS do redis.call('DEL', KEYS[i]) end
+for i = 5, #KEYS do redis.call('DEL', KEYS[i]) end
 if redis.call('EXISTS', KEYS[1]) == 1 then
   if ARGV[1] == 'retried' then
     redis.call('HSET', KEYS[1], 'state', 'retried')
@@ -223,22 +228,38 @@ class Lifecycle:
         delete: Sequence[str] = (),
         marker: tuple[str, str] | None = None,
         now: float | None = None,
-    ) -> None:
+        fence: tuple[str, str] | None = None,
+    ) -> bool:
         """Record the final state (succeeded also writes the completion record, and any
         final state the seal's ``marker``) and delete ``delete`` (the task's vault
-        entries) in the same round trip."""
+        entries) in the same round trip. With a ``fence`` (delivery tag, ownership token):
+        only while that token holds the delivery; False, writing nothing, if it does not."""
         bucket, field = marker if marker is not None else (task_key(task_id), "")
-        self._finish(
-            keys=[task_key(task_id), done_key(task_id), bucket, *delete],
-            args=[state, f"{now or time.time():.6f}", error, str(ttl), field],
+        tag, token = fence if fence is not None else ("", "")
+        done = self._finish(
+            keys=[task_key(task_id), done_key(task_id), bucket, INFLIGHT, *delete],
+            args=[state, f"{now or time.time():.6f}", error, str(ttl), field, tag, token],
         )
+        return bool(int(done))
 
-    def retried(self, task_id: str, reason: str, delay: float) -> None:
-        """Record a retry with its (redacted) reason and delay."""
-        self._finish(
-            keys=[task_key(task_id), done_key(task_id), task_key(task_id)],
-            args=["retried", f"{time.time():.6f}", f"{reason}; retry in {delay:.1f}s", "1", ""],
+    def retried(
+        self, task_id: str, reason: str, delay: float, *, fence: tuple[str, str] | None = None
+    ) -> bool:
+        """Record a retry with its (redacted) reason and delay (fenced as :meth:`finish`)."""
+        tag, token = fence if fence is not None else ("", "")
+        done = self._finish(
+            keys=[task_key(task_id), done_key(task_id), task_key(task_id), INFLIGHT],
+            args=[
+                "retried",
+                f"{time.time():.6f}",
+                f"{reason}; retry in {delay:.1f}s",
+                "1",
+                "",
+                tag,
+                token,
+            ],
         )
+        return bool(int(done))
 
 
 class GateCall:

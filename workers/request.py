@@ -126,7 +126,7 @@ class SealedRequest(Request):
         log.error("hard time limit exceeded for %s[%s]; its run was stopped", self.name, self.id)
         task: Any = self.task  # a SealedTask (checked by _ours_to_settle)
         try:
-            task.stopped_at_time_limit(self.id, self.kwargs)
+            task.stopped_at_time_limit(self.id, self.kwargs, _fence_of(self))
         except Exception as exc:  # noqa: BLE001 - any failure: leave the message to come back
             log.warning(
                 "task %s: could not dead-letter it after its time limit (%s); message put back",
@@ -144,6 +144,13 @@ class SealedRequest(Request):
             if isinstance(qos, QoS):
                 qos.settled_by_task(message.delivery_tag)
         super().acknowledge()
+
+
+def _fence_of(request: SealedRequest) -> tuple[str, str] | None:
+    """(tag, ownership token) of the request's delivery, as its run carries them."""
+    fields: Any = request.request_dict
+    tag, token = fields.get(DELIVERY_TAG), fields.get(DELIVERY_TOKEN)
+    return (tag, token) if isinstance(tag, str) and isinstance(token, str) else None
 
 
 def _gate_delivery(message: Any) -> list[str] | None:

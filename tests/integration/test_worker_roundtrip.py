@@ -449,7 +449,7 @@ def test_a_hard_time_limit_is_acknowledged_only_once_the_task_is_settled(
         )
         calls: list[tuple[str, dict[str, Any]]] = []
 
-        def stopped(task_id: str, kwargs: dict[str, Any]) -> bool:
+        def stopped(task_id: str, kwargs: dict[str, Any], fence: Any = None) -> bool:
             calls.append((task_id, kwargs))
             if isinstance(recorded, Exception):
                 raise recorded
