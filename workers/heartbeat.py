@@ -144,7 +144,13 @@ class HeartbeatStep(bootsteps.StartStopStep):
                     log.exception("could not audit the reclaim of %s", reclaimed.task_id)
 
         member = TOKENS.member  # the worker id its deliveries' tokens name
-        liveness = Liveness(client, member=member, lapse=settings.heartbeat_lapse, on_reclaim=audit)
+        liveness = Liveness(
+            client,
+            member=member,
+            prefix=TOKENS.prefix,
+            lapse=settings.heartbeat_lapse,
+            on_reclaim=audit,
+        )
         writer = HeartbeatWriter(
             client,
             interval=settings.heartbeat_interval,

@@ -6,8 +6,9 @@ delay plus a margin). A worker that dies would hold its work that long.
 
 Attributed: every delivery recorded in flight (kombu's ``unacked`` hash) also gets an entry
 in :data:`INFLIGHT` - field the delivery tag, value the holder's *ownership token*
-``{worker id}/{sequence}``: the worker instance (its heartbeat member,
-``workers.contract.heartbeat``) and a number its main process never hands out twice. The
+``{worker id}/{nonce}-{sequence}``: the worker instance (its heartbeat member,
+``workers.contract.heartbeat``), a nonce of its main process (a restarted container keeps
+hostname and pid) and a number that process never hands out twice. The
 consumer writes it in the same MULTI as kombu's own record, or the start gate in the
 script that records the delivery (``workers.transport``, ``workers.lifecycle``). A delivery
 tag is kept when kombu puts a message back, so the token, not the tag, tells one delivery
@@ -37,6 +38,7 @@ import itertools
 import json
 import logging
 import re
+import secrets
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -66,8 +68,10 @@ return 1
 """
 
 # KEYS: heartbeats, in-flight holders, unacked hash, unacked index.
-# ARGV: this worker's member, now, lapse (s). Renews this worker's deliveries, drops entries
-# whose delivery is gone, returns [tag, token, ...] of deliveries whose holder lapsed.
+# ARGV: this worker's member, now, lapse (s), the prefix of this process's tokens. Renews
+# this process's deliveries, drops entries whose delivery is gone, returns [tag, token, ...]
+# of deliveries whose holder lapsed - or was an earlier process under this very member (a
+# restarted container keeps its hostname and often its pid): that one is dead for sure.
 _TEND = """
 local now, lapse = tonumber(ARGV[2]), tonumber(ARGV[3])
 local entries = redis.call('HGETALL', KEYS[2])
@@ -77,8 +81,11 @@ for i = 1, #entries, 2 do
   local holder = string.match(token, '^(.*)/[^/]*$') or ''
   if redis.call('HEXISTS', KEYS[3], tag) == 0 then
     redis.call('HDEL', KEYS[2], tag)
-  elseif holder == ARGV[1] then
+  elseif string.sub(token, 1, #ARGV[4]) == ARGV[4] then
     redis.call('ZADD', KEYS[4], 'XX', ARGV[2], tag)
+  elseif holder == ARGV[1] then
+    lapsed[#lapsed + 1] = tag
+    lapsed[#lapsed + 1] = token
   else
     if alive[holder] == nil then
       local beat = tonumber(redis.call('ZSCORE', KEYS[1], holder))
@@ -112,10 +119,12 @@ def holder_of(token: str) -> str:
 
 
 class TokenSource:
-    """Ownership tokens of one worker instance's main process: never the same twice."""
+    """Ownership tokens of one worker instance's main process: never the same twice, and
+    told apart from an earlier process's with the same member (``{member}/{nonce}-{n}``)."""
 
     def __init__(self, member: str | None = None) -> None:
         self._member = member
+        self._nonce = secrets.token_hex(4)
         self._counter = itertools.count(1)
         self._lock = threading.Lock()
 
@@ -125,9 +134,14 @@ class TokenSource:
             self._member = worker_id()
         return self._member
 
+    @property
+    def prefix(self) -> str:
+        """What every token of this process starts with."""
+        return f"{self.member}/{self._nonce}-"
+
     def next(self) -> str:
         with self._lock:
-            return f"{self.member}/{next(self._counter)}"
+            return f"{self.prefix}{next(self._counter)}"
 
 
 class Reclaimed:
@@ -147,11 +161,15 @@ class Liveness:
         client: redis.Redis,
         *,
         member: str,
+        prefix: str,
         lapse: float,
         on_reclaim: Callable[[Reclaimed], None] | None = None,
     ) -> None:
+        if not prefix.startswith(f"{member}/") or prefix == f"{member}/":
+            raise ValueError("the token prefix must name this member and this process")
         self._client = client
         self.member = member
+        self.prefix = prefix
         self.lapse = lapse
         self._tend = client.register_script(_TEND)
         self._reclaim = client.register_script(_RECLAIM)
@@ -162,7 +180,7 @@ class Liveness:
         Redis error: the heartbeat logs it and tries again at the next beat)."""
         lapsed = self._tend(
             keys=[WORKERS, INFLIGHT, KOMBU_UNACKED, KOMBU_UNACKED_INDEX],
-            args=[self.member, f"{now:.6f}", f"{self.lapse:.6f}"],
+            args=[self.member, f"{now:.6f}", f"{self.lapse:.6f}", self.prefix],
         )
         done: list[Reclaimed] = []
         for tag, token in zip(lapsed[::2], lapsed[1::2], strict=True):

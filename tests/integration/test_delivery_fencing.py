@@ -54,11 +54,17 @@ def _in_flight(client: redis.Redis, token: str, *, delivered: float) -> tuple[st
     return tag, task_id
 
 
-def test_tokens_name_their_worker_and_never_repeat() -> None:
-    source = TokenSource("host:42")
+def test_tokens_name_their_worker_and_never_repeat_across_processes() -> None:
+    """Tokens name the worker; a new process under the same member gets other tokens."""
+    source, restarted = TokenSource("host:42"), TokenSource("host:42")
     tokens = [source.next() for _ in range(3)]
     assert len(set(tokens)) == 3
     assert {holder_of(token) for token in tokens} == {"host:42"}
+    assert all(token.startswith(source.prefix) for token in tokens)
+    assert restarted.next() not in tokens
+    assert restarted.prefix != source.prefix
+    with pytest.raises(ValueError, match="prefix"):
+        Liveness(redis.Redis(), member="host:42", prefix="host:42/", lapse=LAPSE)
 
 
 def test_tend_renews_its_own_reclaims_a_lapsed_holders_and_leaves_a_live_ones(
@@ -69,32 +75,38 @@ def test_tend_renews_its_own_reclaims_a_lapsed_holders_and_leaves_a_live_ones(
     the in-flight records); a live worker's stays; an entry whose delivery is gone goes."""
     now = time.time()
     worker_client.zadd(WORKERS, {"me:1": now, "live:2": now, "dead:3": now - 2 * LAPSE})
-    mine, _ = _in_flight(worker_client, "me:1/1", delivered=now - 100)
+    mine, _ = _in_flight(worker_client, "me:1/n1-1", delivered=now - 100)
+    earlier, _ = _in_flight(worker_client, "me:1/n0-8", delivered=now)  # a restarted me
     live, _ = _in_flight(worker_client, "live:2/7", delivered=now - 100)
     dead, dead_task = _in_flight(worker_client, "dead:3/5", delivered=now - 100)
     never_beat, _ = _in_flight(worker_client, "gone:4/1", delivered=now - 100)
     worker_client.hset(INFLIGHT, "settled-tag", "dead:3/4")  # its delivery was acknowledged
     seen: list[str] = []
     liveness = Liveness(
-        worker_client, member="me:1", lapse=LAPSE, on_reclaim=lambda r: seen.append(r.tag)
+        worker_client,
+        member="me:1",
+        prefix="me:1/n1-",
+        lapse=LAPSE,
+        on_reclaim=lambda r: seen.append(r.tag),
     )
     reclaimed = liveness.tend(now)
-    assert sorted(r.tag for r in reclaimed) == sorted([dead, never_beat]) == sorted(seen)
+    gone = sorted([dead, never_beat, earlier])
+    assert sorted(r.tag for r in reclaimed) == gone == sorted(seen)
     assert {r.task_id for r in reclaimed if r.tag == dead} == {dead_task}
     assert worker_client.zscore(KOMBU_UNACKED_INDEX, mine) == pytest.approx(now, abs=0.01)
     assert worker_client.zscore(KOMBU_UNACKED_INDEX, live) == pytest.approx(now - 100, abs=0.01)
-    for tag in (dead, never_beat):
+    for tag in gone:
         assert not worker_client.hexists(KOMBU_UNACKED, tag)
         assert worker_client.zscore(KOMBU_UNACKED_INDEX, tag) is None
         assert not worker_client.hexists(INFLIGHT, tag)
     assert not worker_client.hexists(INFLIGHT, "settled-tag")
     assert worker_client.hget(INFLIGHT, live) == b"live:2/7"
     queued = [json.loads(raw) for raw in worker_client.lrange(QUEUE, 0, -1)]
-    assert sorted(m["properties"]["delivery_tag"] for m in queued) == sorted([dead, never_beat])
+    assert sorted(m["properties"]["delivery_tag"] for m in queued) == gone
     assert all(m["headers"]["redelivered"] is True for m in queued)
     assert all(m["properties"]["delivery_info"]["redelivered"] is True for m in queued)
     assert liveness.tend(now) == []  # nothing left to reclaim; nothing moved twice
-    assert worker_client.llen(QUEUE) == 2
+    assert worker_client.llen(QUEUE) == 3
 
 
 def test_a_reclaim_moves_a_delivery_once_and_not_after_its_holder_changed(
@@ -104,8 +116,8 @@ def test_a_reclaim_moves_a_delivery_once_and_not_after_its_holder_changed(
     by a new holder since the tending read it is not moved."""
     now = time.time()
     tag, _ = _in_flight(worker_client, "dead:3/1", delivered=now)
-    first = Liveness(worker_client, member="a:1", lapse=LAPSE)
-    second = Liveness(worker_client, member="b:2", lapse=LAPSE)
+    first = Liveness(worker_client, member="a:1", prefix="a:1/x-", lapse=LAPSE)
+    second = Liveness(worker_client, member="b:2", prefix="b:2/y-", lapse=LAPSE)
     assert first.reclaim(tag, "dead:3/1") is not None
     assert second.reclaim(tag, "dead:3/1") is None
     assert worker_client.llen(QUEUE) == 1

@@ -114,7 +114,7 @@ SWEEP_LOCK: Final = "tg:sweep:lock"
 # worker heartbeats: sorted set, member "{hostname}:{pid}", score the Unix time of its last beat
 WORKERS: Final = "tg:workers"
 # deliveries in flight, by holder: hash, field kombu's delivery tag, value the holder's
-# ownership token "{worker id}/{sequence}" (workers.liveness)
+# ownership token "{worker id}/{nonce}-{sequence}" (workers.liveness)
 INFLIGHT: Final = "tg:inflight"
 CLIENTS_SET: Final = "tg:clients"
 CLIENT_PREFIX: Final = "tg:client:"
