@@ -138,19 +138,18 @@ class HeartbeatStep(bootsteps.StartStopStep):
                         "task.reclaimed",
                         target=reclaimed.task_id,
                         outcome="ok",
-                        reason="its worker's heartbeat lapsed; re-queued",
+                        reason=(
+                            "its worker's heartbeat lapsed; re-queued"
+                            if reclaimed.holder != member
+                            else "let go of here (an earlier process, or Redis unreachable);"
+                            " re-queued"
+                        ),
                     )
                 except Exception:  # the reclaim stands; the log line records it
                     log.exception("could not audit the reclaim of %s", reclaimed.task_id)
 
         member = TOKENS.member  # the worker id its deliveries' tokens name
-        liveness = Liveness(
-            client,
-            member=member,
-            prefix=TOKENS.prefix,
-            lapse=settings.heartbeat_lapse,
-            on_reclaim=audit,
-        )
+        liveness = Liveness(client, tokens=TOKENS, lapse=settings.heartbeat_lapse, on_reclaim=audit)
         writer = HeartbeatWriter(
             client,
             interval=settings.heartbeat_interval,

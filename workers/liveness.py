@@ -68,20 +68,26 @@ return 1
 """
 
 # KEYS: heartbeats, in-flight holders, unacked hash, unacked index.
-# ARGV: this worker's member, now, lapse (s), the prefix of this process's tokens. Renews
-# this process's deliveries, drops entries whose delivery is gone, returns [tag, token, ...]
-# of deliveries whose holder lapsed - or was an earlier process under this very member (a
-# restarted container keeps its hostname and often its pid): that one is dead for sure.
+# ARGV: this worker's member, now, lapse (s), the prefix of this process's tokens, the last
+# sequence number it handed out, then the tokens it holds. Renews the deliveries this
+# process holds, drops entries whose delivery is gone, returns [tag, token, ...] of
+# deliveries to hand back: their holder lapsed; or it was an earlier process under this
+# very member (a restarted container keeps its hostname and often its pid: dead for sure);
+# or this process let go of them while Redis was unreachable (an ack or requeue that never
+# arrived). A token numbered after the list was taken is still being recorded: held.
 _TEND = """
 local now, lapse = tonumber(ARGV[2]), tonumber(ARGV[3])
+local last, held = tonumber(ARGV[5]), {}
+for i = 6, #ARGV do held[ARGV[i]] = true end
 local entries = redis.call('HGETALL', KEYS[2])
 local alive, lapsed = {}, {}
 for i = 1, #entries, 2 do
   local tag, token = entries[i], entries[i + 1]
   local holder = string.match(token, '^(.*)/[^/]*$') or ''
+  local mine = string.sub(token, 1, #ARGV[4]) == ARGV[4]
   if redis.call('HEXISTS', KEYS[3], tag) == 0 then
     redis.call('HDEL', KEYS[2], tag)
-  elseif string.sub(token, 1, #ARGV[4]) == ARGV[4] then
+  elseif mine and (held[token] or (tonumber(string.sub(token, #ARGV[4] + 1)) or 0) > last) then
     redis.call('ZADD', KEYS[4], 'XX', ARGV[2], tag)
   elseif holder == ARGV[1] then
     lapsed[#lapsed + 1] = tag
@@ -126,6 +132,8 @@ class TokenSource:
         self._member = member
         self._nonce = secrets.token_hex(4)
         self._counter = itertools.count(1)
+        self._last = 0
+        self._held: set[str] = set()
         self._lock = threading.Lock()
 
     @property
@@ -140,17 +148,30 @@ class TokenSource:
         return f"{self.member}/{self._nonce}-"
 
     def next(self) -> str:
+        """A new token, held until :meth:`release`."""
         with self._lock:
-            return f"{self.prefix}{next(self._counter)}"
+            self._last = next(self._counter)
+            token = f"{self.prefix}{self._last}"
+            self._held.add(token)
+            return token
+
+    def release(self, token: str) -> None:
+        with self._lock:
+            self._held.discard(token)
+
+    def snapshot(self) -> tuple[int, list[str]]:
+        """The last sequence number handed out, and the tokens held now."""
+        with self._lock:
+            return self._last, sorted(self._held)
 
 
 class Reclaimed:
     """A delivery put back in its queue: its tag, the task it carries (if one), its queue."""
 
-    __slots__ = ("queue", "tag", "task_id")
+    __slots__ = ("holder", "queue", "tag", "task_id")
 
-    def __init__(self, tag: str, task_id: str | None, queue: str) -> None:
-        self.tag, self.task_id, self.queue = tag, task_id, queue
+    def __init__(self, tag: str, task_id: str | None, queue: str, holder: str) -> None:
+        self.tag, self.task_id, self.queue, self.holder = tag, task_id, queue, holder
 
 
 class Liveness:
@@ -160,27 +181,34 @@ class Liveness:
         self,
         client: redis.Redis,
         *,
-        member: str,
-        prefix: str,
+        tokens: TokenSource,
         lapse: float,
         on_reclaim: Callable[[Reclaimed], None] | None = None,
     ) -> None:
-        if not prefix.startswith(f"{member}/") or prefix == f"{member}/":
-            raise ValueError("the token prefix must name this member and this process")
         self._client = client
-        self.member = member
-        self.prefix = prefix
+        self.tokens = tokens
+        self.member = tokens.member
+        self.prefix = tokens.prefix
         self.lapse = lapse
         self._tend = client.register_script(_TEND)
         self._reclaim = client.register_script(_RECLAIM)
         self._on_reclaim = on_reclaim
 
     def tend(self, now: float) -> list[Reclaimed]:
-        """Renew this worker's deliveries; reclaim those of lapsed holders (raises on a
-        Redis error: the heartbeat logs it and tries again at the next beat)."""
+        """Renew the deliveries this process holds; hand back those of lapsed holders and
+        those it let go of (raises on a Redis error: the heartbeat logs it and tries again
+        at the next beat)."""
+        last, held = self.tokens.snapshot()
         lapsed = self._tend(
             keys=[WORKERS, INFLIGHT, KOMBU_UNACKED, KOMBU_UNACKED_INDEX],
-            args=[self.member, f"{now:.6f}", f"{self.lapse:.6f}", self.prefix],
+            args=[
+                self.member,
+                f"{now:.6f}",
+                f"{self.lapse:.6f}",
+                self.prefix,
+                str(last),
+                *held,
+            ],
         )
         done: list[Reclaimed] = []
         for tag, token in zip(lapsed[::2], lapsed[1::2], strict=True):
@@ -210,11 +238,11 @@ class Liveness:
         if not int(moved):
             return None
         log.warning(
-            "task %s: its worker %s stopped beating; delivery reclaimed and re-queued",
+            "task %s: delivery of %s (no longer beating, or let go of) re-queued",
             task_id or "?",
             holder_of(token),
         )
-        return Reclaimed(tag, task_id, queue)
+        return Reclaimed(tag, task_id, queue, holder_of(token))
 
 
 def _restored(raw: str) -> tuple[str, str, str | None] | None:

@@ -126,6 +126,14 @@ class QoS(kombu_redis.QoS):
         """The ownership token of this worker's delivery ``delivery_tag`` (None if none)."""
         return self._tokens.get(delivery_tag)
 
+    def _forget(self, delivery_tag: Any) -> None:
+        """This process no longer holds the delivery (acknowledged, rejected or restored -
+        in Redis or, when Redis was unreachable, only here: then the heartbeat hands it
+        back, ``workers.liveness``)."""
+        token = self._tokens.pop(delivery_tag, None)
+        if token is not None:
+            TOKENS.release(token)
+
     def append(self, message: Any, delivery_tag: Any) -> None:
         token = self._tokens[delivery_tag] = TOKENS.next()
         if recorded_by_gate(message):
@@ -172,7 +180,7 @@ class QoS(kombu_redis.QoS):
         recorded for it); and a delivery left to the start gate that the gate never
         recorded goes back from the gateway's copy (still there: no gate took it)."""
         self._restore_held(tag, client=client, leftmost=leftmost)
-        self._tokens.pop(tag, None)
+        self._forget(tag)
         left_to_gate = tag in self._gate_records
         self._gate_records.discard(tag)
         delivered: Any = self._delivered
@@ -222,7 +230,7 @@ class QoS(kombu_redis.QoS):
         self._gate_records.discard(delivery_tag)
         if delivery_tag in self._settled:
             self._settled.discard(delivery_tag)
-            self._tokens.pop(delivery_tag, None)
+            self._forget(delivery_tag)
             virtual.QoS.ack(self, delivery_tag)  # acknowledged in Redis by the task's commit
             return
         try:
@@ -231,7 +239,7 @@ class QoS(kombu_redis.QoS):
             virtual.QoS.ack(self, delivery_tag)  # free the slot; Redis still holds the message
             raise
         finally:
-            self._tokens.pop(delivery_tag, None)
+            self._forget(delivery_tag)
         virtual.QoS.ack(self, delivery_tag)
 
     def reject(self, delivery_tag: Any, requeue: bool = False) -> None:
@@ -246,7 +254,7 @@ class QoS(kombu_redis.QoS):
             raise
         finally:
             self._gate_records.discard(delivery_tag)
-            self._tokens.pop(delivery_tag, None)
+            self._forget(delivery_tag)
         virtual.QoS.ack(self, delivery_tag)
 
 

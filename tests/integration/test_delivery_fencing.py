@@ -63,34 +63,36 @@ def test_tokens_name_their_worker_and_never_repeat_across_processes() -> None:
     assert all(token.startswith(source.prefix) for token in tokens)
     assert restarted.next() not in tokens
     assert restarted.prefix != source.prefix
-    with pytest.raises(ValueError, match="prefix"):
-        Liveness(redis.Redis(), member="host:42", prefix="host:42/", lapse=LAPSE)
+    source.release(tokens[0])
+    assert source.snapshot() == (3, sorted(tokens[1:]))
 
 
-def test_tend_renews_its_own_reclaims_a_lapsed_holders_and_leaves_a_live_ones(
+def test_tend_renews_what_it_holds_reclaims_what_lapsed_or_was_let_go_of(
     worker_client: redis.Redis,
 ) -> None:
-    """One beat's tending: this worker's delivery gets a fresh delivery time; a lapsed
-    worker's goes back to the consuming end of its queue flagged redelivered (and leaves
-    the in-flight records); a live worker's stays; an entry whose delivery is gone goes."""
+    """One beat's tending: the delivery this process holds gets a fresh delivery time; a
+    lapsed worker's, an earlier process's under the same member and one this process let
+    go of while Redis was unreachable go back to the consuming end of their queue flagged
+    redelivered (and leave the in-flight records); a live worker's stays; an entry whose
+    delivery is gone goes."""
     now = time.time()
     worker_client.zadd(WORKERS, {"me:1": now, "live:2": now, "dead:3": now - 2 * LAPSE})
-    mine, _ = _in_flight(worker_client, "me:1/n1-1", delivered=now - 100)
+    tokens = TokenSource("me:1")
+    mine, _ = _in_flight(worker_client, tokens.next(), delivered=now - 100)
     earlier, _ = _in_flight(worker_client, "me:1/n0-8", delivered=now)  # a restarted me
+    let_go = tokens.next()  # its ack never reached Redis: only this process forgot it
+    released, _ = _in_flight(worker_client, let_go, delivered=now)
+    tokens.release(let_go)
     live, _ = _in_flight(worker_client, "live:2/7", delivered=now - 100)
     dead, dead_task = _in_flight(worker_client, "dead:3/5", delivered=now - 100)
     never_beat, _ = _in_flight(worker_client, "gone:4/1", delivered=now - 100)
     worker_client.hset(INFLIGHT, "settled-tag", "dead:3/4")  # its delivery was acknowledged
     seen: list[str] = []
     liveness = Liveness(
-        worker_client,
-        member="me:1",
-        prefix="me:1/n1-",
-        lapse=LAPSE,
-        on_reclaim=lambda r: seen.append(r.tag),
+        worker_client, tokens=tokens, lapse=LAPSE, on_reclaim=lambda r: seen.append(r.tag)
     )
     reclaimed = liveness.tend(now)
-    gone = sorted([dead, never_beat, earlier])
+    gone = sorted([dead, never_beat, earlier, released])
     assert sorted(r.tag for r in reclaimed) == gone == sorted(seen)
     assert {r.task_id for r in reclaimed if r.tag == dead} == {dead_task}
     assert worker_client.zscore(KOMBU_UNACKED_INDEX, mine) == pytest.approx(now, abs=0.01)
@@ -106,7 +108,7 @@ def test_tend_renews_its_own_reclaims_a_lapsed_holders_and_leaves_a_live_ones(
     assert all(m["headers"]["redelivered"] is True for m in queued)
     assert all(m["properties"]["delivery_info"]["redelivered"] is True for m in queued)
     assert liveness.tend(now) == []  # nothing left to reclaim; nothing moved twice
-    assert worker_client.llen(QUEUE) == 3
+    assert worker_client.llen(QUEUE) == 4
 
 
 def test_a_reclaim_moves_a_delivery_once_and_not_after_its_holder_changed(
@@ -116,8 +118,8 @@ def test_a_reclaim_moves_a_delivery_once_and_not_after_its_holder_changed(
     by a new holder since the tending read it is not moved."""
     now = time.time()
     tag, _ = _in_flight(worker_client, "dead:3/1", delivered=now)
-    first = Liveness(worker_client, member="a:1", prefix="a:1/x-", lapse=LAPSE)
-    second = Liveness(worker_client, member="b:2", prefix="b:2/y-", lapse=LAPSE)
+    first = Liveness(worker_client, tokens=TokenSource("a:1"), lapse=LAPSE)
+    second = Liveness(worker_client, tokens=TokenSource("b:2"), lapse=LAPSE)
     assert first.reclaim(tag, "dead:3/1") is not None
     assert second.reclaim(tag, "dead:3/1") is None
     assert worker_client.llen(QUEUE) == 1
