@@ -12,6 +12,7 @@ import os
 import signal
 import socket
 import time
+import uuid
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -20,6 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
+from security.audit_read import iter_records
 from taskgate.procs import Child
 from tests.integration.stack_fixtures import (
     FINAL_STATES,
@@ -46,6 +48,7 @@ VISIBILITY_TIMEOUT = sum(
     )
 )
 BURST = 240
+CANARY = f"canary-payload-{uuid.uuid4().hex}"
 RECOVERY_BOUND = 60.0  # seconds from the kill to the last interrupted task's final state
 
 module_stack = private_stack(
@@ -173,7 +176,7 @@ def test_a_paused_worker_whose_delivery_was_reclaimed_is_fenced_off_when_it_resu
     client = stack.new_client()
     paused = stack.start_worker(concurrency=1)
     with client.http() as http:
-        response = http.post("/v1/tasks/test.long", json={"seconds": 4, "note": "p"})
+        response = http.post("/v1/tasks/test.long", json={"seconds": 4, "note": CANARY})
         assert response.status_code == 202, response.text
         task_id = str(response.json()["id"])
         first = wait_for(lambda: stack.starts(task_id), timeout=30, what="the first run")
@@ -206,6 +209,12 @@ def test_a_paused_worker_whose_delivery_was_reclaimed_is_fenced_off_when_it_resu
     assert len(stack.effects(task_id)) == 2
     assert paused.alive()
     assert other.alive()
+    # Reclaim, refusal and re-run logs and audit records carry ids, never the payload.
+    for file in stack.log_files():
+        assert CANARY.encode() not in file.read_bytes(), f"the payload found in {file}"
+    with stack.redis_client() as redis_client:
+        for entry in iter_records(redis_client):
+            assert CANARY not in repr(entry.record)
     with stack.redis_client() as redis_client:
         assert redis_client.hlen("unacked") == 0
         assert redis_client.hlen(INFLIGHT) == 0
