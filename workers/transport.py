@@ -179,8 +179,10 @@ class QoS(kombu_redis.QoS):
         """kombu's restore, only while this delivery is still ours (or no holder is
         recorded for it); and a delivery left to the start gate that the gate never
         recorded goes back from the gateway's copy (still there: no gate took it)."""
-        self._restore_held(tag, client=client, leftmost=leftmost)
-        self._forget(tag)
+        try:
+            self._restore_held(tag, client=client, leftmost=leftmost)
+        finally:
+            self._forget(tag)  # even if Redis is unreachable: the heartbeat hands it back
         left_to_gate = tag in self._gate_records
         self._gate_records.discard(tag)
         delivered: Any = self._delivered
@@ -220,7 +222,7 @@ class QoS(kombu_redis.QoS):
             pipe.multi()
             pipe.zrem(self.unacked_index_key, tag).hdel(unacked, tag).hdel(INFLIGHT, tag)
             if raw:
-                message, exchange, routing_key = loads(raw.decode())
+                message, exchange, routing_key = loads(_text(raw))
                 channel._do_restore_message(message, exchange, routing_key, pipe, leftmost)
 
         with channel.conn_or_acquire(client) as conn:
