@@ -9,8 +9,9 @@ How: :class:`HeartbeatWriter` runs a daemon thread in the worker's main process 
 ``tg:workers`` with the current time (``ZADD``; in the same round trip it drops members
 silent for :data:`PRUNE_AFTER_LAPSES` lapses, the traces of killed workers). One beat per
 interval per worker, nothing per task. :class:`HeartbeatStep` starts it once the pool has
-forked and removes the member on warm shutdown, so a stopped worker is gone at once; a
-killed one ages out after ``TASKGATE_HEARTBEAT_LAPSE`` (``workers.contract.heartbeat``).
+forked and removes the member on warm shutdown once the running tasks have finished, so a
+stopped worker is gone at once; a killed one ages out after ``TASKGATE_HEARTBEAT_LAPSE``
+(``workers.contract.heartbeat``).
 
 After each beat the same thread tends the deliveries in flight (``workers.liveness``): it
 renews this worker's own (a long run is never handed out again while its worker lives)
@@ -29,7 +30,7 @@ from collections.abc import Callable
 from typing import Any
 
 import redis
-from celery import Celery, bootsteps
+from celery import Celery, bootsteps, signals
 
 from workers.contract.heartbeat import WORKERS, worker_id
 from workers.liveness import Liveness, Reclaimed
@@ -160,14 +161,30 @@ class HeartbeatStep(bootsteps.StartStopStep):
         parent.taskgate_heartbeat = writer
         writer.start()
 
+        def leave(sender: Any = None, **_: Any) -> None:
+            if sender is parent:
+                self._leave(parent)
+
+        parent.taskgate_leave = leave  # the signal holds it weakly: kept alive here
+        signals.worker_shutdown.connect(leave)
+
     def stop(self, parent: Any) -> None:
-        writer = getattr(parent, "taskgate_heartbeat", None)
-        if isinstance(writer, HeartbeatWriter):
-            writer.stop()
-            parent.taskgate_heartbeat = None
+        """Warm shutdown: keep beating - and renewing - while the running tasks finish.
+
+        Celery stops this step before the pool, which then waits for its tasks; leaving
+        now would have live workers reclaim deliveries that are about to complete here.
+        The member goes at ``worker_shutdown``, sent once the pool has drained.
+        """
 
     def terminate(self, parent: Any) -> None:
-        self.stop(parent)
+        self._leave(parent)  # cold shutdown: running tasks are cut off; hand them back
+
+    @staticmethod
+    def _leave(parent: Any) -> None:
+        writer = getattr(parent, "taskgate_heartbeat", None)
+        if isinstance(writer, HeartbeatWriter):
+            parent.taskgate_heartbeat = None
+            writer.stop()
 
 
 def install(app: Celery, settings: WorkerSettings) -> None:

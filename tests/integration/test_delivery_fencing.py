@@ -12,11 +12,13 @@ from collections.abc import Iterator
 import pytest
 import redis
 
+from certs.material import CertPaths
 from security.audit import AuditRecord, AuditWriter, Write
 from security.audit_read import iter_records
 from security.errors import AuditError
 from security.keystore import KeyRing
-from taskgate.redis_server import RedisServer
+from taskgate.redis_server import RedisServer, start_redis
+from tests.conftest import dump_acl_log, register_log
 from workers.contract.heartbeat import WORKERS
 from workers.contract.keys import INFLIGHT
 from workers.lifecycle import Lifecycle
@@ -29,10 +31,25 @@ LAPSE = 3.0
 QUEUE = "taskgate"
 
 
+@pytest.fixture(scope="module")
+def own_redis(tmp_path_factory: pytest.TempPathFactory, pki: CertPaths) -> Iterator[RedisServer]:
+    """A Redis of this module's own: no session worker consumes its queue or tends its
+    deliveries in flight."""
+    server = start_redis(pki, tmp_path_factory.mktemp("fencing") / "redis", harness=True)
+    register_log(server.child)
+    try:
+        yield server
+    finally:
+        dump_acl_log(server)
+        server.stop()
+
+
 @pytest.fixture
-def worker_client(tls_redis: RedisServer, redis_client: redis.Redis) -> Iterator[redis.Redis]:
-    """The worker role's client on a flushed database (``redis_client`` flushes it)."""
-    with tls_redis.as_user("worker").client() as client:
+def worker_client(own_redis: RedisServer) -> Iterator[redis.Redis]:
+    """The worker role's client on a flushed database."""
+    with own_redis.tls.client() as admin:
+        admin.flushdb()
+    with own_redis.as_user("worker").client() as client:
         yield client
 
 

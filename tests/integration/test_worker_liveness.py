@@ -32,6 +32,7 @@ from tests.integration.stack_fixtures import (
     running,
     wait_for,
 )
+from workers.contract.heartbeat import WORKERS
 from workers.contract.keys import INFLIGHT
 from workers.liveness import holder_of
 from workers.wire import decode_record, task_key
@@ -242,3 +243,29 @@ def test_a_task_longer_than_the_visibility_timeout_is_not_redelivered_while_its_
     assert len(stack.effects(task_id)) == 1
     assert view["runs"] == 1
     assert stack.audited(task_id, "task.reclaimed") == []
+
+
+def test_a_warm_shutdown_keeps_its_running_task_past_the_lapse_and_then_leaves(
+    stack: PrivateStack,
+) -> None:
+    """SIGTERM to a worker running a task longer than the heartbeat lapse, another worker
+    alive: the stopping worker keeps beating until its task has finished, so nothing is
+    reclaimed - the task runs once - and then its heartbeat is gone."""
+    client = stack.new_client()
+    stopping = stack.start_worker(concurrency=1)
+    with client.http() as http:
+        response = http.post("/v1/tasks/test.long", json={"seconds": LAPSE + 4})
+        assert response.status_code == 202, response.text
+        task_id = str(response.json()["id"])
+        wait_for(lambda: stack.starts(task_id), timeout=30, what="the run starting")
+        stack.start_worker(concurrency=1)
+        os.kill(stopping.pid, signal.SIGTERM)
+        record = stack.wait_state(task_id, timeout=LAPSE + 30)
+        stopping.process.wait(timeout=30)
+    assert record["state"] == "succeeded"
+    assert len(stack.starts(task_id)) == 1
+    assert stack.audited(task_id, "task.reclaimed") == []
+    assert stack.audited(task_id, "task.fenced") == []
+    with stack.redis_client() as redis_client:
+        assert redis_client.zscore(WORKERS, _member(stopping)) is None
+        assert redis_client.hlen(INFLIGHT) == 0
