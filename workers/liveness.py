@@ -41,6 +41,7 @@ import re
 import secrets
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import redis
@@ -165,13 +166,15 @@ class TokenSource:
             return self._last, sorted(self._held)
 
 
+@dataclass(frozen=True, slots=True)
 class Reclaimed:
-    """A delivery put back in its queue: its tag, the task it carries (if one), its queue."""
+    """A delivery put back in its queue: its tag, the task it carries (if one), its queue
+    and the worker that held it."""
 
-    __slots__ = ("holder", "queue", "tag", "task_id")
-
-    def __init__(self, tag: str, task_id: str | None, queue: str, holder: str) -> None:
-        self.tag, self.task_id, self.queue, self.holder = tag, task_id, queue, holder
+    tag: str
+    task_id: str | None
+    queue: str
+    holder: str
 
 
 class Liveness:
