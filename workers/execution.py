@@ -276,16 +276,21 @@ class SealedTask(Task[Any, Any]):
                     run=gate.run_count,
                 )
                 return result
-            if not cancel.finish_unless_revoked(
-                runtime.client(),
-                task_id,
-                ttl=runtime.record_ttl,
-                delete=vault,
-                marker=origin.marker,
-            ):
+            fence = delivery_fence(request)
+            try:
+                finished = cancel.finish_unless_revoked(
+                    runtime.client(),
+                    task_id,
+                    ttl=runtime.record_ttl,
+                    delete=vault,
+                    marker=origin.marker,
+                    fence=fence,
+                )
+            except cancel.NotHeldError:
+                self._fenced(task_id, "commit refused: delivery reclaimed; result discarded")
+            if not finished:
                 # The revocation reached Redis first: never "succeeded" after a cancel.
                 self._revoked_while_running(task_id, "revoked while running; it ended first")
-        fence = delivery_fence(request)
         try:
             runtime.commit(
                 "task.succeeded",

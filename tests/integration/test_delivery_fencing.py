@@ -19,6 +19,7 @@ from security.errors import AuditError
 from security.keystore import KeyRing
 from taskgate.redis_server import RedisServer, start_redis
 from tests.conftest import dump_acl_log, register_log
+from workers.cancel import NotHeldError, finish_unless_revoked
 from workers.contract.heartbeat import WORKERS
 from workers.contract.keys import INFLIGHT
 from workers.lifecycle import Lifecycle
@@ -204,3 +205,24 @@ def test_a_fenced_commit_writes_nothing_when_its_condition_fails(
     writer.commit_many([(record, [done])], fence=[(INFLIGHT, tag, "b:2/9")])
     assert worker_client.get(f"tg:done:{task_id}") == b"1"
     assert [e.record.action for e in iter_records(worker_client)] == ["task.succeeded"]
+
+
+def test_finish_and_retry_records_of_a_stale_run_write_nothing(
+    worker_client: redis.Redis,
+) -> None:
+    """A failure, a retry or a cancellable task's success recorded by a run whose delivery
+    was taken over: refused, the task record left as the live run keeps it."""
+    tag, task_id = _in_flight(worker_client, "b:2/y-9", delivered=time.time())
+    worker_client.hset(task_key(task_id), mapping={"state": "started", "attempts": "1"})
+    life = Lifecycle(worker_client)
+    stale = (tag, "a:1/x-3")
+    assert not life.finish(task_id, "failed", ttl=60, error="E", fence=stale)
+    assert not life.retried(task_id, "E", 1.0, fence=stale)
+    with pytest.raises(NotHeldError):
+        finish_unless_revoked(worker_client, task_id, ttl=60, fence=stale)
+    record = decode_record(worker_client.hgetall(task_key(task_id)))
+    assert record["state"] == "started"
+    assert "error" not in record
+    assert not worker_client.exists(f"tg:done:{task_id}")
+    assert finish_unless_revoked(worker_client, task_id, ttl=60, fence=(tag, "b:2/y-9"))
+    assert decode_record(worker_client.hgetall(task_key(task_id)))["state"] == "succeeded"
