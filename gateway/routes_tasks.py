@@ -116,6 +116,8 @@ def task_view(task_id: str, record: dict[str, str]) -> dict[str, Any]:
         "task": record.get("name"),
         "status": record.get("state", "unknown"),
         "attempts": int(record.get("attempts", "0") or 0),
+        # every run of its body so far: a re-run after a crash or a reclaim counts too
+        "runs": int(record.get("run_count", "0") or 0),
         "links": {"self": f"/v1/tasks/{task_id}"},
     }
     for stamp in ("submitted_at", "started_at", "finished_at"):

@@ -10,6 +10,13 @@
 -- A write {'HELD', key, value} is a precondition, not a command: the entry's later writes
 -- run only if key holds value or nothing (a lease still the writer's, or lapsed with no
 -- one else holding it); otherwise they are skipped and the entry's outcome is 'lease lost'.
+-- ARGV[9], if given: a MessagePack array of [key, field, value] conditions (a fence: HGET
+-- key field must equal value); if one does not hold, nothing is written: {'fenced'}.
+if ARGV[9] and ARGV[9] ~= '' then
+  for _, want in ipairs(cmsgpack.unpack(ARGV[9])) do
+    if redis.call('HGET', want[1], want[2]) ~= want[3] then return {'fenced'} end
+  end
+end
 local head = redis.call('GET', KEYS[2])
 if not head then
   if redis.call('EXISTS', KEYS[1]) == 1 then return {'missing'} end

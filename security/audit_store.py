@@ -58,6 +58,7 @@ __all__ = [
     "AuditWriter",
     "Committed",
     "Earlier",
+    "Fence",
     "Write",
     "aread_head",
     "head_key",
@@ -70,6 +71,9 @@ DEFAULT_STREAM: Final = "tg:audit"
 MAX_BATCH: Final = 256  # entries per script call: bounds how long one call blocks Redis
 DEFAULT_ATTEMPTS: Final = 64
 _TURN_AFTER: Final = 2  # conflicts in a row before a writer asks for an exclusive turn
+
+# A condition a fenced commit checks before writing: (key, field, value): HGET must match.
+Fence = tuple[str, str, str]
 
 # The append script (see the comment at its top): one atomic call appends a batch of
 # records, moves the head and runs each record's attached writes.
@@ -173,7 +177,12 @@ class _Chain:
         return pack([pack_record_writes(writes) for _, writes in items])
 
     def prepare(
-        self, items: Sequence[_Item], packed_writes: bytes, *, attempt: int = 0
+        self,
+        items: Sequence[_Item],
+        packed_writes: bytes,
+        *,
+        attempt: int = 0,
+        fence: bytes = b"",
     ) -> tuple[list[AuditEntry], list[str], list[Any]]:
         entries = chain_records(self.head, [record for record, _ in items], self.keys.current())
         new_head = Head(entries[-1].seq, entries[-1].mac)
@@ -181,6 +190,8 @@ class _Chain:
         args += [self.writer_id, "1" if attempt >= _TURN_AFTER else "0", _FIELD_NAMES]
         values = [list(entry.to_fields().values()) for entry in entries]  # ENTRY_FIELDS order
         args += [pack(values), packed_writes]
+        if fence:
+            args.append(fence)
         return entries, self.script_keys, args
 
     def observe(self, raw: str | None) -> None:
@@ -220,6 +231,8 @@ class _Chain:
             self.head = parse_head(text(reply[1]))
             self.conflicts += 1
             return status
+        if status == "fenced":
+            raise AuditError("a fence condition of the append did not hold", reason="fenced")
         if status == "missing":
             raise AuditError(
                 f"audit stream {self.stream} exists but its head key is gone", reason="head_missing"
@@ -281,20 +294,31 @@ class AuditWriter:
         """Append records in order, up to :data:`MAX_BATCH` per atomic script call."""
         return [done.entry for done in self.commit_many((r, ()) for r in records)]
 
-    def commit_many(self, items: Iterable[_Item]) -> list[Committed]:
-        """Append records, each with its attached writes, up to :data:`MAX_BATCH` per call."""
-        batch = self._chain.items(items)
-        with self._lock:
-            return [done for chunk in _chunks(batch) for done in self._commit_chunk(chunk)]
+    def commit_many(
+        self, items: Iterable[_Item], *, fence: Sequence[Fence] = ()
+    ) -> list[Committed]:
+        """Append records, each with its attached writes, up to :data:`MAX_BATCH` per call.
 
-    def _commit_chunk(self, chunk: Sequence[_Item]) -> list[Committed]:
+        ``fence``: (key, field, value) conditions checked in the same script before
+        anything is written; if one does not hold (``HGET key field`` is not ``value``),
+        nothing is appended and :class:`AuditError` ``fenced`` is raised. Fenced commits
+        take one chunk (at most :data:`MAX_BATCH` records).
+        """
+        batch = self._chain.items(items)
+        if fence and len(batch) > MAX_BATCH:
+            raise AuditError("a fenced commit takes one chunk of records", reason="bad_record")
+        packed = pack([list(condition) for condition in fence]) if fence else b""
+        with self._lock:
+            return [done for chunk in _chunks(batch) for done in self._commit_chunk(chunk, packed)]
+
+    def _commit_chunk(self, chunk: Sequence[_Item], fence: bytes = b"") -> list[Committed]:
         chain = self._chain
         writes = chain.pack_writes(chunk)
         waits = 0
         for attempt in range(chain.max_attempts):
             if delay := _backoff(waits):
                 self._sleep(delay)
-            entries, keys, args = chain.prepare(chunk, writes, attempt=attempt)
+            entries, keys, args = chain.prepare(chunk, writes, attempt=attempt, fence=fence)
             try:
                 reply = self._script(keys=keys, args=args)
             except redis.RedisError as exc:

@@ -46,6 +46,7 @@ from celery.concurrency.prefork import TaskPool as PreforkPool
 from celery.exceptions import SoftTimeLimitExceeded
 from celery.worker import state as worker_state
 
+from workers.contract.keys import INFLIGHT
 from workers.wire import done_key, revoked_key, task_key
 
 if TYPE_CHECKING:
@@ -54,6 +55,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CANCEL_SIGNAL",
     "CancelWatcher",
+    "NotHeldError",
     "cancel_watcher",
     "finish_unless_revoked",
     "interruptible",
@@ -129,8 +131,13 @@ def interruptible() -> Iterator[None]:
 
 
 _FINISH_UNLESS_REVOKED = """
+-- Fenced (tag ARGV[4], token ARGV[5]): only while that token holds the delivery in the
+-- in-flight holders (KEYS[5]); else nothing is written (2; workers.fencing).
+if ARGV[5] and ARGV[5] ~= '' and redis.call('HGET', KEYS[5], ARGV[4]) ~= ARGV[5] then
+  return 2
+end
 local revoked = redis.call('EXISTS', KEYS[1]) == 1
-for i = 5, #KEYS do redis.call('DEL', KEYS[i]) end
+for i = 6, #KEYS do redis.call('DEL', KEYS[i]) end
 local state = 'revoked'
 if not revoked then
   state = 'succeeded'
@@ -155,20 +162,30 @@ def finish_unless_revoked(
     ttl: int,
     delete: Sequence[str] = (),
     marker: tuple[str, str] | None = None,
+    fence: tuple[str, str] | None = None,
 ) -> bool:
     """Record ``succeeded`` (and the completion record) unless the task was revoked, then
     ``revoked``; delete ``delete`` (its vault entries) either way. One round trip, atomic
     with the gateway's revocation script: whichever reaches Redis first wins.
 
-    Like ``Lifecycle.finish`` for ``succeeded``, plus the revocation check.
+    Like ``Lifecycle.finish`` for ``succeeded``, plus the revocation check. With a
+    ``fence`` (delivery tag, ownership token) nothing is written unless that token still
+    holds the delivery: :class:`NotHeldError` then.
     """
     script = client.register_script(_FINISH_UNLESS_REVOKED)
     bucket, field = marker if marker is not None else (task_key(task_id), "")
-    done = script(
-        keys=[revoked_key(task_id), task_key(task_id), done_key(task_id), bucket, *delete],
-        args=[f"{time.time():.6f}", str(ttl), field],
+    tag, token = fence if fence is not None else ("", "")
+    keys = [revoked_key(task_id), task_key(task_id), done_key(task_id), bucket, INFLIGHT]
+    done = int(
+        script(keys=[*keys, *delete], args=[f"{time.time():.6f}", str(ttl), field, tag, token])
     )
-    return bool(int(done))
+    if done == 2:
+        raise NotHeldError(task_id)
+    return bool(done)
+
+
+class NotHeldError(Exception):
+    """The run's delivery was reclaimed from this worker (``workers.fencing``)."""
 
 
 # --- in the worker's main process ------------------------------------------------------

@@ -44,11 +44,13 @@ from celery.exceptions import Ignore, Reject, Retry, TimeLimitExceeded
 from pydantic import ValidationError
 
 from security.audit import Earlier, Write
-from security.errors import InputRejectedError, TaskgateError
+from security.errors import AuditError, InputRejectedError, TaskgateError
 from security.vault import reference_ids, resolve_secrets, vault_key
 from workers import cancel, lifecycle_log
 from workers.catalogue import Catalogue, TaskSpec
+from workers.contract.keys import INFLIGHT
 from workers.deadletters import dead_letter
+from workers.fencing import commit_fence, delivery_fence, refuse_stale, still_held
 from workers.lifecycle import Gate, GateCall
 from workers.metrics import queued_since
 from workers.redaction import redacted
@@ -94,7 +96,9 @@ class SealedTask(Task[Any, Any]):
             log.exception("could not audit the refusal of %s", task_id)
         raise Reject(reason, requeue=False)
 
-    def stopped_at_time_limit(self, task_id: str, kwargs: dict[str, Any]) -> bool:
+    def stopped_at_time_limit(
+        self, task_id: str, kwargs: dict[str, Any], fence: tuple[str, str] | None = None
+    ) -> bool:
         """In the worker's main process, once the pool process running this task was
         stopped at its hard time limit (``workers.request``): dead-letter the task, still
         sealed, with the reason ``TimeLimitExceeded``. Not retried: the run was killed at
@@ -102,6 +106,8 @@ class SealedTask(Task[Any, Any]):
         call. Returns False, doing nothing, if the run had finished after all (its outcome
         was committed but never reached this process) or was not this task's to finish.
         Raises if Redis cannot be reached: the caller then leaves the message to come back.
+        Nothing either if its delivery's ``fence`` no longer holds (``workers.fencing``):
+        the delivery was reclaimed, another run owns the task now.
         """
         spec = self.spec
         runtime = _runtime(self.app)
@@ -118,8 +124,12 @@ class SealedTask(Task[Any, Any]):
         with client.pipeline(transaction=False) as pipe:
             pipe.exists(done_key(task_id))
             pipe.hmget(task_key(task_id), "state", "owner", "attempts")
-            done, (state, owner, attempts) = pipe.execute()
+            pipe.hget(INFLIGHT, fence[0] if fence is not None else "")
+            done, (state, owner, attempts), holder = pipe.execute()
         if done or state not in (b"started", "started"):
+            return False
+        if fence is not None and (holder.decode() if holder else None) != fence[1]:
+            log.warning("task %s: stopped at its time limit, but no longer held here", task_id)
             return False
         runtime.metrics.begin(spec.name, spec.queue, received=False)
         _bury(
@@ -191,6 +201,7 @@ class SealedTask(Task[Any, Any]):
                 max_runs=runtime.max_runs,
                 delivery=getattr(request, GATE_DELIVERY, None) or (),
                 marker=origin.marker,
+                fence=delivery_fence(request),
             )
 
     def _bound_call(
@@ -224,7 +235,14 @@ class SealedTask(Task[Any, Any]):
         with _requeue_if_storage_down(task_id):
             delivery = getattr(request, GATE_DELIVERY, None) or ()
             gate, model = self._admit(
-                spec, payload, origin, attempt, vault, delivery=delivery, sent=sent
+                spec,
+                payload,
+                origin,
+                attempt,
+                vault,
+                delivery=delivery,
+                fence=delivery_fence(request),
+                sent=sent,
             )
         runtime.metrics.started(queued_since(origin.issued_at, request.eta, time.time()))
         lifecycle_log.admitted(self, origin.issued_at)
@@ -262,24 +280,37 @@ class SealedTask(Task[Any, Any]):
                     attempt=attempt,
                     request=request,
                     marker=origin.marker if gate.marker_ready else None,
+                    run=gate.run_count,
                 )
                 return result
-            if not cancel.finish_unless_revoked(
-                runtime.client(),
-                task_id,
-                ttl=runtime.record_ttl,
-                delete=vault,
-                marker=origin.marker,
-            ):
+            fence = delivery_fence(request)
+            try:
+                finished = cancel.finish_unless_revoked(
+                    runtime.client(),
+                    task_id,
+                    ttl=runtime.record_ttl,
+                    delete=vault,
+                    marker=origin.marker,
+                    fence=fence,
+                )
+            except cancel.NotHeldError:
+                self._fenced(task_id, "commit refused: delivery reclaimed; result discarded")
+            if not finished:
                 # The revocation reached Redis first: never "succeeded" after a cancel.
                 self._revoked_while_running(task_id, "revoked while running; it ended first")
-        runtime.commit(
-            "task.succeeded",
-            target=task_id,
-            outcome="ok",
-            reason=f"attempt {attempt}",
-            writes=_settle_writes(request),
-        )
+        try:
+            runtime.commit(
+                "task.succeeded",
+                target=task_id,
+                outcome="ok",
+                reason=f"attempt {attempt}, run {gate.run_count}",
+                writes=_settle_writes(request),
+                fence=commit_fence(fence),
+            )
+        except AuditError as exc:
+            if exc.reason != "fenced":
+                raise
+            self._fenced(task_id, "commit refused: delivery reclaimed; result discarded")
         return result
 
     def _commit_success(
@@ -291,12 +322,15 @@ class SealedTask(Task[Any, Any]):
         attempt: int,
         request: Any,
         marker: tuple[str, str] | None,
+        run: int = 0,
     ) -> None:
         """One round trip for the end of a successful run: the ``task.succeeded`` audit
         record, the completion record, the task record, the vault deletion, the sealed
         result (what Celery's Redis backend would write: SET with its expiry, PUBLISH) and
         the message's acknowledgement in one atomic script call; Celery is then told the
-        result is stored."""
+        result is stored. Fenced: only while this delivery's ownership token still holds
+        it (``workers.liveness``); otherwise nothing is written, the result is discarded
+        and the refusal audited (``task.fenced``)."""
         runtime = _runtime(self.app)
         backend: Any = self.backend  # Celery's Redis backend (its stubs list less)
         meta = backend._get_result_meta(  # Celery's own document, sealed by our serializer
@@ -328,13 +362,21 @@ class SealedTask(Task[Any, Any]):
         if vault:
             writes.append(Write("DEL", tuple(vault)))
         writes += _settle_writes(request)
-        runtime.commit(
-            "task.succeeded",
-            target=task_id,
-            outcome="ok",
-            reason=f"attempt {attempt}",
-            writes=writes,
-        )
+        fence = delivery_fence(request)
+        try:
+            runtime.commit(
+                "task.succeeded",
+                target=task_id,
+                outcome="ok",
+                reason=f"attempt {attempt}, run {run}" if run else f"attempt {attempt}",
+                writes=writes,
+                fence=commit_fence(fence),
+            )
+        except AuditError as exc:
+            if exc.reason != "fenced":
+                raise
+            request.ignore_result = True
+            self._fenced(task_id, "commit refused: delivery reclaimed; result discarded")
         request.ignore_result = True  # stored above: Celery's backend writes nothing
 
     def _admit(
@@ -346,6 +388,7 @@ class SealedTask(Task[Any, Any]):
         vault: list[str],
         *,
         delivery: Sequence[str],
+        fence: tuple[str, str] | None = None,
         sent: GateCall | None,
     ) -> tuple[Gate, Any]:
         """The start gate (records the delivery in flight if the consumer left that to it;
@@ -365,7 +408,10 @@ class SealedTask(Task[Any, Any]):
                 max_runs=runtime.max_runs,
                 delivery=delivery,
                 marker=origin.marker,
+                fence=fence,
             )
+        if not gate.held:
+            self._fenced(task_id, "start refused: delivery reclaimed")
         if delivery and not gate.recorded:
             # Its copy was gone: another delivery of the same message took it first.
             log.warning("task %s[%s]: delivery not recorded: no copy", self.name, task_id)
@@ -410,6 +456,13 @@ class SealedTask(Task[Any, Any]):
                 marker=origin.marker,
             )
             raise Ignore()
+        if gate.runs > 1:  # the runs before were cut off: each is recorded, once
+            runtime.audit(
+                "task.run_interrupted",
+                target=task_id,
+                outcome="error",
+                reason=f"run {gate.run_count - 1} cut off; run {gate.run_count} starts",
+            )
         if not isinstance(payload, dict):
             self.refuse("bad_payload", "payload is not an object")
         try:
@@ -443,6 +496,10 @@ class SealedTask(Task[Any, Any]):
             fields = ",".join(".".join(map(str, e["loc"])) for e in exc.errors()[:5])
             self.refuse("invalid_payload", f"payload failed validation at {fields}")
 
+    def _fenced(self, task_id: str, reason: str) -> NoReturn:
+        """This worker no longer holds the delivery (``workers.fencing``)."""
+        refuse_stale(_runtime(self.app), self.name, task_id, reason)
+
     def _revoked_while_running(self, task_id: str, reason: str) -> NoReturn:
         """Audit a revocation that arrived while the task ran (its record already says
         revoked, its secrets are gone) and end the run: acknowledged, no result stored."""
@@ -471,23 +528,29 @@ class SealedTask(Task[Any, Any]):
         task_id = str(self.request.id)
         reason = type(exc).__name__  # redacted: the type only, never the message
         policy = spec.retry
+        # A run whose delivery was reclaimed meanwhile records no outcome (workers.liveness).
+        fence = delivery_fence(self.request)
+        stale = "failure not recorded: delivery reclaimed"
         if isinstance(exc, InputRejectedError):
             vault = [vault_key(task_id, ref) for ref in reference_ids(payload)]
-            runtime.lifecycle().finish(
+            if not runtime.lifecycle().finish(
                 task_id,
                 "failed",
                 ttl=runtime.record_ttl,
                 error=reason,
                 delete=vault,
                 marker=origin.marker,
-            )
+                fence=fence,
+            ):
+                self._fenced(task_id, stale)
             runtime.audit(
                 "task.failed", target=task_id, outcome="error", reason=f"{reason} (input refused)"
             )
             return
         if isinstance(exc, policy.retry_on) and attempt < policy.max_attempts:
             delay = policy.delay(attempt)
-            runtime.lifecycle().retried(task_id, reason, delay)
+            if not runtime.lifecycle().retried(task_id, reason, delay, fence=fence):
+                self._fenced(task_id, stale)
             runtime.audit(
                 "task.retried",
                 target=task_id,
@@ -500,6 +563,8 @@ class SealedTask(Task[Any, Any]):
             raise self.retry(
                 exc=redacted(exc), countdown=delay, max_retries=policy.max_attempts - 1
             )
+        if fence is not None and not still_held(runtime.client(), fence):
+            self._fenced(task_id, stale)
         _bury(
             runtime,
             spec,
@@ -560,6 +625,7 @@ def _settle_writes(request: Any) -> list[Write]:
     return [
         Write("ZREM", (KOMBU_UNACKED_INDEX,), (tag,)),
         Write("HDEL", (KOMBU_UNACKED,), (tag,)),
+        Write("HDEL", (INFLIGHT,), (tag,)),
     ]
 
 

@@ -10,9 +10,13 @@ How: :class:`HeartbeatWriter` runs a daemon thread in the worker's main process 
 silent for :data:`PRUNE_AFTER_LAPSES` lapses, the traces of killed workers, and says how
 many tasks the instance is running: ``tg:worker-active:{id}``, expiring, for ``/metrics``).
 One beat per interval per worker, nothing per task. :class:`HeartbeatStep` starts it once
-the pool has forked and removes the member on warm shutdown, so a stopped worker is gone at
-once; a killed one ages out after ``TASKGATE_HEARTBEAT_LAPSE``
-(``workers.contract.heartbeat``).
+the pool has forked and removes the member on warm shutdown once the running tasks have
+finished, so a stopped worker is gone at once; a killed one ages out after
+``TASKGATE_HEARTBEAT_LAPSE`` (``workers.contract.heartbeat``).
+
+After each beat the same thread tends the deliveries in flight (``workers.liveness``): it
+renews this worker's own (a long run is never handed out again while its worker lives)
+and reclaims at once those of workers whose heartbeat lapsed.
 
 A failed beat (Redis unreachable) is logged and tried again at the next interval; it never
 stops the thread or the worker. The member is an id (``{hostname}:{pid}``), nothing more.
@@ -27,12 +31,15 @@ from collections.abc import Callable
 from typing import Any
 
 import redis
-from celery import Celery, bootsteps
+from celery import Celery, bootsteps, signals
 from celery.worker import state as worker_state
 
 from workers.contract.heartbeat import WORKERS, worker_id
 from workers.contract.keys import worker_active_key
+from workers.liveness import Liveness, Reclaimed
+from workers.runtime import WorkerRuntime
 from workers.settings import WorkerSettings
+from workers.transport import TOKENS
 
 __all__ = ["PRUNE_AFTER_LAPSES", "HeartbeatStep", "HeartbeatWriter", "install"]
 
@@ -55,6 +62,7 @@ class HeartbeatWriter:
         member: str | None = None,
         clock: Callable[[], float] = time.time,
         active: Callable[[], int] | None = None,
+        liveness: Liveness | None = None,
     ) -> None:
         if not 0 < interval < lapse:
             raise ValueError("the heartbeat interval must be positive and below the lapse")
@@ -66,6 +74,7 @@ class HeartbeatWriter:
         self._active = active  # tasks running now (``celery_worker_tasks_active``)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.liveness = liveness
 
     def beat(self) -> bool:
         """One beat (and the prune of long-gone members); False if Redis did not take it."""
@@ -84,6 +93,13 @@ class HeartbeatWriter:
         except (redis.RedisError, OSError) as exc:
             log.warning("heartbeat failed (%s); next in %gs", type(exc).__name__, self.interval)
             return False
+        if self.liveness is not None:
+            try:
+                self.liveness.tend(now)
+            except (redis.RedisError, OSError) as exc:
+                log.warning("tending deliveries failed (%s)", type(exc).__name__)
+            except Exception:  # never stop the heartbeat
+                log.exception("tending deliveries failed")
         return True
 
     def start(self) -> None:
@@ -127,23 +143,62 @@ class HeartbeatStep(bootsteps.StartStopStep):
         if not isinstance(settings, WorkerSettings):
             return
         client = settings.redis.client(socket_timeout=5, socket_connect_timeout=5)
+        runtime = getattr(parent.app, "taskgate_runtime", None)
+
+        def audit(reclaimed: Reclaimed) -> None:
+            if isinstance(runtime, WorkerRuntime) and reclaimed.task_id is not None:
+                try:
+                    runtime.audit(
+                        "task.reclaimed",
+                        target=reclaimed.task_id,
+                        outcome="ok",
+                        reason=(
+                            "its worker's heartbeat lapsed; re-queued"
+                            if reclaimed.holder != member
+                            else "let go of here (an earlier process, or Redis unreachable);"
+                            " re-queued"
+                        ),
+                    )
+                except Exception:  # the reclaim stands; the log line records it
+                    log.exception("could not audit the reclaim of %s", reclaimed.task_id)
+
+        member = TOKENS.member  # the worker id its deliveries' tokens name
+        liveness = Liveness(client, tokens=TOKENS, lapse=settings.heartbeat_lapse, on_reclaim=audit)
         writer = HeartbeatWriter(
             client,
             interval=settings.heartbeat_interval,
             lapse=settings.heartbeat_lapse,
             active=lambda: len(worker_state.active_requests),
+            member=member,
+            liveness=liveness,
         )
         parent.taskgate_heartbeat = writer
         writer.start()
 
+        def leave(sender: Any = None, **_: Any) -> None:
+            if sender is parent:
+                self._leave(parent)
+
+        parent.taskgate_leave = leave  # the signal holds it weakly: kept alive here
+        signals.worker_shutdown.connect(leave)
+
     def stop(self, parent: Any) -> None:
-        writer = getattr(parent, "taskgate_heartbeat", None)
-        if isinstance(writer, HeartbeatWriter):
-            writer.stop()
-            parent.taskgate_heartbeat = None
+        """Warm shutdown: keep beating - and renewing - while the running tasks finish.
+
+        Celery stops this step before the pool, which then waits for its tasks; leaving
+        now would have live workers reclaim deliveries that are about to complete here.
+        The member goes at ``worker_shutdown``, sent once the pool has drained.
+        """
 
     def terminate(self, parent: Any) -> None:
-        self.stop(parent)
+        self._leave(parent)  # cold shutdown: running tasks are cut off; hand them back
+
+    @staticmethod
+    def _leave(parent: Any) -> None:
+        writer = getattr(parent, "taskgate_heartbeat", None)
+        if isinstance(writer, HeartbeatWriter):
+            parent.taskgate_heartbeat = None
+            writer.stop()
 
 
 def install(app: Celery, settings: WorkerSettings) -> None:

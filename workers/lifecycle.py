@@ -24,7 +24,7 @@ from typing import Any
 import redis
 
 from security.audit_store import DEFAULT_STREAM, head_key
-from workers.contract.keys import QUEUED_PREFIX
+from workers.contract.keys import INFLIGHT, QUEUED_PREFIX
 from workers.wire import (
     GLOBAL_QUEUED,
     KOMBU_UNACKED,
@@ -59,21 +59,32 @@ if owner ~= '' then redis.call('ZREM', ARGV[4] .. owner, ARGV[1]) end
 -- A delivery the consumer left to this gate (ARGV[6]: its tag; ARGV[7], ARGV[8]: exchange
 -- and routing key) goes into kombu's unacked hash and index from the gateway's copy,
 -- as kombu's QoS.append writes it: [message, exchange, routing key].
-local recorded = 0
+-- Its holder's ownership token (ARGV[11], for tag ARGV[10]) goes into the in-flight holders
+-- (KEYS[10]) with it. A delivery the consumer recorded must still be held by that token: if
+-- its worker was presumed dead meanwhile and the delivery reclaimed, it is not ours (held 0).
+local recorded, held = 0, 1
 if ARGV[6] ~= '' then
   local copy = redis.call('GET', KEYS[5])
   if copy then
     redis.call('HSET', KEYS[7], ARGV[6],
       '[' .. copy .. ',' .. cjson.encode(ARGV[7]) .. ',' .. cjson.encode(ARGV[8]) .. ']')
     redis.call('ZADD', KEYS[8], ARGV[2], ARGV[6])
+    if ARGV[11] ~= '' then redis.call('HSET', KEYS[10], ARGV[6], ARGV[11]) end
     recorded = 1
+  elseif ARGV[11] ~= '' then
+    local holder = redis.call('HGET', KEYS[10], ARGV[6])
+    if holder and holder ~= ARGV[11] then held = 0 end
   end
+elseif ARGV[10] ~= '' and ARGV[11] ~= '' then
+  if redis.call('HGET', KEYS[10], ARGV[10]) ~= ARGV[11] then held = 0 end
 end
 -- A worker holds the message now (kombu's unacked hash until the ack): no longer the
 -- sweeper's to re-queue, whatever happens next.
 redis.call('DEL', KEYS[5])
 -- The audit chain's head, so this worker's next append rarely conflicts (KEYS[6]).
-local reply = {revoked, done, owner, redis.call('GET', KEYS[6]) or '', 0, recorded, marker}
+local reply = {revoked, done, owner, redis.call('GET', KEYS[6]) or '', 0, recorded, marker,
+  held, 0}
+if held == 0 then return reply end
 if revoked == 0 and done == 0 and marker < 2 then
   -- Runs of this attempt: a start that finds the same attempt still started follows a run
   -- that was cut off (its process killed, Redis gone mid-run). Once ARGV[5] runs were cut
@@ -88,22 +99,29 @@ if revoked == 0 and done == 0 and marker < 2 then
     if runs > tonumber(ARGV[5]) then return reply end
     redis.call('HSET', KEYS[3], 'state', 'started', 'started_at', ARGV[2], 'attempts', ARGV[3],
       'runs', runs)
+    -- Every run of the task, whatever its attempt: the run count the task view shows.
+    reply[9] = redis.call('HINCRBY', KEYS[3], 'run_count', 1)
   end
   reply[5] = runs
-  -- The task's sealed secrets, in the same round trip (KEYS[10..]).
-  for i = 10, #KEYS do reply[#reply + 1] = redis.call('GET', KEYS[i]) end
+  -- The task's sealed secrets, in the same round trip (KEYS[11..]).
+  for i = 11, #KEYS do reply[#reply + 1] = redis.call('GET', KEYS[i]) end
 end
 return reply
 """
 
 _FINISH = """
+-- Fenced (tag ARGV[6], token ARGV[7]): only while that token still holds the delivery in
+-- the in-flight holders (KEYS[4]); else nothing is written (0).
+if ARGV[7] and ARGV[7] ~= '' and redis.call('HGET', KEYS[4], ARGV[6]) ~= ARGV[7] then
+  return 0
+end
 if ARGV[1] == 'succeeded' then redis.call('SET', KEYS[2], '1', 'EX', ARGV[4]) end
 -- A final state is also the seal's final marker (KEYS[3], ARGV[5]): create-only, first
 -- final state wins, and only in a bucket the gateway created (with its expiry).
 if ARGV[5] ~= '' and ARGV[1] ~= 'retried' and redis.call('EXISTS', KEYS[3]) == 1 then
   redis.call('HSETNX', KEYS[3], ARGV[5], ARGV[1])
 end
-for i = 4, #KEYS do redis.call('DEL', KEYS[i]) end
+for i = 5, #KEYS do redis.call('DEL', KEYS[i]) end
 if redis.call('EXISTS', KEYS[1]) == 1 then
   if ARGV[1] == 'retried' then
     redis.call('HSET', KEYS[1], 'state', 'retried')
@@ -130,6 +148,8 @@ class Gate:
     recorded: bool = False  # the gate recorded the delivery in flight from the copy
     marker_ready: bool = False  # the seal's marker bucket exists: final writes may add to it
     ended: bool = False  # not started: this seal's final marker says a run already ended
+    held: bool = True  # False: the delivery was reclaimed from this worker; not started
+    run_count: int = 0  # runs of the task so far, this one included (0: not started)
 
 
 class Lifecycle:
@@ -149,6 +169,7 @@ class Lifecycle:
         max_runs: int = 3,
         delivery: Sequence[str] = (),
         marker: tuple[str, str] | None = None,
+        fence: tuple[str, str] | None = None,
         now: float | None = None,
     ) -> Gate:
         """Revoked? Already done? Run ``max_runs`` times already for this attempt, each
@@ -165,6 +186,7 @@ class Lifecycle:
             max_runs=max_runs,
             delivery=delivery,
             marker=marker,
+            fence=fence,
             now=now,
         )
         return _gate_reply(self._gate(keys=keys, args=args), vault, max_runs)
@@ -178,6 +200,7 @@ class Lifecycle:
         max_runs: int = 3,
         delivery: Sequence[str] = (),
         marker: tuple[str, str] | None = None,
+        fence: tuple[str, str] | None = None,
     ) -> GateCall:
         """:meth:`open_gate`, sent now and read later by :meth:`GateCall.result`: the caller
         does other work while Redis runs the script (see :class:`GateCall`)."""
@@ -188,6 +211,7 @@ class Lifecycle:
             max_runs=max_runs,
             delivery=delivery,
             marker=marker,
+            fence=fence,
             now=None,
         )
         return GateCall(
@@ -204,22 +228,38 @@ class Lifecycle:
         delete: Sequence[str] = (),
         marker: tuple[str, str] | None = None,
         now: float | None = None,
-    ) -> None:
+        fence: tuple[str, str] | None = None,
+    ) -> bool:
         """Record the final state (succeeded also writes the completion record, and any
         final state the seal's ``marker``) and delete ``delete`` (the task's vault
-        entries) in the same round trip."""
+        entries) in the same round trip. With a ``fence`` (delivery tag, ownership token):
+        only while that token holds the delivery; False, writing nothing, if it does not."""
         bucket, field = marker if marker is not None else (task_key(task_id), "")
-        self._finish(
-            keys=[task_key(task_id), done_key(task_id), bucket, *delete],
-            args=[state, f"{now or time.time():.6f}", error, str(ttl), field],
+        tag, token = fence if fence is not None else ("", "")
+        done = self._finish(
+            keys=[task_key(task_id), done_key(task_id), bucket, INFLIGHT, *delete],
+            args=[state, f"{now or time.time():.6f}", error, str(ttl), field, tag, token],
         )
+        return bool(int(done))
 
-    def retried(self, task_id: str, reason: str, delay: float) -> None:
-        """Record a retry with its (redacted) reason and delay."""
-        self._finish(
-            keys=[task_key(task_id), done_key(task_id), task_key(task_id)],
-            args=["retried", f"{time.time():.6f}", f"{reason}; retry in {delay:.1f}s", "1", ""],
+    def retried(
+        self, task_id: str, reason: str, delay: float, *, fence: tuple[str, str] | None = None
+    ) -> bool:
+        """Record a retry with its (redacted) reason and delay (fenced as :meth:`finish`)."""
+        tag, token = fence if fence is not None else ("", "")
+        done = self._finish(
+            keys=[task_key(task_id), done_key(task_id), task_key(task_id), INFLIGHT],
+            args=[
+                "retried",
+                f"{time.time():.6f}",
+                f"{reason}; retry in {delay:.1f}s",
+                "1",
+                "",
+                tag,
+                token,
+            ],
         )
+        return bool(int(done))
 
 
 class GateCall:
@@ -316,9 +356,11 @@ def _gate_arguments(
     max_runs: int,
     delivery: Sequence[str],
     marker: tuple[str, str] | None,
+    fence: tuple[str, str] | None = None,
     now: float | None,
 ) -> tuple[list[str], list[str]]:
     tag, exchange, routing_key = delivery if delivery else ("", "", "")
+    fence_tag, token = fence if fence is not None else ("", "")
     bucket, field = marker if marker is not None else (task_key(task_id), "")
     keys = [
         revoked_key(task_id),
@@ -330,6 +372,7 @@ def _gate_arguments(
         KOMBU_UNACKED,
         KOMBU_UNACKED_INDEX,
         bucket,
+        INFLIGHT,
         *vault,
     ]
     args = [
@@ -342,12 +385,14 @@ def _gate_arguments(
         exchange,
         routing_key,
         field,
+        fence_tag,
+        token,
     ]
     return keys, args
 
 
 def _gate_reply(reply: Any, vault: Sequence[str], max_runs: int) -> Gate:
-    revoked, done, owner, audit_head, runs, recorded, marker, *values = reply
+    revoked, done, owner, audit_head, runs, recorded, marker, held, run_count, *values = reply
     owner_text = owner.decode() if isinstance(owner, bytes) else str(owner or "")
     head_text = audit_head.decode() if isinstance(audit_head, bytes) else str(audit_head)
     blobs = {
@@ -364,4 +409,6 @@ def _gate_reply(reply: Any, vault: Sequence[str], max_runs: int) -> Gate:
         recorded=bool(int(recorded)),
         marker_ready=int(marker) >= 1,
         ended=int(marker) == 2,
+        held=bool(int(held)),
+        run_count=int(run_count),
     )

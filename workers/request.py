@@ -52,7 +52,14 @@ from workers import lifecycle_log
 from workers.transport import QoS, recorded_by_gate
 from workers.wire import TASK_CONTENT_TYPE
 
-__all__ = ["DELIVERY_TAG", "GATE_DELIVERY", "SEALED", "SealedRequest", "settles_on_success"]
+__all__ = [
+    "DELIVERY_TAG",
+    "DELIVERY_TOKEN",
+    "GATE_DELIVERY",
+    "SEALED",
+    "SealedRequest",
+    "settles_on_success",
+]
 
 log = logging.getLogger("taskgate.worker")
 
@@ -60,6 +67,9 @@ DELIVERY_TAG = "taskgate_delivery_tag"  # request dict field -> ``task.request``
 # [tag, exchange, routing key] of a delivery the consumer left to the start gate to record
 # (``workers.transport.recorded_by_gate``), else None: request dict field -> attribute.
 GATE_DELIVERY = "taskgate_gate_delivery"
+# This delivery's ownership token (``workers.liveness``): the start gate and the success
+# commit go ahead only while it still holds the delivery. Request dict field -> attribute.
+DELIVERY_TOKEN = "taskgate_delivery_token"  # noqa: S105 - a field name, no secret
 
 
 def settles_on_success(task: Any) -> bool:
@@ -81,6 +91,10 @@ class SealedRequest(Request):
             return
         # Always set: a retry's message carries the custom fields of the request it came from.
         me._request_dict[GATE_DELIVERY] = _gate_delivery(message)
+        qos = getattr(getattr(message, "channel", None), "qos", None)
+        me._request_dict[DELIVERY_TOKEN] = (
+            qos.token_for(message.delivery_tag) if isinstance(qos, QoS) else None
+        )
         # The decoded (args, kwargs, embed) Celery holds already: what fast_trace_task runs
         # when it is given no content type.
         me._body = me._payload
@@ -150,7 +164,7 @@ class SealedRequest(Request):
         log.error("hard time limit exceeded for %s[%s]; its run was stopped", self.name, self.id)
         task: Any = self.task  # a SealedTask (checked by _ours_to_settle)
         try:
-            if task.stopped_at_time_limit(self.id, self.kwargs):
+            if task.stopped_at_time_limit(self.id, self.kwargs, _fence_of(self)):
                 lifecycle_log.ended_in_main_process(self, "dead_lettered", "TimeLimitExceeded")
                 self.send_event("task-failed", exception="TimeLimitExceeded", traceback="")
         except Exception as exc:  # noqa: BLE001 - any failure: leave the message to come back
@@ -185,6 +199,13 @@ def _type_name(exception: Any) -> str:
         return str(exception)
     match = _REPR_TYPE.match(str(exception))
     return match.group(1).rsplit(".", 1)[-1] if match else "Error"
+
+
+def _fence_of(request: SealedRequest) -> tuple[str, str] | None:
+    """(tag, ownership token) of the request's delivery, as its run carries them."""
+    fields: Any = request.request_dict
+    tag, token = fields.get(DELIVERY_TAG), fields.get(DELIVERY_TOKEN)
+    return (tag, token) if isinstance(tag, str) and isinstance(token, str) else None
 
 
 def _gate_delivery(message: Any) -> list[str] | None:

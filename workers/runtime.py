@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import NoReturn
@@ -20,6 +20,7 @@ from celery.exceptions import Reject
 from kombu.exceptions import OperationalError
 
 from security.audit import AuditRecord, AuditWriter, Outcome, Write
+from security.audit_store import Fence
 from security.errors import AuditError
 from security.keystore import KeyRing
 from security.tls import RedisTLS
@@ -78,17 +79,25 @@ class WorkerRuntime:
         self.commit(action, target=target, outcome=outcome, reason=reason, writes=[])
 
     def commit(
-        self, action: str, *, target: str, outcome: Outcome, reason: str, writes: list[Write]
+        self,
+        action: str,
+        *,
+        target: str,
+        outcome: Outcome,
+        reason: str,
+        writes: list[Write],
+        fence: Sequence[Fence] = (),
     ) -> None:
         """Append to the audit chain with ``writes`` run in the same atomic script call
-        (raises if the append fails, or if Redis refused one of the writes)."""
+        (raises if the append fails, or if Redis refused one of the writes); with a
+        ``fence``, only if its conditions hold (else ``AuditError`` ``fenced``)."""
         self.client()
         if self._audit is None:  # pragma: no cover - set by client()
             raise RuntimeError("audit writer missing")
         record = AuditRecord.make(
             actor=ACTOR, action=action, target=target, outcome=outcome, reason=reason
         )
-        (done,) = self._audit.commit_many([(record, writes)])
+        (done,) = self._audit.commit_many([(record, writes)], fence=fence)
         if done.write_error is not None:
             raise redis.ResponseError(f"a write after {action} was refused")
         self.metrics.outcome(action, reason)

@@ -26,6 +26,12 @@ kombu, so its copy is gone) and any message without a copy are recorded as befor
 One synchronous client per pool (``Channel._create_client``): kombu otherwise builds a new
 client object for every append, ack and restore.
 
+Held by this worker: every delivery gets an ownership token, recorded beside kombu's
+``unacked`` entry (``workers.liveness``): by the consumer in the same MULTI, or by the
+start gate. The ack and the requeue touch Redis only while the token still holds the
+delivery, so a worker whose delivery was reclaimed (its heartbeat lapsed) never removes or
+re-queues the delivery another worker now holds under the same tag.
+
 Settled deliveries: a declared task's success commit removes its own delivery from the
 ``unacked`` hash and index in the same atomic script that records the completion
 (``workers.execution``), and the request tells the QoS so (``workers.request``). Its ack
@@ -41,11 +47,17 @@ from typing import Any
 import redis
 from kombu.transport import redis as kombu_redis
 from kombu.transport import virtual
+from kombu.utils.json import dumps, loads
 
 from security.tls import PinnedSSLConnection
+from workers.contract.keys import INFLIGHT
+from workers.liveness import FENCED_ACK, TokenSource
 from workers.wire import GATEWAY_COPY, TASK_CONTENT_TYPE, TASK_ID, message_copy_key
 
-__all__ = ["QoS", "Transport", "recorded_by_gate"]
+__all__ = ["TOKENS", "QoS", "Transport", "recorded_by_gate"]
+
+# This worker instance's ownership tokens (its main process consumes; workers.liveness).
+TOKENS = TokenSource()
 
 log = logging.getLogger("taskgate.worker")
 
@@ -88,6 +100,10 @@ def recorded_by_gate(message: Any) -> bool:
     )
 
 
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 def _task_id(message: Any) -> str | None:
     headers = getattr(message, "headers", None)
     task_id = headers.get("id") if isinstance(headers, dict) else None
@@ -99,12 +115,27 @@ class QoS(kombu_redis.QoS):
         super().__init__(*args, **kwargs)
         self._settled: set[Any] = set()
         self._gate_records: set[Any] = set()  # delivered, left for the start gate to record
+        self._tokens: dict[Any, str] = {}  # delivery tag -> this delivery's ownership token
+        self._fenced_ack: Any = None
 
     def settled_by_task(self, delivery_tag: Any) -> None:
         """The task's own final write already removed ``delivery_tag`` from Redis."""
         self._settled.add(delivery_tag)
 
+    def token_for(self, delivery_tag: Any) -> str | None:
+        """The ownership token of this worker's delivery ``delivery_tag`` (None if none)."""
+        return self._tokens.get(delivery_tag)
+
+    def _forget(self, delivery_tag: Any) -> None:
+        """This process no longer holds the delivery (acknowledged, rejected or restored -
+        in Redis or, when Redis was unreachable, only here: then the heartbeat hands it
+        back, ``workers.liveness``)."""
+        token = self._tokens.pop(delivery_tag, None)
+        if token is not None:
+            TOKENS.release(token)
+
     def append(self, message: Any, delivery_tag: Any) -> None:
+        token = self._tokens[delivery_tag] = TOKENS.next()
         if recorded_by_gate(message):
             virtual.QoS.append(self, message, delivery_tag)  # in flight here; Redis: the gate
             self._gate_records.add(delivery_tag)
@@ -113,7 +144,7 @@ class QoS(kombu_redis.QoS):
         delay = 0.1
         while True:
             try:
-                super().append(message, delivery_tag)
+                self._record(message, delivery_tag, token)
                 return
             except _UNREACHABLE:
                 if time.monotonic() > deadline:
@@ -122,10 +153,36 @@ class QoS(kombu_redis.QoS):
                 time.sleep(delay)
                 delay = min(delay * 2, 2.0)
 
+    def _record(self, message: Any, tag: Any, token: str) -> None:
+        """kombu's record of a delivery in flight, with its holder's token, in one MULTI."""
+        info = message.delivery_info
+        entry = dumps([message._raw, info["exchange"], info["routing_key"]])
+        with self.pipe_or_acquire() as pipe:
+            pipe.zadd(self.unacked_index_key, {tag: time.time()})
+            pipe.hset(self.unacked_key, tag, entry)
+            pipe.hset(INFLIGHT, tag, token)
+            pipe.execute()
+        virtual.QoS.append(self, message, tag)
+
+    def _remove_held(self, tag: Any) -> None:
+        """Remove the delivery from Redis, unless another holder holds it now."""
+        token = self._tokens.get(tag) or ""
+        channel: Any = self.channel  # kombu's stubs do not declare its private helpers
+        with channel.conn_or_acquire() as client:
+            if self._fenced_ack is None or self._fenced_ack.registered_client is not client:
+                self._fenced_ack = client.register_script(FENCED_ACK)
+            self._fenced_ack(
+                keys=[INFLIGHT, self.unacked_key, self.unacked_index_key], args=[tag, token]
+            )
+
     def restore_by_tag(self, tag: Any, client: Any = None, leftmost: bool = False) -> None:
-        """kombu's restore; and a delivery left to the start gate that the gate never
+        """kombu's restore, only while this delivery is still ours (or no holder is
+        recorded for it); and a delivery left to the start gate that the gate never
         recorded goes back from the gateway's copy (still there: no gate took it)."""
-        super().restore_by_tag(tag, client=client, leftmost=leftmost)
+        try:
+            self._restore_held(tag, client=client, leftmost=leftmost)
+        finally:
+            self._forget(tag)  # even if Redis is unreachable: the heartbeat hands it back
         left_to_gate = tag in self._gate_records
         self._gate_records.discard(tag)
         delivered: Any = self._delivered
@@ -151,27 +208,56 @@ class QoS(kombu_redis.QoS):
         if restored:
             log.info("task %s: its message, never started, was put back from its copy", task_id)
 
+    def _restore_held(self, tag: Any, client: Any = None, leftmost: bool = False) -> None:
+        token = self._tokens.get(tag)
+        channel: Any = self.channel  # kombu's stubs do not declare its private helpers
+        unacked = self.unacked_key
+
+        def restore_transaction(pipe: Any) -> None:
+            holder = pipe.hget(INFLIGHT, tag)
+            if holder is not None and token is not None and _text(holder) != token:
+                pipe.multi()  # another delivery of the message holds the tag: not ours
+                return
+            raw = pipe.hget(unacked, tag)
+            pipe.multi()
+            pipe.zrem(self.unacked_index_key, tag).hdel(unacked, tag).hdel(INFLIGHT, tag)
+            if raw:
+                message, exchange, routing_key = loads(_text(raw))
+                channel._do_restore_message(message, exchange, routing_key, pipe, leftmost)
+
+        with channel.conn_or_acquire(client) as conn:
+            conn.transaction(restore_transaction, unacked, INFLIGHT)
+
     def ack(self, delivery_tag: Any) -> None:
         self._gate_records.discard(delivery_tag)
         if delivery_tag in self._settled:
             self._settled.discard(delivery_tag)
+            self._forget(delivery_tag)
             virtual.QoS.ack(self, delivery_tag)  # acknowledged in Redis by the task's commit
             return
         try:
-            super().ack(delivery_tag)
+            self._remove_held(delivery_tag)
         except _UNREACHABLE:
             virtual.QoS.ack(self, delivery_tag)  # free the slot; Redis still holds the message
             raise
+        finally:
+            self._forget(delivery_tag)
+        virtual.QoS.ack(self, delivery_tag)
 
     def reject(self, delivery_tag: Any, requeue: bool = False) -> None:
         self._settled.discard(delivery_tag)
         try:
-            super().reject(delivery_tag, requeue=requeue)
+            if requeue:
+                self.restore_by_tag(delivery_tag, leftmost=True)
+            else:
+                self._remove_held(delivery_tag)
         except _UNREACHABLE:
             virtual.QoS.ack(self, delivery_tag)
             raise
         finally:
             self._gate_records.discard(delivery_tag)
+            self._forget(delivery_tag)
+        virtual.QoS.ack(self, delivery_tag)
 
 
 class Channel(kombu_redis.Channel):

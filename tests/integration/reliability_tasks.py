@@ -160,3 +160,13 @@ def crashes(payload: Note) -> dict[str, object]:
     os.kill(os.getpid(), signal.SIGKILL)
     _effect("effect after the crash")  # pragma: no cover - never reached
     return {"note_length": len(payload.note)}  # pragma: no cover - never reached
+
+
+@task("test.long", schema=Slow, rate_limit=BURST_RATE, soft_time_limit=58, time_limit=60)
+def long(payload: Slow) -> dict[str, object]:
+    """Like ``test.slow_effect``, with its own time limits well above the worker's default
+    (and so above the visibility timeout the test stack derives from that default)."""
+    _started()
+    time.sleep(payload.seconds)
+    _effect(f"effect {os.getpid()}")
+    return {"slept": payload.seconds}

@@ -103,6 +103,7 @@ ROLE_COMMANDS: Final[Mapping[Role, tuple[str, ...]]] = {
         "zrange",
         "zrevrangebyscore",
         "zremrangebyscore",  # heartbeats of workers long gone (workers.heartbeat)
+        "zscore",  # a holder's last beat, when reclaiming its deliveries (workers.liveness)
         "rpush",
         "lpos",
         "brpop",

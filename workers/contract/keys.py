@@ -48,6 +48,7 @@ __all__ = [
     "EVENT_QUEUES",
     "GLOBAL_QUEUED",
     "IDEM_PREFIX",
+    "INFLIGHT",
     "KOMBU_BINDING_PREFIX",
     "KOMBU_UNACKED",
     "KOMBU_UNACKED_INDEX",
@@ -142,6 +143,9 @@ METRICS_OPERATOR: Final = "tg:metrics:operator"
 METRICS_WINDOW_PREFIX: Final = "tg:metrics:worker:w:"
 METRICS_WINDOW: Final = 60  # seconds per window
 METRICS_WINDOW_TTL: Final = 25 * 3600  # a day of windows, and then some
+# deliveries in flight, by holder: hash, field kombu's delivery tag, value the holder's
+# ownership token "{worker id}/{nonce}-{sequence}" (workers.liveness)
+INFLIGHT: Final = "tg:inflight"
 CLIENTS_SET: Final = "tg:clients"
 CLIENT_PREFIX: Final = "tg:client:"
 # named operators (admin or auditor): MAC'd records written by the operator CLI
@@ -376,6 +380,7 @@ REGISTRY: Final[tuple[KeySpec, ...]] = (
     ),
     KeySpec(SWEEP_LOCK, "which worker sweeps", write=_W),
     KeySpec(WORKERS, "worker heartbeats (id -> last beat)", write=_W, read=_G),
+    KeySpec(INFLIGHT, "deliveries in flight (tag -> holder token)", write=_W),
     KeySpec(f"{SUSPECT_PREFIX}*", "messages found missing once", write=_W),
     KeySpec(f"{WORKER_ACTIVE_PREFIX}*", "tasks each worker runs (per beat)", write=_W, read=_G),
     # metric counts: each role writes its own hash, /metrics (gateway) and stats read them
