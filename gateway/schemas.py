@@ -76,6 +76,11 @@ class TaskView(_Schema):
     task: str | None = Field(description="The task's name")
     status: TaskStatus
     attempts: int
+    runs: int = Field(
+        default=0,
+        description="Runs of the task's body, whatever the attempt; above `attempts` when a "
+        "run was cut off (worker killed, Redis gone) and ran again",
+    )
     links: Links
     submitted_at: float | None = Field(default=None, description="Unix time")
     started_at: float | None = Field(default=None, description="Unix time")

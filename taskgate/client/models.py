@@ -64,6 +64,7 @@ class Task:
     task: str | None
     status: str
     attempts: int = 0
+    runs: int = 0  # runs of the body; above attempts when a cut-off run ran again
     submitted_at: float | None = None
     started_at: float | None = None
     finished_at: float | None = None
@@ -86,6 +87,7 @@ class Task:
             task=None if body.get("task") is None else str(body["task"]),
             status=str(body.get("status", "unknown")),
             attempts=int(body.get("attempts") or 0),
+            runs=int(body.get("runs") or 0),
             submitted_at=stamp("submitted_at"),
             started_at=stamp("started_at"),
             finished_at=stamp("finished_at"),

@@ -12,6 +12,7 @@ import pytest
 from taskgate.client import (
     ConnectionFailed,
     RateLimited,
+    Task,
     Unavailable,
     ValidationFailed,
     WaitTimeout,
@@ -193,3 +194,12 @@ def test_an_untrusted_certificate_is_not_retried() -> None:
         error = exc
     with pytest.raises(ConnectionFailed, match="certificate not trusted"):
         _drive(_flows().get(TASK_ID), [error])  # one reply: a retry would find none
+
+
+def test_a_task_view_carries_its_runs_apart_from_its_attempts() -> None:
+    """``runs`` above ``attempts`` (a cut-off run ran again) reaches the SDK's Task."""
+    task = Task.from_json(
+        {"id": "t1", "task": "x", "status": "succeeded", "attempts": 1, "runs": 2}
+    )
+    assert (task.attempts, task.runs) == (1, 2)
+    assert Task.from_json({"id": "t2", "task": "x", "status": "queued"}).runs == 0
