@@ -20,6 +20,7 @@ from celery.exceptions import Reject
 from kombu.exceptions import OperationalError
 
 from security.audit import AuditRecord, AuditWriter, Outcome, Write
+from security.audit_head_slot import HeadSlot
 from security.errors import AuditError
 from security.keystore import KeyRing
 from security.tls import RedisTLS
@@ -36,7 +37,10 @@ ACTOR = f"worker:{socket.gethostname()}"
 class WorkerRuntime:
     """What tasks need at run time: keys, Redis, the audit log, the catalogue.
 
-    Redis clients are per process (the prefork pool forks after start-up).
+    Redis clients are per process (the prefork pool forks after start-up). The audit head
+    slot is made with the runtime, in the worker's main process, so that its pool
+    processes share it: each announces the head its commit will make, and the others chain
+    after it instead of conflicting with it (``security.audit_head_slot``).
     """
 
     keys: KeyRing
@@ -48,6 +52,7 @@ class WorkerRuntime:
     _client: redis.Redis | None = field(default=None, repr=False)
     _audit: AuditWriter | None = field(default=None, repr=False)
     _lifecycle: Lifecycle | None = field(default=None, repr=False)
+    _head_slot: HeadSlot = field(default_factory=HeadSlot, repr=False)
 
     def client(self) -> redis.Redis:
         """This process's client: one connection, kept (a pool process runs one task at a
@@ -59,7 +64,7 @@ class WorkerRuntime:
             self._client = self.redis_tls.client(
                 socket_timeout=10, socket_connect_timeout=5, single_connection_client=True
             )
-            self._audit = AuditWriter(self._client, self.keys.audit)
+            self._audit = AuditWriter(self._client, self.keys.audit, shared=self._head_slot)
             self._lifecycle = Lifecycle(self._client)
             self._pid = os.getpid()
         return self._client
