@@ -40,8 +40,12 @@ __all__ = ["AUDIT_HEAD", "Gate", "GateCall", "Lifecycle"]
 AUDIT_HEAD = head_key(DEFAULT_STREAM)
 
 _GATE = """
-local revoked = redis.call('EXISTS', KEYS[1])
-local done = redis.call('EXISTS', KEYS[2])
+-- Revoked (KEYS[1])? Done (KEYS[2])? Usually neither: one EXISTS answers that.
+local revoked, done = 0, 0
+if redis.call('EXISTS', KEYS[1], KEYS[2]) > 0 then
+  revoked = redis.call('EXISTS', KEYS[1])
+  done = redis.call('EXISTS', KEYS[2])
+end
 -- The seal's final marker (bucket KEYS[9], field ARGV[9]): written create-only when a run
 -- of this seal ended for good, in a bucket no worker may delete or expire.
 -- marker: 0 no bucket, 1 bucket (final writes may add to it), 2 this seal already ended.
