@@ -33,6 +33,20 @@ log = logging.getLogger("taskgate.worker")
 ACTOR = f"worker:{socket.gethostname()}"
 
 
+class _Forks:
+    """Forks this process descends from since import: a client made before the last one
+    belongs to the parent. (Cheaper than ``os.getpid()``, a system call, on every use.)"""
+
+    count = 0
+
+
+def _forked() -> None:
+    _Forks.count += 1
+
+
+os.register_at_fork(after_in_child=_forked)
+
+
 @dataclass
 class WorkerRuntime:
     """What tasks need at run time: keys, Redis, the audit log, the catalogue.
@@ -48,7 +62,7 @@ class WorkerRuntime:
     catalogue: Catalogue
     record_ttl: int = 2 * 86_400
     max_runs: int = 3  # runs of one attempt; when all were cut off, it is dead-lettered
-    _pid: int = field(default=-1, repr=False)
+    _fork: int = field(default=-1, repr=False)
     _client: redis.Redis | None = field(default=None, repr=False)
     _audit: AuditWriter | None = field(default=None, repr=False)
     _lifecycle: Lifecycle | None = field(default=None, repr=False)
@@ -59,14 +73,14 @@ class WorkerRuntime:
         time; the lock redis-py holds around a single connection's commands covers the
         main process's threads). Connects on creation, so a call can raise if Redis is down:
         tasks ask for it inside their storage guard."""
-        if self._client is None or self._pid != os.getpid():
+        if self._client is None or self._fork != _Forks.count:
             # If connecting fails, nothing is kept: the next call tries again.
             self._client = self.redis_tls.client(
                 socket_timeout=10, socket_connect_timeout=5, single_connection_client=True
             )
             self._audit = AuditWriter(self._client, self.keys.audit, shared=self._head_slot)
             self._lifecycle = Lifecycle(self._client)
-            self._pid = os.getpid()
+            self._fork = _Forks.count
         return self._client
 
     def lifecycle(self) -> Lifecycle:
