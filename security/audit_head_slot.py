@@ -28,7 +28,8 @@ _SIZE = 256  # "<seq> <mac>": a sequence number and a hex MAC fit many times ove
 
 
 class HeadSlot:
-    """An anonymous shared mapping: processes forked after it was made see one slot."""
+    """An anonymous shared mapping: processes forked after it was made see one slot.
+    One slot per audit stream (its writers pass it to ``AuditWriter(shared=...)``)."""
 
     def __init__(self) -> None:
         self._map = mmap.mmap(-1, _SIZE)  # MAP_SHARED | MAP_ANONYMOUS on POSIX
