@@ -47,6 +47,7 @@ from security.audit_chain import (
     parse_head,
     require_audit_keys,
 )
+from security.audit_head_slot import HeadSlot
 from security.audit_writes import Committed, Earlier, Write, pack, pack_record_writes
 from security.errors import AuditError, ConfigError
 from security.keys import KeySet, SymmetricKey
@@ -271,11 +272,13 @@ class AuditWriter:
         stream: str = DEFAULT_STREAM,
         max_attempts: int = DEFAULT_ATTEMPTS,
         sleep: Callable[[float], None] = time.sleep,
+        shared: HeadSlot | None = None,
     ) -> None:
         self._chain = _Chain(keys, stream, max_attempts)
         self._script = client.register_script(_APPEND_LUA)
         self._lock = threading.Lock()
         self._sleep = sleep
+        self._shared = shared  # heads announced by writers of this process tree
 
     def counts(self) -> tuple[int, int]:
         """(records appended, appends that conflicted) by this writer so far."""
@@ -313,19 +316,31 @@ class AuditWriter:
 
     def _commit_chunk(self, chunk: Sequence[_Item], fence: bytes = b"") -> list[Committed]:
         chain = self._chain
+        shared = self._shared
         writes = chain.pack_writes(chunk)
         waits = 0
         for attempt in range(chain.max_attempts):
             if delay := _backoff(waits):
                 self._sleep(delay)
+            if shared is not None and attempt == 0:
+                announced = shared.read()  # another writer's batch, likely ahead of ours
+                if announced is not None and announced.seq > chain.head.seq:
+                    chain.head = announced
             entries, keys, args = chain.prepare(chunk, writes, attempt=attempt, fence=fence)
+            promised = Head(entries[-1].seq, entries[-1].mac)
+            if shared is not None:
+                shared.announce(promised)
             try:
                 reply = self._script(keys=keys, args=args)
             except redis.RedisError as exc:
+                if shared is not None:
+                    shared.withdraw(promised, EMPTY_HEAD)
                 raise _redis_failed(exc) from exc
             written = chain.accept(reply, entries)
             if not isinstance(written, str):
                 return written
+            if shared is not None:
+                shared.withdraw(promised, chain.head)
             waits = waits + 1 if written == "wait" else 0
         raise chain.exhausted()
 

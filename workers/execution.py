@@ -81,6 +81,9 @@ class SealedTask(Task[Any, Any]):
     abstract = True
     spec: TaskSpec | None = None
     typing = False  # the seal marker travels in kwargs; the run signature is ours
+    # Celery sends the main process a repr of every return value, for its log line and
+    # events (taskgate shows it in neither): a result is sealed, so none is made.
+    resultrepr_maxsize = 0
     Request = "workers.request:SealedRequest"  # the body is opened once (main process)
 
     def refuse(self, reason: str, detail: str) -> NoReturn:

@@ -40,8 +40,12 @@ __all__ = ["AUDIT_HEAD", "Gate", "GateCall", "Lifecycle"]
 AUDIT_HEAD = head_key(DEFAULT_STREAM)
 
 _GATE = """
-local revoked = redis.call('EXISTS', KEYS[1])
-local done = redis.call('EXISTS', KEYS[2])
+-- Revoked (KEYS[1])? Done (KEYS[2])? Usually neither: one EXISTS answers that.
+local revoked, done = 0, 0
+if redis.call('EXISTS', KEYS[1], KEYS[2]) > 0 then
+  revoked = redis.call('EXISTS', KEYS[1])
+  done = redis.call('EXISTS', KEYS[2])
+end
 -- The seal's final marker (bucket KEYS[9], field ARGV[9]): written create-only when a run
 -- of this seal ended for good, in a bucket no worker may delete or expire.
 -- marker: 0 no bucket, 1 bucket (final writes may add to it), 2 this seal already ended.
@@ -52,8 +56,9 @@ if ARGV[9] ~= '' then
   if seen[1] then marker = 1 end
   if seen[2] then marker = 2 end
 end
-local owner = redis.call('HGET', KEYS[3], 'owner')
-if not owner then owner = '' end
+-- The task record (KEYS[3]) in one read: owner, state, attempts, runs.
+local record = redis.call('HMGET', KEYS[3], 'owner', 'state', 'attempts', 'runs')
+local owner = record[1] or ''
 redis.call('ZREM', KEYS[4], ARGV[1])
 if owner ~= '' then redis.call('ZREM', ARGV[4] .. owner, ARGV[1]) end
 -- A delivery the consumer left to this gate (ARGV[6]: its tag; ARGV[7], ARGV[8]: exchange
@@ -90,10 +95,10 @@ if revoked == 0 and done == 0 and marker < 2 then
   -- that was cut off (its process killed, Redis gone mid-run). Once ARGV[5] runs were cut
   -- off, the task is not started again (reply[5] > ARGV[5]; the worker dead-letters it).
   local runs = 1
-  if redis.call('EXISTS', KEYS[3]) == 1 then
-    local fields = redis.call('HMGET', KEYS[3], 'state', 'attempts', 'runs')
-    if fields[1] == 'started' and fields[2] == ARGV[3] then
-      runs = (tonumber(fields[3]) or 1) + 1
+  -- A record has a state, except one only the sweeper's requeue count made: EXISTS then.
+  if record[2] or redis.call('EXISTS', KEYS[3]) == 1 then
+    if record[2] == 'started' and record[3] == ARGV[3] then
+      runs = (tonumber(record[4]) or 1) + 1
     end
     reply[5] = runs
     if runs > tonumber(ARGV[5]) then return reply end

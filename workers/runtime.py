@@ -20,6 +20,7 @@ from celery.exceptions import Reject
 from kombu.exceptions import OperationalError
 
 from security.audit import AuditRecord, AuditWriter, Outcome, Write
+from security.audit_head_slot import HeadSlot
 from security.audit_store import Fence
 from security.errors import AuditError
 from security.keystore import KeyRing
@@ -34,11 +35,28 @@ log = logging.getLogger("taskgate.worker")
 ACTOR = f"worker:{socket.gethostname()}"
 
 
+class _Forks:
+    """Forks this process descends from since import: a client made before the last one
+    belongs to the parent. (Cheaper than ``os.getpid()``, a system call, on every use.)"""
+
+    count = 0
+
+
+def _forked() -> None:
+    _Forks.count += 1
+
+
+os.register_at_fork(after_in_child=_forked)
+
+
 @dataclass
 class WorkerRuntime:
     """What tasks need at run time: keys, Redis, the audit log, the catalogue.
 
-    Redis clients are per process (the prefork pool forks after start-up).
+    Redis clients are per process (the prefork pool forks after start-up). The audit head
+    slot is made with the runtime, in the worker's main process, so that its pool
+    processes share it: each announces the head its commit will make, and the others chain
+    after it instead of conflicting with it (``security.audit_head_slot``).
     """
 
     keys: KeyRing
@@ -47,25 +65,26 @@ class WorkerRuntime:
     record_ttl: int = 2 * 86_400
     max_runs: int = 3  # runs of one attempt; when all were cut off, it is dead-lettered
     metrics: WorkerMetrics = field(default_factory=lambda: WorkerMetrics(None))
-    _pid: int = field(default=-1, repr=False)
+    _fork: int = field(default=-1, repr=False)
     _client: redis.Redis | None = field(default=None, repr=False)
     _audit: AuditWriter | None = field(default=None, repr=False)
     _lifecycle: Lifecycle | None = field(default=None, repr=False)
+    _head_slot: HeadSlot = field(default_factory=HeadSlot, repr=False)
 
     def client(self) -> redis.Redis:
         """This process's client: one connection, kept (a pool process runs one task at a
         time; the lock redis-py holds around a single connection's commands covers the
         main process's threads). Connects on creation, so a call can raise if Redis is down:
         tasks ask for it inside their storage guard."""
-        if self._client is None or self._pid != os.getpid():
+        if self._client is None or self._fork != _Forks.count:
             # If connecting fails, nothing is kept: the next call tries again.
             self._client = self.redis_tls.client(
                 socket_timeout=10, socket_connect_timeout=5, single_connection_client=True
             )
-            self._audit = AuditWriter(self._client, self.keys.audit)
+            self._audit = AuditWriter(self._client, self.keys.audit, shared=self._head_slot)
             self.metrics.audit_counts(self._audit.counts)
             self._lifecycle = Lifecycle(self._client)
-            self._pid = os.getpid()
+            self._fork = _Forks.count
         return self._client
 
     def lifecycle(self) -> Lifecycle:
