@@ -31,11 +31,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import structlog
 from celery import signals
 from celery.app import trace
 
-from security.logformat import configure_logging
+from security.logformat import configure_logging, get_logger
 from workers.wire import REQUEST_ID_HEADER
 
 __all__ = [
@@ -52,7 +51,6 @@ __all__ = [
 
 LIFECYCLE_LOGGER = "taskgate.lifecycle"
 
-_log = structlog.get_logger(LIFECYCLE_LOGGER)
 _UID = "taskgate.lifecycle_log"
 
 
@@ -116,7 +114,7 @@ def admitted(task: Any, issued_at: float) -> None:
     if isinstance(eta, str):
         with contextlib.suppress(ValueError):  # not an ISO time: from the seal's time
             since = max(since, datetime.fromisoformat(eta).timestamp())
-    _log.info(
+    get_logger(LIFECYCLE_LOGGER).info(
         "task.started",
         task_name=task.name,
         **_request_fields(request),
@@ -126,7 +124,7 @@ def admitted(task: Any, issued_at: float) -> None:
 
 def refused_message(task_id: str, task_name: str, reason: str) -> None:
     """``task.refused`` for a message the main process refused before any task saw it."""
-    _log.warning(
+    get_logger(LIFECYCLE_LOGGER).warning(
         "task.refused",
         task_id=task_id,
         task_name=task_name,
@@ -140,7 +138,7 @@ def ended_in_main_process(request: Any, outcome: str, failure_type: str) -> None
     killed at the hard time limit): ``task.<outcome>`` without a runtime."""
     fields = dict(request.request_dict) if hasattr(request, "request_dict") else {}
     info = getattr(request, "delivery_info", None) or {}
-    _log.warning(
+    get_logger(LIFECYCLE_LOGGER).warning(
         f"task.{outcome}",
         task_id=str(request.id),
         task_name=request.name,
@@ -157,7 +155,7 @@ def _on_received(request: Any = None, **_: Any) -> None:
         return
     fields = dict(request.request_dict) if hasattr(request, "request_dict") else {}
     info = getattr(request, "delivery_info", None) or {}
-    _log.info(
+    get_logger(LIFECYCLE_LOGGER).info(
         "task.received",
         task_id=str(request.id),
         task_name=request.name,
@@ -225,7 +223,8 @@ def _on_postrun(task_id: Any = None, task: Any = None, state: Any = None, **_: A
         if outcome == "retried":
             event["delay"] = round(run.delay, 6) if run.delay is not None else None
     event["task_id"] = str(task_id or event["task_id"])
-    _log.log(_LEVELS.get(outcome, logging.WARNING), f"task.{outcome}", **event)
+    level = _LEVELS.get(outcome, logging.WARNING)
+    get_logger(LIFECYCLE_LOGGER).log(level, f"task.{outcome}", **event)
 
 
 class CeleryTaskLinesFilter(logging.Filter):
@@ -269,6 +268,9 @@ def _task_line_formats() -> frozenset[Any]:
     )
 
 
+_PER_TASK_LOGGERS = ("celery.app.trace", "celery.worker.strategy")
+
+
 def configure_worker_logging(log_format: str, loglevel: str | int = "INFO") -> str:
     """Set up this worker's logging our way (``security.logformat``), now and when Celery
     would set up its own: Celery skips its set-up when a ``setup_logging`` receiver
@@ -276,7 +278,15 @@ def configure_worker_logging(log_format: str, loglevel: str | int = "INFO") -> s
     used (``json`` or ``text``)."""
 
     def setup(loglevel: Any = loglevel, **_: Any) -> str:
-        return configure_logging(log_format, loglevel or "INFO", filters=[CeleryTaskLinesFilter()])
+        chosen = configure_logging(
+            log_format, loglevel or "INFO", filters=[CeleryTaskLinesFilter()]
+        )
+        # Celery's per-task INFO lines are replaced by the lifecycle events: below WARNING
+        # its tracer and consumer do not even build them (the filter still drops any that
+        # come at a level that passes).
+        for name in _PER_TASK_LOGGERS:
+            logging.getLogger(name).setLevel(logging.WARNING)
+        return chosen
 
     chosen = setup()
     signals.setup_logging.connect(setup, weak=False, dispatch_uid=f"{_UID}.setup")
