@@ -2,25 +2,25 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed-$(shell sha1sum pyproject.toml 2>/dev/null | cut -c1-12)
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml Makefile 2>/dev/null | sha1sum | cut -c1-12)
 # sslyze, the OpenAPI validator and client generator in an environment of their own (they
 # pin older cryptography, typer and httpx than the project's)
 TOOLS  ?= .venv-tools
-TOOLS_STAMP := $(TOOLS)/.installed-$(shell sha1sum pyproject.toml 2>/dev/null | cut -c1-12)
+TOOLS_STAMP := $(TOOLS)/.installed-$(shell cat pyproject.toml Makefile 2>/dev/null | sha1sum | cut -c1-12)
 
 .PHONY: install run test lint unit integration bench clean
 
 install: $(STAMP) $(TOOLS_STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "taskgate needs Python >= 3.11")'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev,sentry,flower]'
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
-$(TOOLS_STAMP): pyproject.toml
+$(TOOLS_STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(TOOLS)
 	$(TOOLS)/bin/pip install --quiet --upgrade pip
 	$(TOOLS)/bin/pip install --quiet 'sslyze>=6.3.1' 'openapi-python-client>=0.29.1' 'openapi-spec-validator>=0.7.1'
