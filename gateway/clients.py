@@ -22,14 +22,21 @@ import asyncio
 import builtins
 import secrets
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import redis.asyncio
 from redis.exceptions import WatchError
 
+from gateway.client_records import (
+    CLIENT_FIELDS,
+    Client,
+    client_from_values,
+    decode_record,
+    record_text,
+    to_client,
+    verify_fields,
+)
 from gateway.client_rules import (
     CLIENTS_SET,
     SUBMIT_ANY,
@@ -52,7 +59,7 @@ from security.passwords import (
     verify_against_dummy,
     verify_client_secret,
 )
-from security.stored_state import MAC_FIELD, Label, sign_record, verify_record
+from security.stored_state import MAC_FIELD, Label, sign_record
 
 __all__ = [
     "CLIENTS_SET",
@@ -69,111 +76,7 @@ __all__ = [
     "validate_scopes",
 ]
 
-# Every field of a client record; all are covered by its MAC (stored in MAC_FIELD).
-CLIENT_FIELDS = (
-    "name",
-    "secret_hash",
-    "scopes",
-    "rate_limit",
-    "max_queued",
-    "disabled",
-    "created_at",
-    "secret_rotated_at",
-    "generation",
-)
 _WATCH_RETRIES = 10
-
-
-@dataclass(frozen=True)
-class Client:
-    """A registered client as stored, minus its secret hash (which never leaves the registry)."""
-
-    client_id: str
-    name: str
-    scopes: frozenset[str]
-    rate_limit: str
-    max_queued: int
-    disabled: bool
-    created_at: float
-    secret_rotated_at: float
-    generation: int = 1
-
-    def public(self) -> dict[str, Any]:
-        """A JSON-ready view (scopes sorted, times as ISO 8601 UTC); no secret in it."""
-        return {
-            "client_id": self.client_id,
-            "name": self.name,
-            "scopes": sorted(self.scopes),
-            "rate_limit": self.rate_limit,
-            "max_queued": self.max_queued,
-            "disabled": self.disabled,
-            "created_at": _iso(self.created_at),
-            "secret_rotated_at": _iso(self.secret_rotated_at),
-            "generation": self.generation,
-        }
-
-
-def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-def _text(value: bytes | str) -> str:
-    # Works with and without decode_responses; a non-UTF-8 byte means the record was tampered.
-    if isinstance(value, bytes):
-        try:
-            return value.decode("utf-8")
-        except UnicodeDecodeError:
-            raise ClientError(
-                "stored client record is not UTF-8", reason="corrupt_record"
-            ) from None
-    return value
-
-
-def _decode(raw: Mapping[Any, Any]) -> dict[str, str]:
-    return {_text(k): _text(v) for k, v in raw.items()}
-
-
-def _verified(keys: KeySet[SymmetricKey], client_id: str, fields: Mapping[str, str]) -> None:
-    """Refuse a record whose fields are not exactly what the gateway MAC'd (any other
-    field is never read, and never signed again by an update)."""
-    covered = {name: fields.get(name) for name in CLIENT_FIELDS}
-    verify_record(keys, Label.CLIENT, client_id, covered, fields.get(MAC_FIELD))
-
-
-def _to_client(client_id: str, fields: Mapping[str, str]) -> Client:
-    try:
-        return Client(
-            client_id=client_id,
-            name=fields["name"],
-            scopes=frozenset(fields["scopes"].split()),
-            rate_limit=fields["rate_limit"],
-            max_queued=int(fields["max_queued"]),
-            disabled=fields["disabled"] != "0",  # anything but "0" fails closed
-            created_at=float(fields["created_at"]),
-            secret_rotated_at=float(fields["secret_rotated_at"]),
-            generation=int(fields["generation"]),
-        )
-    except (KeyError, ValueError):
-        raise ClientError(
-            f"stored record of client {client_id} is incomplete or malformed",
-            reason="corrupt_record",
-        ) from None
-
-
-def client_from_values(
-    keys: KeySet[SymmetricKey], client_id: str, values: Sequence[Any]
-) -> Client | None:
-    """The client from an ``HMGET`` of ``(*CLIENT_FIELDS, MAC_FIELD)``, verified; None if
-    there is no record at all. Raises :class:`StoredStateError` if the MAC fails (the
-    per-request check: the same single read the disabled flag used to be)."""
-    if len(values) != len(CLIENT_FIELDS) + 1:
-        raise ValueError("expected one value per client field and the MAC")
-    if all(v is None for v in values):
-        return None
-    names = (*CLIENT_FIELDS, MAC_FIELD)
-    fields = {name: _text(v) for name, v in zip(names, values, strict=True) if v is not None}
-    _verified(keys, client_id, fields)
-    return _to_client(client_id, fields)
 
 
 def _unknown(client_id: str) -> ClientError:
@@ -228,7 +131,7 @@ class ClientRegistry:
         for _ in range(_WATCH_RETRIES):
             client_id = f"{slug(name)}-{secrets.token_hex(4)}"
             if await self._write(client_id, fields, must_exist=False):
-                return _to_client(client_id, fields), secret
+                return to_client(client_id, fields), secret
         # 32 random bits colliding ten times in a row means something else is wrong.
         raise ClientError("could not allocate a unique client id", reason="conflict")
 
@@ -236,7 +139,7 @@ class ClientRegistry:
         """The client, or None if the id is unknown or not well formed (raises
         :class:`StoredStateError` for a record that fails its MAC)."""
         fields = await self._load(client_id)
-        return None if fields is None else _to_client(client_id, fields)
+        return None if fields is None else to_client(client_id, fields)
 
     async def list(self) -> list[Client]:
         """Every registered client whose record verifies, oldest first (see :meth:`scan`)."""
@@ -247,7 +150,7 @@ class ClientRegistry:
     ) -> tuple[builtins.list[Client], builtins.list[tuple[str, StoredStateError]]]:
         """Every client whose record verifies, oldest first, and the ids (with the error)
         of records that do not. Ids in the set without a record are skipped."""
-        members = sorted(_text(m) for m in await self._redis.smembers(CLIENTS_SET))
+        members = sorted(record_text(m) for m in await self._redis.smembers(CLIENTS_SET))
         ids = [m for m in members if is_valid_client_id(m)]
         if not ids:
             return [], []
@@ -260,13 +163,13 @@ class ClientRegistry:
         for client_id, row in zip(ids, rows, strict=True):
             if not row:
                 continue
-            fields = _decode(row)
+            fields = decode_record(row)
             try:
-                _verified(self._keys, client_id, fields)
+                verify_fields(self._keys, client_id, fields)
             except StoredStateError as exc:
                 refused.append((client_id, exc))
                 continue
-            found.append(_to_client(client_id, fields))
+            found.append(to_client(client_id, fields))
         return sorted(found, key=lambda c: (c.created_at, c.client_id)), refused
 
     async def disable(self, client_id: str) -> Client:
@@ -322,7 +225,7 @@ class ClientRegistry:
             await asyncio.to_thread(verify_against_dummy, secret)
             return None
         ok = await asyncio.to_thread(verify_client_secret, secret, fields["secret_hash"])
-        client = _to_client(client_id, fields)
+        client = to_client(client_id, fields)
         if not ok or client.disabled:
             return None
         return client
@@ -344,8 +247,8 @@ class ClientRegistry:
         raw = await self._redis.hgetall(client_key(client_id))
         if not raw:
             return None
-        fields = _decode(raw)
-        _verified(self._keys, client_id, fields)
+        fields = decode_record(raw)
+        verify_fields(self._keys, client_id, fields)
         return fields
 
     async def _require(self, client_id: str) -> Client:
@@ -388,8 +291,8 @@ class ClientRegistry:
                 if must_exist and not raw:
                     return False
                 if raw:
-                    old = _decode(raw)
-                    _verified(self._keys, client_id, old)  # never re-sign a tampered record
+                    old = decode_record(raw)
+                    verify_fields(self._keys, client_id, old)  # never re-sign a tampered record
                     changes = change(old) if callable(change) else dict(change)
                     fields = {n: old[n] for n in CLIENT_FIELDS if n in old} | changes
                     fields["generation"] = str(int(old.get("generation", "0") or 0) + 1)

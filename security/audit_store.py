@@ -27,29 +27,20 @@ from __future__ import annotations
 
 import asyncio
 import random
-import secrets
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 import redis
 import redis.asyncio
 
-from security.audit_chain import (
-    EMPTY_HEAD,
-    ENTRY_FIELDS,
-    AuditEntry,
-    AuditRecord,
-    Head,
-    chain_records,
-    parse_head,
-    require_audit_keys,
-)
+from security.audit_append import Chain, Item, head_key, text, turn_key
+from security.audit_chain import EMPTY_HEAD, AuditEntry, AuditRecord, Head
 from security.audit_head_slot import HeadSlot
-from security.audit_writes import Committed, Earlier, Write, pack, pack_record_writes
-from security.errors import AuditError, ConfigError
+from security.audit_writes import Committed, Earlier, Write, pack
+from security.errors import AuditError
 from security.keys import KeySet, SymmetricKey
 
 __all__ = [
@@ -71,7 +62,7 @@ __all__ = [
 DEFAULT_STREAM: Final = "tg:audit"
 MAX_BATCH: Final = 256  # entries per script call: bounds how long one call blocks Redis
 DEFAULT_ATTEMPTS: Final = 64
-_TURN_AFTER: Final = 2  # conflicts in a row before a writer asks for an exclusive turn
+
 
 # A condition a fenced commit checks before writing: (key, field, value): HGET must match.
 Fence = tuple[str, str, str]
@@ -79,29 +70,6 @@ Fence = tuple[str, str, str]
 # The append script (see the comment at its top): one atomic call appends a batch of
 # records, moves the head and runs each record's attached writes.
 _APPEND_LUA: Final = (Path(__file__).with_name("audit_append.lua")).read_text(encoding="utf-8")
-
-
-_Item = tuple[AuditRecord, Sequence[Write]]
-
-
-_FIELD_NAMES: Final = pack(list(ENTRY_FIELDS))
-
-
-def head_key(stream: str) -> str:
-    """The key holding ``stream``'s head."""
-    return f"{stream}:head"
-
-
-def text(value: bytes | str) -> str:
-    """A Redis reply value as text, whether or not the client decodes responses."""
-    # Bytes that are not UTF-8 were not written by a writer: "replace" makes them fail
-    # the MAC (or the head parse) instead of crashing the verifier.
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
-
-
-def turn_key(stream: str) -> str:
-    """The key naming the writer that has an exclusive turn on ``stream``."""
-    return f"{stream}:turn"
 
 
 def read_head(client: redis.Redis, stream: str = DEFAULT_STREAM) -> str | None:
@@ -123,125 +91,19 @@ def _backoff(waits: int) -> float:
     about one round trip, so the pause starts under a millisecond and grows (jittered, so
     waiters spread out) up to 20 ms, for a holder that died and left its turn to lapse. A
     conflict is never waited out: it means another writer appended, its reply carries the
-    new head, and after ``_TURN_AFTER`` of them in a row the writer takes the turn. (A
-    writer that slept after conflicts held its turn through the sleep - up to 20 ms in
-    which every other writer was told to wait and slept in turn: two worker pool processes
-    could pass such pauses back and forth for a tenth of a second at a time.)
+    new head, and after ``security.audit_append.TURN_AFTER`` of them in a row the writer
+    takes the turn. (A writer that slept after conflicts held its turn through the sleep -
+    up to 20 ms in which every other writer was told to wait and slept in turn: two worker
+    pool processes could pass such pauses back and forth for a tenth of a second at a time.)
     """
     if waits <= 0:
         return 0.0
     return random.uniform(0, min(0.02, 0.00025 * 2**waits))  # noqa: S311 - jitter, not crypto
 
 
-def _chunks(items: Sequence[_Item]) -> Iterable[Sequence[_Item]]:
+def _chunks(items: Sequence[Item]) -> Iterable[Sequence[Item]]:
     for start in range(0, len(items), MAX_BATCH):
         yield items[start : start + MAX_BATCH]
-
-
-class _Chain:
-    """The state both writers share: the cached head and the script's arguments/reply."""
-
-    def __init__(self, keys: KeySet[SymmetricKey], stream: str, max_attempts: int) -> None:
-        require_audit_keys(keys)
-        if max_attempts < 1:
-            raise ConfigError("audit max_attempts", "must be at least 1", "pass a positive count")
-        self.keys = keys
-        self.stream = stream
-        self.script_keys = [stream, head_key(stream), turn_key(stream)]
-        self.writer_id = secrets.token_hex(8)
-        self.max_attempts = max_attempts
-        self.head = EMPTY_HEAD
-        self.appended = 0  # records this writer appended (metrics)
-        self.conflicts = 0  # appends that lost the race for the head or had to wait
-
-    def items(self, items: Iterable[_Item]) -> list[_Item]:
-        out = list(items)
-        for record, writes in out:
-            if not isinstance(record, AuditRecord):
-                raise AuditError("only AuditRecord instances can be audited", reason="bad_record")
-            if not all(isinstance(w, Write) for w in writes):
-                raise AuditError("attached writes must be Write instances", reason="bad_record")
-            for n, write in enumerate(writes):
-                for arg in write.args:
-                    if isinstance(arg, Earlier) and not (
-                        0 <= arg.write < n and 0 <= arg.arg < len(writes[arg.write].args)
-                    ):
-                        raise AuditError(
-                            "an Earlier argument must name an argument of an earlier write",
-                            reason="bad_record",
-                        )
-        return out
-
-    @staticmethod
-    def pack_writes(items: Sequence[_Item]) -> bytes:
-        """Every record's attached writes, packed once whatever the retries."""
-        return pack([pack_record_writes(writes) for _, writes in items])
-
-    def prepare(
-        self,
-        items: Sequence[_Item],
-        packed_writes: bytes,
-        *,
-        attempt: int = 0,
-        fence: bytes = b"",
-    ) -> tuple[list[AuditEntry], list[str], list[Any]]:
-        entries = chain_records(self.head, [record for record, _ in items], self.keys.current())
-        new_head = Head(entries[-1].seq, entries[-1].mac)
-        args: list[Any] = [self.head.encode(), EMPTY_HEAD.encode(), new_head.encode()]
-        args += [self.writer_id, "1" if attempt >= _TURN_AFTER else "0", _FIELD_NAMES]
-        values = [list(entry.to_fields().values()) for entry in entries]  # ENTRY_FIELDS order
-        args += [pack(values), packed_writes]
-        if fence:
-            args.append(fence)
-        return entries, self.script_keys, args
-
-    def observe(self, raw: str | None) -> None:
-        """Adopt a head read elsewhere (say, in another script's reply) if it is newer.
-
-        It only saves a conflict: a stale or wrong value costs one, since the append
-        script compares against the real head. A malformed value is ignored here.
-        """
-        if not raw:
-            return
-        try:
-            head = parse_head(raw)
-        except AuditError:
-            return
-        if head.seq > self.head.seq:
-            self.head = head
-
-    def accept(self, reply: Any, entries: list[AuditEntry]) -> list[Committed] | str:
-        """The written entries (with stream ids), or - having learned the newer head - the
-        reply's status: ``conflict`` (another writer appended first) or ``wait`` (another
-        writer holds the turn)."""
-        status = text(reply[0]) if isinstance(reply, list) and reply else ""
-        if status == "ok" and len(reply) == 2 * len(entries) + 1:
-            ids, outcomes = reply[1 : len(entries) + 1], reply[len(entries) + 1 :]
-            written = [
-                Committed(
-                    AuditEntry(e.record, e.seq, e.prev, e.kid, e.writer, e.mac, text(i)),
-                    None if outcome == 1 else text(outcome)[:200],
-                )
-                for e, i, outcome in zip(entries, ids, outcomes, strict=True)
-            ]
-            last = written[-1].entry
-            self.head = Head(last.seq, last.mac)
-            self.appended += len(written)
-            return written
-        if status in {"conflict", "wait"} and len(reply) == 2:
-            self.head = parse_head(text(reply[1]))
-            self.conflicts += 1
-            return status
-        if status == "fenced":
-            raise AuditError("a fence condition of the append did not hold", reason="fenced")
-        if status == "missing":
-            raise AuditError(
-                f"audit stream {self.stream} exists but its head key is gone", reason="head_missing"
-            )
-        raise AuditError("unexpected reply from the audit append script", reason="write_failed")
-
-    def exhausted(self) -> AuditError:
-        return AuditError("audit append kept conflicting; giving up", reason="contention")
 
 
 def _redis_failed(exc: redis.RedisError) -> AuditError:
@@ -274,7 +136,7 @@ class AuditWriter:
         sleep: Callable[[float], None] = time.sleep,
         shared: HeadSlot | None = None,
     ) -> None:
-        self._chain = _Chain(keys, stream, max_attempts)
+        self._chain = Chain(keys, stream, max_attempts)
         self._script = client.register_script(_APPEND_LUA)
         self._lock = threading.Lock()
         self._sleep = sleep
@@ -289,7 +151,7 @@ class AuditWriter:
         return self.append_many([record])[0]
 
     def observe_head(self, raw: str | None) -> None:
-        """Learn the head from a value read elsewhere, if newer (see ``_Chain.observe``)."""
+        """Learn the head from a value read elsewhere, if newer (see ``Chain.observe``)."""
         with self._lock:
             self._chain.observe(raw)
 
@@ -297,9 +159,7 @@ class AuditWriter:
         """Append records in order, up to :data:`MAX_BATCH` per atomic script call."""
         return [done.entry for done in self.commit_many((r, ()) for r in records)]
 
-    def commit_many(
-        self, items: Iterable[_Item], *, fence: Sequence[Fence] = ()
-    ) -> list[Committed]:
+    def commit_many(self, items: Iterable[Item], *, fence: Sequence[Fence] = ()) -> list[Committed]:
         """Append records, each with its attached writes, up to :data:`MAX_BATCH` per call.
 
         ``fence``: (key, field, value) conditions checked in the same script before
@@ -314,7 +174,7 @@ class AuditWriter:
         with self._lock:
             return [done for chunk in _chunks(batch) for done in self._commit_chunk(chunk, packed)]
 
-    def _commit_chunk(self, chunk: Sequence[_Item], fence: bytes = b"") -> list[Committed]:
+    def _commit_chunk(self, chunk: Sequence[Item], fence: bytes = b"") -> list[Committed]:
         chain = self._chain
         shared = self._shared
         writes = chain.pack_writes(chunk)
@@ -361,7 +221,7 @@ class AsyncAuditWriter:
         max_attempts: int = DEFAULT_ATTEMPTS,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
-        self._chain = _Chain(keys, stream, max_attempts)
+        self._chain = Chain(keys, stream, max_attempts)
         self._script = client.register_script(_APPEND_LUA)
         self._lock = asyncio.Lock()
         self._sleep = sleep
@@ -381,13 +241,13 @@ class AsyncAuditWriter:
         """Append records in order, up to :data:`MAX_BATCH` per atomic script call."""
         return [done.entry for done in await self.commit_many((r, ()) for r in records)]
 
-    async def commit_many(self, items: Iterable[_Item]) -> list[Committed]:
+    async def commit_many(self, items: Iterable[Item]) -> list[Committed]:
         """Append records, each with its attached writes, up to :data:`MAX_BATCH` per call."""
         batch = self._chain.items(items)
         async with self._lock:
             return [done for chunk in _chunks(batch) for done in await self._commit_chunk(chunk)]
 
-    async def _commit_chunk(self, chunk: Sequence[_Item]) -> list[Committed]:
+    async def _commit_chunk(self, chunk: Sequence[Item]) -> list[Committed]:
         chain = self._chain
         writes = chain.pack_writes(chunk)
         waits = 0

@@ -10,6 +10,8 @@ broker key id, the signing key id (or null), the task id and name, issue and exp
 are authenticated with the ciphertext. The signature covers ``tg1.<header>.<body>``;
 :func:`open_envelope` checks it before anything is decrypted, :func:`open_unverified` leaves
 it to :meth:`Unverified.verify` (the worker sends its start gate in between; see there).
+The parts and the header are read strictly (canonical encoding, exact fields) by
+:mod:`security.seal_format`.
 
 The gateway seals tasks with the newest broker key and signs them; workers (public signing
 keys only) verify, and seal results unsigned for the gateway to open.
@@ -21,14 +23,11 @@ signing key). Tampering of any kind gives one opaque message, "envelope failed a
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import math
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any
 
 from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -37,12 +36,12 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from security.errors import (
     KeyRetiredError,
     KeyRingError,
-    NotSealedError,
     SealBindingError,
     SealError,
     SealExpiredError,
 )
 from security.keys import KeySet, SigningKey, SymmetricKey
+from security.seal_format import MAX_HEADER, PREFIX, Parts, b64d, b64e, split_envelope
 
 __all__ = [
     "CLOCK_SKEW",
@@ -56,12 +55,9 @@ __all__ = [
     "seal",
 ]
 
-PREFIX = b"tg1."
-MAX_HEADER = 1024  # encoded header bytes; ids and names are short, refuse anything bigger
 CLOCK_SKEW = 30.0  # seconds an envelope's iat may lie in the future (clocks drift)
 _NONCE = 12  # 96-bit GCM nonce, fresh from os.urandom for every message
 _TAG = 16
-_FIELDS = frozenset({"v", "kid", "skid", "tid", "tn", "iat", "exp"})
 _FAILED = "envelope failed authentication"
 
 
@@ -127,16 +123,16 @@ def seal(
         "exp": iat + ttl,
     }
     header_raw = json.dumps(header, separators=(",", ":"), allow_nan=False).encode()
-    header_b64 = _b64e(header_raw)
+    header_b64 = b64e(header_raw)
     if len(header_b64) > MAX_HEADER:
         raise SealError(
             "envelope header too large; shorten the task id or name", reason="bad_header"
         )
     nonce = os.urandom(_NONCE)
     body = nonce + AESGCM(key.secret).encrypt(nonce, plaintext, header_raw)
-    signed = b"%s%s.%s" % (PREFIX, header_b64, _b64e(body))
+    signed = b"%s%s.%s" % (PREFIX, header_b64, b64e(body))
     signature = b"" if private is None else private.sign(signed)
-    return b"%s.%s" % (signed, _b64e(signature))
+    return b"%s.%s" % (signed, b64e(signature))
 
 
 def open_envelope(
@@ -153,7 +149,7 @@ def open_envelope(
     ``require_signature`` it must be present. Raises :class:`SealError` (or a subclass) or
     :class:`KeyRetiredError`; see the module docstring.
     """
-    parts = _split(data)
+    parts = split_envelope(data)
     key = _broker_key(keys, parts.header["kid"])
     signature = _signature(parts, verifiers, require_signature=require_signature)
     if signature is not None:
@@ -216,24 +212,10 @@ def open_unverified(
     For a caller with a round trip to make once the envelope is known to come from a key
     holder: it can send it, verify while the other side works, then read the reply.
     """
-    parts = _split(data)
+    parts = split_envelope(data)
     key = _broker_key(keys, parts.header["kid"])
     signature = _signature(parts, verifiers, require_signature=require_signature)
     return Unverified(_decrypt(parts, key, now), signature)
-
-
-@dataclass(frozen=True)
-class _Parts:
-    data: bytes
-    header_b64: bytes
-    body_b64: bytes
-    sig_b64: bytes
-    header_raw: bytes
-    header: dict[str, Any]
-
-    @property
-    def signed(self) -> bytes:
-        return self.data[: len(PREFIX) + len(self.header_b64) + 1 + len(self.body_b64)]
 
 
 @dataclass(frozen=True)
@@ -251,24 +233,10 @@ class _Signature:
             raise SealError(_FAILED, reason="bad_signature") from None
 
 
-def _split(data: bytes) -> _Parts:
-    """The envelope's parts and its strictly parsed (not yet authenticated) header."""
-    if not data.startswith(PREFIX):
-        raise NotSealedError("not a sealed envelope", reason="not_sealed")
-    parts = data[len(PREFIX) :].split(b".")
-    if len(parts) != 3:
-        raise SealError("malformed envelope", reason="malformed")
-    header_b64, body_b64, sig_b64 = parts
-    if len(header_b64) > MAX_HEADER:
-        raise SealError("envelope header too large", reason="bad_header")
-    header_raw = _b64d(header_b64)
-    return _Parts(data, header_b64, body_b64, sig_b64, header_raw, _parse_header(header_raw))
-
-
-def _decrypt(parts: _Parts, key: SymmetricKey, now: float | None) -> Opened:
+def _decrypt(parts: Parts, key: SymmetricKey, now: float | None) -> Opened:
     """Authenticate and decrypt under the header's broker key; check the times."""
     header = parts.header
-    body = _b64d(parts.body_b64)
+    body = b64d(parts.body_b64)
     if len(body) < _NONCE + _TAG:
         raise SealError(_FAILED, reason="malformed")
     try:
@@ -310,55 +278,6 @@ def open_bound(
     return opened
 
 
-def _b64e(raw: bytes) -> bytes:
-    return base64.urlsafe_b64encode(raw).rstrip(b"=")
-
-
-def _b64d(seg: bytes) -> bytes:
-    try:
-        raw = base64.urlsafe_b64decode(seg + b"=" * (-len(seg) % 4))
-    except (binascii.Error, ValueError):
-        raise SealError("malformed envelope", reason="malformed") from None
-    # The decoder skips stray characters and ignores spare low bits; only the canonical
-    # encoding is accepted, so that no byte of an envelope can change without refusal.
-    if _b64e(raw) != seg:
-        raise SealError("malformed envelope", reason="malformed")
-    return raw
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    obj = dict(pairs)
-    if len(obj) != len(pairs):
-        raise ValueError("duplicate key")
-    return obj
-
-
-def _no_constants(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-def _parse_header(raw: bytes) -> dict[str, Any]:
-    """Strictly parse the (not yet authenticated) header: exact fields, exact types."""
-    try:
-        h = json.loads(raw, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
-    except (ValueError, RecursionError):
-        raise SealError("malformed envelope header", reason="bad_header") from None
-    if not (
-        isinstance(h, dict)
-        and h.keys() == _FIELDS
-        and type(h["v"]) is int
-        and h["v"] == 1
-        and isinstance(h["kid"], str)
-        and (h["skid"] is None or isinstance(h["skid"], str))
-        and isinstance(h["tid"], str)
-        and isinstance(h["tn"], str)
-        and all(type(h[t]) in (int, float) and math.isfinite(h[t]) for t in ("iat", "exp"))
-        and h["exp"] > h["iat"]
-    ):
-        raise SealError("malformed envelope header", reason="bad_header")
-    return h
-
-
 def _broker_key(keys: KeySet[SymmetricKey], kid: str) -> SymmetricKey:
     try:
         return keys.get(kid)
@@ -372,7 +291,7 @@ def _broker_key(keys: KeySet[SymmetricKey], kid: str) -> SymmetricKey:
 
 
 def _signature(
-    parts: _Parts, verifiers: KeySet[SigningKey] | None, *, require_signature: bool
+    parts: Parts, verifiers: KeySet[SigningKey] | None, *, require_signature: bool
 ) -> _Signature | None:
     """The signature the envelope must pass (None: unsigned, and allowed to be). Refuses at
     once what needs no arithmetic: missing, stripped or unannounced signatures, unknown or
@@ -397,4 +316,4 @@ def _signature(
         ) from None
     except KeyRingError:
         raise SealError("envelope signed with an unknown key", reason="unknown_signer") from None
-    return _Signature(verifier.public, _b64d(sig_b64), parts.signed)
+    return _Signature(verifier.public, b64d(sig_b64), parts.signed)

@@ -14,7 +14,6 @@ from taskgate.flower_cli import flower_command
 from taskgate.keys_cli import app as keys_app
 from taskgate.operators_cli import app as operators_app
 from taskgate.redis_cli import app as redis_app
-from taskgate.stack import up_command
 from taskgate.stats_cli import stats_command
 from taskgate.tasks_cli import (
     TASK_EXIT_CODES,
@@ -26,6 +25,7 @@ from taskgate.tasks_cli import (
     wait_command,
 )
 from taskgate.token_cli import token_command
+from taskgate.up import up_command
 from workers.cli import worker_command
 
 __all__ = ["app"]

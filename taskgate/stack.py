@@ -1,4 +1,4 @@
-"""`taskgate up`: the whole local stack in one command, stopped cleanly by Ctrl-C.
+"""The whole local stack that `taskgate up` (:mod:`taskgate.up`) starts and stops.
 
 With nothing configured it creates the state folder, the dev CA and certificates,
 starts a TLS-only redis-server on a free loopback port, one worker and the gateway
@@ -21,16 +21,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import socket
 import ssl
-import sys
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import httpx
-import typer
 from pydantic import SecretStr
 
 from certs.material import CertPaths, init_certs
@@ -43,12 +39,11 @@ from security.passwords import hash_admin_token, new_admin_token
 from security.tls import RedisTLS
 from taskgate.demo_client import DEMO_SCOPES, ensure_demo_client, previous_demo
 from taskgate.local_operator import CREDENTIAL_FILE, ensure_local_operator
-from taskgate.procs import Child, free_port, start_child, taskgate_argv
+from taskgate.procs import Child, start_child, taskgate_argv
 from taskgate.redis_server import (
     APPENDFSYNC,
     INSTALL_HINT,
     RedisServer,
-    RedisServerError,
     start_redis,
 )
 from taskgate.redis_users import (
@@ -60,11 +55,10 @@ from taskgate.redis_users import (
 )
 from taskgate.role_dirs import RoleDirError, prepare_role_dir
 from taskgate.smtp_sink import SinkStartError, launch_sink
-from taskgate.stack_files import print_summary, write_stack_json
 from workers.contract.keys import ROLES
 from workers.settings import WorkerSettings
 
-__all__ = ["Stack", "up_command"]
+__all__ = ["Stack", "StackError"]
 
 READY_TIMEOUT = 90.0
 DEMO_MODULES = '["workers.demo.email","workers.demo.report","workers.demo.image"]'
@@ -324,71 +318,6 @@ class Stack:
             self.redis.stop()
 
 
-def up_command(
-    state_dir: Annotated[
-        Path, typer.Option("--state-dir", envvar="TASKGATE_STATE_DIR", help="State folder.")
-    ] = Path(".taskgate"),
-    port: Annotated[int, typer.Option(help="Gateway HTTPS port; 0 picks a free one.")] = 8443,
-    concurrency: Annotated[int, typer.Option(help="Worker processes.")] = 2,
-    admin_token_file: Annotated[
-        Path | None,
-        typer.Option(help="Also write the admin token to this file (0600); default: print only."),
-    ] = None,
-    reset_demo_client: Annotated[
-        bool,
-        typer.Option(
-            "--reset-demo-client", help="Give the demo client a new secret (the old one stops)."
-        ),
-    ] = False,
-) -> None:
-    """Start the whole local stack: TLS Redis, a worker and the HTTPS gateway."""
-    if port == 0 or not _port_free(port):
-        port = free_port()
-    stack = Stack(
-        state_dir,
-        admin_token_file=None if admin_token_file is None else admin_token_file.resolve(),
-        reset_demo_client=reset_demo_client,
-    )
-    stop_requested: list[int] = []
-
-    def on_signal(signum: int, _frame: object) -> None:
-        stop_requested.append(signum)
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
-    code = 0
-    try:
-        info = stack.start(port=port, concurrency=concurrency)
-        stack_json = state_dir / "stack.json"
-        write_stack_json(stack_json, info)
-        print_summary(info, stack_json, stack.admin_token, demo_note=stack.demo_note)
-        while not stop_requested:
-            dead = stack.dead_child()
-            if dead is not None:
-                typer.echo(
-                    f"taskgate up: {dead.name} exited with code {dead.process.returncode}; "
-                    f"stopping the stack. Last lines of {dead.log_path}:\n{dead.log_tail(30)}",
-                    err=True,
-                )
-                code = 1
-                break
-            time.sleep(0.3)
-        if stop_requested:
-            typer.echo("\nstopping taskgate...")
-    except ConfigError as exc:
-        typer.echo(f"taskgate up: refused: {exc}", err=True)
-        code = 2
-    except (StackError, RedisServerError) as exc:
-        typer.echo(f"taskgate up: {exc}", err=True)
-        code = 1
-    finally:
-        stack.stop()
-    if code == 0:
-        typer.echo("stopped.")
-    sys.stdout.flush()
-    raise typer.Exit(code)
-
-
 def _appendfsync() -> str:
     """``TASKGATE_REDIS_APPENDFSYNC`` for the Redis ``up`` starts (default ``everysec``)."""
     value = os.environ.get("TASKGATE_REDIS_APPENDFSYNC", "everysec").strip().lower()
@@ -399,12 +328,3 @@ def _appendfsync() -> str:
             "use always, everysec or no",
         )
     return value
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True

@@ -18,10 +18,10 @@ from security.keystore import KeyRing
 from workers import lifecycle_log
 from workers.cancel import cancel_watcher
 from workers.catalogue import Catalogue, default_catalogue, load_task_modules
-from workers.execution import register_catalogue
 from workers.heartbeat import install as install_heartbeat
 from workers.metrics import WorkerMetrics
 from workers.metrics import install as install_metrics
+from workers.registration import register_catalogue
 from workers.runtime import WorkerRuntime
 from workers.sealed import (
     RESULT_CONTENT_TYPE,
