@@ -16,9 +16,11 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 
+from gateway.admin_audit import answers
 from gateway.anchoring import VerifyLimiter, averify_from_anchor, newest_anchor
 from gateway.deps import AdminOrAuditor, RequestId, State
 from gateway.errors import ApiError
+from gateway.schemas_admin import AuditPage, AuditVerification
 from gateway.state import GatewayState
 from security.audit import AuditQuery, afind_records
 from security.audit_time import iso_time, parse_time
@@ -86,7 +88,11 @@ async def limit_verify(state: GatewayState, actor: str, rid: str) -> None:
 def add_audit_routes(router: APIRouter) -> None:
     """Add the audit listing and the bounded verify to the admin router."""
 
-    @router.get("/audit", summary="Audit records, filtered and paged (admin or audit:read)")
+    @router.get(
+        "/audit",
+        summary="Audit records, filtered and paged (admin or audit:read)",
+        **answers(AuditPage, "One page of records, oldest first"),
+    )
     async def audit(
         actor_name: AdminOrAuditor,
         *,
@@ -123,9 +129,16 @@ def add_audit_routes(router: APIRouter) -> None:
     @router.get(
         "/audit/verify",
         summary="Verify the chain, bounded: from the newest checkpoint, the start or a cursor",
-        responses={
-            429: {"description": "Rate-limited", "content": {"application/problem+json": {}}}
-        },
+        **answers(
+            AuditVerification,
+            "The walk's outcome (a broken chain is `ok: false`, not an error)",
+            errors={
+                429: {
+                    "description": "Rate-limited, or another verify runs",
+                    "content": {"application/problem+json": {}},
+                }
+            },
+        ),
     )
     async def audit_verify(
         actor_name: AdminOrAuditor,

@@ -22,6 +22,7 @@ from gateway.clientip import parse_networks
 from gateway.deps import State, current_operator
 from gateway.errors import ApiError
 from gateway.metrics_scrape import render
+from gateway.problems import PROBLEM_JSON
 from security.errors import TokenError
 
 __all__ = ["build_metrics_router"]
@@ -46,8 +47,12 @@ def build_metrics_router() -> APIRouter:
         summary="Prometheus metrics (admin token, or an allow-listed scraper)",
         response_class=Response,
         responses={
-            200: {"content": {CONTENT_TYPE_LATEST: {}}},
-            401: {"description": "Not allowed"},
+            200: {
+                "description": "The Prometheus text exposition format",
+                "content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}},
+            },
+            401: {"description": "Not allowed", "content": {PROBLEM_JSON: {}}},
+            503: {"description": "The metrics store is unreachable", "content": {PROBLEM_JSON: {}}},
         },
         # Optional auth: the admin token, or none at all from an allow-listed address.
         openapi_extra={"security": [{"bearer": []}, {}]},

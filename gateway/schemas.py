@@ -24,6 +24,7 @@ __all__ = [
     "Ready",
     "TaskError",
     "TaskPage",
+    "TaskState",
     "TaskView",
     "TokenResponse",
 ]
@@ -69,8 +70,8 @@ class TaskError(_Schema):
     attempt: int = Field(description="The attempt the error belongs to")
 
 
-class TaskView(_Schema):
-    """A task's state and timings; for its owner, the result once it succeeded."""
+class TaskState(_Schema):
+    """A task's state and timings (never its payload or result): shared by the views."""
 
     id: str
     task: str | None = Field(description="The task's name")
@@ -85,8 +86,13 @@ class TaskView(_Schema):
     submitted_at: float | None = Field(default=None, description="Unix time")
     started_at: float | None = Field(default=None, description="Unix time")
     finished_at: float | None = Field(default=None, description="Unix time")
-    result: Any = Field(default=None, description="The task's result (owner only, succeeded)")
     error: TaskError | None = None
+
+
+class TaskView(TaskState):
+    """A task's state and timings; for its owner, the result once it succeeded."""
+
+    result: Any = Field(default=None, description="The task's result (owner only, succeeded)")
 
 
 class TaskPage(_Schema):

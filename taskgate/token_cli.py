@@ -1,18 +1,21 @@
 """`taskgate token`: print an access token for a client, for scripts.
 
-It asks the running gateway (``POST /v1/token``) like any client would; with no options
-it uses the demo client and gateway recorded in ``<state>/stack.json`` by `taskgate up`.
+It asks the running gateway (``POST /v1/token``) like any client would; what no option
+gives comes from ``<state>/stack.json`` (the demo client, the gateway and its CA, as
+`taskgate up` recorded them), and then stderr says which stack that is.
 """
 
 from __future__ import annotations
 
-import json
 import ssl
 from pathlib import Path
 from typing import Annotated
 
 import httpx
 import typer
+
+from taskgate.client.stackfile import StackFileError, StackInfo, find_state_dir
+from taskgate.stack_discovery import STATE_DIR_HELP, describe
 
 __all__ = ["token_command"]
 
@@ -35,28 +38,33 @@ def token_command(
     ca_file: Annotated[
         Path | None, typer.Option(help="CA to verify the gateway (default: stack.json).")
     ] = None,
-    state_dir: Annotated[
-        Path, typer.Option("--state-dir", envvar="TASKGATE_STATE_DIR", help="State folder.")
-    ] = Path(".taskgate"),
+    state_dir: Annotated[Path | None, typer.Option("--state-dir", help=STATE_DIR_HELP)] = None,
 ) -> None:
-    """Print an access token (only the token, on stdout)."""
-    stack: dict[str, object] = {}
-    stack_file = state_dir / "stack.json"
-    if stack_file.is_file():
-        stack = json.loads(stack_file.read_text())
-    demo = stack.get("demo_client") if isinstance(stack.get("demo_client"), dict) else {}
-    creds = demo if isinstance(demo, dict) else {}
-    client_id = client_id or str(creds.get("client_id", "") or "")
-    client_secret = client_secret or str(creds.get("client_secret", "") or "")
-    gateway_url = gateway_url or str(stack.get("gateway_url", "") or "")
-    ca = ca_file or (Path(str(stack["ca_file"])) if stack.get("ca_file") else None)
-    if not (client_id and client_secret and gateway_url and ca):
+    """Print an access token (only the token, on stdout; which stack it used, on stderr)."""
+    stack: StackInfo | None = None
+    why = "it lacks the demo client"
+    if not (client_id and client_secret and gateway_url and ca_file):
+        try:
+            stack = StackInfo.load(find_state_dir(state_dir))
+        except StackFileError as exc:
+            why = str(exc)
+    if stack is not None:
+        demo = client_id in {None, stack.demo_client_id}
+        client_id = client_id or stack.demo_client_id
+        if client_secret is None and demo and stack.demo_client_secret is not None:
+            client_secret = stack.demo_client_secret.get_secret_value()
+        gateway_url = gateway_url or stack.gateway_url
+        ca_file = ca_file or stack.ca_file
+    if not (client_id and client_secret and gateway_url and ca_file):
         typer.echo(
             "taskgate token: need --client-id, --client-secret, --gateway-url and --ca-file "
-            "(or a stack.json from `taskgate up`)",
+            f"(or a stack.json from `taskgate up`; {why})",
             err=True,
         )
         raise typer.Exit(2)
+    if stack is not None:  # stdout stays the token alone
+        where = f"{describe(stack)}, gateway {gateway_url}, client {client_id}"
+        typer.echo(f"taskgate: {where}", err=True)
     data = {
         "grant_type": "client_credentials",
         "client_id": client_id,
@@ -68,7 +76,7 @@ def token_command(
         response = httpx.post(
             f"{gateway_url.rstrip('/')}/v1/token",
             data=data,
-            verify=ssl.create_default_context(cafile=str(ca)),
+            verify=ssl.create_default_context(cafile=str(ca_file)),
             timeout=15,
         )
     except httpx.HTTPError as exc:

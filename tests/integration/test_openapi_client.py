@@ -1,6 +1,7 @@
-"""The OpenAPI document is something a code generator can use: it validates, every answer of
-the client API has a named schema, and a client generated from it by openapi-python-client
-submits a task and polls it to its result against the real gateway.
+"""The OpenAPI document is something a code generator can use: it validates, every answer
+(client and admin API, token, probes; every problem) has a named schema, and a client
+generated from it by openapi-python-client submits a task and polls it to its result
+against the real gateway.
 
 The validator and the generator live in the tools environment (`make install` builds
 ``.venv-tools``): the generator pins older typer and httpx than the project's.
@@ -22,7 +23,6 @@ from tests.integration.conftest import ApiClient, Gateway
 
 pytestmark = pytest.mark.integration
 
-CLIENT_PATHS = ("/v1/token", "/v1/tasks", "/healthz", "/readyz")
 NAMED = {
     ("post", "/v1/token", "200"): "TokenResponse",
     ("get", "/v1/tasks/catalog", "200"): "Catalogue",
@@ -30,7 +30,21 @@ NAMED = {
     ("get", "/v1/tasks/{task_id}", "200"): "TaskView",
     ("delete", "/v1/tasks/{task_id}", "202"): "Cancellation",
     ("post", "/v1/tasks/test.touch", "202"): "Accepted",
+    ("get", "/v1/admin/clients", "200"): "ClientList",
+    ("post", "/v1/admin/clients", "201"): "CreatedClient",
+    ("post", "/v1/admin/clients/{client_id}/rotate-secret", "200"): "RotatedSecret",
+    ("post", "/v1/admin/tokens/revoke", "200"): "RevokedToken",
+    ("get", "/v1/admin/tasks", "200"): "AdminTaskPage",
+    ("get", "/v1/admin/tasks/{task_id}", "200"): "AdminTaskRecord",
+    ("post", "/v1/admin/tasks/{task_id}/revoke", "202"): "TaskRevoked",
+    ("post", "/v1/admin/dead-letters/{task_id}/requeue", "202"): "Requeued",
+    ("get", "/v1/admin/dead-letters", "200"): "DeadLetterPage",
+    ("get", "/v1/admin/stats", "200"): "Stats",
+    ("get", "/v1/admin/audit", "200"): "AuditPage",
+    ("get", "/v1/admin/audit/verify", "200"): "AuditVerification",
 }
+# Answers that are not JSON: the Prometheus text format.
+NOT_JSON = {("get", "/metrics", "200")}
 
 
 def _tools_python() -> Path:
@@ -61,17 +75,26 @@ def _keys(node: Any) -> set[str]:
     return set()
 
 
-def test_every_client_api_answer_has_a_named_schema(gateway_server: Gateway) -> None:
-    """Token, catalogue, submit, view, list, cancel, probes and every problem: a $ref each."""
+def test_every_answer_has_a_named_schema(gateway_server: Gateway) -> None:
+    """Every operation - client API, admin API, token, probes, metrics - and every problem
+    it answers with: a $ref to a named component each (the metrics' text aside), and every
+    $ref resolves."""
     doc = _document(gateway_server)
+    components = doc["components"]["schemas"]
+    assert any(path.startswith("/v1/admin/") for path in doc["paths"])
+    assert not any(path.startswith("/console") for path in doc["paths"])
     for path, item in doc["paths"].items():
-        if not path.startswith(CLIENT_PATHS):
-            continue
         for method, operation in item.items():
+            assert any(status.startswith("2") for status in operation["responses"]), path
             for status, response in operation["responses"].items():
-                for media, content in response.get("content", {}).items():
+                assert response.get("content"), (method, path, status)  # a body is described
+                for media, content in response["content"].items():
+                    if (method, path, status) in NOT_JSON:
+                        assert media.startswith("text/plain"), (method, path, status)
+                        continue
                     ref = content.get("schema", {}).get("$ref", "")
                     assert ref.startswith("#/components/schemas/"), (method, path, status)
+                    assert ref.removeprefix("#/components/schemas/") in components, ref
                     if media == "application/problem+json":
                         assert ref.endswith("/Problem"), (method, path, status)
                     expected = NAMED.get((method, path, status))
