@@ -133,7 +133,8 @@ def task_error(text: str, attempt: int) -> dict[str, Any]:
     """The one shape of a task's error: a kind (the text up to ``;``), the worker's short
     redacted text, and the attempt it belongs to."""
     kind = text.split(";", 1)[0].split(" (", 1)[0].strip() or "error"
-    return {"type": kind[:100], "detail": text[:300], "attempt": attempt}
+    detail = text[:300] if text.strip() != kind else None  # no text beyond the kind
+    return {"type": kind[:100], "detail": detail, "attempt": attempt}
 
 
 def _just_finished(view: dict[str, Any], window: float = 60.0) -> bool:

@@ -76,7 +76,7 @@ def test_text_lines_hold_no_exception_message(restore_logging: None) -> None:
     try:
         raise RuntimeError(CANARY)
     except RuntimeError:
-        logging.getLogger("uvicorn.error").exception("boom")
+        logging.getLogger("taskgate.test.text").exception("boom")
     line = out.getvalue()
     assert "boom" in line
     assert "error_type=RuntimeError" in line
