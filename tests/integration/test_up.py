@@ -32,9 +32,15 @@ def _alive(pid: int) -> bool:
 
 
 def _reap(proc: subprocess.Popen[str]) -> None:
+    """Stop `up` after a failed test the way Ctrl-C does, so it stops its children too
+    (killed outright, it would leave Redis, the worker and the gateway running)."""
     if proc.poll() is None:
-        proc.kill()
-        proc.wait(timeout=10)
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
     if proc.stdout:
         proc.stdout.close()
 
