@@ -27,6 +27,7 @@ from collections.abc import Callable
 
 from gateway.background import cancel_and_wait
 from gateway.script_batcher import LuaScript, ScriptBatcher
+from security.lua import lua_script
 
 __all__ = ["IDEMPOTENCY_TTL", "LeaseKeeper", "pending_record", "release"]
 
@@ -34,18 +35,11 @@ log = logging.getLogger("taskgate.gateway")
 
 IDEMPOTENCY_TTL = 24 * 3600
 
-# KEYS: the reservation. ARGV: the request's pending record, the lease in milliseconds.
-_RENEW = LuaScript("""
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-return 1
-""")
+# What it does, its KEYS and ARGV: the comment at the top of idempotency_renew.lua.
+_RENEW = LuaScript(lua_script("gateway", "idempotency_renew.lua"))
 
-# KEYS: the reservation. ARGV: the request's pending record.
-_RELEASE = LuaScript("""
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-return redis.call('DEL', KEYS[1])
-""")
+# What it does, its KEYS and ARGV: the comment at the top of idempotency_release.lua.
+_RELEASE = LuaScript(lua_script("gateway", "idempotency_release.lua"))
 
 
 def pending_record(body_hash: str, task: str, task_id: str) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from gateway.errors import ApiError
 from gateway.state import GatewayState
 from gateway.task_records import seal_of
+from security.lua import lua_script
 from workers.wire import GLOBAL_QUEUED, queued_key, revoked_key, task_key
 
 __all__ = ["FINISHED", "revoke"]
@@ -18,35 +19,8 @@ __all__ = ["FINISHED", "revoke"]
 FINISHED = frozenset({"succeeded", "failed", "dead_lettered", "revoked"})
 
 
-# Decides on the state Redis holds now, not on the record the route read a moment ago,
-# atomically with the worker's start gate (also a script): whichever runs first wins. A
-# task not started yet is revoked outright (its gate will find the revocation); a started
-# one is marked "cancelling" if its declaration allows, and a worker stops it; a finished
-# one is left alone. "retried" waits for its next run like a queued task.
-_REVOKE = """
-local state = redis.call('HGET', KEYS[1], 'state')
-if not state then return 'missing' end
-for i = 6, #ARGV do
-  if state == ARGV[i] then return 'finished:' .. state end
-end
-if state == 'started' or state == 'cancelling' then
-  if ARGV[2] ~= '1' then return 'running' end
-  redis.call('SET', KEYS[2], '1', 'EX', ARGV[1])
-  redis.call('HSET', KEYS[1], 'state', 'cancelling')
-  return 'cancelling'
-end
-redis.call('SET', KEYS[2], '1', 'EX', ARGV[1])
-redis.call('HSET', KEYS[1], 'state', 'revoked')
--- Final from a worker's point of view: the seal's create-only marker (KEYS[5], ARGV[4]),
--- which a worker can neither delete nor expire (tg:revoked:task it could delete).
-if ARGV[4] ~= '' then
-  redis.call('HSETNX', KEYS[5], ARGV[4], 'revoked')
-  redis.call('EXPIREAT', KEYS[5], ARGV[5])
-end
-redis.call('ZREM', KEYS[3], ARGV[3])
-redis.call('ZREM', KEYS[4], ARGV[3])
-return 'revoked'
-"""
+# What it does, its KEYS and ARGV: the comment at the top of revoke.lua.
+_REVOKE = lua_script("gateway", "revoke.lua")
 
 
 async def revoke(state: GatewayState, task_id: str, record: dict[str, str]) -> str:

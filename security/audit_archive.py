@@ -32,6 +32,7 @@ from security.audit_chain import ENTRY_FIELDS
 from security.audit_store import text
 from security.errors import AuditError, ConfigError
 from security.keys import KeySet, SigningKey
+from security.lua import lua_script
 
 __all__ = [
     "Retention",
@@ -49,22 +50,8 @@ _AGE_RE: Final = re.compile(r"([1-9][0-9]{0,6})([smhd])")
 _UNITS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
 _NAME_RE: Final = re.compile(r"audit-([0-9]{12})-([0-9]{12})\.jsonl")
 
-# KEYS: stream, base key. ARGV: last archived id, its seq, its mac, next id, base value.
-# Trims only if the last archived entry is still there unchanged: a log rewritten since
-# it was read is left alone (and reported).
-_TRIM_LUA: Final = """
-local last = redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1])
-if #last == 0 then return -1 end
-local fields, seq, mac = last[1][2], nil, nil
-for i = 1, #fields, 2 do
-  if fields[i] == 'seq' then seq = fields[i + 1] end
-  if fields[i] == 'mac' then mac = fields[i + 1] end
-end
-if seq ~= ARGV[2] or mac ~= ARGV[3] then return -2 end
-local trimmed = redis.call('XTRIM', KEYS[1], 'MINID', '=', ARGV[4])
-redis.call('SET', KEYS[2], ARGV[5])
-return trimmed
-"""
+# What it does, its KEYS and ARGV: the comment at the top of audit_trim.lua.
+_TRIM_LUA: Final = lua_script("security", "audit_trim.lua")
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,6 +35,7 @@ import redis.asyncio
 from security.audit_chain import AuditRecord, neutralise
 from security.audit_store import DEFAULT_STREAM, text
 from security.errors import AuditError, ConfigError
+from security.lua import lua_script
 
 __all__ = [
     "OVERFLOW",
@@ -52,47 +53,11 @@ OVERFLOW_ACTION: Final = "refusal.overflow"  # the overflow group's first is not
 _REASON_CAP: Final = 64
 _KEY_TTL: Final = 86_400  # counters a gateway never summarised do not stay forever
 
-# KEYS: window hash, open-windows set. ARGV: window, group id, group JSON, reason, now,
-# max groups, max reasons, ttl. Reply: the group's count in this window (1: its first).
-_COUNT_LUA: Final = """
-local g, desc = ARGV[2], ARGV[3]
-if redis.call('HEXISTS', KEYS[1], g .. '|n') == 0 then
-  local groups = tonumber(redis.call('HGET', KEYS[1], '#groups') or '0')
-  if groups >= tonumber(ARGV[6]) then g, desc = 'overflow', '["refusal.overflow","*",""]' end
-end
-local n = redis.call('HINCRBY', KEYS[1], g .. '|n', 1)
-if n == 1 then
-  redis.call('HINCRBY', KEYS[1], '#groups', 1)
-  redis.call('HSET', KEYS[1], g .. '|d', desc, g .. '|f', ARGV[5])
-  redis.call('ZADD', KEYS[2], ARGV[1], ARGV[1])
-  redis.call('EXPIRE', KEYS[1], ARGV[8])
-end
-redis.call('HSET', KEYS[1], g .. '|l', ARGV[5])
-local rf = g .. '|r|' .. ARGV[4]
-if redis.call('HEXISTS', KEYS[1], rf) == 0 then
-  if tonumber(redis.call('HGET', KEYS[1], g .. '|rc') or '0') >= tonumber(ARGV[7]) then
-    rf = g .. '|r|other'
-  else
-    redis.call('HINCRBY', KEYS[1], g .. '|rc', 1)
-  end
-end
-redis.call('HINCRBY', KEYS[1], rf, 1)
-if n == 1 and g == 'overflow' then return 0 end
-return n
-"""
+# What it does, its KEYS and ARGV: the comment at the top of refusal_count.lua.
+_COUNT_LUA: Final = lua_script("security", "refusal_count.lua")
 
-# KEYS: open-windows set, window hash, closing hash, lock. ARGV: window, token, lock ms.
-# Moves the window's counters aside (late refusals start a fresh hash, summarised later)
-# and returns them; false if another process holds the window. A closing hash left by a
-# process that died mid-way is returned again once its lock lapsed: nothing is lost.
-_CLAIM_LUA: Final = """
-if not redis.call('SET', KEYS[4], ARGV[2], 'NX', 'PX', ARGV[3]) then return false end
-if redis.call('EXISTS', KEYS[3]) == 0 and redis.call('EXISTS', KEYS[2]) == 1 then
-  redis.call('RENAME', KEYS[2], KEYS[3])
-end
-if redis.call('EXISTS', KEYS[2]) == 0 then redis.call('ZREM', KEYS[1], ARGV[1]) end
-return redis.call('HGETALL', KEYS[3])
-"""
+# What it does, its KEYS and ARGV: the comment at the top of refusal_claim.lua.
+_CLAIM_LUA: Final = lua_script("security", "refusal_claim.lua")
 
 
 def parse_window(value: str | int | float) -> int:

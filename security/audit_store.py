@@ -30,7 +30,6 @@ import random
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from pathlib import Path
 from typing import Final
 
 import redis
@@ -42,6 +41,7 @@ from security.audit_head_slot import HeadSlot
 from security.audit_writes import Committed, Earlier, Write, pack
 from security.errors import AuditError
 from security.keys import KeySet, SymmetricKey
+from security.lua import lua_script
 
 __all__ = [
     "DEFAULT_STREAM",
@@ -69,7 +69,7 @@ Fence = tuple[str, str, str]
 
 # The append script (see the comment at its top): one atomic call appends a batch of
 # records, moves the head and runs each record's attached writes.
-_APPEND_LUA: Final = (Path(__file__).with_name("audit_append.lua")).read_text(encoding="utf-8")
+_APPEND_LUA: Final = lua_script("security", "audit_append.lua")
 
 
 def read_head(client: redis.Redis, stream: str = DEFAULT_STREAM) -> str | None:

@@ -46,6 +46,7 @@ from celery.concurrency.prefork import TaskPool as PreforkPool
 from celery.exceptions import SoftTimeLimitExceeded
 from celery.worker import state as worker_state
 
+from security.lua import lua_script
 from workers.contract.keys import INFLIGHT
 from workers.wire import done_key, revoked_key, task_key
 
@@ -130,29 +131,7 @@ def interruptible() -> Iterator[None]:
         _state.hold = True
 
 
-_FINISH_UNLESS_REVOKED = """
--- Fenced (tag ARGV[4], token ARGV[5]): only while that token holds the delivery in the
--- in-flight holders (KEYS[5]); else nothing is written (2; workers.fencing).
-if ARGV[5] and ARGV[5] ~= '' and redis.call('HGET', KEYS[5], ARGV[4]) ~= ARGV[5] then
-  return 2
-end
-local revoked = redis.call('EXISTS', KEYS[1]) == 1
-for i = 6, #KEYS do redis.call('DEL', KEYS[i]) end
-local state = 'revoked'
-if not revoked then
-  state = 'succeeded'
-  redis.call('SET', KEYS[3], '1', 'EX', ARGV[2])
-end
--- The seal's final marker (KEYS[4], ARGV[3]), as Lifecycle.finish writes it.
-if ARGV[3] ~= '' and redis.call('EXISTS', KEYS[4]) == 1 then
-  redis.call('HSETNX', KEYS[4], ARGV[3], state)
-end
-if redis.call('EXISTS', KEYS[2]) == 1 then
-  redis.call('HSET', KEYS[2], 'state', state, 'finished_at', ARGV[1])
-end
-if revoked then return 0 end
-return 1
-"""
+_FINISH_UNLESS_REVOKED = lua_script("workers", "finish_unless_revoked.lua")
 
 
 def finish_unless_revoked(

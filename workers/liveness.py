@@ -46,6 +46,7 @@ from typing import Any
 
 import redis
 
+from security.lua import lua_script
 from workers.contract.heartbeat import WORKERS, worker_id
 from workers.contract.keys import INFLIGHT, KOMBU_UNACKED, KOMBU_UNACKED_INDEX
 from workers.wire import TASK_ID
@@ -56,68 +57,14 @@ log = logging.getLogger("taskgate.worker")
 
 _QUEUE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,199}")
 
-# KEYS: in-flight holders, kombu's unacked hash, its index. ARGV: tag, token ('' = the
-# caller holds no token for it: kombu's own semantics). Removes the delivery from Redis
-# unless another holder (another delivery of the same message) holds it now: 1 if removed.
-FENCED_ACK = """
-local holder = redis.call('HGET', KEYS[1], ARGV[1])
-if holder and ARGV[2] ~= '' and holder ~= ARGV[2] then return 0 end
-redis.call('ZREM', KEYS[3], ARGV[1])
-redis.call('HDEL', KEYS[2], ARGV[1])
-if holder then redis.call('HDEL', KEYS[1], ARGV[1]) end
-return 1
-"""
+# What it does, its KEYS and ARGV: the comment at the top of fenced_ack.lua.
+FENCED_ACK = lua_script("workers", "fenced_ack.lua")
 
-# KEYS: heartbeats, in-flight holders, unacked hash, unacked index.
-# ARGV: this worker's member, now, lapse (s), the prefix of this process's tokens, the last
-# sequence number it handed out, then the tokens it holds. Renews the deliveries this
-# process holds, drops entries whose delivery is gone, returns [tag, token, ...] of
-# deliveries to hand back: their holder lapsed; or it was an earlier process under this
-# very member (a restarted container keeps its hostname and often its pid: dead for sure);
-# or this process let go of them while Redis was unreachable (an ack or requeue that never
-# arrived). A token numbered after the list was taken is still being recorded: held.
-_TEND = """
-local now, lapse = tonumber(ARGV[2]), tonumber(ARGV[3])
-local last, held = tonumber(ARGV[5]), {}
-for i = 6, #ARGV do held[ARGV[i]] = true end
-local entries = redis.call('HGETALL', KEYS[2])
-local alive, lapsed = {}, {}
-for i = 1, #entries, 2 do
-  local tag, token = entries[i], entries[i + 1]
-  local holder = string.match(token, '^(.*)/[^/]*$') or ''
-  local mine = string.sub(token, 1, #ARGV[4]) == ARGV[4]
-  if redis.call('HEXISTS', KEYS[3], tag) == 0 then
-    redis.call('HDEL', KEYS[2], tag)
-  elseif mine and (held[token] or (tonumber(string.sub(token, #ARGV[4] + 1)) or 0) > last) then
-    redis.call('ZADD', KEYS[4], 'XX', ARGV[2], tag)
-  elseif holder == ARGV[1] then
-    lapsed[#lapsed + 1] = tag
-    lapsed[#lapsed + 1] = token
-  else
-    if alive[holder] == nil then
-      local beat = tonumber(redis.call('ZSCORE', KEYS[1], holder))
-      alive[holder] = beat ~= nil and beat >= now - lapse
-    end
-    if not alive[holder] then
-      lapsed[#lapsed + 1] = tag
-      lapsed[#lapsed + 1] = token
-    end
-  end
-end
-return lapsed
-"""
+# What it does, its KEYS and ARGV: the comment at the top of liveness_tend.lua.
+_TEND = lua_script("workers", "liveness_tend.lua")
 
-# KEYS: in-flight holders, unacked hash, unacked index, queue.
-# ARGV: tag, the lapsed holder's token, the in-flight record as read, the message to push.
-_RECLAIM = """
-if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
-if redis.call('HGET', KEYS[2], ARGV[1]) ~= ARGV[3] then return 0 end
-redis.call('RPUSH', KEYS[4], ARGV[4])
-redis.call('HDEL', KEYS[2], ARGV[1])
-redis.call('ZREM', KEYS[3], ARGV[1])
-redis.call('HDEL', KEYS[1], ARGV[1])
-return 1
-"""
+# What it does, its KEYS and ARGV: the comment at the top of liveness_reclaim.lua.
+_RECLAIM = lua_script("workers", "liveness_reclaim.lua")
 
 
 def holder_of(token: str) -> str:

@@ -49,6 +49,7 @@ from kombu.transport import redis as kombu_redis
 from kombu.transport import virtual
 from kombu.utils.json import dumps, loads
 
+from security.lua import lua_script
 from security.tls import PinnedSSLConnection
 from workers.contract.keys import INFLIGHT
 from workers.liveness import FENCED_ACK, TokenSource
@@ -67,17 +68,8 @@ _UNREACHABLE = (redis.ConnectionError, redis.TimeoutError, OSError)
 _APPEND_PATIENCE = 120.0  # seconds to keep a popped message while Redis comes back
 
 
-# KEYS: the message copy, kombu's unacked hash, the queue. ARGV: delivery tag, leftmost.
-# A delivery the start gate never recorded (its copy is still there): back in the queue.
-_RESTORE_FROM_COPY = """
-if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1 then return 0 end
-local copy = redis.call('GET', KEYS[1])
-if not copy then return 0 end
-local push = 'RPUSH'
-if ARGV[2] == '1' then push = 'LPUSH' end
-redis.call(push, KEYS[3], copy)
-return 1
-"""
+# What it does, its KEYS and ARGV: the comment at the top of restore_from_copy.lua.
+_RESTORE_FROM_COPY = lua_script("workers", "restore_from_copy.lua")
 
 
 def recorded_by_gate(message: Any) -> bool:
