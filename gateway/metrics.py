@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
 
 import redis.asyncio
 
@@ -28,7 +27,7 @@ __all__ = ["Metrics", "refusal_labels"]
 
 log = logging.getLogger("taskgate.gateway")
 
-AuditCounts = Callable[[], tuple[int, int]]
+AuditCounts = m.AuditCounts
 
 
 _LIMIT_KINDS = {("backpressure", 429): "client_queue", ("backpressure", 503): "global_queue"}
@@ -60,8 +59,7 @@ class Metrics:
         self.buffer = m.MetricsBuffer()
         self._task: asyncio.Task[None] | None = None
         self._client: redis.asyncio.Redis | None = None
-        self._audit: AuditCounts | None = None
-        self._audit_seen = (0, 0)
+        self._audit = m.AuditDelta("gateway")
 
     # --- counting ----------------------------------------------------------------------
 
@@ -103,15 +101,14 @@ class Metrics:
 
     def audit_counts(self, source: AuditCounts) -> None:
         """Where this process's audit writer keeps its (appended, conflicts) counts."""
-        self._audit = source
-        self._audit_seen = source()
+        self._audit.attach(source)
 
     # --- flushing ----------------------------------------------------------------------
 
     async def flush(self) -> bool:
         """Write the pending counts; False if Redis did not take them (kept for next time)."""
         counts = self.buffer.drain()
-        counts.update(self._audit_delta())
+        counts.update(self._audit.take())
         if not counts or self._client is None:
             self.buffer.restore(counts)
             return not counts
@@ -148,19 +145,6 @@ class Metrics:
         await cancel_and_wait(self._task)
         self._task = None
         await self.flush()
-
-    def _audit_delta(self) -> dict[str, int]:
-        if self._audit is None:
-            return {}
-        appended, conflicts = self._audit()
-        seen_appended, seen_conflicts = self._audit_seen
-        self._audit_seen = (appended, conflicts)
-        out = {}
-        if appended > seen_appended:
-            out[m.SEP.join((m.AUDIT_APPENDS.name, "gateway"))] = appended - seen_appended
-        if conflicts > seen_conflicts:
-            out[m.SEP.join((m.AUDIT_CONFLICTS.name, "gateway"))] = conflicts - seen_conflicts
-        return out
 
     async def _run(self, interval: float) -> None:
         while True:

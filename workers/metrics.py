@@ -40,7 +40,7 @@ __all__ = ["WorkerMetrics", "install", "queued_since"]
 
 log = logging.getLogger("taskgate.worker")
 
-AuditCounts = Callable[[], tuple[int, int]]
+AuditCounts = m.AuditCounts
 UNKNOWN = "unknown"  # name and queue of a delivery refused before its task was known
 
 
@@ -64,8 +64,7 @@ class WorkerMetrics:
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._client: redis.Redis | None = None
-        self._audit: AuditCounts | None = None
-        self._audit_seen = (0, 0)
+        self._audit = m.AuditDelta("worker")
         # A forked pool process starts with empty counts and free locks: what the parent
         # had pending is the parent's to flush (else counted twice), and a lock its flusher
         # thread held at the fork would never be released in the child.
@@ -137,8 +136,7 @@ class WorkerMetrics:
 
     def audit_counts(self, source: AuditCounts) -> None:
         """Where this process's audit writer keeps its (appended, conflicts) counts."""
-        self._audit = source
-        self._audit_seen = source()
+        self._audit.attach(source)
 
     # --- flushing ----------------------------------------------------------------------
 
@@ -146,7 +144,7 @@ class WorkerMetrics:
         """Write the pending counts to Redis; False if there were some and Redis did not
         take them (they are kept for the next flush)."""
         counts = self.buffer.drain()
-        counts.update(self._audit_delta())
+        counts.update(self._audit.take())
         if not counts:
             return True
         window = metrics_window_key(self._clock())
@@ -172,19 +170,6 @@ class WorkerMetrics:
             thread.join(timeout=5)
         if self._pid == os.getpid():
             self.flush()
-
-    def _audit_delta(self) -> dict[str, int]:
-        if self._audit is None:
-            return {}
-        appended, conflicts = self._audit()
-        seen_appended, seen_conflicts = self._audit_seen
-        self._audit_seen = (appended, conflicts)
-        out = {}
-        if appended > seen_appended:
-            out[m.SEP.join((m.AUDIT_APPENDS.name, "worker"))] = appended - seen_appended
-        if conflicts > seen_conflicts:
-            out[m.SEP.join((m.AUDIT_CONFLICTS.name, "worker"))] = conflicts - seen_conflicts
-        return out
 
     def _redis(self) -> redis.Redis:
         if self._client is None:

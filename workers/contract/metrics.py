@@ -22,7 +22,7 @@ import bisect
 import functools
 import re
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Final, Literal, Protocol
 
@@ -33,6 +33,8 @@ __all__ = [
     "SEP",
     "SUBMIT_BUCKETS",
     "WINDOWED",
+    "AuditCounts",
+    "AuditDelta",
     "MetricDef",
     "MetricsBuffer",
     "apply",
@@ -229,3 +231,34 @@ def apply(pipe: _Pipeline, key: str, counts: Mapping[str, int]) -> None:
 
 class _Pipeline(Protocol):
     def hincrby(self, name: str, key: str, amount: int = 1) -> object: ...
+
+
+AuditCounts = Callable[[], tuple[int, int]]
+
+
+class AuditDelta:
+    """What a process's audit writer appended (and lost to conflicts) since the last
+    :meth:`take`, as metric counts labelled with the writing ``role``."""
+
+    def __init__(self, role: str) -> None:
+        self._role = role
+        self._source: AuditCounts | None = None
+        self._seen = (0, 0)
+
+    def attach(self, source: AuditCounts) -> None:
+        """Where the writer keeps its (appended, conflicts) counts; counting starts now."""
+        self._source = source
+        self._seen = source()
+
+    def take(self) -> dict[str, int]:
+        if self._source is None:
+            return {}
+        appended, conflicts = now = self._source()
+        seen_appended, seen_conflicts = self._seen
+        self._seen = now
+        out = {}
+        if appended > seen_appended:
+            out[SEP.join((AUDIT_APPENDS.name, self._role))] = appended - seen_appended
+        if conflicts > seen_conflicts:
+            out[SEP.join((AUDIT_CONFLICTS.name, self._role))] = conflicts - seen_conflicts
+        return out

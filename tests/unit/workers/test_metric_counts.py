@@ -189,15 +189,24 @@ def test_a_flush_without_redis_keeps_the_counts() -> None:
 
 
 def test_audit_counts_are_flushed_as_deltas() -> None:
+    """A worker's audit counts leave as what changed since the last flush, labelled worker."""
     metrics = _worker()
     seen = [5, 1]
     metrics.audit_counts(lambda: (seen[0], seen[1]))
     seen[0], seen[1] = 8, 2
-    assert metrics._audit_delta() == {
+    assert metrics._audit.take() == {
         "taskgate_audit_appends|worker": 3,
         "taskgate_audit_conflicts|worker": 1,
     }
-    assert metrics._audit_delta() == {}
+    assert metrics._audit.take() == {}
+
+
+def test_audit_delta_counts_nothing_until_attached() -> None:
+    """Before a writer is attached there is nothing to count; after, only what is new."""
+    delta = m.AuditDelta("gateway")
+    assert delta.take() == {}
+    delta.attach(lambda: (2, 0))
+    assert delta.take() == {}
 
 
 def test_queue_wait_is_measured_from_the_retry_due_time_else_the_seal() -> None:
