@@ -49,6 +49,7 @@ from celery.worker import state
 from celery.worker.request import Request
 
 from workers import lifecycle_log
+from workers.sentry_setup import report_time_limit
 from workers.transport import QoS, recorded_by_gate
 from workers.wire import TASK_CONTENT_TYPE
 
@@ -162,6 +163,7 @@ class SealedRequest(Request):
         never acknowledged with the task still marked started."""
         state.task_ready(self)
         log.error("hard time limit exceeded for %s[%s]; its run was stopped", self.name, self.id)
+        report_time_limit(self.name, self.time_limits[0] or getattr(self.task, "time_limit", None))
         task: Any = self.task  # a SealedTask (checked by _ours_to_settle)
         try:
             if task.stopped_at_time_limit(self.id, self.kwargs, _fence_of(self)):

@@ -4,15 +4,20 @@ sentry-sdk (the optional extra ``taskgate[sentry]``) is imported here, inside
 :func:`init_sentry`, and only when a DSN is configured: without one it is never loaded.
 A failed task reaches Sentry as Celery reports it: the redacted stand-in exception
 (``workers.redaction``: the original type's name, no message); ``security.sentry_scrub``
-removes whatever else could carry a value.
+removes whatever else could carry a value. A run stopped at its hard time limit is
+reported from the main process (:func:`report_time_limit`).
 """
 
 from __future__ import annotations
 
+import sys
+
+from celery.exceptions import TimeLimitExceeded
+
 from security.errors import ConfigError
 from security.sentry_scrub import client_options
 
-__all__ = ["init_sentry"]
+__all__ = ["init_sentry", "report_time_limit"]
 
 
 def init_sentry(dsn: str | None) -> bool:
@@ -35,3 +40,16 @@ def init_sentry(dsn: str | None) -> bool:
         integrations=[CeleryIntegration(propagate_traces=False)],
     )
     return True
+
+
+def report_time_limit(task_name: str, limit: float | None) -> None:
+    """Report a run stopped at its hard time limit (decided in the worker's main process,
+    where no exception reaches the Celery integration): one error event named for the task,
+    of type ``TimeLimitExceeded``, with nothing from the run in it. Nothing without Sentry."""
+    sentry_sdk = sys.modules.get("sentry_sdk")
+    if sentry_sdk is None or not sentry_sdk.get_client().is_active():
+        return
+    with sentry_sdk.new_scope() as scope:
+        scope.set_transaction_name(task_name)
+        scope.set_tag("celery_task_name", task_name)
+        sentry_sdk.capture_exception(TimeLimitExceeded(limit))

@@ -57,8 +57,9 @@ def _exception_types(events: list[dict[str, Any]]) -> set[str]:
 def test_errors_are_reported_without_a_payload_or_secret(
     stack: PrivateStack, ingest: Ingest
 ) -> None:
-    """A gateway 500 (a validator failing with the payload in its message) and the
-    worker's task failures arrive as events naming the exception types; no byte the
+    """A gateway 500 (a validator failing with the payload in its message), the worker's
+    task failures and a run stopped at its hard time limit (decided in the worker's main
+    process) arrive as events naming the exception types and tasks; no byte the
     ingest endpoint received holds either canary."""
     canaries = Canaries()
     run_every_path(stack, canaries)
@@ -74,13 +75,13 @@ def test_errors_are_reported_without_a_payload_or_secret(
 
     def reported() -> bool:
         types = _exception_types(ingest.events())
-        return {"RuntimeError", "ValueError", "ConnectionError"} <= types
+        return {"RuntimeError", "ValueError", "ConnectionError", "TimeLimitExceeded"} <= types
 
     wait_for(reported, timeout=30, what="gateway and worker errors reported")
     events = ingest.events()
     transactions = {str(e.get("transaction")) for e in events}
     assert any(t.endswith("/v1/tasks/obs.explodes") for t in transactions), transactions
-    assert {"obs.fails", "obs.rejects", "obs.always_retries"} <= transactions
+    assert {"obs.fails", "obs.rejects", "obs.always_retries", "obs.hangs"} <= transactions
     everything = ingest.raw()
     for canary in canaries.all():
         assert canary.encode() not in everything

@@ -10,16 +10,17 @@ SCRIPT = """
 import sys
 import gateway.app, gateway.server, workers.app, workers.cli
 from gateway.sentry_setup import init_sentry as gateway_init
-from workers.sentry_setup import init_sentry as worker_init
+from workers.sentry_setup import init_sentry as worker_init, report_time_limit
 assert gateway_init(None) is False and worker_init(None) is False
+report_time_limit("demo.task", 2.0)  # a hard time limit without Sentry: nothing to load
 assert gateway_init("") is False and worker_init("") is False
 print(sorted(m for m in sys.modules if m == "sentry_sdk" or m.startswith("sentry_sdk.")))
 """
 
 
 def test_no_dsn_means_sentry_sdk_is_never_imported() -> None:
-    """In a fresh interpreter, importing both process kinds and running their Sentry set-up
-    without a DSN leaves sentry_sdk out of sys.modules."""
+    """In a fresh interpreter, importing both process kinds, running their Sentry set-up
+    without a DSN and reporting a hard time limit leave sentry_sdk out of sys.modules."""
     result = subprocess.run(
         [sys.executable, "-c", SCRIPT],
         capture_output=True,
