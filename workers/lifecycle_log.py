@@ -153,7 +153,7 @@ def ended_in_main_process(request: Any, outcome: str, failure_type: str) -> None
 def _on_received(request: Any = None, **_: Any) -> None:
     if request is None:
         return
-    fields = dict(request.request_dict) if hasattr(request, "request_dict") else {}
+    fields = getattr(request, "request_dict", None) or {}  # read only
     info = getattr(request, "delivery_info", None) or {}
     get_logger(LIFECYCLE_LOGGER).info(
         "task.received",

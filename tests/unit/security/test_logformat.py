@@ -81,3 +81,24 @@ def test_text_lines_hold_no_exception_message(restore_logging: None) -> None:
     assert "boom" in line
     assert "error_type=RuntimeError" in line
     assert CANARY not in line
+
+
+class _NoJsonForm:
+    def __repr__(self) -> str:
+        return "<no json form>"
+
+
+def test_json_lines_render_values_orjson_refuses(restore_logging: None) -> None:
+    """An integer past 64 bits, a non-string key and an object with no JSON form still give
+    one parseable line each (the fast serializer hands what it refuses to ``json``)."""
+    out = io.StringIO()
+    configure_logging("json", "INFO", stream=out)
+    logger = structlog.get_logger("taskgate.test")
+    logger.info("big", value=2**70)
+    logger.info("keys", mapping={1: "one"})
+    logger.info("object", thing=_NoJsonForm())
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [line["event"] for line in lines] == ["big", "keys", "object"]
+    assert lines[0]["value"] == 2**70
+    assert lines[1]["mapping"] == {"1": "one"}
+    assert lines[2]["thing"] == "<no json form>"
