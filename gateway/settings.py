@@ -11,7 +11,8 @@ from pydantic import Field, SecretStr, model_validator
 
 from security.audit_archive import parse_retention
 from security.config import CommonSettings, env_name
-from security.errors import ConfigError
+from security.errors import ConfigError, KeyRingError
+from security.keyrotation import check_key_host, check_roles_dir
 from security.tls import check_private_key, check_readable
 
 __all__ = ["GatewaySettings", "OperatorSettings"]
@@ -153,6 +154,11 @@ class GatewaySettings(CommonSettings):
     console: bool = False
     console_idle_timeout: int = Field(default=900, ge=1, le=86_400)
     console_session_lifetime: int = Field(default=8 * 3600, ge=60, le=7 * 86_400)
+    # Key rotation from the console (off unless set): the key host's full keys folder, and
+    # the folder of role bundles to export again (laid out like <state>/roles). Only for a
+    # gateway that runs on the key host: see docs/console.md.
+    console_key_host_dir: Path | None = None
+    console_roles_dir: Path | None = None
 
     @model_validator(mode="after")
     def _check_https_material(self) -> Self:
@@ -175,7 +181,31 @@ class GatewaySettings(CommonSettings):
         for name in ("token_rate_limit_ip", "token_failure_limit_ip", "token_failure_limit_client"):
             _check_limit(getattr(self, name), env_name(name))
         _check_networks(self.metrics_allow, env_name("metrics_allow"))
+        self._check_key_host()
         return self
+
+    def _check_key_host(self) -> None:
+        """Refuse a console key host that is a bundle or that this process cannot change."""
+        if self.console_key_host_dir is None:
+            if self.console_roles_dir is not None:
+                raise ConfigError(
+                    env_name("console_roles_dir"),
+                    "is set without TASKGATE_CONSOLE_KEY_HOST_DIR",
+                    "set both or neither",
+                )
+            return
+        for name, check in (
+            ("console_key_host_dir", check_key_host),
+            ("console_roles_dir", check_roles_dir),
+        ):
+            folder = getattr(self, name)
+            if folder is None:
+                continue
+            try:
+                check(folder)
+            except KeyRingError as exc:
+                fix = "name the key host's full keys folder and its roles folder, or unset it"
+                raise ConfigError(env_name(name), exc.message, fix) from None
 
     @property
     def archive_dir(self) -> Path:

@@ -15,14 +15,13 @@ from gateway.settings import OperatorSettings
 from security.config import load_settings
 from security.errors import ConfigError, KeyRingError
 from security.keyexport import bundle_files, export_keys
+from security.keyrotation import RESTART_ORDER, audit_target
 from security.keys import Purpose, SigningKey, SymmetricKey
 from security.keystore import KeyRing, init_keys, list_keys, retire_key, rotate_keys
 from taskgate.cli_output import AsJson, echo_json, echo_table
 from taskgate.operator_auth import audit_cli, cli_operator
 
 __all__ = ["app"]
-
-RESTART_ORDER = "restart workers first, then gateways, so every reader knows the new keys."
 
 app = typer.Typer(
     help="Create, list, rotate, retire and export keys (sealing, vault, audit, token, signing).",
@@ -159,7 +158,7 @@ def rotate_command(
         ring = rotate_keys(_folder(state_dir, keys_dir), purpose or None)
     except KeyRingError as exc:
         raise _fail(exc) from None
-    audit("keys.rotate", ",".join(sorted(str(p) for p in purpose or [])) or "all")
+    audit("keys.rotate", audit_target(purpose))
     typer.echo("newest keys: " + ", ".join(k.kid for k in _current(ring)))
     typer.echo(RESTART_ORDER)
 

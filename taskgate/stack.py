@@ -173,6 +173,10 @@ class Stack:
         env.update({"TASKGATE_SMTP_HOST": "127.0.0.1", "TASKGATE_SMTP_PORT": str(smtp["port"])})
         worker_env, gateway_env = self.role_env(env, "worker"), self.role_env(env, "gateway")
         gateway_env.setdefault("TASKGATE_CONSOLE", "true")  # the web console, at /console
+        # One host: the state folder is the key host, so the console may rotate keys there
+        # and export the bundles again (a production gateway holds only its bundle).
+        gateway_env.setdefault("TASKGATE_CONSOLE_KEY_HOST_DIR", str(self.state_dir / "keys"))
+        gateway_env.setdefault("TASKGATE_CONSOLE_ROLES_DIR", str(self.state_dir / "roles"))
         self._check_settings(worker_env, gateway_env, port)
         logs = self.state_dir / "logs"
         worker = start_child(

@@ -24,13 +24,13 @@ from gateway.state import GatewayState
 from security.errors import StoredStateError
 from workers.wire import TASK_ID, task_key
 
-__all__ = ["GROUP_CAP", "add_actions"]
+__all__ = ["GROUP_CAP", "add_actions", "audit_action", "checked_form"]
 
 GROUP_CAP = 50  # dead letters one group action touches at most
 _RID = "console"
 
 
-async def _audit(
+async def audit_action(
     state: GatewayState,
     session: ConsoleSession,
     action: str,
@@ -49,7 +49,7 @@ async def _audit(
     )
 
 
-async def _checked(
+async def checked_form(
     request: Request, *, admin: bool = True
 ) -> tuple[GatewayState, ConsoleSession, FormData] | Response:
     """The session, CSRF token and role of a form post; a refusal page (or the sign-in
@@ -60,12 +60,16 @@ async def _checked(
     form = await request.form()
     where = f"{request.method} {request.url.path}"
     if not csrf_ok(request, session, form.get("csrf")):
-        await _audit(state, session, "console.csrf", where, outcome="denied", reason="bad token")
+        await audit_action(
+            state, session, "console.csrf", where, outcome="denied", reason="bad token"
+        )
         problem = "This form is stale or did not come from the console; reload and try again."
         return page("error", 403, **context(request, session, "", problem=problem))
     if admin and not session.operator.is_admin:
         reason = f"role {session.operator.role} is read-only"
-        await _audit(state, session, "operator.forbidden", where, outcome="denied", reason=reason)
+        await audit_action(
+            state, session, "operator.forbidden", where, outcome="denied", reason=reason
+        )
         problem = "This needs the admin role."
         return page("error", 403, **context(request, session, "", problem=problem))
     return state, session, form
@@ -88,18 +92,18 @@ def add_actions(router: APIRouter) -> None:  # noqa: PLR0915 - one closure per f
 
     @router.post("/logout")
     async def logout(request: Request) -> Response:
-        checked = await _checked(request, admin=False)
+        checked = await checked_form(request, admin=False)
         if isinstance(checked, Response):
             return checked
         state, session, _ = checked
         response = redirect("/console/login?bye=1")
         await end_session(state, session, response)
-        await _audit(state, session, "console.signout", session.actor)
+        await audit_action(state, session, "console.signout", session.actor)
         return response
 
     @router.post("/tasks/{task_id}/cancel")
     async def cancel(request: Request, task_id: str) -> Response:
-        checked = await _checked(request)
+        checked = await checked_form(request)
         if isinstance(checked, Response):
             return checked
         state, session, _ = checked
@@ -114,17 +118,17 @@ def add_actions(router: APIRouter) -> None:  # noqa: PLR0915 - one closure per f
         try:
             await revoke(state, task_id, record)
         except ApiError as exc:
-            await _audit(
+            await audit_action(
                 state, session, "admin.tasks.revoke", task_id, outcome="denied", reason=exc.kind
             )
             return page(
                 "error", exc.status, **context(request, session, "tasks", problem=exc.detail)
             )
-        await _audit(state, session, "admin.tasks.revoke", task_id)
+        await audit_action(state, session, "admin.tasks.revoke", task_id)
         return redirect(f"/console/tasks/{task_id}?msg=cancelled")
 
     async def _requeue(request: Request, task_id: str, action: str, back: str) -> Response:
-        checked = await _checked(request)
+        checked = await checked_form(request)
         if isinstance(checked, Response):
             return checked
         state, session, _ = checked
@@ -133,9 +137,9 @@ def add_actions(router: APIRouter) -> None:  # noqa: PLR0915 - one closure per f
                 state.redis, state.keys, task_id, ttl=state.settings.envelope_ttl
             )
         except deadletters.DeadLetterError as exc:
-            await _audit(state, session, action, task_id, outcome="denied", reason=exc.detail)
+            await audit_action(state, session, action, task_id, outcome="denied", reason=exc.detail)
             return page("error", exc.status, **context(request, session, "dlq", problem=exc.detail))
-        await _audit(state, session, action, task_id)
+        await audit_action(state, session, action, task_id)
         return redirect(back)
 
     @router.post("/tasks/{task_id}/retry")
@@ -151,21 +155,21 @@ def add_actions(router: APIRouter) -> None:  # noqa: PLR0915 - one closure per f
 
     @router.post("/dead-letters/{task_id}/purge")
     async def purge_one(request: Request, task_id: str) -> Response:
-        checked = await _checked(request)
+        checked = await checked_form(request)
         if isinstance(checked, Response):
             return checked
         state, session, _ = checked
         try:
             await deadletters.purge(state.redis, task_id)
         except deadletters.DeadLetterError as exc:
-            await _audit(state, session, "admin.dlq.purge", task_id, outcome="denied")
+            await audit_action(state, session, "admin.dlq.purge", task_id, outcome="denied")
             return page("error", exc.status, **context(request, session, "dlq", problem=exc.detail))
-        await _audit(state, session, "admin.dlq.purge", task_id)
+        await audit_action(state, session, "admin.dlq.purge", task_id)
         return redirect("/console/dead-letters?msg=purged")
 
     @router.post("/dead-letters/group")
     async def group(request: Request) -> Response:
-        checked = await _checked(request)
+        checked = await checked_form(request)
         if isinstance(checked, Response):
             return checked
         state, session, form = checked
@@ -189,14 +193,14 @@ def add_actions(router: APIRouter) -> None:  # noqa: PLR0915 - one closure per f
                 else:
                     await deadletters.purge(state.redis, dead.task_id)
             except deadletters.DeadLetterError as exc:
-                await _audit(
+                await audit_action(
                     state, session, f"admin.dlq.{op}", dead.task_id, outcome="denied",
                     reason=exc.detail,
                 )  # fmt: skip
                 continue
             done += 1
-            await _audit(state, session, f"admin.dlq.{op}", dead.task_id)
-        await _audit(
+            await audit_action(state, session, f"admin.dlq.{op}", dead.task_id)
+        await audit_action(
             state, session, f"admin.dlq.group_{op}", task, reason=f"{done} of {len(chosen)}"
         )
         return redirect("/console/dead-letters?msg=group")
@@ -206,7 +210,7 @@ def add_actions(router: APIRouter) -> None:  # noqa: PLR0915 - one closure per f
 
     @router.post("/clients")
     async def create_client(request: Request) -> Response:
-        checked = await _checked(request)
+        checked = await checked_form(request)
         if isinstance(checked, Response):
             return checked
         state, session, form = checked
@@ -223,16 +227,16 @@ def add_actions(router: APIRouter) -> None:  # noqa: PLR0915 - one closure per f
                 max_queued=_int(_field(form, "max_queued", 10), 100),
             )
         except ClientError as exc:
-            await _audit(
+            await audit_action(
                 state, session, "admin.clients.create", name or "-", outcome="denied",
                 reason=exc.reason,
             )  # fmt: skip
             return page("error", 422, **context(request, session, "clients", problem=str(exc)))
-        await _audit(state, session, "admin.clients.create", client.client_id)
+        await audit_action(state, session, "admin.clients.create", client.client_id)
         return _client_page(request, session, client=client.public(), secret=secret)
 
     async def _client_change(request: Request, client_id: str, op: str) -> Response:
-        checked = await _checked(request)
+        checked = await checked_form(request)
         if isinstance(checked, Response):
             return checked
         state, session, form = checked
@@ -253,16 +257,16 @@ def add_actions(router: APIRouter) -> None:  # noqa: PLR0915 - one closure per f
                 )
             else:
                 secret = await state.clients.rotate_secret(client_id)
-                await _audit(state, session, action, client_id)
+                await audit_action(state, session, action, client_id)
                 client = await state.clients.get(client_id)
                 view = client.public() if client else {"client_id": client_id}
                 return _client_page(request, session, client=view, secret=secret)
         except (ClientError, StoredStateError) as exc:
             why = getattr(exc, "reason", "refused")
-            await _audit(state, session, action, client_id, outcome="denied", reason=why)
+            await audit_action(state, session, action, client_id, outcome="denied", reason=why)
             status = 404 if why == "unknown_client" else 422
             return page("error", status, **context(request, session, "clients", problem=str(exc)))
-        await _audit(state, session, action, client_id)
+        await audit_action(state, session, action, client_id)
         return redirect(f"/console/clients?msg={'saved' if op == 'update' else op + 'd'}")
 
     @router.post("/clients/{client_id}/disable")

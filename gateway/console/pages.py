@@ -1,4 +1,5 @@
-"""The console's pages (GET): overview, tasks, a task, dead letters, clients, keys, audit.
+"""The console's pages (GET): overview, tasks, a task, dead letters, clients, audit (the
+keys page is in :mod:`gateway.console.keys`).
 
 Every page needs a live session (else: to the sign-in page); none shows a payload, a
 result or a secret. The audit export and the bounded verify are audited like the API's.
@@ -26,11 +27,10 @@ from gateway.state import GatewayState
 from gateway.stored import trusted_record
 from security.audit import AuditQuery, afind_newest
 from security.audit_time import iso_time, parse_time
-from security.errors import AuditError, KeyRingError
-from security.keystore import list_keys
+from security.errors import AuditError
 from workers.wire import TASK_ID, task_key
 
-__all__ = ["add_pages", "context"]
+__all__ = ["add_pages", "context", "signed_in", "when"]
 
 _MESSAGES = {
     "requeued": "Requeued.",
@@ -63,7 +63,8 @@ async def signed_in(request: Request) -> tuple[GatewayState, ConsoleSession | No
     return state, await load_session(state, request)
 
 
-def _when(text: str | None) -> tuple[float | None, str | None]:
+def when(text: str | None) -> tuple[float | None, str | None]:
+    """An ISO 8601 time as epoch seconds, or the reason it is not one (empty: neither)."""
     if not text:
         return None, None
     try:
@@ -100,8 +101,8 @@ def add_pages(router: APIRouter) -> None:  # noqa: PLR0915 - one closure per pag
         state, session = await signed_in(request)
         if session is None:
             return redirect("/console/login")
-        lower, bad_since = _when(since)
-        upper, bad_until = _when(until)
+        lower, bad_since = when(since)
+        upper, bad_until = when(until)
         query = data.TaskFilter(
             name=name or None, owner=owner or None, status=status or None, since=lower, until=upper
         )
@@ -156,33 +157,12 @@ def add_pages(router: APIRouter) -> None:  # noqa: PLR0915 - one closure per pag
         ctx = context(request, session, "clients", clients=found, refused=refused, names=names)
         return page("clients", **ctx)
 
-    @router.get("/keys")
-    async def keys(request: Request) -> Response:
-        state, session = await signed_in(request)
-        if session is None:
-            return redirect("/console/login")
-        try:
-            infos: list[Any] = list_keys(state.settings.keys_dir or state.settings.state_dir)
-        except (KeyRingError, OSError):
-            infos = [
-                {"kid": k.kid, "purpose": str(s.purpose), "created_at": None, "retired": k.retired}
-                for s in state.keys.key_sets()
-                for k in s
-            ]
-        now = time.time()
-        rows = []
-        for info in infos:
-            row = info if isinstance(info, dict) else dict(vars(info))
-            created, _bad = _when(str(row.get("created_at") or ""))
-            rows.append({**row, "age": None if created is None else now - created})
-        return page("keys", **context(request, session, "keys", keys=rows))
-
     def _audit_query(request: Request) -> tuple[AuditQuery, dict[str, str], str | None]:
         p = request.query_params
         form = {k: p.get(k, "")[:128] for k in ("since", "until", "actor", "action", "target")}
         form["outcome"] = p.get("outcome", "") if p.get("outcome") in data.OUTCOMES else ""
-        lower, bad_since = _when(form["since"])
-        upper, bad_until = _when(form["until"])
+        lower, bad_since = when(form["since"])
+        upper, bad_until = when(form["until"])
         query = AuditQuery(
             since=lower,
             until=upper,

@@ -15,6 +15,7 @@ from starlette.staticfiles import StaticFiles
 
 from gateway.console.actions import add_actions
 from gateway.console.csrf import LOGIN_COOKIE, login_csrf_ok, set_login_cookie
+from gateway.console.keys import add_key_pages
 from gateway.console.pages import add_pages
 from gateway.console.render import STATIC_DIR, page, redirect
 from gateway.console.session import load_session, start_session
@@ -81,6 +82,7 @@ def install_console(app: FastAPI) -> None:
     router = APIRouter(prefix="/console", include_in_schema=False)
     _login_routes(router)
     add_pages(router)
+    add_key_pages(router)
     add_actions(router)
     app.include_router(router)
     app.mount("/console/static", StaticFiles(directory=STATIC_DIR), name="console-static")

@@ -27,8 +27,15 @@ from cryptography.hazmat.primitives import serialization
 
 from certs.material import CertPaths
 from security.audit import iter_records
+from security.keys import Purpose
+from security.keystore import list_keys
 from tests.integration.conftest import ApiClient, Gateway
-from tests.integration.console_support import IDLE_TIMEOUT, console_gateway
+from tests.integration.console_support import (
+    IDLE_TIMEOUT,
+    KeyHost,
+    console_gateway,
+    key_host_gateway,
+)
 from tests.integration.stack_fixtures import wait_for
 
 os.environ.setdefault("SE_OFFLINE", "true")  # Selenium Manager must never download anything
@@ -40,7 +47,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select
 
 pytestmark = pytest.mark.integration
-__all__ = ["console_gateway"]  # the module fixture, used by name
+__all__ = ["console_gateway", "key_host_gateway"]  # the module fixtures, used by name
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -86,7 +93,10 @@ def browser(pki: CertPaths, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 def _shot(driver: Any, name: str) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
     path = SHOTS / f"console-{name}.png"
-    height = driver.execute_script("return document.body.scrollHeight")
+    # The whole page: its height plus the window's own frame (outer minus inner height).
+    height = driver.execute_script(
+        "return document.documentElement.scrollHeight + window.outerHeight - window.innerHeight"
+    )
     driver.set_window_size(1440, max(700, min(int(height) + 40, 2200)))
     driver.save_screenshot(str(path))
     driver.set_window_size(1440, 1000)
@@ -157,7 +167,7 @@ def test_sign_in_and_every_page_renders(
         (f"tasks/{dead_id}", f"Task {dead_id}", "task"),
         ("dead-letters", "Dead letters", "dead-letters"),
         ("clients", "Clients", "clients"),
-        ("keys", "Keys", "keys"),
+        ("keys", "Keys", "keys-bundle-only"),  # "keys": with the rotate form, below
         ("audit", "Audit log", "audit"),
     ):
         browser.get(f"{console_gateway.url}/console/{path}")
@@ -287,3 +297,28 @@ def test_an_expired_session_is_sent_back_to_sign_in(
 
     wait_for(expired, timeout=IDLE_TIMEOUT * 3, what="the idle session expiring", interval=1)
     assert _h1(browser) == "Sign in"
+
+
+def test_rotate_a_key_from_the_keys_page_and_see_the_restart_order(
+    browser: Any, key_host_gateway: KeyHost, admin_token: str
+) -> None:
+    """On a gateway run on the key host, an admin picks a purpose, clicks Rotate, confirms,
+    and sees the new key id and the restart order: workers first, then gateways."""
+    gateway = key_host_gateway.gateway
+    _sign_in(browser, gateway, admin_token)
+    browser.get(f"{gateway.url}/console/keys")
+    _wait_h1(browser, "Keys")
+    _shot(browser, "keys")
+    Select(browser.find_element(By.ID, "rotate-purpose")).select_by_value("vault")
+    browser.find_element(By.ID, "rotate").click()
+    _wait_h1(browser, "Rotate keys: vault?")
+    browser.find_element(By.ID, "confirm").click()
+    _wait_h1(browser, "Keys rotated")
+    newest = [i.kid for i in list_keys(key_host_gateway.keys) if i.purpose is Purpose.VAULT][-1]
+    assert newest in browser.find_element(By.ID, "new-keys").text
+    restart = browser.find_element(By.ID, "restart").text
+    assert "restart workers first, then gateways" in restart
+    _shot(browser, "keys-rotated")
+    browser.find_element(By.ID, "done").click()
+    _wait_h1(browser, "Keys")
+    assert newest in browser.find_element(By.ID, "keys").text

@@ -17,6 +17,7 @@ import pytest
 from security.keystore import load_keys
 from security.passwords import ADMIN_TOKEN_PREFIX
 from taskgate.procs import taskgate_argv
+from tests.integration.console_support import csrf_of
 
 pytestmark = pytest.mark.integration
 
@@ -324,5 +325,40 @@ def test_up_prints_no_client_secret_and_its_curl_lines_run_a_task(tmp_path: Path
         assert str(demo["client_secret"]) not in out
         assert str(smtp["password"]) not in out
         assert "tgs_" not in out
+    finally:
+        _reap(proc)
+
+
+def test_the_console_of_up_rotates_keys_in_the_state_folder(tmp_path: Path) -> None:
+    """`up`'s gateway runs on the key host (its state folder): an admin rotates the broker
+    key from the console, the new key is in <state>/keys and in the worker's bundle, and the
+    gateway itself is given only the folder names (never a keys variable)."""
+    state = tmp_path / "state"
+    token_file = tmp_path / "admin.token"
+    proc = _start_up(state, "--admin-token-file", str(token_file))
+    try:
+        info = _wait_stack_json(proc, state)
+        environ = Path(f"/proc/{dict(info['pids'])['gateway']}/environ").read_bytes()  # type: ignore[call-overload]
+        names = environ.split(b"\0")
+        assert f"TASKGATE_CONSOLE_KEY_HOST_DIR={state.resolve() / 'keys'}".encode() in names
+        assert f"TASKGATE_CONSOLE_ROLES_DIR={state.resolve() / 'roles'}".encode() in names
+        ctx = ssl.create_default_context(cafile=str(info["ca_file"]))
+        with httpx.Client(base_url=str(info["gateway_url"]), verify=ctx, timeout=10) as http:
+            form = http.get("/console/login")
+            http.post(
+                "/console/login",
+                data={"csrf": csrf_of(form.text), "credential": token_file.read_text().strip()},
+            )
+            keys_page = http.get("/console/keys")
+            assert 'id="rotate-keys"' in keys_page.text
+            done = http.post(
+                "/console/keys/rotate",
+                data={"csrf": csrf_of(keys_page.text), "purpose": "broker", "confirm": "yes"},
+            )
+        assert done.status_code == 200, done.text[:300]
+        newest = load_keys(state / "keys", role="operator").broker.current().kid
+        assert newest in done.text
+        worker = load_keys(state / "roles" / "worker" / "keys", role="worker")
+        assert worker.broker.current().kid == newest
     finally:
         _reap(proc)
