@@ -212,6 +212,14 @@ async def test_audit_decision_appends_only_the_allowed_record(
     } == set()
 
 
+async def test_audit_decision_without_redis_raises_an_audit_error(
+    make_submission: MakeSubmission, unreachable_state: GatewayState
+) -> None:
+    """No audit record, no best-effort run: the decision fails closed."""
+    with pytest.raises(AuditError):
+        await audit_decision(await make_submission("stage.best"), unreachable_state)
+
+
 async def test_record_best_effort_writes_a_task_record_but_no_message(
     make_submission: MakeSubmission, gateway_state: GatewayState, redis_client: redis.Redis
 ) -> None:
@@ -241,3 +249,30 @@ async def test_record_best_effort_without_redis_raises_a_redis_error(
     ctx = await make_submission("stage.best")
     with pytest.raises(redis.RedisError):
         await record_best_effort(ctx, unreachable_state)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: record_best_effort SETs the done record unconditionally (no held() lease "
+    "check as commit has): a request paused past its lease overwrites the retry's "
+    "reservation and both run - one key makes two tasks (docs/http-api.md says never)",
+)
+async def test_record_best_effort_after_the_lease_was_taken_writes_nothing(
+    make_submission: MakeSubmission, gateway_state: GatewayState, redis_client: redis.Redis
+) -> None:
+    """As on the broker lane: another request holds the key now, so this one is answered
+    409 and neither its record nor its claim on the key is written."""
+    ctx = await make_submission("stage.best", idempotency_key="be-lost")
+    ctx = await run_stages(ctx, gateway_state, BEST_EFFORT_STAGES[:-1])
+    key = ctx.idem_redis_key or ""
+    theirs = json.dumps({"state": "pending", "body": "b", "task": "stage.best", "task_id": "x"})
+    redis_client.set(key, theirs, px=5000)
+    refused: ApiError | None = None
+    try:
+        await record_best_effort(ctx, gateway_state)
+    except ApiError as exc:
+        refused = exc
+    assert redis_client.get(key) == theirs.encode()
+    assert not redis_client.exists(task_key(ctx.task_id))
+    assert refused is not None
+    assert refused.status == 409

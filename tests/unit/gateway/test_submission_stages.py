@@ -72,6 +72,15 @@ async def test_authorize_refuses_a_token_without_the_tasks_scope(
     assert ctx.body_hash == ""
 
 
+@pytest.mark.parametrize("key", ["k", "x" * 255, "inner space", "~!#$%&'()*+,-./:;<=>?@[]^_`{|}"])
+async def test_authorize_accepts_every_well_formed_idempotency_key(
+    make_submission: MakeSubmission, gateway_state: GatewayState, key: str
+) -> None:
+    """1 to 255 visible ASCII characters, inner spaces allowed: a Redis key is named."""
+    ctx = await authorize(await make_submission(idempotency_key=key), gateway_state)
+    assert ctx.idem_redis_key is not None
+
+
 async def test_authorize_accepts_the_tasks_own_scope(
     make_submission: MakeSubmission, gateway_state: GatewayState
 ) -> None:
