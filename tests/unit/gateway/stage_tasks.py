@@ -1,0 +1,30 @@
+"""The catalogue the stage tests' gateway serves: a task with a secret field, one without,
+one with a tight rate limit and one on the best-effort lane."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, SecretStr
+
+from workers.catalogue import Catalogue, TaskSpec
+
+
+class NotePayload(BaseModel):
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
+    note: str
+    token: SecretStr | None = None
+
+
+def _never_run(payload: NotePayload) -> dict[str, object]:  # pragma: no cover - no worker
+    return {"note_length": len(payload.note)}
+
+
+CATALOGUE = Catalogue(
+    [
+        TaskSpec("stage.touch", NotePayload, _never_run, secret_fields=("token",)),
+        TaskSpec("stage.other", NotePayload, _never_run),
+        TaskSpec("stage.tight", NotePayload, _never_run, rate_limit="2/minute"),
+        TaskSpec("stage.small", NotePayload, _never_run, max_payload_bytes=64),
+        TaskSpec("stage.best", NotePayload, _never_run, best_effort=True),
+    ]
+)
