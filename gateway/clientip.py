@@ -37,7 +37,9 @@ def client_ip(request: Request, trusted: tuple[str, ...] = ()) -> str:
     networks = parse_networks(trusted)
     if not networks or not _trusted(peer, networks):
         return peer
-    forwarded = request.headers.get("x-forwarded-for", "")
+    # Every X-Forwarded-For line, in order: a proxy may append its own line rather than
+    # extend the client's, and the client's (forgeable) line comes first.
+    forwarded = ",".join(request.headers.getlist("x-forwarded-for"))
     hops = [h.strip() for h in forwarded.split(",") if h.strip()]
     for hop in reversed(hops):
         if not _trusted(hop, networks):

@@ -79,7 +79,7 @@ class Submission:
     jti: str
     scopes: frozenset[str]
     spec: TaskSpec
-    raw_body: bytes
+    raw_body: bytes = field(repr=False)  # holds the secret values until swap
     idempotency_key: str | None
     request_id: str
     now: float = field(default_factory=time.time)
@@ -275,21 +275,28 @@ async def commit(ctx: Submission, state: GatewayState) -> Submission:
     refused = await state.audit.record(
         _allowed(ctx), enqueue_writes(ctx, state) if ctx.swapped is not None else ()
     )
-    if refused == LEASE_LOST:  # nothing was written: another request holds the key now
-        if ctx.idem_redis_key is not None:
-            state.leases.drop(ctx.idem_redis_key)
-        ctx.idem_redis_key = ctx.idem_pending = None  # not ours: never delete it
-        raise ApiError(
-            409,
-            "Request in progress",
-            "a request with this Idempotency-Key is still being processed",
-            kind="idempotency-conflict",
-            headers={"Retry-After": "1"},
-        )
+    _lease_kept(ctx, state, refused)
     if refused is not None:
         await _undo_partial_enqueue(ctx, state)
         raise NotEnqueued(refused)
     return ctx
+
+
+def _lease_kept(ctx: Submission, state: GatewayState, refused: str | None) -> None:
+    """409 if the atomic call wrote nothing because another request holds the
+    Idempotency-Key now (its reservation is never deleted by this one)."""
+    if refused != LEASE_LOST:
+        return
+    if ctx.idem_redis_key is not None:
+        state.leases.drop(ctx.idem_redis_key)
+    ctx.idem_redis_key = ctx.idem_pending = None  # not ours: never delete it
+    raise ApiError(
+        409,
+        "Request in progress",
+        "a request with this Idempotency-Key is still being processed",
+        kind="idempotency-conflict",
+        headers={"Retry-After": "1"},
+    )
 
 
 async def _undo_partial_enqueue(ctx: Submission, state: GatewayState) -> None:
@@ -318,45 +325,49 @@ def _allowed(ctx: Submission) -> AuditRecord:
     )
 
 
-async def audit_decision(ctx: Submission, state: GatewayState) -> Submission:
-    """The best-effort lane's decision joins the audit chain before its record is written."""
-    await state.audit.record(_allowed(ctx))
-    return ctx
+def best_effort_writes(ctx: Submission, state: GatewayState) -> list[Write]:
+    """What accepting a best-effort submission writes: its task record (on the
+    ``best-effort`` queue, no broker message, no vault) indexed for its owner, and the
+    idempotency record - only while this request still holds its key."""
+    signed = signed_fields(
+        state.keys.state,
+        ctx.task_id,
+        owner=ctx.client_id,
+        name=ctx.spec.name,
+        seal_iat=None,
+        seal_exp=None,
+        replays=0,
+    )
+    record = (
+        *(item for pair in signed.items() for item in pair),
+        *("state", "queued", "submitted_at", f"{ctx.now:.6f}", "queue", "best-effort"),
+        *("attempts", "0"),
+    )
+    task, tid, now = task_key(ctx.task_id), ctx.task_id, repr(ctx.now)
+    writes: list[Write] = []
+    if ctx.idem_redis_key is not None and ctx.idem_pending is not None:
+        writes.append(held(ctx.idem_redis_key, ctx.idem_pending))
+    writes += [
+        Write("HSET", (task,), record),
+        Write("EXPIRE", (task,), (str(state.settings.result_ttl),)),
+        Write("ZADD", (owner_index(ctx.client_id),), (now, tid)),
+        Write("ZADD", (ALL_TASKS,), (now, tid)),
+    ]
+    if ctx.idem_redis_key is not None:
+        done = json.dumps(
+            {"state": "done", "body": ctx.body_hash, "task": ctx.spec.name, "task_id": tid}
+        )
+        writes.append(Write("SET", (ctx.idem_redis_key,), (done, "EX", str(IDEMPOTENCY_TTL))))
+    return writes
 
 
 async def record_best_effort(ctx: Submission, state: GatewayState) -> Submission:
-    """Best-effort lane: only a task record (no broker, no vault); the run follows the reply."""
-    ttl = state.settings.result_ttl
-    async with state.redis.pipeline(transaction=True) as pipe:
-        signed = signed_fields(
-            state.keys.state,
-            ctx.task_id,
-            owner=ctx.client_id,
-            name=ctx.spec.name,
-            seal_iat=None,
-            seal_exp=None,
-            replays=0,
-        )
-        mapping: dict[Any, Any] = {
-            **signed,
-            "state": "queued",
-            "submitted_at": f"{ctx.now:.6f}",
-            "queue": "best-effort",
-            "attempts": "0",
-        }
-        pipe.hset(task_key(ctx.task_id), mapping=mapping)
-        pipe.expire(task_key(ctx.task_id), ttl)
-        pipe.zadd(owner_index(ctx.client_id), {ctx.task_id: ctx.now})
-        pipe.zadd(ALL_TASKS, {ctx.task_id: ctx.now})
-        if ctx.idem_redis_key is not None:
-            done = {
-                "state": "done",
-                "body": ctx.body_hash,
-                "task": ctx.spec.name,
-                "task_id": ctx.task_id,
-            }
-            pipe.set(ctx.idem_redis_key, json.dumps(done), ex=IDEMPOTENCY_TTL)
-        await pipe.execute()
+    """Best-effort lane: the decision's audit record and the task record in one atomic
+    script call, as on the broker lane; the run follows the reply."""
+    refused = await state.audit.record(_allowed(ctx), best_effort_writes(ctx, state))
+    _lease_kept(ctx, state, refused)
+    if refused is not None:
+        raise NotEnqueued(refused)
     return ctx
 
 
@@ -365,7 +376,6 @@ BEST_EFFORT_STAGES: list[Stage] = [
     check_and_count,
     validate,
     guard_leaks,
-    audit_decision,
     record_best_effort,
 ]
 

@@ -1,6 +1,6 @@
 """The stages that write an accepted submission, called directly against the session's
-Redis: ``enqueue_writes`` and ``commit`` (broker lane), ``audit_decision`` and
-``record_best_effort`` (best-effort lane).
+Redis: ``enqueue_writes`` and ``commit`` (broker lane), ``record_best_effort``
+(best-effort lane).
 
 ``commit`` appends the ``allowed`` audit record and runs every write with it in one script
 call: all of them or, when Redis refuses one, a refusal that leaves nothing runnable behind.
@@ -22,7 +22,6 @@ from gateway.submit import (
     STAGES,
     NotEnqueued,
     Submission,
-    audit_decision,
     commit,
     enqueue_writes,
     record_best_effort,
@@ -197,27 +196,22 @@ async def test_commit_without_redis_raises_an_audit_error_and_accepts_nothing(
     assert not _audit_records(redis_client)
 
 
-async def test_audit_decision_appends_only_the_allowed_record(
+async def test_record_best_effort_audits_and_records_in_one_call(
     make_submission: MakeSubmission, gateway_state: GatewayState, redis_client: redis.Redis
 ) -> None:
-    """The best-effort lane's decision is audited before its record is written, alone."""
+    """The best-effort lane's decision and its task record land together: one allowed
+    record in the chain and the task record, nothing else outside the audit keys."""
     ctx = await make_submission("stage.best")
     before = set(redis_client.keys("*"))
-    await audit_decision(ctx, gateway_state)
+    await record_best_effort(ctx, gateway_state)
     (record,) = _audit_records(redis_client)
     assert (record[b"outcome"], record[b"target"]) == (b"allowed", ctx.task_id.encode())
-    assert not redis_client.exists(task_key(ctx.task_id))
-    assert {
-        k for k in set(redis_client.keys("*")) - before if not k.startswith(b"tg:audit")
-    } == set()
-
-
-async def test_audit_decision_without_redis_raises_an_audit_error(
-    make_submission: MakeSubmission, unreachable_state: GatewayState
-) -> None:
-    """No audit record, no best-effort run: the decision fails closed."""
-    with pytest.raises(AuditError):
-        await audit_decision(await make_submission("stage.best"), unreachable_state)
+    assert redis_client.hget(task_key(ctx.task_id), "state") == b"queued"
+    assert {k for k in set(redis_client.keys("*")) - before if not k.startswith(b"tg:audit")} == {
+        task_key(ctx.task_id).encode(),
+        owner_index(ctx.client_id).encode(),
+        ALL_TASKS.encode(),
+    }
 
 
 async def test_record_best_effort_writes_a_task_record_but_no_message(
@@ -242,21 +236,15 @@ async def test_record_best_effort_writes_a_task_record_but_no_message(
     assert ctx.payload == {"note": "hello", "token": None}
 
 
-async def test_record_best_effort_without_redis_raises_a_redis_error(
+async def test_record_best_effort_without_redis_raises_an_audit_error(
     make_submission: MakeSubmission, unreachable_state: GatewayState
 ) -> None:
-    """The record cannot be written: the request fails (503) rather than run unrecorded."""
+    """No audit record, no task record, no run: the lane fails closed (503)."""
     ctx = await make_submission("stage.best")
-    with pytest.raises(redis.RedisError):
+    with pytest.raises(AuditError):
         await record_best_effort(ctx, unreachable_state)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: record_best_effort SETs the done record unconditionally (no held() lease "
-    "check as commit has): a request paused past its lease overwrites the retry's "
-    "reservation and both run - one key makes two tasks (docs/http-api.md says never)",
-)
 async def test_record_best_effort_after_the_lease_was_taken_writes_nothing(
     make_submission: MakeSubmission, gateway_state: GatewayState, redis_client: redis.Redis
 ) -> None:

@@ -307,11 +307,6 @@ async def test_the_canary_never_appears_in_a_refusal(
     assert seen == [LeakDetectedError, ApiError, InputRejectedError]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: Submission.raw_body is in the dataclass repr (no repr=False), so the "
-    "context's repr - a log line, a traceback's locals - carries the secret values",
-)
 async def test_the_submission_context_repr_holds_no_secret(
     make_submission: MakeSubmission,
 ) -> None:
