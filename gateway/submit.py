@@ -272,9 +272,9 @@ async def commit(ctx: Submission, state: GatewayState) -> Submission:
     """Round trip 2: the decision's audit record and the enqueue in ONE atomic script call,
     shared under load with other requests' records (group commit). No unaudited work, no
     audited-but-lost acceptance; an unreachable Redis means nothing was accepted (503)."""
-    refused = await state.audit.record(
-        _allowed(ctx), enqueue_writes(ctx, state) if ctx.swapped is not None else ()
-    )
+    if ctx.swapped is None:  # a stage list without ``swap``: never audit an empty enqueue
+        raise NotEnqueued("not_swapped")
+    refused = await state.audit.record(_allowed(ctx), enqueue_writes(ctx, state))
     _lease_kept(ctx, state, refused)
     if refused is not None:
         await _undo_partial_enqueue(ctx, state)

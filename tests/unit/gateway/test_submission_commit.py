@@ -196,6 +196,18 @@ async def test_commit_without_redis_raises_an_audit_error_and_accepts_nothing(
     assert not _audit_records(redis_client)
 
 
+async def test_commit_without_the_swap_stage_audits_nothing_and_queues_nothing(
+    make_submission: MakeSubmission, gateway_state: GatewayState, redis_client: redis.Redis
+) -> None:
+    """A stage list that skipped ``swap`` has nothing to enqueue: refused before the audit
+    append, so no 'allowed' record stands for work that was never queued."""
+    ctx = await make_submission("stage.echo")
+    with pytest.raises(NotEnqueued):
+        await commit(ctx, gateway_state)
+    assert not _audit_records(redis_client)
+    assert not redis_client.exists(task_key(ctx.task_id))
+
+
 async def test_record_best_effort_audits_and_records_in_one_call(
     make_submission: MakeSubmission, gateway_state: GatewayState, redis_client: redis.Redis
 ) -> None:
