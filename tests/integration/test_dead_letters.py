@@ -8,6 +8,7 @@ Runs on a private stack (own Redis, gateway and worker) loading the test tasks o
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
@@ -26,6 +27,7 @@ from tests.integration.stack_fixtures import (
     private_stack,
     wait_for,
 )
+from workers.contract.keys import AUDIT_HEAD, message_copy_key
 from workers.deadletters import DLQ_INDEX, dlq_key
 
 pytestmark = pytest.mark.integration
@@ -147,6 +149,38 @@ def test_requeue_over_http_runs_the_dead_letter_again_and_is_audited(
     assert len(stack.vault_keys(task_id)) == 1
     assert stack.audited(task_id, "admin.dlq.requeue") == [("admin", "ok")]
     assert len(stack.audited(task_id, "task.dead_lettered")) == 2
+
+
+def test_requeue_whose_audit_append_fails_queues_nothing_and_a_retry_queues_it_once(
+    stack: PrivateStack, owner: httpx.Client, admin: httpx.Client
+) -> None:
+    """The requeue's record goes in the same atomic call as the requeue: with the audit
+    chain refusing appends (its head key gone) the answer is 503 and nothing changed - the
+    dead letter, the task record, no copy, no run; once the chain is whole a requeue
+    queues it with exactly one record."""
+    task_id = _submit(owner, "test.fails_fast", {"note": "n", "token": "s3cret-v4lue"})
+    before = _dead(stack, task_id, runs=2)
+    with stack.redis_client() as client:
+        head = client.get(AUDIT_HEAD)
+        assert head is not None
+        client.delete(AUDIT_HEAD)
+        try:
+            refused = admin.post(f"/v1/admin/dead-letters/{task_id}/requeue")
+        finally:
+            client.set(AUDIT_HEAD, head)
+        assert refused.status_code == 503, refused.text
+        assert refused.headers["content-type"].startswith("application/problem+json")
+        assert client.exists(dlq_key(task_id)) == 1
+        assert client.exists(message_copy_key(task_id)) == 0
+        assert client.zscore(DLQ_INDEX, task_id) is not None
+    time.sleep(1)  # a message queued by mistake would have started by now
+    assert stack.record(task_id) == before
+    assert len(stack.starts(task_id)) == 2
+    assert stack.audited(task_id, "admin.dlq.requeue") == []
+    again = admin.post(f"/v1/admin/dead-letters/{task_id}/requeue")
+    assert again.status_code == 202, again.text
+    _dead(stack, task_id, runs=4)
+    assert stack.audited(task_id, "admin.dlq.requeue") == [("admin", "ok")]
 
 
 def test_cli_inspects_requeues_and_purges_a_dead_letter_each_audited(
