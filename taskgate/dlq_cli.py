@@ -17,7 +17,7 @@ from gateway.operators import Operator
 from gateway.settings import OperatorSettings
 from security.audit import AsyncAuditWriter, AuditRecord
 from security.config import load_settings
-from security.errors import ConfigError
+from security.errors import AuditError, ConfigError
 from security.keystore import KeyRing
 from taskgate.cli_output import AsJson, echo_json, echo_record, echo_table
 from taskgate.operator_auth import CLI_REQUEST_ID, audit_cli, cli_operator
@@ -67,7 +67,14 @@ def _run(action: str, target: str, op: _Op, *, audits_itself: bool = False) -> A
         finally:
             await client.aclose()
 
-    result = asyncio.run(go())
+    try:
+        result = asyncio.run(go())
+    except AuditError as exc:
+        done = "nothing was requeued" if audits_itself else "it ran unaudited"
+        typer.echo(
+            f"taskgate dlq: the audit log refused the record ({exc.reason}): {done}", err=True
+        )
+        raise typer.Exit(1) from None
     if isinstance(result, deadletters.DeadLetterError):
         typer.echo(f"taskgate dlq: {result.detail}", err=True)
         raise typer.Exit(1)
