@@ -67,7 +67,15 @@ from workers.wire import (
     task_key,
 )
 
-__all__ = ["MAX_REQUEUES", "SweepResult", "Sweeper", "SweeperService", "SweeperStep", "install"]
+__all__ = [
+    "MAX_REQUEUES",
+    "SweepResult",
+    "Sweeper",
+    "SweeperService",
+    "SweeperStep",
+    "install",
+    "log_sweep",
+]
 
 log = logging.getLogger("taskgate.worker")
 
@@ -267,18 +275,24 @@ class SweeperService:
         except Exception:
             log.exception("sweep failed; next in %gs", self.sweeper.interval)
             return
-        for task_id in result.suspected:
-            log.info("task %s: message neither queued nor in flight; checking again", task_id)
-        for task_id in result.requeued:
-            log.warning(
-                "task %s: message lost by the broker before any worker took it; re-queued", task_id
-            )
-        for task_id in result.abandoned:
-            log.error("task %s: message lost %d times; no longer re-queued", task_id, MAX_REQUEUES)
-        for task_id, reason in result.failed:
-            log.error(
-                "task %s: lost message not re-queued: audit append failed (%s)", task_id, reason
-            )
+        log_sweep(result)
+
+
+def log_sweep(result: SweepResult) -> None:
+    """One log line per task a sweep marked, re-queued, gave up on or failed to write
+    (task ids and reason codes only, never a message)."""
+    for task_id in result.suspected:
+        log.info("task %s: message neither queued nor in flight; checking again", task_id)
+    for task_id in result.requeued:
+        log.warning(
+            "task %s: message lost by the broker before any worker took it; re-queued", task_id
+        )
+    for task_id in result.abandoned:
+        log.error("task %s: message lost %d times; no longer re-queued", task_id, MAX_REQUEUES)
+    for task_id, reason in result.failed:
+        log.error(
+            "task %s: lost message not re-queued (%s); the next sweep retries", task_id, reason
+        )
 
 
 class SweeperStep(bootsteps.StartStopStep):

@@ -39,7 +39,7 @@ from workers.app import create_celery
 from workers.contract.keys import AUDIT_HEAD
 from workers.lifecycle import Lifecycle
 from workers.settings import WorkerSettings
-from workers.sweeper import MAX_REQUEUES, Sweeper, SweeperService, install
+from workers.sweeper import MAX_REQUEUES, Sweeper, SweeperService, install, log_sweep
 from workers.transport import recorded_by_gate
 from workers.wire import (
     DEFAULT_QUEUE,
@@ -55,6 +55,7 @@ from workers.wire import (
 pytestmark = pytest.mark.integration
 
 GRACE = float(FAST_SWEEP["TASKGATE_SWEEP_GRACE"])
+CANARY_SECONDS = 0.0123457  # a payload value that must never appear in a log line
 INTERVAL = float(FAST_SWEEP["TASKGATE_SWEEP_INTERVAL"])
 
 
@@ -193,12 +194,16 @@ def test_lost_message_is_requeued_by_the_second_sweep_and_runs_exactly_once(
 
 
 def test_a_requeue_whose_audit_append_fails_queues_nothing_and_the_next_sweep_retries(
-    http: httpx.Client, client: redis.Redis, sweepers: MakeSweeper
+    http: httpx.Client,
+    client: redis.Redis,
+    sweepers: MakeSweeper,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """The audit chain refuses the append (its head key gone over an existing log): the
-    lost message is not pushed, its count and mark are untouched and nothing is audited;
-    once the chain is whole again the next sweep re-queues it - one record, one message."""
-    task_id = _submit(http)
+    lost message is not pushed, its count and mark are untouched and nothing is audited,
+    and the log says so (id and reason only); once the chain is whole again the next
+    sweep re-queues it - one record, one message."""
+    task_id = _submit(http, seconds=CANARY_SECONDS)
     copy = _lose(client, task_id)
     sweeper = sweepers()
     first = _eligible(client, task_id)
@@ -211,6 +216,12 @@ def test_a_requeue_whose_audit_append_fails_queues_nothing_and_the_next_sweep_re
     finally:
         client.set(AUDIT_HEAD, head)
     assert (refused.requeued, refused.failed) == ([], [(task_id, "head_missing")])
+    caplog.set_level(logging.INFO, logger="taskgate.worker")
+    log_sweep(refused)
+    logged = caplog.text
+    assert f"task {task_id}: lost message not re-queued (head_missing)" in logged
+    assert str(CANARY_SECONDS) not in logged
+    assert json.loads(copy)["body"][:40] not in logged
     assert _queue(client) == []
     assert client.hget(task_key(task_id), "requeues") is None
     assert client.exists(suspect_key(task_id)) == 1
