@@ -4,12 +4,14 @@ Requeue opens the sealed message with the gateway's keys and seals it again with
 expiry - same task id and name, a fresh attempt budget - then publishes it; replays are
 capped. What it trusts is authenticated (see :func:`requeue`); the dead letter itself is
 written by a worker. Purge deletes the message and the task's secrets. Every operation is
-audited by the caller.
+audited by the caller; a requeue's record is written in the same atomic call as the
+requeue itself (``workers.contract.enqueue``).
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -19,16 +21,23 @@ import redis.asyncio
 from gateway.codec import SealedCodec
 from gateway.publisher import OutgoingTask, encode_message
 from gateway.task_records import Seal, seal_of, signed_fields, verify_task
+from security.audit import AuditRecord, Outcome, Write
 from security.errors import StoredStateError, TaskgateError
 from security.keystore import KeyRing
 from security.sealing import Opened, open_envelope
 from security.vault import VAULT_PREFIX
+from workers.contract.enqueue import (
+    AsyncCommit,
+    Enqueue,
+    NotEnqueuedError,
+    aenqueue,
+    undo_partial_enqueue,
+)
 from workers.deadletters import DLQ_INDEX, dlq_key
 from workers.wire import (
     GLOBAL_QUEUED,
     TASK_ID,
     decode_record,
-    message_copy_key,
     queued_key,
     task_key,
 )
@@ -39,12 +48,14 @@ MAX_REPLAYS = 5
 
 
 class DeadLetterError(Exception):
-    """A dead-letter operation that cannot proceed (``status`` is the HTTP status)."""
+    """A dead-letter operation that cannot proceed (``status`` is the HTTP status): a
+    refusal (``denied``), or a requeue Redis refused to write (``error``)."""
 
-    def __init__(self, status: int, detail: str) -> None:
+    def __init__(self, status: int, detail: str, outcome: Outcome = "denied") -> None:
         super().__init__(detail)
         self.status = status
         self.detail = detail
+        self.outcome: Outcome = outcome  # what the caller's audit record of it says
 
 
 @dataclass(frozen=True)
@@ -172,9 +183,11 @@ async def requeue(
     task_id: str,
     *,
     ttl: int,
+    record: AuditRecord,
+    commit: AsyncCommit,
     max_replays: int = MAX_REPLAYS,
 ) -> DeadLetter:
-    """Seal the message again (fresh expiry) and publish it with a fresh attempt budget.
+    """Seal the message again (fresh expiry) and queue it with a fresh attempt budget.
 
     Decided on authenticated data only: the task record's gateway fields (MAC'd: owner,
     name, current seal, replays), the dead letter's envelope (gateway-signed) which must be
@@ -182,9 +195,15 @@ async def requeue(
     ``dead_lettered``. The dead letter's own fields are written by a worker: they must
     agree with the record, and are never believed over it. A refusal says why (the caller
     audits it).
+
+    Queued through the one enqueue path (``workers.contract.enqueue``): ``record`` (the
+    caller's ``ok`` record of the requeue) is appended by ``commit`` in the same atomic
+    call that writes the task record, the message's copy and the push. If the append fails
+    (``AuditError``), nothing is written; if Redis refuses a write, the message was not
+    pushed and the refusal is a :class:`DeadLetterError` with outcome ``error``.
     """
-    record = await _load(client, task_id)
-    task, opened = await _authenticated(client, keys, task_id, record, max_replays)
+    dead_record = await _load(client, task_id)
+    task, opened = await _authenticated(client, keys, task_id, dead_record, max_replays)
     replays = int(task["replays"])
     now = time.time()
     codec = SealedCodec(keys, ttl=ttl)
@@ -199,29 +218,42 @@ async def requeue(
         seal_exp=fresh.exp,
         replays=replays + 1,
     )
-    queue = record.get("queue") or "taskgate"
+    queue = dead_record.get("queue") or "taskgate"
     message = encode_message(
         OutgoingTask(task_id, task["name"], body, codec.content_type, queue, copied=True)
     )
-    vault_keys = _vault_keys(record, task_id)
-    mapping: dict[Any, Any] = {**signed, "state": "queued", "attempts": "0", "error": ""}
-    async with client.pipeline(transaction=True) as pipe:
-        pipe.zrem(DLQ_INDEX, task_id)
-        pipe.delete(dlq_key(task_id))
-        for vault_key in vault_keys:
-            pipe.expire(vault_key, ttl)
-        pipe.hset(task_key(task_id), mapping=mapping)
-        if task["owner"]:
-            pipe.zadd(queued_key(task["owner"]), {task_id: now})
-        pipe.zadd(GLOBAL_QUEUED, {task_id: now})
-        pipe.hsetnx(fresh.bucket, "-", "0")  # the new seal's marker bucket, expiring
-        pipe.expireat(fresh.bucket, fresh.bucket_expiry)
-        # The sweeper's copy, as for a fresh submission: a replay lost by the broker
-        # before a worker took it is re-queued too (workers.sweeper).
-        pipe.set(message_copy_key(task_id), message, ex=ttl)
-        pipe.lpush(queue, message)
-        await pipe.execute()
-    dead = _parse(task_id, record)
+    fields = {**signed, "state": "queued", "attempts": "0", "error": ""}
+    mapping = tuple(item for pair in fields.items() for item in pair)
+    stamp, owner = repr(now), task["owner"]
+    after = [
+        Write("HSET", (task_key(task_id),), mapping),
+        *([Write("ZADD", (queued_key(owner),), (stamp, task_id))] if owner else []),
+        Write("ZADD", (GLOBAL_QUEUED,), (stamp, task_id)),
+        Write("HSETNX", (fresh.bucket,), ("-", "0")),  # the new seal's marker bucket, expiring
+        Write("EXPIREAT", (fresh.bucket,), (str(fresh.bucket_expiry),)),
+        Write("ZREM", (DLQ_INDEX,), (task_id,)),
+        Write("DEL", (dlq_key(task_id),)),
+    ]
+    # The sweeper's copy (copy_ttl), as for a fresh submission: a replay lost by the broker
+    # before a worker took it is re-queued too (workers.sweeper).
+    job = Enqueue(
+        record,
+        task_id,
+        queue,
+        message,
+        copy_ttl=ttl,
+        before=[Write("EXPIRE", (key,), (str(ttl),)) for key in _vault_keys(dead_record, task_id)],
+        after=after,
+    )
+    try:
+        await aenqueue(commit, job)
+    except NotEnqueuedError:
+        with contextlib.suppress(Exception):  # best effort: the refusal is reported anyway
+            await undo_partial_enqueue(client, task_id, owner)
+        raise DeadLetterError(
+            500, "Redis refused the requeue; nothing was queued", "error"
+        ) from None
+    dead = _parse(task_id, dead_record)
     return DeadLetter(**{**dead.__dict__, "replays": replays + 1})
 
 

@@ -1,9 +1,10 @@
 """Put Celery (protocol 2) messages on a Redis queue without kombu's publish path.
 
 kombu's client-side publish costs far more than Redis does (a binding lookup per
-message and a blocking client); the gateway instead writes exactly what kombu would,
-with ``LPUSH`` on a pipeline it shares with the other writes of a submission. A real
-Celery worker consumes these messages; integration tests prove it.
+message and a blocking client); the gateway instead writes exactly what kombu would, and
+the audit append script pushes it with the other writes of a submission or a requeue
+(``workers.contract.enqueue``). A real Celery worker consumes these messages; integration
+tests prove it.
 """
 
 from __future__ import annotations

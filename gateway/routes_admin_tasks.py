@@ -23,6 +23,7 @@ from gateway.schemas_admin import (
     TaskRevoked,
 )
 from gateway.state import GatewayState
+from security.audit import AuditRecord
 from security.errors import StoredStateError
 from workers.wire import ALL_TASKS, TASK_ID, task_key
 
@@ -195,13 +196,21 @@ async def _task_record(
 async def _requeue(
     state: GatewayState, task_id: str, rid: str, who: str, *, action: str
 ) -> dict[str, Any]:
+    # The "ok" record is appended in the same atomic call as the requeue (group commit).
+    record = AuditRecord.make(
+        actor=who, action=action, outcome="ok", target=task_id, request_id=rid
+    )
     try:
         dead = await deadletters.requeue(
-            state.redis, state.keys, task_id, ttl=state.settings.envelope_ttl
+            state.redis,
+            state.keys,
+            task_id,
+            ttl=state.settings.envelope_ttl,
+            record=record,
+            commit=state.audit.record,
         )
     except deadletters.DeadLetterError as exc:
-        await admin_audit(state, who, action, task_id, rid, outcome="denied", reason=exc.detail)
+        await admin_audit(state, who, action, task_id, rid, outcome=exc.outcome, reason=exc.detail)
         raise ApiError(exc.status, "Requeue refused", exc.detail, kind="dead-letter") from None
-    await admin_audit(state, who, action, task_id, rid)
     state.metrics.replayed(dead.name)
     return {"id": task_id, "status": "queued", "replays": dead.replays}

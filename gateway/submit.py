@@ -38,17 +38,17 @@ from gateway.state import GatewayState
 from gateway.submit_checks import IdempotentReplay, check_and_count
 from gateway.task_records import signed_fields
 from security import leakguard
-from security.audit import AuditRecord, Earlier, Write
+from security.audit import AuditRecord, Write
 from security.audit_writes import LEASE_LOST, held
 from security.sanitise import loads_limited
 from security.tokens import AccessClaims
 from security.vault import SwapResult, swap_secrets
 from workers.catalogue import TaskSpec
+from workers.contract.enqueue import Enqueue, NotEnqueuedError, aenqueue, undo_partial_enqueue
 from workers.contract.keys import idempotency_key
 from workers.wire import (
     ALL_TASKS,
     GLOBAL_QUEUED,
-    message_copy_key,
     owner_index,
     queued_key,
     replay_bucket,
@@ -190,10 +190,11 @@ async def seal_message(ctx: Submission, state: GatewayState) -> Submission:
     return ctx
 
 
-def enqueue_writes(ctx: Submission, state: GatewayState) -> list[Write]:
-    """What accepting the submission writes: vault entries, the message's copy for the
-    sweeper (``workers.sweeper``), task record, indexes, idempotency record, and last the
-    broker message (a write Redis refused stops the rest: nothing half-queued runs)."""
+def enqueue_job(ctx: Submission, state: GatewayState) -> Enqueue:
+    """What accepting the submission writes (``workers.contract.enqueue``): vault entries,
+    the message's copy for the sweeper (``workers.sweeper``), task record, indexes,
+    idempotency record, and last the broker message (a write Redis refused stops the rest:
+    nothing half-queued runs)."""
     spec = ctx.spec
     settings = state.settings
     message = encode_message(
@@ -205,7 +206,7 @@ def enqueue_writes(ctx: Submission, state: GatewayState) -> list[Write]:
             queue=spec.queue,
             soft_time_limit=spec.soft_time_limit,
             time_limit=spec.time_limit,
-            copied=True,  # the copy is written below
+            copied=True,  # the copy is written with it
             request_id=ctx.request_id,
         )
     )
@@ -236,13 +237,11 @@ def enqueue_writes(ctx: Submission, state: GatewayState) -> list[Write]:
     # With an Idempotency-Key: nothing is written unless the reservation is still this
     # request's (or lapsed untaken): a request paused past its lease while a retry took the
     # key must not enqueue a second task under it.
-    writes: list[Write] = []
+    before: list[Write] = []
     if ctx.idem_redis_key is not None and ctx.idem_pending is not None:
-        writes.append(held(ctx.idem_redis_key, ctx.idem_pending))
-    writes += [Write("SET", (entry.redis_key,), (entry.blob, "EX", ttl)) for entry in vault]
-    copy = len(writes)  # the message itself crosses the network once (Earlier, below)
-    writes += [
-        Write("SET", (message_copy_key(tid),), (message, "EX", ttl)),
+        before.append(held(ctx.idem_redis_key, ctx.idem_pending))
+    before += [Write("SET", (entry.redis_key,), (entry.blob, "EX", ttl)) for entry in vault]
+    after = [
         Write("HSET", (task,), record),
         Write("EXPIRE", (task,), (record_ttl,)),
         Write("ZADD", (owner,), (now, tid)),
@@ -259,13 +258,16 @@ def enqueue_writes(ctx: Submission, state: GatewayState) -> list[Write]:
         done = json.dumps(
             {"state": "done", "body": ctx.body_hash, "task": spec.name, "task_id": tid}
         )
-        writes.append(Write("SET", (ctx.idem_redis_key,), (done, "EX", str(IDEMPOTENCY_TTL))))
-    writes.append(Write("LPUSH", (spec.queue,), (Earlier(copy, 0),)))
-    return writes
-
-
-class NotEnqueued(Exception):
-    """Redis refused one of the submission's writes (its 'allowed' record stands)."""
+        after.append(Write("SET", (ctx.idem_redis_key,), (done, "EX", str(IDEMPOTENCY_TTL))))
+    return Enqueue(
+        _allowed(ctx),
+        tid,
+        spec.queue,
+        message,
+        copy_ttl=settings.envelope_ttl,
+        before=before,
+        after=after,
+    )
 
 
 async def commit(ctx: Submission, state: GatewayState) -> Submission:
@@ -273,24 +275,24 @@ async def commit(ctx: Submission, state: GatewayState) -> Submission:
     shared under load with other requests' records (group commit). No unaudited work, no
     audited-but-lost acceptance; an unreachable Redis means nothing was accepted (503)."""
     if ctx.swapped is None:  # a stage list without ``swap``: never audit an empty enqueue
-        raise NotEnqueued("not_swapped")
-    refused = await state.audit.record(_allowed(ctx), enqueue_writes(ctx, state))
-    _lease_kept(ctx, state, refused)
-    if refused is not None:
-        await _undo_partial_enqueue(ctx, state)
-        raise NotEnqueued(refused)
+        raise NotEnqueuedError("not_swapped")
+    try:
+        await aenqueue(state.audit.record, enqueue_job(ctx, state))
+    except NotEnqueuedError as exc:
+        if exc.reason != LEASE_LOST:
+            await _undo_partial_enqueue(ctx, state)
+            raise
+        raise _lease_lost(ctx, state) from None
     return ctx
 
 
-def _lease_kept(ctx: Submission, state: GatewayState, refused: str | None) -> None:
-    """409 if the atomic call wrote nothing because another request holds the
+def _lease_lost(ctx: Submission, state: GatewayState) -> ApiError:
+    """The 409 for an atomic call that wrote nothing because another request holds the
     Idempotency-Key now (its reservation is never deleted by this one)."""
-    if refused != LEASE_LOST:
-        return
     if ctx.idem_redis_key is not None:
         state.leases.drop(ctx.idem_redis_key)
     ctx.idem_redis_key = ctx.idem_pending = None  # not ours: never delete it
-    raise ApiError(
+    return ApiError(
         409,
         "Request in progress",
         "a request with this Idempotency-Key is still being processed",
@@ -301,15 +303,9 @@ def _lease_kept(ctx: Submission, state: GatewayState, refused: str | None) -> No
 
 async def _undo_partial_enqueue(ctx: Submission, state: GatewayState) -> None:
     """Redis refused a write (memory, a key of the wrong type): the broker message was not
-    pushed. Drop the sweeper's copy so the refused task is never re-queued, and say so in
-    its record (best effort: the client gets an error either way)."""
+    pushed; the refused task is never re-queued (best effort: the client gets an error)."""
     try:
-        async with state.redis.pipeline(transaction=True) as pipe:
-            pipe.delete(message_copy_key(ctx.task_id))
-            pipe.hset(task_key(ctx.task_id), mapping={"state": "failed", "error": "not_enqueued"})
-            pipe.zrem(queued_key(ctx.client_id), ctx.task_id)
-            pipe.zrem(GLOBAL_QUEUED, ctx.task_id)
-            await pipe.execute()
+        await undo_partial_enqueue(state.redis, ctx.task_id, ctx.client_id)
     except Exception:  # noqa: BLE001 - never mask the refusal itself
         log.warning("could not clean up after a refused enqueue of %s", ctx.task_id)
 
@@ -365,9 +361,10 @@ async def record_best_effort(ctx: Submission, state: GatewayState) -> Submission
     """Best-effort lane: the decision's audit record and the task record in one atomic
     script call, as on the broker lane; the run follows the reply."""
     refused = await state.audit.record(_allowed(ctx), best_effort_writes(ctx, state))
-    _lease_kept(ctx, state, refused)
+    if refused == LEASE_LOST:
+        raise _lease_lost(ctx, state)
     if refused is not None:
-        raise NotEnqueued(refused)
+        raise NotEnqueuedError(refused)
     return ctx
 
 

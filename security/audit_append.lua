@@ -11,10 +11,11 @@
 -- run only if key holds value or nothing (a lease still the writer's, or lapsed with no
 -- one else holding it); otherwise they are skipped and the entry's outcome is 'lease lost'.
 -- ARGV[9], if given: a MessagePack array of [key, field, value] conditions (a fence: HGET
--- key field must equal value); if one does not hold, nothing is written: {'fenced'}.
+-- key field must equal value, an absent field counting as ''); if one does not hold,
+-- nothing is written: {'fenced'}.
 if ARGV[9] and ARGV[9] ~= '' then
   for _, want in ipairs(cmsgpack.unpack(ARGV[9])) do
-    if redis.call('HGET', want[1], want[2]) ~= want[3] then return {'fenced'} end
+    if (redis.call('HGET', want[1], want[2]) or '') ~= want[3] then return {'fenced'} end
   end
 end
 local head = redis.call('GET', KEYS[2])

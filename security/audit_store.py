@@ -64,7 +64,8 @@ MAX_BATCH: Final = 256  # entries per script call: bounds how long one call bloc
 DEFAULT_ATTEMPTS: Final = 64
 
 
-# A condition a fenced commit checks before writing: (key, field, value): HGET must match.
+# A condition a fenced commit checks before writing: (key, field, value): HGET must match
+# (an absent field matches "").
 Fence = tuple[str, str, str]
 
 # The append script (see the comment at its top): one atomic call appends a batch of
@@ -163,7 +164,8 @@ class AuditWriter:
         """Append records, each with its attached writes, up to :data:`MAX_BATCH` per call.
 
         ``fence``: (key, field, value) conditions checked in the same script before
-        anything is written; if one does not hold (``HGET key field`` is not ``value``),
+        anything is written; if one does not hold (``HGET key field`` is not ``value``; an
+        absent field is ``""``),
         nothing is appended and :class:`AuditError` ``fenced`` is raised. Fenced commits
         take one chunk (at most :data:`MAX_BATCH` records).
         """

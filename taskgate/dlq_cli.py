@@ -13,14 +13,16 @@ import redis
 import typer
 
 from gateway import deadletters
+from gateway.operators import Operator
 from gateway.settings import OperatorSettings
-from security.audit import Outcome
+from security.audit import AsyncAuditWriter, AuditRecord
 from security.config import load_settings
-from security.errors import ConfigError
+from security.errors import AuditError, ConfigError
 from security.keystore import KeyRing
 from taskgate.cli_output import AsJson, echo_json, echo_record, echo_table
-from taskgate.operator_auth import audit_cli, cli_operator
+from taskgate.operator_auth import CLI_REQUEST_ID, audit_cli, cli_operator
 from workers.contract import metrics as m
+from workers.contract.enqueue import committer
 from workers.contract.keys import METRICS_OPERATOR
 
 __all__ = ["app"]
@@ -33,9 +35,14 @@ app = typer.Typer(
 _READS = {"admin.dlq.list": True, "admin.dlq.inspect": True}
 
 
-def _run(
-    action: str, target: str, op: Callable[[Any, KeyRing, OperatorSettings], Awaitable[Any]]
-) -> Any:
+# An operation: the client, the keys, the settings and the operator acting.
+_Op = Callable[[Any, KeyRing, OperatorSettings, Operator], Awaitable[Any]]
+
+
+def _run(action: str, target: str, op: _Op, *, audits_itself: bool = False) -> Any:
+    """Run ``op`` as the CLI's operator and audit it; ``audits_itself``: ``op`` writes its
+    own record of success (a requeue, in the same atomic call), so only a refusal is
+    audited here."""
     try:
         settings = load_settings(OperatorSettings)
         keys = settings.key_ring("operator")
@@ -49,17 +56,25 @@ def _run(
             who = await cli_operator(
                 client, settings, keys, command=f"dlq {action}", admin=not _READS.get(action)
             )
-            outcome: Outcome = "ok"
             try:
-                result = await op(client, keys, settings)
+                result = await op(client, keys, settings, who)
             except deadletters.DeadLetterError as exc:
-                result, outcome = exc, "denied"
-            await audit_cli(client, keys, who, action, target, outcome=outcome)
+                await audit_cli(client, keys, who, action, target, outcome=exc.outcome)
+                return exc
+            if not audits_itself:
+                await audit_cli(client, keys, who, action, target)
             return result
         finally:
             await client.aclose()
 
-    result = asyncio.run(go())
+    try:
+        result = asyncio.run(go())
+    except AuditError as exc:
+        done = "nothing was requeued" if audits_itself else "it ran unaudited"
+        typer.echo(
+            f"taskgate dlq: the audit log refused the record ({exc.reason}): {done}", err=True
+        )
+        raise typer.Exit(1) from None
     if isinstance(result, deadletters.DeadLetterError):
         typer.echo(f"taskgate dlq: {result.detail}", err=True)
         raise typer.Exit(1)
@@ -73,7 +88,9 @@ def list_command(
 ) -> None:
     """List dead letters: id, task, owner, attempts, reason (never the payload)."""
     items, _ = _run(
-        "admin.dlq.list", "dead-letters", lambda c, _k, _s: deadletters.list_dead(c, limit=limit)
+        "admin.dlq.list",
+        "dead-letters",
+        lambda c, _k, _s, _o: deadletters.list_dead(c, limit=limit),
     )
     rows = [dead.public() for dead in items]
     if as_json:
@@ -91,7 +108,7 @@ def list_command(
 @app.command("inspect")
 def inspect_command(task_id: str, as_json: AsJson = False) -> None:
     """Show one dead letter's metadata."""
-    dead = _run("admin.dlq.inspect", task_id, lambda c, _k, _s: deadletters.inspect(c, task_id))
+    dead = _run("admin.dlq.inspect", task_id, lambda c, _k, _s, _o: deadletters.inspect(c, task_id))
     if as_json:
         echo_json(dead.public())
     else:
@@ -102,22 +119,36 @@ def inspect_command(task_id: str, as_json: AsJson = False) -> None:
 def requeue_command(task_id: str) -> None:
     """Run a dead-lettered task again with a fresh attempt budget (replays are capped)."""
 
-    async def requeue(client: Any, keys: KeyRing, settings: OperatorSettings) -> Any:
-        dead = await deadletters.requeue(client, keys, task_id, ttl=settings.envelope_ttl)
+    async def requeue(client: Any, keys: KeyRing, settings: OperatorSettings, who: Operator) -> Any:
+        record = AuditRecord.make(
+            actor=who.actor,
+            action="admin.dlq.requeue",
+            outcome="ok",
+            target=task_id,
+            request_id=CLI_REQUEST_ID,
+        )
+        dead = await deadletters.requeue(
+            client,
+            keys,
+            task_id,
+            ttl=settings.envelope_ttl,
+            record=record,
+            commit=committer(AsyncAuditWriter(client, keys.audit)),
+        )
         # counted for /metrics (taskgate_dead_letter_replays_total); the requeue stands anyway
         with contextlib.suppress(redis.RedisError):
             field = m.SEP.join((m.REPLAYS.name, m.label(dead.name)))
             await client.hincrby(METRICS_OPERATOR, field)
         return dead
 
-    dead = _run("admin.dlq.requeue", task_id, requeue)
+    dead = _run("admin.dlq.requeue", task_id, requeue, audits_itself=True)
     typer.echo(f"requeued {task_id} (replay {dead.replays})")
 
 
 @app.command("purge")
 def purge_command(task_id: str) -> None:
     """Delete a dead letter and its stored secrets."""
-    _run("admin.dlq.purge", task_id, lambda c, _k, _s: deadletters.purge(c, task_id))
+    _run("admin.dlq.purge", task_id, lambda c, _k, _s, _o: deadletters.purge(c, task_id))
     typer.echo(f"purged {task_id}")
 
 

@@ -17,7 +17,9 @@ from security.audit import AsyncAuditWriter, AuditRecord, Outcome
 from security.errors import ConfigError, StoredStateError
 from security.keystore import KeyRing
 
-__all__ = ["NEEDS", "audit_cli", "cli_operator"]
+__all__ = ["CLI_REQUEST_ID", "NEEDS", "audit_cli", "cli_operator"]
+
+CLI_REQUEST_ID = "cli"  # the request id of every CLI command's audit record
 
 NEEDS = (
     "set TASKGATE_OPERATOR_TOKEN (or TASKGATE_OPERATOR_TOKEN_FILE) to an operator credential:"
@@ -84,6 +86,6 @@ async def audit_cli(
         outcome=outcome,
         target=target,
         reason=reason,
-        request_id="cli",
+        request_id=CLI_REQUEST_ID,
     )
     await AsyncAuditWriter(client, keys.audit).append(record)

@@ -93,6 +93,14 @@ class WorkerRuntime:
             raise RuntimeError("lifecycle scripts missing")
         return self._lifecycle
 
+    def audit_writer(self) -> AuditWriter:
+        """This process's audit writer (on :meth:`client`'s connection; counted in the
+        metrics), for callers that commit records of their own (the sweeper)."""
+        self.client()
+        if self._audit is None:  # pragma: no cover - set by client()
+            raise RuntimeError("audit writer missing")
+        return self._audit
+
     def audit(self, action: str, *, target: str, outcome: Outcome, reason: str = "") -> None:
         """Append to the audit chain; a failure to audit is logged, never swallowed silently."""
         self.commit(action, target=target, outcome=outcome, reason=reason, writes=[])

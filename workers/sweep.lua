@@ -1,6 +1,9 @@
 -- KEYS: kombu's unacked hash, then per task: record, message copy, suspect mark.
 -- ARGV: now, grace (s), mark ttl (ms), most re-queues, then the task ids.
 -- Any doubt (an unreadable key, a copy that does not parse) means "leave it alone".
+-- It only looks and marks: a task due to go back (or to be given up) is returned with what
+-- its audited re-queue needs - {id, queue, message, requeues so far} (or {id, requeues}) -
+-- and the caller writes it together with its audit record (workers.contract.enqueue).
 local function call(...)
   local reply = redis.pcall(...)
   if type(reply) == 'table' and reply.err then return nil end
@@ -60,7 +63,7 @@ for queue, wanted in pairs(by_queue) do
     start = start + 500
   end
 end
-local requeued, suspected, abandoned = {}, {}, {}
+local due, suspected, abandon = {}, {}, {}
 for _, task in ipairs(missing) do
   if task.held then
     redis.call('DEL', task.mark)
@@ -70,16 +73,13 @@ for _, task in ipairs(missing) do
       redis.call('SET', task.mark, ARGV[1], 'PX', ARGV[3])
       suspected[#suspected + 1] = task.id
     elseif now - since >= grace then
-      redis.call('DEL', task.mark)
-      if (tonumber(call('HGET', task.record, 'requeues')) or 0) >= most then
-        redis.call('DEL', task.copy_key)
-        abandoned[#abandoned + 1] = task.id
+      local requeues = call('HGET', task.record, 'requeues') or ''
+      if (tonumber(requeues) or 0) >= most then
+        abandon[#abandon + 1] = {task.id, requeues}
       else
-        redis.call('HINCRBY', task.record, 'requeues', 1)
-        redis.call('RPUSH', task.queue, task.raw)
-        requeued[#requeued + 1] = task.id
+        due[#due + 1] = {task.id, task.queue, task.raw, requeues}
       end
     end
   end
 end
-return {requeued, suspected, abandoned}
+return {due, suspected, abandon}

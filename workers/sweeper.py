@@ -20,7 +20,12 @@ worker's pop and its record: the first sweep that finds it missing marks it
 (``tg:sweep:suspect:{id}``); a sweep that finds it still missing once the mark is
 ``sweep_grace`` old pushes the copy back at the consuming end (``RPUSH``; kombu pops with
 ``BRPOP`` from the right) - after :data:`MAX_REQUEUES` times it gives up and drops the copy.
-Each re-queue is audited (``task.requeued_lost``) and logged without payload.
+The script only looks and marks; each re-queue is then written through the one enqueue
+path (``workers.contract.enqueue``): its audit record (``task.requeued_lost``), the push and
+its bookkeeping in one atomic call, fenced on the task being still ``queued`` with the
+re-queue count the sweep saw (a sweeper that lost its lock meanwhile cannot push it twice).
+If the append fails, nothing is queued and the next sweep tries again. Giving up
+(``task.requeue_abandoned``) is one such call too. Both are logged without payload.
 
 Not the sweeper's business: a task past its start gate (started, retried, finished,
 revoked) - a message a worker holds is in kombu's ``unacked`` hash and comes back through
@@ -35,15 +40,20 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import redis
 from celery import Celery, bootsteps
 
-from security.errors import ConfigError
+from security.audit import AuditRecord, AuditWriter, Write
+from security.audit_store import Fence
+from security.errors import AuditError, ConfigError
 from security.lua import lua_script
-from workers.runtime import WorkerRuntime
+from workers.contract.enqueue import Enqueue, NotEnqueuedError, enqueue
+from workers.runtime import ACTOR, WorkerRuntime
 from workers.settings import WorkerSettings
 from workers.transport import Channel
 from workers.wire import (
@@ -57,7 +67,15 @@ from workers.wire import (
     task_key,
 )
 
-__all__ = ["MAX_REQUEUES", "SweepResult", "Sweeper", "SweeperService", "SweeperStep", "install"]
+__all__ = [
+    "MAX_REQUEUES",
+    "SweepResult",
+    "Sweeper",
+    "SweeperService",
+    "SweeperStep",
+    "install",
+    "log_sweep",
+]
 
 log = logging.getLogger("taskgate.worker")
 
@@ -72,12 +90,15 @@ _SWEEP = lua_script("workers", "sweep.lua")
 
 @dataclass
 class SweepResult:
-    """What one sweep did; ``swept`` is False when another worker holds the lock."""
+    """What one sweep did; ``swept`` is False when another worker holds the lock.
+    ``failed``: (task id, reason) of re-queues (or give-ups) not written because their
+    audit append or a write failed - nothing of them was queued; the next sweep retries."""
 
     swept: bool
     requeued: list[str] = field(default_factory=list)
     suspected: list[str] = field(default_factory=list)
     abandoned: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
 
 
 def _text(value: Any) -> str:
@@ -85,21 +106,30 @@ def _text(value: Any) -> str:
 
 
 class Sweeper:
-    """The sweep itself: lock, then one script per batch of old queued tasks."""
+    """The sweep itself: lock, then one script per batch of old queued tasks, then one
+    audited call per task it re-queues or gives up on.
+
+    ``audit`` gives the audit writer those calls go through (the worker runtime's, made on
+    first use); ``actor`` names the sweeper in their records.
+    """
 
     def __init__(
         self,
         client: redis.Redis,
         *,
+        audit: Callable[[], AuditWriter],
         interval: float,
         grace: float,
         batch: int = 200,
         holder: str | None = None,
+        actor: str = ACTOR,
     ) -> None:
         self.interval = interval
         self.grace = grace
         self.batch = batch
         self.holder = holder or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.actor = actor
+        self._audit = audit
         self._client = client
         self._lock = client.register_script(_LOCK)
         self._script = client.register_script(_SWEEP)
@@ -119,23 +149,76 @@ class Sweeper:
             )
             ids = [task_id for m in members if TASK_ID.fullmatch(task_id := _text(m))]
             if ids:
-                requeued, suspected, abandoned = self._check(ids, moment)
-                result.requeued += requeued
-                result.suspected += suspected
-                result.abandoned += abandoned
+                self._check(ids, moment, result)
             if len(members) < self.batch:
                 return result
             offset += len(members)  # ids that start meanwhile shift the rest: next sweep
 
-    def _check(self, ids: list[str], now: float) -> list[list[str]]:
+    def _check(self, ids: list[str], now: float, result: SweepResult) -> None:
         keys = [KOMBU_UNACKED]
         for task_id in ids:
             keys += [task_key(task_id), message_copy_key(task_id), suspect_key(task_id)]
         mark_ttl_ms = int((self.grace + 4 * self.interval) * 1000)
-        reply: Any = self._script(
+        due, suspected, abandon = self._script(
             keys=keys, args=[f"{now:.6f}", self.grace, mark_ttl_ms, MAX_REQUEUES, *ids]
         )
-        return [[_text(task_id) for task_id in part] for part in reply]
+        result.suspected += [_text(task_id) for task_id in suspected]
+        for raw_id, queue, message, requeues in due:
+            task_id = _text(raw_id)
+            with _attempt(task_id, result):
+                job = self._requeue(task_id, _text(queue), message)
+                enqueue(self._audit(), job, fence=_fence(task_id, _text(requeues)))
+                result.requeued.append(task_id)
+        for raw_id, requeues in abandon:
+            task_id = _text(raw_id)
+            with _attempt(task_id, result):
+                fence = _fence(task_id, _text(requeues))
+                (done,) = self._audit().commit_many([self._give_up(task_id)], fence=fence)
+                if done.write_error is not None:
+                    raise NotEnqueuedError(done.write_error)
+                result.abandoned.append(task_id)
+
+    def _record(self, action: str, task_id: str, outcome: Any, reason: str) -> AuditRecord:
+        return AuditRecord.make(
+            actor=self.actor, action=action, outcome=outcome, target=task_id, reason=reason
+        )
+
+    def _requeue(self, task_id: str, queue: str, message: bytes) -> Enqueue:
+        """The copy back at the consuming end, with its audit record, mark and count."""
+        record = self._record("task.requeued_lost", task_id, "ok", "message missing; re-queued")
+        after = (
+            Write("DEL", (suspect_key(task_id),)),
+            Write("HINCRBY", (task_key(task_id),), ("requeues", "1")),
+        )
+        return Enqueue(record, task_id, queue, message, after=after, consuming_end=True)
+
+    def _give_up(self, task_id: str) -> tuple[AuditRecord, list[Write]]:
+        """The copy dropped (no more re-queues), with its audit record."""
+        reason = f"lost {MAX_REQUEUES} times"
+        record = self._record("task.requeue_abandoned", task_id, "error", reason)
+        return record, [
+            Write("DEL", (suspect_key(task_id),)),
+            Write("DEL", (message_copy_key(task_id),)),
+        ]
+
+
+def _fence(task_id: str, requeues: str) -> list[Fence]:
+    """Still queued, re-queued as often as the sweep saw: else the task is no longer this
+    sweep's (it started meanwhile, or a sweeper that took the lock over pushed it)."""
+    return [(task_key(task_id), "state", "queued"), (task_key(task_id), "requeues", requeues)]
+
+
+@contextmanager
+def _attempt(task_id: str, result: SweepResult) -> Iterator[None]:
+    """One task's audited write: a fence that no longer holds skips it; a failed append or
+    a refused write is reported in ``result.failed`` (nothing was queued)."""
+    try:
+        yield
+    except AuditError as exc:
+        if exc.reason != "fenced":
+            result.failed.append((task_id, exc.reason))
+    except NotEnqueuedError:
+        result.failed.append((task_id, "write_refused"))
 
 
 class SweeperService:
@@ -157,6 +240,7 @@ class SweeperService:
         client = settings.redis.client(socket_timeout=10, socket_connect_timeout=5)
         self.sweeper = Sweeper(
             client,
+            audit=self._runtime.audit_writer,
             interval=settings.sweep_interval,
             grace=settings.sweep_grace,
             batch=settings.sweep_batch,
@@ -191,22 +275,24 @@ class SweeperService:
         except Exception:
             log.exception("sweep failed; next in %gs", self.sweeper.interval)
             return
-        for task_id in result.suspected:
-            log.info("task %s: message neither queued nor in flight; checking again", task_id)
-        for task_id in result.requeued:
-            log.warning(
-                "task %s: message lost by the broker before any worker took it; re-queued", task_id
-            )
-            self._audit("task.requeued_lost", task_id, "ok", "message missing; re-queued")
-        for task_id in result.abandoned:
-            log.error("task %s: message lost %d times; no longer re-queued", task_id, MAX_REQUEUES)
-            self._audit("task.requeue_abandoned", task_id, "error", f"lost {MAX_REQUEUES} times")
+        log_sweep(result)
 
-    def _audit(self, action: str, task_id: str, outcome: Any, reason: str) -> None:
-        try:
-            self._runtime.audit(action, target=task_id, outcome=outcome, reason=reason)
-        except Exception:  # the re-queue stands; the log line above records it
-            log.exception("could not audit %s of %s", action, task_id)
+
+def log_sweep(result: SweepResult) -> None:
+    """One log line per task a sweep marked, re-queued, gave up on or failed to write
+    (task ids and reason codes only, never a message)."""
+    for task_id in result.suspected:
+        log.info("task %s: message neither queued nor in flight; checking again", task_id)
+    for task_id in result.requeued:
+        log.warning(
+            "task %s: message lost by the broker before any worker took it; re-queued", task_id
+        )
+    for task_id in result.abandoned:
+        log.error("task %s: message lost %d times; no longer re-queued", task_id, MAX_REQUEUES)
+    for task_id, reason in result.failed:
+        log.error(
+            "task %s: lost message not re-queued (%s); the next sweep retries", task_id, reason
+        )
 
 
 class SweeperStep(bootsteps.StartStopStep):

@@ -21,6 +21,7 @@ from gateway.console.session import ConsoleSession, end_session
 from gateway.errors import ApiError
 from gateway.revocation import revoke
 from gateway.state import GatewayState
+from security.audit import AuditRecord
 from security.errors import StoredStateError
 from workers.wire import TASK_ID, task_key
 
@@ -46,6 +47,23 @@ async def audit_action(
         target=target[:128],
         reason=reason[:200],
         request_id=_RID,
+    )
+
+
+async def _requeue_one(
+    state: GatewayState, session: ConsoleSession, task_id: str, action: str
+) -> None:
+    """Requeue a dead letter; its ``ok`` record goes in the same atomic call."""
+    record = AuditRecord.make(
+        actor=session.actor, action=action, outcome="ok", target=task_id[:128], request_id=_RID
+    )
+    await deadletters.requeue(
+        state.redis,
+        state.keys,
+        task_id,
+        ttl=state.settings.envelope_ttl,
+        record=record,
+        commit=state.audit.record,
     )
 
 
@@ -133,13 +151,12 @@ def add_actions(router: APIRouter) -> None:  # noqa: PLR0915 - one closure per f
             return checked
         state, session, _ = checked
         try:
-            await deadletters.requeue(
-                state.redis, state.keys, task_id, ttl=state.settings.envelope_ttl
-            )
+            await _requeue_one(state, session, task_id, action)
         except deadletters.DeadLetterError as exc:
-            await audit_action(state, session, action, task_id, outcome="denied", reason=exc.detail)
+            await audit_action(
+                state, session, action, task_id, outcome=exc.outcome, reason=exc.detail
+            )
             return page("error", exc.status, **context(request, session, "dlq", problem=exc.detail))
-        await audit_action(state, session, action, task_id)
         return redirect(back)
 
     @router.post("/tasks/{task_id}/retry")
@@ -187,19 +204,18 @@ def add_actions(router: APIRouter) -> None:  # noqa: PLR0915 - one closure per f
         for dead in chosen:
             try:
                 if op == "requeue":
-                    await deadletters.requeue(
-                        state.redis, state.keys, dead.task_id, ttl=state.settings.envelope_ttl
-                    )
+                    await _requeue_one(state, session, dead.task_id, "admin.dlq.requeue")
                 else:
                     await deadletters.purge(state.redis, dead.task_id)
             except deadletters.DeadLetterError as exc:
                 await audit_action(
-                    state, session, f"admin.dlq.{op}", dead.task_id, outcome="denied",
+                    state, session, f"admin.dlq.{op}", dead.task_id, outcome=exc.outcome,
                     reason=exc.detail,
                 )  # fmt: skip
                 continue
             done += 1
-            await audit_action(state, session, f"admin.dlq.{op}", dead.task_id)
+            if op == "purge":  # a requeue's record was written with the requeue
+                await audit_action(state, session, "admin.dlq.purge", dead.task_id)
         await audit_action(
             state, session, f"admin.dlq.group_{op}", task, reason=f"{done} of {len(chosen)}"
         )

@@ -290,3 +290,37 @@ def test_http_responses_of_the_console_carry_no_stack_trace(
         ):
             assert response.status_code in {200, 404, 422}, response.text[:300]
             assert "Traceback" not in response.text
+
+
+def test_a_group_requeue_audits_each_requeue_once_in_its_own_call(
+    console_gateway: Gateway, admin_token: str, make_client: Any, redis_client: redis.Redis
+) -> None:
+    """Requeuing a group of dead letters from the console queues each with exactly one
+    'ok' record (written with the requeue), then the group's own record."""
+    owner: ApiClient = make_client("tasks:submit:* tasks:read")
+    with owner.http() as http:
+        ids = [
+            str(http.post("/v1/tasks/test.fail_quoting_input", json={"note": "g"}).json()["id"])
+            for _ in range(2)
+        ]
+    wait_for(
+        lambda: all(redis_client.zscore("tg:dlq", task_id) is not None for task_id in ids),
+        timeout=30,
+        what="both tasks dead-lettered",
+    )
+    reason = redis_client.hget(f"tg:dlq:{ids[0]}", "reason")
+    assert reason is not None
+    http, csrf = sign_in(console_gateway, admin_token)
+    with closing(http):
+        form = {"csrf": csrf, "task": "test.fail_quoting_input", "reason": reason.decode()}
+        form["confirm"] = "yes"
+        response = http.post("/console/dead-letters/group", data={**form, "op": "requeue"})
+    assert response.status_code == 303, response.text[:300]
+    requeues = _audited(redis_client, "admin.dlq.requeue")
+    for task_id in ids:
+        assert [(actor, outcome) for actor, outcome, target in requeues if target == task_id] == [
+            ("admin", "ok")
+        ]
+    assert [outcome for _, outcome, _ in _audited(redis_client, "admin.dlq.group_requeue")] == [
+        "ok"
+    ]

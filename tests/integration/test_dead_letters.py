@@ -8,6 +8,8 @@ Runs on a private stack (own Redis, gateway and worker) loading the test tasks o
 
 from __future__ import annotations
 
+import time
+import uuid
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
@@ -26,6 +28,7 @@ from tests.integration.stack_fixtures import (
     private_stack,
     wait_for,
 )
+from workers.contract.keys import AUDIT_HEAD, GLOBAL_QUEUED, message_copy_key, queued_key
 from workers.deadletters import DLQ_INDEX, dlq_key
 
 pytestmark = pytest.mark.integration
@@ -68,6 +71,18 @@ def _dead(stack: PrivateStack, task_id: str, runs: int) -> dict[str, str]:
         return record if done and len(stack.effects(task_id)) == runs else None
 
     return dict(wait_for(settled, timeout=40, what=f"{task_id} dead-lettered after {runs} runs"))
+
+
+PAYLOAD_CANARY = f"canary-payload-{uuid.uuid4().hex}"
+SECRET_CANARY = f"canary-secret-{uuid.uuid4().hex}"
+CANARIES = {"note": PAYLOAD_CANARY, "token": SECRET_CANARY}
+
+
+def _no_canary(*texts: str) -> None:
+    """Neither the payload nor the secret of a task appears in what a refusal shows."""
+    for text in texts:
+        assert PAYLOAD_CANARY not in text
+        assert SECRET_CANARY not in text
 
 
 def _stamp(value: str) -> float:
@@ -147,6 +162,73 @@ def test_requeue_over_http_runs_the_dead_letter_again_and_is_audited(
     assert len(stack.vault_keys(task_id)) == 1
     assert stack.audited(task_id, "admin.dlq.requeue") == [("admin", "ok")]
     assert len(stack.audited(task_id, "task.dead_lettered")) == 2
+
+
+def test_requeue_whose_audit_append_fails_queues_nothing_and_a_retry_queues_it_once(
+    stack: PrivateStack, owner: httpx.Client, admin: httpx.Client
+) -> None:
+    """The requeue's record goes in the same atomic call as the requeue: with the audit
+    chain refusing appends (its head key gone) the answer is 503 and nothing changed - the
+    dead letter, the task record, no copy, no run (and the CLI says so); once the chain is
+    whole a requeue queues it with exactly one record."""
+    task_id = _submit(owner, "test.fails_fast", CANARIES)
+    before = _dead(stack, task_id, runs=2)
+    with stack.redis_client() as client:
+        head = client.get(AUDIT_HEAD)
+        assert head is not None
+        client.delete(AUDIT_HEAD)
+        try:
+            refused = admin.post(f"/v1/admin/dead-letters/{task_id}/requeue")
+            env = {**stack.env, "TASKGATE_OPERATOR_TOKEN": stack.admin_token}
+            by_cli = CliRunner().invoke(app, ["dlq", "requeue", task_id], env=env)
+        finally:
+            client.set(AUDIT_HEAD, head)
+        assert by_cli.exit_code == 1, by_cli.output
+        assert "audit log refused the record (head_missing): nothing was requeued" in by_cli.output
+        assert "Traceback" not in by_cli.output
+        assert refused.status_code == 503, refused.text
+        _no_canary(refused.text, by_cli.output)
+        assert refused.headers["content-type"].startswith("application/problem+json")
+        assert client.exists(dlq_key(task_id)) == 1
+        assert client.exists(message_copy_key(task_id)) == 0
+        assert client.zscore(DLQ_INDEX, task_id) is not None
+    time.sleep(1)  # a message queued by mistake would have started by now
+    assert stack.record(task_id) == before
+    assert len(stack.starts(task_id)) == 2
+    assert stack.audited(task_id, "admin.dlq.requeue") == []
+    again = admin.post(f"/v1/admin/dead-letters/{task_id}/requeue")
+    assert again.status_code == 202, again.text
+    _dead(stack, task_id, runs=4)
+    assert stack.audited(task_id, "admin.dlq.requeue") == [("admin", "ok")]
+
+
+def test_requeue_redis_refuses_to_write_is_an_audited_error_that_queues_nothing(
+    stack: PrivateStack, admin: httpx.Client
+) -> None:
+    """A write of the requeue refused by Redis (the owner's queued set holds a string)
+    stops it before the push: a 500 problem, the 'ok' record followed by an 'error' one,
+    the task failed as not enqueued, no copy left for the sweeper, no run."""
+    api = stack.new_client()
+    with api.http() as http:
+        task_id = _submit(http, "test.fails_fast", CANARIES)
+    _dead(stack, task_id, runs=2)
+    with stack.redis_client() as client:
+        client.set(queued_key(api.client_id), "not a sorted set")
+        try:
+            refused = admin.post(f"/v1/admin/dead-letters/{task_id}/requeue")
+        finally:
+            client.delete(queued_key(api.client_id))
+        assert refused.status_code == 500, refused.text
+        assert "WRONGTYPE" not in refused.text
+        _no_canary(refused.text)
+        assert client.exists(message_copy_key(task_id)) == 0
+        assert client.zscore(GLOBAL_QUEUED, task_id) is None
+    time.sleep(1)  # a message queued by mistake would have started by now
+    record = stack.record(task_id)
+    assert (record["state"], record["error"]) == ("failed", "not_enqueued")
+    assert len(stack.starts(task_id)) == 2
+    assert stack.audited(task_id, "admin.dlq.requeue") == [("admin", "ok"), ("admin", "error")]
+    _no_canary(*(path.read_text(errors="replace") for path in stack.log_files()))
 
 
 def test_cli_inspects_requeues_and_purges_a_dead_letter_each_audited(

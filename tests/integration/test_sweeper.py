@@ -14,7 +14,7 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -22,6 +22,7 @@ import pytest
 import redis
 from kombu import Connection
 
+from security.audit import AuditWriter, iter_records
 from security.errors import ConfigError
 from security.keystore import KeyRing
 from taskgate.procs import free_port
@@ -35,9 +36,10 @@ from tests.integration.stack_fixtures import (
     wait_for,
 )
 from workers.app import create_celery
+from workers.contract.keys import AUDIT_HEAD
 from workers.lifecycle import Lifecycle
 from workers.settings import WorkerSettings
-from workers.sweeper import MAX_REQUEUES, Sweeper, SweeperService, install
+from workers.sweeper import MAX_REQUEUES, Sweeper, SweeperService, install, log_sweep
 from workers.transport import recorded_by_gate
 from workers.wire import (
     DEFAULT_QUEUE,
@@ -53,6 +55,7 @@ from workers.wire import (
 pytestmark = pytest.mark.integration
 
 GRACE = float(FAST_SWEEP["TASKGATE_SWEEP_GRACE"])
+CANARY_SECONDS = 0.0123457  # a payload value that must never appear in a log line
 INTERVAL = float(FAST_SWEEP["TASKGATE_SWEEP_INTERVAL"])
 
 
@@ -86,8 +89,18 @@ def client(stack: PrivateStack) -> Iterator[redis.Redis]:
         yield redis_client
 
 
-def _sweeper(client: redis.Redis, holder: str = "test-a") -> Sweeper:
-    return Sweeper(client, interval=INTERVAL, grace=GRACE, holder=holder)
+MakeSweeper = Callable[..., Sweeper]
+
+
+@pytest.fixture
+def sweepers(client: redis.Redis, worker_keys: KeyRing) -> MakeSweeper:
+    """Sweepers as a worker makes them: their re-queues audited with the worker's keys."""
+    writer = AuditWriter(client, worker_keys.audit)
+
+    def make(holder: str = "test-a") -> Sweeper:
+        return Sweeper(client, audit=lambda: writer, interval=INTERVAL, grace=GRACE, holder=holder)
+
+    return make
 
 
 def _submit(http: httpx.Client, seconds: float = 0) -> str:
@@ -152,14 +165,14 @@ def test_gateway_stores_an_exact_copy_of_the_queued_message_until_the_task_start
 
 
 def test_lost_message_is_requeued_by_the_second_sweep_and_runs_exactly_once(
-    stack: PrivateStack, http: httpx.Client, client: redis.Redis
+    stack: PrivateStack, http: httpx.Client, client: redis.Redis, sweepers: MakeSweeper
 ) -> None:
     """Missing from queue and in-flight hash: marked by one sweep, re-queued (at the
     consuming end, exact bytes) by a sweep a grace period later; a worker runs it once."""
     waiting = _submit(http)
     task_id = _submit(http)
     copy = _lose(client, task_id)
-    sweeper = _sweeper(client)
+    sweeper = sweepers()
     first = _eligible(client, task_id)
     marked = sweeper.sweep(now=first)
     assert (marked.swept, marked.suspected, marked.requeued) == (True, [task_id], [])
@@ -178,6 +191,74 @@ def test_lost_message_is_requeued_by_the_second_sweep_and_runs_exactly_once(
     assert len(stack.starts(task_id)) == 1
     assert len(stack.effects(task_id)) == 1
     assert client.exists(message_copy_key(task_id)) == 0
+
+
+def test_a_requeue_whose_audit_append_fails_queues_nothing_and_the_next_sweep_retries(
+    http: httpx.Client,
+    client: redis.Redis,
+    sweepers: MakeSweeper,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The audit chain refuses the append (its head key gone over an existing log): the
+    lost message is not pushed, its count and mark are untouched and nothing is audited,
+    and the log says so (id and reason only); once the chain is whole again the next
+    sweep re-queues it - one record, one message."""
+    task_id = _submit(http, seconds=CANARY_SECONDS)
+    copy = _lose(client, task_id)
+    sweeper = sweepers()
+    first = _eligible(client, task_id)
+    assert sweeper.sweep(now=first).suspected == [task_id]
+    head = client.get(AUDIT_HEAD)
+    assert head is not None
+    client.delete(AUDIT_HEAD)
+    try:
+        refused = sweeper.sweep(now=first + GRACE)
+    finally:
+        client.set(AUDIT_HEAD, head)
+    assert (refused.requeued, refused.failed) == ([], [(task_id, "head_missing")])
+    caplog.set_level(logging.INFO, logger="taskgate.worker")
+    log_sweep(refused)
+    logged = caplog.text
+    assert f"task {task_id}: lost message not re-queued (head_missing)" in logged
+    assert str(CANARY_SECONDS) not in logged
+    assert json.loads(copy)["body"][:40] not in logged
+    assert _queue(client) == []
+    assert client.hget(task_key(task_id), "requeues") is None
+    assert client.exists(suspect_key(task_id)) == 1
+    assert _audited(client, task_id) == []
+    again = sweeper.sweep(now=first + GRACE)
+    assert (again.requeued, again.failed) == ([task_id], [])
+    assert _queue(client) == [copy]
+    assert client.hget(task_key(task_id), "requeues") == b"1"
+    assert _audited(client, task_id) == [("task.requeued_lost", "ok")]
+
+
+def test_a_task_that_moves_on_between_the_look_and_the_requeue_is_not_pushed(
+    http: httpx.Client, client: redis.Redis, worker_keys: KeyRing
+) -> None:
+    """The re-queue is fenced on what the sweep saw: a task that started, or that another
+    sweeper re-queued, after the sweep looked is left alone - no push, no record."""
+    writer = AuditWriter(client, worker_keys.audit)
+    task_id = _submit(http)
+    _lose(client, task_id)
+    meanwhile: list[tuple[str, str]] = []
+
+    def audit() -> AuditWriter:  # called between the sweep's look and its write
+        for field, value in meanwhile:
+            client.hset(task_key(task_id), field, value)
+        return writer
+
+    sweeper = Sweeper(client, audit=audit, interval=INTERVAL, grace=GRACE, holder="test-a")
+    first = _eligible(client, task_id)
+    assert sweeper.sweep(now=first).suspected == [task_id]
+    for change in (("requeues", "1"), ("state", "started")):
+        meanwhile[:] = [change]
+        result = sweeper.sweep(now=first + GRACE)
+        assert (result.requeued, result.failed) == ([], [])
+        assert _queue(client) == []
+        assert _audited(client, task_id) == []
+        client.hdel(task_key(task_id), "requeues")
+        client.hset(task_key(task_id), "state", "queued")
 
 
 def test_worker_sweeper_finds_a_lost_message_requeues_it_audits_it_and_runs_it_once(
@@ -203,11 +284,11 @@ def test_worker_sweeper_finds_a_lost_message_requeues_it_audits_it_and_runs_it_o
 
 
 def test_message_still_in_the_queue_is_never_requeued(
-    http: httpx.Client, client: redis.Redis
+    http: httpx.Client, client: redis.Redis, sweepers: MakeSweeper
 ) -> None:
     """A task waiting behind a backlog is found in its queue by every sweep."""
     task_id = _submit(http)
-    sweeper = _sweeper(client)
+    sweeper = sweepers()
     now = _eligible(client, task_id)
     for step in range(4):
         result = sweeper.sweep(now=now + step * GRACE)
@@ -217,11 +298,11 @@ def test_message_still_in_the_queue_is_never_requeued(
 
 
 def test_message_in_kombus_unacked_hash_is_never_requeued(
-    stack: PrivateStack, http: httpx.Client, client: redis.Redis
+    stack: PrivateStack, http: httpx.Client, client: redis.Redis, sweepers: MakeSweeper
 ) -> None:
     """Popped and recorded in flight by kombu (a worker holds it): not the sweeper's."""
     task_id = _submit(http)
-    sweeper = _sweeper(client)
+    sweeper = sweepers()
     now = _eligible(client, task_id)
     with _kombu(stack, KOMBU_RECORDS) as conn:
         message = conn.default_channel.basic_get(DEFAULT_QUEUE)
@@ -237,7 +318,7 @@ def test_message_in_kombus_unacked_hash_is_never_requeued(
 
 
 def test_message_kombu_put_back_reserialised_is_never_requeued(
-    stack: PrivateStack, http: httpx.Client, client: redis.Redis
+    stack: PrivateStack, http: httpx.Client, client: redis.Redis, sweepers: MakeSweeper
 ) -> None:
     """A message kombu restored to the queue (flagged redelivered, so no longer the copy's
     bytes) is found by its delivery tag."""
@@ -251,7 +332,7 @@ def test_message_kombu_put_back_reserialised_is_never_requeued(
     assert len(queued) == 1
     assert queued[0] != copy
     assert b"redelivered" in queued[0]
-    sweeper = _sweeper(client)
+    sweeper = sweepers()
     now = _eligible(client, task_id)
     for step in range(4):
         assert sweeper.sweep(now=now + step * GRACE).requeued == []
@@ -309,7 +390,7 @@ def test_a_gate_recorded_delivery_put_back_returns_once_and_is_then_recorded_by_
 
 
 def test_a_delivery_put_back_before_its_gate_returns_as_the_copy_and_is_not_swept(
-    stack: PrivateStack, http: httpx.Client, client: redis.Redis
+    stack: PrivateStack, http: httpx.Client, client: redis.Redis, sweepers: MakeSweeper
 ) -> None:
     """A delivery rejected (or restored) before any gate recorded it goes back as the
     gateway's copy, byte for byte; the sweeper then finds it queued and leaves it."""
@@ -322,7 +403,7 @@ def test_a_delivery_put_back_before_its_gate_returns_as_the_copy_and_is_not_swep
         message.reject(requeue=True)
     assert _queue(client) == [copy]
     assert not client.hexists(KOMBU_UNACKED, message.delivery_tag)
-    sweeper = _sweeper(client)
+    sweeper = sweepers()
     now = _eligible(client, task_id)
     for step in range(4):
         assert sweeper.sweep(now=now + step * GRACE).requeued == []
@@ -330,13 +411,13 @@ def test_a_delivery_put_back_before_its_gate_returns_as_the_copy_and_is_not_swep
 
 
 def test_revoked_task_with_a_lost_message_is_not_requeued(
-    http: httpx.Client, client: redis.Redis
+    http: httpx.Client, client: redis.Redis, sweepers: MakeSweeper
 ) -> None:
     """Cancelled before it ran: nothing to bring back."""
     task_id = _submit(http)
     assert http.delete(f"/v1/tasks/{task_id}").status_code == 202
     _lose(client, task_id)
-    sweeper = _sweeper(client)
+    sweeper = sweepers()
     now = _eligible(client, task_id)
     for step in range(3):
         assert sweeper.sweep(now=now + step * GRACE).requeued == []
@@ -345,14 +426,14 @@ def test_revoked_task_with_a_lost_message_is_not_requeued(
 
 @pytest.mark.parametrize("state", ["started", "retried", "succeeded", "failed"])
 def test_task_past_its_start_is_not_requeued_even_with_a_copy_left(
-    http: httpx.Client, client: redis.Redis, state: str
+    http: httpx.Client, client: redis.Redis, state: str, sweepers: MakeSweeper
 ) -> None:
     """Only a task still queued is the sweeper's: a started or retried task's message is
     a worker's (unacked hash, visibility timeout), a finished one needs nothing."""
     task_id = _submit(http)
     _lose(client, task_id)
     client.hset(task_key(task_id), "state", state)
-    sweeper = _sweeper(client)
+    sweeper = sweepers()
     now = _eligible(client, task_id)
     for step in range(3):
         result = sweeper.sweep(now=now + step * GRACE)
@@ -361,14 +442,14 @@ def test_task_past_its_start_is_not_requeued_even_with_a_copy_left(
 
 
 def test_message_marked_once_is_not_requeued_before_the_grace_period_and_a_return_clears_it(
-    http: httpx.Client, client: redis.Redis
+    http: httpx.Client, client: redis.Redis, sweepers: MakeSweeper
 ) -> None:
     """One strike is not enough: a sweep sooner than the grace period after the mark
     leaves it; a message that turns up in flight (kombu recorded its pop) clears the mark,
     and a later loss starts over from the first strike."""
     task_id = _submit(http)
     copy = _lose(client, task_id)
-    sweeper = _sweeper(client)
+    sweeper = sweepers()
     first = _eligible(client, task_id)
     assert sweeper.sweep(now=first).suspected == [task_id]
     early = sweeper.sweep(now=first + GRACE - 0.5)
@@ -386,12 +467,12 @@ def test_message_marked_once_is_not_requeued_before_the_grace_period_and_a_retur
 
 
 def test_message_lost_again_and_again_is_given_up_after_the_cap(
-    http: httpx.Client, client: redis.Redis
+    http: httpx.Client, client: redis.Redis, sweepers: MakeSweeper
 ) -> None:
     """A message that keeps vanishing (say, a worker refuses it) is re-queued at most
     MAX_REQUEUES times; then the copy is dropped and the sweeper reports it abandoned."""
     task_id = _submit(http)
-    sweeper = _sweeper(client)
+    sweeper = sweepers()
     now = _eligible(client, task_id)
     for _ in range(MAX_REQUEUES):
         _lose(client, task_id)
@@ -404,16 +485,19 @@ def test_message_lost_again_and_again_is_given_up_after_the_cap(
     assert (gave_up.requeued, gave_up.abandoned) == ([], [task_id])
     assert client.exists(message_copy_key(task_id)) == 0
     assert _queue(client) == []
+    assert _audited(client, task_id) == [("task.requeued_lost", "ok")] * MAX_REQUEUES + [
+        ("task.requeue_abandoned", "error")
+    ]
 
 
 def test_lock_keeps_a_second_sweeper_from_sweeping_so_a_message_is_requeued_once(
-    http: httpx.Client, client: redis.Redis
+    http: httpx.Client, client: redis.Redis, sweepers: MakeSweeper
 ) -> None:
     """Two sweepers (two workers): only the lock holder sweeps, racing or not; the other
     takes over only once the holder stops renewing the lock."""
     task_id = _submit(http)
     copy = _lose(client, task_id)
-    first, second = _sweeper(client, "worker-a"), _sweeper(client, "worker-b")
+    first, second = sweepers("worker-a"), sweepers("worker-b")
     now = _eligible(client, task_id)
     assert first.sweep(now=now).suspected == [task_id]
     assert second.sweep(now=now + GRACE).swept is False
@@ -495,6 +579,15 @@ def test_sweeper_refuses_a_kombu_layout_it_cannot_see_into(
                 install(app, settings, app.taskgate_runtime)  # type: ignore[attr-defined]
     finally:
         app.close()
+
+
+def _audited(client: redis.Redis, task_id: str) -> list[tuple[str, str]]:
+    """(action, outcome) of the sweeper's audit records about ``task_id``."""
+    return [
+        (e.record.action, e.record.outcome)
+        for e in iter_records(client)
+        if e.record.target == task_id and e.record.action.startswith("task.requeue")
+    ]
 
 
 def _delivery_tag(copy: bytes) -> str:

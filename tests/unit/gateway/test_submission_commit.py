@@ -1,5 +1,5 @@
 """The stages that write an accepted submission, called directly against the session's
-Redis: ``enqueue_writes`` and ``commit`` (broker lane), ``record_best_effort``
+Redis: ``enqueue_job`` and ``commit`` (broker lane), ``record_best_effort``
 (best-effort lane).
 
 ``commit`` appends the ``allowed`` audit record and runs every write with it in one script
@@ -20,16 +20,16 @@ from gateway.state import GatewayState
 from gateway.submit import (
     BEST_EFFORT_STAGES,
     STAGES,
-    NotEnqueued,
     Submission,
     commit,
-    enqueue_writes,
+    enqueue_job,
     record_best_effort,
     run_stages,
 )
 from security.errors import AuditError
 from security.vault import VAULT_PREFIX
 from tests.unit.gateway.conftest import MakeSubmission
+from workers.contract.enqueue import NotEnqueuedError
 from workers.wire import (
     ALL_TASKS,
     GLOBAL_QUEUED,
@@ -54,14 +54,14 @@ def _audit_records(client: redis.Redis) -> list[dict[bytes, bytes]]:
     return [fields for _, fields in client.xrange(AUDIT)]
 
 
-async def test_enqueue_writes_ends_with_the_broker_push_and_starts_with_the_lease_check(
+async def test_enqueue_job_ends_with_the_broker_push_and_starts_with_the_lease_check(
     make_submission: MakeSubmission, gateway_state: GatewayState
 ) -> None:
     """With a held Idempotency-Key the lease precondition comes first (nothing runs for a
     request that lost its key) and the broker push comes last (a refused write before it
     leaves nothing queued)."""
     ctx = await _sealed(make_submission, gateway_state, idempotency_key="order")
-    writes = enqueue_writes(ctx, gateway_state)
+    writes = enqueue_job(ctx, gateway_state).writes()
     assert (writes[0].command, writes[0].keys) == ("HELD", (ctx.idem_redis_key,))
     assert (writes[-1].command, writes[-1].keys) == ("LPUSH", ("taskgate",))
     assert [w.command for w in writes].count("LPUSH") == 1
@@ -70,12 +70,12 @@ async def test_enqueue_writes_ends_with_the_broker_push_and_starts_with_the_leas
     assert vault[0].args[1:] == ("EX", str(gateway_state.settings.envelope_ttl))
 
 
-async def test_enqueue_writes_has_no_lease_check_without_an_idempotency_key(
+async def test_enqueue_job_has_no_lease_check_without_an_idempotency_key(
     make_submission: MakeSubmission, gateway_state: GatewayState
 ) -> None:
     """No key: no precondition and no idempotency record among the writes."""
     ctx = await _sealed(make_submission, gateway_state)
-    writes = enqueue_writes(ctx, gateway_state)
+    writes = enqueue_job(ctx, gateway_state).writes()
     assert "HELD" not in [w.command for w in writes]
     assert not [w for w in writes if w.keys[0].startswith("tg:idem:")]
 
@@ -165,12 +165,12 @@ async def test_commit_after_the_lease_was_taken_writes_nothing_and_answers_409(
 async def test_a_write_redis_refuses_leaves_nothing_runnable(
     make_submission: MakeSubmission, gateway_state: GatewayState, redis_client: redis.Redis
 ) -> None:
-    """The queue key holds a string: LPUSH fails. NotEnqueued is raised; the sweeper's
+    """The queue key holds a string: LPUSH fails. NotEnqueuedError is raised; the sweeper's
     copy is gone (it would re-queue the task), the record says not_enqueued, and the task
     counts against no queue cap. The 'allowed' record stands."""
     redis_client.set("taskgate", "not a list")
     ctx = await _sealed(make_submission, gateway_state)
-    with pytest.raises(NotEnqueued):
+    with pytest.raises(NotEnqueuedError):
         await commit(ctx, gateway_state)
     assert redis_client.get("taskgate") == b"not a list"
     assert not redis_client.exists(message_copy_key(ctx.task_id))
@@ -201,8 +201,8 @@ async def test_commit_without_the_swap_stage_audits_nothing_and_queues_nothing(
 ) -> None:
     """A stage list that skipped ``swap`` has nothing to enqueue: refused before the audit
     append, so no 'allowed' record stands for work that was never queued."""
-    ctx = await make_submission("stage.echo")
-    with pytest.raises(NotEnqueued):
+    ctx = await make_submission("stage.other")
+    with pytest.raises(NotEnqueuedError):
         await commit(ctx, gateway_state)
     assert not _audit_records(redis_client)
     assert not redis_client.exists(task_key(ctx.task_id))
