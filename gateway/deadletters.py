@@ -23,6 +23,7 @@ from security.errors import StoredStateError, TaskgateError
 from security.keystore import KeyRing
 from security.sealing import Opened, open_envelope
 from security.vault import VAULT_PREFIX
+from workers.contract.states import TaskState
 from workers.deadletters import DLQ_INDEX, dlq_key
 from workers.wire import (
     GLOBAL_QUEUED,
@@ -159,7 +160,7 @@ async def _authenticated(
         raise DeadLetterError(409, "dead letter envelope is not the task's current seal")
     marker = await client.hget(seal.bucket, seal.field)
     ended = marker.decode() if isinstance(marker, bytes) else marker
-    if ended != "dead_lettered":
+    if ended != TaskState.DEAD_LETTERED:
         raise DeadLetterError(
             409, f"the current seal did not end dead-lettered ({ended or 'no final marker'})"
         )
@@ -204,7 +205,7 @@ async def requeue(
         OutgoingTask(task_id, task["name"], body, codec.content_type, queue, copied=True)
     )
     vault_keys = _vault_keys(record, task_id)
-    mapping: dict[Any, Any] = {**signed, "state": "queued", "attempts": "0", "error": ""}
+    mapping: dict[Any, Any] = {**signed, "state": TaskState.QUEUED, "attempts": "0", "error": ""}
     async with client.pipeline(transaction=True) as pipe:
         pipe.zrem(DLQ_INDEX, task_id)
         pipe.delete(dlq_key(task_id))
@@ -234,7 +235,8 @@ async def purge(client: redis.asyncio.Redis, task_id: str) -> DeadLetter:
         pipe.delete(dlq_key(task_id))
         for vault_key in _vault_keys(record, task_id):
             pipe.delete(vault_key)
-        pipe.hset(task_key(task_id), mapping={"state": "failed", "error": f"{dead.reason}; purged"})
+        purged: dict[Any, Any] = {"state": TaskState.FAILED, "error": f"{dead.reason}; purged"}
+        pipe.hset(task_key(task_id), mapping=purged)
         await pipe.execute()
     return dead
 

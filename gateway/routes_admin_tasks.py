@@ -24,6 +24,7 @@ from gateway.schemas_admin import (
 )
 from gateway.state import GatewayState
 from security.errors import StoredStateError
+from workers.contract.states import TaskState
 from workers.wire import ALL_TASKS, TASK_ID, task_key
 
 __all__ = ["add_dead_letter_routes", "add_task_routes"]
@@ -204,4 +205,4 @@ async def _requeue(
         raise ApiError(exc.status, "Requeue refused", exc.detail, kind="dead-letter") from None
     await admin_audit(state, who, action, task_id, rid)
     state.metrics.replayed(dead.name)
-    return {"id": task_id, "status": "queued", "replays": dead.replays}
+    return {"id": task_id, "status": TaskState.QUEUED, "replays": dead.replays}

@@ -26,6 +26,7 @@ from gateway.state import GatewayState
 from gateway.submit import BEST_EFFORT_STAGES, STAGES, IdempotentReplay, Submission, run_stages
 from security.errors import InputRejectedError, TaskgateError, TokenError
 from workers.catalogue import TaskSpec
+from workers.contract.states import TaskState
 from workers.wire import GLOBAL_QUEUED, queued_key
 
 __all__ = ["submit_route"]
@@ -124,7 +125,7 @@ def _accepted(task_id: str, ctx: Submission, *, replayed: bool) -> JSONResponse:
     headers = {"Location": f"/v1/tasks/{task_id}", **limit_headers(ctx.limits)}
     if replayed:
         headers["Idempotent-Replayed"] = "true"
-    body = {"id": task_id, "status": "queued", "links": {"self": f"/v1/tasks/{task_id}"}}
+    body = {"id": task_id, "status": TaskState.QUEUED, "links": {"self": f"/v1/tasks/{task_id}"}}
     return JSONResponse(body, status_code=202, headers=headers)
 
 

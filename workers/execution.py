@@ -39,6 +39,7 @@ from security.errors import AuditError, TaskgateError
 from security.vault import reference_ids, resolve_secrets, vault_key
 from workers import cancel, lifecycle_log
 from workers.catalogue import TaskSpec
+from workers.contract.states import TaskState
 from workers.fencing import commit_fence, delivery_fence
 from workers.lifecycle import Gate, GateCall
 from workers.metrics import queued_since
@@ -186,7 +187,7 @@ class SealedTask(OutcomeTask):
                 if spec.cancellable and runtime.client().exists(revoked_key(task_id)):
                     runtime.lifecycle().finish(
                         task_id,
-                        "revoked",
+                        TaskState.REVOKED,
                         ttl=runtime.record_ttl,
                         delete=vault,
                         marker=origin.marker,
@@ -280,7 +281,11 @@ class SealedTask(OutcomeTask):
             raise Ignore()
         if gate.revoked:
             life.finish(
-                task_id, "revoked", ttl=runtime.record_ttl, delete=vault, marker=origin.marker
+                task_id,
+                TaskState.REVOKED,
+                ttl=runtime.record_ttl,
+                delete=vault,
+                marker=origin.marker,
             )
             runtime.audit(
                 "task.revoked", target=task_id, outcome="ok", reason="revoked before start"
@@ -336,7 +341,7 @@ class SealedTask(OutcomeTask):
         except TaskgateError as exc:
             life.finish(
                 task_id,
-                "failed",
+                TaskState.FAILED,
                 ttl=runtime.record_ttl,
                 error=exc.reason,
                 delete=vault,
@@ -346,7 +351,7 @@ class SealedTask(OutcomeTask):
         except ValidationError as exc:
             life.finish(
                 task_id,
-                "failed",
+                TaskState.FAILED,
                 ttl=runtime.record_ttl,
                 error="invalid_payload",
                 delete=vault,

@@ -28,6 +28,7 @@ from gateway.stored import trusted_record
 from security.audit import AuditQuery, afind_newest
 from security.audit_time import iso_time, parse_time
 from security.errors import AuditError
+from workers.contract.states import TaskState
 from workers.wire import TASK_ID, task_key
 
 __all__ = ["add_pages", "context", "signed_in", "when"]
@@ -111,6 +112,7 @@ def add_pages(router: APIRouter) -> None:  # noqa: PLR0915 - one closure per pag
         ctx = context(request, session, "tasks", found=found, form=form)
         ctx["error"] = bad_since or bad_until
         ctx["names"] = [spec.name for spec in state.catalogue]
+        ctx["states"] = list(TaskState)
         return page("tasks", **ctx)
 
     @router.get("/tasks/{task_id}")
