@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from gateway.state import GatewayState
 from security.audit import Outcome
+from security.audit_actions import AuditAction
 from workers.catalogue import TaskSpec
 from workers.contract.states import TaskState
 from workers.wire import task_key
@@ -60,7 +61,7 @@ async def run_best_effort(
         await state.redis.hset(key, mapping=fields)
         await state.record(
             actor="gateway",
-            action="task.best_effort",
+            action=AuditAction.TASK_BEST_EFFORT,
             outcome=outcome,
             target=task_id,
             reason=error,

@@ -24,6 +24,7 @@ from gateway.idempotency import release
 from gateway.ratelimit import limit_headers
 from gateway.state import GatewayState
 from gateway.submit import BEST_EFFORT_STAGES, STAGES, IdempotentReplay, Submission, run_stages
+from security.audit_actions import AuditAction
 from security.errors import InputRejectedError, TaskgateError, TokenError
 from workers.catalogue import TaskSpec
 from workers.contract.states import TaskState
@@ -47,7 +48,7 @@ def submit_route(spec: TaskSpec) -> Any:
         except TokenError as exc:
             await state.record(
                 actor="anonymous",
-                action="auth.refused",
+                action=AuditAction.AUTH_REFUSED,
                 outcome="denied",
                 target=spec.name,
                 reason=exc.reason,
@@ -77,7 +78,11 @@ def submit_route(spec: TaskSpec) -> Any:
             reason = exc.kind if isinstance(exc, ApiError) else exc.reason
             if isinstance(exc, InputRejectedError) and exc.field:
                 reason = f"{reason} at {exc.field}"
-            action = "rate_limit.hit" if getattr(exc, "status", 0) == 429 else "task.submit"
+            action = (
+                AuditAction.RATE_LIMIT_HIT
+                if getattr(exc, "status", 0) == 429
+                else AuditAction.TASK_SUBMIT
+            )
             await state.record(
                 actor=actor,
                 action=action,
@@ -96,7 +101,7 @@ def submit_route(spec: TaskSpec) -> Any:
                 with contextlib.suppress(Exception):
                     await state.record(
                         actor=actor,
-                        action="task.submit",
+                        action=AuditAction.TASK_SUBMIT,
                         outcome="error",
                         target=ctx.task_id,
                         reason=f"not enqueued: {type(exc).__name__}",

@@ -27,6 +27,7 @@ from gateway.revocation import revoke
 from gateway.schemas import Cancellation, Catalogue, TaskPage, TaskView
 from gateway.state import GatewayState
 from gateway.stored import trusted_record
+from security.audit_actions import AuditAction
 from security.errors import TaskgateError
 from security.passwords import ADMIN_TOKEN_PREFIX
 from workers.contract.keys import result_key
@@ -296,7 +297,7 @@ def build_router() -> APIRouter:
             if exc.status == 409:
                 await state.record(
                     actor=actor,
-                    action="task.cancel",
+                    action=AuditAction.TASK_CANCEL,
                     outcome="denied",
                     target=task_id,
                     reason=exc.kind,
@@ -305,7 +306,7 @@ def build_router() -> APIRouter:
             raise
         await state.record(
             actor=actor,
-            action="task.cancel",
+            action=AuditAction.TASK_CANCEL,
             outcome="ok",
             target=task_id,
             reason=status,

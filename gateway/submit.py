@@ -39,6 +39,7 @@ from gateway.submit_checks import IdempotentReplay, check_and_count
 from gateway.task_records import signed_fields
 from security import leakguard
 from security.audit import AuditRecord, Earlier, Write
+from security.audit_actions import AuditAction
 from security.audit_writes import LEASE_LOST, held
 from security.sanitise import loads_limited
 from security.tokens import AccessClaims
@@ -62,6 +63,7 @@ log = logging.getLogger("taskgate.gateway")
 # Per-request constants bound once: on Python 3.11 reading an enum member off its class
 # goes through the enum metaclass (about 80 ns each time).
 _QUEUED: Final = TaskState.QUEUED
+_TASK_SUBMIT: Final = AuditAction.TASK_SUBMIT
 
 __all__ = [
     "BEST_EFFORT_STAGES",
@@ -316,7 +318,7 @@ async def _undo_partial_enqueue(ctx: Submission, state: GatewayState) -> None:
 def _allowed(ctx: Submission) -> AuditRecord:
     return AuditRecord.make(
         actor=f"client:{ctx.client_id}",
-        action="task.submit",
+        action=_TASK_SUBMIT,
         outcome="allowed",
         target=ctx.task_id,
         reason=ctx.spec.name,

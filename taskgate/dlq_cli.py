@@ -15,6 +15,7 @@ import typer
 from gateway import deadletters
 from gateway.settings import OperatorSettings
 from security.audit import Outcome
+from security.audit_actions import AuditAction
 from security.config import load_settings
 from security.errors import ConfigError
 from security.keystore import KeyRing
@@ -30,11 +31,11 @@ app = typer.Typer(
 )
 
 
-_READS = {"admin.dlq.list": True, "admin.dlq.inspect": True}
+_READS = {AuditAction.ADMIN_DLQ_LIST: True, AuditAction.ADMIN_DLQ_INSPECT: True}
 
 
 def _run(
-    action: str, target: str, op: Callable[[Any, KeyRing, OperatorSettings], Awaitable[Any]]
+    action: AuditAction, target: str, op: Callable[[Any, KeyRing, OperatorSettings], Awaitable[Any]]
 ) -> Any:
     try:
         settings = load_settings(OperatorSettings)
@@ -73,7 +74,9 @@ def list_command(
 ) -> None:
     """List dead letters: id, task, owner, attempts, reason (never the payload)."""
     items, _ = _run(
-        "admin.dlq.list", "dead-letters", lambda c, _k, _s: deadletters.list_dead(c, limit=limit)
+        AuditAction.ADMIN_DLQ_LIST,
+        "dead-letters",
+        lambda c, _k, _s: deadletters.list_dead(c, limit=limit),
     )
     rows = [dead.public() for dead in items]
     if as_json:
@@ -91,7 +94,9 @@ def list_command(
 @app.command("inspect")
 def inspect_command(task_id: str, as_json: AsJson = False) -> None:
     """Show one dead letter's metadata."""
-    dead = _run("admin.dlq.inspect", task_id, lambda c, _k, _s: deadletters.inspect(c, task_id))
+    dead = _run(
+        AuditAction.ADMIN_DLQ_INSPECT, task_id, lambda c, _k, _s: deadletters.inspect(c, task_id)
+    )
     if as_json:
         echo_json(dead.public())
     else:
@@ -110,14 +115,14 @@ def requeue_command(task_id: str) -> None:
             await client.hincrby(METRICS_OPERATOR, field)
         return dead
 
-    dead = _run("admin.dlq.requeue", task_id, requeue)
+    dead = _run(AuditAction.ADMIN_DLQ_REQUEUE, task_id, requeue)
     typer.echo(f"requeued {task_id} (replay {dead.replays})")
 
 
 @app.command("purge")
 def purge_command(task_id: str) -> None:
     """Delete a dead letter and its stored secrets."""
-    _run("admin.dlq.purge", task_id, lambda c, _k, _s: deadletters.purge(c, task_id))
+    _run(AuditAction.ADMIN_DLQ_PURGE, task_id, lambda c, _k, _s: deadletters.purge(c, task_id))
     typer.echo(f"purged {task_id}")
 
 

@@ -35,6 +35,7 @@ from typing import Any
 from celery.exceptions import Ignore, Reject, Retry
 from pydantic import ValidationError
 
+from security.audit_actions import AuditAction
 from security.errors import AuditError, TaskgateError
 from security.vault import reference_ids, resolve_secrets, vault_key
 from workers import cancel, lifecycle_log
@@ -226,7 +227,7 @@ class SealedTask(OutcomeTask):
                 self._revoked_while_running(task_id, "revoked while running; it ended first")
         try:
             runtime.commit(
-                "task.succeeded",
+                AuditAction.TASK_SUCCEEDED,
                 target=task_id,
                 outcome="ok",
                 reason=f"attempt {attempt}, run {gate.run_count}",
@@ -288,7 +289,10 @@ class SealedTask(OutcomeTask):
                 marker=origin.marker,
             )
             runtime.audit(
-                "task.revoked", target=task_id, outcome="ok", reason="revoked before start"
+                AuditAction.TASK_REVOKED,
+                target=task_id,
+                outcome="ok",
+                reason="revoked before start",
             )
             lifecycle_log.note("revoked")
             raise Ignore()
@@ -322,7 +326,7 @@ class SealedTask(OutcomeTask):
             raise Ignore()
         if gate.runs > 1:  # the runs before were cut off: each is recorded, once
             runtime.audit(
-                "task.run_interrupted",
+                AuditAction.TASK_RUN_INTERRUPTED,
                 target=task_id,
                 outcome="error",
                 reason=f"run {gate.run_count - 1} cut off; run {gate.run_count} starts",

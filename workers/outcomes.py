@@ -27,6 +27,7 @@ from celery import Task, states
 from celery.exceptions import Ignore, Reject, TimeLimitExceeded
 
 from security.audit import Earlier, Write
+from security.audit_actions import AuditAction
 from security.errors import AuditError, InputRejectedError, TaskgateError
 from security.vault import reference_ids, vault_key
 from workers import lifecycle_log
@@ -49,6 +50,7 @@ log = logging.getLogger("taskgate.worker")
 # Per-task constants bound once: on Python 3.11 reading an enum member off its class goes
 # through the enum metaclass (about 80 ns each time).
 _SUCCEEDED: Final = TaskState.SUCCEEDED
+_TASK_SUCCEEDED: Final = AuditAction.TASK_SUCCEEDED
 _STARTED: Final = (TaskState.STARTED, TaskState.STARTED.encode())  # replies: str or bytes
 
 
@@ -66,7 +68,7 @@ class OutcomeTask(Task[Any, Any]):
         lifecycle_log.note("refused", reason=reason)
         try:
             _runtime(self.app).audit(
-                "task.refused", target=task_id, outcome="denied", reason=reason
+                AuditAction.TASK_REFUSED, target=task_id, outcome="denied", reason=reason
             )
         except Exception:  # the refusal stands even when the audit log is unreachable
             log.exception("could not audit the refusal of %s", task_id)
@@ -130,7 +132,9 @@ class OutcomeTask(Task[Any, Any]):
         revoked, its secrets are gone) and end the run: acknowledged, no result stored."""
         log.info("task %s[%s] revoked: %s", self.name, task_id, reason)
         lifecycle_log.note("revoked")
-        _runtime(self.app).audit("task.revoked", target=task_id, outcome="ok", reason=reason)
+        _runtime(self.app).audit(
+            AuditAction.TASK_REVOKED, target=task_id, outcome="ok", reason=reason
+        )
         raise Ignore()
 
     def _commit_success(
@@ -185,7 +189,7 @@ class OutcomeTask(Task[Any, Any]):
         fence = delivery_fence(request)
         try:
             runtime.commit(
-                "task.succeeded",
+                _TASK_SUCCEEDED,
                 target=task_id,
                 outcome="ok",
                 reason=f"attempt {attempt}, run {run}" if run else f"attempt {attempt}",
@@ -235,7 +239,10 @@ class OutcomeTask(Task[Any, Any]):
             ):
                 self._fenced(task_id, stale)
             runtime.audit(
-                "task.failed", target=task_id, outcome="error", reason=f"{reason} (input refused)"
+                AuditAction.TASK_FAILED,
+                target=task_id,
+                outcome="error",
+                reason=f"{reason} (input refused)",
             )
             return
         if isinstance(exc, policy.retry_on) and attempt < policy.max_attempts:
@@ -243,7 +250,7 @@ class OutcomeTask(Task[Any, Any]):
             if not runtime.lifecycle().retried(task_id, reason, delay, fence=fence):
                 self._fenced(task_id, stale)
             runtime.audit(
-                "task.retried",
+                AuditAction.TASK_RETRIED,
                 target=task_id,
                 outcome="error",
                 reason=f"{reason} attempt {attempt}",
@@ -300,7 +307,7 @@ def bury(
         task_id, TaskState.DEAD_LETTERED, ttl=runtime.record_ttl, error=reason, marker=marker
     )
     runtime.audit(
-        "task.dead_lettered",
+        AuditAction.TASK_DEAD_LETTERED,
         target=task_id,
         outcome="error",
         reason=f"{reason} after {detail or attempt}",

@@ -41,6 +41,7 @@ from typing import Any
 import redis
 from celery import Celery, bootsteps
 
+from security.audit_actions import AuditAction
 from security.errors import ConfigError
 from security.lua import lua_script
 from workers.runtime import WorkerRuntime
@@ -197,12 +198,14 @@ class SweeperService:
             log.warning(
                 "task %s: message lost by the broker before any worker took it; re-queued", task_id
             )
-            self._audit("task.requeued_lost", task_id, "ok", "message missing; re-queued")
+            self._audit(AuditAction.TASK_REQUEUED_LOST, task_id, "ok", "message missing; re-queued")
         for task_id in result.abandoned:
             log.error("task %s: message lost %d times; no longer re-queued", task_id, MAX_REQUEUES)
-            self._audit("task.requeue_abandoned", task_id, "error", f"lost {MAX_REQUEUES} times")
+            self._audit(
+                AuditAction.TASK_REQUEUE_ABANDONED, task_id, "error", f"lost {MAX_REQUEUES} times"
+            )
 
-    def _audit(self, action: str, task_id: str, outcome: Any, reason: str) -> None:
+    def _audit(self, action: AuditAction, task_id: str, outcome: Any, reason: str) -> None:
         try:
             self._runtime.audit(action, target=task_id, outcome=outcome, reason=reason)
         except Exception:  # the re-queue stands; the log line above records it
