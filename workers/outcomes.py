@@ -47,10 +47,11 @@ __all__ = ["OutcomeTask", "bury", "settle_writes"]
 
 log = logging.getLogger("taskgate.worker")
 
-# Per-task constants bound once: on Python 3.11 reading an enum member off its class goes
-# through the enum metaclass (about 80 ns each time).
+# What every task's commit uses, built once (on Python 3.11 reading an enum member off its
+# class goes through the enum metaclass: about 80 ns each time).
 _SUCCEEDED: Final = TaskState.SUCCEEDED
 _TASK_SUCCEEDED: Final = AuditAction.TASK_SUCCEEDED
+_RESULT: Final = Earlier("result")  # the sealed result document, as SET stores it
 _STARTED: Final = (TaskState.STARTED, TaskState.STARTED.encode())  # replies: str or bytes
 
 
@@ -177,8 +178,8 @@ class OutcomeTask(Task[Any, Any]):
                 ("state", _SUCCEEDED, "finished_at", f"{time.time():.6f}"),
             ),
             Write("EXPIRE", (task_key(task_id),), (ttl,)),
-            Write("SET", (result_key,), (document, *expiry)),
-            Write("PUBLISH", (result_key,), (Earlier(3, 0),)),  # the document, sent once
+            Write("SET", (result_key,), (document, *expiry), name="result"),
+            Write("PUBLISH", (result_key,), (_RESULT,)),  # the document, sent once
         ]
         if marker is not None:  # the seal's final marker: its bucket exists (the gate saw it)
             bucket, field = marker
