@@ -10,6 +10,7 @@ from pydantic import BaseModel
 from gateway import stored
 from gateway.errors import ApiError
 from gateway.state import GatewayState
+from security.audit_actions import AuditAction
 from security.errors import StoredStateError
 
 __all__ = ["CONFLICT", "admin_audit", "answers", "refused"]
@@ -39,7 +40,7 @@ def answers(
 async def admin_audit(
     state: GatewayState,
     actor: str,
-    action: str,
+    action: AuditAction,
     target: str,
     rid: str,
     *,

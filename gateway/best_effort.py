@@ -18,7 +18,9 @@ from pydantic import ValidationError
 
 from gateway.state import GatewayState
 from security.audit import Outcome
+from security.audit_actions import AuditAction
 from workers.catalogue import TaskSpec
+from workers.contract.states import TaskState
 from workers.wire import task_key
 
 __all__ = ["run_best_effort"]
@@ -35,7 +37,12 @@ async def run_best_effort(
     error = ""
     try:
         await state.redis.hset(
-            key, mapping={"state": "started", "started_at": f"{time.time():.6f}", "attempts": "1"}
+            key,
+            mapping={
+                "state": TaskState.STARTED,
+                "started_at": f"{time.time():.6f}",
+                "attempts": "1",
+            },
         )
         model = spec.schema.model_validate(payload)
         await asyncio.to_thread(spec.fn, model)
@@ -45,7 +52,7 @@ async def run_best_effort(
     finally:
         payload.clear()
     fields: dict[Any, Any] = {
-        "state": "succeeded" if outcome == "ok" else "failed",
+        "state": TaskState.SUCCEEDED if outcome == "ok" else TaskState.FAILED,
         "finished_at": f"{time.time():.6f}",
     }
     if error:
@@ -54,7 +61,7 @@ async def run_best_effort(
         await state.redis.hset(key, mapping=fields)
         await state.record(
             actor="gateway",
-            action="task.best_effort",
+            action=AuditAction.TASK_BEST_EFFORT,
             outcome=outcome,
             target=task_id,
             reason=error,

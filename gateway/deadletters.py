@@ -33,6 +33,7 @@ from workers.contract.enqueue import (
     aenqueue,
     undo_partial_enqueue,
 )
+from workers.contract.states import TaskState
 from workers.deadletters import DLQ_INDEX, dlq_key
 from workers.wire import (
     GLOBAL_QUEUED,
@@ -170,7 +171,7 @@ async def _authenticated(
         raise DeadLetterError(409, "dead letter envelope is not the task's current seal")
     marker = await client.hget(seal.bucket, seal.field)
     ended = marker.decode() if isinstance(marker, bytes) else marker
-    if ended != "dead_lettered":
+    if ended != TaskState.DEAD_LETTERED:
         raise DeadLetterError(
             409, f"the current seal did not end dead-lettered ({ended or 'no final marker'})"
         )
@@ -222,7 +223,7 @@ async def requeue(
     message = encode_message(
         OutgoingTask(task_id, task["name"], body, codec.content_type, queue, copied=True)
     )
-    fields = {**signed, "state": "queued", "attempts": "0", "error": ""}
+    fields = {**signed, "state": TaskState.QUEUED, "attempts": "0", "error": ""}
     mapping = tuple(item for pair in fields.items() for item in pair)
     stamp, owner = repr(now), task["owner"]
     after = [
@@ -266,7 +267,8 @@ async def purge(client: redis.asyncio.Redis, task_id: str) -> DeadLetter:
         pipe.delete(dlq_key(task_id))
         for vault_key in _vault_keys(record, task_id):
             pipe.delete(vault_key)
-        pipe.hset(task_key(task_id), mapping={"state": "failed", "error": f"{dead.reason}; purged"})
+        purged: dict[Any, Any] = {"state": TaskState.FAILED, "error": f"{dead.reason}; purged"}
+        pipe.hset(task_key(task_id), mapping=purged)
         await pipe.execute()
     return dead
 

@@ -24,6 +24,7 @@ from gateway.stored import (
     audit_refused,
     check_principal,
 )
+from security.audit_actions import AuditAction
 from security.errors import StoredStateError, TokenError
 from security.passwords import ADMIN_TOKEN_PREFIX
 from security.tokens import AccessClaims
@@ -149,7 +150,7 @@ async def forbid_auditor(request: Request, state: GatewayState, operator: Operat
         return
     await state.record(
         actor=operator.actor,
-        action="operator.forbidden",
+        action=AuditAction.OPERATOR_FORBIDDEN,
         outcome="denied",
         target=f"{request.method} {request.url.path}"[:128],
         reason=f"role {operator.role} is read-only",

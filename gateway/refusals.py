@@ -29,12 +29,13 @@ from gateway.clientip import client_ip
 from gateway.clients import is_valid_client_id
 from gateway.middleware import request_scope_var
 from security.audit import AsyncAuditWriter, AuditRecord, Write
+from security.audit_actions import AuditAction
 from security.audit_refusals import RefusalCounter, RefusalGroup, summary_records
 
 __all__ = ["RefusalAggregator", "group_actor", "is_aggregated"]
 
 log = logging.getLogger("taskgate.audit")
-_AGGREGATED = frozenset({"auth.refused", "rate_limit.hit"})
+_AGGREGATED = frozenset({AuditAction.AUTH_REFUSED, AuditAction.RATE_LIMIT_HIT})
 _BAD_CREDENTIALS = frozenset({"invalid_client", "malformed_client_id"})
 
 
@@ -44,7 +45,9 @@ def is_aggregated(action: str, outcome: str, reason: str) -> bool:
     that is not one."""
     if outcome != "denied":
         return False
-    return action in _AGGREGATED or (action == "token.issue" and reason in _BAD_CREDENTIALS)
+    return action in _AGGREGATED or (
+        action == AuditAction.TOKEN_ISSUE and reason in _BAD_CREDENTIALS
+    )
 
 
 def _source_ip(record_actor: str, trusted: tuple[str, ...]) -> str | None:

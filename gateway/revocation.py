@@ -12,12 +12,10 @@ from gateway.errors import ApiError
 from gateway.state import GatewayState
 from gateway.task_records import seal_of
 from security.lua import lua_script
+from workers.contract.states import FINISHED, TaskState
 from workers.wire import GLOBAL_QUEUED, queued_key, revoked_key, task_key
 
-__all__ = ["FINISHED", "revoke"]
-
-FINISHED = frozenset({"succeeded", "failed", "dead_lettered", "revoked"})
-
+__all__ = ["revoke"]
 
 # What it does, its KEYS and ARGV: the comment at the top of revoke.lua.
 _REVOKE = lua_script("gateway", "revoke.lua")
@@ -54,7 +52,7 @@ async def revoke(state: GatewayState, task_id: str, record: dict[str, str]) -> s
         ],
     )
     outcome = reply.decode() if isinstance(reply, bytes) else str(reply)
-    if outcome in {"revoked", "cancelling"}:
+    if outcome in {TaskState.REVOKED, TaskState.CANCELLING}:
         return outcome
     if outcome == "missing":
         raise ApiError(404, "Not found", "no such task", kind="not-found")

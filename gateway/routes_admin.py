@@ -35,6 +35,7 @@ from gateway.schemas_admin import (
     Stats,
 )
 from gateway.task_stats import MAX_WINDOW, read_window
+from security.audit_actions import AuditAction
 from security.errors import StoredStateError, TokenError
 from security.tokens import verify_token
 from workers.contract.keys import AUDIT_STREAM, CLIENTS_SET
@@ -73,7 +74,7 @@ def _client_routes(router: APIRouter, body_model: type[NewClient]) -> None:
         clients, bad = await state.clients.scan()
         for client_id, exc in bad:  # listed apart, never shown as if trusted
             await refused(state, exc, f"client:{client_id}", rid, who)
-        await admin_audit(state, who, "admin.clients.list", "clients", rid)
+        await admin_audit(state, who, AuditAction.ADMIN_CLIENTS_LIST, "clients", rid)
         return {"items": [c.public() for c in clients], "refused": [cid for cid, _ in bad]}
 
     async def create_client(
@@ -88,14 +89,14 @@ def _client_routes(router: APIRouter, body_model: type[NewClient]) -> None:
             await admin_audit(
                 state,
                 who,
-                "admin.clients.create",
+                AuditAction.ADMIN_CLIENTS_CREATE,
                 body.name,
                 rid,
                 outcome="denied",
                 reason=exc.reason,
             )
             raise _client_error(exc) from None
-        await admin_audit(state, who, "admin.clients.create", client.client_id, rid)
+        await admin_audit(state, who, AuditAction.ADMIN_CLIENTS_CREATE, client.client_id, rid)
         return {**client.public(), "client_secret": secret}
 
     # The body's model is built for this catalogue: set as a real type, not a string.
@@ -123,7 +124,7 @@ def _client_routes(router: APIRouter, body_model: type[NewClient]) -> None:
             raise _client_error(exc) from None
         except StoredStateError as exc:
             raise await refused(state, exc, f"client:{client_id}", rid, who) from None
-        await admin_audit(state, who, "admin.clients.disable", client_id, rid)
+        await admin_audit(state, who, AuditAction.ADMIN_CLIENTS_DISABLE, client_id, rid)
         return client.public()
 
     @router.post(
@@ -140,7 +141,7 @@ def _client_routes(router: APIRouter, body_model: type[NewClient]) -> None:
             raise _client_error(exc) from None
         except StoredStateError as exc:
             raise await refused(state, exc, f"client:{client_id}", rid, who) from None
-        await admin_audit(state, who, "admin.clients.enable", client_id, rid)
+        await admin_audit(state, who, AuditAction.ADMIN_CLIENTS_ENABLE, client_id, rid)
         return client.public()
 
     @router.post(
@@ -157,7 +158,7 @@ def _client_routes(router: APIRouter, body_model: type[NewClient]) -> None:
             raise _client_error(exc) from None
         except StoredStateError as exc:
             raise await refused(state, exc, f"client:{client_id}", rid, who) from None
-        await admin_audit(state, who, "admin.clients.rotate_secret", client_id, rid)
+        await admin_audit(state, who, AuditAction.ADMIN_CLIENTS_ROTATE_SECRET, client_id, rid)
         return {"client_id": client_id, "client_secret": secret}
 
 
@@ -193,7 +194,7 @@ def _ops_routes(router: APIRouter) -> None:
             raise await refused(state, exc, "revocations", rid, who) from None
         except ClientError as exc:
             raise _client_error(exc) from None
-        await admin_audit(state, who, "admin.tokens.revoke", jti, rid)
+        await admin_audit(state, who, AuditAction.ADMIN_TOKENS_REVOKE, jti, rid)
         return {"jti": jti, "revoked": True, "until": int(time.time()) + ttl}
 
     @router.get("/keys", summary="Key ids in use (never material)", **answers(KeyList, "Key ids"))
@@ -203,7 +204,7 @@ def _ops_routes(router: APIRouter) -> None:
             str(keys.purpose): [{"kid": k.kid, "retired": k.retired} for k in keys]
             for keys in ring.key_sets()
         }
-        await admin_audit(state, who, "admin.keys.list", "keys", rid)
+        await admin_audit(state, who, AuditAction.ADMIN_KEYS_LIST, "keys", rid)
         return {
             "keys": out,
             "rotate": "run `taskgate keys rotate` then restart workers, then gateways",
@@ -233,7 +234,7 @@ def _ops_routes(router: APIRouter) -> None:
         depth = dict(zip(queues, replies[: len(queues)], strict=True))
         backlog, dead, clients, audit = replies[len(queues) :]
         tasks = await read_window(state.redis, time.time(), window)
-        await admin_audit(state, who, "admin.stats", "stats", rid)
+        await admin_audit(state, who, AuditAction.ADMIN_STATS, "stats", rid)
         return {
             "window_seconds": window,
             "tasks": {name: task.public() for name, task in tasks.items()},

@@ -24,7 +24,9 @@ from gateway.schemas_admin import (
 )
 from gateway.state import GatewayState
 from security.audit import AuditRecord
+from security.audit_actions import AuditAction
 from security.errors import StoredStateError
+from workers.contract.states import TaskState
 from workers.wire import ALL_TASKS, TASK_ID, task_key
 
 __all__ = ["add_dead_letter_routes", "add_task_routes"]
@@ -63,7 +65,7 @@ def add_task_routes(router: APIRouter) -> None:
                 view = {**task_view(_text(member), record), "owner": record.get("owner")}
                 if status is None or view["status"] == status:
                     items.append(view)
-        await admin_audit(state, who, "admin.tasks.list", "tasks", rid)
+        await admin_audit(state, who, AuditAction.ADMIN_TASKS_LIST, "tasks", rid)
         return {"items": items, "next": rows[-1][1] if len(rows) == limit else None}
 
     @router.get(
@@ -75,7 +77,7 @@ def add_task_routes(router: APIRouter) -> None:
         task_id: str, who: Reader, state: State, rid: RequestId
     ) -> dict[str, Any]:
         record = await _task_record(state, task_id, rid, who)
-        await admin_audit(state, who, "admin.tasks.inspect", task_id, rid)
+        await admin_audit(state, who, AuditAction.ADMIN_TASKS_INSPECT, task_id, rid)
         return {
             **task_view(task_id, record),
             "owner": record.get("owner"),
@@ -101,7 +103,7 @@ def add_task_routes(router: APIRouter) -> None:
     )
     async def revoke_task(task_id: str, who: Admin, state: State, rid: RequestId) -> dict[str, Any]:
         status = await revoke(state, task_id, await _task_record(state, task_id, rid, who))
-        await admin_audit(state, who, "admin.tasks.revoke", task_id, rid)
+        await admin_audit(state, who, AuditAction.ADMIN_TASKS_REVOKE, task_id, rid)
         return {"id": task_id, "status": status}
 
     @router.post(
@@ -111,7 +113,7 @@ def add_task_routes(router: APIRouter) -> None:
         **answers(Requeued, "Queued again", 202, errors=CONFLICT),
     )
     async def retry_task(task_id: str, who: Admin, state: State, rid: RequestId) -> dict[str, Any]:
-        return await _requeue(state, task_id, rid, who, action="admin.tasks.retry")
+        return await _requeue(state, task_id, rid, who, action=AuditAction.ADMIN_TASKS_RETRY)
 
 
 def add_dead_letter_routes(router: APIRouter) -> None:
@@ -130,7 +132,7 @@ def add_dead_letter_routes(router: APIRouter) -> None:
         before: Annotated[float | None, Query(ge=0, allow_inf_nan=False)] = None,
     ) -> dict[str, Any]:
         items, cursor = await deadletters.list_dead(state.redis, limit=limit, before=before)
-        await admin_audit(state, who, "admin.dlq.list", "dead-letters", rid)
+        await admin_audit(state, who, AuditAction.ADMIN_DLQ_LIST, "dead-letters", rid)
         return {"items": [d.public() for d in items], "next": cursor}
 
     @router.get(
@@ -145,7 +147,7 @@ def add_dead_letter_routes(router: APIRouter) -> None:
             dead = await deadletters.inspect(state.redis, task_id)
         except deadletters.DeadLetterError as exc:
             raise ApiError(exc.status, "Dead letter", exc.detail, kind="dead-letter") from None
-        await admin_audit(state, who, "admin.dlq.inspect", task_id, rid)
+        await admin_audit(state, who, AuditAction.ADMIN_DLQ_INSPECT, task_id, rid)
         return dead.public()
 
     @router.post(
@@ -157,7 +159,7 @@ def add_dead_letter_routes(router: APIRouter) -> None:
     async def requeue_dead_letter(
         task_id: str, who: Admin, state: State, rid: RequestId
     ) -> dict[str, Any]:
-        return await _requeue(state, task_id, rid, who, action="admin.dlq.requeue")
+        return await _requeue(state, task_id, rid, who, action=AuditAction.ADMIN_DLQ_REQUEUE)
 
     @router.delete(
         "/dead-letters/{task_id}",
@@ -171,7 +173,7 @@ def add_dead_letter_routes(router: APIRouter) -> None:
             dead = await deadletters.purge(state.redis, task_id)
         except deadletters.DeadLetterError as exc:
             raise ApiError(exc.status, "Dead letter", exc.detail, kind="dead-letter") from None
-        await admin_audit(state, who, "admin.dlq.purge", task_id, rid)
+        await admin_audit(state, who, AuditAction.ADMIN_DLQ_PURGE, task_id, rid)
         return {**dead.public(), "purged": True}
 
 
@@ -194,7 +196,7 @@ async def _task_record(
 
 
 async def _requeue(
-    state: GatewayState, task_id: str, rid: str, who: str, *, action: str
+    state: GatewayState, task_id: str, rid: str, who: str, *, action: AuditAction
 ) -> dict[str, Any]:
     # The "ok" record is appended in the same atomic call as the requeue (group commit).
     record = AuditRecord.make(
@@ -213,4 +215,4 @@ async def _requeue(
         await admin_audit(state, who, action, task_id, rid, outcome=exc.outcome, reason=exc.detail)
         raise ApiError(exc.status, "Requeue refused", exc.detail, kind="dead-letter") from None
     state.metrics.replayed(dead.name)
-    return {"id": task_id, "status": "queued", "replays": dead.replays}
+    return {"id": task_id, "status": TaskState.QUEUED, "replays": dead.replays}

@@ -23,6 +23,7 @@ from gateway.errors import ApiError
 from gateway.schemas_admin import AuditPage, AuditVerification
 from gateway.state import GatewayState
 from security.audit import AuditQuery, afind_records
+from security.audit_actions import AuditAction
 from security.audit_time import iso_time, parse_time
 from security.errors import AuditError
 
@@ -44,7 +45,7 @@ async def _limit(state: GatewayState, actor: str, rid: str) -> None:
         return
     await state.record(
         actor=actor,
-        action="rate_limit.hit",
+        action=AuditAction.RATE_LIMIT_HIT,
         outcome="denied",
         target="audit.verify",
         reason="verify limit" if not allowed else "verify busy",
@@ -121,7 +122,11 @@ def add_audit_routes(router: APIRouter) -> None:
         )
         page = await afind_records(state.redis, query, after=after, limit=limit)
         await state.record(
-            actor=actor_name, action="audit.read", outcome="ok", target="audit", request_id=rid
+            actor=actor_name,
+            action=AuditAction.AUDIT_READ,
+            outcome="ok",
+            target="audit",
+            request_id=rid,
         )
         items = [{**e.to_dict(), "when": iso_time(e.record.time)} for e in page.entries]
         return {"items": items, "next": page.next_after}
@@ -179,7 +184,7 @@ def add_audit_routes(router: APIRouter) -> None:
             }
         await state.record(
             actor=actor_name,
-            action="audit.verify",
+            action=AuditAction.AUDIT_VERIFY,
             outcome="ok" if body["ok"] else "error",
             target="audit",
             reason=f"seq {walk.first_seq}-{walk.report.head_seq}",

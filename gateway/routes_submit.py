@@ -24,8 +24,10 @@ from gateway.idempotency import release
 from gateway.ratelimit import limit_headers
 from gateway.state import GatewayState
 from gateway.submit import BEST_EFFORT_STAGES, STAGES, IdempotentReplay, Submission, run_stages
+from security.audit_actions import AuditAction
 from security.errors import InputRejectedError, TaskgateError, TokenError
 from workers.catalogue import TaskSpec
+from workers.contract.states import TaskState
 from workers.wire import GLOBAL_QUEUED, queued_key
 
 __all__ = ["submit_route"]
@@ -46,7 +48,7 @@ def submit_route(spec: TaskSpec) -> Any:
         except TokenError as exc:
             await state.record(
                 actor="anonymous",
-                action="auth.refused",
+                action=AuditAction.AUTH_REFUSED,
                 outcome="denied",
                 target=spec.name,
                 reason=exc.reason,
@@ -76,7 +78,11 @@ def submit_route(spec: TaskSpec) -> Any:
             reason = exc.kind if isinstance(exc, ApiError) else exc.reason
             if isinstance(exc, InputRejectedError) and exc.field:
                 reason = f"{reason} at {exc.field}"
-            action = "rate_limit.hit" if getattr(exc, "status", 0) == 429 else "task.submit"
+            action = (
+                AuditAction.RATE_LIMIT_HIT
+                if getattr(exc, "status", 0) == 429
+                else AuditAction.TASK_SUBMIT
+            )
             await state.record(
                 actor=actor,
                 action=action,
@@ -95,7 +101,7 @@ def submit_route(spec: TaskSpec) -> Any:
                 with contextlib.suppress(Exception):
                     await state.record(
                         actor=actor,
-                        action="task.submit",
+                        action=AuditAction.TASK_SUBMIT,
                         outcome="error",
                         target=ctx.task_id,
                         reason=f"not enqueued: {type(exc).__name__}",
@@ -124,7 +130,7 @@ def _accepted(task_id: str, ctx: Submission, *, replayed: bool) -> JSONResponse:
     headers = {"Location": f"/v1/tasks/{task_id}", **limit_headers(ctx.limits)}
     if replayed:
         headers["Idempotent-Replayed"] = "true"
-    body = {"id": task_id, "status": "queued", "links": {"self": f"/v1/tasks/{task_id}"}}
+    body = {"id": task_id, "status": TaskState.QUEUED, "links": {"self": f"/v1/tasks/{task_id}"}}
     return JSONResponse(body, status_code=202, headers=headers)
 
 

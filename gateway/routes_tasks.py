@@ -27,9 +27,11 @@ from gateway.revocation import revoke
 from gateway.schemas import Cancellation, Catalogue, TaskPage, TaskView
 from gateway.state import GatewayState
 from gateway.stored import trusted_record
+from security.audit_actions import AuditAction
 from security.errors import TaskgateError
 from security.passwords import ADMIN_TOKEN_PREFIX
 from workers.contract.keys import result_key
+from workers.contract.states import UNKNOWN, TaskState
 from workers.wire import (
     TASK_ID,
     owner_index,
@@ -54,7 +56,7 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {
 # A task's error is shown while it describes the task's current state: an attempt that
 # failed and will be retried, or the final failure. A later attempt that runs or succeeds
 # leaves the worker's record of the earlier failure behind; it is not shown then.
-_ERROR_STATES = frozenset({"retried", "failed", "dead_lettered"})
+_ERROR_STATES = frozenset({TaskState.RETRIED, TaskState.FAILED, TaskState.DEAD_LETTERED})
 
 
 async def client_or_admin(request: Request, state: State) -> Principal | Operator:
@@ -114,7 +116,7 @@ def task_view(task_id: str, record: dict[str, str]) -> dict[str, Any]:
     view: dict[str, Any] = {
         "id": task_id,
         "task": record.get("name"),
-        "status": record.get("state", "unknown"),
+        "status": record.get("state", UNKNOWN),
         "attempts": int(record.get("attempts", "0") or 0),
         # every run of its body so far: a re-run after a crash or a reclaim counts too
         "runs": int(record.get("run_count", "0") or 0),
@@ -166,10 +168,10 @@ async def _add_result(state: GatewayState, task_id: str, view: dict[str, Any]) -
                 500, "Internal error", "the result could not be opened", kind="internal"
             ) from None
         view.update(_result_summary(doc, view["attempts"]))
-    elif view["status"] == "succeeded" and _just_finished(view):
+    elif view["status"] == TaskState.SUCCEEDED and _just_finished(view):
         # The worker records success just before Celery stores the result: for that
         # instant the task is still finishing - never "succeeded" without its result.
-        view["status"] = "started"
+        view["status"] = TaskState.STARTED
 
 
 def build_router() -> APIRouter:
@@ -295,7 +297,7 @@ def build_router() -> APIRouter:
             if exc.status == 409:
                 await state.record(
                     actor=actor,
-                    action="task.cancel",
+                    action=AuditAction.TASK_CANCEL,
                     outcome="denied",
                     target=task_id,
                     reason=exc.kind,
@@ -304,7 +306,7 @@ def build_router() -> APIRouter:
             raise
         await state.record(
             actor=actor,
-            action="task.cancel",
+            action=AuditAction.TASK_CANCEL,
             outcome="ok",
             target=task_id,
             reason=status,

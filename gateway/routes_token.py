@@ -38,6 +38,7 @@ from gateway.token_guard import (
     HashGate,
     source_key_part,
 )
+from security.audit_actions import AuditAction
 from security.errors import StoredStateError
 from security.tokens import issue_token
 from workers.contract.keys import TOKEN_LIMIT_PREFIX
@@ -139,7 +140,7 @@ class _Guards:
     async def denied(state: GatewayState, actor: str, reason: str, request_id: str) -> None:
         await state.record(
             actor=actor,
-            action="rate_limit.hit",
+            action=AuditAction.RATE_LIMIT_HIT,
             outcome="denied",
             target="/v1/token",
             reason=reason,
@@ -171,7 +172,7 @@ class _Guards:
         """Audit a failed client authentication; the 401 to raise."""
         await state.record(
             actor=actor,
-            action="token.issue",
+            action=AuditAction.TOKEN_ISSUE,
             outcome="denied",
             reason=reason,
             request_id=request_id,
@@ -306,7 +307,7 @@ def build_token_router(limiter: Limiter, settings: GatewaySettings) -> APIRouter
         if granted is None:
             await state.record(
                 actor=f"client:{client.client_id}",
-                action="token.issue",
+                action=AuditAction.TOKEN_ISSUE,
                 outcome="denied",
                 reason="invalid_scope",
                 request_id=request_id,
@@ -324,7 +325,7 @@ def build_token_router(limiter: Limiter, settings: GatewaySettings) -> APIRouter
         )
         await state.record(
             actor=f"client:{client.client_id}",
-            action="token.issue",
+            action=AuditAction.TOKEN_ISSUE,
             outcome="allowed",
             target=claims.jti,
             reason=" ".join(sorted(granted)),

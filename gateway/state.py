@@ -20,6 +20,7 @@ from gateway.script_batcher import ScriptBatcher
 from gateway.settings import GatewaySettings
 from gateway.token_cache import VerifiedTokens
 from security.audit import AuditRecord
+from security.audit_actions import AuditAction
 from security.keystore import KeyRing
 from security.tokens import TokenPolicy
 from workers.catalogue import Catalogue
@@ -76,7 +77,7 @@ class GatewayState:
         self,
         *,
         actor: str,
-        action: str,
+        action: AuditAction,
         outcome: str,
         target: str = "",
         reason: str = "",

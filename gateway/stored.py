@@ -30,6 +30,7 @@ from gateway.clients import CLIENT_FIELDS, Client, ClientError, client_from_valu
 from gateway.errors import ApiError
 from gateway.state import GatewayState
 from gateway.task_records import verify_task
+from security.audit_actions import AuditAction
 from security.errors import StoredStateError, TokenError
 from security.keys import KeySet, SymmetricKey
 from security.stored_state import MAC_FIELD, Label, sign_record, verify_record
@@ -114,7 +115,7 @@ async def audit_refused(
     """Append the ``state.refused`` record of a stored record that failed its check."""
     await state.record(
         actor=actor,
-        action="state.refused",
+        action=AuditAction.STATE_REFUSED,
         outcome="denied",
         target=target,
         reason=f"{exc.record} {exc.reason}",

@@ -4,6 +4,7 @@ The log is a Redis stream (default ``tg:audit``) of fixed-field records, each ch
 the previous one and MACed (HMAC-SHA256) with the audit key of the role that wrote it
 (``audit-gateway``, ``audit-worker``, ``audit-operator``). Pieces:
 
+* :mod:`security.audit_actions`: :class:`AuditAction`, every action taskgate writes;
 * :mod:`security.audit_chain`: the record, canonical bytes, MAC and links (pure);
 * :mod:`security.audit_store`: :class:`AuditWriter` / :class:`AsyncAuditWriter`, which
   append batches atomically with a compare-and-append Lua script;
@@ -19,7 +20,7 @@ the previous one and MACed (HMAC-SHA256) with the audit key of the role that wro
 This module adds the I/O around verification and checkpoints. Typical use::
 
     writer = AuditWriter(redis_client, ring.audit)  # this role's own audit keys
-    writer.append(AuditRecord.make(actor="client:42", action="task.submit",
+    writer.append(AuditRecord.make(actor="client:42", action=AuditAction.TASK_SUBMIT,
                                    outcome="allowed", target=task_id, request_id=rid))
     report = verify(redis_client, ring.audit_keys(), checkpoint=verify_checkpoint(cp, ring.signing))
 
@@ -32,6 +33,7 @@ from __future__ import annotations
 import redis
 import redis.asyncio
 
+from security.audit_actions import AuditAction
 from security.audit_chain import (
     EMPTY_HEAD,
     GENESIS,
@@ -79,6 +81,7 @@ __all__ = [
     "MAX_FIELD_CHARS",
     "MAX_REASON_CHARS",
     "AsyncAuditWriter",
+    "AuditAction",
     "AuditEntry",
     "AuditKeys",
     "AuditPage",

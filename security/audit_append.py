@@ -24,7 +24,7 @@ from security.audit_chain import (
     parse_head,
     require_audit_keys,
 )
-from security.audit_writes import Committed, Earlier, Write, pack, pack_record_writes
+from security.audit_writes import Committed, Write, check_references, pack, pack_record_writes
 from security.errors import AuditError, ConfigError
 from security.keys import KeySet, SymmetricKey
 
@@ -79,15 +79,7 @@ class Chain:
                 raise AuditError("only AuditRecord instances can be audited", reason="bad_record")
             if not all(isinstance(w, Write) for w in writes):
                 raise AuditError("attached writes must be Write instances", reason="bad_record")
-            for n, write in enumerate(writes):
-                for arg in write.args:
-                    if isinstance(arg, Earlier) and not (
-                        0 <= arg.write < n and 0 <= arg.arg < len(writes[arg.write].args)
-                    ):
-                        raise AuditError(
-                            "an Earlier argument must name an argument of an earlier write",
-                            reason="bad_record",
-                        )
+            check_references(writes)
         return out
 
     @staticmethod

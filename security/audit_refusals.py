@@ -32,6 +32,7 @@ from typing import Final
 import redis
 import redis.asyncio
 
+from security.audit_actions import AuditAction
 from security.audit_chain import AuditRecord, neutralise
 from security.audit_store import DEFAULT_STREAM, text
 from security.errors import AuditError, ConfigError
@@ -49,7 +50,7 @@ __all__ = [
 ]
 
 OVERFLOW: Final = "overflow"
-OVERFLOW_ACTION: Final = "refusal.overflow"  # the overflow group's first is not chained
+OVERFLOW_ACTION: Final = AuditAction.REFUSAL_OVERFLOW  # the overflow group's first is not chained
 _REASON_CAP: Final = 64
 _KEY_TTL: Final = 86_400  # counters a gateway never summarised do not stay forever
 
@@ -120,7 +121,7 @@ def parse_counters(fields: Mapping[str, str]) -> list[GroupSummary]:
             action, actor, target = json.loads(parts.get("d", ""))
             group = RefusalGroup(str(action), str(actor), str(target))
         except (ValueError, TypeError):
-            group = RefusalGroup("refusal.unknown", "unknown", "")
+            group = RefusalGroup(AuditAction.REFUSAL_UNKNOWN, "unknown", "")
         reasons = {
             k[2:]: int(_number(v)) for k, v in parts.items() if k.startswith("r|") and _number(v)
         }
@@ -152,7 +153,7 @@ def summary_records(
         records.append(
             AuditRecord.make(
                 actor=s.group.actor or "unknown",
-                action=s.group.action or "refusal.unknown",
+                action=s.group.action or AuditAction.REFUSAL_UNKNOWN,
                 outcome="denied",
                 target=s.group.target,
                 reason=reason,

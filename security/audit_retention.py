@@ -15,6 +15,7 @@ from pathlib import Path
 
 import redis
 
+from security.audit_actions import AuditAction
 from security.audit_anchor import Anchor
 from security.audit_archive import Retention, list_segments, read_base, trim, write_segment
 from security.audit_chain import AuditRecord, Head
@@ -127,7 +128,7 @@ def archive_oldest(
         writer.append(
             AuditRecord.make(
                 actor="operator",
-                action="audit.archive",
+                action=AuditAction.AUDIT_ARCHIVE,
                 outcome="ok",
                 target=path.name,
                 reason=f"seq {first_seq}-{head.seq} archived, {trimmed} trimmed",

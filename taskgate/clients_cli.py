@@ -20,6 +20,7 @@ import typer
 from gateway.client_rules import check_known_tasks
 from gateway.clients import Client, ClientError, ClientRegistry
 from gateway.settings import OperatorSettings
+from security.audit_actions import AuditAction
 from security.config import load_settings
 from security.errors import ConfigError, KeyRingError, StoredStateError
 from taskgate.operator_auth import audit_cli, cli_operator
@@ -41,7 +42,10 @@ _ONCE = "the client secret is shown only this once; store it now (it cannot be r
 
 
 def _run(
-    command: str, action: str, target: str, operation: Callable[[ClientRegistry], Awaitable[T]]
+    command: str,
+    action: AuditAction,
+    target: str,
+    operation: Callable[[ClientRegistry], Awaitable[T]],
 ) -> T:
     """Build settings, check the operator (admin role for a change), run ``operation`` on a
     registry over mTLS Redis, audit it under the operator's name, map errors to exits."""
@@ -132,7 +136,7 @@ def add_command(
         check_known_tasks(wanted, known)
         return await reg.create(name, wanted, rate_limit=rate_limit, max_queued=max_queued)
 
-    client, secret = _run("add", "admin.clients.create", name[:64], create)
+    client, secret = _run("add", AuditAction.ADMIN_CLIENTS_CREATE, name[:64], create)
     granted = sorted(client.scopes)
     if as_json:
         typer.echo(
@@ -145,7 +149,9 @@ def add_command(
 @app.command("list")
 def list_command(as_json: AsJson = False) -> None:
     """List clients: id, name, state, limits, scopes (never secrets)."""
-    clients, refused = _run("list", "admin.clients.list", "clients", lambda reg: reg.scan())
+    clients, refused = _run(
+        "list", AuditAction.ADMIN_CLIENTS_LIST, "clients", lambda reg: reg.scan()
+    )
     for client_id, exc in refused:  # never shown as if trusted; the operator looks at it
         typer.echo(f"taskgate clients: {client_id}: record refused ({exc.reason})", err=True)
     if as_json:
@@ -165,7 +171,10 @@ def list_command(as_json: AsJson = False) -> None:
 def disable_command(client_id: ClientId) -> None:
     """Disable a client: token requests and API calls are refused from now on."""
     client = _run(
-        "disable", "admin.clients.disable", client_id[:64], lambda reg: reg.disable(client_id)
+        "disable",
+        AuditAction.ADMIN_CLIENTS_DISABLE,
+        client_id[:64],
+        lambda reg: reg.disable(client_id),
     )
     typer.echo(f"disabled {client.client_id}")
 
@@ -174,7 +183,10 @@ def disable_command(client_id: ClientId) -> None:
 def enable_command(client_id: ClientId) -> None:
     """Re-enable a disabled client."""
     client = _run(
-        "enable", "admin.clients.enable", client_id[:64], lambda reg: reg.enable(client_id)
+        "enable",
+        AuditAction.ADMIN_CLIENTS_ENABLE,
+        client_id[:64],
+        lambda reg: reg.enable(client_id),
     )
     typer.echo(f"enabled {client.client_id}")
 
@@ -184,7 +196,7 @@ def rotate_secret_command(client_id: ClientId, as_json: AsJson = False) -> None:
     """Give a client a new secret; the old one stops working at once."""
     secret = _run(
         "rotate-secret",
-        "admin.clients.rotate_secret",
+        AuditAction.ADMIN_CLIENTS_ROTATE_SECRET,
         client_id[:64],
         lambda reg: reg.rotate_secret(client_id),
     )

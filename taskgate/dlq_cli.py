@@ -16,6 +16,7 @@ from gateway import deadletters
 from gateway.operators import Operator
 from gateway.settings import OperatorSettings
 from security.audit import AsyncAuditWriter, AuditRecord
+from security.audit_actions import AuditAction
 from security.config import load_settings
 from security.errors import AuditError, ConfigError
 from security.keystore import KeyRing
@@ -32,14 +33,14 @@ app = typer.Typer(
 )
 
 
-_READS = {"admin.dlq.list": True, "admin.dlq.inspect": True}
+_READS = {AuditAction.ADMIN_DLQ_LIST: True, AuditAction.ADMIN_DLQ_INSPECT: True}
 
 
 # An operation: the client, the keys, the settings and the operator acting.
 _Op = Callable[[Any, KeyRing, OperatorSettings, Operator], Awaitable[Any]]
 
 
-def _run(action: str, target: str, op: _Op, *, audits_itself: bool = False) -> Any:
+def _run(action: AuditAction, target: str, op: _Op, *, audits_itself: bool = False) -> Any:
     """Run ``op`` as the CLI's operator and audit it; ``audits_itself``: ``op`` writes its
     own record of success (a requeue, in the same atomic call), so only a refusal is
     audited here."""
@@ -88,7 +89,7 @@ def list_command(
 ) -> None:
     """List dead letters: id, task, owner, attempts, reason (never the payload)."""
     items, _ = _run(
-        "admin.dlq.list",
+        AuditAction.ADMIN_DLQ_LIST,
         "dead-letters",
         lambda c, _k, _s, _o: deadletters.list_dead(c, limit=limit),
     )
@@ -108,7 +109,11 @@ def list_command(
 @app.command("inspect")
 def inspect_command(task_id: str, as_json: AsJson = False) -> None:
     """Show one dead letter's metadata."""
-    dead = _run("admin.dlq.inspect", task_id, lambda c, _k, _s, _o: deadletters.inspect(c, task_id))
+    dead = _run(
+        AuditAction.ADMIN_DLQ_INSPECT,
+        task_id,
+        lambda c, _k, _s, _o: deadletters.inspect(c, task_id),
+    )
     if as_json:
         echo_json(dead.public())
     else:
@@ -122,7 +127,7 @@ def requeue_command(task_id: str) -> None:
     async def requeue(client: Any, keys: KeyRing, settings: OperatorSettings, who: Operator) -> Any:
         record = AuditRecord.make(
             actor=who.actor,
-            action="admin.dlq.requeue",
+            action=AuditAction.ADMIN_DLQ_REQUEUE,
             outcome="ok",
             target=task_id,
             request_id=CLI_REQUEST_ID,
@@ -141,14 +146,14 @@ def requeue_command(task_id: str) -> None:
             await client.hincrby(METRICS_OPERATOR, field)
         return dead
 
-    dead = _run("admin.dlq.requeue", task_id, requeue, audits_itself=True)
+    dead = _run(AuditAction.ADMIN_DLQ_REQUEUE, task_id, requeue, audits_itself=True)
     typer.echo(f"requeued {task_id} (replay {dead.replays})")
 
 
 @app.command("purge")
 def purge_command(task_id: str) -> None:
     """Delete a dead letter and its stored secrets."""
-    _run("admin.dlq.purge", task_id, lambda c, _k, _s, _o: deadletters.purge(c, task_id))
+    _run(AuditAction.ADMIN_DLQ_PURGE, task_id, lambda c, _k, _s, _o: deadletters.purge(c, task_id))
     typer.echo(f"purged {task_id}")
 
 

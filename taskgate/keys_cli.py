@@ -12,6 +12,7 @@ import typer
 
 from gateway.operators import Operator
 from gateway.settings import OperatorSettings
+from security.audit_actions import AuditAction
 from security.config import load_settings
 from security.errors import ConfigError, KeyRingError
 from security.keyexport import bundle_files, export_keys
@@ -69,7 +70,7 @@ Offline = Annotated[
 ]
 
 
-def _authorise(command: str, offline: bool) -> Callable[[str, str], None]:
+def _authorise(command: str, offline: bool) -> Callable[[AuditAction, str], None]:
     """Check the operator (admin role) before a change; return what audits it after.
 
     ``--offline`` skips both, loudly: for a first setup, before Redis is there.
@@ -93,7 +94,7 @@ def _authorise(command: str, offline: bool) -> Callable[[str, str], None]:
 
     who = asyncio.run(check())
 
-    def audit(action: str, target: str) -> None:
+    def audit(action: AuditAction, target: str) -> None:
         async def append() -> None:
             client = settings.redis.async_client()
             try:
@@ -158,7 +159,7 @@ def rotate_command(
         ring = rotate_keys(_folder(state_dir, keys_dir), purpose or None)
     except KeyRingError as exc:
         raise _fail(exc) from None
-    audit("keys.rotate", audit_target(purpose))
+    audit(AuditAction.KEYS_ROTATE, audit_target(purpose))
     typer.echo("newest keys: " + ", ".join(k.kid for k in _current(ring)))
     typer.echo(RESTART_ORDER)
 
@@ -176,7 +177,7 @@ def retire_command(
         retire_key(_folder(state_dir, keys_dir), kid)
     except KeyRingError as exc:
         raise _fail(exc) from None
-    audit("keys.retire", kid[:128])
+    audit(AuditAction.KEYS_RETIRE, kid[:128])
     typer.echo(f"retired {kid}; restart gateways and workers to enforce it.")
 
 

@@ -14,6 +14,7 @@ import typer
 from gateway.operators import Operator, OperatorRegistry
 from gateway.settings import OperatorSettings
 from security.audit import AsyncAuditWriter, AuditRecord, Outcome
+from security.audit_actions import AuditAction
 from security.errors import ConfigError, StoredStateError
 from security.keystore import KeyRing
 
@@ -59,7 +60,7 @@ async def cli_operator(
             client,
             keys,
             operator,
-            "operator.forbidden",
+            AuditAction.OPERATOR_FORBIDDEN,
             command[:128],
             outcome="denied",
             reason=f"role {operator.role} is read-only",
@@ -73,7 +74,7 @@ async def audit_cli(
     client: redis.asyncio.Redis,
     keys: KeyRing,
     operator: Operator,
-    action: str,
+    action: AuditAction,
     target: str,
     *,
     outcome: Outcome = "ok",

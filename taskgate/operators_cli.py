@@ -17,6 +17,7 @@ import typer
 
 from gateway.operators import Operator, OperatorError, OperatorRegistry
 from gateway.settings import OperatorSettings
+from security.audit_actions import AuditAction
 from security.config import load_settings
 from security.errors import ConfigError, KeyRingError, StoredStateError
 from taskgate.operator_auth import audit_cli, cli_operator
@@ -37,7 +38,7 @@ class RoleChoice(enum.StrEnum):
 _Op = Callable[[OperatorRegistry], Awaitable[Any]]
 
 
-def _run(command: str, action: str, target: str, op: _Op, *, admin: bool) -> Any:
+def _run(command: str, action: AuditAction, target: str, op: _Op, *, admin: bool) -> Any:
     try:
         settings = load_settings(OperatorSettings)
         keys = settings.key_ring("operator")
@@ -85,7 +86,7 @@ def add_command(
     """Add an operator and print its credential (shown only this once)."""
     operator, credential = _run(
         "add",
-        "operators.add",
+        AuditAction.OPERATORS_ADD,
         name[:64],
         lambda reg: reg.add(name, role.value),
         admin=True,
@@ -102,7 +103,7 @@ def add_command(
 def list_command(as_json: AsJson = False) -> None:
     """List operators: name, role, created, revoked (never credentials)."""
     found: tuple[list[Operator], list[tuple[str, StoredStateError]]] = _run(
-        "list", "operators.list", "operators", lambda reg: reg.scan(), admin=False
+        "list", AuditAction.OPERATORS_LIST, "operators", lambda reg: reg.scan(), admin=False
     )
     operators, refused = found
     for name, exc in refused:
@@ -122,5 +123,7 @@ def revoke_command(
     name: Annotated[str, typer.Argument(help="The operator to revoke.")],
 ) -> None:
     """Revoke an operator: its credential stops working at once."""
-    _run("revoke", "operators.revoke", name[:64], lambda reg: reg.revoke(name), admin=True)
+    _run(
+        "revoke", AuditAction.OPERATORS_REVOKE, name[:64], lambda reg: reg.revoke(name), admin=True
+    )
     typer.echo(f"revoked {name}")

@@ -33,6 +33,7 @@ from taskgate.client import (
     find_state_dir,
 )
 from taskgate.stack_discovery import STATE_DIR_HELP, describe
+from workers.contract.states import TaskState
 
 __all__ = [
     "cancel_command",
@@ -147,7 +148,7 @@ def _show(task: Task, as_json: bool) -> None:
 
 def _ended(task: Task) -> None:
     """Exit 3 when the task ended without success."""
-    if task.finished and task.status != "succeeded":
+    if task.finished and task.status != TaskState.SUCCEEDED:
         raise typer.Exit(3)
 
 

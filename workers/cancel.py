@@ -37,7 +37,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from types import FrameType
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 import redis
 from billiard.pool import soft_timeout_sighandler
@@ -48,6 +48,7 @@ from celery.worker import state as worker_state
 
 from security.lua import lua_script
 from workers.contract.keys import INFLIGHT
+from workers.contract.states import TaskState
 from workers.wire import done_key, revoked_key, task_key
 
 if TYPE_CHECKING:
@@ -71,6 +72,7 @@ CANCEL_SIGNAL = signal.SIGUSR1
 # The record's started_at (written by the start gate) may precede the pool's accept time
 # by this much and still count as this run's gate; older means an earlier delivery.
 _GATE_SLACK = 1.0
+_CANCELLING: Final = TaskState.CANCELLING.encode()  # the replies are bytes
 
 # --- in the pool process ---------------------------------------------------------------
 
@@ -250,7 +252,7 @@ class CancelWatcher(bootsteps.StartStopStep):
             replies: list[Any] = pipe.execute()
         doomed = []
         for request, (state, started_at) in zip(running, replies, strict=True):
-            if state != b"cancelling" or not started_at:
+            if state != _CANCELLING or not started_at:
                 continue
             # A record left "started" by an earlier delivery: this run has not passed its
             # gate yet, and the gate itself will find the revocation.

@@ -14,6 +14,7 @@ from typing import Any
 from celery.worker.consumer import Consumer
 from kombu.message import Message
 
+from security.audit_actions import AuditAction
 from security.errors import TaskgateError
 from workers import lifecycle_log
 from workers.runtime import WorkerRuntime
@@ -61,7 +62,9 @@ class AuditingConsumer(Consumer):
         runtime = getattr(self.app, "taskgate_runtime", None)
         if isinstance(runtime, WorkerRuntime):
             try:
-                runtime.audit("task.refused", target=task_id, outcome="denied", reason=reason)
+                runtime.audit(
+                    AuditAction.TASK_REFUSED, target=task_id, outcome="denied", reason=reason
+                )
             except Exception:  # the refusal stands even if the audit log is unreachable
                 log.exception("could not audit the refusal of %s", task_id)
 
@@ -85,7 +88,10 @@ class AuditingConsumer(Consumer):
         if isinstance(runtime, WorkerRuntime):
             try:
                 runtime.audit(
-                    "task.refused", target=task_id, outcome="denied", reason="unknown_task"
+                    AuditAction.TASK_REFUSED,
+                    target=task_id,
+                    outcome="denied",
+                    reason="unknown_task",
                 )
             except Exception:
                 log.exception("could not audit the refusal of %s", task_id)

@@ -35,10 +35,12 @@ from typing import Any
 from celery.exceptions import Ignore, Reject, Retry
 from pydantic import ValidationError
 
+from security.audit_actions import AuditAction
 from security.errors import AuditError, TaskgateError
 from security.vault import reference_ids, resolve_secrets, vault_key
 from workers import cancel, lifecycle_log
 from workers.catalogue import TaskSpec
+from workers.contract.states import TaskState
 from workers.fencing import commit_fence, delivery_fence
 from workers.lifecycle import Gate, GateCall
 from workers.metrics import queued_since
@@ -186,7 +188,7 @@ class SealedTask(OutcomeTask):
                 if spec.cancellable and runtime.client().exists(revoked_key(task_id)):
                     runtime.lifecycle().finish(
                         task_id,
-                        "revoked",
+                        TaskState.REVOKED,
                         ttl=runtime.record_ttl,
                         delete=vault,
                         marker=origin.marker,
@@ -225,7 +227,7 @@ class SealedTask(OutcomeTask):
                 self._revoked_while_running(task_id, "revoked while running; it ended first")
         try:
             runtime.commit(
-                "task.succeeded",
+                AuditAction.TASK_SUCCEEDED,
                 target=task_id,
                 outcome="ok",
                 reason=f"attempt {attempt}, run {gate.run_count}",
@@ -280,10 +282,17 @@ class SealedTask(OutcomeTask):
             raise Ignore()
         if gate.revoked:
             life.finish(
-                task_id, "revoked", ttl=runtime.record_ttl, delete=vault, marker=origin.marker
+                task_id,
+                TaskState.REVOKED,
+                ttl=runtime.record_ttl,
+                delete=vault,
+                marker=origin.marker,
             )
             runtime.audit(
-                "task.revoked", target=task_id, outcome="ok", reason="revoked before start"
+                AuditAction.TASK_REVOKED,
+                target=task_id,
+                outcome="ok",
+                reason="revoked before start",
             )
             lifecycle_log.note("revoked")
             raise Ignore()
@@ -317,7 +326,7 @@ class SealedTask(OutcomeTask):
             raise Ignore()
         if gate.runs > 1:  # the runs before were cut off: each is recorded, once
             runtime.audit(
-                "task.run_interrupted",
+                AuditAction.TASK_RUN_INTERRUPTED,
                 target=task_id,
                 outcome="error",
                 reason=f"run {gate.run_count - 1} cut off; run {gate.run_count} starts",
@@ -336,7 +345,7 @@ class SealedTask(OutcomeTask):
         except TaskgateError as exc:
             life.finish(
                 task_id,
-                "failed",
+                TaskState.FAILED,
                 ttl=runtime.record_ttl,
                 error=exc.reason,
                 delete=vault,
@@ -346,7 +355,7 @@ class SealedTask(OutcomeTask):
         except ValidationError as exc:
             life.finish(
                 task_id,
-                "failed",
+                TaskState.FAILED,
                 ttl=runtime.record_ttl,
                 error="invalid_payload",
                 delete=vault,

@@ -18,6 +18,7 @@ from typing import Any, NoReturn
 import redis
 from celery.exceptions import Ignore
 
+from security.audit_actions import AuditAction
 from security.audit_store import Fence
 from workers.contract.keys import INFLIGHT
 from workers.request import DELIVERY_TAG, DELIVERY_TOKEN
@@ -55,7 +56,7 @@ def refuse_stale(runtime: WorkerRuntime, name: str, task_id: str, reason: str) -
     """End a stale run: audit the refusal (``task.fenced``), log it, write nothing else."""
     log.warning("task %s[%s]: %s", name, task_id, reason)
     try:
-        runtime.audit("task.fenced", target=task_id, outcome="denied", reason=reason)
+        runtime.audit(AuditAction.TASK_FENCED, target=task_id, outcome="denied", reason=reason)
     except Exception:  # the refusal stands even when the audit log is unreachable
         log.exception("could not audit the fenced run of %s", task_id)
     raise Ignore()

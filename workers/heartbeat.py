@@ -34,6 +34,7 @@ import redis
 from celery import Celery, bootsteps, signals
 from celery.worker import state as worker_state
 
+from security.audit_actions import AuditAction
 from workers.contract.heartbeat import WORKERS, worker_id
 from workers.contract.keys import worker_active_key
 from workers.liveness import Liveness, Reclaimed
@@ -149,7 +150,7 @@ class HeartbeatStep(bootsteps.StartStopStep):
             if isinstance(runtime, WorkerRuntime) and reclaimed.task_id is not None:
                 try:
                     runtime.audit(
-                        "task.reclaimed",
+                        AuditAction.TASK_RECLAIMED,
                         target=reclaimed.task_id,
                         outcome="ok",
                         reason=(

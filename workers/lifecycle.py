@@ -26,6 +26,7 @@ import redis
 
 from security.audit_store import DEFAULT_STREAM, head_key
 from workers.contract.keys import INFLIGHT, QUEUED_PREFIX
+from workers.contract.states import TaskState
 from workers.lifecycle_scripts import FINISH_SCRIPT, GATE_SCRIPT
 from workers.wire import (
     GLOBAL_QUEUED,
@@ -129,7 +130,7 @@ class Lifecycle:
     def finish(
         self,
         task_id: str,
-        state: str,
+        state: TaskState,
         *,
         ttl: int,
         error: str = "",
@@ -158,7 +159,7 @@ class Lifecycle:
         done = self._finish(
             keys=[task_key(task_id), done_key(task_id), task_key(task_id), INFLIGHT],
             args=[
-                "retried",
+                TaskState.RETRIED,
                 f"{time.time():.6f}",
                 f"{reason}; retry in {delay:.1f}s",
                 "1",

@@ -32,6 +32,7 @@ from typing import Any
 import redis
 from celery import Celery, signals
 
+from security.audit_actions import AuditAction
 from security.tls import RedisTLS
 from workers.contract import metrics as m
 from workers.contract.keys import METRICS_WINDOW_TTL, METRICS_WORKER, metrics_window_key
@@ -101,7 +102,7 @@ class WorkerMetrics:
         if task is None:
             # Refused by the main process before any task code (no trusted name to label
             # it with: the message's headers are the sender's say-so).
-            if action == "task.refused":
+            if action == AuditAction.TASK_REFUSED:
                 self.buffer.inc(m.REJECTED, UNKNOWN, UNKNOWN)
                 self.buffer.inc(m.ENVELOPE_REFUSALS, kind)
                 self._ensure_flusher()
@@ -110,22 +111,22 @@ class WorkerMetrics:
         name = task[0]
         buffer = self.buffer
         match action:
-            case "task.succeeded":
+            case AuditAction.TASK_SUCCEEDED:
                 buffer.inc(m.SUCCEEDED, *task)
-            case "task.failed":
+            case AuditAction.TASK_FAILED:
                 buffer.inc(m.FAILED, *task)
                 buffer.inc(m.FAILURES, name, kind)
-            case "task.retried":
+            case AuditAction.TASK_RETRIED:
                 buffer.inc(m.RETRIED, *task)
                 buffer.inc(m.FAILURES, name, kind)
-            case "task.dead_lettered":
+            case AuditAction.TASK_DEAD_LETTERED:
                 buffer.inc(m.FAILED, *task)
                 buffer.inc(m.DEAD_LETTERS, name)
                 buffer.inc(m.FAILURES, name, kind)
-            case "task.refused":
+            case AuditAction.TASK_REFUSED:
                 buffer.inc(m.REJECTED, *task)
                 buffer.inc(m.ENVELOPE_REFUSALS, kind)
-            case "task.revoked":
+            case AuditAction.TASK_REVOKED:
                 buffer.inc(m.REVOKED, *task)
             case _:
                 return

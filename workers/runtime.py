@@ -20,6 +20,7 @@ from celery.exceptions import Reject
 from kombu.exceptions import OperationalError
 
 from security.audit import AuditRecord, AuditWriter, Outcome, Write
+from security.audit_actions import AuditAction
 from security.audit_head_slot import HeadSlot
 from security.audit_store import Fence
 from security.errors import AuditError
@@ -101,13 +102,15 @@ class WorkerRuntime:
             raise RuntimeError("audit writer missing")
         return self._audit
 
-    def audit(self, action: str, *, target: str, outcome: Outcome, reason: str = "") -> None:
+    def audit(
+        self, action: AuditAction, *, target: str, outcome: Outcome, reason: str = ""
+    ) -> None:
         """Append to the audit chain; a failure to audit is logged, never swallowed silently."""
         self.commit(action, target=target, outcome=outcome, reason=reason, writes=[])
 
     def commit(
         self,
-        action: str,
+        action: AuditAction,
         *,
         target: str,
         outcome: Outcome,

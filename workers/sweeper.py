@@ -49,6 +49,7 @@ import redis
 from celery import Celery, bootsteps
 
 from security.audit import AuditRecord, AuditWriter, Write
+from security.audit_actions import AuditAction
 from security.audit_store import Fence
 from security.errors import AuditError, ConfigError
 from security.lua import lua_script
@@ -178,14 +179,16 @@ class Sweeper:
                     raise NotEnqueuedError(done.write_error)
                 result.abandoned.append(task_id)
 
-    def _record(self, action: str, task_id: str, outcome: Any, reason: str) -> AuditRecord:
+    def _record(self, action: AuditAction, task_id: str, outcome: Any, reason: str) -> AuditRecord:
         return AuditRecord.make(
             actor=self.actor, action=action, outcome=outcome, target=task_id, reason=reason
         )
 
     def _requeue(self, task_id: str, queue: str, message: bytes) -> Enqueue:
         """The copy back at the consuming end, with its audit record, mark and count."""
-        record = self._record("task.requeued_lost", task_id, "ok", "message missing; re-queued")
+        record = self._record(
+            AuditAction.TASK_REQUEUED_LOST, task_id, "ok", "message missing; re-queued"
+        )
         after = (
             Write("DEL", (suspect_key(task_id),)),
             Write("HINCRBY", (task_key(task_id),), ("requeues", "1")),
@@ -195,7 +198,7 @@ class Sweeper:
     def _give_up(self, task_id: str) -> tuple[AuditRecord, list[Write]]:
         """The copy dropped (no more re-queues), with its audit record."""
         reason = f"lost {MAX_REQUEUES} times"
-        record = self._record("task.requeue_abandoned", task_id, "error", reason)
+        record = self._record(AuditAction.TASK_REQUEUE_ABANDONED, task_id, "error", reason)
         return record, [
             Write("DEL", (suspect_key(task_id),)),
             Write("DEL", (message_copy_key(task_id),)),

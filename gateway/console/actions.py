@@ -22,19 +22,31 @@ from gateway.errors import ApiError
 from gateway.revocation import revoke
 from gateway.state import GatewayState
 from security.audit import AuditRecord
+from security.audit_actions import AuditAction
 from security.errors import StoredStateError
 from workers.wire import TASK_ID, task_key
 
 __all__ = ["GROUP_CAP", "add_actions", "audit_action", "checked_form"]
 
 GROUP_CAP = 50  # dead letters one group action touches at most
+# A group form's op -> the action audited per dead letter and the one for the whole group.
+_GROUP_ACTIONS = {
+    "requeue": (AuditAction.ADMIN_DLQ_REQUEUE, AuditAction.ADMIN_DLQ_GROUP_REQUEUE),
+    "purge": (AuditAction.ADMIN_DLQ_PURGE, AuditAction.ADMIN_DLQ_GROUP_PURGE),
+}
+_CLIENT_ACTIONS = {
+    "disable": AuditAction.ADMIN_CLIENTS_DISABLE,
+    "enable": AuditAction.ADMIN_CLIENTS_ENABLE,
+    "update": AuditAction.ADMIN_CLIENTS_UPDATE,
+    "rotate_secret": AuditAction.ADMIN_CLIENTS_ROTATE_SECRET,
+}
 _RID = "console"
 
 
 async def audit_action(
     state: GatewayState,
     session: ConsoleSession,
-    action: str,
+    action: AuditAction,
     target: str,
     *,
     outcome: str = "ok",
@@ -51,7 +63,7 @@ async def audit_action(
 
 
 async def _requeue_one(
-    state: GatewayState, session: ConsoleSession, task_id: str, action: str
+    state: GatewayState, session: ConsoleSession, task_id: str, action: AuditAction
 ) -> None:
     """Requeue a dead letter; its ``ok`` record goes in the same atomic call."""
     record = AuditRecord.make(
@@ -79,14 +91,14 @@ async def checked_form(
     where = f"{request.method} {request.url.path}"
     if not csrf_ok(request, session, form.get("csrf")):
         await audit_action(
-            state, session, "console.csrf", where, outcome="denied", reason="bad token"
+            state, session, AuditAction.CONSOLE_CSRF, where, outcome="denied", reason="bad token"
         )
         problem = "This form is stale or did not come from the console; reload and try again."
         return page("error", 403, **context(request, session, "", problem=problem))
     if admin and not session.operator.is_admin:
         reason = f"role {session.operator.role} is read-only"
         await audit_action(
-            state, session, "operator.forbidden", where, outcome="denied", reason=reason
+            state, session, AuditAction.OPERATOR_FORBIDDEN, where, outcome="denied", reason=reason
         )
         problem = "This needs the admin role."
         return page("error", 403, **context(request, session, "", problem=problem))
@@ -116,7 +128,7 @@ def add_actions(router: APIRouter) -> None:  # noqa: PLR0915 - one closure per f
         state, session, _ = checked
         response = redirect("/console/login?bye=1")
         await end_session(state, session, response)
-        await audit_action(state, session, "console.signout", session.actor)
+        await audit_action(state, session, AuditAction.CONSOLE_SIGNOUT, session.actor)
         return response
 
     @router.post("/tasks/{task_id}/cancel")
@@ -137,15 +149,20 @@ def add_actions(router: APIRouter) -> None:  # noqa: PLR0915 - one closure per f
             await revoke(state, task_id, record)
         except ApiError as exc:
             await audit_action(
-                state, session, "admin.tasks.revoke", task_id, outcome="denied", reason=exc.kind
+                state,
+                session,
+                AuditAction.ADMIN_TASKS_REVOKE,
+                task_id,
+                outcome="denied",
+                reason=exc.kind,
             )
             return page(
                 "error", exc.status, **context(request, session, "tasks", problem=exc.detail)
             )
-        await audit_action(state, session, "admin.tasks.revoke", task_id)
+        await audit_action(state, session, AuditAction.ADMIN_TASKS_REVOKE, task_id)
         return redirect(f"/console/tasks/{task_id}?msg=cancelled")
 
-    async def _requeue(request: Request, task_id: str, action: str, back: str) -> Response:
+    async def _requeue(request: Request, task_id: str, action: AuditAction, back: str) -> Response:
         checked = await checked_form(request)
         if isinstance(checked, Response):
             return checked
@@ -162,12 +179,12 @@ def add_actions(router: APIRouter) -> None:  # noqa: PLR0915 - one closure per f
     @router.post("/tasks/{task_id}/retry")
     async def retry(request: Request, task_id: str) -> Response:
         back = f"/console/tasks/{task_id}?msg=retried"
-        return await _requeue(request, task_id, "admin.tasks.retry", back)
+        return await _requeue(request, task_id, AuditAction.ADMIN_TASKS_RETRY, back)
 
     @router.post("/dead-letters/{task_id}/requeue")
     async def requeue_one(request: Request, task_id: str) -> Response:
         return await _requeue(
-            request, task_id, "admin.dlq.requeue", "/console/dead-letters?msg=requeued"
+            request, task_id, AuditAction.ADMIN_DLQ_REQUEUE, "/console/dead-letters?msg=requeued"
         )
 
     @router.post("/dead-letters/{task_id}/purge")
@@ -179,9 +196,11 @@ def add_actions(router: APIRouter) -> None:  # noqa: PLR0915 - one closure per f
         try:
             await deadletters.purge(state.redis, task_id)
         except deadletters.DeadLetterError as exc:
-            await audit_action(state, session, "admin.dlq.purge", task_id, outcome="denied")
+            await audit_action(
+                state, session, AuditAction.ADMIN_DLQ_PURGE, task_id, outcome="denied"
+            )
             return page("error", exc.status, **context(request, session, "dlq", problem=exc.detail))
-        await audit_action(state, session, "admin.dlq.purge", task_id)
+        await audit_action(state, session, AuditAction.ADMIN_DLQ_PURGE, task_id)
         return redirect("/console/dead-letters?msg=purged")
 
     @router.post("/dead-letters/group")
@@ -195,30 +214,28 @@ def add_actions(router: APIRouter) -> None:  # noqa: PLR0915 - one closure per f
             _field(form, "reason", 200),
             _field(form, "op"),
         )
-        if op not in {"requeue", "purge"} or _field(form, "confirm") != "yes":
+        if op not in _GROUP_ACTIONS or _field(form, "confirm") != "yes":
             problem = "Tick the confirmation box to act on a whole group."
             return page("error", 422, **context(request, session, "dlq", problem=problem))
+        each, whole = _GROUP_ACTIONS[op]
         items, _ = await deadletters.list_dead(state.redis, limit=200)
         chosen = [d for d in items if d.name == task and d.reason == reason][:GROUP_CAP]
         done = 0
         for dead in chosen:
             try:
                 if op == "requeue":
-                    await _requeue_one(state, session, dead.task_id, "admin.dlq.requeue")
+                    await _requeue_one(state, session, dead.task_id, AuditAction.ADMIN_DLQ_REQUEUE)
                 else:
                     await deadletters.purge(state.redis, dead.task_id)
             except deadletters.DeadLetterError as exc:
                 await audit_action(
-                    state, session, f"admin.dlq.{op}", dead.task_id, outcome=exc.outcome,
-                    reason=exc.detail,
-                )  # fmt: skip
+                    state, session, each, dead.task_id, outcome=exc.outcome, reason=exc.detail
+                )
                 continue
             done += 1
             if op == "purge":  # a requeue's record was written with the requeue
-                await audit_action(state, session, "admin.dlq.purge", dead.task_id)
-        await audit_action(
-            state, session, f"admin.dlq.group_{op}", task, reason=f"{done} of {len(chosen)}"
-        )
+                await audit_action(state, session, each, dead.task_id)
+        await audit_action(state, session, whole, task, reason=f"{done} of {len(chosen)}")
         return redirect("/console/dead-letters?msg=group")
 
     def _client_page(request: Request, session: ConsoleSession, **extra: Any) -> Response:
@@ -244,11 +261,11 @@ def add_actions(router: APIRouter) -> None:  # noqa: PLR0915 - one closure per f
             )
         except ClientError as exc:
             await audit_action(
-                state, session, "admin.clients.create", name or "-", outcome="denied",
+                state, session, AuditAction.ADMIN_CLIENTS_CREATE, name or "-", outcome="denied",
                 reason=exc.reason,
             )  # fmt: skip
             return page("error", 422, **context(request, session, "clients", problem=str(exc)))
-        await audit_action(state, session, "admin.clients.create", client.client_id)
+        await audit_action(state, session, AuditAction.ADMIN_CLIENTS_CREATE, client.client_id)
         return _client_page(request, session, client=client.public(), secret=secret)
 
     async def _client_change(request: Request, client_id: str, op: str) -> Response:
@@ -256,7 +273,7 @@ def add_actions(router: APIRouter) -> None:  # noqa: PLR0915 - one closure per f
         if isinstance(checked, Response):
             return checked
         state, session, form = checked
-        action = f"admin.clients.{op}"
+        action = _CLIENT_ACTIONS[op]
         try:
             if op == "disable":
                 await state.clients.disable(client_id)

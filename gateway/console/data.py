@@ -19,6 +19,7 @@ from gateway.routes_tasks import task_view
 from gateway.state import GatewayState
 from security.errors import AuditError
 from workers.contract.keys import AUDIT_STREAM, CLIENTS_SET, WORKERS
+from workers.contract.states import FINISHED, UNKNOWN, TaskState
 from workers.deadletters import DLQ_INDEX
 from workers.wire import ALL_TASKS, GLOBAL_QUEUED, task_key
 
@@ -39,7 +40,6 @@ EXPORT_PAGES = 200  # an export streams at most 200 pages of 500 records (newest
 
 _SCAN_CAP = 1000  # task records one search reads at most
 _RECENT_CAP = 500  # task records the overview's last hour reads at most
-_FINAL = ("succeeded", "failed", "dead_lettered", "revoked")
 
 
 def is_stream_id(text: str) -> bool:
@@ -105,7 +105,7 @@ async def overview(state: GatewayState, actor: str) -> dict[str, Any]:
     runtimes: dict[str, list[float]] = defaultdict(list)
     outcomes: Counter[str] = Counter()
     for _task_id, record in await _records(state, rows, actor):
-        name, status = record.get("name", "?"), record.get("state", "unknown")
+        name, status = record.get("name", "?"), record.get("state", UNKNOWN)
         per_task[name][status] += 1
         outcomes[status] += 1
         started, finished = record.get("started_at"), record.get("finished_at")
@@ -114,13 +114,13 @@ async def overview(state: GatewayState, actor: str) -> dict[str, Any]:
     tasks = []
     for name in sorted(per_task):
         counts = per_task[name]
-        final = sum(counts[s] for s in _FINAL)
+        final = sum(counts[s] for s in FINISHED)
         tasks.append(
             {
                 "name": name,
                 "total": sum(counts.values()),
-                "succeeded": counts["succeeded"],
-                "rate": None if not final else counts["succeeded"] / final,
+                "succeeded": counts[TaskState.SUCCEEDED],
+                "rate": None if not final else counts[TaskState.SUCCEEDED] / final,
                 "p50": _percentile(runtimes[name], 0.5),
                 "p95": _percentile(runtimes[name], 0.95),
             }

@@ -24,6 +24,7 @@ from gateway.console.actions import audit_action, checked_form
 from gateway.console.pages import context, signed_in, when
 from gateway.console.render import page, redirect
 from gateway.state import GatewayState
+from security.audit_actions import AuditAction
 from security.errors import KeyRingError
 from security.keyrotation import BUNDLE_ORDER, RESTART_ORDER, audit_target, rotate_and_export
 from security.keys import Purpose
@@ -32,7 +33,7 @@ from security.keystore import list_keys
 __all__ = ["add_key_pages"]
 
 ALL = "all"
-_ACTION = "keys.rotate"  # the action `taskgate keys rotate` audits
+_ACTION = AuditAction.KEYS_ROTATE  # the action `taskgate keys rotate` audits
 
 
 def _key_host(state: GatewayState) -> Path | None:

@@ -26,8 +26,10 @@ from gateway.routes_tasks import task_view
 from gateway.state import GatewayState
 from gateway.stored import trusted_record
 from security.audit import AuditQuery, afind_newest
+from security.audit_actions import AuditAction
 from security.audit_time import iso_time, parse_time
 from security.errors import AuditError
+from workers.contract.states import TaskState
 from workers.wire import TASK_ID, task_key
 
 __all__ = ["add_pages", "context", "signed_in", "when"]
@@ -111,6 +113,7 @@ def add_pages(router: APIRouter) -> None:  # noqa: PLR0915 - one closure per pag
         ctx = context(request, session, "tasks", found=found, form=form)
         ctx["error"] = bad_since or bad_until
         ctx["names"] = [spec.name for spec in state.catalogue]
+        ctx["states"] = list(TaskState)
         return page("tasks", **ctx)
 
     @router.get("/tasks/{task_id}")
@@ -183,7 +186,9 @@ def add_pages(router: APIRouter) -> None:  # noqa: PLR0915 - one closure per pag
         before = before if before and data.is_stream_id(before) else None
         found = await afind_newest(state.redis, query, before=before, limit=100)
         rows = [{**e.to_dict(), "when": iso_time(e.record.time)} for e in found.entries]
-        await state.record(actor=session.actor, action="audit.read", outcome="ok", target="console")
+        await state.record(
+            actor=session.actor, action=AuditAction.AUDIT_READ, outcome="ok", target="console"
+        )
         ctx = context(request, session, "audit", rows=rows, form=form, next=found.next_after)
         ctx["error"] = bad
         ctx["export_query"] = request.url.query
@@ -198,7 +203,7 @@ def add_pages(router: APIRouter) -> None:  # noqa: PLR0915 - one closure per pag
         if bad:
             return page("error", 422, **context(request, session, "audit", problem=bad))
         await state.record(
-            actor=session.actor, action="audit.export", outcome="ok", target="console"
+            actor=session.actor, action=AuditAction.AUDIT_EXPORT, outcome="ok", target="console"
         )
 
         async def lines() -> AsyncIterator[bytes]:
@@ -242,7 +247,7 @@ def add_pages(router: APIRouter) -> None:  # noqa: PLR0915 - one closure per pag
             result |= {"ok": False, "first_bad": {"reason": broken, "detail": "anchor file"}}
         await state.record(
             actor=session.actor,
-            action="audit.verify",
+            action=AuditAction.AUDIT_VERIFY,
             outcome="ok" if result["ok"] else "error",
             target="console",
         )

@@ -20,6 +20,7 @@ from gateway.console.pages import add_pages
 from gateway.console.render import STATIC_DIR, page, redirect
 from gateway.console.session import load_session, start_session
 from gateway.deps import state_of
+from security.audit_actions import AuditAction
 from security.errors import StoredStateError
 
 __all__ = ["install_console"]
@@ -57,7 +58,7 @@ def _login_routes(router: APIRouter) -> None:
         if operator is None:
             await state.record(
                 actor="anonymous",
-                action="auth.refused",
+                action=AuditAction.AUTH_REFUSED,
                 outcome="denied",
                 target="console",
                 reason="console sign-in",
@@ -69,7 +70,7 @@ def _login_routes(router: APIRouter) -> None:
         response.delete_cookie(LOGIN_COOKIE, path="/", secure=True, httponly=True)
         await state.record(
             actor=operator.actor,
-            action="console.signin",
+            action=AuditAction.CONSOLE_SIGNIN,
             outcome="ok",
             target=operator.role,
             request_id="console",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 import uuid
 from contextlib import closing
@@ -23,6 +24,7 @@ from tests.integration.console_support import (
     sign_in,
 )
 from tests.integration.stack_fixtures import wait_for
+from workers.contract.states import TaskState
 
 pytestmark = pytest.mark.integration
 __all__ = ["console_gateway"]  # the module fixture, used by name
@@ -324,3 +326,31 @@ def test_a_group_requeue_audits_each_requeue_once_in_its_own_call(
     assert [outcome for _, outcome, _ in _audited(redis_client, "admin.dlq.group_requeue")] == [
         "ok"
     ]
+
+
+def test_the_task_search_offers_every_state_and_filters_by_it(
+    console_gateway: Gateway, admin_token: str, make_client: Any, redis_client: redis.Redis
+) -> None:
+    """The State filter lists exactly the task states, and picking one finds the tasks in it."""
+    owner: ApiClient = make_client("tasks:submit:test.touch tasks:read")
+    with owner.http() as api:
+        accepted = api.post("/v1/tasks/test.touch", json={"note": "state filter", "token": "t"})
+    assert accepted.status_code == 202, accepted.text
+    task_id = accepted.json()["id"]
+    wait_for(
+        lambda: redis_client.hget(f"tg:task:{task_id}", "state") == b"succeeded",
+        timeout=30,
+        what="the task succeeded",
+    )
+    http, _ = sign_in(console_gateway, admin_token)
+    with closing(http):
+        page = http.get("/console/tasks").text
+        select = page.split('id="f-status"', 1)[1].split("</select>", 1)[0]
+        offered = re.findall(r'<option value="([^"]*)"', select)
+        assert offered == ["", *TaskState]  # "any", then every state in order
+        found = {
+            state: task_id
+            in http.get("/console/tasks", params={"owner": owner.client_id, "status": state}).text
+            for state in (TaskState.SUCCEEDED, TaskState.QUEUED, TaskState.STARTED)
+        }
+    assert found == {TaskState.SUCCEEDED: True, TaskState.QUEUED: False, TaskState.STARTED: False}

@@ -60,6 +60,9 @@ class NotEnqueuedError(Exception):
         self.reason = reason
 
 
+_MESSAGE = Earlier("message")  # the push repeats the copy's message: sent once
+
+
 @dataclass(frozen=True)
 class Enqueue:
     """A task's message pushed onto ``queue``, with the audit record of the decision.
@@ -86,9 +89,12 @@ class Enqueue:
         message: bytes | Earlier = self.message
         if self.copy_ttl is not None:
             copy = Write(
-                "SET", (message_copy_key(self.task_id),), (message, "EX", str(self.copy_ttl))
+                "SET",
+                (message_copy_key(self.task_id),),
+                (message, "EX", str(self.copy_ttl)),
+                name="message",
             )
-            message = Earlier(len(writes), 0)
+            message = _MESSAGE
             writes.append(copy)
         writes += self.after
         writes.append(Write("RPUSH" if self.consuming_end else "LPUSH", (self.queue,), (message,)))

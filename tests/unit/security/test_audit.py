@@ -6,6 +6,7 @@ import asyncio
 import json
 import multiprocessing
 import os
+import re
 from collections import Counter
 from typing import Any
 
@@ -31,7 +32,7 @@ from security.audit import (
     verify_or_raise,
 )
 from security.audit_chain import Head, chain_records
-from security.audit_writes import LEASE_LOST, held
+from security.audit_writes import LEASE_LOST, held, pack_record_writes
 from security.errors import AuditChainBrokenError, AuditError
 from security.keys import KeySet, Purpose, SigningKey, SymmetricKey
 from security.tls import RedisTLS
@@ -222,12 +223,15 @@ def test_an_earlier_argument_repeats_a_value_sent_once(redis_client: redis.Redis
     blob = bytes(range(256)) * 8
     writer = AuditWriter(redis_client, KEYS)
     writes = [
-        Write("SET", ("copy",), (blob, "EX", "60")),
-        Write("HSET", ("h",), ("field", "x")),
-        Write("LPUSH", ("queue",), (Earlier(0, 0),)),
-        Write("HSET", ("h2",), ("f", Earlier(1, 1))),
+        Write("SET", ("copy",), (blob, "EX", "60"), name="copy"),
+        Write("HSET", ("h",), ("field", "x"), name="hash"),
+        Write("LPUSH", ("queue",), (Earlier("copy"),)),
+        Write("HSET", ("h2",), ("f", Earlier("hash", 1))),
     ]
-    other = [Write("SET", ("copy2",), (b"other",)), Write("LPUSH", ("queue",), (Earlier(0, 0),))]
+    other = [
+        Write("SET", ("copy2",), (b"other",), name="copy"),
+        Write("LPUSH", ("queue",), (Earlier("copy"),)),
+    ]
     done = writer.commit_many([(_rec(1), writes), (_rec(2), other)])
     assert [d.write_error for d in done] == [None, None]
     assert redis_client.get("copy") == blob
@@ -237,23 +241,72 @@ def test_an_earlier_argument_repeats_a_value_sent_once(redis_client: redis.Redis
 
 
 @pytest.mark.parametrize(
-    "writes",
+    ("writes", "says"),
     [
-        [Write("LPUSH", ("q",), (Earlier(0, 0),))],  # names itself
-        [Write("SET", ("a",), ("v",)), Write("LPUSH", ("q",), (Earlier(1, 0),))],  # a later one
-        [Write("SET", ("a",), ("v",)), Write("LPUSH", ("q",), (Earlier(0, 1),))],  # no such arg
-        [Write("SET", ("a",), ("v",)), Write("LPUSH", ("q",), (Earlier(-1, 0),))],
+        (
+            [Write("LPUSH", ("q",), (Earlier("q"),), name="q")],
+            "write 0 (LPUSH): Earlier(write='q', arg=0) names no earlier write",
+        ),
+        (
+            [Write("LPUSH", ("q",), (Earlier("a"),)), Write("SET", ("a",), ("v",), name="a")],
+            "write 0 (LPUSH): Earlier(write='a', arg=0) names no earlier write",
+        ),
+        (
+            [Write("SET", ("a",), ("v",), name="msg"), Write("LPUSH", ("q",), (Earlier("mgs"),))],
+            "write 1 (LPUSH): Earlier(write='mgs', arg=0) names no earlier write",
+        ),
+        (
+            [Write("SET", ("a",), ("v",)), Write("LPUSH", ("q",), (Earlier(""),))],
+            "names no earlier write",
+        ),
+        (
+            [Write("SET", ("a",), ("v",), name="a"), Write("LPUSH", ("q",), (Earlier("a", 1),))],
+            "write 1 (LPUSH): Earlier(write='a', arg=1): write 'a' has no argument 1",
+        ),
+        (
+            [Write("SET", ("a",), ("v",), name="a"), Write("LPUSH", ("q",), (Earlier("a", -1),))],
+            "write 'a' has no argument -1",
+        ),
+        (
+            [Write("SET", ("a",), ("v",), name="a"), Write("SET", ("b",), ("w",), name="a")],
+            "two writes of one record are named 'a'",
+        ),
     ],
+    ids=["itself", "a later write", "misspelt", "unnamed", "no such arg", "negative", "twice"],
 )
 def test_an_earlier_argument_must_name_an_earlier_writes_argument(
-    redis_client: redis.Redis, writes: list[Write]
+    redis_client: redis.Redis, writes: list[Write], says: str
 ) -> None:
-    """A reference to itself, a later write or a missing argument is refused before Redis."""
+    """A reference to itself, a later write, a misspelt or empty name, an argument the
+    named write lacks, or two writes of one name: refused before Redis, saying which."""
     writer = AuditWriter(redis_client, KEYS)
-    with pytest.raises(AuditError) as info:
+    with pytest.raises(AuditError, match=re.escape(says)) as info:
         writer.commit_many([(_rec(1), writes)])
     assert info.value.reason == "bad_record"
-    assert redis_client.exists(STREAM, "q") == 0
+    assert redis_client.exists(STREAM, "q", "a", "b") == 0
+
+
+def test_a_reference_packs_as_the_position_of_the_named_value() -> None:
+    """On the wire a name is the 1-based (write, position in [command, *keys, *args]) the
+    script resolves, exactly as positional references were sent."""
+    writes = [
+        Write("SET", ("v1",), ("x",)),
+        Write("SET", ("copy",), (b"msg", "EX", "9"), name="message"),
+        Write("LPUSH", ("q",), (Earlier("message"),)),
+        Write("HSET", ("h",), ("f", Earlier("message", 2))),
+    ]
+    assert pack_record_writes(writes) == [
+        ["SET", "v1", "x"],
+        ["SET", "copy", b"msg", "EX", "9"],
+        ["LPUSH", "q", [2, 3]],
+        ["HSET", "h", "f", [2, 5]],
+    ]
+
+
+def test_packing_an_unchecked_reference_to_no_write_raises() -> None:
+    """Packed without the check, a reference to a name no write has still fails clearly."""
+    with pytest.raises(AuditError, match="names no write of its record"):
+        pack_record_writes([Write("LPUSH", ("q",), (Earlier("nowhere"),))])
 
 
 async def test_async_writer_commits_attached_writes(async_redis: redis.asyncio.Redis) -> None:

@@ -83,9 +83,9 @@ def test_writes_store_the_copy_once_and_push_the_message_last() -> None:
     job = Enqueue(_record(), TASK, QUEUE, MESSAGE, copy_ttl=60, before=before, after=after)
     assert job.writes() == [
         before[0],
-        Write("SET", (message_copy_key(TASK),), (MESSAGE, "EX", "60")),
+        Write("SET", (message_copy_key(TASK),), (MESSAGE, "EX", "60"), name="message"),
         after[0],
-        Write("LPUSH", (QUEUE,), (Earlier(1, 0),)),
+        Write("LPUSH", (QUEUE,), (Earlier("message", 0),)),
     ]
     back = Enqueue(_record(), TASK, QUEUE, MESSAGE, consuming_end=True)
     assert back.writes() == [Write("RPUSH", (QUEUE,), (MESSAGE,))]
