@@ -27,7 +27,12 @@ def _sources() -> list[Path]:
 
 
 def _lua_files() -> set[tuple[str, str]]:
-    return {(package, path.name) for package in PACKAGES for path in (ROOT / package).glob("*.lua")}
+    """(dotted package, file name) of every .lua file in the packages and their sub-packages."""
+    return {
+        (".".join(path.parent.relative_to(ROOT).parts), path.name)
+        for package in PACKAGES
+        for path in (ROOT / package).rglob("*.lua")
+    }
 
 
 def _loaded() -> set[tuple[str, str]]:
