@@ -79,13 +79,7 @@ class AdmittingTask(OutcomeTask):
             log.info("task %s[%s] already finished; redelivery acknowledged", self.name, task_id)
             raise Ignore()
         if gate.revoked:
-            life.finish(
-                task_id,
-                TaskState.REVOKED,
-                ttl=runtime.record_ttl,
-                delete=vault,
-                marker=origin.marker,
-            )
+            self._finish_held(task_id, TaskState.REVOKED, vault, origin, fence)
             runtime.audit(
                 AuditAction.TASK_REVOKED,
                 target=task_id,
@@ -109,7 +103,7 @@ class AdmittingTask(OutcomeTask):
                 attempt,
                 gate.runs - 1,
             )
-            bury(
+            if not bury(
                 runtime,
                 spec,
                 task_id,
@@ -120,7 +114,9 @@ class AdmittingTask(OutcomeTask):
                 reason="InterruptedRuns",
                 detail=f"{gate.runs - 1} interrupted runs of attempt {attempt}",
                 marker=origin.marker,
-            )
+                fence=fence,
+            ):
+                self._fenced(task_id, "dead letter refused: delivery reclaimed")
             raise Ignore()
         if gate.runs > 1:  # the runs before were cut off: each is recorded, once
             runtime.audit(
@@ -129,8 +125,24 @@ class AdmittingTask(OutcomeTask):
                 outcome="error",
                 reason=f"run {gate.run_count - 1} cut off; run {gate.run_count} starts",
             )
+        return gate, self._resolved(spec, payload, gate, origin, vault=vault, fence=fence)
+
+    def _resolved(
+        self,
+        spec: TaskSpec,
+        payload: Any,
+        gate: Gate,
+        origin: SealedOrigin,
+        *,
+        vault: list[str],
+        fence: tuple[str, str] | None,
+    ) -> Any:
+        """The payload with its secrets resolved, validated against the task's schema; a
+        payload that fails either is recorded failed and refused."""
         if not isinstance(payload, dict):
             self.refuse("bad_payload", "payload is not an object")
+        runtime = _runtime(self.app)
+        task_id = origin.task_id
         try:
             resolved = resolve_secrets(
                 payload,
@@ -139,25 +151,37 @@ class AdmittingTask(OutcomeTask):
                 client=runtime.client(),
                 blobs=gate.blobs,  # fetched by the gate script, same round trip
             )
-            return gate, spec.schema.model_validate(resolved)
+            return spec.schema.model_validate(resolved)
         except TaskgateError as exc:
-            life.finish(
-                task_id,
-                TaskState.FAILED,
-                ttl=runtime.record_ttl,
-                error=exc.reason,
-                delete=vault,
-                marker=origin.marker,
-            )
+            self._finish_held(task_id, TaskState.FAILED, vault, origin, fence, error=exc.reason)
             self.refuse(exc.reason, str(exc))
         except ValidationError as exc:
-            life.finish(
-                task_id,
-                TaskState.FAILED,
-                ttl=runtime.record_ttl,
-                error="invalid_payload",
-                delete=vault,
-                marker=origin.marker,
+            self._finish_held(
+                task_id, TaskState.FAILED, vault, origin, fence, error="invalid_payload"
             )
             fields = ",".join(".".join(map(str, e["loc"])) for e in exc.errors()[:5])
             self.refuse("invalid_payload", f"payload failed validation at {fields}")
+
+    def _finish_held(
+        self,
+        task_id: str,
+        state: TaskState,
+        vault: list[str],
+        origin: SealedOrigin,
+        fence: tuple[str, str] | None,
+        *,
+        error: str = "",
+    ) -> None:
+        """Record the run's final ``state`` while this run still holds its delivery; end
+        the run as fenced (nothing written) if it no longer does."""
+        runtime = _runtime(self.app)
+        if not runtime.lifecycle().finish(
+            task_id,
+            state,
+            ttl=runtime.record_ttl,
+            error=error,
+            delete=vault,
+            marker=origin.marker,
+            fence=fence,
+        ):
+            self._fenced(task_id, f"{state} not recorded: delivery reclaimed")

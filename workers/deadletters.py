@@ -18,16 +18,17 @@ from __future__ import annotations
 
 import base64
 import time
-from typing import Any
 
 import redis
 
-from workers.contract.keys import DLQ_INDEX, dlq_key
+from security.lua import lua_script
+from workers.contract.keys import DLQ_INDEX, INFLIGHT, dlq_key
 from workers.wire import task_key
 
 __all__ = ["DLQ_INDEX", "dead_letter", "dlq_key"]
 
 DLQ_RETENTION = 7 * 86_400
+_DEAD_LETTER = lua_script("workers", "dead_letter.lua")
 
 
 def dead_letter(
@@ -42,12 +43,15 @@ def dead_letter(
     reason: str,
     vault_keys: list[str],
     now: float | None = None,
-) -> None:
-    """Store the sealed message and a redacted reason; keep its secrets for a requeue."""
+    fence: tuple[str, str] | None = None,
+) -> bool:
+    """Store the sealed message and a redacted reason; keep its secrets for a requeue.
+
+    With a ``fence`` (delivery tag, ownership token): only while that token holds the
+    delivery, checked in the same script as the writes; False, writing nothing, if not."""
     moment = now or time.time()
-    key = dlq_key(task_id)
     replays = client.hget(task_key(task_id), "replays")
-    fields: dict[Any, Any] = {
+    fields = {
         "name": name,
         "queue": queue,
         "owner": owner,
@@ -58,10 +62,16 @@ def dead_letter(
         "vault_keys": " ".join(vault_keys),
         "replays": replays if isinstance(replays, bytes | str) else "0",
     }
-    with client.pipeline(transaction=True) as pipe:
-        pipe.hset(key, mapping=fields)
-        pipe.expire(key, DLQ_RETENTION)
-        pipe.zadd(DLQ_INDEX, {task_id: moment})
-        for vault_key in vault_keys:
-            pipe.expire(vault_key, DLQ_RETENTION)
-        pipe.execute()
+    tag, token = fence if fence is not None else ("", "")
+    written = client.register_script(_DEAD_LETTER)(
+        keys=[dlq_key(task_id), DLQ_INDEX, INFLIGHT, *vault_keys],
+        args=[
+            str(DLQ_RETENTION),
+            f"{moment:.6f}",
+            task_id,
+            tag,
+            token,
+            *(item for pair in fields.items() for item in pair),
+        ],
+    )
+    return bool(int(written))

@@ -186,13 +186,15 @@ class SealedTask(AdmittingTask):
                 # Cancelled while running (stopped, or failing anyway): revoked, never
                 # retried or dead-lettered.
                 if spec.cancellable and runtime.client().exists(revoked_key(task_id)):
-                    runtime.lifecycle().finish(
+                    if not runtime.lifecycle().finish(
                         task_id,
                         TaskState.REVOKED,
                         ttl=runtime.record_ttl,
                         delete=vault,
                         marker=origin.marker,
-                    )
+                        fence=delivery_fence(request),
+                    ):
+                        self._fenced(task_id, "revocation not recorded: delivery reclaimed")
                     self._revoked_while_running(task_id, "terminated while running")
                 self._after_failure(
                     spec, payload=payload, origin=origin, gate=gate, attempt=attempt, exc=exc

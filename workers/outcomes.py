@@ -35,7 +35,7 @@ from workers.catalogue import TaskSpec
 from workers.contract.keys import INFLIGHT
 from workers.contract.states import TaskState
 from workers.deadletters import dead_letter
-from workers.fencing import commit_fence, delivery_fence, refuse_stale, still_held
+from workers.fencing import commit_fence, delivery_fence, refuse_stale
 from workers.lifecycle import Gate
 from workers.redaction import redacted
 from workers.request import DELIVERY_TAG
@@ -110,7 +110,7 @@ class OutcomeTask(Task[Any, Any]):
             log.warning("task %s: stopped at its time limit, but no longer held here", task_id)
             return False
         runtime.metrics.begin(spec.name, spec.queue, received=False)
-        bury(
+        return bury(
             runtime,
             spec,
             task_id,
@@ -120,8 +120,8 @@ class OutcomeTask(Task[Any, Any]):
             attempt=int(attempts or 1),
             reason=TimeLimitExceeded.__name__,
             marker=origin.marker,
+            fence=fence,
         )
-        return True
 
     def _fenced(self, task_id: str, reason: str) -> NoReturn:
         """This worker no longer holds the delivery (``workers.fencing``)."""
@@ -261,9 +261,7 @@ class OutcomeTask(Task[Any, Any]):
             raise self.retry(
                 exc=redacted(exc), countdown=delay, max_retries=policy.max_attempts - 1
             )
-        if fence is not None and not still_held(runtime.client(), fence):
-            self._fenced(task_id, stale)
-        bury(
+        if not bury(
             runtime,
             spec,
             task_id,
@@ -273,7 +271,9 @@ class OutcomeTask(Task[Any, Any]):
             attempt=attempt,
             reason=reason,
             marker=origin.marker,
-        )
+            fence=fence,
+        ):
+            self._fenced(task_id, stale)
 
 
 def bury(
@@ -288,11 +288,13 @@ def bury(
     reason: str,
     detail: str = "",
     marker: tuple[str, str] | None = None,
-) -> None:
+    fence: tuple[str, str] | None = None,
+) -> bool:
     """Dead-letter the task, still sealed, with its secrets kept for a requeue; record it
-    ``dead_lettered`` with the redacted ``reason``; audit it."""
-    lifecycle_log.note("dead_lettered", failure_type=reason)
-    dead_letter(
+    ``dead_lettered`` with the redacted ``reason``; audit it. With a ``fence``: only while
+    this run holds its delivery (checked in the dead letter's own script); False, with
+    nothing written, if it no longer does."""
+    if not dead_letter(
         runtime.client(),
         task_id=task_id,
         name=spec.name,
@@ -302,16 +304,26 @@ def bury(
         attempts=attempt,
         reason=reason,
         vault_keys=[vault_key(task_id, ref) for ref in reference_ids(payload)],
-    )
-    runtime.lifecycle().finish(
-        task_id, TaskState.DEAD_LETTERED, ttl=runtime.record_ttl, error=reason, marker=marker
-    )
+        fence=fence,
+    ):
+        return False
+    lifecycle_log.note("dead_lettered", failure_type=reason)
+    if not runtime.lifecycle().finish(
+        task_id,
+        TaskState.DEAD_LETTERED,
+        ttl=runtime.record_ttl,
+        error=reason,
+        marker=marker,
+        fence=fence,
+    ):  # reclaimed between the two scripts: the dead letter stands, the new holder decides
+        log.warning("task %s: dead-lettered, but its delivery was reclaimed meanwhile", task_id)
     runtime.audit(
         AuditAction.TASK_DEAD_LETTERED,
         target=task_id,
         outcome="error",
         reason=f"{reason} after {detail or attempt}",
     )
+    return True
 
 
 def settle_writes(request: Any) -> list[Write]:

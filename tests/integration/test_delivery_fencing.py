@@ -21,7 +21,8 @@ from taskgate.redis_server import RedisServer, start_redis
 from tests.conftest import dump_acl_log, register_log
 from workers.cancel import NotHeldError, finish_unless_revoked
 from workers.contract.heartbeat import WORKERS
-from workers.contract.keys import INFLIGHT
+from workers.contract.keys import DLQ_INDEX, INFLIGHT, dlq_key
+from workers.deadletters import dead_letter
 from workers.lifecycle import Lifecycle
 from workers.liveness import FENCED_ACK, Liveness, TokenSource, holder_of
 from workers.wire import KOMBU_UNACKED, KOMBU_UNACKED_INDEX, decode_record, task_key
@@ -226,3 +227,41 @@ def test_finish_and_retry_records_of_a_stale_run_write_nothing(
     assert not worker_client.exists(f"tg:done:{task_id}")
     assert finish_unless_revoked(worker_client, task_id, ttl=60, fence=(tag, "b:2/y-9"))
     assert decode_record(worker_client.hgetall(task_key(task_id)))["state"] == "succeeded"
+
+
+def test_a_dead_letter_of_a_stale_run_writes_nothing_and_the_holders_lands_whole(
+    worker_client: redis.Redis, own_redis: RedisServer
+) -> None:
+    """Dead-lettering checks the fence in the same script as its writes: a run whose
+    delivery was taken over stores no dead letter, indexes nothing and leaves the vault
+    entry's expiry alone; the holder's dead letter lands with every field."""
+    tag, task_id = _in_flight(worker_client, "b:2/y-9", delivered=time.time())
+    vault = f"tg:vault:{task_id}:ref"
+    worker_client.set(vault, b"sealed", ex=60)
+    letter = {
+        "task_id": task_id,
+        "name": "test.quick",
+        "queue": QUEUE,
+        "owner": "client-1",
+        "envelope": b"\x00sealed",
+        "attempts": 2,
+        "reason": "ValueError",
+        "vault_keys": [vault],
+    }
+    assert not dead_letter(worker_client, **letter, fence=(tag, "a:1/x-3"))  # type: ignore[arg-type]
+    assert not worker_client.exists(dlq_key(task_id))
+    assert worker_client.zscore(DLQ_INDEX, task_id) is None
+    with own_redis.tls.client() as admin:  # the worker role may not read a TTL
+        assert 0 < admin.ttl(vault) <= 60
+    assert dead_letter(worker_client, **letter, fence=(tag, "b:2/y-9"))  # type: ignore[arg-type]
+    stored = decode_record(worker_client.hgetall(dlq_key(task_id)))
+    assert (stored["name"], stored["owner"], stored["reason"]) == (
+        "test.quick",
+        "client-1",
+        "ValueError",
+    )
+    assert stored["vault_keys"] == vault
+    assert stored["attempts"] == "2"
+    assert worker_client.zscore(DLQ_INDEX, task_id) is not None
+    with own_redis.tls.client() as admin:
+        assert admin.ttl(vault) > 60
