@@ -30,7 +30,7 @@ from security.keystore import KeyRing
 from taskgate.procs import Child, start_child
 from taskgate.redis_server import RedisServer
 from tests.bench import wrk
-from tests.conftest import register_log
+from tests.support.logs import register_log
 
 __all__ = [
     "NAIVE",

@@ -17,8 +17,8 @@ import pytest
 import redis
 
 from security.keystore import KeyRing
-from tests.integration.api_support import assert_problem, forget_token_limits, mint
-from tests.integration.conftest import ApiClient, Gateway
+from tests.support.api import assert_problem, forget_token_limits, mint
+from tests.support.gateways import ApiClient, Gateway
 from workers.wire import owner_index
 
 pytestmark = pytest.mark.integration

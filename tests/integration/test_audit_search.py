@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from security.audit import AuditRecord, AuditWriter
 from security.keystore import KeyRing
 from taskgate.cli import app
-from tests.integration.conftest import Gateway
+from tests.support.gateways import Gateway
 
 pytestmark = pytest.mark.integration
 

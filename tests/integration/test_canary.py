@@ -12,7 +12,7 @@ import redis
 from security.keystore import KeyRing
 from taskgate.procs import Child
 from taskgate.redis_server import RedisServer
-from tests.integration.messages import submit, wait_audit, wait_result
+from tests.support.messages import submit, wait_audit, wait_result
 
 pytestmark = pytest.mark.integration
 

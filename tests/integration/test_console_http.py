@@ -16,18 +16,12 @@ from gateway.operators import OperatorRegistry
 from security.audit import iter_records
 from security.keystore import KeyRing
 from taskgate.redis_server import RedisServer
-from tests.integration.conftest import ApiClient, Gateway
-from tests.integration.console_support import (
-    IDLE_TIMEOUT,
-    console_gateway,
-    csrf_of,
-    sign_in,
-)
-from tests.integration.stack_fixtures import wait_for
+from tests.support.console import IDLE_TIMEOUT, csrf_of, sign_in
+from tests.support.gateways import ApiClient, Gateway
+from tests.support.processes import wait_for
 from workers.contract.states import TaskState
 
 pytestmark = pytest.mark.integration
-__all__ = ["console_gateway"]  # the module fixture, used by name
 
 PAGES = (
     "/console/overview",

@@ -18,7 +18,8 @@ from security.audit_read import iter_records
 from security.errors import AuditError
 from security.keystore import KeyRing
 from taskgate.redis_server import RedisServer, start_redis
-from tests.conftest import dump_acl_log, register_log
+from tests.support.logs import register_log
+from tests.support.redis_server import dump_acl_log
 from workers.cancel import NotHeldError, finish_unless_revoked
 from workers.contract.heartbeat import WORKERS
 from workers.contract.keys import INFLIGHT

@@ -19,7 +19,7 @@ from security.audit import iter_records
 from security.keystore import KeyRing
 from security.passwords import hash_admin_token
 from taskgate.cli import app
-from tests.integration.conftest import Gateway
+from tests.support.gateways import Gateway
 from workers.contract.keys import operator_key
 
 pytestmark = pytest.mark.integration

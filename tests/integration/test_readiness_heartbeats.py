@@ -16,13 +16,13 @@ from gateway.publisher import OutgoingTask, encode_message
 from security.errors import ConfigError
 from security.keystore import KeyRing
 from taskgate.redis_server import RedisServer
-from tests.integration.stack_fixtures import (
+from tests.support.processes import wait_for
+from tests.support.stacks import (
     RELIABILITY_MODULES,
     SHORT_TIMINGS,
     PrivateStack,
     private_stack,
     running,
-    wait_for,
 )
 from workers.contract.heartbeat import WORKERS, live_workers
 from workers.heartbeat import PRUNE_AFTER_LAPSES, HeartbeatWriter

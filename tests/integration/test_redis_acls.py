@@ -22,9 +22,9 @@ from taskgate.cli import app
 from taskgate.procs import Child
 from taskgate.redis_server import RedisServer, RedisServerError, redis_config, start_redis
 from taskgate.redis_users import HARNESS, password_path
-from tests.conftest import register_log
-from tests.integration.conftest import Gateway
-from tests.integration.stack_fixtures import wait_for
+from tests.support.gateways import Gateway
+from tests.support.logs import register_log
+from tests.support.processes import wait_for
 from workers.contract import keys
 
 pytestmark = pytest.mark.integration

@@ -26,14 +26,14 @@ from security.audit import AuditWriter, iter_records
 from security.errors import ConfigError
 from security.keystore import KeyRing
 from taskgate.procs import free_port
-from tests.integration.stack_fixtures import (
+from tests.support.processes import wait_for
+from tests.support.stacks import (
     FAST_SWEEP,
     RELIABILITY_MODULES,
     SHORT_TIMINGS,
     PrivateStack,
     private_stack,
     running,
-    wait_for,
 )
 from workers.app import create_celery
 from workers.contract.keys import AUDIT_HEAD

@@ -20,8 +20,8 @@ from security.audit import iter_records
 from security.keystore import KeyRing
 from security.passwords import hash_client_secret
 from security.tokens import issue_token
-from tests.integration.api_support import GENERIC_401, POLICY
-from tests.integration.conftest import ApiClient, Gateway
+from tests.support.api import GENERIC_401, POLICY
+from tests.support.gateways import ApiClient, Gateway
 from workers.wire import task_key
 
 pytestmark = pytest.mark.integration

@@ -23,8 +23,8 @@ import pytest
 import redis
 
 from certs.material import CertPaths
-from tests.integration.api_support import assert_problem, extra_gateway, forget_token_limits
-from tests.integration.conftest import ApiClient, Gateway
+from tests.support.api import assert_problem, forget_token_limits
+from tests.support.gateways import ApiClient, Gateway, extra_gateway
 
 pytestmark = pytest.mark.integration
 

@@ -27,7 +27,7 @@ from security.keys import KeySet, Purpose, SigningKey, SymmetricKey
 from security.keystore import KeyRing
 from security.sealing import seal
 from taskgate.procs import Child
-from tests.integration.messages import push_raw, ran, submit, wait_audit, wait_result
+from tests.support.messages import push_raw, ran, submit, wait_audit, wait_result
 from workers.wire import DEFAULT_QUEUE, done_key
 
 pytestmark = pytest.mark.integration

@@ -24,7 +24,7 @@ from gateway.publisher import OutgoingTask, encode_message
 from security.keystore import KeyRing
 from taskgate.procs import Child
 from taskgate.redis_server import RedisServer
-from tests.integration.messages import wait_result
+from tests.support.messages import wait_result
 from workers.app import create_celery
 from workers.contract.keys import INFLIGHT
 from workers.deadletters import dlq_key

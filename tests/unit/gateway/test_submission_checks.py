@@ -22,7 +22,7 @@ from gateway.submit import STAGES, IdempotentReplay, authorize, run_stages
 from gateway.submit_checks import RateLimited, check_and_count
 from security.errors import TokenError
 from security.keystore import KeyRing
-from tests.unit.gateway.conftest import MakeSubmission
+from tests.support.submissions import MakeSubmission
 from workers.wire import GLOBAL_QUEUED, queued_key
 
 WINDOW_KEYS = "tg:rl:*"

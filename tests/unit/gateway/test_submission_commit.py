@@ -28,7 +28,7 @@ from gateway.submit import (
 )
 from security.errors import AuditError
 from security.vault import VAULT_PREFIX
-from tests.unit.gateway.conftest import MakeSubmission
+from tests.support.submissions import MakeSubmission
 from workers.contract.enqueue import NotEnqueuedError
 from workers.wire import (
     ALL_TASKS,

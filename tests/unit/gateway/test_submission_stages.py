@@ -29,7 +29,7 @@ from gateway.submit import (
 from security.errors import InputRejectedError, LeakDetectedError, SealBindingError
 from security.sealing import open_envelope
 from security.vault import REF_KEY, VAULT_PREFIX
-from tests.unit.gateway.conftest import MakeSubmission
+from tests.support.submissions import MakeSubmission
 
 CANARY = "canary-" + secrets.token_hex(12)
 
