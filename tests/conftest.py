@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Generator, Iterator
 from pathlib import Path
 
 import pytest
@@ -35,12 +35,14 @@ from tests.support.redis_server import dump_acl_log
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> object:
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
     logs = registered_logs()
-    if report.failed and logs:  # type: ignore[attr-defined]
+    if report.failed and logs:
         for child in logs:
-            report.sections.append((f"log of {child.name} ({child.log_path})", child.log_tail(80)))  # type: ignore[attr-defined]
+            report.sections.append((f"log of {child.name} ({child.log_path})", child.log_tail(80)))
     return report
 
 

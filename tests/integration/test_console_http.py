@@ -19,6 +19,7 @@ from taskgate.redis_server import RedisServer
 from tests.support.console import IDLE_TIMEOUT, csrf_of, sign_in
 from tests.support.gateways import ApiClient, Gateway
 from tests.support.processes import wait_for
+from tests.support.replies import as_text
 from workers.contract.states import TaskState
 
 pytestmark = pytest.mark.integration
@@ -308,7 +309,7 @@ def test_a_group_requeue_audits_each_requeue_once_in_its_own_call(
     assert reason is not None
     http, csrf = sign_in(console_gateway, admin_token)
     with closing(http):
-        form = {"csrf": csrf, "task": "test.fail_quoting_input", "reason": reason.decode()}
+        form = {"csrf": csrf, "task": "test.fail_quoting_input", "reason": as_text(reason)}
         form["confirm"] = "yes"
         response = http.post("/console/dead-letters/group", data={**form, "op": "requeue"})
     assert response.status_code == 303, response.text[:300]

@@ -174,9 +174,10 @@ def _forged(keys: KeyRing, task_id: str) -> dict[str, Any]:
     envelope = seal(
         body, task_id=task_id, task_name="mt.ok", keys=keys.broker, signer=impostor, ttl=60
     )
-    return json.loads(
+    message: dict[str, Any] = json.loads(
         encode_message(OutgoingTask(task_id, "mt.ok", envelope, SealedCodec.content_type, Q))
     )
+    return message
 
 
 @pytest.fixture(scope="module")

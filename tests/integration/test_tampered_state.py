@@ -255,7 +255,7 @@ def test_an_older_authentic_client_record_put_back_is_refused(
     """A pre-disable record put back (MAC intact) is refused as rolled back, audited."""
     victim: ApiClient = make_client()
     key = f"tg:client:{victim.client_id}"
-    saved = redis_client.hgetall(key)
+    saved: dict[Any, Any] = redis_client.hgetall(key)  # HSET's Mapping key type is invariant
     auth = _token(keyring, victim.client_id)
     with gateway_server.client() as http:
         assert http.get(LIST, headers=auth).status_code == 200

@@ -13,6 +13,9 @@ needs.
 - ``api``: problem+json checks, minted and forged tokens, rate-limit housekeeping.
 - ``console``: a gateway with the web console on, signing in through its forms.
 - ``messages``: broker messages built and watched the way the gateway does.
+- ``replies``: Redis replies as a client that does not decode responses returns them, and
+  raw commands; ``broker``: kombu channels as the Redis channels they are; ``audit``:
+  audit entries read back.
 - ``stacks`` / ``stack_options``: private stacks (own Redis, gateway, workers) and what
   they run with.
 - ``observability``: every path a task can take, with canaries.
