@@ -4,11 +4,13 @@
 - ``tls_redis``: a TLS-only ``redis-server`` (plain port off, client certificates required).
 - ``redis_client`` / ``async_redis``: clients over mTLS, database flushed before each test.
 - ``stack_env``: the ``TASKGATE_*`` environment for child processes pointing at ``tls_redis``;
-  :func:`for_worker` turns it into a worker's, on its own folder (``<session>/roles/worker``:
-  worker certificates and key bundle only, as `taskgate up` gives it).
+  ``tests.support.processes.for_worker`` turns it into a worker's, on its own folder
+  (``<session>/roles/worker``: worker certificates and key bundle only, as `taskgate up`
+  gives it).
 - ``celery_worker`` / ``gateway_server`` (in ``tests/integration/conftest.py``): real processes.
 
-Every started server registers its log; a failing test shows the tails of those logs.
+Every started server registers its log (``tests.support.logs``); a failing test shows the
+tails of those logs. Helpers that are not fixtures live in ``tests/support/``.
 There is no skip when ``redis-server`` is missing: the run fails and says how to install it.
 """
 
@@ -16,7 +18,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Generator, Iterator
 from pathlib import Path
 
 import pytest
@@ -26,24 +28,21 @@ import redis.asyncio
 from certs.material import CertPaths, init_certs
 from security.keystore import KeyRing, init_keys, load_keys
 from security.passwords import hash_admin_token, new_admin_token
-from taskgate.procs import Child
 from taskgate.redis_server import INSTALL_HINT, RedisServer, start_redis
-from taskgate.role_dirs import prepare_role_dir, role_dir
-
-_LOGS: list[Child] = []
-
-
-def register_log(child: Child) -> None:
-    """Show ``child``'s log tail in the report of any test that fails while it runs."""
-    _LOGS.append(child)
+from taskgate.role_dirs import prepare_role_dir
+from tests.support.logs import register_log, registered_logs
+from tests.support.redis_server import dump_acl_log
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> object:
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
-    if report.failed and _LOGS:  # type: ignore[attr-defined]
-        for child in _LOGS:
-            report.sections.append((f"log of {child.name} ({child.log_path})", child.log_tail(80)))  # type: ignore[attr-defined]
+    logs = registered_logs()
+    if report.failed and logs:
+        for child in logs:
+            report.sections.append((f"log of {child.name} ({child.log_path})", child.log_tail(80)))
     return report
 
 
@@ -82,11 +81,6 @@ def worker_keys(worker_dir: Path) -> KeyRing:
     return load_keys(worker_dir / "keys", role="worker")
 
 
-def for_worker(env: dict[str, str]) -> dict[str, str]:
-    """``env`` for a worker process: the worker's own folder as its state folder."""
-    return env | {"TASKGATE_STATE_DIR": str(role_dir(Path(env["TASKGATE_STATE_DIR"]), "worker"))}
-
-
 @pytest.fixture(scope="session")
 def tls_redis(pki: CertPaths, session_dir: Path) -> Iterator[RedisServer]:
     """A real TLS-only redis-server on a free loopback port, for the whole session."""
@@ -99,19 +93,6 @@ def tls_redis(pki: CertPaths, session_dir: Path) -> Iterator[RedisServer]:
     finally:
         dump_acl_log(server)
         server.stop()
-
-
-def dump_acl_log(server: RedisServer) -> None:
-    """Keep what Redis refused during the session (``ACL LOG``) beside its log."""
-    with server.tls.client() as client:
-        entries = client.acl_log(count=256)
-    lines = [
-        f"{e.get('username')} {e.get('reason')} {e.get('context')} {e.get('object')} "
-        f"cmd={e.get('client-info', {}).get('cmd')} count={e.get('count')}"
-        for e in entries
-    ]
-    with (server.data_dir / "acl-log.txt").open("a") as fh:
-        fh.write("".join(f"{line}\n" for line in lines))
 
 
 @pytest.fixture

@@ -30,7 +30,7 @@ from security.keystore import KeyRing
 from taskgate.procs import Child, start_child
 from taskgate.redis_server import RedisServer
 from tests.bench import wrk
-from tests.conftest import register_log
+from tests.support.logs import register_log
 
 __all__ = [
     "NAIVE",
@@ -305,11 +305,22 @@ def run_loadgen(
     """
     if wrk.available() and os.environ.get("BENCH_LOADGEN", "wrk") == "wrk":
         with tempfile.TemporaryDirectory(prefix="tg-wrk-") as scratch:
-            common = {"body": body, "env": env, "auth": auth, "concurrency": concurrency}
+
+            def run(seconds: float) -> dict[str, Any]:
+                return wrk.run_wrk(
+                    url,
+                    body=body,
+                    env=env,
+                    auth=auth,
+                    concurrency=concurrency,
+                    duration=seconds,
+                    script_dir=Path(scratch),
+                )
+
             if warmup > 0:
-                wrk.run_wrk(url, duration=warmup, script_dir=Path(scratch), **common)
+                run(warmup)
             measure_from()
-            return wrk.run_wrk(url, duration=duration, script_dir=Path(scratch), **common)
+            return run(duration)
     measure_from()
     argv = [sys.executable, "-m", "tests.bench.loadgen", "--url", url, "--ca", str(ca)]
     argv += ["--concurrency", str(concurrency), "--duration", str(duration)]

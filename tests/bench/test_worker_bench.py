@@ -52,7 +52,7 @@ from tests.bench.harness import (
 )
 from tests.bench.naive_app import PLAIN_QUEUE, PLAIN_TASK
 from tests.bench.workload import SECRET_FIELDS, TASK_NAME, sample_payload
-from tests.conftest import register_log
+from tests.support.logs import register_log
 from workers.wire import message_copy_key, replay_bucket, replay_bucket_expiry
 
 pytestmark = [pytest.mark.bench, pytest.mark.timeout(3600)]

@@ -1,13 +1,12 @@
-"""Real processes for integration tests: a Celery worker and the HTTPS gateway."""
+"""Real processes for integration tests: a Celery worker and the HTTPS gateway (the shared
+one, and one with the web console on), and API clients and operators registered in it."""
 
 from __future__ import annotations
 
 import asyncio
-import ssl
-import time
+import shutil
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,36 +16,15 @@ import pytest
 from certs.material import CertPaths
 from gateway.clients import ClientRegistry
 from gateway.operators import OperatorRegistry
+from security.keyexport import export_keys
+from security.keyrotation import BUNDLE_ORDER
 from security.keystore import KeyRing
 from taskgate.procs import Child, free_port, start_child, taskgate_argv
 from taskgate.redis_server import RedisServer
-from tests.conftest import for_worker, register_log
-
-
-@dataclass
-class Gateway:
-    """A running gateway subprocess and an HTTPS client that trusts the test CA."""
-
-    child: Child
-    url: str
-    ca_file: Path
-
-    def client(self, **kwargs: object) -> httpx.Client:
-        ctx = ssl.create_default_context(cafile=str(self.ca_file))
-        return httpx.Client(base_url=self.url, verify=ctx, timeout=10.0, **kwargs)  # type: ignore[arg-type]
-
-
-def _wait_for(child: Child, check: object, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not child.alive():
-            pytest.fail(f"{child.name} exited while {what}:\n{child.log_tail()}", pytrace=False)
-        if callable(check) and check():
-            return
-        time.sleep(0.2)
-    pytest.fail(
-        f"{child.name} was not ready after {timeout}s ({what}):\n{child.log_tail()}", pytrace=False
-    )
+from tests.support.console import IDLE_TIMEOUT, KeyHost, start_console_gateway
+from tests.support.gateways import ApiClient, Gateway
+from tests.support.logs import register_log
+from tests.support.processes import for_worker, wait_child
 
 
 @pytest.fixture
@@ -68,7 +46,9 @@ def celery_worker(stack_env: dict[str, str], session_dir: Path) -> Iterator[Chil
         env=for_worker(stack_env),
     )
     register_log(child)
-    _wait_for(child, lambda: "ready." in child.log_path.read_text(errors="replace"), 60, "starting")
+    wait_child(
+        child, lambda: "ready." in child.log_path.read_text(errors="replace"), 60, "starting"
+    )
     try:
         yield child
     finally:
@@ -97,36 +77,11 @@ def gateway_server(
         except httpx.HTTPError:
             return False
 
-    _wait_for(child, ready, 60, "waiting for /readyz")
+    wait_child(child, ready, 60, "waiting for /readyz")
     try:
         yield gateway
     finally:
         child.stop()
-
-
-@dataclass
-class ApiClient:
-    """A registered client with its credentials, able to fetch tokens from the gateway."""
-
-    client_id: str
-    secret: str
-    gateway: Gateway
-
-    def token(self, scope: str | None = None) -> str:
-        data = {
-            "grant_type": "client_credentials",
-            "client_id": self.client_id,
-            "client_secret": self.secret,
-        }
-        if scope:
-            data["scope"] = scope
-        with self.gateway.client() as http:
-            response = http.post("/v1/token", data=data)
-        assert response.status_code == 200, response.text
-        return str(response.json()["access_token"])
-
-    def http(self, scope: str | None = None) -> httpx.Client:
-        return self.gateway.client(headers={"Authorization": f"Bearer {self.token(scope)}"})
 
 
 @pytest.fixture
@@ -167,3 +122,53 @@ def make_client(gateway_server: Gateway, tls_redis: RedisServer, keyring: KeyRin
         return ApiClient(client_id, secret, gateway_server)
 
     return make
+
+
+@pytest.fixture(scope="module")
+def console_gateway(
+    stack_env: dict[str, str], session_dir: Path, pki: CertPaths, celery_worker: Child
+) -> Iterator[Gateway]:
+    """A second gateway process with TASKGATE_CONSOLE=true and a short idle timeout."""
+    gateway, child = start_console_gateway(
+        stack_env,
+        session_dir,
+        pki,
+        "console-gateway",
+        TASKGATE_CONSOLE_IDLE_TIMEOUT=str(IDLE_TIMEOUT),
+    )
+    try:
+        yield gateway
+    finally:
+        child.stop()
+
+
+@pytest.fixture(scope="module")
+def key_host_gateway(
+    stack_env: dict[str, str],
+    session_dir: Path,
+    pki: CertPaths,
+    keyring: KeyRing,
+    celery_worker: Child,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[KeyHost]:
+    """A console gateway run on a key host of its own: a copy of the session's keys folder
+    (so rotating there never touches the keys the session's processes load) and every
+    role's bundle exported from it, named by TASKGATE_CONSOLE_KEY_HOST_DIR and _ROLES_DIR."""
+    host = tmp_path_factory.mktemp("key-host")
+    host.chmod(0o700)
+    keys, roles = host / "keys", host / "roles"
+    shutil.copytree(session_dir / "keys", keys)
+    for role in BUNDLE_ORDER:
+        export_keys(keys, roles / role / "keys", role=role)
+    gateway, child = start_console_gateway(
+        stack_env,
+        session_dir,
+        pki,
+        "key-host-gateway",
+        TASKGATE_CONSOLE_KEY_HOST_DIR=str(keys),
+        TASKGATE_CONSOLE_ROLES_DIR=str(roles),
+    )
+    try:
+        yield KeyHost(gateway=gateway, keys=keys, roles=roles)
+    finally:
+        child.stop()

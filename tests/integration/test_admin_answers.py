@@ -13,7 +13,7 @@ import pytest
 from pydantic import BaseModel
 
 from gateway import schemas, schemas_admin
-from tests.integration.conftest import ApiClient, Gateway
+from tests.support.gateways import ApiClient, Gateway
 
 pytestmark = pytest.mark.integration
 

@@ -10,7 +10,7 @@ import pytest
 
 from gateway.task_records import signed_fields
 from security.keystore import KeyRing
-from tests.integration.conftest import ApiClient, Gateway
+from tests.support.gateways import ApiClient, Gateway
 from workers.wire import task_key
 
 pytestmark = pytest.mark.integration

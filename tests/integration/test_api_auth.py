@@ -24,7 +24,7 @@ from gateway.clients import ClientRegistry
 from security.keystore import KeyRing
 from security.tokens import issue_token
 from taskgate.redis_server import RedisServer
-from tests.integration.api_support import (
+from tests.support.api import (
     POLICY,
     assert_401,
     b64url,
@@ -34,7 +34,7 @@ from tests.integration.api_support import (
     mint,
     valid_claims,
 )
-from tests.integration.conftest import ApiClient, Gateway
+from tests.support.gateways import ApiClient, Gateway
 from workers.wire import owner_index
 
 pytestmark = pytest.mark.integration

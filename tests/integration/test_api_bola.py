@@ -13,8 +13,8 @@ import pytest
 import redis
 
 from security.keystore import KeyRing
-from tests.integration.api_support import assert_problem, forget_token_limits, mint
-from tests.integration.conftest import Gateway
+from tests.support.api import assert_problem, forget_token_limits, mint
+from tests.support.gateways import Gateway
 from workers.wire import revoked_key, task_key
 
 pytestmark = pytest.mark.integration

@@ -15,8 +15,8 @@ import pytest
 from gateway.app import create_app
 from gateway.settings import GatewaySettings
 from security.keystore import KeyRing
-from tests.integration.api_support import mint
-from tests.integration.conftest import ApiClient
+from tests.support.api import mint
+from tests.support.gateways import ApiClient
 
 pytestmark = pytest.mark.integration
 

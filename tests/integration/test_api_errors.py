@@ -21,8 +21,8 @@ import redis
 from PIL import Image
 
 from security.keystore import KeyRing
-from tests.integration.api_support import assert_problem, forget_token_limits, mint
-from tests.integration.conftest import Gateway
+from tests.support.api import assert_problem, forget_token_limits, mint
+from tests.support.gateways import Gateway
 from workers.wire import owner_index
 
 pytestmark = pytest.mark.integration

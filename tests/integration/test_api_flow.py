@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.integration.conftest import ApiClient
+from tests.support.gateways import ApiClient
 
 pytestmark = pytest.mark.integration
 

@@ -17,8 +17,9 @@ import pytest
 import redis
 
 from security.keystore import KeyRing
-from tests.integration.api_support import assert_problem, forget_token_limits, mint
-from tests.integration.conftest import ApiClient, Gateway
+from tests.support.api import assert_problem, forget_token_limits, mint
+from tests.support.gateways import ApiClient, Gateway
+from tests.support.replies import as_text
 from workers.wire import owner_index
 
 pytestmark = pytest.mark.integration
@@ -70,7 +71,7 @@ def _wait_finished(http: httpx.Client, task_id: str, timeout: float = 20) -> dic
 
 
 def _task_ids(redis_client: redis.Redis, client_id: str) -> list[str]:
-    return [m.decode() for m in redis_client.zrange(owner_index(client_id), 0, -1)]
+    return [as_text(m) for m in redis_client.zrange(owner_index(client_id), 0, -1)]
 
 
 def test_same_key_same_body_is_the_same_task_run_once(

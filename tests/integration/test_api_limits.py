@@ -18,14 +18,8 @@ import redis
 
 from certs.material import CertPaths
 from security.keystore import KeyRing
-from tests.integration.api_support import (
-    assert_problem,
-    clear_of_window_edge,
-    extra_gateway,
-    forget_token_limits,
-    mint,
-)
-from tests.integration.conftest import ApiClient, Gateway
+from tests.support.api import assert_problem, clear_of_window_edge, forget_token_limits, mint
+from tests.support.gateways import ApiClient, Gateway, extra_gateway
 from workers.wire import owner_index, queued_key
 
 pytestmark = pytest.mark.integration

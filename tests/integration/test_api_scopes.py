@@ -16,8 +16,8 @@ import pytest
 import redis
 
 from security.keystore import KeyRing
-from tests.integration.api_support import assert_problem, forget_token_limits, mint
-from tests.integration.conftest import ApiClient, Gateway
+from tests.support.api import assert_problem, forget_token_limits, mint
+from tests.support.gateways import ApiClient, Gateway
 
 pytestmark = pytest.mark.integration
 

@@ -17,9 +17,9 @@ from gateway.clients import ClientRegistry
 from security.audit import iter_records
 from security.keystore import KeyRing
 from taskgate.redis_server import RedisServer, start_redis
-from tests.conftest import register_log
-from tests.integration.api_support import assert_problem, extra_gateway, mint
-from tests.integration.conftest import Gateway
+from tests.support.api import assert_problem, mint
+from tests.support.gateways import Gateway, extra_gateway
+from tests.support.logs import register_log
 from workers.wire import (
     DEFAULT_QUEUE,
     GLOBAL_QUEUED,

@@ -13,7 +13,8 @@ from typer.testing import CliRunner
 from certs.material import CertPaths
 from security.audit import iter_records
 from taskgate.cli import app
-from tests.integration.stack_fixtures import PrivateStack, stack_with_gateway, wait_for
+from tests.support.processes import wait_for
+from tests.support.stacks import PrivateStack, stack_with_gateway
 
 pytestmark = pytest.mark.integration
 

@@ -10,7 +10,8 @@ from typer.testing import CliRunner
 
 from security.audit import iter_records
 from taskgate.cli import app
-from tests.integration.stack_fixtures import PrivateStack, private_stack, wait_for
+from tests.support.processes import wait_for
+from tests.support.stacks import PrivateStack, private_stack
 
 pytestmark = pytest.mark.integration
 

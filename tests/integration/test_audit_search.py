@@ -10,10 +10,10 @@ import pytest
 import redis
 from typer.testing import CliRunner
 
-from security.audit import AuditRecord, AuditWriter
+from security.audit import AuditRecord, AuditWriter, Outcome
 from security.keystore import KeyRing
 from taskgate.cli import app
-from tests.integration.conftest import Gateway
+from tests.support.gateways import Gateway
 
 pytestmark = pytest.mark.integration
 
@@ -24,7 +24,7 @@ T0 = 1796637600.0  # 2026-12-07T10:00:00Z
 def records(redis_client: redis.Redis, keyring: KeyRing) -> redis.Redis:
     """Four records an hour apart, by two actors, one of them denied."""
     writer = AuditWriter(redis_client, keyring.audit)
-    rows = [
+    rows: list[tuple[str, str, Outcome, str]] = [
         ("alice", "admin.clients.create", "ok", "billing-0123abcd"),
         ("bob", "admin.dlq.purge", "ok", "task-1"),
         ("alice", "admin.dlq.requeue", "denied", "task-2"),

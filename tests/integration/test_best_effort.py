@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import redis
 
-from tests.integration.conftest import ApiClient
+from tests.support.gateways import ApiClient
 from workers.wire import task_key
 
 pytestmark = pytest.mark.integration

@@ -12,7 +12,7 @@ import redis
 from security.keystore import KeyRing
 from taskgate.procs import Child
 from taskgate.redis_server import RedisServer
-from tests.integration.messages import submit, wait_audit, wait_result
+from tests.support.messages import submit, wait_audit, wait_result
 
 pytestmark = pytest.mark.integration
 
@@ -67,7 +67,7 @@ def test_canary_payload_and_secret_are_nowhere_in_redis_or_logs(
     )
     doc = wait_result(redis_client, keyring, task_id)
     assert doc["status"] == "SUCCESS"
-    redis_client.execute_command("BGREWRITEAOF")  # also scan what the rewrite writes out
+    redis_client.bgrewriteaof()  # also scan what the rewrite writes out
     _wait_for_rewrite(redis_client)
     everything = _every_key_dumped(redis_client)
     # The scan can find things: the task id is routing metadata, stored in the clear.

@@ -18,6 +18,7 @@ from pydantic import BaseModel
 
 from gateway.errors import ApiError
 from gateway.revocation import revoke
+from tests.support.replies import as_bytes
 from workers.cancel import finish_unless_revoked
 from workers.catalogue import Catalogue, TaskSpec
 from workers.wire import GLOBAL_QUEUED, done_key, queued_key, revoked_key, task_key
@@ -48,7 +49,8 @@ async def _record(client: redis.asyncio.Redis, task_id: str, name: str, state: s
 
 
 async def _state_of(client: redis.asyncio.Redis, task_id: str) -> bytes | None:
-    return await client.hget(task_key(task_id), "state")  # type: ignore[no-any-return]
+    state = await client.hget(task_key(task_id), "state")
+    return None if state is None else as_bytes(state)
 
 
 async def test_task_started_after_the_read_is_not_revoked_when_it_may_not_be_interrupted(

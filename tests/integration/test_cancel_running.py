@@ -15,8 +15,9 @@ import httpx
 import pytest
 
 from security.audit import iter_records
-from tests.integration.api_support import assert_problem
-from tests.integration.stack_fixtures import PrivateStack, private_stack, running, wait_for
+from tests.support.api import assert_problem
+from tests.support.processes import wait_for
+from tests.support.stacks import PrivateStack, private_stack, running
 from workers.wire import DEFAULT_QUEUE, revoked_key
 
 pytestmark = pytest.mark.integration

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import redis
 import redis.asyncio
+from redis.typing import KeyT
 from typer.testing import CliRunner
 
 import gateway.clients as clients_mod
@@ -26,10 +27,11 @@ from gateway.clients import (
 from security.errors import StoredStateError
 from security.keys import KeySet, Purpose, SymmetricKey
 from security.keystore import KeyRing
-from security.passwords import CLIENT_SECRET_PREFIX, verify_client_secret
+from security.passwords import CLIENT_SECRET_PREFIX, verify_against_dummy, verify_client_secret
 from security.stored_state import Label, sign_record
 from taskgate.clients_cli import app
 from taskgate.procs import free_port
+from tests.support.replies import as_bytes, as_text
 from workers.contract.keys import AUDIT_STREAM, WORKERS
 
 pytestmark = pytest.mark.integration
@@ -58,9 +60,9 @@ def _all_values(client: redis.Redis) -> list[bytes]:
         kind = client.type(key)
         if kind == b"hash":
             for field, value in client.hgetall(key).items():
-                values += [field, value]
+                values += [as_bytes(field), as_bytes(value)]
         elif kind == b"set":
-            values += list(client.smembers(key))
+            values += [as_bytes(member) for member in client.smembers(key)]
         values.append(key)
     return values
 
@@ -100,7 +102,7 @@ async def test_create_stores_the_documented_hash_layout(
         b"mac",
     }
     assert stored[b"generation"] == b"1"
-    assert stored[b"mac"].startswith(KEYRING_STATE_PREFIX)
+    assert as_bytes(stored[b"mac"]).startswith(KEYRING_STATE_PREFIX)
     assert stored[b"scopes"] == b"audit:read"
     assert stored[b"rate_limit"] == b"5/second"
     assert stored[b"max_queued"] == b"7"
@@ -120,7 +122,7 @@ async def test_secret_is_never_stored_in_plain_text(
         assert not any(secret[len(CLIENT_SECRET_PREFIX) :].encode() in v for v in values)
     stored = redis_client.hget(client_key(client.client_id), "secret_hash")
     assert stored is not None
-    assert stored.startswith(b"scrypt$")
+    assert as_bytes(stored).startswith(b"scrypt$")
 
 
 async def test_client_repr_holds_no_secret_hash(registry: ClientRegistry) -> None:
@@ -169,7 +171,7 @@ async def test_id_collision_picks_another_id(
 ) -> None:
     """If the random suffix is taken, create draws again instead of overwriting."""
     suffixes = iter(["aaaaaaaa", "aaaaaaaa", "bbbbbbbb"])
-    monkeypatch.setattr(clients_mod.secrets, "token_hex", lambda _n: next(suffixes))
+    monkeypatch.setattr("gateway.clients.secrets.token_hex", lambda _n: next(suffixes))
     first, first_secret = await registry.create("dup", ["tasks:read"])
     second, _ = await registry.create("dup", ["tasks:read"])
     assert (first.client_id, second.client_id) == ("dup-aaaaaaaa", "dup-bbbbbbbb")
@@ -180,7 +182,7 @@ async def test_create_gives_up_after_repeated_collisions(
     registry: ClientRegistry, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Endless collisions end in a 'conflict' error, never an overwrite."""
-    monkeypatch.setattr(clients_mod.secrets, "token_hex", lambda _n: "cccccccc")
+    monkeypatch.setattr("gateway.clients.secrets.token_hex", lambda _n: "cccccccc")
     await registry.create("dup", ["tasks:read"])
     with pytest.raises(ClientError) as info:
         await registry.create("dup", ["tasks:submit:*"])
@@ -276,17 +278,18 @@ async def test_update_retries_after_losing_a_watch_race(
         {n: renamed.get(n) for n in clients_mod.CLIENT_FIELDS},
     )
     real_pipeline = async_redis.pipeline
-    interfered: list[str] = []
+    interfered: list[KeyT] = []
 
     def pipeline(*args: Any, **kwargs: Any) -> Any:
         pipe = real_pipeline(*args, **kwargs)
         real_hgetall = pipe.hgetall
 
-        async def hgetall(*keys: str) -> Any:
+        async def hgetall(name: KeyT) -> dict[bytes | str, bytes | str]:
             if not interfered:  # another connection writes the watched key, once
-                interfered.append(keys[0])
-                redis_client.hset(keys[0], mapping=renamed)  # another gateway's update
-            return await real_hgetall(*keys)
+                interfered.append(name)
+                mapping: dict[Any, Any] = dict(renamed)  # redis-py's Mapping key is invariant
+                redis_client.hset(name, mapping=mapping)  # another gateway's update
+            return await real_hgetall(name)
 
         pipe.hgetall = hgetall  # type: ignore[method-assign]
         return pipe
@@ -349,8 +352,12 @@ async def test_authenticate_unknown_id_pays_the_dummy_check(
 ) -> None:
     """An unknown id gives None after a dummy scrypt check (same time as a wrong secret)."""
     calls: list[str] = []
-    real = clients_mod.verify_against_dummy
-    monkeypatch.setattr(clients_mod, "verify_against_dummy", lambda s: calls.append(s) or real(s))
+
+    def spy(secret: str) -> bool:
+        calls.append(secret)
+        return verify_against_dummy(secret)
+
+    monkeypatch.setattr(clients_mod, "verify_against_dummy", spy)
     assert await registry.authenticate("nobody-0123abcd", "tgs_guess") is None
     assert calls == ["tgs_guess"]
 
@@ -362,10 +369,9 @@ async def test_authenticate_disabled_client_checks_the_hash_then_refuses(
     client, secret = await registry.create("app", ["tasks:read"])
     await registry.disable(client.client_id)
     calls: list[bool] = []
-    real = clients_mod.verify_client_secret
 
     def spy(presented: str, encoded: str) -> bool:
-        calls.append(result := real(presented, encoded))
+        calls.append(result := verify_client_secret(presented, encoded))
         return result
 
     monkeypatch.setattr(clients_mod, "verify_client_secret", spy)
@@ -653,17 +659,16 @@ def _cli(*args: str) -> Any:
 def _stored_keys(client: redis.Redis) -> list[bytes]:
     """Every key in Redis except the heartbeats the session's running worker keeps writing
     and the audit log (a refused command is audited)."""
+    keys = [as_bytes(key) for key in client.keys("*")]
     return [
-        key
-        for key in client.keys("*")
-        if key != WORKERS.encode() and not key.startswith(AUDIT_STREAM.encode())
+        key for key in keys if key != WORKERS.encode() and not key.startswith(AUDIT_STREAM.encode())
     ]
 
 
 def _stored_hash(client: redis.Redis, client_id: str) -> str:
     value = client.hget(client_key(client_id), "secret_hash")
     assert value is not None
-    return value.decode()
+    return as_text(value)
 
 
 def test_cli_add_json_prints_id_secret_scopes_once(cli_env: redis.Redis) -> None:
@@ -689,7 +694,7 @@ def test_cli_add_text_warns_the_secret_is_shown_once(cli_env: redis.Redis) -> No
     assert "scopes:        audit:read tasks:read" in result.stdout
     assert "shown only this once" in result.stderr
     (member,) = cli_env.smembers(CLIENTS_SET)
-    assert cli_env.hget(client_key(member.decode()), "rate_limit") == b"5/second"
+    assert cli_env.hget(client_key(as_text(member)), "rate_limit") == b"5/second"
 
 
 def test_cli_add_combines_scopes_and_scope(cli_env: redis.Redis) -> None:

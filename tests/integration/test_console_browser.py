@@ -29,14 +29,9 @@ from certs.material import CertPaths
 from security.audit import iter_records
 from security.keys import Purpose
 from security.keystore import list_keys
-from tests.integration.conftest import ApiClient, Gateway
-from tests.integration.console_support import (
-    IDLE_TIMEOUT,
-    KeyHost,
-    console_gateway,
-    key_host_gateway,
-)
-from tests.integration.stack_fixtures import wait_for
+from tests.support.console import IDLE_TIMEOUT, KeyHost
+from tests.support.gateways import ApiClient, Gateway
+from tests.support.processes import wait_for
 
 os.environ.setdefault("SE_OFFLINE", "true")  # Selenium Manager must never download anything
 
@@ -47,7 +42,6 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select
 
 pytestmark = pytest.mark.integration
-__all__ = ["console_gateway", "key_host_gateway"]  # the module fixtures, used by name
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"

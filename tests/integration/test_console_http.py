@@ -16,18 +16,13 @@ from gateway.operators import OperatorRegistry
 from security.audit import iter_records
 from security.keystore import KeyRing
 from taskgate.redis_server import RedisServer
-from tests.integration.conftest import ApiClient, Gateway
-from tests.integration.console_support import (
-    IDLE_TIMEOUT,
-    console_gateway,
-    csrf_of,
-    sign_in,
-)
-from tests.integration.stack_fixtures import wait_for
+from tests.support.console import IDLE_TIMEOUT, csrf_of, sign_in
+from tests.support.gateways import ApiClient, Gateway
+from tests.support.processes import wait_for
+from tests.support.replies import as_text
 from workers.contract.states import TaskState
 
 pytestmark = pytest.mark.integration
-__all__ = ["console_gateway"]  # the module fixture, used by name
 
 PAGES = (
     "/console/overview",
@@ -314,7 +309,7 @@ def test_a_group_requeue_audits_each_requeue_once_in_its_own_call(
     assert reason is not None
     http, csrf = sign_in(console_gateway, admin_token)
     with closing(http):
-        form = {"csrf": csrf, "task": "test.fail_quoting_input", "reason": reason.decode()}
+        form = {"csrf": csrf, "task": "test.fail_quoting_input", "reason": as_text(reason)}
         form["confirm"] = "yes"
         response = http.post("/console/dead-letters/group", data={**form, "op": "requeue"})
     assert response.status_code == 303, response.text[:300]

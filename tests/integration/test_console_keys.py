@@ -21,16 +21,10 @@ from security.keyrotation import BUNDLE_ORDER
 from security.keys import Purpose
 from security.keystore import list_keys, load_keys
 from taskgate.procs import taskgate_argv
-from tests.integration.conftest import Gateway
-from tests.integration.console_support import (
-    KeyHost,
-    console_gateway,
-    key_host_gateway,
-    sign_in,
-)
+from tests.support.console import KeyHost, sign_in
+from tests.support.gateways import Gateway
 
 pytestmark = pytest.mark.integration
-__all__ = ["console_gateway", "key_host_gateway"]  # the module fixtures, used by name
 
 ROTATE = "/console/keys/rotate"
 _KID = re.compile(r"<code>([a-z-]+-\d{8}T\d{6}Z-[0-9a-f]{8})</code>")

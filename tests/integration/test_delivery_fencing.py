@@ -18,10 +18,12 @@ from security.audit_read import iter_records
 from security.errors import AuditError
 from security.keystore import KeyRing
 from taskgate.redis_server import RedisServer, start_redis
-from tests.conftest import dump_acl_log, register_log
+from tests.support.logs import register_log
+from tests.support.redis_server import dump_acl_log
 from workers.cancel import NotHeldError, finish_unless_revoked
 from workers.contract.heartbeat import WORKERS
 from workers.contract.keys import DLQ_INDEX, INFLIGHT, dlq_key
+from workers.contract.states import TaskState
 from workers.deadletters import dead_letter
 from workers.lifecycle import Lifecycle
 from workers.liveness import FENCED_ACK, Liveness, TokenSource, holder_of
@@ -217,7 +219,7 @@ def test_finish_and_retry_records_of_a_stale_run_write_nothing(
     worker_client.hset(task_key(task_id), mapping={"state": "started", "attempts": "1"})
     life = Lifecycle(worker_client)
     stale = (tag, "a:1/x-3")
-    assert not life.finish(task_id, "failed", ttl=60, error="E", fence=stale)
+    assert not life.finish(task_id, TaskState.FAILED, ttl=60, error="E", fence=stale)
     assert not life.retried(task_id, "E", 1.0, fence=stale)
     with pytest.raises(NotHeldError):
         finish_unless_revoked(worker_client, task_id, ttl=60, fence=stale)

@@ -24,14 +24,9 @@ import redis
 from PIL import Image
 
 from certs.material import CertPaths
-from tests.integration.conftest import ApiClient
-from tests.integration.stack_fixtures import (
-    DEMO_MODULES,
-    PrivateStack,
-    SmtpSink,
-    start_stack,
-    wait_for,
-)
+from tests.support.gateways import ApiClient
+from tests.support.processes import wait_for
+from tests.support.stacks import DEMO_MODULES, PrivateStack, SmtpSink, start_stack
 from workers.contract.keys import once_key
 from workers.deadletters import dlq_key
 

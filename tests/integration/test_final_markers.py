@@ -9,6 +9,7 @@ import uuid
 import pytest
 import redis
 
+from workers.contract.states import TaskState
 from workers.lifecycle import Lifecycle
 from workers.wire import replay_bucket, replay_bucket_expiry, replay_field, task_key
 
@@ -37,7 +38,7 @@ def test_without_a_bucket_the_gate_runs_and_no_marker_is_created(
     life = Lifecycle(redis_client)
     gate = life.open_gate(task_id, 1, marker=marker)
     assert (gate.marker_ready, gate.ended, gate.runs) == (False, False, 1)
-    life.finish(task_id, "succeeded", ttl=60, marker=marker)
+    life.finish(task_id, TaskState.SUCCEEDED, ttl=60, marker=marker)
     assert not redis_client.exists(marker[0])
 
 
@@ -49,7 +50,7 @@ def test_a_final_outcome_marks_the_seal_and_its_gate_then_refuses_to_start(
     _prepare(redis_client, marker[0], time.time() + 60)
     life = Lifecycle(redis_client)
     assert life.open_gate(task_id, 1, marker=marker).marker_ready
-    life.finish(task_id, "dead_lettered", ttl=60, marker=marker)
+    life.finish(task_id, TaskState.DEAD_LETTERED, ttl=60, marker=marker)
     redis_client.hset(task_key(task_id), "state", "queued")  # as a worker's rights allow
     again = life.open_gate(task_id, 1, marker=marker)
     assert (again.ended, again.runs) == (True, 0)
@@ -70,6 +71,6 @@ def test_a_retry_leaves_no_marker_and_the_first_final_state_wins(
     life.retried(task_id, "ConnectionError", 0.1)
     assert redis_client.hget(*marker) is None
     assert not life.open_gate(task_id, 2, marker=marker).ended
-    life.finish(task_id, "revoked", ttl=60, marker=marker)
-    life.finish(task_id, "succeeded", ttl=60, marker=marker)
+    life.finish(task_id, TaskState.REVOKED, ttl=60, marker=marker)
+    life.finish(task_id, TaskState.SUCCEEDED, ttl=60, marker=marker)
     assert redis_client.hget(*marker) == b"revoked"

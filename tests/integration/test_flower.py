@@ -17,15 +17,10 @@ import pytest
 
 from certs.material import CertPaths
 from taskgate.procs import Child, free_port, start_child, taskgate_argv
-from tests.conftest import register_log
-from tests.integration.observability_support import (
-    OBS_MODULES,
-    PATHS,
-    Canaries,
-    PathsRun,
-    run_every_path,
-)
-from tests.integration.stack_fixtures import SHORT_TIMINGS, PrivateStack, start_stack, wait_for
+from tests.support.logs import register_log
+from tests.support.observability import OBS_MODULES, PATHS, Canaries, PathsRun, run_every_path
+from tests.support.processes import wait_for
+from tests.support.stacks import SHORT_TIMINGS, PrivateStack, start_stack
 
 pytestmark = pytest.mark.integration
 

@@ -12,8 +12,8 @@ import pytest
 import redis.asyncio
 
 from gateway.health import Readiness
-from tests.integration.conftest import Gateway
-from tests.integration.stack_fixtures import wait_for
+from tests.support.gateways import Gateway
+from tests.support.processes import wait_for
 from workers.contract.heartbeat import WORKERS
 
 pytestmark = pytest.mark.integration

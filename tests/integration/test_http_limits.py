@@ -15,7 +15,7 @@ import uvicorn
 
 from gateway.header_guard import GuardedHttpToolsProtocol, HeadLimits
 from taskgate.procs import free_port
-from tests.integration.conftest import Gateway
+from tests.support.gateways import Gateway
 
 LIMITS = HeadLimits(max_bytes=4096, max_count=20, timeout=1.0)
 

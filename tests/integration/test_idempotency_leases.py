@@ -28,13 +28,13 @@ from gateway.idempotency import IDEMPOTENCY_TTL, LeaseKeeper, pending_record, re
 from gateway.script_batcher import ScriptBatcher
 from taskgate.redis_server import RedisServer
 from tests.integration.lease_tasks import hold_file
-from tests.integration.stack_fixtures import (
+from tests.support.processes import wait_for
+from tests.support.stacks import (
     RELIABILITY_MODULES,
     SHORT_TIMINGS,
     PrivateStack,
     private_stack,
     running,
-    wait_for,
 )
 from workers.contract.keys import idempotency_key
 from workers.wire import owner_index, queued_key, task_key

@@ -18,6 +18,7 @@ from security.keys import Purpose
 from security.keystore import KeyRing, load_keys
 from security.sealing import open_envelope, seal
 from taskgate.cli import app
+from tests.support.audit import entry_stream_id
 
 pytestmark = pytest.mark.integration
 
@@ -121,7 +122,7 @@ def test_audit_cli_checkpoint_catches_a_cut_tail(
     env = {k: v for k, v in stack_env.items() if k.startswith("TASKGATE_")}
     cp_file = tmp_path / "cp.json"
     assert _run(["audit", "checkpoint", "-o", str(cp_file)], env)[0] == 0
-    redis_client.xdel("tg:audit", entries[-1].stream_id)
+    redis_client.xdel("tg:audit", entry_stream_id(entries[-1]))
     redis_client.set("tg:audit:head", f"{entries[-2].seq} {entries[-2].mac}")
     assert _run(["audit", "verify"], env)[0] == 0  # documented limit without a checkpoint
     code, out = _run(["audit", "verify", "--checkpoint", str(cp_file)], env)

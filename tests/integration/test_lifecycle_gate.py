@@ -14,6 +14,7 @@ import redis
 
 from security.vault import vault_key
 from taskgate.redis_server import RedisServer
+from workers.contract.states import TaskState
 from workers.lifecycle import Lifecycle
 from workers.wire import KOMBU_UNACKED, KOMBU_UNACKED_INDEX, decode_record, done_key, task_key
 
@@ -83,7 +84,7 @@ def test_a_revoked_or_finished_task_is_not_counted(gate_client: redis.Redis) -> 
     """The gate's other answers come first: nothing to run, no run counted."""
     life = Lifecycle(gate_client)
     task_id = _queued_task(gate_client)
-    life.finish(task_id, "succeeded", ttl=60)
+    life.finish(task_id, TaskState.SUCCEEDED, ttl=60)
     done = life.open_gate(task_id, 1, max_runs=1)
     record = decode_record(gate_client.hgetall(task_key(task_id)))
     gate_client.delete(task_key(task_id), done_key(task_id))
@@ -183,7 +184,7 @@ def test_a_gate_whose_connection_was_cut_fails_as_storage_down_and_the_client_re
     requeues the message) and the client reconnects for the next command."""
     life = Lifecycle(one_connection)
     task_id = _queued_task(gate_client)
-    gate_client.client_kill_filter(_id=one_connection.client_id())
+    gate_client.client_kill_filter(_id=str(one_connection.client_id()))
     with pytest.raises(redis.ConnectionError):
         life.send_gate(task_id, 1).result()
     assert one_connection.ping()
@@ -222,7 +223,7 @@ def test_abandoning_a_gate_whose_reply_is_an_error_leaves_a_working_client(
     life = Lifecycle(one_connection)
     task_id = _queued_task(gate_client)
     if trouble == "connection cut":
-        gate_client.client_kill_filter(_id=one_connection.client_id())
+        gate_client.client_kill_filter(_id=str(one_connection.client_id()))
     else:
         gate_client.script_flush()
     life.send_gate(task_id, 1).abandon()

@@ -11,16 +11,11 @@ import httpx
 import pytest
 
 from taskgate.procs import Child, free_port, start_child, taskgate_argv
-from tests.conftest import register_log
-from tests.integration.conftest import Gateway
-from tests.integration.observability_support import (
-    OBS_MODULES,
-    Canaries,
-    PathsRun,
-    log_text,
-    run_every_path,
-)
-from tests.integration.stack_fixtures import SHORT_TIMINGS, PrivateStack, private_stack, wait_for
+from tests.support.gateways import Gateway
+from tests.support.logs import register_log
+from tests.support.observability import OBS_MODULES, Canaries, PathsRun, log_text, run_every_path
+from tests.support.processes import wait_for
+from tests.support.stacks import SHORT_TIMINGS, PrivateStack, private_stack
 
 pytestmark = pytest.mark.integration
 

@@ -30,14 +30,10 @@ from security.keys import SigningKey
 from security.keystore import KeyRing
 from security.sealing import seal
 from taskgate.cli import app
-from tests.integration.conftest import Gateway
-from tests.integration.messages import push_raw, wait_audit
-from tests.integration.stack_fixtures import (
-    SHORT_TIMINGS,
-    PrivateStack,
-    stack_with_gateway,
-    wait_for,
-)
+from tests.support.gateways import Gateway
+from tests.support.messages import push_raw, wait_audit
+from tests.support.processes import wait_for
+from tests.support.stacks import SHORT_TIMINGS, PrivateStack, stack_with_gateway
 from workers.contract import metrics as m
 from workers.contract.keys import METRICS_GATEWAY, METRICS_WINDOW_PREFIX, METRICS_WORKER
 from workers.wire import DEFAULT_QUEUE
@@ -178,9 +174,10 @@ def _forged(keys: KeyRing, task_id: str) -> dict[str, Any]:
     envelope = seal(
         body, task_id=task_id, task_name="mt.ok", keys=keys.broker, signer=impostor, ttl=60
     )
-    return json.loads(
+    message: dict[str, Any] = json.loads(
         encode_message(OutgoingTask(task_id, "mt.ok", envelope, SealedCodec.content_type, Q))
     )
+    return message
 
 
 @pytest.fixture(scope="module")

@@ -12,12 +12,8 @@ from typing import Any
 
 import pytest
 
-from tests.integration.stack_fixtures import (
-    SHORT_TIMINGS,
-    PrivateStack,
-    stack_with_gateway,
-    wait_for,
-)
+from tests.support.processes import wait_for
+from tests.support.stacks import SHORT_TIMINGS, PrivateStack, stack_with_gateway
 from workers.contract.keys import METRICS_GATEWAY, METRICS_WORKER
 from workers.wire import DEFAULT_QUEUE
 

@@ -22,13 +22,8 @@ import httpx
 import pytest
 
 from security.audit import iter_records
-from tests.integration.stack_fixtures import (
-    RELIABILITY_MODULES,
-    SHORT_TIMINGS,
-    PrivateStack,
-    private_stack,
-    wait_for,
-)
+from tests.support.processes import wait_for
+from tests.support.stacks import RELIABILITY_MODULES, SHORT_TIMINGS, PrivateStack, private_stack
 from workers.deadletters import DLQ_INDEX, dlq_key
 from workers.wire import DEFAULT_QUEUE, done_key, message_copy_key, revoked_key, task_key
 

@@ -9,6 +9,7 @@ import pytest
 import redis
 
 from taskgate.redis_server import RedisServer
+from tests.support.replies import as_fields
 from workers.contract.keys import once_key
 from workers.once import Once, OnceNotRecorded
 
@@ -29,10 +30,12 @@ def test_an_effect_runs_once_however_often_the_body_runs(worker_redis: redis.Red
     """Three runs of the same task call the effect once; the later runs learn it ran."""
     task_id = str(uuid.uuid4())
     calls: list[int] = []
-    outcomes = [
-        Once(worker_redis, task_id, ttl=60).run("send", lambda: calls.append(1) or "sent")
-        for _ in range(3)
-    ]
+
+    def send() -> str:
+        calls.append(1)
+        return "sent"
+
+    outcomes = [Once(worker_redis, task_id, ttl=60).run("send", send) for _ in range(3)]
     assert calls == [1]
     assert [o.ran for o in outcomes] == [True, False, False]
     assert outcomes[0].value == "sent"
@@ -57,7 +60,7 @@ def test_the_record_expires_and_holds_no_result(
     Once(worker_redis, task_id, ttl=120).run("charge", lambda: "card 4111 charged")
     admin = tls_redis.tls.client()
     try:
-        record = admin.hgetall(once_key(task_id))
+        record = as_fields(admin.hgetall(once_key(task_id)))
         ttl = admin.ttl(once_key(task_id))
     finally:
         admin.close()

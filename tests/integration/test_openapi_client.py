@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import ApiClient, Gateway
+from tests.support.gateways import ApiClient, Gateway
 
 pytestmark = pytest.mark.integration
 

@@ -19,7 +19,8 @@ from security.audit import iter_records
 from security.keystore import KeyRing
 from security.passwords import hash_admin_token
 from taskgate.cli import app
-from tests.integration.conftest import Gateway
+from tests.support.gateways import Gateway
+from tests.support.replies import as_fields
 from workers.contract.keys import operator_key
 
 pytestmark = pytest.mark.integration
@@ -64,7 +65,7 @@ def test_cli_adds_an_operator_whose_credential_is_shown_once_and_stored_hashed(
     assert (out["name"], out["role"]) == ("alice", "auditor")
     credential = out["credential"]
     assert credential.startswith("tga_alice.")
-    stored = redis_client.hgetall(operator_key("alice"))
+    stored = as_fields(redis_client.hgetall(operator_key("alice")))
     assert stored[b"token_hash"].decode() == hash_admin_token(credential)
     assert credential.encode() not in b"".join(stored.values())
     assert "shown only this once" in result.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 import uuid
 from collections.abc import Iterator
@@ -16,13 +17,13 @@ from gateway.publisher import OutgoingTask, encode_message
 from security.errors import ConfigError
 from security.keystore import KeyRing
 from taskgate.redis_server import RedisServer
-from tests.integration.stack_fixtures import (
+from tests.support.processes import wait_for
+from tests.support.stacks import (
     RELIABILITY_MODULES,
     SHORT_TIMINGS,
     PrivateStack,
     private_stack,
     running,
-    wait_for,
 )
 from workers.contract.heartbeat import WORKERS, live_workers
 from workers.heartbeat import PRUNE_AFTER_LAPSES, HeartbeatWriter
@@ -170,7 +171,7 @@ def test_readyz_is_200_behind_a_backlog_of_busy_workers_and_503_once_they_all_di
     assert [r.status_code for r in slow] == [202, 202], [r.text for r in slow]
     for response in slow:
         task_id = response.json()["id"]
-        wait_for(lambda t=task_id: stack.starts(t), timeout=20, what="both workers busy")
+        wait_for(functools.partial(stack.starts, task_id), timeout=20, what="both workers busy")
     with stack.redis_client() as client:
         try:
             client.lpush(DEFAULT_QUEUE, *_pings(keyring, BACKLOG))

@@ -22,9 +22,10 @@ from taskgate.cli import app
 from taskgate.procs import Child
 from taskgate.redis_server import RedisServer, RedisServerError, redis_config, start_redis
 from taskgate.redis_users import HARNESS, password_path
-from tests.conftest import register_log
-from tests.integration.conftest import Gateway
-from tests.integration.stack_fixtures import wait_for
+from tests.support.gateways import Gateway
+from tests.support.logs import register_log
+from tests.support.processes import wait_for
+from tests.support.replies import raw_command
 from workers.contract import keys
 
 pytestmark = pytest.mark.integration
@@ -83,7 +84,9 @@ def as_role(tls_redis: RedisServer, redis_client: redis.Redis) -> Iterator[dict[
     the audit stream present; the ACL log is reset before and after."""
     redis_client.xadd(keys.AUDIT_STREAM, {"seed": "1"})
     redis_client.acl_log_reset()
-    clients = {role: tls_redis.as_user(role).client() for role in keys.ROLES}
+    clients: dict[str, redis.Redis] = {
+        role: tls_redis.as_user(role).client() for role in keys.ROLES
+    }
     try:
         yield clients
     finally:
@@ -92,9 +95,9 @@ def as_role(tls_redis: RedisServer, redis_client: redis.Redis) -> Iterator[dict[
         redis_client.acl_log_reset()
 
 
-def _refused(client: redis.Redis, *command: str) -> None:
+def _refused(client: redis.Redis, *args: str) -> None:
     with pytest.raises(redis.exceptions.NoPermissionError):
-        client.execute_command(*command)
+        raw_command(client, *args)
 
 
 def test_a_connection_without_credentials_is_refused(tls_redis: RedisServer) -> None:
@@ -125,7 +128,7 @@ def test_no_role_may_run_an_admin_command(
     redis_client: redis.Redis, role: str, command: tuple[str, ...]
 ) -> None:
     """ACL DRYRUN: each admin command is refused to each role (checked, never run)."""
-    answer = redis_client.execute_command("ACL", "DRYRUN", role, *command)
+    answer = raw_command(redis_client, "ACL", "DRYRUN", role, *command)
     answer = answer.decode() if isinstance(answer, bytes) else str(answer)
     assert answer != "OK"
     assert "no permissions" in answer
@@ -138,7 +141,7 @@ def test_admin_commands_answer_noperm(as_role: dict[str, redis.Redis], role: str
     for command in RUN:
         _refused(as_role[role], *command)
     with pytest.raises(redis.exceptions.ResponseError):  # renamed away: unknown command
-        as_role[role].execute_command("DEBUG", "SLEEP", "0")
+        raw_command(as_role[role], "DEBUG", "SLEEP", "0")
 
 
 @pytest.mark.parametrize("command", WORKER_FORBIDDEN_WRITES, ids=lambda c: f"{c[0]} {c[1]}")

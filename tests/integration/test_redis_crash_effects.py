@@ -24,14 +24,14 @@ import httpx
 import pytest
 
 from certs.material import CertPaths
-from tests.integration.stack_fixtures import (
+from tests.support.processes import wait_for
+from tests.support.stacks import (
     DEMO_MODULES,
     FAST_SWEEP,
     SHORT_TIMINGS,
     PrivateStack,
     SmtpSink,
     start_stack,
-    wait_for,
 )
 from workers.wire import decode_record, task_key
 

@@ -19,7 +19,9 @@ from certs.material import CertPaths
 from security.keystore import KeyRing
 from security.tls import RedisTLS
 from taskgate.redis_server import RedisServer, RedisServerError, start_redis
+from tests.support.broker import broker_channel
 from workers.app import create_celery
+from workers.backend import PinnedRedisBackend
 from workers.settings import WorkerSettings
 
 pytestmark = pytest.mark.integration
@@ -226,7 +228,9 @@ def test_every_redis_connection_trusts_exactly_the_configured_ca(
         assert client.ping() is True
         connection = client.connection_pool.get_connection()
         try:
-            return connection._sock.context  # type: ignore[union-attr]
+            sock: object = connection._sock
+            assert isinstance(sock, ssl.SSLSocket)
+            return sock.context
         finally:
             client.connection_pool.release(connection)
 
@@ -237,18 +241,22 @@ def test_every_redis_connection_trusts_exactly_the_configured_ca(
         client = tls_redis.tls.async_client()
         try:
             assert await client.ping() is True
-            connection = await client.connection_pool.get_connection()
-            context = connection._writer.get_extra_info("ssl_object").context  # type: ignore[union-attr]
+            # redis-py leaves the asyncio pool's get_connection untyped
+            connection = await client.connection_pool.get_connection()  # type: ignore[no-untyped-call]
+            context: ssl.SSLContext = connection._writer.get_extra_info("ssl_object").context
             await client.connection_pool.release(connection)
-            return context  # type: ignore[no-any-return]
+            return context
         finally:
             await client.aclose()
 
     assert trusted(asyncio.run(async_context())) == [ca_subject]
     app = create_celery(WorkerSettings(), keys=worker_keys)
     try:
-        assert trusted(sync_context(app.backend.client)) == [ca_subject]
+        backend = app.backend
+        assert isinstance(backend, PinnedRedisBackend)
+        assert trusted(sync_context(backend.client)) == [ca_subject]
         with app.connection_for_write() as connection:
-            assert trusted(sync_context(connection.default_channel.client)) == [ca_subject]
+            channel = broker_channel(connection.default_channel)
+            assert trusted(sync_context(channel.client)) == [ca_subject]
     finally:
         app.close()

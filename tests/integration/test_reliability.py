@@ -2,7 +2,7 @@
 
 These tests kill and restart processes, so they run on a private stack (own Redis with
 append-only file, own gateway, workers started per test) with short timings: a visibility
-timeout of 15 s (see ``stack_fixtures.SHORT_TIMINGS``).
+timeout of 15 s (see ``tests.support.stacks.SHORT_TIMINGS``).
 
 How kombu (5.7) hands out again a message that a dead worker left unacknowledged: the
 message sits in the ``unacked`` hash with its delivery time; ``restore_visible`` moves
@@ -33,14 +33,14 @@ from celery.exceptions import Reject
 from kombu.exceptions import OperationalError
 
 from security.errors import AuditError
-from tests.integration.stack_fixtures import (
+from tests.support.processes import wait_for
+from tests.support.stacks import (
     FAST_SWEEP,
     RELIABILITY_MODULES,
     SHORT_TIMINGS,
     PrivateStack,
     private_stack,
     running,
-    wait_for,
 )
 from workers.deadletters import dlq_key
 from workers.runtime import _requeue_if_storage_down

@@ -18,8 +18,8 @@ import pytest
 import redis
 
 from security.keystore import KeyRing
-from tests.integration.api_support import mint
-from tests.integration.conftest import ApiClient, Gateway
+from tests.support.api import mint
+from tests.support.gateways import ApiClient, Gateway
 
 pytestmark = pytest.mark.integration
 

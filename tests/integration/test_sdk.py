@@ -28,9 +28,8 @@ from taskgate.client import (
     ValidationFailed,
     WaitTimeout,
 )
-from tests.integration.api_support import extra_gateway
-from tests.integration.conftest import ApiClient, Gateway
-from tests.integration.tcp_proxy import DroppingProxy
+from tests.support.gateways import ApiClient, Gateway, extra_gateway
+from tests.support.tcp_proxy import DroppingProxy
 
 pytestmark = pytest.mark.integration
 

@@ -9,9 +9,10 @@ from typing import Any
 import pytest
 
 from certs.material import CertPaths
-from tests.integration.observability_support import OBS_MODULES, Canaries, run_every_path
-from tests.integration.sentry_ingest import Ingest, sentry_ingest
-from tests.integration.stack_fixtures import SHORT_TIMINGS, PrivateStack, start_stack, wait_for
+from tests.support.observability import OBS_MODULES, Canaries, run_every_path
+from tests.support.processes import wait_for
+from tests.support.sentry_ingest import Ingest, sentry_ingest
+from tests.support.stacks import SHORT_TIMINGS, PrivateStack, start_stack
 
 pytestmark = pytest.mark.integration
 

@@ -26,14 +26,16 @@ from security.audit import AuditWriter, iter_records
 from security.errors import ConfigError
 from security.keystore import KeyRing
 from taskgate.procs import free_port
-from tests.integration.stack_fixtures import (
+from tests.support.broker import delivery_tag, redis_channel
+from tests.support.processes import wait_for
+from tests.support.replies import as_bytes
+from tests.support.stacks import (
     FAST_SWEEP,
     RELIABILITY_MODULES,
     SHORT_TIMINGS,
     PrivateStack,
     private_stack,
     running,
-    wait_for,
 )
 from workers.app import create_celery
 from workers.contract.keys import AUDIT_HEAD
@@ -118,7 +120,8 @@ def _copy(client: redis.Redis, task_id: str) -> bytes:
 def _lose(client: redis.Redis, task_id: str) -> bytes:
     """Take the message off the queue without recording it in flight (kombu's lost pop)."""
     copy = _copy(client, task_id)
-    assert client.lrem(DEFAULT_QUEUE, 0, copy) == 1
+    # redis-py types LREM's value as str; Redis compares bytes, and the copy is bytes
+    assert client.lrem(DEFAULT_QUEUE, 0, copy) == 1  # type: ignore[arg-type]
     return copy
 
 
@@ -128,7 +131,7 @@ def _eligible(client: redis.Redis, task_id: str) -> float:
 
 
 def _queue(client: redis.Redis) -> list[bytes]:
-    return list(client.lrange(DEFAULT_QUEUE, 0, -1))
+    return [as_bytes(item) for item in client.lrange(DEFAULT_QUEUE, 0, -1)]
 
 
 def _kombu(stack: PrivateStack, transport: str = "workers.transport:Transport") -> Connection:
@@ -305,11 +308,11 @@ def test_message_in_kombus_unacked_hash_is_never_requeued(
     sweeper = sweepers()
     now = _eligible(client, task_id)
     with _kombu(stack, KOMBU_RECORDS) as conn:
-        message = conn.default_channel.basic_get(DEFAULT_QUEUE)
+        message = redis_channel(conn.default_channel).basic_get(DEFAULT_QUEUE)
         assert message is not None
         assert message.headers["id"] == task_id
         assert _queue(client) == []
-        assert client.hexists(KOMBU_UNACKED, message.delivery_tag)
+        assert client.hexists(KOMBU_UNACKED, delivery_tag(message))
         for step in range(4):
             assert sweeper.sweep(now=now + step * GRACE).requeued == []
         assert _queue(client) == []
@@ -325,7 +328,7 @@ def test_message_kombu_put_back_reserialised_is_never_requeued(
     task_id = _submit(http)
     copy = _copy(client, task_id)
     with _kombu(stack, KOMBU_RECORDS) as conn:
-        message = conn.default_channel.basic_get(DEFAULT_QUEUE)
+        message = redis_channel(conn.default_channel).basic_get(DEFAULT_QUEUE)
         assert message is not None
         message.reject(requeue=True)
     queued = _queue(client)
@@ -348,9 +351,9 @@ def test_a_copied_message_is_recorded_in_flight_by_the_start_gate_not_the_consum
     task_id = _submit(http)
     copy = _copy(client, task_id)
     with _kombu(stack) as conn:
-        message = conn.default_channel.basic_get(DEFAULT_QUEUE)
+        message = redis_channel(conn.default_channel).basic_get(DEFAULT_QUEUE)
         assert message is not None
-        tag = message.delivery_tag
+        tag = delivery_tag(message)
         assert recorded_by_gate(message)
         assert not client.hexists(KOMBU_UNACKED, tag)
         gate = Lifecycle(client).open_gate(task_id, 1, delivery=(tag, "", DEFAULT_QUEUE))
@@ -372,10 +375,10 @@ def test_a_gate_recorded_delivery_put_back_returns_once_and_is_then_recorded_by_
     nothing else goes back); the consumer that gets it again records it itself."""
     task_id = _submit(http)
     with _kombu(stack) as conn:
-        channel = conn.default_channel
+        channel = redis_channel(conn.default_channel)
         message = channel.basic_get(DEFAULT_QUEUE)
         assert message is not None
-        Lifecycle(client).open_gate(task_id, 1, delivery=(message.delivery_tag, "", DEFAULT_QUEUE))
+        Lifecycle(client).open_gate(task_id, 1, delivery=(delivery_tag(message), "", DEFAULT_QUEUE))
         message.reject(requeue=True)
         queued = _queue(client)
         assert len(queued) == 1
@@ -384,7 +387,7 @@ def test_a_gate_recorded_delivery_put_back_returns_once_and_is_then_recorded_by_
         assert again is not None
         assert again.delivery_tag == message.delivery_tag
         assert not recorded_by_gate(again)
-        assert client.hexists(KOMBU_UNACKED, again.delivery_tag)
+        assert client.hexists(KOMBU_UNACKED, delivery_tag(again))
         again.ack()
     assert _queue(client) == []
 
@@ -397,12 +400,12 @@ def test_a_delivery_put_back_before_its_gate_returns_as_the_copy_and_is_not_swep
     task_id = _submit(http)
     copy = _copy(client, task_id)
     with _kombu(stack) as conn:
-        message = conn.default_channel.basic_get(DEFAULT_QUEUE)
+        message = redis_channel(conn.default_channel).basic_get(DEFAULT_QUEUE)
         assert message is not None
         assert _queue(client) == []
         message.reject(requeue=True)
     assert _queue(client) == [copy]
-    assert not client.hexists(KOMBU_UNACKED, message.delivery_tag)
+    assert not client.hexists(KOMBU_UNACKED, delivery_tag(message))
     sweeper = sweepers()
     now = _eligible(client, task_id)
     for step in range(4):

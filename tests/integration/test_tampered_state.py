@@ -20,8 +20,8 @@ from security.audit import iter_records
 from security.keystore import KeyRing
 from security.passwords import hash_client_secret
 from security.tokens import issue_token
-from tests.integration.api_support import GENERIC_401, POLICY
-from tests.integration.conftest import ApiClient, Gateway
+from tests.support.api import GENERIC_401, POLICY
+from tests.support.gateways import ApiClient, Gateway
 from workers.wire import task_key
 
 pytestmark = pytest.mark.integration
@@ -255,7 +255,7 @@ def test_an_older_authentic_client_record_put_back_is_refused(
     """A pre-disable record put back (MAC intact) is refused as rolled back, audited."""
     victim: ApiClient = make_client()
     key = f"tg:client:{victim.client_id}"
-    saved = redis_client.hgetall(key)
+    saved: dict[Any, Any] = redis_client.hgetall(key)  # HSET's Mapping key type is invariant
     auth = _token(keyring, victim.client_id)
     with gateway_server.client() as http:
         assert http.get(LIST, headers=auth).status_code == 200

@@ -12,7 +12,7 @@ import pytest
 
 from certs.material import CertPaths
 from taskgate.redis_server import RedisServer
-from tests.integration.conftest import Gateway
+from tests.support.gateways import Gateway
 
 pytestmark = pytest.mark.integration
 

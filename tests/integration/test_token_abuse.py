@@ -23,8 +23,9 @@ import pytest
 import redis
 
 from certs.material import CertPaths
-from tests.integration.api_support import assert_problem, extra_gateway, forget_token_limits
-from tests.integration.conftest import ApiClient, Gateway
+from tests.support.api import assert_problem, forget_token_limits
+from tests.support.gateways import ApiClient, Gateway, extra_gateway
+from tests.support.replies import as_bytes, as_fields, stream_range
 
 pytestmark = pytest.mark.integration
 
@@ -198,21 +199,21 @@ def _redis_text(client: redis.Redis) -> bytes:
     """Every key name and every value in the database, as one byte string."""
     out: list[bytes] = []
     for key in client.scan_iter(count=1000):
-        out.append(key)
+        out.append(as_bytes(key))
         kind = client.type(key)
         if kind == b"string":
-            out.append(client.get(key) or b"")
+            out.append(as_bytes(client.get(key) or b""))
         elif kind == b"hash":
-            out.extend(b"%s=%s" % kv for kv in client.hgetall(key).items())
+            out.extend(b"%s=%s" % kv for kv in as_fields(client.hgetall(key)).items())
         elif kind == b"list":
-            out.extend(client.lrange(key, 0, -1))
+            out.extend(as_bytes(item) for item in client.lrange(key, 0, -1))
         elif kind == b"set":
-            out.extend(client.smembers(key))
+            out.extend(as_bytes(member) for member in client.smembers(key))
         elif kind == b"zset":
-            out.extend(client.zrange(key, 0, -1))
+            out.extend(as_bytes(member) for member in client.zrange(key, 0, -1))
         elif kind == b"stream":
-            for _id, fields in client.xrange(key):
-                out.extend(b"%s=%s" % kv for kv in fields.items())
+            for _id, fields in stream_range(client, key):
+                out.extend(b"%s=%s" % kv for kv in as_fields(fields).items())
     return b"\n".join(out)
 
 

@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from taskgate.cli import app
-from tests.integration.conftest import ApiClient
+from tests.support.gateways import ApiClient
 
 pytestmark = pytest.mark.integration
 

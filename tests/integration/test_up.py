@@ -17,7 +17,8 @@ import pytest
 from security.keystore import load_keys
 from security.passwords import ADMIN_TOKEN_PREFIX
 from taskgate.procs import taskgate_argv
-from tests.integration.console_support import csrf_of
+from tests.support.console import csrf_of
+from tests.support.up import reap_up, wait_stack_json
 
 pytestmark = pytest.mark.integration
 
@@ -32,20 +33,6 @@ def _alive(pid: int) -> bool:
     return not (status.exists() and "State:\tZ" in status.read_text())
 
 
-def _reap(proc: subprocess.Popen[str]) -> None:
-    """Stop `up` after a failed test the way Ctrl-C does, so it stops its children too
-    (killed outright, it would leave Redis, the worker and the gateway running)."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-    if proc.stdout:
-        proc.stdout.close()
-
-
 def _start_up(state: Path, *extra: str) -> subprocess.Popen[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TASKGATE_")}
     return subprocess.Popen(
@@ -55,22 +42,6 @@ def _start_up(state: Path, *extra: str) -> subprocess.Popen[str]:
         stderr=subprocess.STDOUT,
         text=True,
     )
-
-
-def _wait_stack_json(
-    proc: subprocess.Popen[str], state: Path, timeout: float = 90
-) -> dict[str, object]:
-    path = state / "stack.json"
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            out = proc.stdout.read() if proc.stdout else ""
-            pytest.fail(f"taskgate up exited early ({proc.returncode}):\n{out}")
-        if path.exists() and path.stat().st_size > 0:
-            return json.loads(path.read_text())
-        time.sleep(0.3)
-    proc.kill()
-    pytest.fail("stack.json never appeared")
 
 
 def _check_redis_users(info: dict[str, object], state: Path) -> None:
@@ -94,7 +65,7 @@ def test_up_runs_the_stack_and_sigint_stops_every_child(tmp_path: Path) -> None:
     state = tmp_path / "state"
     proc = _start_up(state)
     try:
-        info = _wait_stack_json(proc, state)
+        info = wait_stack_json(proc, state)
         assert (state / "stack.json").stat().st_mode & 0o777 == 0o600
         for key in ("gateway_url", "redis_url", "ca_file", "client_cert", "client_key", "pids"):
             assert key in info
@@ -119,7 +90,7 @@ def test_up_runs_the_stack_and_sigint_stops_every_child(tmp_path: Path) -> None:
         assert still == [], f"orphans left behind: {still}"
         assert not any((state / "certs").glob("*.tmp"))
     finally:
-        _reap(proc)
+        reap_up(proc)
 
 
 def test_up_brings_the_stack_down_when_a_child_dies(tmp_path: Path) -> None:
@@ -127,7 +98,7 @@ def test_up_brings_the_stack_down_when_a_child_dies(tmp_path: Path) -> None:
     state = tmp_path / "state"
     proc = _start_up(state)
     try:
-        info = _wait_stack_json(proc, state)
+        info = wait_stack_json(proc, state)
         pids = dict(info["pids"])  # type: ignore[call-overload]
         os.killpg(int(pids["worker"]), signal.SIGKILL)
         assert proc.wait(timeout=20) == 1
@@ -137,7 +108,7 @@ def test_up_brings_the_stack_down_when_a_child_dies(tmp_path: Path) -> None:
         assert not _alive(int(pids["redis"]))
         assert not _alive(int(pids["gateway"]))
     finally:
-        _reap(proc)
+        reap_up(proc)
 
 
 def test_up_without_redis_server_says_how_to_install_it(tmp_path: Path) -> None:
@@ -168,13 +139,13 @@ def test_up_with_the_default_relative_state_folder_works(tmp_path: Path) -> None
         text=True,
     )
     try:
-        info = _wait_stack_json(proc, tmp_path / ".taskgate")
+        info = wait_stack_json(proc, tmp_path / ".taskgate")
         ctx = ssl.create_default_context(cafile=str(info["ca_file"]))
         assert httpx.get(f"{info['gateway_url']}/readyz", verify=ctx, timeout=10).status_code == 200
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=10) == 0
     finally:
-        _reap(proc)
+        reap_up(proc)
 
 
 def _files(folder: Path) -> list[Path]:
@@ -204,7 +175,7 @@ def test_up_gives_the_worker_its_own_folder_and_stores_no_plaintext_admin_token(
     token_file = tmp_path / "admin.token"
     proc = _start_up(state, "--admin-token-file", str(token_file))
     try:
-        info = _wait_stack_json(proc, state)
+        info = wait_stack_json(proc, state)
         admin_token = token_file.read_text().strip()
         assert token_file.stat().st_mode & 0o777 == 0o600
         assert "admin_token" not in info
@@ -263,7 +234,7 @@ def test_up_gives_the_worker_its_own_folder_and_stores_no_plaintext_admin_token(
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=10) == 0
     finally:
-        _reap(proc)
+        reap_up(proc)
 
 
 def test_up_prints_the_admin_token_once_when_no_file_is_asked(tmp_path: Path) -> None:
@@ -271,7 +242,7 @@ def test_up_prints_the_admin_token_once_when_no_file_is_asked(tmp_path: Path) ->
     state = tmp_path / "state"
     proc = _start_up(state)
     try:
-        _wait_stack_json(proc, state)
+        wait_stack_json(proc, state)
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=10) == 0
         out = proc.stdout.read() if proc.stdout else ""
@@ -281,7 +252,7 @@ def test_up_prints_the_admin_token_once_when_no_file_is_asked(tmp_path: Path) ->
         for path in _files(state):
             assert admin_token not in path.read_text(errors="replace"), path
     finally:
-        _reap(proc)
+        reap_up(proc)
 
 
 def test_up_prints_no_client_secret_and_its_curl_lines_run_a_task(tmp_path: Path) -> None:
@@ -296,7 +267,7 @@ def test_up_prints_no_client_secret_and_its_curl_lines_run_a_task(tmp_path: Path
     )
     reader.start()
     try:
-        info = _wait_stack_json(proc, state)
+        info = wait_stack_json(proc, state)
         deadline = time.monotonic() + 30
         while not any(line.startswith("Press Ctrl-C") for line in list(lines)):
             assert time.monotonic() < deadline, "".join(lines)
@@ -326,7 +297,7 @@ def test_up_prints_no_client_secret_and_its_curl_lines_run_a_task(tmp_path: Path
         assert str(smtp["password"]) not in out
         assert "tgs_" not in out
     finally:
-        _reap(proc)
+        reap_up(proc)
 
 
 def test_the_console_of_up_rotates_keys_in_the_state_folder(tmp_path: Path) -> None:
@@ -337,7 +308,7 @@ def test_the_console_of_up_rotates_keys_in_the_state_folder(tmp_path: Path) -> N
     token_file = tmp_path / "admin.token"
     proc = _start_up(state, "--admin-token-file", str(token_file))
     try:
-        info = _wait_stack_json(proc, state)
+        info = wait_stack_json(proc, state)
         environ = Path(f"/proc/{dict(info['pids'])['gateway']}/environ").read_bytes()  # type: ignore[call-overload]
         names = environ.split(b"\0")
         assert f"TASKGATE_CONSOLE_KEY_HOST_DIR={state.resolve() / 'keys'}".encode() in names
@@ -361,4 +332,4 @@ def test_the_console_of_up_rotates_keys_in_the_state_folder(tmp_path: Path) -> N
         worker = load_keys(state / "roles" / "worker" / "keys", role="worker")
         assert worker.broker.current().kid == newest
     finally:
-        _reap(proc)
+        reap_up(proc)

@@ -20,7 +20,7 @@ import pytest
 
 from taskgate.client import Client, Unauthorized
 from taskgate.procs import taskgate_argv
-from tests.integration.test_up import _reap, _wait_stack_json
+from tests.support.up import reap_up, wait_stack_json
 
 pytestmark = pytest.mark.integration
 
@@ -63,7 +63,7 @@ def _rerun(folder: Path, *extra: str) -> tuple[subprocess.Popen[str], dict[str, 
         assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
         assert time.monotonic() < deadline, "stack.json was never rewritten"
         time.sleep(0.3)
-    return proc, _wait_stack_json(proc, folder / ".taskgate")
+    return proc, wait_stack_json(proc, folder / ".taskgate")
 
 
 def _cli(
@@ -134,7 +134,7 @@ def test_readme_walkthrough_and_stack_discovery(tmp_path: Path) -> None:
     (tmp_path / ".venv").symlink_to(Path(sys.executable).parents[1])
     proc = _up(tmp_path)
     try:
-        info = _wait_stack_json(proc, tmp_path / ".taskgate")
+        info = wait_stack_json(proc, tmp_path / ".taskgate")
         shell = subprocess.run(
             ["bash", "-e", "-c", "".join(_walkthrough("sh"))],
             env=_env(),
@@ -207,7 +207,7 @@ def test_readme_walkthrough_and_stack_discovery(tmp_path: Path) -> None:
         out = _stop(proc)
         assert demo_secret not in out
     finally:
-        _reap(proc)
+        reap_up(proc)
 
 
 def test_up_keeps_one_demo_client_and_reset_rotates_its_secret(tmp_path: Path) -> None:
@@ -215,7 +215,7 @@ def test_up_keeps_one_demo_client_and_reset_rotates_its_secret(tmp_path: Path) -
     --reset-demo-client keeps the id, gives a new secret, and the old one stops working."""
     proc = _up(tmp_path)
     try:
-        _wait_stack_json(proc, tmp_path / ".taskgate")
+        wait_stack_json(proc, tmp_path / ".taskgate")
         first = _demo(tmp_path)
         out = _stop(proc)
         assert f"demo client {first['client_id']}: new" in out
@@ -257,4 +257,4 @@ def test_up_keeps_one_demo_client_and_reset_rotates_its_secret(tmp_path: Path) -
         assert "new secret" in out
         assert str(third["client_secret"]) not in out
     finally:
-        _reap(proc)
+        reap_up(proc)

@@ -23,14 +23,14 @@ import pytest
 
 from security.audit_read import iter_records
 from taskgate.procs import Child
-from tests.integration.stack_fixtures import (
+from tests.support.processes import wait_for
+from tests.support.stacks import (
     FINAL_STATES,
     RELIABILITY_MODULES,
     SHORT_TIMINGS,
     PrivateStack,
     private_stack,
     running,
-    wait_for,
 )
 from workers.contract.heartbeat import WORKERS
 from workers.contract.keys import INFLIGHT

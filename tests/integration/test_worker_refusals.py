@@ -27,7 +27,7 @@ from security.keys import KeySet, Purpose, SigningKey, SymmetricKey
 from security.keystore import KeyRing
 from security.sealing import seal
 from taskgate.procs import Child
-from tests.integration.messages import push_raw, ran, submit, wait_audit, wait_result
+from tests.support.messages import push_raw, ran, submit, wait_audit, wait_result
 from workers.wire import DEFAULT_QUEUE, done_key
 
 pytestmark = pytest.mark.integration
@@ -45,9 +45,10 @@ def _body(payload: dict[str, Any]) -> bytes:
 
 
 def _message(task_id: str, name: str, body: bytes, content_type: str) -> dict[str, Any]:
-    return json.loads(
+    message: dict[str, Any] = json.loads(
         encode_message(OutgoingTask(task_id, name, body, content_type, DEFAULT_QUEUE))
     )
+    return message
 
 
 def _unsealed_json(keys: KeyRing, task_id: str) -> dict[str, Any]:
@@ -223,7 +224,7 @@ def test_result_in_the_backend_is_sealed(
     task_id = submit(redis_client, keyring, NAME, {"note": "visible-result-marker"})
     wait_result(redis_client, keyring, task_id)
     raw = redis_client.get(f"celery-task-meta-{task_id}")
-    assert raw is not None
+    assert isinstance(raw, bytes)
     assert raw.startswith(b"tg1.")
     assert b"note_length" not in raw
     assert b"SUCCESS" not in base64.b64encode(raw)

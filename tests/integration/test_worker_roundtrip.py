@@ -24,10 +24,12 @@ from gateway.publisher import OutgoingTask, encode_message
 from security.keystore import KeyRing
 from taskgate.procs import Child
 from taskgate.redis_server import RedisServer
-from tests.integration.messages import wait_result
+from tests.support.broker import broker_channel
+from tests.support.messages import wait_result
 from workers.app import create_celery
 from workers.contract.keys import INFLIGHT
 from workers.deadletters import dlq_key
+from workers.execution import SealedTask
 from workers.pool import TaskPool as ResumingTaskPool
 from workers.request import DELIVERY_TAG, GATE_DELIVERY, SealedRequest, settles_on_success
 from workers.sealed import SEAL_KWARG, SealedCall, SealedOrigin, open_call, unseal_call
@@ -225,7 +227,7 @@ def test_a_request_that_is_not_sealed_is_left_as_celery_builds_it(
 
 def _watch_commands(client: redis.Redis, seen: list[dict[str, Any]], stop: threading.Event) -> None:
     """Collect every command Redis executes (MONITOR) until ``stop`` is set."""
-    with client.monitor() as monitor:
+    with client.monitor() as monitor:  # type: ignore[no-untyped-call]  # untyped in redis-py
         while not stop.is_set():
             seen.append(monitor.next_command())
 
@@ -282,7 +284,7 @@ def test_a_settled_delivery_frees_its_slot_without_a_second_acknowledgement(
     app = create_celery(WorkerSettings(), keys=worker_keys)
     try:
         with app.connection_for_read() as connection, tls_redis.tls.client() as client:
-            channel = connection.default_channel
+            channel = broker_channel(connection.default_channel)
             qos = channel.qos
             assert isinstance(qos, QoS)
             client.delete(KOMBU_UNACKED, KOMBU_UNACKED_INDEX)
@@ -300,7 +302,8 @@ def test_a_settled_delivery_frees_its_slot_without_a_second_acknowledgement(
             # Redis still lists the settled delivery: only the task's commit removes it.
             assert client.hexists(KOMBU_UNACKED, settled.delivery_tag)
             assert not client.hexists(KOMBU_UNACKED, other.delivery_tag)
-            qos._flush()  # kombu drops acknowledged deliveries lazily
+            # kombu drops acknowledged deliveries lazily (a private method, not in its stubs)
+            qos._flush()  # type: ignore[attr-defined]
             assert not qos._delivered  # both prefetch slots are free
             client.delete(KOMBU_UNACKED, KOMBU_UNACKED_INDEX, queue)
     finally:
@@ -315,15 +318,17 @@ def test_the_broker_channel_reuses_one_client_per_connection_pool(
     app = create_celery(WorkerSettings(), keys=worker_keys)
     try:
         with app.connection_for_read() as connection:
-            channel = connection.default_channel
+            channel = broker_channel(connection.default_channel)
             first = channel._create_client()
             assert channel._create_client() is first
             with channel.conn_or_acquire() as acquired:
                 assert acquired is first
                 assert acquired.ping() is True
             assert channel._create_client(asynchronous=True) is not first
-            old_pool = channel._pool
-            channel._pool = None  # what kombu does to start over after a lost connection
+            # kombu's private pool attribute is not in its stubs
+            old_pool = channel._pool  # type: ignore[attr-defined]
+            # what kombu does to start over after a lost connection
+            channel._pool = None  # type: ignore[attr-defined]
             try:
                 fresh = channel._create_client()
                 assert fresh is not first
@@ -331,7 +336,7 @@ def test_the_broker_channel_reuses_one_client_per_connection_pool(
                 assert fresh.ping() is True
             finally:
                 channel.pool.disconnect()
-                channel._pool = old_pool
+                channel._pool = old_pool  # type: ignore[attr-defined]
     finally:
         app.close()
 
@@ -368,7 +373,7 @@ def test_only_a_returned_declared_task_settles_its_own_delivery(
             encode_message(OutgoingTask(task_id, name, body, codec.content_type, DEFAULT_QUEUE))
         )
         qos = QoS(SimpleNamespace(do_restore=False))  # a stand-in channel: nothing to restore
-        message.channel = SimpleNamespace(qos=qos)  # type: ignore[assignment]
+        message.channel = SimpleNamespace(qos=qos)
         return message, qos, SealedRequest(message, app=app, task=app.tasks[name])
 
     try:
@@ -438,7 +443,7 @@ def test_a_hard_time_limit_is_acknowledged_only_once_the_task_is_settled(
         encode_message(OutgoingTask(task_id, "test.other", body, codec.content_type, DEFAULT_QUEUE))
     )
     channel = _StandInChannel(QoS(SimpleNamespace(do_restore=False)))
-    message.channel = channel  # type: ignore[assignment]
+    message.channel = channel
     try:
         request = SealedRequest(
             message,
@@ -480,6 +485,7 @@ def test_stopped_at_time_limit_dead_letters_only_a_run_that_had_not_finished(
     app = create_celery(WorkerSettings(), keys=worker_keys)
     codec = SealedCodec(keyring, ttl=60)
     task = app.tasks["test.other"]
+    assert isinstance(task, SealedTask)
     ids = {name: str(uuid.uuid4()) for name in ("started", "finished")}
     try:
         with tls_redis.tls.client() as client:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import gc
 import secrets
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -26,9 +26,8 @@ from gateway.submit import Submission
 from security.keystore import KeyRing
 from security.tokens import issue_token
 from taskgate.procs import free_port
+from tests.support.submissions import MakeSubmission
 from tests.unit.gateway.stage_tasks import CATALOGUE
-
-MakeSubmission = Callable[..., Awaitable[Submission]]
 
 
 def _acl_denials(client: redis.Redis) -> list[tuple[Any, ...]]:

@@ -16,6 +16,7 @@ from security.audit import AsyncAuditWriter, AuditRecord, aiter_records
 from security.audit_anchor import read_anchors
 from security.audit_refusals import RefusalCounter
 from security.keystore import KeyRing
+from tests.support.audit import entry_stream_id
 
 
 def test_only_unauthenticated_or_rate_limited_refusals_are_aggregated() -> None:
@@ -106,7 +107,7 @@ async def test_anchor_job_anchors_a_verified_head_when_due(
 
     await add(3)
     entries = [e async for e in aiter_records(async_redis)]
-    await async_redis.xdel("tg:audit", entries[5].stream_id)  # break the chain after seq 5
+    await async_redis.xdel("tg:audit", entry_stream_id(entries[5]))  # break the chain after seq 5
     assert await job.run_once() is None
     assert len(read_anchors(path, keyring.signing)) == 2
 

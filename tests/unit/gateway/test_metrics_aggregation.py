@@ -21,9 +21,10 @@ from workers.contract import metrics as m
 from workers.contract.keys import METRICS_WINDOW_PREFIX
 
 REPO = Path(__file__).resolve().parents[3]
+Hash = dict[bytes | str, bytes | str]  # a metrics hash as HGETALL reads it
 
 
-def _exposition(hashes: list[dict[bytes, bytes]], gauges: Gauges | None = None) -> str:
+def _exposition(hashes: list[Hash], gauges: Gauges | None = None) -> str:
     merged = merge(hashes)
 
     class Snapshot(Collector):
@@ -44,8 +45,8 @@ def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 
 
 def test_counts_of_every_process_are_summed_per_label_set() -> None:
-    gateway_a = {b"celery_task_sent|t|q": b"3", b"taskgate_tokens|issued": b"2"}
-    gateway_b = {b"celery_task_sent|t|q": b"4"}
+    gateway_a: Hash = {b"celery_task_sent|t|q": b"3", b"taskgate_tokens|issued": b"2"}
+    gateway_b: Hash = {b"celery_task_sent|t|q": b"4"}
     samples = _samples(_exposition([gateway_a, gateway_b]))
     assert samples[("celery_task_sent_total", (("name", "t"), ("queue", "q")))] == 7
     assert samples[("taskgate_tokens_total", (("outcome", "issued"),))] == 2
@@ -55,7 +56,7 @@ def test_histograms_become_cumulative_with_count_and_sum_in_seconds() -> None:
     buffer = m.MetricsBuffer()
     for seconds in (0.001, 0.3, 0.3, 7200.0):
         buffer.observe(m.RUNTIME, seconds, "t", "q")
-    raw = {k.encode(): str(v).encode() for k, v in buffer.drain().items()}
+    raw: Hash = {k.encode(): str(v).encode() for k, v in buffer.drain().items()}
     samples = _samples(_exposition([raw, raw]))  # two workers, same counts
     labels = (("name", "t"), ("queue", "q"))
     assert samples[("celery_task_runtime_count", labels)] == 8
@@ -67,7 +68,7 @@ def test_histograms_become_cumulative_with_count_and_sum_in_seconds() -> None:
 
 
 def test_unknown_fields_and_values_that_are_not_numbers_are_skipped() -> None:
-    raw = {b"celery_task_sent|t|q": b"x", b"made_up|a": b"1", b"celery_task_sent|t": b"1"}
+    raw: Hash = {b"celery_task_sent|t|q": b"x", b"made_up|a": b"1", b"celery_task_sent|t": b"1"}
     samples = _samples(_exposition([raw]))
     assert not [k for k in samples if k[0] in {"celery_task_sent_total", "made_up"}]
 
@@ -114,7 +115,7 @@ def test_task_stats_from_window_counts() -> None:
     buffer.inc(m.FAILURES, "t", "ValueError")
     for _ in range(4):
         buffer.observe(m.RUNTIME, 0.3, "t", "q")
-    raw = {k.encode(): str(v).encode() for k, v in buffer.drain().items()}
+    raw: Hash = {k.encode(): str(v).encode() for k, v in buffer.drain().items()}
     stats = task_stats(merge([raw]))["t"]
     assert (stats.succeeded, stats.failed, stats.retried) == (3, 1, 2)
     assert stats.success_rate == 0.75

@@ -22,7 +22,8 @@ from gateway.submit import STAGES, IdempotentReplay, authorize, run_stages
 from gateway.submit_checks import RateLimited, check_and_count
 from security.errors import TokenError
 from security.keystore import KeyRing
-from tests.unit.gateway.conftest import MakeSubmission
+from tests.support.replies import as_text
+from tests.support.submissions import MakeSubmission
 from workers.wire import GLOBAL_QUEUED, queued_key
 
 WINDOW_KEYS = "tg:rl:*"
@@ -118,7 +119,7 @@ async def test_a_disabled_client_is_refused_and_its_slot_is_named_for_release(
     assert err.value.reason == "client_disabled"
     assert _queued(redis_client, ctx.client_id, ctx.task_id) == (ctx.reserved, ctx.reserved)
     assert ctx.idem_redis_key is not None
-    assert (redis_client.get(ctx.idem_redis_key) or b"").decode() == ctx.idem_pending
+    assert as_text(redis_client.get(ctx.idem_redis_key) or b"") == ctx.idem_pending
 
 
 async def test_a_revoked_token_is_refused_and_takes_no_slot(
@@ -263,7 +264,7 @@ async def test_a_repeated_key_while_the_first_is_in_flight_is_a_409(
     assert (err.value.headers or {})["Retry-After"] == "1"
     assert ctx.idem_redis_key is None
     assert ctx.idem_pending is None
-    assert (redis_client.get(first.idem_redis_key or "") or b"").decode() == first.idem_pending
+    assert as_text(redis_client.get(first.idem_redis_key or "") or b"") == first.idem_pending
 
 
 @pytest.mark.parametrize(

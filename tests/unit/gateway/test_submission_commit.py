@@ -28,7 +28,8 @@ from gateway.submit import (
 )
 from security.errors import AuditError
 from security.vault import VAULT_PREFIX
-from tests.unit.gateway.conftest import MakeSubmission
+from tests.support.replies import as_bytes, as_fields, as_text, stream_range
+from tests.support.submissions import MakeSubmission
 from workers.contract.enqueue import NotEnqueuedError
 from workers.wire import (
     ALL_TASKS,
@@ -51,7 +52,7 @@ async def _sealed(make: MakeSubmission, state: GatewayState, **options: object) 
 
 
 def _audit_records(client: redis.Redis) -> list[dict[bytes, bytes]]:
-    return [fields for _, fields in client.xrange(AUDIT)]
+    return [as_fields(fields) for _, fields in stream_range(client, AUDIT)]
 
 
 async def test_enqueue_job_ends_with_the_broker_push_and_starts_with_the_lease_check(
@@ -88,7 +89,7 @@ async def test_commit_writes_the_record_indexes_copy_and_broker_message(
     body is the sealed bytes, and the replay bucket, expiring."""
     ctx = await commit(await _sealed(make_submission, gateway_state), gateway_state)
     tid = ctx.task_id
-    record = {k.decode(): v.decode() for k, v in redis_client.hgetall(task_key(tid)).items()}
+    record = {as_text(k): as_text(v) for k, v in redis_client.hgetall(task_key(tid)).items()}
     assert record["state"] == "queued"
     assert record["owner"] == ctx.client_id
     assert record["name"] == "stage.touch"
@@ -214,12 +215,13 @@ async def test_record_best_effort_audits_and_records_in_one_call(
     """The best-effort lane's decision and its task record land together: one allowed
     record in the chain and the task record, nothing else outside the audit keys."""
     ctx = await make_submission("stage.best")
-    before = set(redis_client.keys("*"))
+    before = {as_bytes(key) for key in redis_client.keys("*")}
     await record_best_effort(ctx, gateway_state)
     (record,) = _audit_records(redis_client)
     assert (record[b"outcome"], record[b"target"]) == (b"allowed", ctx.task_id.encode())
     assert redis_client.hget(task_key(ctx.task_id), "state") == b"queued"
-    assert {k for k in set(redis_client.keys("*")) - before if not k.startswith(b"tg:audit")} == {
+    keys = {as_bytes(key) for key in redis_client.keys("*")}
+    assert {k for k in keys - before if not k.startswith(b"tg:audit")} == {
         task_key(ctx.task_id).encode(),
         owner_index(ctx.client_id).encode(),
         ALL_TASKS.encode(),

@@ -29,7 +29,8 @@ from gateway.submit import (
 from security.errors import InputRejectedError, LeakDetectedError, SealBindingError
 from security.sealing import open_envelope
 from security.vault import REF_KEY, VAULT_PREFIX
-from tests.unit.gateway.conftest import MakeSubmission
+from tests.support.replies import as_bytes
+from tests.support.submissions import MakeSubmission
 
 CANARY = "canary-" + secrets.token_hex(12)
 
@@ -279,9 +280,10 @@ async def test_the_canary_stays_in_the_vault_blob_and_nowhere_else(
     ctx = await run_stages(await make_submission(body=_secret_body()), gateway_state)
     needle = CANARY.encode()
     assert needle not in ctx.sealed
-    vault = {k for k in redis_client.keys("*") if k.startswith(VAULT_PREFIX.encode())}
+    keys = [as_bytes(key) for key in redis_client.keys("*")]
+    vault = {k for k in keys if k.startswith(VAULT_PREFIX.encode())}
     assert len(vault) == 1
-    for key in redis_client.keys("*"):
+    for key in keys:
         assert needle not in key
         assert needle not in _dump(redis_client, key), key
 
@@ -319,7 +321,7 @@ def _dump(client: redis.Redis, key: bytes) -> bytes:
     """Every value the key holds, as bytes (stream entries, hashes, sets, lists)."""
     kind = client.type(key)
     if kind == b"string":
-        return client.get(key) or b""
+        return as_bytes(client.get(key) or b"")
     if kind == b"hash":
         return repr(client.hgetall(key)).encode()
     if kind == b"list":

@@ -36,6 +36,7 @@ from security.audit_writes import LEASE_LOST, held, pack_record_writes
 from security.errors import AuditChainBrokenError, AuditError
 from security.keys import KeySet, Purpose, SigningKey, SymmetricKey
 from security.tls import RedisTLS
+from tests.support.replies import as_bytes, as_text, stream_range
 
 pytestmark = pytest.mark.integration
 
@@ -71,8 +72,8 @@ def _fill(client: redis.Redis, n: int) -> AuditWriter:
 
 def _raw(client: redis.Redis, stream: str = STREAM) -> Raw:
     return [
-        (sid.decode(), {k.decode(): v.decode() for k, v in fields.items()})
-        for sid, fields in client.xrange(stream)
+        (as_text(sid), {as_text(k): as_text(v) for k, v in (fields or {}).items()})
+        for sid, fields in stream_range(client, stream)
     ]
 
 
@@ -464,7 +465,7 @@ def test_forged_record_with_a_wrong_key_is_caught(redis_client: redis.Redis) -> 
     (forged,) = chain_records(Head(3, last["mac"]), [_rec(9, actor="admin")], guess)
     sid = redis_client.xadd(STREAM, forged.to_fields())  # type: ignore[arg-type]
     redis_client.set(HEAD_KEY, f"4 {forged.mac}")
-    assert verify(redis_client, KEYS).first_bad == BadRecord(3, sid.decode(), "bad_mac")
+    assert verify(redis_client, KEYS).first_bad == BadRecord(3, as_text(sid), "bad_mac")
 
 
 def test_reordered_records_are_caught(redis_client: redis.Redis) -> None:
@@ -565,7 +566,7 @@ async def test_async_verify_catches_tampering(async_redis: redis.asyncio.Redis) 
     """averify reports the first bad entry just like verify."""
     writer = AsyncAuditWriter(async_redis, KEYS)
     await writer.append_many([_rec(i) for i in range(4)])
-    ids = [sid for sid, _ in await async_redis.xrange(STREAM)]
+    ids = [as_bytes(sid) for sid, _ in await async_redis.xrange(STREAM) or []]
     await async_redis.xdel(STREAM, ids[1])
     report = await averify(async_redis, KEYS, page_size=1)
     assert report.first_bad == BadRecord(1, ids[2].decode(), "seq_gap")

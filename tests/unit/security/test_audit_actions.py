@@ -69,6 +69,7 @@ def _code(path: Path) -> str:
 
 def test_an_action_is_its_stored_string() -> None:
     """A member is the written string: equal, same hash, formatted as itself."""
-    assert AuditAction.ADMIN_DLQ_PURGE == "admin.dlq.purge"
+    written: str = "admin.dlq.purge"  # as read back: any str, not a literal
+    assert written == AuditAction.ADMIN_DLQ_PURGE
     assert "task.submit" in frozenset({AuditAction.TASK_SUBMIT})
     assert f"{AuditAction.TOKEN_ISSUE}" == "token.issue"

@@ -294,7 +294,7 @@ def test_audit_keys_of_another_purpose_are_refused() -> None:
     """A token key set cannot MAC the audit log."""
     tokens = KeySet(Purpose.TOKEN, [SymmetricKey("token-1", Purpose.TOKEN, os.urandom(32))])
     with pytest.raises(KeyRingError) as info:
-        require_audit_keys(tokens)  # type: ignore[arg-type]
+        require_audit_keys(tokens)
     assert info.value.reason == "purpose"
     require_audit_keys(KeySet(Purpose.AUDIT_GATEWAY, [_key()]))
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -31,6 +32,7 @@ from security.audit_walk import averify_walk, verify_walk
 from security.errors import AuditError
 from security.keys import KeySet, Purpose, SigningKey
 from security.keystore import KeyRing
+from tests.support.replies import stream_range
 
 STREAM = "tg:audit"
 NO_RETRY = Retry(NoBackoff(), 0)
@@ -48,7 +50,7 @@ def _fill(client: redis.Redis, ring: KeyRing, n: int) -> list[tuple[str, dict[st
     AuditWriter(client, ring.audit).append_many(
         AuditRecord.make(actor="admin", action="t", outcome="ok", now=1000.0 + i) for i in range(n)
     )
-    return [entry_fields(raw) for raw in client.xrange(STREAM)]
+    return [entry_fields(raw) for raw in stream_range(client, STREAM)]
 
 
 def _closing(entries: list[tuple[str, dict[str, str]]]) -> Anchor:
@@ -210,8 +212,9 @@ async def test_walk_failure_paths(redis_client: redis.Redis, keyring: KeyRing) -
     malformed = verify_walk(redis_client, keys, resume=("9999999999999-0", None))
     assert malformed.report.first_bad is not None
     assert malformed.report.first_bad.reason == "malformed"
-    fields = entry_fields(redis_client.xrange(STREAM, ids[1], ids[1])[0])[1]
-    redis_client.xadd(STREAM, fields | {"target": "edited"}, id="9999999999999-1")
+    fields = entry_fields(stream_range(redis_client, STREAM, ids[1], ids[1])[0])[1]
+    edited: dict[Any, Any] = fields | {"target": "edited"}  # XADD's dict key type is invariant
+    redis_client.xadd(STREAM, edited, id="9999999999999-1")
     forged = verify_walk(redis_client, keys, resume=("9999999999999-1", None))
     assert forged.report.first_bad is not None
     assert forged.report.first_bad.reason == "bad_mac"

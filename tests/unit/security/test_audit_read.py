@@ -24,6 +24,7 @@ from security.audit import (
 )
 from security.errors import AuditError
 from security.keys import KeySet, Purpose, SymmetricKey
+from tests.support.replies import as_text, stream_range
 
 pytestmark = pytest.mark.integration
 
@@ -49,7 +50,7 @@ def _fill(client: redis.Redis, n: int) -> AuditWriter:
 
 
 def _ids(client: redis.Redis) -> list[str]:
-    return [sid.decode() for sid, _ in client.xrange(STREAM)]
+    return [as_text(sid) for sid, _ in stream_range(client, STREAM)]
 
 
 def test_iter_records_pages_through_everything_in_order(redis_client: redis.Redis) -> None:
@@ -74,7 +75,7 @@ def test_tail_returns_the_last_entries_oldest_first(redis_client: redis.Redis) -
 
 def test_reading_a_malformed_entry_raises(redis_client: redis.Redis) -> None:
     """An entry that does not parse stops a read with AuditError(malformed) naming its id."""
-    sid = redis_client.xadd(STREAM, {"seq": "1", "junk": "x"}).decode()
+    sid = as_text(redis_client.xadd(STREAM, {"seq": "1", "junk": "x"}))
     with pytest.raises(AuditError) as info:
         list(iter_records(redis_client))
     assert info.value.reason == "malformed"

@@ -30,6 +30,8 @@ from security.audit_walk import verify_walk
 from security.errors import AuditChainBrokenError, AuditError, ConfigError
 from security.keys import KeySet, Purpose, SigningKey, SymmetricKey
 from security.keystore import KeyRing
+from tests.support.audit import entry_stream_id
+from tests.support.replies import stream_range
 
 STREAM = "tg:audit"
 _PRIVATE = Ed25519PrivateKey.generate()
@@ -119,7 +121,7 @@ def test_archive_trim_then_verify_across_archive_and_live(
     all_keys = keyring.audit_keys()
     _fill(redis_client, keys, 10)
     closing = _anchor_at(redis_client, 6)
-    entries = [entry_fields(raw) for raw in redis_client.xrange(STREAM, count=6)]
+    entries = [entry_fields(raw) for raw in stream_range(redis_client, STREAM, count=6)]
     path = write_segment(tmp_path, entries, closing)
     assert list_segments(tmp_path) == [path]
     assert trim(redis_client, STREAM, closing) == 6
@@ -146,7 +148,9 @@ def test_an_edited_archive_line_is_named(
     """Changing one archived record breaks verification in that archive file (bad_mac)."""
     _fill(redis_client, keyring.audit, 4)
     closing = _anchor_at(redis_client, 4)
-    path = write_segment(tmp_path, [entry_fields(r) for r in redis_client.xrange(STREAM)], closing)
+    path = write_segment(
+        tmp_path, [entry_fields(r) for r in stream_range(redis_client, STREAM)], closing
+    )
     lines = path.read_text().splitlines()
     doc = json.loads(lines[1])
     doc["target"] = "edited"
@@ -193,7 +197,7 @@ def test_a_cut_tail_with_a_rewound_head_fails(redis_client: redis.Redis, keyring
     _fill(redis_client, keyring.audit, 6)
     anchor = _anchor_at(redis_client, 6)
     third = _anchor_at(redis_client, 3)
-    ids = [e.stream_id for e in iter_records(redis_client)]
+    ids = [entry_stream_id(e) for e in iter_records(redis_client)]
     redis_client.xdel(STREAM, *ids[3:])
     redis_client.set(f"{STREAM}:head", f"3 {third.checkpoint.mac}")
     for incremental in (False, True):
@@ -219,7 +223,7 @@ def test_a_wiped_trimmed_log_fails_even_without_newer_anchors(
     _fill(redis_client, keyring.audit, 4)
     closing = _anchor_at(redis_client, 3)
     write_segment(
-        tmp_path, [entry_fields(r) for r in redis_client.xrange(STREAM, count=3)], closing
+        tmp_path, [entry_fields(r) for r in stream_range(redis_client, STREAM, count=3)], closing
     )
     trim(redis_client, STREAM, closing)
     redis_client.flushall()
@@ -299,7 +303,7 @@ def test_archive_refuses_a_log_that_does_not_verify(
 ) -> None:
     """A tampered log is neither archived nor trimmed."""
     _fill(redis_client, keyring.audit, 5)
-    ids = [e.stream_id for e in iter_records(redis_client)]
+    ids = [entry_stream_id(e) for e in iter_records(redis_client)]
     redis_client.xdel(STREAM, ids[1])
     with pytest.raises(AuditChainBrokenError):
         archive_oldest(redis_client, keyring, tmp_path, Retention(records=1))
@@ -315,7 +319,7 @@ def test_a_segment_written_but_never_trimmed_is_superseded(
     _fill(redis_client, keyring.audit, 6)
     closing = _anchor_at(redis_client, 3)
     write_segment(
-        tmp_path, [entry_fields(r) for r in redis_client.xrange(STREAM, count=3)], closing
+        tmp_path, [entry_fields(r) for r in stream_range(redis_client, STREAM, count=3)], closing
     )
     archive_oldest(redis_client, keyring, tmp_path, Retention(records=2))
     assert [p.name for p in list_segments(tmp_path)] == ["audit-000000000001-000000000004.jsonl"]

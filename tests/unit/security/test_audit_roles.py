@@ -43,13 +43,12 @@ def _mixed_chain() -> Stream:
     """Gateway, then worker, then operator records, each MACed with its own key."""
     stream: Stream = []
     head = EMPTY_HEAD
-    for n, (role, actor, action) in enumerate(
-        [
-            ("gateway", "client:1", "task.submit"),
-            ("worker", "worker", "task.succeeded"),
-            ("operator", "admin:cli", "admin.dlq.purge"),
-        ]
-    ):
+    rows: list[tuple[Role, str, str]] = [
+        ("gateway", "client:1", "task.submit"),
+        ("worker", "worker", "task.succeeded"),
+        ("operator", "admin:cli", "admin.dlq.purge"),
+    ]
+    for n, (role, actor, action) in enumerate(rows):
         (entry,) = chain_records(head, [_record(actor, action, n)], KEYS[role])
         head = Head(entry.seq, entry.mac)
         stream.append((f"{1000 + n}-0", entry.to_fields()))

@@ -276,4 +276,4 @@ def test_verifier_refuses_keys_of_another_purpose() -> None:
     """Only audit keys verify the chain."""
     vault = KeySet(Purpose.VAULT, [SymmetricKey("vault-1", Purpose.VAULT, os.urandom(32))])
     with pytest.raises(KeyRingError):
-        ChainVerifier(vault, stream="tg:audit", head=None)  # type: ignore[arg-type]
+        ChainVerifier(vault, stream="tg:audit", head=None)

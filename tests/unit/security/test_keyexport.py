@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -143,11 +144,12 @@ def test_bundles_are_never_a_source_or_rotated_in_place(full: Path, tmp_path: Pa
     """Exporting from a bundle, or rotating/initialising one, is refused."""
     dest = tmp_path / "gateway"
     export_keys(full, dest, role="gateway")
-    for call in (
+    calls: list[Callable[[], object]] = [
         lambda: export_keys(dest, tmp_path / "w", role="worker"),
         lambda: rotate_keys(dest),
         lambda: init_keys(dest),
-    ):
+    ]
+    for call in calls:
         with pytest.raises(KeyRingError) as info:
             call()
         assert info.value.reason == "bundle"

@@ -138,12 +138,11 @@ def test_a_failed_export_names_the_bundles_left_to_export(
     """The gateway's export fails after the readers' succeeded: the keys stay rotated (none
     lost) and the error says which bundle is still to export."""
     keys, roles = host
-    real = keyrotation.export_keys
 
     def export(src: Path, dest: Path, *, role: Role) -> object:
         if role == "gateway":
             raise PermissionError(13, "Permission denied")
-        return real(src, dest, role=role)
+        return export_keys(src, dest, role=role)
 
     monkeypatch.setattr(keyrotation, "export_keys", export)
     before = set(_kids(keys))
@@ -176,7 +175,7 @@ def test_a_key_host_this_process_may_not_write_is_refused(
     """Refused up front (the tests run as root, who may write anywhere: access is denied
     here by answering as the kernel would for another user)."""
     keys, _ = host
-    monkeypatch.setattr(keyrotation.os, "access", lambda *_args: False)
+    monkeypatch.setattr("security.keyrotation.os.access", lambda *_args: False)
     err = _reason(check_key_host, keys)
     assert err.reason == "unwritable"
     assert "not readable and writable" in err.message

@@ -106,7 +106,7 @@ def _assert_no_canary(*things: object) -> None:
 
 def test_swap_replaces_the_secret_with_a_reference_and_keeps_the_input_intact() -> None:
     """The new payload holds {"$secret": id}; the caller's payload is not modified."""
-    payload = {"to": "a@example.com", "smtp": {"host": "mail", "password": CANARY}}
+    payload: dict[str, Any] = {"to": "a@example.com", "smtp": {"host": "mail", "password": CANARY}}
     result = _swap(payload, "smtp.password")
     assert payload["smtp"]["password"] == CANARY
     ref = result.payload["smtp"]["password"]
@@ -155,7 +155,7 @@ def test_swap_follows_star_over_list_items_and_mapping_values() -> None:
 
 def test_swap_skips_missing_and_none_secret_fields() -> None:
     """Absent or None fields (optional secrets) are skipped, at any level of the path."""
-    payload = {"smtp": None, "api": {}, "token": None, "items": [None, {"x": 1}]}
+    payload: dict[str, Any] = {"smtp": None, "api": {}, "token": None, "items": [None, {"x": 1}]}
     result = _swap(payload, "smtp.password", "api.key", "token", "nothing", "items.*.secret")
     assert result.entries == ()
     assert result.payload == payload
@@ -623,8 +623,8 @@ def test_every_vault_failure_is_a_taskgate_error_without_the_value() -> None:
         except TaskgateError as exc:
             failures.append(exc)
     assert len(failures) == 2
-    for exc in failures:
-        _assert_no_canary(exc, exc.args, exc.message, exc.reason)
+    for failure in failures:
+        _assert_no_canary(failure, failure.args, failure.message, failure.reason)
 
 
 # --- real Redis ------------------------------------------------------------------------

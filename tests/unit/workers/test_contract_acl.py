@@ -88,7 +88,7 @@ def test_no_role_gets_an_admin_command(role: keys.Role) -> None:
 
 def test_a_forbidden_command_is_refused_at_render_time(monkeypatch: pytest.MonkeyPatch) -> None:
     """Adding FLUSHDB to a role's commands makes rendering fail, not a wider ACL."""
-    monkeypatch.setitem(acl.ROLE_COMMANDS, "worker", (*ROLE_COMMANDS["worker"], "flushdb"))  # type: ignore[index]
+    monkeypatch.setitem(acl.ROLE_COMMANDS, "worker", (*ROLE_COMMANDS["worker"], "flushdb"))
     with pytest.raises(ValueError, match="flushdb"):
         role_line("worker", HASH)
 

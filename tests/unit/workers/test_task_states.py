@@ -86,7 +86,8 @@ def test_the_sdk_final_statuses_are_the_finished_states() -> None:
 
 def test_a_state_is_its_stored_string() -> None:
     """A member is the stored string: equal, same hash, written as itself."""
-    assert TaskState.DEAD_LETTERED == "dead_lettered"
+    stored: str = "dead_lettered"  # as read back: any str, not a literal
+    assert stored == TaskState.DEAD_LETTERED
     assert {"dead_lettered": 1}[TaskState.DEAD_LETTERED] == 1
     assert f"{TaskState.QUEUED}" == "queued"
     assert TaskState.QUEUED.encode() == b"queued"

@@ -15,6 +15,7 @@ from gateway.publisher import OutgoingTask, encode_message, result_key
 from security.audit import AuditEntry, iter_records
 from security.keystore import KeyRing
 from security.vault import swap_secrets, write_entries
+from tests.support.replies import as_bytes
 from workers.wire import DEFAULT_QUEUE
 
 
@@ -53,7 +54,7 @@ def wait_result(
     while time.monotonic() < deadline:
         raw = client.get(result_key(task_id))
         if raw is not None:
-            doc = SealedCodec(keys, ttl=60).decode_result(task_id, raw)
+            doc = SealedCodec(keys, ttl=60).decode_result(task_id, as_bytes(raw))
             if doc.get("status") in {"SUCCESS", "FAILURE"}:
                 return doc
         time.sleep(0.05)

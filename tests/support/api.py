@@ -1,4 +1,4 @@
-"""Shared helpers for the HTTP-level API tests: problem checks, forged tokens, extra gateways.
+"""Shared helpers for the HTTP-level API tests: problem checks, forged tokens, rate limits.
 
 Tokens are minted here with the session's real token key (``keyring.token``) rather than
 through ``POST /v1/token`` wherever the grant itself is not under test: the per-IP token limit
@@ -13,21 +13,14 @@ import hmac
 import json
 import secrets
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
-from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 import httpx
-import pytest
 import redis
 
-from certs.material import CertPaths
 from security.keystore import KeyRing
 from security.tokens import TokenPolicy, issue_token
-from taskgate.procs import free_port, start_child, taskgate_argv
-from tests.conftest import register_log
-from tests.integration.conftest import Gateway
 
 POLICY = TokenPolicy(issuer="taskgate", audience="taskgate-api")
 GENERIC_401 = "missing, invalid, expired or revoked credentials"
@@ -156,49 +149,3 @@ def clear_of_window_edge(seconds: int, margin: float = 4.0) -> None:
     into = time.time() % seconds
     if into > seconds - margin:
         time.sleep(seconds - into + 0.1)
-
-
-@contextmanager
-def extra_gateway(
-    name: str,
-    env: Mapping[str, str],
-    session_dir: Path,
-    pki: CertPaths,
-    *,
-    workers: int = 1,
-    ready_path: str = "/healthz",
-    timeout: float = 60,
-    log_level: str = "warning",
-) -> Iterator[Gateway]:
-    """Start another ``taskgate serve`` on a free port with ``env``; stop it on exit."""
-    port = free_port()
-    argv = ["serve", "--port", str(port), "--log-level", log_level]
-    if workers > 1:
-        argv += ["--workers", str(workers)]
-    child = start_child(
-        name,
-        taskgate_argv(*argv),
-        log_path=session_dir / "logs" / f"{name}-{port}.log",
-        env=dict(env),
-    )
-    register_log(child)
-    gateway = Gateway(child=child, url=f"https://localhost:{port}", ca_file=pki.ca)
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if not child.alive():
-                pytest.fail(f"{name} exited at start:\n{child.log_tail()}", pytrace=False)
-            try:
-                with gateway.client() as http:
-                    if http.get(ready_path).status_code == 200:
-                        break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(
-                    f"{name} not ready after {timeout}s:\n{child.log_tail()}", pytrace=False
-                )
-            time.sleep(0.2)
-        yield gateway
-    finally:
-        child.stop()

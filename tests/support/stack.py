@@ -1,12 +1,5 @@
-"""Private stacks for tests that kill or restart a worker or Redis, or need other tasks.
-
-The session fixtures (``tls_redis``, ``celery_worker``, ``gateway_server``) are shared by
-every test, so nothing may kill them. A :class:`PrivateStack` has its own TLS redis-server
-(own port, own data folder, append-only file on), its own gateway and as many workers as a
-test starts, all with the session's certificates, keys and admin token, and the timings
-and task modules the test module asks for. Test modules build one with
-:func:`start_stack` from a module-scoped fixture.
-"""
+"""One private stack: its own TLS redis-server, gateway, workers and SMTP sink, started,
+stopped and observed by a test (built by ``tests.support.stacks``)."""
 
 from __future__ import annotations
 
@@ -20,13 +13,12 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 from redis import Redis
 
 from certs.material import CertPaths
@@ -35,49 +27,15 @@ from security.audit import iter_records
 from security.keystore import load_keys
 from taskgate.procs import Child, free_port, start_child, taskgate_argv
 from taskgate.redis_server import RedisServer, start_redis
-from tests.conftest import dump_acl_log, for_worker, register_log
-from tests.integration.conftest import ApiClient, Gateway
+from tests.support.gateways import ApiClient, Gateway
+from tests.support.logs import register_log
+from tests.support.processes import for_worker, wait_for
+from tests.support.redis_server import dump_acl_log
 from workers.wire import decode_record, task_key
 
-__all__ = [
-    "DEMO_MODULES",
-    "FAST_SWEEP",
-    "RELIABILITY_MODULES",
-    "SHORT_TIMINGS",
-    "PrivateStack",
-    "SmtpSink",
-    "running",
-    "stack_with_gateway",
-    "start_stack",
-    "wait_for",
-]
+__all__ = ["FINAL_STATES", "PrivateStack", "SmtpSink"]
 
-RELIABILITY_MODULES = '["tests.integration.reliability_tasks"]'
-DEMO_MODULES = '["workers.demo.email","workers.demo.report","workers.demo.image"]'
-# A visibility timeout of 10 + 4 + 1 = 15 s: an unacknowledged message of a killed worker
-# is handed out again within seconds, not the production default of 20 minutes. The retry
-# delays of the test tasks stay within TASKGATE_MAX_RETRY_DELAY (4 s).
-SHORT_TIMINGS = {
-    "TASKGATE_TASK_TIME_LIMIT": "10",
-    "TASKGATE_TASK_SOFT_TIME_LIMIT": "8",
-    "TASKGATE_MAX_RETRY_DELAY": "4",
-    "TASKGATE_VISIBILITY_MARGIN": "1",
-}
-# The lost-message sweeper every second, re-queuing after 5 s missing (not 30 s / 150 s).
-FAST_SWEEP = {"TASKGATE_SWEEP_INTERVAL": "1", "TASKGATE_SWEEP_GRACE": "5"}
 FINAL_STATES = frozenset({"succeeded", "failed", "dead_lettered", "revoked"})
-
-
-def wait_for(check: Callable[[], Any], *, timeout: float, what: str, interval: float = 0.1) -> Any:
-    """Poll ``check`` until it returns something truthy; fail naming ``what`` after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout:g}s")
-        time.sleep(interval)
 
 
 @dataclass
@@ -326,108 +284,3 @@ def _lines(path: Path) -> list[str]:
         return path.read_text().splitlines()
     except FileNotFoundError:
         return []
-
-
-def start_stack(
-    folder: Path,
-    *,
-    pki: CertPaths,
-    stack_env: dict[str, str],
-    admin_token: str,
-    modules: str,
-    timings: dict[str, str] | None = None,
-    appendfsync: str = "everysec",
-) -> PrivateStack:
-    """A new Redis in ``folder`` (its append-only file synced per ``appendfsync``) and the
-    environment for this stack's processes."""
-    folder.mkdir(parents=True, exist_ok=True)
-    folder.chmod(0o700)
-    server = start_redis(pki, folder / "redis", harness=True, appendfsync=appendfsync)
-    register_log(server.child)
-    side_effects = folder / "side-effects"
-    env = dict(stack_env)
-    env.update(timings or {})
-    env.update(
-        {
-            "TASKGATE_REDIS_URL": server.url,
-            "TASKGATE_TASK_MODULES": modules,
-            "TASKGATE_TEST_SIDE_EFFECTS": str(side_effects),
-        }
-    )
-    return PrivateStack(
-        folder=folder,
-        pki=pki,
-        admin_token=admin_token,
-        env=env,
-        redis=server,
-        side_effects=side_effects,
-        appendfsync=appendfsync,
-    )
-
-
-@contextlib.contextmanager
-def stack_with_gateway(
-    folder: Path,
-    *,
-    pki: CertPaths,
-    stack_env: dict[str, str],
-    admin_token: str,
-    modules: str,
-    timings: dict[str, str] | None = None,
-) -> Iterator[PrivateStack]:
-    """:func:`start_stack` with its gateway started; everything stopped on the way out."""
-    stack = start_stack(
-        folder,
-        pki=pki,
-        stack_env=stack_env,
-        admin_token=admin_token,
-        modules=modules,
-        timings=timings,
-    )
-    try:
-        stack.start_gateway()
-        yield stack
-    finally:
-        stack.stop()
-
-
-def private_stack(
-    name: str,
-    *,
-    modules: str,
-    timings: dict[str, str] | None = None,
-    worker_concurrency: int = 0,
-) -> Any:
-    """A module-scoped fixture: :func:`stack_with_gateway` in a folder named ``name``,
-    with one worker of ``worker_concurrency`` started if it is not 0 (otherwise each test
-    starts its own). Assign it to a module-level name to use it."""
-
-    @pytest.fixture(scope="module")
-    def fixture(
-        tmp_path_factory: pytest.TempPathFactory,
-        pki: CertPaths,
-        stack_env: dict[str, str],
-        admin_token: str,
-    ) -> Iterator[PrivateStack]:
-        with stack_with_gateway(
-            tmp_path_factory.mktemp(name),
-            pki=pki,
-            stack_env=stack_env,
-            admin_token=admin_token,
-            modules=modules,
-            timings=timings,
-        ) as stack:
-            if worker_concurrency:
-                stack.start_worker(concurrency=worker_concurrency)
-            yield stack
-
-    return fixture
-
-
-@contextlib.contextmanager
-def running(stack: PrivateStack) -> Iterator[PrivateStack]:
-    """Stop every worker the block started, however it ends."""
-    try:
-        yield stack
-    finally:
-        stack.stop_workers()

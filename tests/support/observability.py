@@ -19,7 +19,8 @@ from pathlib import Path
 from gateway.codec import SealedCodec
 from gateway.publisher import OutgoingTask, encode_message
 from security.keystore import load_keys
-from tests.integration.stack_fixtures import PrivateStack, wait_for
+from tests.support.processes import wait_for
+from tests.support.stacks import PrivateStack
 from workers.wire import DEFAULT_QUEUE
 
 OBS_MODULES = '["tests.integration.observability_tasks"]'

@@ -53,7 +53,7 @@ def _decoded(body: bytes, encoding: str) -> bytes:
     if encoding == "deflate":
         return zlib.decompress(body)
     if encoding == "br":
-        import brotli  # type: ignore[import-not-found]
+        import brotli
 
         return bytes(brotli.decompress(body))
     return body

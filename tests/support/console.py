@@ -4,31 +4,18 @@ HTTPS client that signs in through the console's own forms."""
 from __future__ import annotations
 
 import re
-import shutil
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-import pytest
 
 from certs.material import CertPaths
-from security.keyexport import export_keys
-from security.keyrotation import BUNDLE_ORDER
-from security.keystore import KeyRing
 from taskgate.procs import Child, free_port, start_child, taskgate_argv
-from tests.conftest import register_log
-from tests.integration.conftest import Gateway, _wait_for
+from tests.support.gateways import Gateway
+from tests.support.logs import register_log
+from tests.support.processes import wait_child
 
-__all__ = [
-    "IDLE_TIMEOUT",
-    "KeyHost",
-    "console_gateway",
-    "csrf_of",
-    "key_host_gateway",
-    "sign_in",
-    "start_console_gateway",
-]
+__all__ = ["IDLE_TIMEOUT", "KeyHost", "csrf_of", "sign_in", "start_console_gateway"]
 
 IDLE_TIMEOUT = 4  # seconds: short, so a test can watch a session expire
 _CSRF = re.compile(r'name="csrf" value="([^"]+)"')
@@ -37,6 +24,8 @@ _CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 def start_console_gateway(
     stack_env: dict[str, str], session_dir: Path, pki: CertPaths, name: str, **extra: str
 ) -> tuple[Gateway, Child]:
+    """Start a gateway named ``name`` with the console on (``extra`` settings added) and wait
+    until it is ready; the caller stops the child."""
     port = free_port()
     env = stack_env | {"TASKGATE_CONSOLE": "true"} | extra
     child = start_child(
@@ -55,26 +44,8 @@ def start_console_gateway(
         except httpx.HTTPError:
             return False
 
-    _wait_for(child, ready, 60, "waiting for /readyz")
+    wait_child(child, ready, 60, "waiting for /readyz")
     return gateway, child
-
-
-@pytest.fixture(scope="module")
-def console_gateway(
-    stack_env: dict[str, str], session_dir: Path, pki: CertPaths, celery_worker: Child
-) -> Iterator[Gateway]:
-    """A second gateway process with TASKGATE_CONSOLE=true and a short idle timeout."""
-    gateway, child = start_console_gateway(
-        stack_env,
-        session_dir,
-        pki,
-        "console-gateway",
-        TASKGATE_CONSOLE_IDLE_TIMEOUT=str(IDLE_TIMEOUT),
-    )
-    try:
-        yield gateway
-    finally:
-        child.stop()
 
 
 @dataclass(frozen=True)
@@ -87,38 +58,6 @@ class KeyHost:
 
     def bundle(self, role: str) -> Path:
         return self.roles / role / "keys"
-
-
-@pytest.fixture(scope="module")
-def key_host_gateway(
-    stack_env: dict[str, str],
-    session_dir: Path,
-    pki: CertPaths,
-    keyring: KeyRing,
-    celery_worker: Child,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[KeyHost]:
-    """A console gateway run on a key host of its own: a copy of the session's keys folder
-    (so rotating there never touches the keys the session's processes load) and every
-    role's bundle exported from it, named by TASKGATE_CONSOLE_KEY_HOST_DIR and _ROLES_DIR."""
-    host = tmp_path_factory.mktemp("key-host")
-    host.chmod(0o700)
-    keys, roles = host / "keys", host / "roles"
-    shutil.copytree(session_dir / "keys", keys)
-    for role in BUNDLE_ORDER:
-        export_keys(keys, roles / role / "keys", role=role)
-    gateway, child = start_console_gateway(
-        stack_env,
-        session_dir,
-        pki,
-        "key-host-gateway",
-        TASKGATE_CONSOLE_KEY_HOST_DIR=str(keys),
-        TASKGATE_CONSOLE_ROLES_DIR=str(roles),
-    )
-    try:
-        yield KeyHost(gateway=gateway, keys=keys, roles=roles)
-    finally:
-        child.stop()
 
 
 def csrf_of(html: str) -> str:

@@ -1,0 +1,25 @@
+"""Helpers the tests share: plain functions, classes and constants, no pytest fixtures.
+
+Fixtures live in the ``conftest.py`` files and build on these; a test imports helpers from
+here, never from a ``conftest`` module (pytest imports each conftest under a name of its own,
+so importing one again gives a second copy of its state). Import a helper from the module
+that owns it: this package re-exports nothing, so importing one helper loads only what it
+needs.
+
+- ``logs``: child processes whose log tails a failing test's report shows.
+- ``redis_server``: what Redis refused (``ACL LOG``) kept beside its log.
+- ``processes``: a worker's environment, waiting for a child or a condition.
+- ``gateways``: a running gateway, a registered API client, another gateway started on demand.
+- ``api``: problem+json checks, minted and forged tokens, rate-limit housekeeping.
+- ``console``: a gateway with the web console on, signing in through its forms.
+- ``messages``: broker messages built and watched the way the gateway does.
+- ``replies``: Redis replies as a client that does not decode responses returns them, and
+  raw commands; ``broker``: kombu channels as the Redis channels they are; ``audit``:
+  audit entries read back.
+- ``stacks`` / ``stack_options``: private stacks (own Redis, gateway, workers) and what
+  they run with.
+- ``observability``: every path a task can take, with canaries.
+- ``sentry_ingest``, ``tcp_proxy``: stand-ins for Sentry's ingest and a lossy network.
+- ``up``: driving a ``taskgate up`` process.
+- ``submissions``: the type of the ``make_submission`` fixture.
+"""
