@@ -8,7 +8,6 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -21,15 +20,9 @@ from gateway.clients import ClientRegistry
 from gateway.codec import SealedCodec
 from gateway.console import install_console
 from gateway.errors import install_error_handlers
-from gateway.fastlane import SubmitFastLane
 from gateway.idempotency import LeaseKeeper
 from gateway.metrics import Metrics
-from gateway.middleware import (
-    BodySizeLimitMiddleware,
-    QueryCredentialsMiddleware,
-    RequestIdMiddleware,
-    SecurityHeadersMiddleware,
-)
+from gateway.middleware import gateway_middleware, install_middleware
 from gateway.operators import OperatorRegistry
 from gateway.problems import document_problem_schema, document_transport_problems
 from gateway.refusals import RefusalAggregator
@@ -252,33 +245,16 @@ def create_app(
     app.include_router(router)
     _add_operator_routes(app, settings, tasks)
     _install_openapi(app, tasks)
-    _install_middleware(app, settings, tasks, submit_endpoints)
-    return app
-
-
-def _install_middleware(
-    app: FastAPI,
-    settings: GatewaySettings,
-    tasks: Catalogue,
-    submit_endpoints: dict[str, Any],
-) -> None:
-    # Outermost first: ids on everything, headers on everything, no credentials in query
-    # strings, then the body cap, then the submission routes without FastAPI's
-    # per-request layers (same handlers).
-    app.add_middleware(
-        SubmitFastLane, endpoints=submit_endpoints, exception_handlers=app.exception_handlers
+    install_middleware(
+        app,
+        gateway_middleware(
+            limit_for=_body_limit(settings, tasks),
+            cors_origins=settings.cors_origins,
+            submit_endpoints=submit_endpoints,
+            exception_handlers=app.exception_handlers,
+        ),
     )
-    app.add_middleware(BodySizeLimitMiddleware, limit_for=_body_limit(settings, tasks))
-    app.add_middleware(QueryCredentialsMiddleware)
-    if settings.cors_origins:
-        app.add_middleware(
-            CORSMiddleware,
-            allow_origins=settings.cors_origins,
-            allow_methods=["GET", "POST", "DELETE"],
-            allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "X-Request-ID"],
-        )
-    app.add_middleware(SecurityHeadersMiddleware)
-    app.add_middleware(RequestIdMiddleware)
+    return app
 
 
 def _add_operator_routes(app: FastAPI, settings: GatewaySettings, tasks: Catalogue) -> None:

@@ -41,6 +41,7 @@ __all__ = [
     "State",
     "TasksReader",
     "bearer_token",
+    "client_claims",
     "current_operator",
     "forbid_auditor",
     "revoked_jti_key",
@@ -94,12 +95,17 @@ class Principal:
         return scope_allows(self.scopes, scope)
 
 
-async def verified_claims(request: Request, state: State) -> AccessClaims:
+def client_claims(request: Request, state: GatewayState) -> AccessClaims:
     """CPU-only: the client token's signature and claims (no Redis yet)."""
     token = bearer_token(request)
     if token.startswith(ADMIN_TOKEN_PREFIX):
         raise TokenError("the admin token is not a client token", reason="admin_token")
     return state.verified.verify(token, keys=state.keys.token, policy=state.token_policy)
+
+
+async def verified_claims(request: Request, state: State) -> AccessClaims:
+    """The client token's claims, as a dependency (:func:`client_claims`)."""
+    return client_claims(request, state)
 
 
 Claims = Annotated[AccessClaims, Depends(verified_claims)]

@@ -1,12 +1,20 @@
-"""Map every failure to RFC 9457 problem+json: the right status, no trace, no echoed value.
+"""One table from error type to how the gateway answers, logs, audits and counts it.
 
-Domain errors carry a precise ``reason`` for the audit log and the server log; what a
-client sees is deliberately coarser (one opaque 401 for every token failure).
+:data:`ERRORS` has one :class:`ErrorRule` per error type the gateway can meet: the
+problem+json a client gets (status, problem type, title, fixed detail, headers), the
+server-log line, and for a refused submission the audit action and the metric labels.
+:func:`install_error_handlers` registers one exception handler per row, and the
+submission's stage runner (``gateway.submit.run_stages``, with
+``gateway.submit_refusals``) audits and counts a refusal by the same row. Domain errors
+carry a precise ``reason`` for the audit log and the server log; what a client sees is
+deliberately coarser (one opaque 401 for every token failure).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import redis
@@ -14,307 +22,263 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match
 
+from gateway.client_rules import ClientError
+from gateway.field_errors import validation_errors
 from gateway.middleware import SECURITY_HEADERS
-from gateway.problems import problem
+from gateway.operators import OperatorError
+from gateway.problems import (
+    Answer,
+    ApiError,
+    ClientQueueFull,
+    GlobalQueueFull,
+    InvalidPayload,
+    RateLimited,
+    View,
+    http_answer,
+    leak_answer,
+    own_answer,
+    problem,
+    rejected_answer,
+    request_invalid_answer,
+)
+from gateway.ratelimit import LimitState
+from gateway.token_guard import HashBusyError
+from security.audit_actions import AuditAction
 from security.errors import (
+    AuditChainBrokenError,
     AuditError,
+    ConfigError,
     InputRejectedError,
+    KeyRetiredError,
     KeyRingError,
     LeakDetectedError,
+    NotSealedError,
+    SealBindingError,
     SealError,
+    SealExpiredError,
+    StoredStateError,
     TaskgateError,
     TokenError,
+    UnsafeURLError,
     VaultError,
 )
 
-__all__ = ["ApiError", "install_error_handlers", "validation_errors"]
+__all__ = [
+    "ERRORS",
+    "ApiError",
+    "ErrorRule",
+    "install_error_handlers",
+    "respond",
+    "rule_for",
+    "validation_errors",
+]
 
 log = logging.getLogger("taskgate.gateway")
 
+# A row holds its audit action: a member read off the enum costs ~80 ns each time.
+_SUBMIT = AuditAction.TASK_SUBMIT
+_RATE_LIMIT_HIT = AuditAction.RATE_LIMIT_HIT
 
-class ApiError(Exception):
-    """An error the API reports as-is (status, stable kind, safe detail, extra headers)."""
 
-    def __init__(
-        self,
-        status: int,
-        title: str,
-        detail: str,
-        *,
-        kind: str,
-        headers: dict[str, str] | None = None,
-        **extensions: Any,
-    ) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.title = title
-        self.detail = detail
-        self.kind = kind
-        self.headers = headers
-        self.extensions = extensions
+def _no_scopes(_limits: Sequence[LimitState]) -> list[str]:
+    return []
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorRule:
+    """How the gateway answers, logs, audits and counts the ``errors`` of one row.
+
+    The answer is the row's fixed text, or what ``view`` makes of it and the error (an
+    :class:`ApiError`'s own status and detail, an input error's field).
+    ``log_line`` is a template over ``{name}`` (the error's type) and ``{reason}``. A refused
+    submission is audited as ``action`` with the error's ``reason`` (followed by ``at
+    <field>`` when ``names_field``); its ``taskgate_submissions_total`` outcome is that
+    reason, ``check`` its ``taskgate_input_refusals_total`` label and ``scopes`` its
+    ``taskgate_limit_refusals_total`` labels.
+    """
+
+    errors: tuple[type[Exception], ...]
+    status: int = 500
+    kind: str = "internal"
+    title: str = "Internal error"
+    detail: str = "the request could not be completed"
+    headers: Mapping[str, str] | None = None
+    view: View | None = None
+    log_level: int | None = None
+    log_line: str = ""
+    action: AuditAction = _SUBMIT
+    names_field: bool = False
+    check: str | None = None
+    scopes: Callable[[Sequence[LimitState]], list[str]] = _no_scopes
+    outside_middleware: bool = False  # answered by Starlette's server-error layer
+
+    def answer(self, request: Request, exc: Any) -> Answer:
+        """The problem's parts for ``exc``: the row's text, or what ``view`` makes of it."""
+        headers = dict(self.headers) if self.headers is not None else None
+        fixed = Answer(self.status, self.title, self.detail, self.kind, headers, {})
+        return fixed if self.view is None else self.view(request, exc, fixed)
+
+    def audit_reason(self, exc: Any) -> str:
+        """The refusal's audit reason: the error's stable code, and the field it names."""
+        if self.names_field and exc.field:
+            return f"{exc.reason} at {exc.field}"
+        return str(exc.reason)
+
+
+def _windows(limits: Sequence[LimitState]) -> list[str]:
+    return [state.name for state in limits if not state.allowed] or ["client"]
+
+
+def _scope(name: str) -> Callable[[Sequence[LimitState]], list[str]]:
+    return lambda _limits: [name]
+
+
+# --- the table ---------------------------------------------------------------------------
+
+_RETRY_SOON = {"Retry-After": "5"}
+
+ROWS: tuple[ErrorRule, ...] = (
+    # Decided where raised: the error is the answer. The submission's refusals are typed
+    # by how they are counted.
+    ErrorRule((ApiError,), view=own_answer),
+    ErrorRule((InvalidPayload,), view=own_answer, check="validation"),
+    ErrorRule((RateLimited,), view=own_answer, action=_RATE_LIMIT_HIT, scopes=_windows),
+    ErrorRule(
+        (ClientQueueFull,), view=own_answer, action=_RATE_LIMIT_HIT, scopes=_scope("client_queue")
+    ),
+    ErrorRule((GlobalQueueFull,), view=own_answer, scopes=_scope("global_queue")),
+    ErrorRule(
+        (TokenError,),
+        status=401,
+        kind="unauthorized",
+        title="Unauthorized",
+        detail="missing, invalid, expired or revoked credentials",
+        headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+        log_level=logging.INFO,
+        log_line="token refused ({reason})",
+    ),
+    ErrorRule(
+        (LeakDetectedError,),
+        status=422,
+        kind="leak-detected",
+        title="Secret-looking value in a field not declared secret",
+        view=leak_answer,
+        names_field=True,
+        check="leak_guard",
+    ),
+    ErrorRule(
+        (InputRejectedError, UnsafeURLError),
+        status=422,
+        kind="invalid-payload",
+        title="Invalid payload",
+        view=rejected_answer,
+        names_field=True,
+        check="validation",
+    ),
+    ErrorRule(
+        (RequestValidationError,),
+        status=422,
+        kind="invalid-request",
+        title="Invalid request",
+        detail="the request failed validation",
+        view=request_invalid_answer,
+    ),
+    ErrorRule((StarletteHTTPException,), view=http_answer),
+    ErrorRule(
+        (redis.RedisError,),
+        status=503,
+        kind="unavailable",
+        title="Service unavailable",
+        detail="the gateway's storage is unreachable; nothing was accepted",
+        headers=_RETRY_SOON,
+        log_level=logging.WARNING,
+        log_line="redis unavailable: {name}",
+    ),
+    ErrorRule(
+        (AuditError, AuditChainBrokenError),
+        status=503,
+        kind="unavailable",
+        title="Service unavailable",
+        detail="the audit log is unreachable; nothing was accepted",
+        headers=_RETRY_SOON,
+        log_level=logging.ERROR,
+        log_line="audit log unavailable ({reason})",
+    ),
+    # Seal, vault and key failures on the gateway side are server faults, never input.
+    ErrorRule(
+        (
+            *(SealError, NotSealedError, SealExpiredError, SealBindingError),
+            *(VaultError, KeyRingError, KeyRetiredError),
+        ),
+        log_level=logging.ERROR,
+        log_line="{name} ({reason})",
+    ),
+    ErrorRule(
+        (
+            *(TaskgateError, StoredStateError, ConfigError),
+            *(ClientError, OperatorError, HashBusyError),
+        ),
+        log_level=logging.WARNING,
+        log_line="{name} ({reason})",
+    ),
+    ErrorRule(
+        (Exception,), log_level=logging.ERROR, log_line="unhandled {name}", outside_middleware=True
+    ),
+)
+
+ERRORS: dict[type[Exception], ErrorRule] = {error: rule for rule in ROWS for error in rule.errors}
+_RESOLVED: dict[type[BaseException], ErrorRule] = {}
+
+
+def rule_for(error: type[BaseException]) -> ErrorRule:
+    """The row of ``error``, or of its nearest listed ancestor (as Starlette picks a handler)."""
+    rule = _RESOLVED.get(error)
+    if rule is None:
+        rule = next((ERRORS[cls] for cls in error.__mro__ if cls in ERRORS), ERRORS[Exception])
+        _RESOLVED[error] = rule
+    return rule
 
 
 def _rid(request: Request) -> str:
     return str(getattr(request.state, "request_id", "-"))
 
 
-def _respond(request: Request, error: ApiError) -> JSONResponse:
-    return problem(
-        error.status,
-        error.title,
-        error.detail,
-        kind=error.kind,
+def respond(request: Request, exc: BaseException, rule: ErrorRule) -> JSONResponse:
+    """``exc`` as problem+json by ``rule``, logged as its row says."""
+    if rule.log_level is not None:
+        line = rule.log_line.format(name=type(exc).__name__, reason=getattr(exc, "reason", ""))
+        log.log(rule.log_level, "%s rid=%s", line, _rid(request))
+    status, title, detail, kind, headers, extensions = rule.answer(request, exc)
+    response = problem(
+        status,
+        title,
+        detail,
+        kind=kind,
         instance=request.url.path,
-        headers=error.headers,
+        headers=headers,
         request_id=_rid(request),
-        **error.extensions,
+        **extensions,
     )
-
-
-# What a 422 says about each kind of validation error: fixed text, filled only from numeric
-# limits. pydantic's own messages can name internal classes or carry an object's repr (with
-# its heap address); they never reach a client.
-_MESSAGES: dict[str, str] = {
-    "missing": "is required",
-    "extra_forbidden": "is not a field of this request",
-    "string_type": "must be a string",
-    "string_too_short": "must have at least {min_length} characters",
-    "string_too_long": "must have at most {max_length} characters",
-    "string_pattern_mismatch": "does not have the expected format",
-    "int_type": "must be an integer",
-    "int_parsing": "must be an integer",
-    "int_from_float": "must be an integer",
-    "float_type": "must be a number",
-    "float_parsing": "must be a number",
-    "finite_number": "must be a finite number",
-    "bool_type": "must be true or false",
-    "bool_parsing": "must be true or false",
-    "greater_than": "must be greater than {gt}",
-    "greater_than_equal": "must be at least {ge}",
-    "less_than": "must be less than {lt}",
-    "less_than_equal": "must be at most {le}",
-    "list_type": "must be a list",
-    "too_short": "must have at least {min_length} items",
-    "too_long": "must have at most {max_length} items",
-    "dict_type": "must be an object",
-    "model_type": "must be an object",
-    "model_attributes_type": "must be an object",
-    "literal_error": "must be one of the allowed values",
-    "enum": "must be one of the allowed values",
-    "url_type": "must be a URL",
-    "url_parsing": "must be a valid URL",
-    "url_scheme": "must use an allowed URL scheme",
-    "json_invalid": "is not valid JSON",
-    "uuid_type": "must be a UUID",
-    "uuid_parsing": "must be a UUID",
-    "datetime_type": "must be a date and time",
-    "datetime_parsing": "must be a date and time",
-    "forbidden_character": "contains a control, line-break or invisible formatting character",
-    "email_too_long": "is too long for an email address",
-    "email_control_character": "contains whitespace or a control character",
-    "email_multiple": "must be exactly one email address",
-    "email_invalid": "is not a valid email address",
-    "unsafe_url": "is a URL that is not allowed",
-    "value_error": "is not valid",
-}
-_NUMERIC_CTX = ("min_length", "max_length", "gt", "ge", "lt", "le")
-
-
-def _message(kind: str, ctx: Any) -> str:
-    template = _MESSAGES.get(kind, "is not valid")
-    numbers = {
-        name: value
-        for name in _NUMERIC_CTX
-        if isinstance(ctx, dict)
-        and isinstance(value := ctx.get(name), int | float)
-        and not isinstance(value, bool)
-    }
-    try:
-        return template.format(**numbers)
-    except (KeyError, IndexError):
-        return "is not valid"
-
-
-def validation_errors(errors: list[Any]) -> list[dict[str, str]]:
-    """Field paths and error kinds only: never the rejected input nor pydantic's own text."""
-    out = []
-    for err in errors[:50]:
-        loc = [str(part) for part in err.get("loc", ()) if part not in ("body",)]
-        kind = str(err.get("type", "invalid"))
-        if kind not in _MESSAGES:
-            kind = "invalid"
-        out.append(
-            {
-                "field": ".".join(loc)[:200] or "(body)",
-                "kind": kind,
-                "message": _message(kind, err.get("ctx")),
-            }
-        )
-    return out
-
-
-_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
-
-
-def _allowed_methods(request: Request) -> str:
-    """Every method some route serves at this request's path (RFC 9110 section 15.5.6)."""
-    allowed = []
-    for method in _METHODS:
-        probe = {**request.scope, "method": method}
-        if any(route.matches(probe)[0] is Match.FULL for route in request.app.router.routes):
-            allowed.append(method)
-    return ", ".join(allowed)
-
-
-def install_error_handlers(app: FastAPI) -> None:
-    """Register the handlers that turn every exception into problem+json."""
-
-    @app.exception_handler(ApiError)
-    async def api_error(request: Request, exc: ApiError) -> JSONResponse:
-        return _respond(request, exc)
-
-    @app.exception_handler(TokenError)
-    async def token_error(request: Request, exc: TokenError) -> JSONResponse:
-        log.info("token refused (%s) rid=%s", exc.reason, _rid(request))
-        return _respond(
-            request,
-            ApiError(
-                401,
-                "Unauthorized",
-                "missing, invalid, expired or revoked credentials",
-                kind="unauthorized",
-                headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
-            ),
-        )
-
-    @app.exception_handler(LeakDetectedError)
-    async def leak(request: Request, exc: LeakDetectedError) -> JSONResponse:
-        return _respond(
-            request,
-            ApiError(
-                422,
-                "Secret-looking value in a field not declared secret",
-                exc.message,
-                kind="leak-detected",
-                errors=[{"field": exc.field, "message": "looks like a credential"}],
-            ),
-        )
-
-    @app.exception_handler(InputRejectedError)
-    async def rejected(request: Request, exc: InputRejectedError) -> JSONResponse:
-        return _respond(
-            request,
-            ApiError(
-                422,
-                "Invalid payload",
-                f"{exc.field or 'payload'}: {exc.reason}",
-                kind="invalid-payload",
-                errors=[{"field": exc.field, "message": exc.reason}],
-            ),
-        )
-
-    @app.exception_handler(RequestValidationError)
-    async def request_validation(request: Request, exc: RequestValidationError) -> JSONResponse:
-        if request.url.path == "/v1/token":  # RFC 6749 section 5.2: a malformed grant is 400
-            return _respond(
-                request,
-                ApiError(
-                    400,
-                    "Token request refused",
-                    "the token request is malformed or incomplete",
-                    kind="oauth-invalid_request",
-                    error="invalid_request",
-                    errors=validation_errors(list(exc.errors())),
-                ),
-            )
-        return _respond(
-            request,
-            ApiError(
-                422,
-                "Invalid request",
-                "the request failed validation",
-                kind="invalid-request",
-                errors=validation_errors(list(exc.errors())),
-            ),
-        )
-
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        titles = {
-            404: "Not found",
-            405: "Method not allowed",
-            401: "Unauthorized",
-            403: "Forbidden",
-        }
-        detail = exc.detail if isinstance(exc.detail, str) else "request refused"
-        headers = dict(exc.headers) if exc.headers else None
-        if exc.status_code == 405:
-            # Starlette names only the first route that matched the path; list them all.
-            headers = {**(headers or {}), "Allow": _allowed_methods(request)}
-        return _respond(
-            request,
-            ApiError(
-                exc.status_code,
-                titles.get(exc.status_code, "Error"),
-                detail,
-                kind=f"http-{exc.status_code}",
-                headers=headers,
-            ),
-        )
-
-    @app.exception_handler(redis.RedisError)
-    async def storage_down(request: Request, exc: redis.RedisError) -> JSONResponse:
-        log.warning("redis unavailable: %s rid=%s", type(exc).__name__, _rid(request))
-        return _respond(
-            request,
-            ApiError(
-                503,
-                "Service unavailable",
-                "the gateway's storage is unreachable; nothing was accepted",
-                kind="unavailable",
-                headers={"Retry-After": "5"},
-            ),
-        )
-
-    @app.exception_handler(AuditError)
-    async def audit_down(request: Request, exc: AuditError) -> JSONResponse:
-        log.error("audit log unavailable (%s) rid=%s", exc.reason, _rid(request))
-        return _respond(
-            request,
-            ApiError(
-                503,
-                "Service unavailable",
-                "the audit log is unreachable; nothing was accepted",
-                kind="unavailable",
-                headers={"Retry-After": "5"},
-            ),
-        )
-
-    @app.exception_handler(TaskgateError)
-    async def domain_error(request: Request, exc: TaskgateError) -> JSONResponse:
-        # Seal/vault/key failures on the gateway side are server faults, never client input.
-        level = (
-            logging.ERROR
-            if isinstance(exc, SealError | VaultError | KeyRingError)
-            else logging.WARNING
-        )
-        log.log(level, "%s (%s) rid=%s", type(exc).__name__, exc.reason, _rid(request))
-        return _respond(
-            request,
-            ApiError(500, "Internal error", "the request could not be completed", kind="internal"),
-        )
-
-    @app.exception_handler(Exception)
-    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.error("unhandled %s rid=%s", type(exc).__name__, _rid(request))
-        response = _respond(
-            request,
-            ApiError(500, "Internal error", "the request could not be completed", kind="internal"),
-        )
+    if rule.outside_middleware:
         # Starlette answers unhandled errors outside every middleware: add what the
         # request-id and security-header middleware would have added.
         for name, value in (*SECURITY_HEADERS, (b"x-request-id", _rid(request).encode())):
             response.headers.setdefault(name.decode(), value.decode())
-        return response
+    return response
+
+
+def _handler(rule: ErrorRule) -> Callable[[Request, Exception], Any]:
+    async def handle(request: Request, exc: Exception) -> JSONResponse:
+        return respond(request, exc, rule)
+
+    handle.__name__ = f"handle_{rule.errors[0].__name__}"
+    return handle
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Register one handler per row of the table: every exception becomes problem+json."""
+    for rule in ROWS:
+        handler = _handler(rule)
+        for error in rule.errors:
+            app.add_exception_handler(error, handler)

@@ -17,9 +17,10 @@ import logging
 import redis.asyncio
 
 from gateway.background import cancel_and_wait
-from gateway.errors import ApiError
+from gateway.errors import rule_for
+from gateway.problems import ApiError
 from gateway.ratelimit import LimitState
-from security.errors import InputRejectedError, LeakDetectedError, TaskgateError
+from security.errors import TaskgateError
 from workers.contract import metrics as m
 from workers.contract.keys import METRICS_GATEWAY
 
@@ -30,26 +31,13 @@ log = logging.getLogger("taskgate.gateway")
 AuditCounts = m.AuditCounts
 
 
-_LIMIT_KINDS = {("backpressure", 429): "client_queue", ("backpressure", 503): "global_queue"}
-
-
 def refusal_labels(
     exc: ApiError | TaskgateError, limits: list[LimitState]
 ) -> tuple[list[str], str | None]:
     """The rate-limit or backpressure scopes that refused a submission, and the input check
-    (``validation`` or ``leak_guard``) that did, if any."""
-    if isinstance(exc, LeakDetectedError):
-        return [], "leak_guard"
-    if isinstance(exc, InputRejectedError) or (
-        isinstance(exc, ApiError) and exc.kind == "invalid-payload"
-    ):
-        return [], "validation"
-    if not isinstance(exc, ApiError):
-        return [], None
-    if exc.kind == "rate-limited":
-        return [state.name for state in limits if not state.allowed] or ["client"], None
-    scope = _LIMIT_KINDS.get((exc.kind, exc.status))
-    return ([scope] if scope else []), None
+    (``validation`` or ``leak_guard``) that did, if any: the error's row says which."""
+    rule = rule_for(type(exc))
+    return rule.scopes(limits), rule.check
 
 
 class Metrics:
@@ -71,11 +59,9 @@ class Metrics:
             buffer.inc(m.SENT, task, queue)
         buffer.observe(m.SUBMIT_SECONDS, seconds, task)
 
-    def refused(
-        self, task: str, outcome: str, exc: ApiError | TaskgateError, limits: list[LimitState]
-    ) -> None:
-        """A submission of ``task`` was refused with the reason code ``outcome``."""
-        self.buffer.inc(m.SUBMISSIONS, task, outcome)
+    def refused(self, task: str, exc: ApiError | TaskgateError, limits: list[LimitState]) -> None:
+        """A submission of ``task`` was refused by ``exc`` (its outcome: the error's reason)."""
+        self.buffer.inc(m.SUBMISSIONS, task, exc.reason)
         scopes, check = refusal_labels(exc, limits)
         for scope in scopes:
             self.buffer.inc(m.LIMIT_REFUSALS, scope)

@@ -1,4 +1,9 @@
-"""Transport concerns as pure ASGI middleware; list order in ``app.py`` = execution order.
+"""Transport concerns as pure ASGI middleware, declared in one list, outermost first.
+
+:func:`gateway_middleware` is the gateway's list: the first entry sees a request first and
+its response last. :func:`install_middleware` builds an app's stack from such a list (in
+one loop over ``reversed(...)``, as Starlette's own ``build_middleware_stack`` nests
+them), so the declared order is the execution order.
 
 * :class:`RequestIdMiddleware` - ``X-Request-ID``: validated when given, generated when not.
 * :class:`SecurityHeadersMiddleware` - HSTS, ``no-store``, ``nosniff``, no framing.
@@ -15,12 +20,17 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from contextvars import ContextVar
+from typing import Any
 from urllib.parse import parse_qsl
 
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gateway.fastlane import Endpoint, SubmitFastLane
 from gateway.problems import PROBLEM_JSON, PROBLEM_TYPE_BASE
 
 __all__ = [
@@ -29,6 +39,8 @@ __all__ = [
     "QueryCredentialsMiddleware",
     "RequestIdMiddleware",
     "SecurityHeadersMiddleware",
+    "gateway_middleware",
+    "install_middleware",
     "request_id_var",
     "request_scope_var",
 ]
@@ -257,3 +269,41 @@ def header_value(scope: Scope, name: str) -> str | None:
     """A request header as text, for middleware-level code."""
     raw = _header(scope, name.lower().encode())
     return raw.decode("latin-1") if raw is not None else None
+
+
+def gateway_middleware(
+    *,
+    limit_for: Callable[[Scope], int],
+    cors_origins: Sequence[str],
+    submit_endpoints: Mapping[str, Endpoint],
+    exception_handlers: Mapping[Any, Any],
+) -> list[Middleware]:
+    """The gateway's transport layers, outermost first: ids on everything, security
+    headers on everything (errors included), CORS for the listed origins, no credentials
+    in query strings, the body cap, then the submission routes without FastAPI's
+    per-request layers (same exception handlers)."""
+    cors = [
+        Middleware(
+            CORSMiddleware,
+            allow_origins=list(cors_origins),
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "X-Request-ID"],
+        )
+    ]
+    return [
+        Middleware(RequestIdMiddleware),
+        Middleware(SecurityHeadersMiddleware),
+        *(cors if cors_origins else []),
+        Middleware(QueryCredentialsMiddleware),
+        Middleware(BodySizeLimitMiddleware, limit_for=limit_for),
+        Middleware(
+            SubmitFastLane, endpoints=submit_endpoints, exception_handlers=exception_handlers
+        ),
+    ]
+
+
+def install_middleware(app: Starlette, stack: Sequence[Middleware]) -> None:
+    """Add ``stack`` (outermost first) to ``app``: each ``add_middleware`` wraps the ones
+    added before it, so they go in innermost first."""
+    for entry in reversed(stack):
+        app.add_middleware(entry.cls, *entry.args, **entry.kwargs)

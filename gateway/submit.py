@@ -1,8 +1,9 @@
 """The submission path: one ordered list of stages, each ``await stage(ctx, state) -> ctx``.
 
-A stage stops the run only by raising a typed error; the route audits the refusal and
-maps it to problem+json. Two Redis round trips in all, each one Lua script call:
-:func:`check_and_count` (:mod:`gateway.submit_checks`: the client record and the
+A stage stops the run only by raising a typed error; the runner (:func:`run_stages`) audits
+and counts the refusal by the error's row in :data:`gateway.errors.ERRORS`, whose
+exception handlers map it to problem+json. Two Redis round trips in all, each one Lua
+script call: :func:`check_and_count` (:mod:`gateway.submit_checks`: the client record and the
 revocation list, checked against their state MACs; rate limits, backpressure,
 idempotency) and :func:`commit` (the ``allowed`` audit record together with the vault
 entries, task record, indexes, idempotency record and broker message, atomically).
@@ -22,29 +23,26 @@ import hashlib
 import json
 import logging
 import re
-import time
-import uuid
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Any, Final
 
 from pydantic import BaseModel, SecretBytes, SecretStr, ValidationError
 
-from gateway.errors import ApiError, validation_errors
+from gateway.field_errors import validation_errors
 from gateway.idempotency import IDEMPOTENCY_TTL
+from gateway.problems import ApiError, InvalidPayload
 from gateway.publisher import OutgoingTask, encode_message
-from gateway.ratelimit import LimitState
 from gateway.state import GatewayState
+from gateway.submission import Stage, Submission
 from gateway.submit_checks import IdempotentReplay, check_and_count
+from gateway.submit_refusals import failed, refused
 from gateway.task_records import signed_fields
 from security import leakguard
 from security.audit import AuditRecord, Write
 from security.audit_actions import AuditAction
 from security.audit_writes import LEASE_LOST, held
+from security.errors import TaskgateError
 from security.sanitise import loads_limited
-from security.tokens import AccessClaims
-from security.vault import SwapResult, swap_secrets
-from workers.catalogue import TaskSpec
+from security.vault import swap_secrets
 from workers.contract.enqueue import Enqueue, NotEnqueuedError, aenqueue, undo_partial_enqueue
 from workers.contract.keys import idempotency_key
 from workers.contract.states import TaskState
@@ -69,39 +67,13 @@ __all__ = [
     "IDEMPOTENCY_KEY",
     "STAGES",
     "IdempotentReplay",
+    "Stage",
     "Submission",
     "run_stages",
 ]
 
 # Visible ASCII, inner spaces allowed, 1-255 characters (HTTP strips outer whitespace anyway).
 IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e](?:[\x20-\x7e]{0,253}[\x21-\x7e])?")
-
-
-@dataclass
-class Submission:
-    """The context that flows through the stages."""
-
-    client_id: str
-    jti: str
-    scopes: frozenset[str]
-    spec: TaskSpec
-    raw_body: bytes = field(repr=False)  # holds the secret values until swap
-    idempotency_key: str | None
-    request_id: str
-    now: float = field(default_factory=time.time)
-    task_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-    limits: list[LimitState] = field(default_factory=list)
-    body_hash: str = ""
-    idem_redis_key: str | None = None
-    idem_pending: str | None = None  # the reservation this request holds (its lease token)
-    reserved: bool = False  # the check took a queue slot for task_id (released on refusal)
-    payload: dict[str, Any] = field(default_factory=dict, repr=False)
-    swapped: SwapResult | None = field(default=None, repr=False)
-    sealed: bytes = field(default=b"", repr=False)
-    claims: AccessClaims | None = field(default=None, repr=False)
-
-
-Stage = Callable[[Submission, GatewayState], Awaitable[Submission]]
 
 
 async def authorize(ctx: Submission, state: GatewayState) -> Submission:
@@ -132,17 +104,12 @@ async def validate(ctx: Submission, state: GatewayState) -> Submission:
     spec = ctx.spec
     document = loads_limited(ctx.raw_body, max_bytes=spec.max_payload_bytes)
     if not isinstance(document, dict):
-        raise ApiError(
-            422, "Invalid payload", "the payload must be a JSON object", kind="invalid-payload"
-        )
+        raise InvalidPayload("the payload must be a JSON object")
     try:
         model = spec.schema.model_validate(document)
     except ValidationError as exc:
-        raise ApiError(
-            422,
-            "Invalid payload",
+        raise InvalidPayload(
             "the payload does not match the task's schema",
-            kind="invalid-payload",
             errors=validation_errors(exc.errors(include_input=False)),
         ) from None
     ctx.payload = _reveal(model)
@@ -397,7 +364,25 @@ STAGES: list[Stage] = [
 async def run_stages(
     ctx: Submission, state: GatewayState, stages: list[Stage] = STAGES
 ) -> Submission:
-    """Run ``stages`` in order; a stage stops the run only by raising."""
-    for stage in stages:
-        ctx = await stage(ctx, state)
+    """Run ``stages`` in order; a stage stops the run only by raising.
+
+    A refusal (:class:`ApiError` or a domain error) frees what the request took, is
+    audited and counted by its row in :data:`gateway.errors.ERRORS`
+    (:func:`gateway.submit_refusals.refused`), and goes on to its exception handler; so
+    does any other error, after :func:`gateway.submit_refusals.failed`.
+    """
+    try:
+        for stage in stages:
+            ctx = await stage(ctx, state)
+    except IdempotentReplay:
+        raise
+    except (ApiError, TaskgateError) as exc:
+        await refused(ctx, state, exc)
+        raise
+    except Exception as exc:
+        await failed(ctx, state, exc)
+        raise
+    finally:
+        if ctx.idem_redis_key is not None:
+            state.leases.drop(ctx.idem_redis_key)
     return ctx

@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from gateway.errors import ApiError
 from gateway.idempotency import IDEMPOTENCY_TTL, pending_record
-from gateway.ratelimit import LimitState, evaluate, hit_ttl, parse_window, window_key
+from gateway.problems import ApiError, ClientQueueFull, GlobalQueueFull, RateLimited
+from gateway.ratelimit import evaluate, hit_ttl, parse_window, window_key
 from gateway.script_batcher import LuaScript
 from gateway.state import GatewayState
 from gateway.stored import (
@@ -28,7 +28,7 @@ from workers.contract.keys import client_key as client_record_key
 from workers.wire import GLOBAL_QUEUED, queued_key
 
 if TYPE_CHECKING:
-    from gateway.submit import Submission
+    from gateway.submission import Submission
 
 __all__ = ["IDEMPOTENCY_TTL", "IdempotentReplay", "RateLimited", "check_and_count"]
 
@@ -123,21 +123,9 @@ async def check_and_count(ctx: Submission, state: GatewayState) -> Submission:
     if not all(s.allowed for s in ctx.limits):
         raise RateLimited(ctx.limits)
     if int(mine) >= limits.max_queued:
-        raise ApiError(
-            429,
-            "Too many queued tasks",
-            f"this client already has {int(mine)} tasks waiting (cap {limits.max_queued})",
-            kind="backpressure",
-            headers={"Retry-After": "5"},
-        )
+        raise ClientQueueFull(int(mine), limits.max_queued)
     if int(everyone) >= state.settings.max_queued_global:
-        raise ApiError(
-            503,
-            "Queue full",
-            "the gateway is at its queued-task capacity; try again shortly",
-            kind="backpressure",
-            headers={"Retry-After": "10"},
-        )
+        raise GlobalQueueFull()
     if ctx.idem_redis_key is not None and earlier is not None:
         _existing_idempotency(ctx, earlier)
     return ctx
@@ -172,19 +160,3 @@ def _existing_idempotency(ctx: Submission, raw: bytes | str) -> None:
         kind="idempotency-conflict",
         headers={"Retry-After": "1"},
     )
-
-
-class RateLimited(ApiError):
-    """429 with RateLimit-* and Retry-After."""
-
-    def __init__(self, states: list[LimitState]) -> None:
-        from gateway.ratelimit import limit_headers
-
-        which = ", ".join(s.name for s in states if not s.allowed)
-        super().__init__(
-            429,
-            "Too many requests",
-            f"rate limit exceeded ({which})",
-            kind="rate-limited",
-            headers=limit_headers(states),
-        )

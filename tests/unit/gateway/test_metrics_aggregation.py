@@ -14,6 +14,7 @@ from prometheus_client.registry import Collector
 from gateway.errors import ApiError
 from gateway.metrics import refusal_labels
 from gateway.metrics_families import Gauges, families, merge
+from gateway.problems import ClientQueueFull, GlobalQueueFull, InvalidPayload, RateLimited
 from gateway.ratelimit import LimitState
 from gateway.task_stats import quantile, task_stats, window_keys
 from security.errors import InputRejectedError, LeakDetectedError
@@ -132,16 +133,15 @@ def test_a_window_covers_whole_minutes_back_from_now() -> None:
 
 
 def test_refusals_are_labelled_by_scope_and_check() -> None:
+    """Each refusal counts under the limit scope or input check its error type's row names."""
     limits = [LimitState("client", 1, 1, 0, True), LimitState("task", 1, 0, 0, False)]
-    limited = ApiError(429, "x", "y", kind="rate-limited")
+    limited = RateLimited(limits)
     assert refusal_labels(limited, limits) == (["task"], None)
-    queue = ApiError(429, "x", "y", kind="backpressure")
-    assert refusal_labels(queue, []) == (["client_queue"], None)
-    full = ApiError(503, "x", "y", kind="backpressure")
-    assert refusal_labels(full, []) == (["global_queue"], None)
+    assert refusal_labels(ClientQueueFull(3, 3), []) == (["client_queue"], None)
+    assert refusal_labels(GlobalQueueFull(), []) == (["global_queue"], None)
     assert refusal_labels(LeakDetectedError("x"), []) == ([], "leak_guard")
     assert refusal_labels(InputRejectedError("x"), []) == ([], "validation")
-    invalid = ApiError(422, "x", "y", kind="invalid-payload")
+    invalid = InvalidPayload("y")
     assert refusal_labels(invalid, []) == ([], "validation")
     assert refusal_labels(ApiError(403, "x", "y", kind="forbidden"), []) == ([], None)
 

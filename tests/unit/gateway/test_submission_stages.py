@@ -16,6 +16,7 @@ import pytest
 import redis
 
 from gateway.errors import ApiError
+from gateway.problems import InvalidPayload
 from gateway.state import GatewayState
 from gateway.submit import (
     STAGES,
@@ -306,7 +307,7 @@ async def test_the_canary_never_appears_in_a_refusal(
         assert CANARY not in str(err.value)
         assert CANARY not in repr(err.value)
         assert CANARY not in repr(getattr(err.value, "extensions", ""))
-    assert seen == [LeakDetectedError, ApiError, InputRejectedError]
+    assert seen == [LeakDetectedError, InvalidPayload, InputRejectedError]
 
 
 async def test_the_submission_context_repr_holds_no_secret(
