@@ -120,7 +120,7 @@ def test_without_origins_there_is_no_cors_layer() -> None:
         submit_endpoints={},
         exception_handlers=app.exception_handlers,
     )
-    assert [entry.cls for entry in stack] == [
+    assert [entry.cls for entry in stack] == [  # type: ignore[comparison-overlap]  # Starlette types cls as a factory
         RequestIdMiddleware,
         SecurityHeadersMiddleware,
         QueryCredentialsMiddleware,

@@ -12,7 +12,8 @@ from gateway.problems import RateLimited
 from gateway.state import GatewayState
 from gateway.submit import run_stages
 from security.errors import LeakDetectedError
-from tests.unit.gateway.conftest import MakeSubmission
+from tests.support.replies import as_fields, stream_range
+from tests.support.submissions import MakeSubmission
 from workers.contract import metrics as m
 from workers.wire import GLOBAL_QUEUED, queued_key
 
@@ -23,7 +24,8 @@ CANARY = "Bearer eyJhbGciOiJIUzI1NiJ9.c2VjcmV0LWNhbmFyeQ.c2lnbmF0dXJl"
 def _records(client: redis.Redis, client_id: str) -> list[dict[bytes, bytes]]:
     """This client's records (a session's other servers may append to the chain too)."""
     actor = f"client:{client_id}".encode()
-    return [f for _, f in client.xrange(AUDIT) if f.get(b"actor") == actor]
+    records = [as_fields(fields) for _, fields in stream_range(client, AUDIT)]
+    return [fields for fields in records if fields.get(b"actor") == actor]
 
 
 def _denied(client: redis.Redis, client_id: str) -> list[dict[bytes, bytes]]:
@@ -56,7 +58,7 @@ async def test_a_leak_refusal_is_audited_counted_and_frees_its_key_and_slot(
     assert gateway_state.leases.held() == 0
     assert redis_client.zscore(queued_key(ctx.client_id), ctx.task_id) is None
     assert redis_client.zscore(GLOBAL_QUEUED, ctx.task_id) is None
-    for fields in redis_client.xrange(AUDIT):
+    for fields in stream_range(redis_client, AUDIT):
         assert CANARY.encode() not in repr(fields).encode()
 
 
