@@ -30,6 +30,7 @@ from security.errors import AuditError
 from security.vault import VAULT_PREFIX
 from tests.support.replies import as_bytes, as_fields, as_text, stream_range
 from tests.support.submissions import MakeSubmission
+from tests.unit.gateway.stage_tasks import STAGE_QUEUE
 from workers.contract.enqueue import NotEnqueuedError
 from workers.wire import (
     ALL_TASKS,
@@ -64,7 +65,7 @@ async def test_enqueue_job_ends_with_the_broker_push_and_starts_with_the_lease_c
     ctx = await _sealed(make_submission, gateway_state, idempotency_key="order")
     writes = enqueue_job(ctx, gateway_state).writes()
     assert (writes[0].command, writes[0].keys) == ("HELD", (ctx.idem_redis_key,))
-    assert (writes[-1].command, writes[-1].keys) == ("LPUSH", ("taskgate",))
+    assert (writes[-1].command, writes[-1].keys) == ("LPUSH", (STAGE_QUEUE,))
     assert [w.command for w in writes].count("LPUSH") == 1
     vault = [w for w in writes if w.keys[0].startswith(VAULT_PREFIX)]
     assert len(vault) == 1
@@ -93,13 +94,13 @@ async def test_commit_writes_the_record_indexes_copy_and_broker_message(
     assert record["state"] == "queued"
     assert record["owner"] == ctx.client_id
     assert record["name"] == "stage.touch"
-    assert (record["queue"], record["attempts"]) == ("taskgate", "0")
+    assert (record["queue"], record["attempts"]) == (STAGE_QUEUE, "0")
     assert "state_mac" in record
     settings = gateway_state.settings
     assert 0 < redis_client.ttl(task_key(tid)) <= settings.envelope_ttl + settings.result_ttl
     for index in (owner_index(ctx.client_id), ALL_TASKS, queued_key(ctx.client_id), GLOBAL_QUEUED):
         assert redis_client.zscore(index, tid) == pytest.approx(ctx.now), index
-    (message,) = redis_client.lrange("taskgate", 0, -1)
+    (message,) = redis_client.lrange(STAGE_QUEUE, 0, -1)
     assert redis_client.get(message_copy_key(tid)) == message
     document = json.loads(message)
     assert document["headers"]["id"] == tid
@@ -160,7 +161,7 @@ async def test_commit_after_the_lease_was_taken_writes_nothing_and_answers_409(
     assert redis_client.get(key) == theirs.encode()
     assert not redis_client.exists(task_key(ctx.task_id), message_copy_key(ctx.task_id))
     assert not redis_client.keys(f"{VAULT_PREFIX}*")
-    assert redis_client.llen("taskgate") == 0
+    assert redis_client.llen(STAGE_QUEUE) == 0
 
 
 async def test_a_write_redis_refuses_leaves_nothing_runnable(
@@ -169,11 +170,11 @@ async def test_a_write_redis_refuses_leaves_nothing_runnable(
     """The queue key holds a string: LPUSH fails. NotEnqueuedError is raised; the sweeper's
     copy is gone (it would re-queue the task), the record says not_enqueued, and the task
     counts against no queue cap. The 'allowed' record stands."""
-    redis_client.set("taskgate", "not a list")
+    redis_client.set(STAGE_QUEUE, "not a list")
     ctx = await _sealed(make_submission, gateway_state)
     with pytest.raises(NotEnqueuedError):
         await commit(ctx, gateway_state)
-    assert redis_client.get("taskgate") == b"not a list"
+    assert redis_client.get(STAGE_QUEUE) == b"not a list"
     assert not redis_client.exists(message_copy_key(ctx.task_id))
     assert redis_client.hget(task_key(ctx.task_id), "state") == b"failed"
     assert redis_client.hget(task_key(ctx.task_id), "error") == b"not_enqueued"
@@ -193,7 +194,7 @@ async def test_commit_without_redis_raises_an_audit_error_and_accepts_nothing(
     with pytest.raises(AuditError):
         await commit(ctx, unreachable_state)
     assert not redis_client.exists(task_key(ctx.task_id), message_copy_key(ctx.task_id))
-    assert redis_client.llen("taskgate") == 0
+    assert redis_client.llen(STAGE_QUEUE) == 0
     assert not _audit_records(redis_client)
 
 

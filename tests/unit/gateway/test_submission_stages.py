@@ -32,6 +32,7 @@ from security.sealing import open_envelope
 from security.vault import REF_KEY, VAULT_PREFIX
 from tests.support.replies import as_bytes
 from tests.support.submissions import MakeSubmission
+from tests.unit.gateway.stage_tasks import STAGE_QUEUE
 
 CANARY = "canary-" + secrets.token_hex(12)
 
@@ -246,7 +247,7 @@ async def test_run_stages_accepts_a_submission_end_to_end(
     ctx = await run_stages(await make_submission(body=_secret_body()), gateway_state)
     assert [s.name for s in ctx.limits] == ["client", "task"]
     assert ctx.sealed
-    assert redis_client.llen("taskgate") == 1
+    assert redis_client.llen(STAGE_QUEUE) == 1
     assert redis_client.hget(f"tg:task:{ctx.task_id}", "state") == b"queued"
 
 
@@ -260,7 +261,7 @@ async def test_run_stages_stops_at_the_first_refusal(
         await run_stages(ctx, gateway_state)
     assert ctx.swapped is None
     assert not ctx.sealed
-    assert redis_client.llen("taskgate") == 0
+    assert redis_client.llen(STAGE_QUEUE) == 0
     assert not redis_client.keys(f"{VAULT_PREFIX}*")
 
 
@@ -270,7 +271,7 @@ async def test_run_stages_runs_only_the_stages_it_is_given(
     """The stage list is the path: without commit, nothing is queued."""
     ctx = await run_stages(await make_submission(), gateway_state, STAGES[:-1])
     assert ctx.sealed
-    assert redis_client.llen("taskgate") == 0
+    assert redis_client.llen(STAGE_QUEUE) == 0
 
 
 async def test_the_canary_stays_in_the_vault_blob_and_nowhere_else(
