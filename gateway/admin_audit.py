@@ -7,10 +7,10 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from gateway import stored
-from gateway.errors import ApiError
+from gateway.http.errors import ApiError
 from gateway.state import GatewayState
-from security.audit_actions import AuditAction
+from gateway.stores import checks as stored
+from security.audit.actions import AuditAction
 from security.errors import StoredStateError
 
 __all__ = ["CONFLICT", "admin_audit", "answers", "refused"]

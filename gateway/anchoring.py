@@ -4,7 +4,7 @@ Every second :class:`AnchorJob` looks at the head; once it moved ``every`` recor
 the newest anchor, or ``interval`` seconds after it, the job verifies the chain from that
 anchor to the head (incrementally: only what was appended since), signs the verified head
 with the gateway's Ed25519 key and appends it to the anchor file
-(:mod:`security.audit_anchor`). A chain that does not verify is never anchored: the job
+(:mod:`security.audit.anchor`). A chain that does not verify is never anchored: the job
 logs the reason and tries again later, and every verify reports the break.
 
 Also here: :func:`newest_anchor` (the verify route reads it) and :class:`VerifyLimiter`,
@@ -24,12 +24,12 @@ import limits
 import redis.asyncio
 
 from gateway.background import cancel_and_wait
-from security.audit_anchor import Anchor, append_anchor, newest, parse_anchor, read_anchors
-from security.audit_archive import base_key
-from security.audit_chain import EMPTY_HEAD, Head, parse_head
-from security.audit_checkpoint import sign_checkpoint
-from security.audit_store import DEFAULT_STREAM, head_key, text
-from security.audit_walk import WalkReport, averify_walk
+from security.audit.anchor import Anchor, append_anchor, newest, parse_anchor, read_anchors
+from security.audit.archive import base_key
+from security.audit.chain import EMPTY_HEAD, Head, parse_head
+from security.audit.checkpoint import sign_checkpoint
+from security.audit.store import DEFAULT_STREAM, head_key, text
+from security.audit.walk import WalkReport, averify_walk
 from security.errors import AuditError
 from security.keystore import KeyRing
 

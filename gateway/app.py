@@ -15,33 +15,33 @@ from starlette.types import Scope
 
 from gateway import health
 from gateway.anchoring import AnchorJob, VerifyLimiter
-from gateway.audit_batcher import AuditBatcher
-from gateway.clients import ClientRegistry
-from gateway.codec import SealedCodec
 from gateway.console import install_console
-from gateway.errors import install_error_handlers
-from gateway.idempotency import LeaseKeeper
+from gateway.http.errors import install_error_handlers
+from gateway.http.middleware import gateway_middleware, install_middleware
+from gateway.http.problems import document_problem_schema, document_transport_problems
 from gateway.metrics import Metrics
-from gateway.middleware import gateway_middleware, install_middleware
-from gateway.operators import OperatorRegistry
-from gateway.problems import document_problem_schema, document_transport_problems
 from gateway.refusals import RefusalAggregator
-from gateway.routes_admin import build_admin_router
-from gateway.routes_metrics import build_metrics_router
-from gateway.routes_submit import submit_route
-from gateway.routes_tasks import COMMON_ERRORS, build_router
-from gateway.routes_token import build_token_limiter, build_token_router
+from gateway.routes.admin import build_admin_router
+from gateway.routes.metrics import build_metrics_router
+from gateway.routes.submit import submit_route
+from gateway.routes.tasks import COMMON_ERRORS, build_router
+from gateway.routes.token import build_token_limiter, build_token_router
 from gateway.schemas import Accepted
-from gateway.script_batcher import ScriptBatcher
 from gateway.sentry_setup import init_sentry
 from gateway.settings import GatewaySettings
 from gateway.state import GatewayState
-from gateway.submit import IDEMPOTENCY_KEY
+from gateway.stores.clients import ClientRegistry
+from gateway.stores.operators import OperatorRegistry
+from gateway.submission.audit_batcher import AuditBatcher
+from gateway.submission.codec import SealedCodec
+from gateway.submission.idempotency import LeaseKeeper
+from gateway.submission.script_batcher import ScriptBatcher
+from gateway.submission.stages import IDEMPOTENCY_KEY
 from security.audit import AsyncAuditWriter
-from security.audit_refusals import RefusalCounter
+from security.audit.refusals import RefusalCounter
 from security.keystore import KeyRing
 from security.tokens import TokenPolicy
-from workers.catalogue import Catalogue, default_catalogue, load_task_modules
+from workers.contract.catalogue import Catalogue, default_catalogue, load_task_modules
 
 __all__ = ["app_from_env", "create_app"]
 
@@ -298,7 +298,7 @@ def _submit_openapi(task_name: str) -> dict[str, Any]:
 
 def _install_openapi(app: FastAPI, catalogue: Catalogue) -> None:
     """OpenAPI with each task's payload schema (secret fields writeOnly, format password)."""
-    from gateway.routes_tasks import _mark_secret
+    from gateway.routes.tasks import _mark_secret
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema:

@@ -2,7 +2,7 @@
 
 A client token (JWT) never works on admin routes and an operator credential never stands
 in for a client: they differ in shape and are checked by different dependencies. Admin
-routes take a named operator (``gateway.operators``): ``Admin`` needs the admin role (an
+routes take a named operator (``gateway.stores.operators``): ``Admin`` needs the admin role (an
 auditor gets 403, audited), ``Reader`` takes either role.
 """
 
@@ -13,18 +13,18 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from gateway.clients import scope_allows
-from gateway.errors import ApiError
-from gateway.operators import Operator
+from gateway.http.errors import ApiError
 from gateway.state import GatewayState
-from gateway.stored import (
+from gateway.stores.checks import (
     CLIENT_READ,
     REVOCATION_READ,
     REVOCATIONS_KEY,
     audit_refused,
     check_principal,
 )
-from security.audit_actions import AuditAction
+from gateway.stores.clients import scope_allows
+from gateway.stores.operators import Operator
+from security.audit.actions import AuditAction
 from security.errors import StoredStateError, TokenError
 from security.passwords import ADMIN_TOKEN_PREFIX
 from security.tokens import AccessClaims
@@ -114,7 +114,7 @@ Claims = Annotated[AccessClaims, Depends(verified_claims)]
 async def current_client(claims: Claims, state: State, request_id: RequestId = "-") -> Principal:
     """A client whose token is valid, not revoked, issued under the client's current
     generation, and whose account is enabled - read from its MAC'd record and the MAC'd
-    revocation list in one round trip (``gateway.stored``)."""
+    revocation list in one round trip (``gateway.stores.checks``)."""
     async with state.redis.pipeline(transaction=False) as pipe:
         pipe.exists(revoked_jti_key(claims.jti))
         pipe.hmget(client_key(claims.sub), list(CLIENT_READ))

@@ -17,7 +17,7 @@ import redis.asyncio
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from gateway.problems import problem
+from gateway.http.problems import problem
 from gateway.schemas import Liveness, Ready
 from workers.contract.heartbeat import live_workers
 

@@ -4,7 +4,7 @@ uvicorn configures its own loggers (``uvicorn``, ``uvicorn.error``, ``uvicorn.ac
 with handlers of their own that do not propagate; here they lose those handlers and
 propagate to the one root handler, so the access log and errors come out in the same
 JSON or text as everything else. Every line written while a request is handled carries
-its ``request_id`` (``gateway.middleware``), the id the worker's events of a task
+its ``request_id`` (``gateway.http.middleware``), the id the worker's events of a task
 submitted by that request carry too.
 """
 
@@ -14,7 +14,7 @@ import logging
 
 from structlog.typing import EventDict, WrappedLogger
 
-from gateway.middleware import request_id_var
+from gateway.http.middleware import request_id_var
 from security.logformat import configure_logging
 
 __all__ = ["UVICORN_LOGGERS", "add_request_id", "configure_gateway_logging"]

@@ -17,9 +17,9 @@ import logging
 import redis.asyncio
 
 from gateway.background import cancel_and_wait
-from gateway.errors import rule_for
-from gateway.problems import ApiError
-from gateway.ratelimit import LimitState
+from gateway.http.errors import rule_for
+from gateway.http.problems import ApiError
+from gateway.submission.ratelimit import LimitState
 from security.errors import TaskgateError
 from workers.contract import metrics as m
 from workers.contract.keys import METRICS_GATEWAY

@@ -2,12 +2,12 @@
 
 :class:`RefusalAggregator` sits behind :meth:`GatewayState.record`: a record that is such
 a refusal (see :func:`is_aggregated`) is counted by
-:class:`security.audit_refusals.RefusalCounter` instead of being chained one by one. The
+:class:`security.audit.refusals.RefusalCounter` instead of being chained one by one. The
 first refusal of a group in a window is chained at once; a background task summarises
 each window once it has closed (one record per group, with the count), so a flood of
 bad tokens or 429s costs a bounded number of audit records (see ``docs/audit.md``).
 
-The source is the client address as rate limits see it (``gateway.clientip``: the socket
+The source is the client address as rate limits see it (``gateway.http.clientip``: the socket
 peer, or ``X-Forwarded-For`` behind a trusted proxy), read from the request's scope; a
 claimed client id is part of the group only if it is well formed.
 """
@@ -23,14 +23,14 @@ from collections.abc import Callable
 
 from starlette.requests import Request
 
-from gateway.audit_batcher import AuditBatcher
 from gateway.background import cancel_and_wait
-from gateway.clientip import client_ip
-from gateway.clients import is_valid_client_id
-from gateway.middleware import request_scope_var
+from gateway.http.clientip import client_ip
+from gateway.http.middleware import request_scope_var
+from gateway.stores.clients import is_valid_client_id
+from gateway.submission.audit_batcher import AuditBatcher
 from security.audit import AsyncAuditWriter, AuditRecord, Write
-from security.audit_actions import AuditAction
-from security.audit_refusals import RefusalCounter, RefusalGroup, summary_records
+from security.audit.actions import AuditAction
+from security.audit.refusals import RefusalCounter, RefusalGroup, summary_records
 
 __all__ = ["RefusalAggregator", "group_actor", "is_aggregated"]
 

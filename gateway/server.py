@@ -8,8 +8,8 @@ from typing import Any
 import uvicorn
 from uvicorn.supervisors import Multiprocess
 
-from gateway.accesslog import install_access_log_filter
-from gateway.header_guard import GuardedHttpToolsProtocol, HeadLimits
+from gateway.http.accesslog import install_access_log_filter
+from gateway.http.header_guard import GuardedHttpToolsProtocol, HeadLimits
 from gateway.logging_setup import configure_gateway_logging
 from gateway.settings import GatewaySettings
 from security.tls import server_context
@@ -19,9 +19,9 @@ __all__ = ["TLSConfig", "serve"]
 
 class TLSConfig(uvicorn.Config):
     """uvicorn's config, but the SSL context is ours (TLS 1.2 floor, no compression), and
-    the access log prints paths without their query string (``gateway.accesslog``).
+    the access log prints paths without their query string (``gateway.http.accesslog``).
 
-    ``head_limits`` is read by :class:`~gateway.header_guard.GuardedHttpToolsProtocol`.
+    ``head_limits`` is read by :class:`~gateway.http.header_guard.GuardedHttpToolsProtocol`.
     """
 
     head_limits: HeadLimits = HeadLimits()

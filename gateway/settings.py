@@ -9,7 +9,7 @@ from typing import ClassVar, Self
 import limits
 from pydantic import Field, SecretStr, model_validator
 
-from security.audit_archive import parse_retention
+from security.audit.archive import parse_retention
 from security.config import CommonSettings, env_name
 from security.errors import ConfigError, KeyRingError
 from security.keyrotation import check_key_host, check_roles_dir
@@ -140,7 +140,8 @@ class GatewaySettings(CommonSettings):
     token_hash_wait: float = Field(default=2.0, ge=0, le=30)
     max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=64 * 1024 * 1024)
     # A request's head (request line and header fields): its size, its number of fields and
-    # how long it may take to arrive; past them the answer is 431 or 408 (gateway.header_guard).
+    # how long it may take to arrive; past them the answer is 431 or 408
+    # (gateway.http.header_guard).
     max_header_bytes: int = Field(default=16 * 1024, ge=1024, le=1024 * 1024)
     max_header_count: int = Field(default=100, ge=8, le=1000)
     header_timeout: float = Field(default=10.0, gt=0, le=300)
@@ -235,7 +236,7 @@ class OperatorSettings(GatewaySettings):
     client_role: ClassVar[str] = "operator-client"
     redis_role: ClassVar[str] = "operator"
 
-    # The named operator the CLI acts as (``gateway.operators``): its credential, from the
+    # The named operator the CLI acts as (``gateway.stores.operators``): its credential, from the
     # variable or a file (mode 0600). Every change the CLI makes is audited under its name.
     operator_token: SecretStr | None = None
     operator_token_file: Path | None = None

@@ -8,22 +8,22 @@ from dataclasses import dataclass, field
 import redis.asyncio
 
 from gateway.anchoring import VerifyLimiter
-from gateway.audit_batcher import AuditBatcher
-from gateway.clients import ClientRegistry
-from gateway.codec import SealedCodec
 from gateway.health import Readiness
-from gateway.idempotency import LeaseKeeper
 from gateway.metrics import Metrics
-from gateway.operators import OperatorRegistry
 from gateway.refusals import RefusalAggregator, is_aggregated
-from gateway.script_batcher import ScriptBatcher
 from gateway.settings import GatewaySettings
+from gateway.stores.clients import ClientRegistry
+from gateway.stores.operators import OperatorRegistry
+from gateway.submission.audit_batcher import AuditBatcher
+from gateway.submission.codec import SealedCodec
+from gateway.submission.idempotency import LeaseKeeper
+from gateway.submission.script_batcher import ScriptBatcher
 from gateway.token_cache import VerifiedTokens
 from security.audit import AuditRecord
-from security.audit_actions import AuditAction
+from security.audit.actions import AuditAction
 from security.keystore import KeyRing
 from security.tokens import TokenPolicy
-from workers.catalogue import Catalogue
+from workers.contract.catalogue import Catalogue
 
 __all__ = ["ClientLimits", "GatewayState"]
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import limits
 import redis.asyncio
 
-from gateway.clients import is_valid_client_id
+from gateway.stores.clients import is_valid_client_id
 from security.errors import TaskgateError
 from workers.contract.keys import TOKEN_FAILURES_PREFIX
 

@@ -2,7 +2,7 @@
 
 Every error carries a stable machine-readable ``reason`` (for the audit log and the
 server log) and a human ``str()`` that never contains a secret or payload value.
-The HTTP layer (``gateway/errors.py``) maps them to problem+json; the worker maps them
+The HTTP layer (``gateway/http/errors.py``) maps them to problem+json; the worker maps them
 to reject / retry / dead-letter. What a *client* sees is deliberately coarser than
 ``reason``: one opaque failure per family, as ``cryptography.fernet.InvalidToken`` does.
 

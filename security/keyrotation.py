@@ -4,7 +4,7 @@ exported again from it.
 The *key host* is where the full keys folder lives (`taskgate keys`); a role's process holds
 only its bundle (:mod:`security.keyexport`), so a key written into a bundle would be unknown
 to every other role. Bundles are found in a *roles folder* laid out like
-``<state>/roles`` (:mod:`taskgate.role_dirs`): ``<roles>/<role>/keys``.
+``<state>/roles`` (:mod:`taskgate.devstack.role_dirs`): ``<roles>/<role>/keys``.
 
 Everything that can be checked is checked before a key is written (the key folder is full,
 owner-only, readable and writable; each bundle folder holds a bundle of its role and can be

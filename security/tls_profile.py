@@ -10,7 +10,7 @@ The profile does not ask the server to impose its cipher order (every suite on t
 strong), so clients without AES hardware can pick ChaCha20.
 
 The gateway's HTTPS context applies it in :func:`security.tls.server_context`; the Redis
-that ``taskgate up`` starts gets it from :func:`taskgate.redis_tls.redis_tls_lines` and an
+that ``taskgate up`` starts gets it from :func:`taskgate.devstack.redis_tls.redis_tls_lines` and an
 OpenSSL configuration file (:func:`openssl_groups_conf`), because redis-server 7.0 has no
 setting for key-exchange groups.
 """

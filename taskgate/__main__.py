@@ -1,5 +1,5 @@
 """`python -m taskgate` is the `taskgate` console script."""
 
-from taskgate.cli import app
+from taskgate.cli.main import app
 
 app()

@@ -3,7 +3,7 @@
 * Its Celery app connects to the TLS Redis as the ``monitor`` ACL user (PUB/SUB on the
   event channels, queue lengths; ``workers.contract.acl``) and holds no key: nothing it
   could read would open. The events it receives carry placeholders only
-  (``workers.request.SealedRequest``).
+  (``workers.celery_ext.request.SealedRequest``).
 * Every page and API route needs the basic-auth credential, ``/metrics`` and
   ``/healthcheck`` included (Flower serves those without login: CVE-2022-30034's class).
 * Read-only: no revoke, terminate, rate limit or pool control from the UI; no sending

@@ -28,8 +28,8 @@ import redis.asyncio
 from certs.material import CertPaths, init_certs
 from security.keystore import KeyRing, init_keys, load_keys
 from security.passwords import hash_admin_token, new_admin_token
-from taskgate.redis_server import INSTALL_HINT, RedisServer, start_redis
-from taskgate.role_dirs import prepare_role_dir
+from taskgate.devstack.redis_server import INSTALL_HINT, RedisServer, start_redis
+from taskgate.devstack.role_dirs import prepare_role_dir
 from tests.support.logs import register_log, registered_logs
 from tests.support.redis_server import dump_acl_log
 

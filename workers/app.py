@@ -16,13 +16,14 @@ from celery.app import trace
 
 from security.keystore import KeyRing
 from workers import lifecycle_log
-from workers.cancel import cancel_watcher
-from workers.catalogue import Catalogue, default_catalogue, load_task_modules
+from workers.contract.catalogue import Catalogue, default_catalogue, load_task_modules
+from workers.contract.wire import DEFAULT_QUEUE
+from workers.execution.cancel import cancel_watcher
+from workers.execution.registration import register_catalogue
+from workers.execution.runtime import WorkerRuntime
 from workers.heartbeat import install as install_heartbeat
 from workers.metrics import WorkerMetrics
 from workers.metrics import install as install_metrics
-from workers.registration import register_catalogue
-from workers.runtime import WorkerRuntime
 from workers.sealed import (
     RESULT_CONTENT_TYPE,
     RESULT_SERIALIZER,
@@ -32,7 +33,6 @@ from workers.sealed import (
 )
 from workers.settings import WorkerSettings
 from workers.sweeper import install as install_sweeper
-from workers.wire import DEFAULT_QUEUE
 
 __all__ = ["ACCEPT_CONTENT", "DEFAULT_QUEUE", "RESULT_ACCEPT_CONTENT", "create_celery"]
 
@@ -47,8 +47,9 @@ def celery_config(settings: WorkerSettings) -> dict[str, Any]:
     ssl_options = settings.redis.celery_ssl()
     return {
         "broker_url": settings.redis_url,
-        # Celery's Redis backend, with Redis verified against our CA alone (workers.backend).
-        "result_backend": f"workers.backend:PinnedRedisBackend+{settings.redis_url}",
+        # Celery's Redis backend, with Redis verified against our CA alone
+        # (workers.celery_ext.backend).
+        "result_backend": f"workers.celery_ext.backend:PinnedRedisBackend+{settings.redis_url}",
         "broker_use_ssl": ssl_options,
         "redis_backend_use_ssl": ssl_options,
         # The worker's Redis ACL user, outside the URLs (Celery prints those).
@@ -56,7 +57,7 @@ def celery_config(settings: WorkerSettings) -> dict[str, Any]:
         "broker_connection_retry_on_startup": True,
         # kombu's Redis transport, except that an ack that cannot reach Redis frees its
         # prefetch slot (otherwise a Redis restart can leave the consumer idle for good).
-        "broker_transport": "workers.transport:Transport",
+        "broker_transport": "workers.celery_ext.transport:Transport",
         "broker_transport_options": {
             "visibility_timeout": settings.visibility_timeout,
             # Sweep for messages past the visibility timeout every 10 s, not every 100 s
@@ -94,16 +95,16 @@ def celery_config(settings: WorkerSettings) -> dict[str, Any]:
         "task_default_routing_key": DEFAULT_QUEUE,
         "result_extended": False,  # would copy args/kwargs into the result backend
         "result_expires": settings.result_ttl,
-        # Events carry placeholders only (workers.request.SealedRequest.send_event).
+        # Events carry placeholders only (workers.celery_ext.request.SealedRequest.send_event).
         "worker_send_task_events": settings.task_events,
         "task_send_sent_event": False,
         "worker_enable_remote_control": False,
         "worker_hijack_root_logger": True,
         "worker_redirect_stdouts": False,
-        "worker_consumer": "workers.consumer:AuditingConsumer",
+        "worker_consumer": "workers.celery_ext.consumer:AuditingConsumer",
         # Celery's prefork pool, but a result or job half-way through its pipe survives
-        # the consumer's reconnect after a broker outage (workers.pool).
-        "worker_pool": "workers.pool:TaskPool",
+        # the consumer's reconnect after a broker outage (workers.celery_ext.pool).
+        "worker_pool": "workers.celery_ext.pool:TaskPool",
         "enable_utc": True,
         "timezone": "UTC",
     }
@@ -143,7 +144,7 @@ def create_celery(
     system.register(app)
     register_catalogue(app, tasks)
     lifecycle_log.install()  # one log event per step of a task's life
-    # Stops running cancellable tasks that were cancelled (workers/cancel.py).
+    # Stops running cancellable tasks that were cancelled (workers/execution/cancel.py).
     app.steps["worker"].add(cancel_watcher(settings.cancel_check_interval))
     install_sweeper(app, settings, app.taskgate_runtime)  # type: ignore[attr-defined]
     # Says this worker is alive, beside the queue: readiness reads it (workers/heartbeat.py).

@@ -34,13 +34,13 @@ import redis
 from celery import Celery, bootsteps, signals
 from celery.worker import state as worker_state
 
-from security.audit_actions import AuditAction
+from security.audit.actions import AuditAction
+from workers.celery_ext.transport import TOKENS
 from workers.contract.heartbeat import WORKERS, worker_id
 from workers.contract.keys import worker_active_key
+from workers.execution.runtime import WorkerRuntime
 from workers.liveness import Liveness, Reclaimed
-from workers.runtime import WorkerRuntime
 from workers.settings import WorkerSettings
-from workers.transport import TOKENS
 
 __all__ = ["PRUNE_AFTER_LAPSES", "HeartbeatStep", "HeartbeatWriter", "install"]
 

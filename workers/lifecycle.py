@@ -24,11 +24,10 @@ from typing import Any
 
 import redis
 
-from security.audit_store import DEFAULT_STREAM, head_key
+from security.audit.store import DEFAULT_STREAM, head_key
 from workers.contract.keys import INFLIGHT, QUEUED_PREFIX
 from workers.contract.states import TaskState
-from workers.lifecycle_scripts import FINISH_SCRIPT, GATE_SCRIPT
-from workers.wire import (
+from workers.contract.wire import (
     GLOBAL_QUEUED,
     KOMBU_UNACKED,
     KOMBU_UNACKED_INDEX,
@@ -37,6 +36,7 @@ from workers.wire import (
     revoked_key,
     task_key,
 )
+from workers.lifecycle_scripts import FINISH_SCRIPT, GATE_SCRIPT
 
 __all__ = ["AUDIT_HEAD", "Gate", "GateCall", "Lifecycle"]
 
@@ -85,7 +85,7 @@ class Lifecycle:
         run cut off? If none of these, mark started and fetch the ``vault`` entries;
         leave the queued sets and drop the sweeper's message copy either way. A
         ``delivery`` (tag, exchange, routing key) the consumer left to the gate is recorded
-        in flight from that copy first (``workers.transport``). A ``marker`` (bucket,
+        in flight from that copy first (``workers.celery_ext.transport``). A ``marker`` (bucket,
         field) found set means this seal's run already ended (``Gate.ended``): not started
         either. One round trip."""
         keys, args = _gate_arguments(
@@ -174,7 +174,7 @@ class Lifecycle:
 class GateCall:
     """The start gate sent ahead: written to the connection at once, its reply read by
     :meth:`result`, so that the worker checks the envelope's signature while Redis runs
-    the script (``workers.execution``).
+    the script (``workers.execution.task``).
 
     Until :meth:`result` or :meth:`abandon` is called, the client holds the reply unread:
     nothing else may use it, so the connection's lock is held (a pool process uses its

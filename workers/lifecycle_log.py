@@ -15,7 +15,7 @@ gateway's, from the message's ``taskgate_request_id`` header), and the end of a 
 message. Nothing here reads a task's arguments or its return value.
 
 The end of a run is known to Celery's tracer (``task_postrun``: SUCCESS, RETRY, FAILURE,
-REJECTED, IGNORED) but not *which* failure or *why* it was ignored; ``workers.execution``
+REJECTED, IGNORED) but not *which* failure or *why* it was ignored; ``workers.execution.task``
 says that with :func:`note` (a pool process runs one task at a time, so the run in
 progress is module state). :class:`CeleryTaskLinesFilter` drops Celery's own per-task lines
 (received, succeeded with its return value, failed or retried with the exception's text)
@@ -35,7 +35,7 @@ from celery import signals
 from celery.app import trace
 
 from security.logformat import configure_logging, get_logger
-from workers.wire import REQUEST_ID_HEADER
+from workers.contract.wire import REQUEST_ID_HEADER
 
 __all__ = [
     "LIFECYCLE_LOGGER",

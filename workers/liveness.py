@@ -10,12 +10,13 @@ in :data:`INFLIGHT` - field the delivery tag, value the holder's *ownership toke
 ``workers.contract.heartbeat``), a nonce of its main process (a restarted container keeps
 hostname and pid) and a number that process never hands out twice. The
 consumer writes it in the same MULTI as kombu's own record, or the start gate in the
-script that records the delivery (``workers.transport``, ``workers.lifecycle``). A delivery
+script that records the delivery (``workers.celery_ext.transport``, ``workers.lifecycle``). A
+delivery
 tag is kept when kombu puts a message back, so the token, not the tag, tells one delivery
 of a message from the next.
 
 Fenced: the start gate starts a run only if the delivery's entry still holds this token; a
-success commits only if it still does (the audit append's fence, ``security.audit_store``);
+success commits only if it still does (the audit append's fence, ``security.audit.store``);
 the main process's ack and requeue touch Redis only if it still does (:data:`FENCED_ACK`).
 A worker that was paused (SIGSTOP, a long stall) and whose deliveries were reclaimed
 meanwhile finds the entry gone or another holder's: its start is refused, its result is
@@ -49,7 +50,7 @@ import redis
 from security.lua import lua_script
 from workers.contract.heartbeat import WORKERS, worker_id
 from workers.contract.keys import INFLIGHT, KOMBU_UNACKED, KOMBU_UNACKED_INDEX
-from workers.wire import TASK_ID
+from workers.contract.wire import TASK_ID
 
 __all__ = ["FENCED_ACK", "INFLIGHT", "Liveness", "Reclaimed", "TokenSource", "holder_of"]
 

@@ -32,7 +32,7 @@ from typing import Any
 import redis
 from celery import Celery, signals
 
-from security.audit_actions import AuditAction
+from security.audit.actions import AuditAction
 from security.tls import RedisTLS
 from workers.contract import metrics as m
 from workers.contract.keys import METRICS_WINDOW_TTL, METRICS_WORKER, metrics_window_key

@@ -111,7 +111,7 @@ def once(name: str, effect: Callable[[], Any]) -> Done[Any]:
     """Run ``effect`` at most once for the task being run (see the module docstring)."""
     from celery import current_task
 
-    from workers.runtime import _runtime
+    from workers.execution.runtime import _runtime
 
     task = current_task
     if task is None or not task.request.id:

@@ -14,7 +14,7 @@ refused by kombu before any task code is looked at.
   against the message's own task id and name (the serializer alone never sees the
   headers), sends the start gate, and checks the signature (:meth:`UnverifiedCall.verify`)
   while Redis runs the gate - before any secret is decrypted or any task code runs
-  (``workers.execution``). :func:`open_call` does it all at once, signature first.
+  (``workers.execution.task``). :func:`open_call` does it all at once, signature first.
   Why the pool: Celery's main process is one thread that receives, hands out and
   settles every message of the worker; a signature check there is on every task's path,
   while the pool processes run side by side.
@@ -36,7 +36,7 @@ from kombu.utils.json import dumps as kombu_dumps
 from security.errors import NotSealedError, SealError
 from security.keystore import KeyRing
 from security.sealing import PREFIX, Opened, Unverified, open_envelope, open_unverified, seal
-from workers.wire import (
+from workers.contract.wire import (
     RESULT_BINDING,
     RESULT_CONTENT_TYPE,
     TASK_CONTENT_TYPE,
@@ -76,7 +76,7 @@ class SealedOrigin:
 
     @property
     def marker(self) -> tuple[str, str]:
-        """This seal's final marker: (bucket key, field) - ``workers.wire``."""
+        """This seal's final marker: (bucket key, field) - ``workers.contract.wire``."""
         return replay_bucket(self.expires_at), replay_field(self.task_id, self.issued_at)
 
 
@@ -134,7 +134,7 @@ class UnverifiedCall:
 def unseal_call(keys: KeyRing, call: SealedCall) -> UnverifiedCall:
     """:func:`open_call` but for the signature's arithmetic, left to
     :meth:`UnverifiedCall.verify`: the worker sends its start gate in between, so that
-    Redis runs it while the signature is checked (``workers.execution``). Refuses what
+    Redis runs it while the signature is checked (``workers.execution.task``). Refuses what
     :func:`open_call` refuses, a tampered envelope by its AEAD tag (``bad_ciphertext``)."""
     raw = call.envelope
     pending = open_unverified(raw, keys=keys.broker, verifiers=keys.signing, require_signature=True)

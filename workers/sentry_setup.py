@@ -3,7 +3,7 @@
 sentry-sdk (the optional extra ``taskgate[sentry]``) is imported here, inside
 :func:`init_sentry`, and only when a DSN is configured: without one it is never loaded.
 A failed task reaches Sentry as Celery reports it: the redacted stand-in exception
-(``workers.redaction``: the original type's name, no message); ``security.sentry_scrub``
+(``workers.execution.redaction``: the original type's name, no message); ``security.sentry_scrub``
 removes whatever else could carry a value. A run stopped at its hard time limit is
 reported from the main process (:func:`report_time_limit`).
 """

@@ -35,14 +35,14 @@ class WorkerSettings(CommonSettings):
     # worker every time does not loop for ever.
     max_interrupted_runs: int = Field(default=3, ge=1, le=100)
     # How often (s) a worker looks whether a cancellable task it runs was cancelled
-    # (workers/cancel.py); only while such a task runs.
+    # (workers/execution/cancel.py); only while such a task runs.
     cancel_check_interval: float = Field(default=0.5, gt=0, le=10)
     task_modules: list[str] = Field(default_factory=list)
     # The lost-message sweeper (workers/sweeper.py): one worker at a time looks every
     # sweep_interval seconds; a task is looked at once it has waited sweep_grace seconds,
     # and its message is re-queued only after it has been missing from the queue and from
     # kombu's in-flight hash for sweep_grace seconds more. A message the sweeper looks at
-    # has a copy, so its worker's start gate records it (workers/transport.py): it is
+    # has a copy, so its worker's start gate records it (workers/celery_ext/transport.py): it is
     # missing only between the pop and the gate, normally milliseconds; the grace is that
     # window's margin for a worker cut off from Redis or frozen right after its pop.
     sweep_interval: float = Field(default=30, gt=0, le=3600)
@@ -54,7 +54,7 @@ class WorkerSettings(CommonSettings):
     heartbeat_lapse: float = Field(default=15.0, gt=0, le=300)
     # Celery task events for Flower (`taskgate flower`): names, states, runtimes, workers
     # and queues; arguments, results and exception messages are sealed placeholders
-    # (workers.request). Off: nothing is published.
+    # (workers.celery_ext.request). Off: nothing is published.
     task_events: bool = False
 
     @model_validator(mode="after")

@@ -2,7 +2,7 @@
 
 Why: a worker pops a message (``BRPOP``) and only then records it as in flight (``HSET
 unacked <delivery tag>``) - for a gateway message its start gate does, from the copy below
-(``workers.transport``). A Redis shutdown between the two persists the pop but never the
+(``workers.celery_ext.transport``). A Redis shutdown between the two persists the pop but never the
 record, and the reply to the pop dies with the connection; a worker killed before its gate
 takes the message along too: the message is gone, the task stays ``queued`` for ever (seen
 about once in 500 tasks across a restart).
@@ -49,15 +49,13 @@ import redis
 from celery import Celery, bootsteps
 
 from security.audit import AuditRecord, AuditWriter, Write
-from security.audit_actions import AuditAction
-from security.audit_store import Fence
+from security.audit.actions import AuditAction
+from security.audit.store import Fence
 from security.errors import AuditError, ConfigError
 from security.lua import lua_script
+from workers.celery_ext.transport import Channel
 from workers.contract.enqueue import Enqueue, NotEnqueuedError, enqueue
-from workers.runtime import ACTOR, WorkerRuntime
-from workers.settings import WorkerSettings
-from workers.transport import Channel
-from workers.wire import (
+from workers.contract.wire import (
     GLOBAL_QUEUED,
     KOMBU_UNACKED,
     KOMBU_UNACKED_INDEX,
@@ -67,6 +65,8 @@ from workers.wire import (
     suspect_key,
     task_key,
 )
+from workers.execution.runtime import ACTOR, WorkerRuntime
+from workers.settings import WorkerSettings
 
 __all__ = [
     "MAX_REQUEUES",
@@ -325,7 +325,7 @@ def install(app: Celery, settings: WorkerSettings, runtime: WorkerRuntime) -> No
     index = options.get("unacked_index_key", Channel.unacked_index_key)
     if (unacked, index) != (KOMBU_UNACKED, KOMBU_UNACKED_INDEX) or options.get("global_keyprefix"):
         # Looking in the wrong hash would take every message in flight for lost; a task's
-        # success commit acknowledges its delivery in both keys (workers.request).
+        # success commit acknowledges its delivery in both keys (workers.celery_ext.request).
         raise ConfigError(
             "broker_transport_options",
             f"taskgate expects kombu's unacked keys at {KOMBU_UNACKED!r} and"

@@ -10,8 +10,8 @@ from typing import Any
 
 from celery import Celery
 
-from workers.execution import SealedTask
-from workers.wire import PING_TASK
+from workers.contract.wire import PING_TASK
+from workers.execution.task import SealedTask
 
 __all__ = ["PING_TASK", "register"]
 

@@ -11,20 +11,21 @@ from fastapi import APIRouter, Request
 from starlette.datastructures import FormData
 from starlette.responses import Response
 
-from gateway import deadletters, stored
-from gateway.client_rules import check_known_tasks
-from gateway.clients import ClientError
 from gateway.console.csrf import csrf_ok
 from gateway.console.pages import context, signed_in
 from gateway.console.render import page, redirect
 from gateway.console.session import ConsoleSession, end_session
-from gateway.errors import ApiError
-from gateway.revocation import revoke
+from gateway.http.errors import ApiError
 from gateway.state import GatewayState
+from gateway.stores import checks as stored
+from gateway.stores import deadletters
+from gateway.stores.client_rules import check_known_tasks
+from gateway.stores.clients import ClientError
+from gateway.stores.revocation import revoke
 from security.audit import AuditRecord
-from security.audit_actions import AuditAction
+from security.audit.actions import AuditAction
 from security.errors import StoredStateError
-from workers.wire import TASK_ID, task_key
+from workers.contract.wire import TASK_ID, task_key
 
 __all__ = ["GROUP_CAP", "add_actions", "audit_action", "checked_form"]
 

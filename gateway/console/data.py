@@ -1,7 +1,7 @@
 """What the console's pages show, read through the gateway's own stores (metadata only).
 
-Task records are read through :func:`gateway.stored.trusted_record` (a record failing its
-MAC is refused and audited, never shown); dead letters through :mod:`gateway.deadletters`.
+Task records are read through :func:`gateway.stores.checks.trusted_record` (a record failing its
+MAC is refused and audited, never shown); dead letters through :mod:`gateway.stores.deadletters`.
 Nothing here reads a payload, a sealed result or a secret.
 """
 
@@ -13,15 +13,16 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway import deadletters, stored
 from gateway.anchoring import newest_anchor
-from gateway.routes_tasks import task_view
+from gateway.routes.tasks import task_view
 from gateway.state import GatewayState
+from gateway.stores import checks as stored
+from gateway.stores import deadletters
 from security.errors import AuditError
+from workers.contract.deadletters import DLQ_INDEX
 from workers.contract.keys import AUDIT_STREAM, CLIENTS_SET, WORKERS
 from workers.contract.states import FINISHED, UNKNOWN, TaskState
-from workers.deadletters import DLQ_INDEX
-from workers.wire import ALL_TASKS, GLOBAL_QUEUED, task_key
+from workers.contract.wire import ALL_TASKS, GLOBAL_QUEUED, task_key
 
 __all__ = [
     "EXPORT_PAGES",

@@ -24,7 +24,7 @@ from gateway.console.actions import audit_action, checked_form
 from gateway.console.pages import context, signed_in, when
 from gateway.console.render import page, redirect
 from gateway.state import GatewayState
-from security.audit_actions import AuditAction
+from security.audit.actions import AuditAction
 from security.errors import KeyRingError
 from security.keyrotation import BUNDLE_ORDER, RESTART_ORDER, audit_target, rotate_and_export
 from security.keys import Purpose

@@ -20,17 +20,17 @@ from gateway.console import data
 from gateway.console.render import CSP, page, redirect
 from gateway.console.session import ConsoleSession, load_session
 from gateway.deps import state_of
-from gateway.errors import ApiError
-from gateway.routes_audit import limit_verify, verify_lock
-from gateway.routes_tasks import task_view
+from gateway.http.errors import ApiError
+from gateway.routes.audit import limit_verify, verify_lock
+from gateway.routes.tasks import task_view
 from gateway.state import GatewayState
-from gateway.stored import trusted_record
+from gateway.stores.checks import trusted_record
 from security.audit import AuditQuery, afind_newest
-from security.audit_actions import AuditAction
-from security.audit_time import iso_time, parse_time
+from security.audit.actions import AuditAction
+from security.audit.times import iso_time, parse_time
 from security.errors import AuditError
 from workers.contract.states import TaskState
-from workers.wire import TASK_ID, task_key
+from workers.contract.wire import TASK_ID, task_key
 
 __all__ = ["add_pages", "context", "signed_in", "when"]
 

@@ -11,7 +11,7 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.responses import HTMLResponse, RedirectResponse
 
-from security.audit_time import iso_time
+from security.audit.times import iso_time
 
 __all__ = ["CSP", "HEADERS", "STATIC_DIR", "age", "page", "redirect"]
 

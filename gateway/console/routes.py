@@ -20,7 +20,7 @@ from gateway.console.pages import add_pages
 from gateway.console.render import STATIC_DIR, page, redirect
 from gateway.console.session import load_session, start_session
 from gateway.deps import state_of
-from security.audit_actions import AuditAction
+from security.audit.actions import AuditAction
 from security.errors import StoredStateError
 
 __all__ = ["install_console"]

@@ -23,9 +23,9 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway.operators import Operator
 from gateway.state import GatewayState
-from gateway.stored import audit_refused
+from gateway.stores.checks import audit_refused
+from gateway.stores.operators import Operator
 from security.errors import StoredStateError
 from workers.contract.keys import console_session_key
 

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, SecretStr
 
 from security.sanitise import CleanStr
 from tests.bench.workload import SECRET_FIELDS, TASK_NAME
-from workers.catalogue import task
+from workers.contract.catalogue import task
 
 
 class NoopPayload(BaseModel):

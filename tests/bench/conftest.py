@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from taskgate.redis_server import RedisServer
+from taskgate.devstack.redis_server import RedisServer
 from tests.bench.harness import ROOT
 from tests.bench.workload import TASK_MODULE
 

@@ -25,10 +25,10 @@ import httpx
 import pytest
 import redis
 
-from gateway.clients import ClientRegistry
+from gateway.stores.clients import ClientRegistry
 from security.keystore import KeyRing
-from taskgate.procs import Child, start_child
-from taskgate.redis_server import RedisServer
+from taskgate.devstack.procs import Child, start_child
+from taskgate.devstack.redis_server import RedisServer
 from tests.bench import wrk
 from tests.support.logs import register_log
 

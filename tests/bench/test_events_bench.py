@@ -21,9 +21,9 @@ from typing import Any
 import pytest
 import redis
 
-from gateway.codec import SealedCodec
+from gateway.submission.codec import SealedCodec
 from security.keystore import KeyRing
-from taskgate.procs import taskgate_argv
+from taskgate.devstack.procs import taskgate_argv
 from tests.bench.harness import bench_logs_dir, merge_bench_json
 from tests.bench.test_worker_bench import TASKS, WORKER_CONCURRENCY, drain, enqueue_sealed
 

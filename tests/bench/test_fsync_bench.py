@@ -27,8 +27,8 @@ import redis
 
 from certs.material import CertPaths
 from security.keystore import KeyRing
-from taskgate.procs import free_port, taskgate_argv
-from taskgate.redis_server import RedisServer
+from taskgate.devstack.procs import free_port, taskgate_argv
+from taskgate.devstack.redis_server import RedisServer
 from tests.bench.harness import (
     LoadRun,
     aggregate,

@@ -1,6 +1,6 @@
 """Worker benchmark (``make bench``): it measures and prints, it asserts nothing about speed.
 
-N pre-queued sealed tasks carrying a vault reference (enqueued as ``gateway.submit``
+N pre-queued sealed tasks carrying a vault reference (enqueued as ``gateway.submission.stages``
 does: vault swap, sealed and signed body, ``LPUSH``) vs N plain JSON tasks, each drained
 by real Celery worker processes with the same settings (late acks, prefetch 1, prefork,
 same concurrency). Every run starts from the same Redis: flushed, its append-only file
@@ -35,11 +35,11 @@ from typing import Any
 import pytest
 import redis
 
-from gateway.codec import JsonCodec, SealedCodec
-from gateway.publisher import OutgoingTask, encode_message, result_key
+from gateway.submission.codec import JsonCodec, SealedCodec
+from gateway.submission.publisher import OutgoingTask, encode_message, result_key
 from security.keystore import KeyRing
 from security.vault import swap_secrets, write_entries
-from taskgate.procs import start_child, taskgate_argv
+from taskgate.devstack.procs import start_child, taskgate_argv
 from tests.bench.harness import (
     NAIVE,
     ROOT,
@@ -53,7 +53,7 @@ from tests.bench.harness import (
 from tests.bench.naive_app import PLAIN_QUEUE, PLAIN_TASK
 from tests.bench.workload import SECRET_FIELDS, TASK_NAME, sample_payload
 from tests.support.logs import register_log
-from workers.wire import message_copy_key, replay_bucket, replay_bucket_expiry
+from workers.contract.wire import message_copy_key, replay_bucket, replay_bucket_expiry
 
 pytestmark = [pytest.mark.bench, pytest.mark.timeout(3600)]
 
@@ -64,7 +64,7 @@ PAIRS = int(os.environ.get("BENCH_WORKER_PAIRS", "5"))
 
 def enqueue_sealed(client: redis.Redis, keys: KeyRing, count: int) -> list[str]:
     """Swap the secret into the vault, seal, sign, keep a copy, prepare the seal's final-marker
-    bucket, LPUSH - as ``gateway.submit`` does."""
+    bucket, LPUSH - as ``gateway.submission.stages`` does."""
     codec = SealedCodec(keys, ttl=3600)
     spec_name = TASK_NAME
     ids: list[str] = []

@@ -19,7 +19,7 @@ from celery import current_task
 from celery.exceptions import SoftTimeLimitExceeded
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from workers.catalogue import task
+from workers.contract.catalogue import task
 
 MAX_WAIT = 60.0
 

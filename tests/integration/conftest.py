@@ -14,13 +14,13 @@ import httpx
 import pytest
 
 from certs.material import CertPaths
-from gateway.clients import ClientRegistry
-from gateway.operators import OperatorRegistry
+from gateway.stores.clients import ClientRegistry
+from gateway.stores.operators import OperatorRegistry
 from security.keyexport import export_keys
 from security.keyrotation import BUNDLE_ORDER
 from security.keystore import KeyRing
-from taskgate.procs import Child, free_port, start_child, taskgate_argv
-from taskgate.redis_server import RedisServer
+from taskgate.devstack.procs import Child, free_port, start_child, taskgate_argv
+from taskgate.devstack.redis_server import RedisServer
 from tests.support.console import IDLE_TIMEOUT, KeyHost, start_console_gateway
 from tests.support.gateways import ApiClient, Gateway
 from tests.support.logs import register_log
@@ -86,7 +86,7 @@ def gateway_server(
 
 @pytest.fixture
 def make_operator(tls_redis: RedisServer, keyring: KeyRing) -> Any:
-    """Add a named operator (``gateway.operators``) and return ``(name, credential)``."""
+    """Add a named operator (``gateway.stores.operators``) and return ``(name, credential)``."""
 
     def make(role: str = "admin", name: str | None = None) -> tuple[str, str]:
         wanted = name or f"op-{uuid.uuid4().hex[:8]}"

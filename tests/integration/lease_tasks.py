@@ -18,7 +18,7 @@ from typing import Annotated
 from celery import current_task
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
-from workers.catalogue import task
+from workers.contract.catalogue import task
 
 HOLD_LIMIT = 60.0
 

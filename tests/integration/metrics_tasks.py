@@ -16,7 +16,7 @@ from celery import current_task
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from security.errors import InputRejectedError
-from workers.catalogue import RetryPolicy, task
+from workers.contract.catalogue import RetryPolicy, task
 
 RATE = "100000/minute"
 NEVER_RETRIED = RetryPolicy(max_attempts=1, retry_on=(ConnectionError,))

@@ -12,7 +12,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from security.errors import InputRejectedError
-from workers.catalogue import RetryPolicy, task
+from workers.contract.catalogue import RetryPolicy, task
 
 RATE = "100000/minute"
 RETRY_ONCE = RetryPolicy(max_attempts=2, backoff_base=0.2, backoff_max=0.4)

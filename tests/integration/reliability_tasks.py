@@ -21,7 +21,7 @@ from celery import current_task
 from celery.exceptions import SoftTimeLimitExceeded
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from workers.catalogue import RetryPolicy, task
+from workers.contract.catalogue import RetryPolicy, task
 
 BURST_RATE = "100000/minute"
 # Attempt n waits a delay drawn from [b_n/2, b_n] with b_n = base * 2**(n-1): 1, 2, 4 s.

@@ -13,7 +13,7 @@ from pathlib import Path
 from celery import current_task
 from pydantic import BaseModel, ConfigDict, SecretStr
 
-from workers.catalogue import RetryPolicy, task
+from workers.contract.catalogue import RetryPolicy, task
 
 
 class TouchPayload(BaseModel):

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from gateway.task_records import signed_fields
+from gateway.stores.task_records import signed_fields
 from security.keystore import KeyRing
 from tests.support.gateways import ApiClient, Gateway
-from workers.wire import task_key
+from workers.contract.wire import task_key
 
 pytestmark = pytest.mark.integration
 

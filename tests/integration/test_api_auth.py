@@ -20,10 +20,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jose import jws
 
-from gateway.clients import ClientRegistry
+from gateway.stores.clients import ClientRegistry
 from security.keystore import KeyRing
 from security.tokens import issue_token
-from taskgate.redis_server import RedisServer
+from taskgate.devstack.redis_server import RedisServer
 from tests.support.api import (
     POLICY,
     assert_401,
@@ -35,7 +35,7 @@ from tests.support.api import (
     valid_claims,
 )
 from tests.support.gateways import ApiClient, Gateway
-from workers.wire import owner_index
+from workers.contract.wire import owner_index
 
 pytestmark = pytest.mark.integration
 

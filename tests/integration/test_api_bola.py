@@ -15,7 +15,7 @@ import redis
 from security.keystore import KeyRing
 from tests.support.api import assert_problem, forget_token_limits, mint
 from tests.support.gateways import Gateway
-from workers.wire import revoked_key, task_key
+from workers.contract.wire import revoked_key, task_key
 
 pytestmark = pytest.mark.integration
 

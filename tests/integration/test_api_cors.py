@@ -1,6 +1,6 @@
 """CORS: none unless origins are configured; then only those origins, on every route.
 
-The submit routes are answered by the fast lane (``gateway/fastlane.py``), which sits
+The submit routes are answered by the fast lane (``gateway/http/fastlane.py``), which sits
 inside the CORS middleware: a configured origin gets its headers there too.
 """
 

@@ -23,7 +23,7 @@ from PIL import Image
 from security.keystore import KeyRing
 from tests.support.api import assert_problem, forget_token_limits, mint
 from tests.support.gateways import Gateway
-from workers.wire import owner_index
+from workers.contract.wire import owner_index
 
 pytestmark = pytest.mark.integration
 

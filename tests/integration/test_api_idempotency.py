@@ -20,7 +20,7 @@ from security.keystore import KeyRing
 from tests.support.api import assert_problem, forget_token_limits, mint
 from tests.support.gateways import ApiClient, Gateway
 from tests.support.replies import as_text
-from workers.wire import owner_index
+from workers.contract.wire import owner_index
 
 pytestmark = pytest.mark.integration
 

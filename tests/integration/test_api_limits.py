@@ -20,7 +20,7 @@ from certs.material import CertPaths
 from security.keystore import KeyRing
 from tests.support.api import assert_problem, clear_of_window_edge, forget_token_limits, mint
 from tests.support.gateways import ApiClient, Gateway, extra_gateway
-from workers.wire import owner_index, queued_key
+from workers.contract.wire import owner_index, queued_key
 
 pytestmark = pytest.mark.integration
 

@@ -13,14 +13,14 @@ from pathlib import Path
 import pytest
 
 from certs.material import CertPaths
-from gateway.clients import ClientRegistry
+from gateway.stores.clients import ClientRegistry
 from security.audit import iter_records
 from security.keystore import KeyRing
-from taskgate.redis_server import RedisServer, start_redis
+from taskgate.devstack.redis_server import RedisServer, start_redis
 from tests.support.api import assert_problem, mint
 from tests.support.gateways import Gateway, extra_gateway
 from tests.support.logs import register_log
-from workers.wire import (
+from workers.contract.wire import (
     DEFAULT_QUEUE,
     GLOBAL_QUEUED,
     decode_record,

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from certs.material import CertPaths
 from security.audit import iter_records
-from taskgate.cli import app
+from taskgate.cli.main import app
 from tests.support.processes import wait_for
 from tests.support.stacks import PrivateStack, stack_with_gateway
 

@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from security.audit import iter_records
-from taskgate.cli import app
+from taskgate.cli.main import app
 from tests.support.processes import wait_for
 from tests.support.stacks import PrivateStack, private_stack
 

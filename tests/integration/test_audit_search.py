@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from security.audit import AuditRecord, AuditWriter, Outcome
 from security.keystore import KeyRing
-from taskgate.cli import app
+from taskgate.cli.main import app
 from tests.support.gateways import Gateway
 
 pytestmark = pytest.mark.integration

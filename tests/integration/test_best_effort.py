@@ -12,7 +12,7 @@ import pytest
 import redis
 
 from tests.support.gateways import ApiClient
-from workers.wire import task_key
+from workers.contract.wire import task_key
 
 pytestmark = pytest.mark.integration
 

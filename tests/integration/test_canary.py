@@ -10,8 +10,8 @@ import pytest
 import redis
 
 from security.keystore import KeyRing
-from taskgate.procs import Child
-from taskgate.redis_server import RedisServer
+from taskgate.devstack.procs import Child
+from taskgate.devstack.redis_server import RedisServer
 from tests.support.messages import submit, wait_audit, wait_result
 
 pytestmark = pytest.mark.integration

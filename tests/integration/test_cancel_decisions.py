@@ -16,12 +16,12 @@ import redis
 import redis.asyncio
 from pydantic import BaseModel
 
-from gateway.errors import ApiError
-from gateway.revocation import revoke
+from gateway.http.errors import ApiError
+from gateway.stores.revocation import revoke
 from tests.support.replies import as_bytes
-from workers.cancel import finish_unless_revoked
-from workers.catalogue import Catalogue, TaskSpec
-from workers.wire import GLOBAL_QUEUED, done_key, queued_key, revoked_key, task_key
+from workers.contract.catalogue import Catalogue, TaskSpec
+from workers.contract.wire import GLOBAL_QUEUED, done_key, queued_key, revoked_key, task_key
+from workers.execution.cancel import finish_unless_revoked
 
 pytestmark = pytest.mark.integration
 

@@ -18,7 +18,7 @@ from security.audit import iter_records
 from tests.support.api import assert_problem
 from tests.support.processes import wait_for
 from tests.support.stacks import PrivateStack, private_stack, running
-from workers.wire import DEFAULT_QUEUE, revoked_key
+from workers.contract.wire import DEFAULT_QUEUE, revoked_key
 
 pytestmark = pytest.mark.integration
 

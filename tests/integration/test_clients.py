@@ -1,4 +1,5 @@
-"""The client registry (gateway.clients) and `taskgate clients` against the real TLS Redis."""
+"""The client registry (gateway.stores.clients) and `taskgate clients` against the real TLS
+Redis."""
 
 from __future__ import annotations
 
@@ -14,8 +15,8 @@ import redis.asyncio
 from redis.typing import KeyT
 from typer.testing import CliRunner
 
-import gateway.clients as clients_mod
-from gateway.clients import (
+import gateway.stores.clients as clients_mod
+from gateway.stores.clients import (
     CLIENTS_SET,
     Client,
     ClientError,
@@ -29,8 +30,8 @@ from security.keys import KeySet, Purpose, SymmetricKey
 from security.keystore import KeyRing
 from security.passwords import CLIENT_SECRET_PREFIX, verify_against_dummy, verify_client_secret
 from security.stored_state import Label, sign_record
-from taskgate.clients_cli import app
-from taskgate.procs import free_port
+from taskgate.cli.clients import app
+from taskgate.devstack.procs import free_port
 from tests.support.replies import as_bytes, as_text
 from workers.contract.keys import AUDIT_STREAM, WORKERS
 
@@ -171,7 +172,7 @@ async def test_id_collision_picks_another_id(
 ) -> None:
     """If the random suffix is taken, create draws again instead of overwriting."""
     suffixes = iter(["aaaaaaaa", "aaaaaaaa", "bbbbbbbb"])
-    monkeypatch.setattr("gateway.clients.secrets.token_hex", lambda _n: next(suffixes))
+    monkeypatch.setattr("gateway.stores.clients.secrets.token_hex", lambda _n: next(suffixes))
     first, first_secret = await registry.create("dup", ["tasks:read"])
     second, _ = await registry.create("dup", ["tasks:read"])
     assert (first.client_id, second.client_id) == ("dup-aaaaaaaa", "dup-bbbbbbbb")
@@ -182,7 +183,7 @@ async def test_create_gives_up_after_repeated_collisions(
     registry: ClientRegistry, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Endless collisions end in a 'conflict' error, never an overwrite."""
-    monkeypatch.setattr("gateway.clients.secrets.token_hex", lambda _n: "cccccccc")
+    monkeypatch.setattr("gateway.stores.clients.secrets.token_hex", lambda _n: "cccccccc")
     await registry.create("dup", ["tasks:read"])
     with pytest.raises(ClientError) as info:
         await registry.create("dup", ["tasks:submit:*"])

@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 import redis
 
-from gateway.operators import OperatorRegistry
+from gateway.stores.operators import OperatorRegistry
 from security.audit import iter_records
 from security.keystore import KeyRing
-from taskgate.redis_server import RedisServer
+from taskgate.devstack.redis_server import RedisServer
 from tests.support.console import IDLE_TIMEOUT, csrf_of, sign_in
 from tests.support.gateways import ApiClient, Gateway
 from tests.support.processes import wait_for

@@ -20,7 +20,7 @@ from security.audit import iter_records
 from security.keyrotation import BUNDLE_ORDER
 from security.keys import Purpose
 from security.keystore import list_keys, load_keys
-from taskgate.procs import taskgate_argv
+from taskgate.devstack.procs import taskgate_argv
 from tests.support.console import KeyHost, sign_in
 from tests.support.gateways import Gateway
 

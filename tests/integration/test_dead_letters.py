@@ -18,13 +18,13 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from gateway.deadletters import MAX_REPLAYS
-from taskgate.cli import app
+from gateway.stores.deadletters import MAX_REPLAYS
+from taskgate.cli.main import app
 from tests.integration.reliability_tasks import ALWAYS_FAILS_POLICY
 from tests.support.processes import wait_for
 from tests.support.stacks import RELIABILITY_MODULES, SHORT_TIMINGS, PrivateStack, private_stack
+from workers.contract.deadletters import DLQ_INDEX, dlq_key
 from workers.contract.keys import AUDIT_HEAD, GLOBAL_QUEUED, message_copy_key, queued_key
-from workers.deadletters import DLQ_INDEX, dlq_key
 
 pytestmark = pytest.mark.integration
 

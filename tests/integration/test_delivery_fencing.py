@@ -14,20 +14,20 @@ import redis
 
 from certs.material import CertPaths
 from security.audit import AuditRecord, AuditWriter, Write
-from security.audit_read import iter_records
+from security.audit.read import iter_records
 from security.errors import AuditError
 from security.keystore import KeyRing
-from taskgate.redis_server import RedisServer, start_redis
+from taskgate.devstack.redis_server import RedisServer, start_redis
 from tests.support.logs import register_log
 from tests.support.redis_server import dump_acl_log
-from workers.cancel import NotHeldError, finish_unless_revoked
+from workers.contract.deadletters import dead_letter
 from workers.contract.heartbeat import WORKERS
 from workers.contract.keys import DLQ_INDEX, INFLIGHT, dlq_key
 from workers.contract.states import TaskState
-from workers.deadletters import dead_letter
+from workers.contract.wire import KOMBU_UNACKED, KOMBU_UNACKED_INDEX, decode_record, task_key
+from workers.execution.cancel import NotHeldError, finish_unless_revoked
 from workers.lifecycle import Lifecycle
 from workers.liveness import FENCED_ACK, Liveness, TokenSource, holder_of
-from workers.wire import KOMBU_UNACKED, KOMBU_UNACKED_INDEX, decode_record, task_key
 
 pytestmark = pytest.mark.integration
 

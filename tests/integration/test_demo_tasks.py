@@ -27,8 +27,8 @@ from certs.material import CertPaths
 from tests.support.gateways import ApiClient
 from tests.support.processes import wait_for
 from tests.support.stacks import DEMO_MODULES, PrivateStack, SmtpSink, start_stack
+from workers.contract.deadletters import dlq_key
 from workers.contract.keys import once_key
-from workers.deadletters import dlq_key
 
 pytestmark = pytest.mark.integration
 

@@ -10,8 +10,8 @@ import pytest
 import redis
 
 from workers.contract.states import TaskState
+from workers.contract.wire import replay_bucket, replay_bucket_expiry, replay_field, task_key
 from workers.lifecycle import Lifecycle
-from workers.wire import replay_bucket, replay_bucket_expiry, replay_field, task_key
 
 pytestmark = pytest.mark.integration
 

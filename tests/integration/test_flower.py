@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from certs.material import CertPaths
-from taskgate.procs import Child, free_port, start_child, taskgate_argv
+from taskgate.devstack.procs import Child, free_port, start_child, taskgate_argv
 from tests.support.logs import register_log
 from tests.support.observability import OBS_MODULES, PATHS, Canaries, PathsRun, run_every_path
 from tests.support.processes import wait_for

@@ -100,7 +100,7 @@ async def test_an_unreadable_heartbeat_set_means_not_ready(
 
 async def test_readiness_names_redis_when_it_is_unreachable() -> None:
     """With Redis unreachable, readiness names the Redis check and skips the worker one."""
-    from taskgate.procs import free_port
+    from taskgate.devstack.procs import free_port
 
     client = redis.asyncio.Redis(
         host="127.0.0.1", port=free_port(), ssl=True, socket_connect_timeout=0.5

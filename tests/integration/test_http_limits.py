@@ -13,8 +13,8 @@ from urllib.parse import urlsplit
 import pytest
 import uvicorn
 
-from gateway.header_guard import GuardedHttpToolsProtocol, HeadLimits
-from taskgate.procs import free_port
+from gateway.http.header_guard import GuardedHttpToolsProtocol, HeadLimits
+from taskgate.devstack.procs import free_port
 from tests.support.gateways import Gateway
 
 LIMITS = HeadLimits(max_bytes=4096, max_count=20, timeout=1.0)

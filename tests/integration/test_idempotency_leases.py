@@ -24,9 +24,9 @@ import pytest
 import redis
 import redis.asyncio
 
-from gateway.idempotency import IDEMPOTENCY_TTL, LeaseKeeper, pending_record, release
-from gateway.script_batcher import ScriptBatcher
-from taskgate.redis_server import RedisServer
+from gateway.submission.idempotency import IDEMPOTENCY_TTL, LeaseKeeper, pending_record, release
+from gateway.submission.script_batcher import ScriptBatcher
+from taskgate.devstack.redis_server import RedisServer
 from tests.integration.lease_tasks import hold_file
 from tests.support.processes import wait_for
 from tests.support.stacks import (
@@ -37,7 +37,7 @@ from tests.support.stacks import (
     running,
 )
 from workers.contract.keys import idempotency_key
-from workers.wire import owner_index, queued_key, task_key
+from workers.contract.wire import owner_index, queued_key, task_key
 
 pytestmark = pytest.mark.integration
 

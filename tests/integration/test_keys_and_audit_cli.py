@@ -12,12 +12,12 @@ import redis
 from typer.testing import CliRunner
 
 from security.audit import AuditRecord, AuditWriter
-from security.audit_chain import Head, chain_records, compute_mac
+from security.audit.chain import Head, chain_records, compute_mac
 from security.errors import KeyRetiredError
 from security.keys import Purpose
 from security.keystore import KeyRing, load_keys
 from security.sealing import open_envelope, seal
-from taskgate.cli import app
+from taskgate.cli.main import app
 from tests.support.audit import entry_stream_id
 
 pytestmark = pytest.mark.integration

@@ -13,10 +13,16 @@ import pytest
 import redis
 
 from security.vault import vault_key
-from taskgate.redis_server import RedisServer
+from taskgate.devstack.redis_server import RedisServer
 from workers.contract.states import TaskState
+from workers.contract.wire import (
+    KOMBU_UNACKED,
+    KOMBU_UNACKED_INDEX,
+    decode_record,
+    done_key,
+    task_key,
+)
 from workers.lifecycle import Lifecycle
-from workers.wire import KOMBU_UNACKED, KOMBU_UNACKED_INDEX, decode_record, done_key, task_key
 
 pytestmark = pytest.mark.integration
 

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from taskgate.procs import Child, free_port, start_child, taskgate_argv
+from taskgate.devstack.procs import Child, free_port, start_child, taskgate_argv
 from tests.support.gateways import Gateway
 from tests.support.logs import register_log
 from tests.support.observability import OBS_MODULES, Canaries, PathsRun, log_text, run_every_path

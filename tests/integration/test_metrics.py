@@ -24,19 +24,19 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from prometheus_client.parser import text_string_to_metric_families
 from typer.testing import CliRunner
 
-from gateway.codec import SealedCodec
-from gateway.publisher import OutgoingTask, encode_message
+from gateway.submission.codec import SealedCodec
+from gateway.submission.publisher import OutgoingTask, encode_message
 from security.keys import SigningKey
 from security.keystore import KeyRing
 from security.sealing import seal
-from taskgate.cli import app
+from taskgate.cli.main import app
 from tests.support.gateways import Gateway
 from tests.support.messages import push_raw, wait_audit
 from tests.support.processes import wait_for
 from tests.support.stacks import SHORT_TIMINGS, PrivateStack, stack_with_gateway
 from workers.contract import metrics as m
 from workers.contract.keys import METRICS_GATEWAY, METRICS_WINDOW_PREFIX, METRICS_WORKER
-from workers.wire import DEFAULT_QUEUE
+from workers.contract.wire import DEFAULT_QUEUE
 
 pytestmark = pytest.mark.integration
 

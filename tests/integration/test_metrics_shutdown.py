@@ -15,7 +15,7 @@ import pytest
 from tests.support.processes import wait_for
 from tests.support.stacks import SHORT_TIMINGS, PrivateStack, stack_with_gateway
 from workers.contract.keys import METRICS_GATEWAY, METRICS_WORKER
-from workers.wire import DEFAULT_QUEUE
+from workers.contract.wire import DEFAULT_QUEUE
 
 pytestmark = pytest.mark.integration
 

@@ -24,8 +24,8 @@ import pytest
 from security.audit import iter_records
 from tests.support.processes import wait_for
 from tests.support.stacks import RELIABILITY_MODULES, SHORT_TIMINGS, PrivateStack, private_stack
-from workers.deadletters import DLQ_INDEX, dlq_key
-from workers.wire import DEFAULT_QUEUE, done_key, message_copy_key, revoked_key, task_key
+from workers.contract.deadletters import DLQ_INDEX, dlq_key
+from workers.contract.wire import DEFAULT_QUEUE, done_key, message_copy_key, revoked_key, task_key
 
 pytestmark = pytest.mark.integration
 

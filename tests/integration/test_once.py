@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from taskgate.redis_server import RedisServer
+from taskgate.devstack.redis_server import RedisServer
 from tests.support.replies import as_fields
 from workers.contract.keys import once_key
 from workers.once import Once, OnceNotRecorded

@@ -14,11 +14,11 @@ import redis
 import redis.asyncio
 from typer.testing import CliRunner
 
-from gateway.operators import OperatorError, OperatorRegistry
+from gateway.stores.operators import OperatorError, OperatorRegistry
 from security.audit import iter_records
 from security.keystore import KeyRing
 from security.passwords import hash_admin_token
-from taskgate.cli import app
+from taskgate.cli.main import app
 from tests.support.gateways import Gateway
 from tests.support.replies import as_fields
 from workers.contract.keys import operator_key

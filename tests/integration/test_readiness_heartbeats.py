@@ -12,11 +12,11 @@ import httpx
 import pytest
 import redis
 
-from gateway.codec import SealedCodec
-from gateway.publisher import OutgoingTask, encode_message
+from gateway.submission.codec import SealedCodec
+from gateway.submission.publisher import OutgoingTask, encode_message
 from security.errors import ConfigError
 from security.keystore import KeyRing
-from taskgate.redis_server import RedisServer
+from taskgate.devstack.redis_server import RedisServer
 from tests.support.processes import wait_for
 from tests.support.stacks import (
     RELIABILITY_MODULES,
@@ -26,9 +26,9 @@ from tests.support.stacks import (
     running,
 )
 from workers.contract.heartbeat import WORKERS, live_workers
+from workers.contract.wire import DEFAULT_QUEUE, PING_TASK
 from workers.heartbeat import PRUNE_AFTER_LAPSES, HeartbeatWriter
 from workers.settings import WorkerSettings
-from workers.wire import DEFAULT_QUEUE, PING_TASK
 
 pytestmark = pytest.mark.integration
 

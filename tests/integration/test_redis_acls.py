@@ -1,6 +1,6 @@
 """The Redis ACL users against a real redis-server: each role only what it needs.
 
-The session Redis runs with the ACL file ``taskgate.redis_server`` writes; the test
+The session Redis runs with the ACL file ``taskgate.devstack.redis_server`` writes; the test
 harness has its own all-powerful user (``harness``) for flushing and inspection, and every
 taskgate process logs in as its role.
 """
@@ -18,10 +18,10 @@ from typer.testing import CliRunner
 from certs.material import CertPaths
 from security.redis_check import ADMIN_FIX, warn_if_admin
 from security.tls import RedisTLS
-from taskgate.cli import app
-from taskgate.procs import Child
-from taskgate.redis_server import RedisServer, RedisServerError, redis_config, start_redis
-from taskgate.redis_users import HARNESS, password_path
+from taskgate.cli.main import app
+from taskgate.devstack.procs import Child
+from taskgate.devstack.redis_server import RedisServer, RedisServerError, redis_config, start_redis
+from taskgate.devstack.redis_users import HARNESS, password_path
 from tests.support.gateways import Gateway
 from tests.support.logs import register_log
 from tests.support.processes import wait_for

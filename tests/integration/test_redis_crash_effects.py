@@ -33,7 +33,7 @@ from tests.support.stacks import (
     SmtpSink,
     start_stack,
 )
-from workers.wire import decode_record, task_key
+from workers.contract.wire import decode_record, task_key
 
 pytestmark = pytest.mark.integration
 

@@ -18,10 +18,10 @@ from certs.authority import cert_pem, issue_leaf, key_pem, load_ca, new_ca, writ
 from certs.material import CertPaths
 from security.keystore import KeyRing
 from security.tls import RedisTLS
-from taskgate.redis_server import RedisServer, RedisServerError, start_redis
+from taskgate.devstack.redis_server import RedisServer, RedisServerError, start_redis
 from tests.support.broker import broker_channel
 from workers.app import create_celery
-from workers.backend import PinnedRedisBackend
+from workers.celery_ext.backend import PinnedRedisBackend
 from workers.settings import WorkerSettings
 
 pytestmark = pytest.mark.integration

@@ -42,9 +42,9 @@ from tests.support.stacks import (
     private_stack,
     running,
 )
-from workers.deadletters import dlq_key
-from workers.runtime import _requeue_if_storage_down
-from workers.wire import DEFAULT_QUEUE, decode_record, task_key
+from workers.contract.deadletters import dlq_key
+from workers.contract.wire import DEFAULT_QUEUE, decode_record, task_key
+from workers.execution.runtime import _requeue_if_storage_down
 
 pytestmark = pytest.mark.integration
 

@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 
 from certs.material import CertPaths
 from security.keystore import KeyRing
-from taskgate.cli import app
-from taskgate.procs import taskgate_argv
+from taskgate.cli.main import app
+from taskgate.devstack.procs import taskgate_argv
 
 pytestmark = pytest.mark.integration
 

@@ -25,7 +25,7 @@ from kombu import Connection
 from security.audit import AuditWriter, iter_records
 from security.errors import ConfigError
 from security.keystore import KeyRing
-from taskgate.procs import free_port
+from taskgate.devstack.procs import free_port
 from tests.support.broker import delivery_tag, redis_channel
 from tests.support.processes import wait_for
 from tests.support.replies import as_bytes
@@ -38,12 +38,9 @@ from tests.support.stacks import (
     running,
 )
 from workers.app import create_celery
+from workers.celery_ext.transport import recorded_by_gate
 from workers.contract.keys import AUDIT_HEAD
-from workers.lifecycle import Lifecycle
-from workers.settings import WorkerSettings
-from workers.sweeper import MAX_REQUEUES, Sweeper, SweeperService, install, log_sweep
-from workers.transport import recorded_by_gate
-from workers.wire import (
+from workers.contract.wire import (
     DEFAULT_QUEUE,
     GLOBAL_QUEUED,
     KOMBU_UNACKED,
@@ -53,6 +50,9 @@ from workers.wire import (
     suspect_key,
     task_key,
 )
+from workers.lifecycle import Lifecycle
+from workers.settings import WorkerSettings
+from workers.sweeper import MAX_REQUEUES, Sweeper, SweeperService, install, log_sweep
 
 pytestmark = pytest.mark.integration
 
@@ -134,7 +134,9 @@ def _queue(client: redis.Redis) -> list[bytes]:
     return [as_bytes(item) for item in client.lrange(DEFAULT_QUEUE, 0, -1)]
 
 
-def _kombu(stack: PrivateStack, transport: str = "workers.transport:Transport") -> Connection:
+def _kombu(
+    stack: PrivateStack, transport: str = "workers.celery_ext.transport:Transport"
+) -> Connection:
     """A kombu connection through taskgate's transport, as a worker consumes (or another)."""
     tls = stack.redis.as_user("worker")
     creds = tls.credentials()

@@ -22,7 +22,7 @@ from security.passwords import hash_client_secret
 from security.tokens import issue_token
 from tests.support.api import GENERIC_401, POLICY
 from tests.support.gateways import ApiClient, Gateway
-from workers.wire import task_key
+from workers.contract.wire import task_key
 
 pytestmark = pytest.mark.integration
 

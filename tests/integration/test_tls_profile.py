@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from certs.material import CertPaths
-from taskgate.redis_server import RedisServer
+from taskgate.devstack.redis_server import RedisServer
 from tests.support.gateways import Gateway
 
 pytestmark = pytest.mark.integration

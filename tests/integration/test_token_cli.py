@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from taskgate.cli import app
+from taskgate.cli.main import app
 from tests.support.gateways import ApiClient
 
 pytestmark = pytest.mark.integration

@@ -16,7 +16,7 @@ import pytest
 
 from security.keystore import load_keys
 from security.passwords import ADMIN_TOKEN_PREFIX
-from taskgate.procs import taskgate_argv
+from taskgate.devstack.procs import taskgate_argv
 from tests.support.console import csrf_of
 from tests.support.up import reap_up, wait_stack_json
 

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from taskgate.client import Client, Unauthorized
-from taskgate.procs import taskgate_argv
+from taskgate.devstack.procs import taskgate_argv
 from tests.support.up import reap_up, wait_stack_json
 
 pytestmark = pytest.mark.integration

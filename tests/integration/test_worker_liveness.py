@@ -21,8 +21,8 @@ from typing import Any
 import httpx
 import pytest
 
-from security.audit_read import iter_records
-from taskgate.procs import Child
+from security.audit.read import iter_records
+from taskgate.devstack.procs import Child
 from tests.support.processes import wait_for
 from tests.support.stacks import (
     FINAL_STATES,
@@ -34,8 +34,8 @@ from tests.support.stacks import (
 )
 from workers.contract.heartbeat import WORKERS
 from workers.contract.keys import INFLIGHT
+from workers.contract.wire import decode_record, task_key
 from workers.liveness import holder_of
-from workers.wire import decode_record, task_key
 
 pytestmark = pytest.mark.integration
 

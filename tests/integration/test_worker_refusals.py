@@ -21,14 +21,14 @@ import pytest
 import redis
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from gateway.codec import SealedCodec
-from gateway.publisher import OutgoingTask, encode_message
+from gateway.submission.codec import SealedCodec
+from gateway.submission.publisher import OutgoingTask, encode_message
 from security.keys import KeySet, Purpose, SigningKey, SymmetricKey
 from security.keystore import KeyRing
 from security.sealing import seal
-from taskgate.procs import Child
+from taskgate.devstack.procs import Child
 from tests.support.messages import push_raw, ran, submit, wait_audit, wait_result
-from workers.wire import DEFAULT_QUEUE, done_key
+from workers.contract.wire import DEFAULT_QUEUE, done_key
 
 pytestmark = pytest.mark.integration
 

@@ -19,23 +19,25 @@ from celery.exceptions import TimeLimitExceeded
 from kombu.message import Message
 from kombu.utils.imports import symbol_by_name
 
-from gateway.codec import SealedCodec
-from gateway.publisher import OutgoingTask, encode_message
+from gateway.submission.codec import SealedCodec
+from gateway.submission.publisher import OutgoingTask, encode_message
 from security.keystore import KeyRing
-from taskgate.procs import Child
-from taskgate.redis_server import RedisServer
+from taskgate.devstack.procs import Child
+from taskgate.devstack.redis_server import RedisServer
 from tests.support.broker import broker_channel
 from tests.support.messages import wait_result
 from workers.app import create_celery
+from workers.celery_ext.pool import TaskPool as ResumingTaskPool
+from workers.celery_ext.request import (
+    DELIVERY_TAG,
+    GATE_DELIVERY,
+    SealedRequest,
+    settles_on_success,
+)
+from workers.celery_ext.transport import QoS
+from workers.contract.deadletters import dlq_key
 from workers.contract.keys import INFLIGHT
-from workers.deadletters import dlq_key
-from workers.execution import SealedTask
-from workers.pool import TaskPool as ResumingTaskPool
-from workers.request import DELIVERY_TAG, GATE_DELIVERY, SealedRequest, settles_on_success
-from workers.sealed import SEAL_KWARG, SealedCall, SealedOrigin, open_call, unseal_call
-from workers.settings import WorkerSettings
-from workers.transport import QoS
-from workers.wire import (
+from workers.contract.wire import (
     DEFAULT_QUEUE,
     KOMBU_UNACKED,
     KOMBU_UNACKED_INDEX,
@@ -44,6 +46,9 @@ from workers.wire import (
     done_key,
     task_key,
 )
+from workers.execution.task import SealedTask
+from workers.sealed import SEAL_KWARG, SealedCall, SealedOrigin, open_call, unseal_call
+from workers.settings import WorkerSettings
 
 pytestmark = pytest.mark.integration
 

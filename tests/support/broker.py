@@ -6,7 +6,7 @@ from __future__ import annotations
 from kombu.message import Message
 from kombu.transport import redis as kombu_redis
 
-from workers.transport import Channel
+from workers.celery_ext.transport import Channel
 
 __all__ = ["broker_channel", "delivery_tag", "redis_channel"]
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 
 from certs.material import CertPaths
-from taskgate.procs import Child, free_port, start_child, taskgate_argv
+from taskgate.devstack.procs import Child, free_port, start_child, taskgate_argv
 from tests.support.gateways import Gateway
 from tests.support.logs import register_log
 from tests.support.processes import wait_child

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from certs.material import CertPaths
-from taskgate.procs import Child, free_port, start_child, taskgate_argv
+from taskgate.devstack.procs import Child, free_port, start_child, taskgate_argv
 from tests.support.logs import register_log
 
 __all__ = ["ApiClient", "Gateway", "extra_gateway"]

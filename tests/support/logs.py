@@ -6,7 +6,7 @@ Every helper and fixture that starts a server registers it here; the report hook
 
 from __future__ import annotations
 
-from taskgate.procs import Child
+from taskgate.devstack.procs import Child
 
 __all__ = ["register_log", "registered_logs"]
 

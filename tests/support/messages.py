@@ -10,13 +10,13 @@ from typing import Any
 
 import redis
 
-from gateway.codec import SealedCodec
-from gateway.publisher import OutgoingTask, encode_message, result_key
+from gateway.submission.codec import SealedCodec
+from gateway.submission.publisher import OutgoingTask, encode_message, result_key
 from security.audit import AuditEntry, iter_records
 from security.keystore import KeyRing
 from security.vault import swap_secrets, write_entries
 from tests.support.replies import as_bytes
-from workers.wire import DEFAULT_QUEUE
+from workers.contract.wire import DEFAULT_QUEUE
 
 
 def submit(

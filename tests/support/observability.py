@@ -16,12 +16,12 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gateway.codec import SealedCodec
-from gateway.publisher import OutgoingTask, encode_message
+from gateway.submission.codec import SealedCodec
+from gateway.submission.publisher import OutgoingTask, encode_message
 from security.keystore import load_keys
 from tests.support.processes import wait_for
 from tests.support.stacks import PrivateStack
-from workers.wire import DEFAULT_QUEUE
+from workers.contract.wire import DEFAULT_QUEUE
 
 OBS_MODULES = '["tests.integration.observability_tasks"]'
 # task name -> its final state in the task record

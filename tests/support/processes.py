@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from taskgate.procs import Child
-from taskgate.role_dirs import role_dir
+from taskgate.devstack.procs import Child
+from taskgate.devstack.role_dirs import role_dir
 
 __all__ = ["for_worker", "wait_child", "wait_for"]
 

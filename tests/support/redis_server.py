@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from taskgate.redis_server import RedisServer
+from taskgate.devstack.redis_server import RedisServer
 
 __all__ = ["dump_acl_log"]
 

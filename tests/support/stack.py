@@ -22,16 +22,16 @@ import httpx
 from redis import Redis
 
 from certs.material import CertPaths
-from gateway.clients import ClientRegistry
+from gateway.stores.clients import ClientRegistry
 from security.audit import iter_records
 from security.keystore import load_keys
-from taskgate.procs import Child, free_port, start_child, taskgate_argv
-from taskgate.redis_server import RedisServer, start_redis
+from taskgate.devstack.procs import Child, free_port, start_child, taskgate_argv
+from taskgate.devstack.redis_server import RedisServer, start_redis
 from tests.support.gateways import ApiClient, Gateway
 from tests.support.logs import register_log
 from tests.support.processes import for_worker, wait_for
 from tests.support.redis_server import dump_acl_log
-from workers.wire import decode_record, task_key
+from workers.contract.wire import decode_record, task_key
 
 __all__ = ["FINAL_STATES", "PrivateStack", "SmtpSink"]
 
@@ -137,7 +137,7 @@ class PrivateStack:
         maildir = self.folder / "mail"
         env = dict(self.env)
         env["TASKGATE_SMTP_SINK_PASSWORD_SHA256"] = hashlib.sha256(password.encode()).hexdigest()
-        argv = [sys.executable, "-m", "taskgate.smtp_sink", "--host", "127.0.0.1"]
+        argv = [sys.executable, "-m", "taskgate.devstack.smtp_sink", "--host", "127.0.0.1"]
         argv += ["--port", str(port), "--maildir", str(maildir)]
         argv += ["--cert", str(self.pki.cert("https")), "--key", str(self.pki.key("https"))]
         child = start_child("smtp", argv, log_path=self._log("smtp"), env=env)

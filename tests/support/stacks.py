@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from certs.material import CertPaths
-from taskgate.redis_server import start_redis
+from taskgate.devstack.redis_server import start_redis
 from tests.support.logs import register_log
 from tests.support.stack import FINAL_STATES, PrivateStack, SmtpSink
 

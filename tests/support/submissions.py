@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from gateway.submit import Submission
+from gateway.submission.stages import Submission
 
 __all__ = ["MakeSubmission"]
 

@@ -18,7 +18,7 @@ README_MAX_LINES = 250
 # Folders that are not the project's own files (generated, installed or cached).
 SKIP_DIRS = {".git", ".venv", ".taskgate", ".hypothesis", "build", "dist", "htmlcov"}
 LINK = re.compile(r"(?<!!)\[[^\]]*\]\(([^)\s]+)\)")
-# A file of the repository named in backticks: `workers/wire.py`, `docs/decisions/`.
+# A file of the repository named in backticks: `workers/contract/wire.py`, `docs/decisions/`.
 REPO_PATH = re.compile(r"`((?:certs|docs|gateway|security|taskgate|tests|workers)/[\w./-]*)`")
 
 
@@ -66,7 +66,7 @@ def test_add_your_own_task_example_declares_a_working_task() -> None:
     """The example registers billing.invoice with its secret field, scope and limits."""
     code = _block_after(TASKS_DOC, "## Add your own task").replace("    ...\n", "    key.upper()\n")
     check = (
-        code + "\nfrom workers.catalogue import default_catalogue\n"
+        code + "\nfrom workers.contract.catalogue import default_catalogue\n"
         "spec = default_catalogue.get('billing.invoice')\n"
         "assert spec is not None\n"
         "assert spec.secret_fields == ('api_key',)\n"

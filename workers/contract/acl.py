@@ -75,7 +75,7 @@ ROLE_COMMANDS: Final[Mapping[Role, tuple[str, ...]]] = {
         *_SHARED,
         "ttl",  # the /v1/token failure counters' remaining time (Retry-After)
         "incrby",  # ... and their count (redis-py's INCR sends INCRBY)
-        "hexists",  # refusal counters (security.audit_refusals): a window being closed,
+        "hexists",  # refusal counters (security.audit.refusals): a window being closed,
         "rename",  # ... moved aside under one name while its summary is written
         "hmget",
         "scard",

@@ -3,7 +3,7 @@
 Every path that puts a task's message on a queue - a submission (gateway), a dead letter's
 requeue (gateway and operator CLI) and the sweeper's re-queue of a lost message (worker) -
 describes it as an :class:`Enqueue` and hands it to the audit chain's append script
-(``security/audit_append.lua``): the record is MAC'd locally and appended with
+(``security/audit/audit_append.lua``): the record is MAC'd locally and appended with
 compare-and-append, and the writes run in the same atomic script call right after it, the
 push last. So:
 
@@ -16,7 +16,7 @@ push last. So:
   so the caller audits the failure).
 
 The submission hands its :class:`Enqueue` to the gateway's group commit
-(``gateway.audit_batcher``: many submissions, one script call); the others commit one
+(``gateway.submission.audit_batcher``: many submissions, one script call); the others commit one
 record per call (:func:`enqueue`, :func:`aenqueue`).
 """
 
@@ -28,8 +28,8 @@ from dataclasses import dataclass
 import redis.asyncio
 
 from security.audit import AsyncAuditWriter, AuditEntry, AuditRecord, AuditWriter, Earlier, Write
-from security.audit_append import Item
-from security.audit_store import Fence
+from security.audit.append import Item
+from security.audit.store import Fence
 from workers.contract.keys import GLOBAL_QUEUED, message_copy_key, queued_key, task_key
 
 __all__ = [
@@ -44,14 +44,14 @@ __all__ = [
 
 # A call that appends one record with its writes and returns the error of the write Redis
 # refused (None: all ran), raising if the record itself was not appended:
-# ``gateway.audit_batcher.AuditBatcher.record``, or :func:`committer`'s.
+# ``gateway.submission.audit_batcher.AuditBatcher.record``, or :func:`committer`'s.
 AsyncCommit = Callable[[AuditRecord, Sequence[Write]], Awaitable[str | None]]
 
 
 class NotEnqueuedError(Exception):
     """Redis refused one of the enqueue's writes; the push did not run (the record stands).
 
-    ``reason`` is Redis's error (or ``security.audit_writes.LEASE_LOST``: a ``held``
+    ``reason`` is Redis's error (or ``security.audit.writes.LEASE_LOST``: a ``held``
     precondition did not hold, and none of the writes ran).
     """
 

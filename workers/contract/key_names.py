@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from typing import Final
 
-from security.audit_archive import base_key
-from security.audit_store import DEFAULT_STREAM, head_key, turn_key
+from security.audit.archive import base_key
+from security.audit.store import DEFAULT_STREAM, head_key, turn_key
 from security.vault import VAULT_PREFIX
 
 __all__ = [
@@ -146,7 +146,7 @@ AUDIT_STREAM: Final = DEFAULT_STREAM
 AUDIT_HEAD: Final = head_key(DEFAULT_STREAM)
 AUDIT_TURN: Final = turn_key(DEFAULT_STREAM)
 AUDIT_BASE: Final = base_key(DEFAULT_STREAM)  # the signed checkpoint a trim leaves behind
-# refusal counters per window (``security.audit_refusals``) and the verify rate limit
+# refusal counters per window (``security.audit.refusals``) and the verify rate limit
 AUDIT_REFUSALS_PREFIX: Final = f"{DEFAULT_STREAM}:refusals"
 AUDIT_VERIFY_LIMIT_PREFIX: Final = f"{DEFAULT_STREAM}:verify-limit:"
 RESULT_PREFIX: Final = "celery-task-meta-"  # Celery's Redis result backend (key and channel)

@@ -35,7 +35,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from security.errors import ConfigError, TaskgateError
 from security.sanitise import CleanStr, SafeEmail
 from security.tls import check_readable, client_context
-from workers.catalogue import RetryPolicy, task
+from workers.contract.catalogue import RetryPolicy, task
 from workers.once import once
 
 __all__ = [

@@ -38,7 +38,7 @@ from pydantic_core import PydanticCustomError
 
 from security.errors import InputRejectedError
 from security.sanitise import SafeHttpsUrl
-from workers.catalogue import RetryPolicy, task
+from workers.contract.catalogue import RetryPolicy, task
 from workers.safe_fetch import FetchResult, fetch
 
 __all__ = [

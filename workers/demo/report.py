@@ -28,7 +28,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from security.sanitise import CleanStr
-from workers.catalogue import task
+from workers.contract.catalogue import task
 
 __all__ = [
     "FORMULA_PREFIXES",

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from certs.authority import LEAVES, cert_pem, issue_leaf, key_pem, load_ca, write_pem
 from certs.material import CertPaths, describe, expiry_warning, init_certs
-from taskgate.cli import app
+from taskgate.cli.main import app
 
 # sslyze's "intermediate" check (Mozilla profile v5.7) fails a leaf living longer than this.
 MOZILLA_MAX_LIFESPAN_DAYS = 366

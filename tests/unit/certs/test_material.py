@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from certs.authority import LEAF_DAYS, issue_leaf, load_ca
 from certs.material import CertPaths, describe, init_certs, rotate_leaves
-from taskgate.cli import app
+from taskgate.cli.main import app
 
 
 def _snapshot(folder: Path) -> dict[str, bytes]:

@@ -19,13 +19,13 @@ import redis
 import redis.asyncio
 
 from gateway.app import create_app
-from gateway.clients import ClientRegistry
 from gateway.settings import GatewaySettings
 from gateway.state import GatewayState
-from gateway.submit import Submission
+from gateway.stores.clients import ClientRegistry
+from gateway.submission.stages import Submission
 from security.keystore import KeyRing
 from security.tokens import issue_token
-from taskgate.procs import free_port
+from taskgate.devstack.procs import free_port
 from tests.support.submissions import MakeSubmission
 from tests.unit.gateway.stage_tasks import CATALOGUE
 

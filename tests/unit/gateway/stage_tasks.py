@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, SecretStr
 
-from workers.catalogue import Catalogue, TaskSpec
+from workers.contract.catalogue import Catalogue, TaskSpec
 
 
 class NotePayload(BaseModel):

@@ -7,7 +7,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from gateway.audit_batcher import AuditBatcher
+from gateway.submission.audit_batcher import AuditBatcher
 from security.audit import AuditRecord, Committed, Write
 
 DELAY = 0.004

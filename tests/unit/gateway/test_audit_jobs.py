@@ -9,12 +9,12 @@ import pytest
 import redis.asyncio
 
 from gateway.anchoring import AnchorJob, VerifyLimiter
-from gateway.audit_batcher import AuditBatcher
-from gateway.middleware import request_scope_var
+from gateway.http.middleware import request_scope_var
 from gateway.refusals import RefusalAggregator, group_actor, is_aggregated
+from gateway.submission.audit_batcher import AuditBatcher
 from security.audit import AsyncAuditWriter, AuditRecord, aiter_records
-from security.audit_anchor import read_anchors
-from security.audit_refusals import RefusalCounter
+from security.audit.anchor import read_anchors
+from security.audit.refusals import RefusalCounter
 from security.keystore import KeyRing
 from tests.support.audit import entry_stream_id
 

@@ -1,4 +1,4 @@
-"""Client-IP resolution (``gateway.clientip``): the address per-IP limits and refusal
+"""Client-IP resolution (``gateway.http.clientip``): the address per-IP limits and refusal
 summaries key on. ``X-Forwarded-For`` counts only from a trusted proxy, and then only its
 rightmost hop that is not itself a trusted proxy: whatever a client writes to the left
 of that is ignored."""
@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 from starlette.requests import Request
 
-from gateway.clientip import client_ip, parse_networks
+from gateway.http.clientip import client_ip, parse_networks
 
 PROXIES = ("10.0.0.0/8", "fd00::/8")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.client_rules import (
+from gateway.stores.client_rules import (
     ClientError,
     check_max_queued,
     check_name,

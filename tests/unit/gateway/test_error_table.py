@@ -19,8 +19,8 @@ from starlette.exceptions import HTTPException
 
 import gateway
 import security
-from gateway.errors import ERRORS, ROWS, ApiError, ErrorRule, install_error_handlers, rule_for
-from gateway.problems import (
+from gateway.http.errors import ERRORS, ROWS, ApiError, ErrorRule, install_error_handlers, rule_for
+from gateway.http.problems import (
     PROBLEM_TYPE_BASE,
     ClientQueueFull,
     GlobalQueueFull,
@@ -29,7 +29,7 @@ from gateway.problems import (
     http_answer,
     own_answer,
 )
-from gateway.ratelimit import LimitState
+from gateway.submission.ratelimit import LimitState
 from security import leakguard
 from security.errors import (
     AuditChainBrokenError,

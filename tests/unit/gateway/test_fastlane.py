@@ -9,9 +9,9 @@ import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from gateway.errors import ApiError, install_error_handlers
-from gateway.fastlane import SubmitFastLane
-from gateway.middleware import RequestIdMiddleware, SecurityHeadersMiddleware
+from gateway.http.errors import ApiError, install_error_handlers
+from gateway.http.fastlane import SubmitFastLane
+from gateway.http.middleware import RequestIdMiddleware, SecurityHeadersMiddleware
 from security.errors import InputRejectedError, TokenError
 
 

@@ -8,9 +8,9 @@ import logging
 import pytest
 import redis.asyncio
 
-from gateway.idempotency import LeaseKeeper, pending_record
-from gateway.script_batcher import ScriptBatcher
-from taskgate.procs import free_port
+from gateway.submission.idempotency import LeaseKeeper, pending_record
+from gateway.submission.script_batcher import ScriptBatcher
+from taskgate.devstack.procs import free_port
 
 
 async def test_a_failed_renewal_is_logged_without_keys_and_retried(

@@ -11,12 +11,12 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
-from gateway.errors import ApiError
+from gateway.http.errors import ApiError
+from gateway.http.problems import ClientQueueFull, GlobalQueueFull, InvalidPayload, RateLimited
 from gateway.metrics import refusal_labels
 from gateway.metrics_families import Gauges, families, merge
-from gateway.problems import ClientQueueFull, GlobalQueueFull, InvalidPayload, RateLimited
-from gateway.ratelimit import LimitState
-from gateway.task_stats import quantile, task_stats, window_keys
+from gateway.stores.task_stats import quantile, task_stats, window_keys
+from gateway.submission.ratelimit import LimitState
 from security.errors import InputRejectedError, LeakDetectedError
 from workers.contract import metrics as m
 from workers.contract.keys import METRICS_WINDOW_PREFIX

@@ -9,11 +9,11 @@ import pytest
 import redis
 from fastapi import FastAPI
 
-import gateway.routes_metrics
-from gateway.errors import install_error_handlers
+import gateway.routes.metrics
+from gateway.http.errors import install_error_handlers
 from gateway.metrics import Metrics
-from gateway.operators import OperatorRegistry
-from gateway.routes_metrics import build_metrics_router
+from gateway.routes.metrics import build_metrics_router
+from gateway.stores.operators import OperatorRegistry
 from security.passwords import hash_admin_token, new_admin_token
 
 
@@ -39,7 +39,7 @@ def _app(allow: tuple[str, ...] = ()) -> tuple[FastAPI, str]:
 
 @pytest.fixture(autouse=True)
 def _no_redis(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(gateway.routes_metrics, "render", _rendered)
+    monkeypatch.setattr(gateway.routes.metrics, "render", _rendered)
 
 
 def _client(app: FastAPI, peer: str = "203.0.113.5") -> httpx.AsyncClient:
@@ -106,7 +106,7 @@ async def test_an_unreachable_metrics_store_is_503_problem_json(
     async def unreachable(state: object) -> bytes:
         raise redis.ConnectionError("Error connecting to rediss://secret-host:6379")
 
-    monkeypatch.setattr(gateway.routes_metrics, "render", unreachable)
+    monkeypatch.setattr(gateway.routes.metrics, "render", unreachable)
     app, token = _app()
     async with _client(app) as client:
         response = await client.get("/metrics", headers={"Authorization": f"Bearer {token}"})

@@ -11,9 +11,9 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import PlainTextResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from gateway.errors import install_error_handlers
-from gateway.fastlane import SubmitFastLane
-from gateway.middleware import (
+from gateway.http.errors import install_error_handlers
+from gateway.http.fastlane import SubmitFastLane
+from gateway.http.middleware import (
     BodySizeLimitMiddleware,
     QueryCredentialsMiddleware,
     RequestIdMiddleware,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.operators import OperatorError, check_name, operator_name_of
+from gateway.stores.operators import OperatorError, check_name, operator_name_of
 
 
 @pytest.mark.parametrize("name", ["alice", "a", "ops_1", "bob-2", "x" * 32])

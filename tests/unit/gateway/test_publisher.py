@@ -8,8 +8,8 @@ import uuid
 
 import pytest
 
-from gateway.publisher import OutgoingTask, _b64, _encode, encode_message
-from workers.wire import GATEWAY_COPY
+from gateway.submission.publisher import OutgoingTask, _b64, _encode, encode_message
+from workers.contract.wire import GATEWAY_COPY
 
 
 def _task(task_id: str, **overrides: object) -> OutgoingTask:

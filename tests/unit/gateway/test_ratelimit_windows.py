@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.ratelimit import (
+from gateway.submission.ratelimit import (
     LimitState,
     Window,
     evaluate,

@@ -8,7 +8,7 @@ import pytest
 import redis
 import redis.asyncio
 
-from gateway.script_batcher import LuaScript, ScriptBatcher
+from gateway.submission.script_batcher import LuaScript, ScriptBatcher
 
 pytestmark = pytest.mark.integration
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.stored import parse_revocations
-from gateway.task_records import MAC_FIELD, seal_of, signed_fields, verify_task
+from gateway.stores.checks import parse_revocations
+from gateway.stores.task_records import MAC_FIELD, seal_of, signed_fields, verify_task
 from security.errors import StoredStateError
 from security.keys import KeySet, Purpose, SymmetricKey
 from security.stored_state import Label, sign_record
-from workers.wire import REPLAY_MARGIN, REPLAY_WINDOW, replay_bucket, replay_field
+from workers.contract.wire import REPLAY_MARGIN, REPLAY_WINDOW, replay_bucket, replay_field
 
 KEYS = KeySet(Purpose.STATE, [SymmetricKey("state-1", Purpose.STATE, b"\x05" * 32)])
 IAT = 1_750_000_000.123456

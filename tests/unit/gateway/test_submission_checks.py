@@ -14,17 +14,17 @@ import time
 import pytest
 import redis
 
-from gateway.clients import ClientRegistry
-from gateway.errors import ApiError
+from gateway.http.errors import ApiError
 from gateway.state import GatewayState
-from gateway.stored import revoked_jti_key
-from gateway.submit import STAGES, IdempotentReplay, authorize, run_stages
-from gateway.submit_checks import RateLimited, check_and_count
+from gateway.stores.checks import revoked_jti_key
+from gateway.stores.clients import ClientRegistry
+from gateway.submission.checks import RateLimited, check_and_count
+from gateway.submission.stages import STAGES, IdempotentReplay, authorize, run_stages
 from security.errors import TokenError
 from security.keystore import KeyRing
 from tests.support.replies import as_text
 from tests.support.submissions import MakeSubmission
-from workers.wire import GLOBAL_QUEUED, queued_key
+from workers.contract.wire import GLOBAL_QUEUED, queued_key
 
 WINDOW_KEYS = "tg:rl:*"
 

@@ -14,10 +14,10 @@ import json
 import pytest
 import redis
 
-from gateway.errors import ApiError
-from gateway.idempotency import IDEMPOTENCY_TTL
+from gateway.http.errors import ApiError
 from gateway.state import GatewayState
-from gateway.submit import (
+from gateway.submission.idempotency import IDEMPOTENCY_TTL
+from gateway.submission.stages import (
     BEST_EFFORT_STAGES,
     STAGES,
     Submission,
@@ -32,7 +32,7 @@ from tests.support.replies import as_bytes, as_fields, as_text, stream_range
 from tests.support.submissions import MakeSubmission
 from tests.unit.gateway.stage_tasks import STAGE_QUEUE
 from workers.contract.enqueue import NotEnqueuedError
-from workers.wire import (
+from workers.contract.wire import (
     ALL_TASKS,
     GLOBAL_QUEUED,
     message_copy_key,

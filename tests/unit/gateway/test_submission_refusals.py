@@ -8,14 +8,14 @@ import json
 import pytest
 import redis
 
-from gateway.problems import RateLimited
+from gateway.http.problems import RateLimited
 from gateway.state import GatewayState
-from gateway.submit import run_stages
+from gateway.submission.stages import run_stages
 from security.errors import LeakDetectedError
 from tests.support.replies import as_fields, stream_range
 from tests.support.submissions import MakeSubmission
 from workers.contract import metrics as m
-from workers.wire import GLOBAL_QUEUED, queued_key
+from workers.contract.wire import GLOBAL_QUEUED, queued_key
 
 AUDIT = "tg:audit"
 CANARY = "Bearer eyJhbGciOiJIUzI1NiJ9.c2VjcmV0LWNhbmFyeQ.c2lnbmF0dXJl"

@@ -15,10 +15,10 @@ import secrets
 import pytest
 import redis
 
-from gateway.errors import ApiError
-from gateway.problems import InvalidPayload
+from gateway.http.errors import ApiError
+from gateway.http.problems import InvalidPayload
 from gateway.state import GatewayState
-from gateway.submit import (
+from gateway.submission.stages import (
     STAGES,
     authorize,
     guard_leaks,

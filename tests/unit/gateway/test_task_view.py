@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.routes_tasks import task_view
+from gateway.routes.tasks import task_view
 from gateway.schemas import TaskView
 
 TASK_ID = "2f1c7f7e-8a52-4c55-9a43-2c1a1d1e0a11"

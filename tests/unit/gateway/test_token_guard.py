@@ -8,9 +8,9 @@ import logging
 
 import pytest
 
-from gateway.accesslog import StripQueryFilter
-from gateway.middleware import _names_a_credential
-from gateway.routes_token import _granted_scopes
+from gateway.http.accesslog import StripQueryFilter
+from gateway.http.middleware import _names_a_credential
+from gateway.routes.token import _granted_scopes
 from gateway.token_guard import (
     HashBusyError,
     HashGate,

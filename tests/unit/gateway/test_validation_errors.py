@@ -7,7 +7,7 @@ from typing import Annotated
 import pytest
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from gateway.errors import validation_errors
+from gateway.http.errors import validation_errors
 
 
 class _Thing:

@@ -31,8 +31,8 @@ from security.audit import (
     verify_checkpoint,
     verify_or_raise,
 )
-from security.audit_chain import Head, chain_records
-from security.audit_writes import LEASE_LOST, held, pack_record_writes
+from security.audit.chain import Head, chain_records
+from security.audit.writes import LEASE_LOST, held, pack_record_writes
 from security.errors import AuditChainBrokenError, AuditError
 from security.keys import KeySet, Purpose, SigningKey, SymmetricKey
 from security.tls import RedisTLS

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from security.audit_actions import AuditAction
+from security.audit.actions import AuditAction
 
 ROOT = Path(__file__).resolve().parents[3]
 PACKAGES = ("gateway", "workers", "taskgate", "security")

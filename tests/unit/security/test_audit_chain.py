@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from security.audit_chain import (
+from security.audit.chain import (
     EMPTY_HEAD,
     ENTRY_FIELDS,
     GENESIS,

@@ -9,8 +9,8 @@ import time
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from security.audit_chain import GENESIS, Head
-from security.audit_checkpoint import Checkpoint, sign_checkpoint, verify_checkpoint
+from security.audit.chain import GENESIS, Head
+from security.audit.checkpoint import Checkpoint, sign_checkpoint, verify_checkpoint
 from security.errors import AuditError, KeyRingError
 from security.keys import KeySet, Purpose, SigningKey, SymmetricKey
 

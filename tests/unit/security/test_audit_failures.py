@@ -15,20 +15,20 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from security.audit import AuditRecord, AuditWriter, iter_records
-from security.audit_anchor import Anchor, append_anchor, read_anchors
-from security.audit_archive import (
+from security.audit.anchor import Anchor, append_anchor, read_anchors
+from security.audit.archive import (
     base_key,
     list_segments,
     read_segment,
     trim,
     write_segment,
 )
-from security.audit_chain import Head
-from security.audit_checkpoint import sign_checkpoint
-from security.audit_read import entry_fields
-from security.audit_span import SpanReport, verify_archives, verify_span
-from security.audit_verify import BadRecord
-from security.audit_walk import averify_walk, verify_walk
+from security.audit.chain import Head
+from security.audit.checkpoint import sign_checkpoint
+from security.audit.read import entry_fields
+from security.audit.span import SpanReport, verify_archives, verify_span
+from security.audit.verifier import BadRecord
+from security.audit.walk import averify_walk, verify_walk
 from security.errors import AuditError
 from security.keys import KeySet, Purpose, SigningKey
 from security.keystore import KeyRing

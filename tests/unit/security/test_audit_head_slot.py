@@ -10,8 +10,8 @@ import pytest
 import redis
 
 from security.audit import AuditRecord, AuditWriter, verify
-from security.audit_chain import Head
-from security.audit_head_slot import HeadSlot
+from security.audit.chain import Head
+from security.audit.head_slot import HeadSlot
 from security.keys import KeySet, Purpose, SymmetricKey
 
 KEYS = KeySet(

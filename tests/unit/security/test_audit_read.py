@@ -9,7 +9,6 @@ import pytest
 import redis
 import redis.asyncio
 
-from security import audit_read
 from security.audit import (
     AsyncAuditWriter,
     AuditQuery,
@@ -22,6 +21,7 @@ from security.audit import (
     iter_records,
     tail,
 )
+from security.audit import read as audit_read
 from security.errors import AuditError
 from security.keys import KeySet, Purpose, SymmetricKey
 from tests.support.replies import as_text, stream_range

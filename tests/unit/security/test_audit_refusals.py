@@ -7,8 +7,8 @@ import redis.asyncio
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from security.audit_chain import AuditRecord
-from security.audit_refusals import (
+from security.audit.chain import AuditRecord
+from security.audit.refusals import (
     GroupSummary,
     RefusalCounter,
     RefusalGroup,

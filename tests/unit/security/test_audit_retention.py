@@ -10,8 +10,8 @@ import redis
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from security.audit import AuditRecord, AuditWriter, iter_records
-from security.audit_anchor import Anchor, append_anchor, newest, parse_anchor, read_anchors
-from security.audit_archive import (
+from security.audit.anchor import Anchor, append_anchor, newest, parse_anchor, read_anchors
+from security.audit.archive import (
     Retention,
     base_key,
     list_segments,
@@ -21,12 +21,12 @@ from security.audit_archive import (
     trim,
     write_segment,
 )
-from security.audit_chain import Head
-from security.audit_checkpoint import sign_checkpoint
-from security.audit_read import entry_fields
-from security.audit_retention import archive_oldest
-from security.audit_span import verify_archives, verify_span
-from security.audit_walk import verify_walk
+from security.audit.chain import Head
+from security.audit.checkpoint import sign_checkpoint
+from security.audit.read import entry_fields
+from security.audit.retention import archive_oldest
+from security.audit.span import verify_archives, verify_span
+from security.audit.walk import verify_walk
 from security.errors import AuditChainBrokenError, AuditError, ConfigError
 from security.keys import KeySet, Purpose, SigningKey, SymmetricKey
 from security.keystore import KeyRing

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from security.audit_chain import (
+from security.audit.chain import (
     EMPTY_HEAD,
     AuditRecord,
     Head,
@@ -14,7 +14,7 @@ from security.audit_chain import (
     compute_mac,
     parse_entry,
 )
-from security.audit_verify import ChainVerifier, VerifyReport
+from security.audit.verifier import ChainVerifier, VerifyReport
 from security.errors import KeyRingError
 from security.keys import AUDIT_PURPOSES, KeySet, Purpose, Role, SymmetricKey
 

@@ -11,8 +11,8 @@ import msgpack
 import pytest
 import redis
 
-from security.audit_chain import EMPTY_HEAD, AuditRecord
-from security.audit_store import (
+from security.audit.chain import EMPTY_HEAD, AuditRecord
+from security.audit.store import (
     MAX_BATCH,
     AsyncAuditWriter,
     AuditWriter,

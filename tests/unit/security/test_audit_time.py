@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from security.audit_time import iso_time, parse_time
+from security.audit.times import iso_time, parse_time
 from security.errors import AuditError
 
 

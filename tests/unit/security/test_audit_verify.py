@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-from security.audit_chain import EMPTY_HEAD, GENESIS, AuditRecord, Head, chain_records
-from security.audit_verify import BadRecord, ChainVerifier, VerifyReport
+from security.audit.chain import EMPTY_HEAD, GENESIS, AuditRecord, Head, chain_records
+from security.audit.verifier import BadRecord, ChainVerifier, VerifyReport
 from security.errors import AuditChainBrokenError, KeyRingError
 from security.keys import KeySet, Purpose, SymmetricKey
 

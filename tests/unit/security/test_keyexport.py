@@ -15,7 +15,7 @@ from security.keyexport import bundle_files, export_keys
 from security.keyfiles import purpose_of
 from security.keys import Purpose, Role
 from security.keystore import MANIFEST, init_keys, load_keys, retire_key, rotate_keys
-from taskgate.keys_cli import app as keys_app
+from taskgate.cli.keys import app as keys_app
 
 NOW = 1_750_000_000.0
 

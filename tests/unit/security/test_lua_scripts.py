@@ -42,23 +42,23 @@ def _loaded() -> set[tuple[str, str]]:
 def test_the_tree_has_the_scripts_that_were_moved_out_of_python() -> None:
     """The scan below sees the files (a wrong root would make it pass on nothing)."""
     expected = {
-        ("gateway", "revoke.lua"),
-        ("gateway", "submit_check.lua"),
-        ("gateway", "idempotency_renew.lua"),
-        ("gateway", "idempotency_release.lua"),
+        ("gateway.stores", "revoke.lua"),
+        ("gateway.submission", "submit_check.lua"),
+        ("gateway.submission", "idempotency_renew.lua"),
+        ("gateway.submission", "idempotency_release.lua"),
         ("workers", "lifecycle_gate.lua"),
         ("workers", "lifecycle_finish.lua"),
-        ("workers", "finish_unless_revoked.lua"),
+        ("workers.execution", "finish_unless_revoked.lua"),
         ("workers", "fenced_ack.lua"),
         ("workers", "liveness_tend.lua"),
         ("workers", "liveness_reclaim.lua"),
-        ("workers", "restore_from_copy.lua"),
+        ("workers.celery_ext", "restore_from_copy.lua"),
         ("workers", "sweeper_lock.lua"),
         ("workers", "sweep.lua"),
-        ("security", "audit_append.lua"),
-        ("security", "audit_trim.lua"),
-        ("security", "refusal_count.lua"),
-        ("security", "refusal_claim.lua"),
+        ("security.audit", "audit_append.lua"),
+        ("security.audit", "audit_trim.lua"),
+        ("security.audit", "refusal_count.lua"),
+        ("security.audit", "refusal_claim.lua"),
     }
     assert expected <= _lua_files()
 
@@ -127,9 +127,9 @@ def test_fill_fields_refuses_what_would_not_be_the_intended_script(
 
 
 def test_the_submission_check_reads_the_fields_the_gateway_verifies() -> None:
-    """The check script's HMGETs name exactly the fields gateway.stored checks the MAC of."""
-    from gateway.stored import CLIENT_READ, REVOCATION_READ
-    from gateway.submit_checks import _CHECK
+    """The check script's HMGETs name exactly the fields gateway.stores.checks checks the MAC of."""
+    from gateway.stores.checks import CLIENT_READ, REVOCATION_READ
+    from gateway.submission.checks import _CHECK
 
     code = [line for line in _CHECK.source.split("\n") if not line.startswith("--")]
     assert "$" not in "\n".join(code)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from certs.material import CertPaths
-from taskgate.redis_server import redis_config
-from taskgate.redis_tls import redis_openssl_env
+from taskgate.devstack.redis_server import redis_config
+from taskgate.devstack.redis_tls import redis_openssl_env
 
 
 def test_redis_config_restricts_protocols_and_ciphers(tmp_path: Path) -> None:

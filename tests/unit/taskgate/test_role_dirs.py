@@ -10,7 +10,7 @@ import pytest
 from certs.material import init_certs
 from security.errors import ConfigError
 from security.keystore import init_keys, load_keys
-from taskgate.role_dirs import RoleDirError, prepare_role_dir, role_dir
+from taskgate.devstack.role_dirs import RoleDirError, prepare_role_dir, role_dir
 
 
 @pytest.fixture(scope="module")

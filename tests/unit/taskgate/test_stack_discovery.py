@@ -13,10 +13,10 @@ import pytest
 import typer.main
 from typer.testing import CliRunner
 
-from taskgate.cli import app
-from taskgate.cli_output import echo_table
+from taskgate.cli.main import app
+from taskgate.cli.output import echo_table
+from taskgate.cli.stack_discovery import use_stack_for_redis
 from taskgate.client import StackFileError, StackInfo, find_state_dir
-from taskgate.stack_discovery import use_stack_for_redis
 
 SECRET = "tgs_demo-secret-canary-0000000000000000"
 

@@ -14,7 +14,7 @@ import pytest
 from billiard.pool import soft_timeout_sighandler
 from celery.exceptions import SoftTimeLimitExceeded
 
-from workers import cancel
+from workers.execution import cancel
 
 
 @pytest.fixture

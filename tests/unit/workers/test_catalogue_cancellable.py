@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import BaseModel
 
-from workers.catalogue import TaskSpec
+from workers.contract.catalogue import TaskSpec
 
 
 class _Empty(BaseModel):

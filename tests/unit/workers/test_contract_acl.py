@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from security.audit_store import DEFAULT_STREAM, head_key
+from security.audit.store import DEFAULT_STREAM, head_key
 from security.vault import vault_key
 from workers.contract import acl, keys
 from workers.contract.acl import FORBIDDEN, PLACEHOLDER, ROLE_COMMANDS, render_acl, role_line

@@ -34,8 +34,8 @@ from pydantic import SecretStr, ValidationError
 from certs.material import CertPaths, init_certs
 from security.errors import ConfigError
 from security.tls import server_context
-from taskgate.procs import free_port, wait_until
-from taskgate.smtp_sink import (
+from taskgate.devstack.procs import free_port, wait_until
+from taskgate.devstack.smtp_sink import (
     MAX_RECIPIENTS,
     PASSWORD_HASH_ENV,
     Credentials,
@@ -43,7 +43,7 @@ from taskgate.smtp_sink import (
     main,
     start_sink,
 )
-from workers.catalogue import default_catalogue
+from workers.contract.catalogue import default_catalogue
 from workers.demo import email as demo_email
 from workers.demo.email import (
     SendEmail,
@@ -735,14 +735,15 @@ def test_task_is_declared_once_with_secret_password_and_retry_policy() -> None:
 def test_main_runs_as_a_module_and_stops_on_sigterm(
     smtp_env: int, certs_a: CertPaths, tmp_path: Path
 ) -> None:
-    """`python -m taskgate.smtp_sink ...` accepts mail, logs no password, exits 0 on SIGTERM."""
+    """`python -m taskgate.devstack.smtp_sink ...` accepts mail, logs no password, exits 0 on
+    SIGTERM."""
     maildir = tmp_path / "mail"
     log_path = tmp_path / "sink.log"
     env = {**os.environ, PASSWORD_HASH_ENV: hashlib.sha256(PASSWORD.encode()).hexdigest()}
     argv = [
         sys.executable,
         "-m",
-        "taskgate.smtp_sink",
+        "taskgate.devstack.smtp_sink",
         "--port",
         str(smtp_env),
         "--cert",

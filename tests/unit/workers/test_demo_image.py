@@ -28,7 +28,7 @@ from pydantic import ValidationError
 from certs.material import CertPaths, init_certs
 from security.errors import InputRejectedError, UnsafeURLError
 from security.tls import server_context
-from workers.catalogue import default_catalogue
+from workers.contract.catalogue import default_catalogue
 from workers.demo.image import (
     MAX_INPUT_BYTES,
     MAX_PIXELS,

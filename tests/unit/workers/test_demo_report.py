@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from workers.catalogue import default_catalogue
+from workers.contract.catalogue import default_catalogue
 from workers.demo.report import (
     MAX_COLUMNS,
     MAX_ROWS,

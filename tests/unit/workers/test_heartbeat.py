@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import redis
 
-from taskgate.procs import free_port
+from taskgate.devstack.procs import free_port
 from workers.contract import keys
 from workers.contract.acl import role_line
 from workers.contract.heartbeat import WORKERS, live_workers, worker_id

@@ -54,10 +54,12 @@ def test_records_of_other_loggers_pass_untouched() -> None:
 def test_event_exception_field_keeps_the_type_name_only() -> None:
     """What Celery puts in a task-failed or task-retried event (``safe_repr`` of the
     exception, or a name) is reduced to the exception's class name."""
-    from workers.request import _type_name
+    from workers.celery_ext.request import _type_name
 
     assert _type_name(f"ValueError('{CANARY}')") == "ValueError"
-    assert _type_name(f"workers.redaction.ConnectionError('{CANARY}')") == "ConnectionError"
+    assert (
+        _type_name(f"workers.execution.redaction.ConnectionError('{CANARY}')") == "ConnectionError"
+    )
     assert _type_name("TimeLimitExceeded") == "TimeLimitExceeded"
     assert _type_name(KeyError(CANARY)) == "KeyError"
     assert _type_name(f"<{CANARY}>") == "Error"

@@ -20,7 +20,7 @@ import pytest
 from celery.concurrency import asynpool
 from kombu.asynchronous import Hub, set_event_loop
 
-from workers.pool import ResumingAsynPool
+from workers.celery_ext.pool import ResumingAsynPool
 
 BIG = 4_000_000  # far more than a pipe holds (64 KiB): always read and written in parts
 
@@ -187,9 +187,9 @@ def test_celerys_own_pool_still_loses_a_message_cut_by_a_hub_reset(
     submit: tuple[Callable[..., Any], Any],
     in_parts: Callable[[Hub], bool],
 ) -> None:
-    """Why workers.pool exists: with Celery's AsynPool the same reset loses the message
+    """Why workers.celery_ext.pool exists: with Celery's AsynPool the same reset loses the message
     (the loop waits for ever, or fails on a garbled one). If this starts failing, Celery
-    has fixed it and workers.pool can go."""
+    has fixed it and workers.celery_ext.pool can go."""
     pool = driven(asynpool.AsynPool)
     pool.cut(*submit, in_parts, after_reset=2)
     assert pool.resets == 1

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from workers.transport import recorded_by_gate
-from workers.wire import GATEWAY_COPY, TASK_CONTENT_TYPE
+from workers.celery_ext.transport import recorded_by_gate
+from workers.contract.wire import GATEWAY_COPY, TASK_CONTENT_TYPE
 
 
 def _message(

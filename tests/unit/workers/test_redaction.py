@@ -8,7 +8,7 @@ import sys
 
 from celery.utils.serialization import get_pickleable_exception
 
-from workers.redaction import RedactedError, redacted
+from workers.execution.redaction import RedactedError, redacted
 
 
 class UpstreamRefused(Exception):

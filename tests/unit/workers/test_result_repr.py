@@ -9,7 +9,7 @@ from typing import Any
 from celery import Celery
 from celery.app.trace import build_tracer
 
-from workers.execution import SealedTask
+from workers.execution.task import SealedTask
 
 CANARY = "result-canary-7f3a"
 

@@ -7,10 +7,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-from security.audit_chain import Head
+from security.audit.chain import Head
 from security.keystore import init_keys, load_keys
-from workers.catalogue import Catalogue
-from workers.runtime import WorkerRuntime
+from workers.contract.catalogue import Catalogue
+from workers.execution.runtime import WorkerRuntime
 
 
 class _Client:
