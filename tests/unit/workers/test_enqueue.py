@@ -41,7 +41,8 @@ pytestmark = pytest.mark.integration
 
 KEYS = KeySet(Purpose.AUDIT_WORKER, [SymmetricKey("audit-1", Purpose.AUDIT_WORKER, os.urandom(32))])
 TASK = "5b0e6a51-8d0c-4f5e-9a53-0c3f1d2e4b6a"
-QUEUE = "taskgate"
+# A queue of its own: a session's Celery worker (integration tests first) takes "taskgate".
+QUEUE = "taskgate-enqueue-tests"
 MESSAGE = b'{"body":"c2VhbGVk","headers":{"id":"' + TASK.encode() + b'"}}'
 
 
