@@ -22,4 +22,7 @@ needs.
 - ``sentry_ingest``, ``tcp_proxy``: stand-ins for Sentry's ingest and a lossy network.
 - ``up``: driving a ``taskgate up`` process.
 - ``submissions``: the type of the ``make_submission`` fixture.
+- ``outbound``: stand-in resolvers and refusal reasons for the SSRF guard's tests;
+  ``validation``: pydantic validation errors as tests read them; ``token_forgery``: access
+  tokens built and forged by hand.
 """
