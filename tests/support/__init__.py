@@ -25,4 +25,6 @@ needs.
 - ``outbound``: stand-in resolvers and refusal reasons for the SSRF guard's tests;
   ``validation``: pydantic validation errors as tests read them; ``token_forgery``: access
   tokens built and forged by hand.
+- ``audit_chain``: an audit chain to write, read raw and tamper with.
+- ``vault_secrets``: canaries, a vault key ring and a stand-in client for the vault's tests.
 """
