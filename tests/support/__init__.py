@@ -27,4 +27,6 @@ needs.
   tokens built and forged by hand.
 - ``audit_chain``: an audit chain to write, read raw and tamper with.
 - ``vault_secrets``: canaries, a vault key ring and a stand-in client for the vault's tests.
+- ``key_folders``: key folders read and written by hand for the key-store tests.
+- ``envelopes``: sealed envelopes forged and damaged for the sealing tests.
 """
