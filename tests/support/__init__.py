@@ -29,4 +29,6 @@ needs.
 - ``vault_secrets``: canaries, a vault key ring and a stand-in client for the vault's tests.
 - ``key_folders``: key folders read and written by hand for the key-store tests.
 - ``envelopes``: sealed envelopes forged and damaged for the sealing tests.
+- ``https_origin``: a local HTTPS origin with a throwaway PKI and stand-in DNS (safe fetch);
+  ``images``: images encoded, thumbnailed and refused for the thumbnail tests.
 """
