@@ -31,4 +31,5 @@ needs.
 - ``envelopes``: sealed envelopes forged and damaged for the sealing tests.
 - ``https_origin``: a local HTTPS origin with a throwaway PKI and stand-in DNS (safe fetch);
   ``images``: images encoded, thumbnailed and refused for the thumbnail tests.
+- ``smtp``: credentials, payloads and a local SMTP sink for the ``email.send`` tests.
 """
