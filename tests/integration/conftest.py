@@ -1,5 +1,6 @@
 """Real processes for integration tests: a Celery worker and the HTTPS gateway (the shared
-one, and one with the web console on), and API clients and operators registered in it."""
+one, and one with the web console on), and API clients and operators registered in it;
+the client registry itself over the flushed test database."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
+import redis.asyncio
 
 from certs.material import CertPaths
 from gateway.stores.clients import ClientRegistry
@@ -122,6 +124,12 @@ def make_client(gateway_server: Gateway, tls_redis: RedisServer, keyring: KeyRin
         return ApiClient(client_id, secret, gateway_server)
 
     return make
+
+
+@pytest.fixture
+def registry(async_redis: redis.asyncio.Redis, keyring: KeyRing) -> ClientRegistry:
+    """A client registry over the flushed test database (the client-registry tests)."""
+    return ClientRegistry(async_redis, keyring.state)
 
 
 @pytest.fixture(scope="module")

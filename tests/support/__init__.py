@@ -32,4 +32,5 @@ needs.
 - ``https_origin``: a local HTTPS origin with a throwaway PKI and stand-in DNS (safe fetch);
   ``images``: images encoded, thumbnailed and refused for the thumbnail tests.
 - ``smtp``: credentials, payloads and a local SMTP sink for the ``email.send`` tests.
+- ``stored_keys``: the keys a test left in Redis, past heartbeats and the audit log.
 """

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 import uuid
@@ -9,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import redis
+from kombu.message import Message
 
 from gateway.submission.codec import SealedCodec
 from gateway.submission.publisher import OutgoingTask, encode_message, result_key
@@ -75,3 +77,17 @@ def wait_audit(client: redis.Redis, target: str, action: str, timeout: float = 2
 def ran(side_effects: Path, task_id: str) -> bool:
     """Whether the body of ``task_id`` ran (sample tasks leave a file)."""
     return (side_effects / task_id).exists()
+
+
+def delivered(encoded: bytes) -> Message:
+    """The kombu message a worker's consumer gets for ``encoded`` (a gateway document)."""
+    doc = json.loads(encoded)
+    return Message(
+        body=base64.b64decode(doc["body"]),  # type: ignore[arg-type]  # stubs: str only
+        content_type=doc["content-type"],
+        content_encoding=doc["content-encoding"],
+        headers=doc["headers"],
+        properties=doc["properties"],
+        delivery_info={"exchange": "", "routing_key": DEFAULT_QUEUE},
+        delivery_tag=doc["properties"]["delivery_tag"],
+    )

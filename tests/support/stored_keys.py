@@ -1,0 +1,22 @@
+"""What a test left in Redis: every key but the workers' heartbeats and the audit log.
+
+The session's running worker keeps writing heartbeats, and a refused command is audited,
+so a test that checks nothing was stored looks past both.
+"""
+
+from __future__ import annotations
+
+import redis
+import redis.asyncio
+
+from tests.support.replies import as_bytes
+from workers.contract.keys import AUDIT_STREAM, WORKERS
+
+
+def stored_keys(client: redis.Redis) -> list[bytes]:
+    """Every key in Redis except the heartbeats the session's running worker keeps writing
+    and the audit log (a refused command is audited)."""
+    keys = [as_bytes(key) for key in client.keys("*")]
+    return [
+        key for key in keys if key != WORKERS.encode() and not key.startswith(AUDIT_STREAM.encode())
+    ]
