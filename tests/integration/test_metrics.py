@@ -15,57 +15,30 @@ import contextlib
 import json
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
-import httpx
 import pytest
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from prometheus_client.parser import text_string_to_metric_families
 from typer.testing import CliRunner
 
-from gateway.submission.codec import SealedCodec
-from gateway.submission.publisher import OutgoingTask, encode_message
-from security.keys import SigningKey
 from security.keystore import KeyRing
-from security.sealing import seal
 from taskgate.cli.main import app
-from tests.support.gateways import Gateway
 from tests.support.messages import push_raw, wait_audit
+from tests.support.metrics_run import PAYLOAD_CANARY, SECRET_CANARY, Deployment, Q, Samples
+from tests.support.metrics_run import busy_gauges as _busy
+from tests.support.metrics_run import forged_message as _forged
+from tests.support.metrics_run import scrape as _scrape
+from tests.support.metrics_run import series as _series
+from tests.support.metrics_run import submit as _submit
+from tests.support.metrics_run import task_labels as _task
 from tests.support.processes import wait_for
-from tests.support.stacks import SHORT_TIMINGS, PrivateStack, stack_with_gateway
+from tests.support.stacks import SHORT_TIMINGS, stack_with_gateway
 from workers.contract import metrics as m
 from workers.contract.keys import METRICS_GATEWAY, METRICS_WINDOW_PREFIX, METRICS_WORKER
-from workers.contract.wire import DEFAULT_QUEUE
 
 pytestmark = pytest.mark.integration
-
-PAYLOAD_CANARY = f"canary-payload-{uuid.uuid4().hex}"
-SECRET_CANARY = f"canary-secret-{uuid.uuid4().hex}"
 AWS_KEY = "AK" + "IA" + "IOSFODNN7" + "EXAMPLE"
-Q = DEFAULT_QUEUE
 ACTIVE = "celery_worker_tasks_active"
-Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
-
-
-def _scrape(gateway: Gateway, admin_token: str) -> tuple[str, Samples]:
-    with gateway.client(headers={"Authorization": f"Bearer {admin_token}"}) as http:
-        response = http.get("/metrics")
-    assert response.status_code == 200, response.text
-    samples = {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(response.text)
-        for s in family.samples
-    }
-    return response.text, samples
-
-
-def _series(samples: Samples, name: str) -> dict[tuple[tuple[str, str], ...], float]:
-    return {labels: value for (n, labels), value in samples.items() if n == name}
-
-
-def _task(name: str) -> tuple[tuple[str, str], ...]:
-    return (("name", name), ("queue", Q))
 
 
 # What the run below must add up to, per counter (label sets exactly, zero series absent).
@@ -114,12 +87,6 @@ EXPECTED: dict[str, dict[tuple[tuple[str, str], ...], float]] = {
 }  # fmt: skip
 
 
-@dataclass
-class Deployment:
-    stack: PrivateStack
-    gateways: list[Gateway]
-
-
 @pytest.fixture(scope="module")
 def deployment(
     tmp_path_factory: pytest.TempPathFactory,
@@ -151,33 +118,6 @@ def deployment(
         stack.start_worker(concurrency=1)
         stack.start_worker(concurrency=1)
         yield Deployment(stack, [first, second])
-
-
-def _submit(http: httpx.Client, name: str, note: str, status: int = 202) -> str:
-    body = {"note": note, "token": SECRET_CANARY}
-    response = http.post(f"/v1/tasks/{name}", json=body)
-    assert response.status_code == status, response.text
-    return str(response.json().get("id", "")) if status == 202 else ""
-
-
-def _busy(gateway: Gateway, admin_token: str) -> dict[Any, float] | None:
-    """The running-task gauges, once one of them says 1."""
-    active = _series(_scrape(gateway, admin_token)[1], "celery_worker_tasks_active")
-    return active if 1.0 in active.values() else None
-
-
-def _forged(keys: KeyRing, task_id: str) -> dict[str, Any]:
-    """An envelope for mt.ok under the real broker key, signed by an impostor."""
-    private = Ed25519PrivateKey.generate()
-    impostor = SigningKey(keys.signing.current().kid, private.public_key(), private)
-    body = json.dumps([[], {"payload": {"note": PAYLOAD_CANARY}}, {}]).encode()
-    envelope = seal(
-        body, task_id=task_id, task_name="mt.ok", keys=keys.broker, signer=impostor, ttl=60
-    )
-    message: dict[str, Any] = json.loads(
-        encode_message(OutgoingTask(task_id, "mt.ok", envelope, SealedCodec.content_type, Q))
-    )
-    return message
 
 
 @pytest.fixture(scope="module")

@@ -18,21 +18,15 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
 import time
-import uuid
-from collections import Counter
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
 import pytest
-import redis
-from celery.exceptions import Reject
-from kombu.exceptions import OperationalError
 
-from security.errors import AuditError
+from tests.support.bursts import burst_across_a_redis_restart as _burst_across_a_redis_restart
+from tests.support.bursts import wait_all_final as _wait_all_final
 from tests.support.processes import wait_for
 from tests.support.stacks import (
     FAST_SWEEP,
@@ -43,8 +37,7 @@ from tests.support.stacks import (
     running,
 )
 from workers.contract.deadletters import dlq_key
-from workers.contract.wire import DEFAULT_QUEUE, decode_record, task_key
-from workers.execution.runtime import _requeue_if_storage_down
+from workers.contract.wire import DEFAULT_QUEUE, decode_record
 
 pytestmark = pytest.mark.integration
 
@@ -56,7 +49,6 @@ VISIBILITY_TIMEOUT = sum(
         "TASKGATE_VISIBILITY_MARGIN",
     )
 )
-BURST = 500
 
 
 # A private Redis and gateway; each test starts (and kills) its own workers.
@@ -175,41 +167,6 @@ def test_task_revoked_while_queued_never_runs_even_after_a_worker_restart(
     assert _nothing_pending(stack)
 
 
-@pytest.mark.parametrize(
-    "error",
-    [
-        redis.ConnectionError("gone"),
-        redis.BusyLoadingError("loading the append-only file"),
-        redis.TimeoutError("slow"),
-        AuditError("audit log unavailable", reason="unavailable"),
-        Reject(OperationalError("publish failed"), requeue=False),  # from Task.retry
-    ],
-    ids=type,
-)
-def test_worker_bookkeeping_with_redis_unreachable_requeues_the_message(error: Exception) -> None:
-    """Redis down under the worker's own bookkeeping: requeue, never fail (and so ack) it."""
-    with pytest.raises(Reject) as raised, _requeue_if_storage_down(str(uuid.uuid4())):
-        raise error
-    assert raised.value.requeue is True  # type: ignore[attr-defined]
-
-
-@pytest.mark.parametrize(
-    "error",
-    [
-        ValueError("a bug"),
-        AuditError("refused", reason="write_failed"),
-        Reject("not_sealed", requeue=False),
-        redis.ResponseError("WRONGTYPE"),
-    ],
-    ids=type,
-)
-def test_worker_bookkeeping_errors_other_than_unreachable_pass_through(error: Exception) -> None:
-    """Anything but an unreachable Redis is not turned into a requeue."""
-    with pytest.raises(type(error)) as raised, _requeue_if_storage_down(str(uuid.uuid4())):
-        raise error
-    assert raised.value is error
-
-
 def test_flaky_task_is_retried_with_backoff_until_it_succeeds(stack: PrivateStack) -> None:
     """Two retryable failures, then success: three runs, one side effect, state succeeded."""
     client = stack.new_client()
@@ -285,109 +242,6 @@ def test_a_task_that_crashes_its_worker_every_time_is_dead_lettered_after_three_
     assert [outcome for _, outcome in audited] == ["error"]
     assert worker.alive()
     wait_for(lambda: _nothing_pending(stack), timeout=10, what="the message acknowledged")
-
-
-class _Burst:
-    """Submit ``BURST`` tasks from a few threads; remember what each answer was and when.
-
-    A thread that gets a 503 pauses briefly before its next submission, as a client
-    honouring Retry-After would (shortened), so the burst outlasts the outage.
-    """
-
-    def __init__(self, stack: PrivateStack, token: str) -> None:
-        self.stack = stack
-        self.token = token
-        self.answers: list[tuple[float, int, str]] = []
-        self.lock = threading.Lock()
-        self.local = threading.local()
-        self.clients: list[httpx.Client] = []
-
-    def _http(self) -> httpx.Client:
-        http = getattr(self.local, "http", None)
-        if http is None:
-            gateway = self.stack.gateway
-            if gateway is None:
-                raise RuntimeError("no gateway")
-            http = gateway.client(headers={"Authorization": f"Bearer {self.token}"})
-            self.local.http = http
-            with self.lock:
-                self.clients.append(http)
-        return http
-
-    def close(self) -> None:
-        for http in self.clients:
-            http.close()
-
-    def submit(self, index: int) -> None:
-        try:
-            response = self._http().post("/v1/tasks/test.quick", json={"note": f"n{index}"})
-            status = response.status_code
-            task_id = response.json().get("id", "") if status == 202 else ""
-        except httpx.HTTPError as exc:
-            status, task_id = 0, type(exc).__name__
-        with self.lock:
-            self.answers.append((time.monotonic(), status, task_id))
-        if status != 202:
-            time.sleep(0.2)
-
-    def done(self) -> int:
-        with self.lock:
-            return len(self.answers)
-
-
-def _burst_across_a_redis_restart(stack: PrivateStack) -> tuple[list[str], Counter[int]]:
-    """Submit BURST tasks; SIGTERM and restart Redis once 120 have been answered.
-
-    Returns the ids that got a 202 and the count of every status.
-    """
-    burst = _Burst(stack, stack.new_client().token())
-    window: dict[str, float] = {}
-
-    def restart_when_under_way() -> None:
-        wait_for(lambda: burst.done() >= 120, timeout=60, what="the burst getting under way")
-        window["down"] = time.monotonic()
-        stack.restart_redis(down_for=1.5)
-        window["up"] = time.monotonic()
-
-    restarter = threading.Thread(target=restart_when_under_way)
-    restarter.start()
-    try:
-        with ThreadPoolExecutor(max_workers=6) as pool:
-            list(pool.map(burst.submit, range(BURST)))
-    finally:
-        burst.close()
-        restarter.join()
-    statuses = Counter(status for _, status, _ in burst.answers)
-    assert statuses[503] > 0, "the outage did not overlap the burst"
-    assert any(at < window["down"] for at, status, _ in burst.answers if status == 202)
-    assert any(at > window["up"] for at, status, _ in burst.answers if status == 202)
-    # Fail closed: during the outage a submission is refused with 503, never a 500.
-    assert set(statuses) <= {202, 503}, statuses
-    return [task_id for _, status, task_id in burst.answers if status == 202], statuses
-
-
-def _states(stack: PrivateStack, task_ids: list[str]) -> dict[str, str]:
-    with stack.redis_client() as redis_client, redis_client.pipeline() as pipe:
-        for task_id in task_ids:
-            pipe.hgetall(task_key(task_id))
-        records = pipe.execute()
-    return {
-        task_id: decode_record(raw).get("state", "missing")
-        for task_id, raw in zip(task_ids, records, strict=True)
-    }
-
-
-def _wait_all_final(stack: PrivateStack, task_ids: list[str], timeout: float) -> dict[str, str]:
-    def all_final() -> dict[str, str] | None:
-        states = _states(stack, task_ids)
-        done = all(state in {"succeeded", "dead_lettered"} for state in states.values())
-        return states if done else None
-
-    try:
-        return dict(wait_for(all_final, timeout=timeout, what="every accepted task", interval=1))
-    except AssertionError:
-        counts = Counter(_states(stack, task_ids).values())
-        raise AssertionError(f"{len(task_ids)} accepted, final states {counts}") from None
 
 
 def test_redis_restart_during_a_burst_keeps_every_accepted_submission(

@@ -33,4 +33,6 @@ needs.
   ``images``: images encoded, thumbnailed and refused for the thumbnail tests.
 - ``smtp``: credentials, payloads and a local SMTP sink for the ``email.send`` tests.
 - ``stored_keys``: the keys a test left in Redis, past heartbeats and the audit log.
+- ``bursts``: a burst of submissions across a Redis restart (reliability tests);
+  ``metrics_run``: the metrics tests' deployment, requests and scrapes.
 """
