@@ -1,10 +1,11 @@
-"""The sweeper re-queues an accepted task whose broker message was lost, and nothing else.
+"""The sweeper re-queues an accepted task whose broker message was lost, exactly once.
 
 A lost message is made the way a Redis restart makes one: the gateway's message is taken
 off the queue and never recorded in kombu's ``unacked`` hash. Most tests drive a
 :class:`~workers.sweeper.Sweeper` in the test process with an explicit ``now`` (no worker
 runs, so no other sweeper competes for the lock); the end-to-end test lets a real worker's
-sweeper find the loss, re-queue the message and run the task.
+sweeper find the loss, re-queue the message and run the task. The lock, the sweeper
+thread and the kombu layouts it refuses are here too.
 """
 
 from __future__ import annotations
@@ -14,21 +15,18 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 import redis
-from kombu import Connection
 
-from security.audit import AuditWriter, iter_records
+from security.audit import AuditWriter
 from security.errors import ConfigError
 from security.keystore import KeyRing
 from taskgate.devstack.procs import free_port
-from tests.support.broker import delivery_tag, redis_channel
 from tests.support.processes import wait_for
-from tests.support.replies import as_bytes
 from tests.support.stacks import (
     FAST_SWEEP,
     RELIABILITY_MODULES,
@@ -37,28 +35,29 @@ from tests.support.stacks import (
     private_stack,
     running,
 )
+from tests.support.sweeps import GRACE, INTERVAL, MakeSweeper
+from tests.support.sweeps import audited_requeues as _audited
+from tests.support.sweeps import eligible_at as _eligible
+from tests.support.sweeps import lose_message as _lose
+from tests.support.sweeps import message_copy as _copy
+from tests.support.sweeps import queued as _queue
+from tests.support.sweeps import submit_slow as _submit
 from workers.app import create_celery
-from workers.celery_ext.transport import recorded_by_gate
 from workers.contract.keys import AUDIT_HEAD
 from workers.contract.wire import (
     DEFAULT_QUEUE,
     GLOBAL_QUEUED,
     KOMBU_UNACKED,
-    KOMBU_UNACKED_INDEX,
     SWEEP_LOCK,
     message_copy_key,
     suspect_key,
     task_key,
 )
-from workers.lifecycle import Lifecycle
 from workers.settings import WorkerSettings
-from workers.sweeper import MAX_REQUEUES, Sweeper, SweeperService, install, log_sweep
+from workers.sweeper import Sweeper, SweeperService, install, log_sweep
 
 pytestmark = pytest.mark.integration
-
-GRACE = float(FAST_SWEEP["TASKGATE_SWEEP_GRACE"])
 CANARY_SECONDS = 0.0123457  # a payload value that must never appear in a log line
-INTERVAL = float(FAST_SWEEP["TASKGATE_SWEEP_INTERVAL"])
 
 
 # A private Redis and gateway; workers only where a test starts one.
@@ -91,9 +90,6 @@ def client(stack: PrivateStack) -> Iterator[redis.Redis]:
         yield redis_client
 
 
-MakeSweeper = Callable[..., Sweeper]
-
-
 @pytest.fixture
 def sweepers(client: redis.Redis, worker_keys: KeyRing) -> MakeSweeper:
     """Sweepers as a worker makes them: their re-queues audited with the worker's keys."""
@@ -103,56 +99,6 @@ def sweepers(client: redis.Redis, worker_keys: KeyRing) -> MakeSweeper:
         return Sweeper(client, audit=lambda: writer, interval=INTERVAL, grace=GRACE, holder=holder)
 
     return make
-
-
-def _submit(http: httpx.Client, seconds: float = 0) -> str:
-    response = http.post("/v1/tasks/test.slow_effect", json={"seconds": seconds})
-    assert response.status_code == 202, response.text
-    return str(response.json()["id"])
-
-
-def _copy(client: redis.Redis, task_id: str) -> bytes:
-    raw = client.get(message_copy_key(task_id))
-    assert isinstance(raw, bytes), "the gateway stored no copy of the message"
-    return raw
-
-
-def _lose(client: redis.Redis, task_id: str) -> bytes:
-    """Take the message off the queue without recording it in flight (kombu's lost pop)."""
-    copy = _copy(client, task_id)
-    # redis-py types LREM's value as str; Redis compares bytes, and the copy is bytes
-    assert client.lrem(DEFAULT_QUEUE, 0, copy) == 1  # type: ignore[arg-type]
-    return copy
-
-
-def _eligible(client: redis.Redis, task_id: str) -> float:
-    """A sweep time at which the task has waited past the grace period."""
-    return float(client.hget(task_key(task_id), "submitted_at") or 0) + GRACE + 1
-
-
-def _queue(client: redis.Redis) -> list[bytes]:
-    return [as_bytes(item) for item in client.lrange(DEFAULT_QUEUE, 0, -1)]
-
-
-def _kombu(
-    stack: PrivateStack, transport: str = "workers.celery_ext.transport:Transport"
-) -> Connection:
-    """A kombu connection through taskgate's transport, as a worker consumes (or another)."""
-    tls = stack.redis.as_user("worker")
-    creds = tls.credentials()
-    return Connection(
-        tls.url,
-        userid=creds["username"],
-        password=creds["password"],
-        transport=transport,
-        ssl=tls.celery_ssl(),
-        connect_timeout=5,
-    )
-
-
-# kombu's own Redis transport records every delivery in flight itself, as a consumer does
-# for a message it got again (restored, flagged redelivered) or one without a copy.
-KOMBU_RECORDS = "redis"
 
 
 def test_gateway_stores_an_exact_copy_of_the_queued_message_until_the_task_starts(
@@ -288,213 +234,6 @@ def test_worker_sweeper_finds_a_lost_message_requeues_it_audits_it_and_runs_it_o
     assert f"task {task_id}: message lost by the broker" in log
 
 
-def test_message_still_in_the_queue_is_never_requeued(
-    http: httpx.Client, client: redis.Redis, sweepers: MakeSweeper
-) -> None:
-    """A task waiting behind a backlog is found in its queue by every sweep."""
-    task_id = _submit(http)
-    sweeper = sweepers()
-    now = _eligible(client, task_id)
-    for step in range(4):
-        result = sweeper.sweep(now=now + step * GRACE)
-        assert (result.swept, result.suspected, result.requeued) == (True, [], [])
-    assert _queue(client) == [_copy(client, task_id)]
-    assert client.exists(suspect_key(task_id)) == 0
-
-
-def test_message_in_kombus_unacked_hash_is_never_requeued(
-    stack: PrivateStack, http: httpx.Client, client: redis.Redis, sweepers: MakeSweeper
-) -> None:
-    """Popped and recorded in flight by kombu (a worker holds it): not the sweeper's."""
-    task_id = _submit(http)
-    sweeper = sweepers()
-    now = _eligible(client, task_id)
-    with _kombu(stack, KOMBU_RECORDS) as conn:
-        message = redis_channel(conn.default_channel).basic_get(DEFAULT_QUEUE)
-        assert message is not None
-        assert message.headers["id"] == task_id
-        assert _queue(client) == []
-        assert client.hexists(KOMBU_UNACKED, delivery_tag(message))
-        for step in range(4):
-            assert sweeper.sweep(now=now + step * GRACE).requeued == []
-        assert _queue(client) == []
-        message.ack()
-    assert client.exists(suspect_key(task_id)) == 0
-
-
-def test_message_kombu_put_back_reserialised_is_never_requeued(
-    stack: PrivateStack, http: httpx.Client, client: redis.Redis, sweepers: MakeSweeper
-) -> None:
-    """A message kombu restored to the queue (flagged redelivered, so no longer the copy's
-    bytes) is found by its delivery tag."""
-    task_id = _submit(http)
-    copy = _copy(client, task_id)
-    with _kombu(stack, KOMBU_RECORDS) as conn:
-        message = redis_channel(conn.default_channel).basic_get(DEFAULT_QUEUE)
-        assert message is not None
-        message.reject(requeue=True)
-    queued = _queue(client)
-    assert len(queued) == 1
-    assert queued[0] != copy
-    assert b"redelivered" in queued[0]
-    sweeper = sweepers()
-    now = _eligible(client, task_id)
-    for step in range(4):
-        assert sweeper.sweep(now=now + step * GRACE).requeued == []
-    assert _queue(client) == queued
-
-
-def test_a_copied_message_is_recorded_in_flight_by_the_start_gate_not_the_consumer(
-    stack: PrivateStack, http: httpx.Client, client: redis.Redis
-) -> None:
-    """The consumer leaves a gateway message's first delivery unrecorded (no round trip);
-    the start gate writes kombu's own entry from the copy - [message, exchange, routing
-    key], indexed by time - and takes the copy in the same script; the ack removes it."""
-    task_id = _submit(http)
-    copy = _copy(client, task_id)
-    with _kombu(stack) as conn:
-        message = redis_channel(conn.default_channel).basic_get(DEFAULT_QUEUE)
-        assert message is not None
-        tag = delivery_tag(message)
-        assert recorded_by_gate(message)
-        assert not client.hexists(KOMBU_UNACKED, tag)
-        gate = Lifecycle(client).open_gate(task_id, 1, delivery=(tag, "", DEFAULT_QUEUE))
-        assert gate.recorded
-        raw = client.hget(KOMBU_UNACKED, tag)
-        assert raw is not None
-        assert json.loads(raw) == [json.loads(copy), "", DEFAULT_QUEUE]
-        assert client.zscore(KOMBU_UNACKED_INDEX, tag) is not None
-        assert client.exists(message_copy_key(task_id)) == 0
-        message.ack()
-    assert not client.hexists(KOMBU_UNACKED, tag)
-    assert client.zscore(KOMBU_UNACKED_INDEX, tag) is None
-
-
-def test_a_gate_recorded_delivery_put_back_returns_once_and_is_then_recorded_by_its_consumer(
-    stack: PrivateStack, http: httpx.Client, client: redis.Redis
-) -> None:
-    """kombu restores what the gate recorded (flagged redelivered; the copy is gone, so
-    nothing else goes back); the consumer that gets it again records it itself."""
-    task_id = _submit(http)
-    with _kombu(stack) as conn:
-        channel = redis_channel(conn.default_channel)
-        message = channel.basic_get(DEFAULT_QUEUE)
-        assert message is not None
-        Lifecycle(client).open_gate(task_id, 1, delivery=(delivery_tag(message), "", DEFAULT_QUEUE))
-        message.reject(requeue=True)
-        queued = _queue(client)
-        assert len(queued) == 1
-        assert json.loads(queued[0])["headers"]["redelivered"] is True
-        again = channel.basic_get(DEFAULT_QUEUE)
-        assert again is not None
-        assert again.delivery_tag == message.delivery_tag
-        assert not recorded_by_gate(again)
-        assert client.hexists(KOMBU_UNACKED, delivery_tag(again))
-        again.ack()
-    assert _queue(client) == []
-
-
-def test_a_delivery_put_back_before_its_gate_returns_as_the_copy_and_is_not_swept(
-    stack: PrivateStack, http: httpx.Client, client: redis.Redis, sweepers: MakeSweeper
-) -> None:
-    """A delivery rejected (or restored) before any gate recorded it goes back as the
-    gateway's copy, byte for byte; the sweeper then finds it queued and leaves it."""
-    task_id = _submit(http)
-    copy = _copy(client, task_id)
-    with _kombu(stack) as conn:
-        message = redis_channel(conn.default_channel).basic_get(DEFAULT_QUEUE)
-        assert message is not None
-        assert _queue(client) == []
-        message.reject(requeue=True)
-    assert _queue(client) == [copy]
-    assert not client.hexists(KOMBU_UNACKED, delivery_tag(message))
-    sweeper = sweepers()
-    now = _eligible(client, task_id)
-    for step in range(4):
-        assert sweeper.sweep(now=now + step * GRACE).requeued == []
-    assert _queue(client) == [copy]
-
-
-def test_revoked_task_with_a_lost_message_is_not_requeued(
-    http: httpx.Client, client: redis.Redis, sweepers: MakeSweeper
-) -> None:
-    """Cancelled before it ran: nothing to bring back."""
-    task_id = _submit(http)
-    assert http.delete(f"/v1/tasks/{task_id}").status_code == 202
-    _lose(client, task_id)
-    sweeper = sweepers()
-    now = _eligible(client, task_id)
-    for step in range(3):
-        assert sweeper.sweep(now=now + step * GRACE).requeued == []
-    assert _queue(client) == []
-
-
-@pytest.mark.parametrize("state", ["started", "retried", "succeeded", "failed"])
-def test_task_past_its_start_is_not_requeued_even_with_a_copy_left(
-    http: httpx.Client, client: redis.Redis, state: str, sweepers: MakeSweeper
-) -> None:
-    """Only a task still queued is the sweeper's: a started or retried task's message is
-    a worker's (unacked hash, visibility timeout), a finished one needs nothing."""
-    task_id = _submit(http)
-    _lose(client, task_id)
-    client.hset(task_key(task_id), "state", state)
-    sweeper = sweepers()
-    now = _eligible(client, task_id)
-    for step in range(3):
-        result = sweeper.sweep(now=now + step * GRACE)
-        assert (result.suspected, result.requeued) == ([], [])
-    assert _queue(client) == []
-
-
-def test_message_marked_once_is_not_requeued_before_the_grace_period_and_a_return_clears_it(
-    http: httpx.Client, client: redis.Redis, sweepers: MakeSweeper
-) -> None:
-    """One strike is not enough: a sweep sooner than the grace period after the mark
-    leaves it; a message that turns up in flight (kombu recorded its pop) clears the mark,
-    and a later loss starts over from the first strike."""
-    task_id = _submit(http)
-    copy = _lose(client, task_id)
-    sweeper = sweepers()
-    first = _eligible(client, task_id)
-    assert sweeper.sweep(now=first).suspected == [task_id]
-    early = sweeper.sweep(now=first + GRACE - 0.5)
-    assert (early.suspected, early.requeued) == ([], [])
-    assert client.exists(suspect_key(task_id)) == 1
-    assert _queue(client) == []
-    # kombu's QoS.append lands late (Redis was briefly unreachable): the message is held.
-    tag = _delivery_tag(copy)
-    client.hset(KOMBU_UNACKED, tag, b"[]")
-    assert sweeper.sweep(now=first + GRACE).requeued == []
-    assert client.exists(suspect_key(task_id)) == 0
-    client.hdel(KOMBU_UNACKED, tag)
-    again = sweeper.sweep(now=first + 2 * GRACE)
-    assert (again.suspected, again.requeued) == ([task_id], [])
-
-
-def test_message_lost_again_and_again_is_given_up_after_the_cap(
-    http: httpx.Client, client: redis.Redis, sweepers: MakeSweeper
-) -> None:
-    """A message that keeps vanishing (say, a worker refuses it) is re-queued at most
-    MAX_REQUEUES times; then the copy is dropped and the sweeper reports it abandoned."""
-    task_id = _submit(http)
-    sweeper = sweepers()
-    now = _eligible(client, task_id)
-    for _ in range(MAX_REQUEUES):
-        _lose(client, task_id)
-        assert sweeper.sweep(now=now).suspected == [task_id]
-        assert sweeper.sweep(now=now + GRACE).requeued == [task_id]
-        now += 2 * GRACE
-    _lose(client, task_id)
-    sweeper.sweep(now=now)
-    gave_up = sweeper.sweep(now=now + GRACE)
-    assert (gave_up.requeued, gave_up.abandoned) == ([], [task_id])
-    assert client.exists(message_copy_key(task_id)) == 0
-    assert _queue(client) == []
-    assert _audited(client, task_id) == [("task.requeued_lost", "ok")] * MAX_REQUEUES + [
-        ("task.requeue_abandoned", "error")
-    ]
-
-
 def test_lock_keeps_a_second_sweeper_from_sweeping_so_a_message_is_requeued_once(
     http: httpx.Client, client: redis.Redis, sweepers: MakeSweeper
 ) -> None:
@@ -584,16 +323,3 @@ def test_sweeper_refuses_a_kombu_layout_it_cannot_see_into(
                 install(app, settings, app.taskgate_runtime)  # type: ignore[attr-defined]
     finally:
         app.close()
-
-
-def _audited(client: redis.Redis, task_id: str) -> list[tuple[str, str]]:
-    """(action, outcome) of the sweeper's audit records about ``task_id``."""
-    return [
-        (e.record.action, e.record.outcome)
-        for e in iter_records(client)
-        if e.record.target == task_id and e.record.action.startswith("task.requeue")
-    ]
-
-
-def _delivery_tag(copy: bytes) -> str:
-    return str(json.loads(copy)["properties"]["delivery_tag"])

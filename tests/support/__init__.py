@@ -35,4 +35,5 @@ needs.
 - ``stored_keys``: the keys a test left in Redis, past heartbeats and the audit log.
 - ``bursts``: a burst of submissions across a Redis restart (reliability tests);
   ``metrics_run``: the metrics tests' deployment, requests and scrapes.
+- ``sweeps``: lost broker messages made and found for the sweeper tests.
 """
