@@ -146,7 +146,9 @@ def test_a_wrong_secret_flood_from_eight_sources_does_not_starve_a_legitimate_gr
     )
     assert statuses.get(200, 0) == 0
     assert statuses.get(503, 0) > 0, statuses  # the gate refused work it had no slot for
-    assert under_flood <= max(4 * quiet, quiet + 0.5), (quiet, under_flood, statuses)
+    # Unguarded, the same flood took a grant from 0.3 s to 7.2 s; the margin absorbs a
+    # 2-core machine shared with other work, not starvation.
+    assert under_flood <= max(4 * quiet, quiet + 1.5), (quiet, under_flood, statuses)
 
 
 def test_busy_answer_is_a_fast_503_with_retry_after(
