@@ -18,6 +18,10 @@ from security.audit.refusals import RefusalCounter
 from security.keystore import KeyRing
 from tests.support.audit import entry_stream_id
 
+# Refusal counters of their own: a gateway of the test session (integration tests run
+# first) claims every closed window under the default stream's prefix.
+OWN_STREAM = "tg:unit-refusals"
+
 
 def test_only_unauthenticated_or_rate_limited_refusals_are_aggregated() -> None:
     """Bad tokens, 429s and bad client credentials aggregate; every other decision is one record."""
@@ -54,7 +58,7 @@ async def test_a_flood_is_one_first_record_and_one_summary(
     now = [120.0]
     writer = AsyncAuditWriter(async_redis, keyring.audit)
     batcher = AuditBatcher(writer)
-    counter = RefusalCounter(async_redis, window=60)
+    counter = RefusalCounter(async_redis, stream=OWN_STREAM, window=60)
     agg = RefusalAggregator(counter, batcher, writer, clock=lambda: now[0])
     for i in range(500):
         await agg.refuse(
@@ -159,7 +163,7 @@ async def test_a_lone_refusal_needs_no_summary_and_a_claimed_window_is_skipped(
     holds is left to it."""
     writer = AsyncAuditWriter(async_redis, keyring.audit)
     batcher = AuditBatcher(writer)
-    counter = RefusalCounter(async_redis, window=60)
+    counter = RefusalCounter(async_redis, stream=OWN_STREAM, window=60)
     agg = RefusalAggregator(counter, batcher, writer, clock=lambda: 300.0)
     lone = AuditRecord.make(actor="anonymous", action="auth.refused", outcome="denied", now=120.0)
     await agg.refuse(lone)

@@ -18,6 +18,10 @@ from security.audit.refusals import (
 )
 from security.errors import AuditError, ConfigError
 
+# Refusal counters of their own: a gateway of the test session (integration tests run
+# first) claims every closed window under the default stream's prefix.
+OWN_STREAM = "tg:unit-refusals"
+
 GROUP = RefusalGroup("auth.refused", "ip:10.0.0.1", "demo.echo")
 
 
@@ -92,7 +96,7 @@ def test_summary_records_skip_lone_refusals_and_carry_the_counts() -> None:
 @pytest.mark.integration
 async def test_counts_a_flood_per_group_and_window(async_redis: redis.asyncio.Redis) -> None:
     """Only a group's first refusal in a window returns 1; the counts and reasons add up."""
-    counter = RefusalCounter(async_redis, window=60)
+    counter = RefusalCounter(async_redis, stream=OWN_STREAM, window=60)
     firsts = [await counter.count(GROUP, "expired", now=120.0 + i / 100) for i in range(50)]
     assert firsts.count(1) == 1
     await counter.count(GROUP, "malformed at body", now=130.0)
@@ -105,7 +109,7 @@ async def test_counts_a_flood_per_group_and_window(async_redis: redis.asyncio.Re
 @pytest.mark.integration
 async def test_groups_and_reasons_are_capped(async_redis: redis.asyncio.Redis) -> None:
     """Past max_groups sources fold into one overflow group; past max_reasons into other."""
-    counter = RefusalCounter(async_redis, window=60, max_groups=2, max_reasons=1)
+    counter = RefusalCounter(async_redis, stream=OWN_STREAM, window=60, max_groups=2, max_reasons=1)
     for i in range(10):
         group = RefusalGroup("auth.refused", f"ip:10.0.0.{i}", "t")
         for reason in ("a", "b"):
@@ -124,7 +128,7 @@ async def test_claim_is_exclusive_and_keeps_late_refusals(
     async_redis: redis.asyncio.Redis,
 ) -> None:
     """One process claims a window; refusals counted after the claim are summarised later."""
-    counter = RefusalCounter(async_redis, window=60)
+    counter = RefusalCounter(async_redis, stream=OWN_STREAM, window=60)
     await counter.count(GROUP, "expired", now=60.0)
     assert await counter.claim(1, "one") is not None
     assert await counter.claim(1, "two") is None  # locked by "one"
@@ -139,7 +143,7 @@ async def test_claim_is_exclusive_and_keeps_late_refusals(
 @pytest.mark.integration
 async def test_a_died_claim_is_handed_out_again(async_redis: redis.asyncio.Redis) -> None:
     """A claim whose process died (lock lapsed, closing hash left) is returned again."""
-    counter = RefusalCounter(async_redis, window=60)
+    counter = RefusalCounter(async_redis, stream=OWN_STREAM, window=60)
     await counter.count(GROUP, "expired", now=60.0)
     first = await counter.claim(1, "one", lock_seconds=0.05)
     await async_redis.delete(counter.keys(1)[2])  # the lock lapsed
@@ -151,7 +155,7 @@ async def test_an_unreachable_redis_fails_closed() -> None:
     client = redis.asyncio.Redis(
         host="127.0.0.1", port=1, socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0)
     )
-    counter = RefusalCounter(client, window=60)
+    counter = RefusalCounter(client, stream=OWN_STREAM, window=60)
     with pytest.raises(AuditError) as info:
         await counter.count(GROUP, "expired", now=1.0)
     assert info.value.reason == "unavailable"
@@ -162,7 +166,7 @@ def test_counter_refuses_bad_limits() -> None:
     """Zero groups or reasons is a configuration error."""
     client = redis.asyncio.Redis()
     with pytest.raises(ConfigError):
-        RefusalCounter(client, max_groups=0)
+        RefusalCounter(client, stream=OWN_STREAM, max_groups=0)
 
 
 def test_summary_record_holds_no_payload_field() -> None:
