@@ -15,7 +15,6 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -33,9 +32,8 @@ from tests.support.stacks import (
     SHORT_TIMINGS,
     PrivateStack,
     private_stack,
-    running,
 )
-from tests.support.sweeps import GRACE, INTERVAL, MakeSweeper
+from tests.support.sweeps import GRACE, INTERVAL, MakeSweeper, sweeper_fixtures
 from tests.support.sweeps import audited_requeues as _audited
 from tests.support.sweeps import eligible_at as _eligible
 from tests.support.sweeps import lose_message as _lose
@@ -45,9 +43,6 @@ from tests.support.sweeps import submit_slow as _submit
 from workers.app import create_celery
 from workers.contract.keys import AUDIT_HEAD
 from workers.contract.wire import (
-    DEFAULT_QUEUE,
-    GLOBAL_QUEUED,
-    KOMBU_UNACKED,
     SWEEP_LOCK,
     message_copy_key,
     suspect_key,
@@ -66,39 +61,7 @@ module_stack = private_stack(
 )
 
 
-@pytest.fixture
-def stack(module_stack: PrivateStack) -> Iterator[PrivateStack]:
-    """The module's stack with an empty queue, in-flight hash, queued set and no lock."""
-    with module_stack.redis_client() as client:
-        marks = list(client.scan_iter(match=suspect_key("*")))
-        client.delete(DEFAULT_QUEUE, KOMBU_UNACKED, "unacked_index", GLOBAL_QUEUED, SWEEP_LOCK)
-        if marks:
-            client.delete(*marks)
-    with running(module_stack):
-        yield module_stack
-
-
-@pytest.fixture
-def http(stack: PrivateStack) -> Iterator[httpx.Client]:
-    with stack.new_client().http() as client:
-        yield client
-
-
-@pytest.fixture
-def client(stack: PrivateStack) -> Iterator[redis.Redis]:
-    with stack.redis_client() as redis_client:
-        yield redis_client
-
-
-@pytest.fixture
-def sweepers(client: redis.Redis, worker_keys: KeyRing) -> MakeSweeper:
-    """Sweepers as a worker makes them: their re-queues audited with the worker's keys."""
-    writer = AuditWriter(client, worker_keys.audit)
-
-    def make(holder: str = "test-a") -> Sweeper:
-        return Sweeper(client, audit=lambda: writer, interval=INTERVAL, grace=GRACE, holder=holder)
-
-    return make
+stack_fixture, http_fixture, client_fixture, sweepers_fixture = sweeper_fixtures()
 
 
 def test_gateway_stores_an_exact_copy_of_the_queued_message_until_the_task_starts(

@@ -9,15 +9,12 @@ and one lost again and again past the cap. Each test drives a
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import httpx
 import pytest
 import redis
 from kombu import Connection
 
-from security.audit import AuditWriter
-from security.keystore import KeyRing
 from tests.support.broker import delivery_tag, redis_channel
 from tests.support.stacks import (
     FAST_SWEEP,
@@ -25,9 +22,8 @@ from tests.support.stacks import (
     SHORT_TIMINGS,
     PrivateStack,
     private_stack,
-    running,
 )
-from tests.support.sweeps import GRACE, INTERVAL, MakeSweeper
+from tests.support.sweeps import GRACE, MakeSweeper, sweeper_fixtures
 from tests.support.sweeps import audited_requeues as _audited
 from tests.support.sweeps import eligible_at as _eligible
 from tests.support.sweeps import lose_message as _lose
@@ -37,16 +33,14 @@ from tests.support.sweeps import submit_slow as _submit
 from workers.celery_ext.transport import recorded_by_gate
 from workers.contract.wire import (
     DEFAULT_QUEUE,
-    GLOBAL_QUEUED,
     KOMBU_UNACKED,
     KOMBU_UNACKED_INDEX,
-    SWEEP_LOCK,
     message_copy_key,
     suspect_key,
     task_key,
 )
 from workers.lifecycle import Lifecycle
-from workers.sweeper import MAX_REQUEUES, Sweeper
+from workers.sweeper import MAX_REQUEUES
 
 pytestmark = pytest.mark.integration
 
@@ -57,39 +51,7 @@ module_stack = private_stack(
 )
 
 
-@pytest.fixture
-def stack(module_stack: PrivateStack) -> Iterator[PrivateStack]:
-    """The module's stack with an empty queue, in-flight hash, queued set and no lock."""
-    with module_stack.redis_client() as client:
-        marks = list(client.scan_iter(match=suspect_key("*")))
-        client.delete(DEFAULT_QUEUE, KOMBU_UNACKED, "unacked_index", GLOBAL_QUEUED, SWEEP_LOCK)
-        if marks:
-            client.delete(*marks)
-    with running(module_stack):
-        yield module_stack
-
-
-@pytest.fixture
-def http(stack: PrivateStack) -> Iterator[httpx.Client]:
-    with stack.new_client().http() as client:
-        yield client
-
-
-@pytest.fixture
-def client(stack: PrivateStack) -> Iterator[redis.Redis]:
-    with stack.redis_client() as redis_client:
-        yield redis_client
-
-
-@pytest.fixture
-def sweepers(client: redis.Redis, worker_keys: KeyRing) -> MakeSweeper:
-    """Sweepers as a worker makes them: their re-queues audited with the worker's keys."""
-    writer = AuditWriter(client, worker_keys.audit)
-
-    def make(holder: str = "test-a") -> Sweeper:
-        return Sweeper(client, audit=lambda: writer, interval=INTERVAL, grace=GRACE, holder=holder)
-
-    return make
+stack_fixture, http_fixture, client_fixture, sweepers_fixture = sweeper_fixtures()
 
 
 def _kombu(

@@ -6,7 +6,6 @@ records what it was asked; ``fake_dns`` answers names from a table, as getaddrin
 
 from __future__ import annotations
 
-import datetime
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -15,10 +14,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from certs.authority import cert_pem, issue_leaf, key_pem, new_ca, write_pem
 
 BODY = b"hello world"
 BIG = 100_000
@@ -36,76 +32,18 @@ class Pki:
     key_file: str
 
 
-def _name(common_name: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-
-
 def make_pki(directory: Path) -> Pki:
-    """Make a CA and a server certificate under ``directory``."""
-    now = datetime.datetime.now(datetime.UTC)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name("taskgate test CA"))
-        .issuer_name(_name("taskgate test CA"))
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(hours=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=False,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name("service.test"))
-        .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(hours=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.DNSName("service.test"), x509.DNSName("other.test")]),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
+    """Make a CA and a server certificate under ``directory`` (the project's own CA code)."""
+    ca = new_ca("taskgate test CA", days=1)
+    cert, key = issue_leaf(ca, "service.test", server=True, names=["service.test", "other.test"])
     pki = Pki(
         ca_file=str(directory / "ca.pem"),
         cert_file=str(directory / "server.pem"),
         key_file=str(directory / "server.key"),
     )
-    Path(pki.ca_file).write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
-    Path(pki.cert_file).write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path = Path(pki.key_file)
-    key_path.touch(mode=0o600)
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
+    write_pem(Path(pki.ca_file), cert_pem(ca.cert), private=False)
+    write_pem(Path(pki.cert_file), cert_pem(cert), private=False)
+    write_pem(Path(pki.key_file), key_pem(key), private=True)
     return pki
 
 

@@ -6,15 +6,26 @@ recorded in kombu's ``unacked`` hash. The sweep timings come from ``FAST_SWEEP``
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import httpx
+import pytest
 import redis
 
-from security.audit import iter_records
+from security.audit import AuditWriter, iter_records
+from security.keystore import KeyRing
 from tests.support.replies import as_bytes
-from tests.support.stacks import FAST_SWEEP
-from workers.contract.wire import DEFAULT_QUEUE, message_copy_key, task_key
+from tests.support.stacks import FAST_SWEEP, PrivateStack, running
+from workers.contract.wire import (
+    DEFAULT_QUEUE,
+    GLOBAL_QUEUED,
+    KOMBU_UNACKED,
+    SWEEP_LOCK,
+    message_copy_key,
+    suspect_key,
+    task_key,
+)
 from workers.sweeper import Sweeper
 
 GRACE = float(FAST_SWEEP["TASKGATE_SWEEP_GRACE"])
@@ -61,3 +72,43 @@ def audited_requeues(client: redis.Redis, task_id: str) -> list[tuple[str, str]]
         for e in iter_records(client)
         if e.record.target == task_id and e.record.action.startswith("task.requeue")
     ]
+
+
+def sweeper_fixtures() -> tuple[Any, Any, Any, Any]:
+    """The per-test fixtures of a sweeper test module (``stack``, ``http``, ``client``,
+    ``sweepers``), over the module's own ``module_stack``. Assign them to module-level names."""
+
+    @pytest.fixture(name="stack")
+    def stack(module_stack: PrivateStack) -> Iterator[PrivateStack]:
+        """The module's stack with an empty queue, in-flight hash, queued set and no lock."""
+        with module_stack.redis_client() as client:
+            marks = list(client.scan_iter(match=suspect_key("*")))
+            client.delete(DEFAULT_QUEUE, KOMBU_UNACKED, "unacked_index", GLOBAL_QUEUED, SWEEP_LOCK)
+            if marks:
+                client.delete(*marks)
+        with running(module_stack):
+            yield module_stack
+
+    @pytest.fixture(name="http")
+    def http(stack: PrivateStack) -> Iterator[httpx.Client]:
+        with stack.new_client().http() as client:
+            yield client
+
+    @pytest.fixture(name="client")
+    def client(stack: PrivateStack) -> Iterator[redis.Redis]:
+        with stack.redis_client() as redis_client:
+            yield redis_client
+
+    @pytest.fixture(name="sweepers")
+    def sweepers(client: redis.Redis, worker_keys: KeyRing) -> MakeSweeper:
+        """Sweepers as a worker makes them: their re-queues audited with the worker's keys."""
+        writer = AuditWriter(client, worker_keys.audit)
+
+        def make(holder: str = "test-a") -> Sweeper:
+            return Sweeper(
+                client, audit=lambda: writer, interval=INTERVAL, grace=GRACE, holder=holder
+            )
+
+        return make
+
+    return stack, http, client, sweepers
