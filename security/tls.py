@@ -12,6 +12,7 @@ import functools
 import os
 import ssl
 import stat
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,9 @@ from security.errors import ConfigError
 from security.tls_profile import PYTHON_ECDH_CURVE, TLS12_CIPHERS
 
 __all__ = [
+    "IDLE_CHECK",
     "MIN_TLS",
+    "FreshSSLConnection",
     "PinnedAsyncSSLConnection",
     "PinnedSSLConnection",
     "RedisTLS",
@@ -191,6 +194,37 @@ class PinnedSSLConnection(redis.SSLConnection):
         return context.wrap_socket(sock, server_hostname=self.host)
 
 
+# Seconds a synchronous client's connection may sit idle before its next command is
+# preceded by a PING (busy connections never are): see FreshSSLConnection.
+IDLE_CHECK = 0.25
+
+
+class FreshSSLConnection(PinnedSSLConnection):
+    """:class:`PinnedSSLConnection` that replaces a stale connection before using it.
+
+    Commands are never retried (redis-py's retry count stays 0): a command whose connection
+    broke may have run, and sending a script or a push again would do it twice. A
+    connection that sat idle while Redis restarted, though, is dead before anything is sent
+    on it, and its next command failed for nothing - in a worker, the success commit after
+    a long task body, so the task ran again. Here a connection idle for longer than
+    ``health_check_interval`` is PINGed first, and one whose PING fails is reconnected,
+    once, before the command goes out: a PING is safe to repeat. If Redis is really
+    down, the reconnect fails and raises as before.
+    """
+
+    def check_health(self) -> None:
+        if not self.health_check_interval or time.monotonic() <= self.next_health_check:
+            return
+        connection: Any = self  # redis-py leaves these untyped
+        try:
+            connection._send_ping()
+        except (redis.ConnectionError, redis.TimeoutError):
+            connection.disconnect()
+            # The handshake's own commands must not land here again.
+            connection.next_health_check = time.monotonic() + self.health_check_interval
+            connection.connect()
+
+
 class PinnedAsyncSSLConnection(redis.asyncio.SSLConnection):
     """The asyncio twin of :class:`PinnedSSLConnection`."""
 
@@ -270,9 +304,12 @@ class RedisTLS:
         }
 
     def client(self, **extra: Any) -> redis.Redis:
-        """A synchronous redis-py client over mTLS, Redis verified against our CA alone."""
+        """A synchronous redis-py client over mTLS, Redis verified against our CA alone;
+        a connection idle for :data:`IDLE_CHECK` seconds is checked (and replaced if Redis
+        restarted meanwhile) before its next command (:class:`FreshSSLConnection`)."""
+        extra.setdefault("health_check_interval", IDLE_CHECK)
         return redis.Redis.from_url(
-            self.url, connection_class=PinnedSSLConnection, **self.redis_kwargs(), **extra
+            self.url, connection_class=FreshSSLConnection, **self.redis_kwargs(), **extra
         )
 
     def async_client(self, **extra: Any) -> redis.asyncio.Redis:

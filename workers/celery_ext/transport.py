@@ -46,6 +46,7 @@ import time
 from typing import Any
 
 import redis
+from celery.worker import state as worker_state
 from kombu.transport import redis as kombu_redis
 from kombu.transport import virtual
 from kombu.utils.json import dumps, loads
@@ -168,6 +169,30 @@ class QoS(kombu_redis.QoS):
                 keys=[INFLIGHT, self.unacked_key, self.unacked_index_key], args=[tag, token]
             )
 
+    def restore_unacked(self, client: Any = None) -> None:
+        """kombu's restore when the channel closes (a lost connection, a shutdown), except
+        the deliveries whose runs were handed to a pool process (:func:`_in_the_pool`).
+
+        Those runs go on: Celery does not stop them when the broker connection drops
+        (``worker_cancel_long_running_tasks_on_connection_loss`` is off), and a warm
+        shutdown waits for them. Put back now, such a message would be delivered again at
+        once and its start gate - the attempt still ``started`` - would take it for a run
+        that was cut off: a second run beside the first, before either recorded its side
+        effects. Left held (token and ``unacked`` entry kept), each is settled by its own
+        run: the success commit, or the ack, reject or requeue when it ends; if that
+        cannot reach Redis, the heartbeat hands the delivery back (``workers.liveness``).
+        """
+        running = _in_the_pool()
+        channel: Any = self.channel  # kombu's stubs do not declare its private helpers
+        delivered: Any = self._delivered
+        with channel.conn_or_acquire(client) as conn:
+            for tag in list(delivered):
+                if tag in running:
+                    log.info("delivery %s: its run goes on; left held, not put back", tag)
+                    continue
+                self.restore_by_tag(tag, client=conn)
+        delivered.clear()
+
     def restore_by_tag(self, tag: Any, client: Any = None, leftmost: bool = False) -> None:
         """kombu's restore, only while this delivery is still ours (or no holder is
         recorded for it); and a delivery left to the start gate that the gate never
@@ -251,6 +276,21 @@ class QoS(kombu_redis.QoS):
             self._gate_records.discard(delivery_tag)
             self._forget(delivery_tag)
         virtual.QoS.ack(self, delivery_tag)
+
+
+def _in_the_pool() -> set[Any]:
+    """Delivery tags of this worker's requests handed to a pool process and not finished
+    (Celery sets ``_apply_result`` when it hands a request over; ``task_ready`` drops it
+    from these sets when the request is done). A request not yet handed over is put back:
+    when it does run, its start gate refuses it (its delivery is no longer held)."""
+    tags: set[Any] = set()
+    for request in (*worker_state.reserved_requests, *worker_state.active_requests):
+        if getattr(request, "_apply_result", None) is None:
+            continue
+        tag = getattr(getattr(request, "message", None), "delivery_tag", None)
+        if tag is not None:
+            tags.add(tag)
+    return tags
 
 
 class Channel(kombu_redis.Channel):
