@@ -122,12 +122,14 @@ async def check_and_count(ctx: Submission, state: GatewayState) -> Submission:
     ]
     if not all(s.allowed for s in ctx.limits):
         raise RateLimited(ctx.limits)
+    # Before the queue caps: a replay adds nothing to a queue, and a client retrying after
+    # a lost answer must learn its task was accepted, not that the queue is full.
+    if ctx.idem_redis_key is not None and earlier is not None:
+        _existing_idempotency(ctx, earlier)
     if int(mine) >= limits.max_queued:
         raise ClientQueueFull(int(mine), limits.max_queued)
     if int(everyone) >= state.settings.max_queued_global:
         raise GlobalQueueFull()
-    if ctx.idem_redis_key is not None and earlier is not None:
-        _existing_idempotency(ctx, earlier)
     return ctx
 
 

@@ -85,6 +85,27 @@ def test_per_client_queue_cap_is_429_backpressure(
     assert redis_client.zcard(owner_index(client.client_id)) == 0
 
 
+def test_a_replay_at_the_queue_cap_is_the_accepted_task_not_429(
+    make_client: Any, keyring: KeyRing, gateway_server: Gateway, redis_client: redis.Redis
+) -> None:
+    """A client whose queue filled after its submission retries it with the same
+    Idempotency-Key: the answer is the task it was given (202, same id), while a new
+    submission is still refused with 429."""
+    client: ApiClient = make_client(max_queued=1)
+    auth = {"Authorization": f"Bearer {mint(keyring, client.client_id)}"}
+    body = {"note": "accepted once"}
+    with gateway_server.client(headers=auth) as http:
+        first = http.post(SUBMIT, json=body, headers={"Idempotency-Key": "cap-replay-1"})
+        assert first.status_code == 202, first.text
+        # The queue is at its cap whether or not the session's worker ran the task.
+        redis_client.zadd(queued_key(client.client_id), {"waiting-c": time.time()})
+        replay = http.post(SUBMIT, json=body, headers={"Idempotency-Key": "cap-replay-1"})
+        fresh = http.post(SUBMIT, json=body, headers={"Idempotency-Key": "cap-replay-2"})
+    assert replay.status_code == 202, replay.text
+    assert replay.json()["id"] == first.json()["id"]
+    assert assert_problem(fresh, 429)["type"].endswith("backpressure")
+
+
 def test_token_endpoint_limit_per_client_is_429_with_headers(
     make_client: Any, gateway_server: Gateway
 ) -> None:
