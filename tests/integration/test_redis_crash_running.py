@@ -24,6 +24,7 @@ import pytest
 import redis
 
 from certs.material import CertPaths
+from security.tls import IDLE_CHECK
 from tests.support.processes import wait_for
 from tests.support.stacks import (
     FAST_SWEEP,
@@ -32,7 +33,6 @@ from tests.support.stacks import (
     PrivateStack,
     start_stack,
 )
-from security.tls import IDLE_CHECK
 from workers.contract.wire import DEFAULT_QUEUE, decode_record, task_key
 
 pytestmark = pytest.mark.integration

@@ -23,6 +23,11 @@ gone) is pushed back from the copy when kombu restores it, or re-queued by the s
 (``workers.sweeper``) if no restore can reach Redis. A redelivered message (restored by
 kombu, so its copy is gone) and any message without a copy are recorded as before.
 
+Kept held when the channel closes: kombu puts back every delivered, unacknowledged message
+when its channel closes (a lost broker connection, a shutdown), runs still going in the
+pool processes included - a second run of the task beside the first. Here those stay held
+(``QoS.restore_unacked``); each is settled by its own run.
+
 One synchronous client per pool (``Channel._create_client``): kombu otherwise builds a new
 client object for every append, ack and restore.
 
