@@ -16,23 +16,14 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 import pytest
 
-from certs.material import CertPaths
 from tests.support.processes import wait_for
-from tests.support.stacks import (
-    DEMO_MODULES,
-    FAST_SWEEP,
-    SHORT_TIMINGS,
-    PrivateStack,
-    SmtpSink,
-    start_stack,
-)
+from tests.support.stacks import DEMO_MODULES, PrivateStack, SmtpSink, crash_stack
 from workers.contract.wire import decode_record, task_key
 
 pytestmark = pytest.mark.integration
@@ -46,31 +37,8 @@ CLIENTS = 15
 MESSAGE_ID = re.compile(rb"^Message-ID: <taskgate\.([0-9a-f-]{36})@", re.MULTILINE)
 
 
-@pytest.fixture(scope="module")
-def stack(
-    tmp_path_factory: pytest.TempPathFactory,
-    pki: CertPaths,
-    stack_env: dict[str, str],
-    admin_token: str,
-) -> Iterator[PrivateStack]:
-    """Redis with appendfsync always, the SMTP sink, two worker processes and the gateway."""
-    stack = start_stack(
-        tmp_path_factory.mktemp("redis-crash"),
-        pki=pki,
-        stack_env=stack_env,
-        admin_token=admin_token,
-        modules=DEMO_MODULES,
-        timings={**SHORT_TIMINGS, **FAST_SWEEP},
-        appendfsync="always",
-    )
-    try:
-        stack.start_smtp_sink()  # before the workers: it adds TASKGATE_SMTP_HOST/PORT
-        stack.start_worker(concurrency=2)
-        stack.start_worker(concurrency=2)
-        stack.start_gateway()
-        yield stack
-    finally:
-        stack.stop()
+# Redis with appendfsync always, the SMTP sink, two worker processes and the gateway.
+stack = crash_stack("redis-crash", modules=DEMO_MODULES, smtp=True)
 
 
 class _Mailer:

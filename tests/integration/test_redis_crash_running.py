@@ -18,52 +18,21 @@ PING first and replaces it if that fails (``security.tls.FreshSSLConnection``).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import pytest
 import redis
 
-from certs.material import CertPaths
 from security.tls import IDLE_CHECK
 from tests.support.processes import wait_for
-from tests.support.stacks import (
-    FAST_SWEEP,
-    RELIABILITY_MODULES,
-    SHORT_TIMINGS,
-    PrivateStack,
-    start_stack,
-)
+from tests.support.stacks import RELIABILITY_MODULES, PrivateStack, crash_stack
 from workers.contract.wire import DEFAULT_QUEUE, decode_record, task_key
 
 pytestmark = pytest.mark.integration
 
 BODY_SECONDS = 5.0  # the run sleeps this long: Redis is killed and back well inside it
 
-
-@pytest.fixture(scope="module")
-def stack(
-    tmp_path_factory: pytest.TempPathFactory,
-    pki: CertPaths,
-    stack_env: dict[str, str],
-    admin_token: str,
-) -> Iterator[PrivateStack]:
-    """Redis with appendfsync always, two workers of two processes each, and the gateway."""
-    stack = start_stack(
-        tmp_path_factory.mktemp("redis-crash-running"),
-        pki=pki,
-        stack_env=stack_env,
-        admin_token=admin_token,
-        modules=RELIABILITY_MODULES,
-        timings={**SHORT_TIMINGS, **FAST_SWEEP},
-        appendfsync="always",
-    )
-    try:
-        stack.start_worker(concurrency=2)
-        stack.start_worker(concurrency=2)
-        stack.start_gateway()
-        yield stack
-    finally:
-        stack.stop()
+# Redis with appendfsync always, two workers of two processes each, and the gateway.
+stack = crash_stack("redis-crash-running", modules=RELIABILITY_MODULES)
 
 
 def _state(stack: PrivateStack, task_id: str) -> str:

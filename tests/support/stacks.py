@@ -31,6 +31,7 @@ __all__ = [
     "SHORT_TIMINGS",
     "PrivateStack",
     "SmtpSink",
+    "crash_stack",
     "private_stack",
     "running",
     "stack_with_gateway",
@@ -144,6 +145,41 @@ def private_stack(
             if worker_concurrency:
                 stack.start_worker(concurrency=worker_concurrency)
             yield stack
+
+    return fixture
+
+
+def crash_stack(name: str, *, modules: str, smtp: bool = False) -> Any:
+    """A module-scoped fixture for the Redis crash tests: Redis syncing every write
+    (``appendfsync always``), the SMTP sink if ``smtp``, two workers of two processes each
+    and the gateway, with short timings and a fast sweeper. Assign it to a module-level
+    name to use it."""
+
+    @pytest.fixture(scope="module")
+    def fixture(
+        tmp_path_factory: pytest.TempPathFactory,
+        pki: CertPaths,
+        stack_env: dict[str, str],
+        admin_token: str,
+    ) -> Iterator[PrivateStack]:
+        stack = start_stack(
+            tmp_path_factory.mktemp(name),
+            pki=pki,
+            stack_env=stack_env,
+            admin_token=admin_token,
+            modules=modules,
+            timings={**SHORT_TIMINGS, **FAST_SWEEP},
+            appendfsync="always",
+        )
+        try:
+            if smtp:
+                stack.start_smtp_sink()  # before the workers: it adds TASKGATE_SMTP_HOST/PORT
+            stack.start_worker(concurrency=2)
+            stack.start_worker(concurrency=2)
+            stack.start_gateway()
+            yield stack
+        finally:
+            stack.stop()
 
     return fixture
 
