@@ -23,6 +23,7 @@ import pytest
 import redis
 
 from security.tls import IDLE_CHECK
+from tests.support.metrics_run import PAYLOAD_CANARY
 from tests.support.processes import wait_for
 from tests.support.stacks import RELIABILITY_MODULES, PrivateStack, crash_stack
 from workers.contract.wire import DEFAULT_QUEUE, decode_record, task_key
@@ -49,9 +50,12 @@ def test_redis_kill_9_during_a_run_starts_no_second_run_beside_it(
     stack: PrivateStack,
 ) -> None:
     """The body is sleeping when Redis is killed and restarted: the task runs once, its
-    side effect happens once, and it ends succeeded with nothing left in flight."""
+    side effect happens once, and it ends succeeded with nothing left in flight. The
+    worker logs the delivery it kept held, without the payload."""
     with stack.new_client().http() as http:
-        response = http.post("/v1/tasks/test.slow_effect", json={"seconds": BODY_SECONDS})
+        response = http.post(
+            "/v1/tasks/test.slow_effect", json={"seconds": BODY_SECONDS, "note": PAYLOAD_CANARY}
+        )
     assert response.status_code == 202, response.text
     task_id = str(response.json()["id"])
     wait_for(lambda: stack.starts(task_id), timeout=30, what="the run started")
@@ -68,6 +72,9 @@ def test_redis_kill_9_during_a_run_starts_no_second_run_beside_it(
     starts = stack.starts(task_id)
     assert len(starts) == 1, f"runs started: {starts}"
     assert len(stack.effects(task_id)) == 1
+    logs = "".join(path.read_text() for path in stack.log_files())
+    assert "its run goes on; left held, not put back" in logs
+    assert PAYLOAD_CANARY not in logs
 
 
 def test_a_connection_idle_across_a_redis_restart_is_replaced_before_its_next_command(
