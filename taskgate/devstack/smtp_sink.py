@@ -15,11 +15,14 @@ to talk to, with the same rules a production relay would enforce:
 
 Run it as ``python -m taskgate.devstack.smtp_sink --port 8025 --cert https.pem --key https-key.pem
 --maildir .taskgate/mail``; tests call :func:`start_sink` and ``.stop()`` the controller.
+``--reply-delay SECONDS`` answers each message that long after storing it, as a slow relay
+would (the Redis crash test uses it to have sends in flight).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import hashlib
 import hmac
 import ipaddress
@@ -107,12 +110,17 @@ class _Authenticator:
 
 
 class MaildirHandler:
-    """Writes every accepted message into ``maildir`` as a private ``.eml`` file."""
+    """Writes every accepted message into ``maildir`` as a private ``.eml`` file.
 
-    def __init__(self, maildir: Path) -> None:
+    ``reply_delay``: seconds between storing a message and answering its DATA, as a slow
+    relay would - the message is delivered while the sender still waits for the answer.
+    """
+
+    def __init__(self, maildir: Path, *, reply_delay: float = 0.0) -> None:
         maildir.mkdir(mode=0o700, parents=True, exist_ok=True)
         maildir.chmod(0o700)
         self.maildir = maildir
+        self.reply_delay = reply_delay
 
     async def handle_RCPT(
         self, _server: SMTP, _session: Session, envelope: Envelope, address: str, options: list[str]
@@ -126,6 +134,8 @@ class MaildirHandler:
     async def handle_DATA(self, _server: SMTP, _session: Session, envelope: Envelope) -> str:
         path = self.write(envelope.original_content or b"")
         log.info("stored message %s", path.name)
+        if self.reply_delay:
+            await asyncio.sleep(self.reply_delay)
         return "250 2.0.0 Message accepted"
 
     def write(self, content: bytes) -> Path:
@@ -236,6 +246,12 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--maildir", type=Path, required=True, help="where .eml files go")
     parser.add_argument("--username", default="taskgate")
     parser.add_argument(
+        "--reply-delay",
+        type=float,
+        default=0.0,
+        help="seconds to wait after storing a message before answering (a slow relay)",
+    )
+    parser.add_argument(
         "--accept-any-password",
         action="store_true",
         help=f"accept any non-empty password instead of checking ${PASSWORD_HASH_ENV}",
@@ -266,6 +282,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             key=args.key,
             maildir=args.maildir,
             credentials=_credentials(args),
+            handler=MaildirHandler(args.maildir, reply_delay=args.reply_delay),
         )
     except ConfigError as exc:
         print(f"smtp sink: {exc}", file=sys.stderr)

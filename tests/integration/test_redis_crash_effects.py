@@ -34,11 +34,14 @@ PACE = 0.1  # seconds each client thread waits after an accepted email: the burs
 # the kill (6 threads: at most ~60 a second, 2 s for the emails after the kill)
 # email.send allows 30 a minute per client (retries count too): ten emails per client.
 CLIENTS = 15
+# The sink answers each message this long after storing it, so that sends are in flight -
+# delivered, not yet recorded - when Redis is killed: the window once() has to cover.
+REPLY_DELAY = 0.3
 MESSAGE_ID = re.compile(rb"^Message-ID: <taskgate\.([0-9a-f-]{36})@", re.MULTILINE)
 
 
-# Redis with appendfsync always, the SMTP sink, two worker processes and the gateway.
-stack = crash_stack("redis-crash", modules=DEMO_MODULES, smtp=True)
+# Redis with appendfsync always, the SMTP sink (answering slowly), two workers and the gateway.
+stack = crash_stack("redis-crash", modules=DEMO_MODULES, smtp_reply_delay=REPLY_DELAY)
 
 
 class _Mailer:

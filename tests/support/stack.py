@@ -130,8 +130,9 @@ class PrivateStack:
         self.gateway = gateway
         return gateway
 
-    def start_smtp_sink(self) -> SmtpSink:
-        """The SMTP sink as `taskgate up` starts it (STARTTLS, AUTH with one password)."""
+    def start_smtp_sink(self, *, reply_delay: float = 0.0) -> SmtpSink:
+        """The SMTP sink as `taskgate up` starts it (STARTTLS, AUTH with one password);
+        ``reply_delay``: seconds it waits after storing a message before answering."""
         port = free_port()
         password = secrets.token_urlsafe(24)
         maildir = self.folder / "mail"
@@ -140,6 +141,7 @@ class PrivateStack:
         argv = [sys.executable, "-m", "taskgate.devstack.smtp_sink", "--host", "127.0.0.1"]
         argv += ["--port", str(port), "--maildir", str(maildir)]
         argv += ["--cert", str(self.pki.cert("https")), "--key", str(self.pki.key("https"))]
+        argv += ["--reply-delay", str(reply_delay)]
         child = start_child("smtp", argv, log_path=self._log("smtp"), env=env)
         register_log(child)
         self.others.append(child)

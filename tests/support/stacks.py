@@ -149,9 +149,10 @@ def private_stack(
     return fixture
 
 
-def crash_stack(name: str, *, modules: str, smtp: bool = False) -> Any:
+def crash_stack(name: str, *, modules: str, smtp_reply_delay: float | None = None) -> Any:
     """A module-scoped fixture for the Redis crash tests: Redis syncing every write
-    (``appendfsync always``), the SMTP sink if ``smtp``, two workers of two processes each
+    (``appendfsync always``), the SMTP sink unless ``smtp_reply_delay`` is None (answering
+    each message that many seconds after storing it), two workers of two processes each
     and the gateway, with short timings and a fast sweeper. Assign it to a module-level
     name to use it."""
 
@@ -172,8 +173,8 @@ def crash_stack(name: str, *, modules: str, smtp: bool = False) -> Any:
             appendfsync="always",
         )
         try:
-            if smtp:
-                stack.start_smtp_sink()  # before the workers: it adds TASKGATE_SMTP_HOST/PORT
+            if smtp_reply_delay is not None:  # before the workers: it adds their SMTP settings
+                stack.start_smtp_sink(reply_delay=smtp_reply_delay)
             stack.start_worker(concurrency=2)
             stack.start_worker(concurrency=2)
             stack.start_gateway()

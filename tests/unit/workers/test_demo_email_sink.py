@@ -6,6 +6,7 @@ loopback only, a private key and maildir, and ``main`` started and stopped by a 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import os
@@ -16,6 +17,7 @@ import ssl
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -188,6 +190,29 @@ def test_maildir_is_made_private(tmp_path: Path) -> None:
     assert folder.stat().st_mode & 0o777 == 0o700
     assert path.read_bytes() == b"Subject: x\r\n\r\nbody\r\n"
     assert [p.name for p in folder.iterdir()] == [path.name]  # no temporary file left
+
+
+def test_a_slow_sink_stores_the_message_before_it_answers(tmp_path: Path) -> None:
+    """With a reply delay the message is on disk while the sender still waits: delivered,
+    not yet answered (what the Redis crash test needs in flight)."""
+    content = b"Subject: x\r\n\r\nbody\r\n"
+    envelope: Any = SimpleNamespace(original_content=content)
+    server: Any = None
+
+    async def scenario() -> tuple[list[bytes], bool, str]:
+        slow = MaildirHandler(tmp_path / "slow", reply_delay=30.0)
+        waiting = asyncio.create_task(slow.handle_DATA(server, server, envelope))
+        await asyncio.sleep(0.05)
+        stored = [path.read_bytes() for path in (tmp_path / "slow").iterdir()]
+        answered = waiting.done()
+        waiting.cancel()
+        quick = MaildirHandler(tmp_path / "quick", reply_delay=0.01)
+        return stored, answered, await quick.handle_DATA(server, server, envelope)
+
+    stored, answered, reply = asyncio.run(scenario())
+    assert stored == [content]
+    assert not answered
+    assert reply.startswith("250 ")
 
 
 # --- running as a child process ---------------------------------------------------------
