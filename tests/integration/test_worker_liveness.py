@@ -34,7 +34,7 @@ from tests.support.stacks import (
 )
 from workers.contract.heartbeat import WORKERS
 from workers.contract.keys import INFLIGHT
-from workers.contract.wire import decode_record, task_key
+from workers.contract.wire import DEFAULT_QUEUE, decode_record, task_key
 from workers.liveness import holder_of
 
 pytestmark = pytest.mark.integration
@@ -268,4 +268,45 @@ def test_a_warm_shutdown_keeps_its_running_task_past_the_lapse_and_then_leaves(
     assert stack.audited(task_id, "task.fenced") == []
     with stack.redis_client() as redis_client:
         assert redis_client.zscore(WORKERS, _member(stopping)) is None
+        assert redis_client.hlen(INFLIGHT) == 0
+
+
+def test_a_cold_shutdown_mid_task_stops_the_run_and_another_worker_runs_it_once(
+    stack: PrivateStack,
+) -> None:
+    """SIGQUIT (Celery's cold shutdown) to a worker running a task: the pool process is
+    stopped before the side effect, so the run is over and its message is pushed back at
+    once (a run still going on would have kept it held); another worker runs it again,
+    once, within seconds."""
+    client = stack.new_client()
+    stopping = stack.start_worker(concurrency=1)
+    with client.http() as http:
+        response = http.post("/v1/tasks/test.long", json={"seconds": LAPSE + 2, "note": CANARY})
+        assert response.status_code == 202, response.text
+        task_id = str(response.json()["id"])
+        first = wait_for(lambda: stack.starts(task_id), timeout=30, what="the run starting")
+        os.kill(stopping.pid, signal.SIGQUIT)
+        assert stopping.process.wait(timeout=30) is not None
+        stopped_at = time.monotonic()
+        with pytest.raises(ProcessLookupError):
+            os.kill(int(first[0][0]), 0)  # the run's pool process is gone with it
+        with stack.redis_client() as redis_client:
+            assert redis_client.llen(DEFAULT_QUEUE) == 1  # pushed back, not left held
+            assert redis_client.hlen(INFLIGHT) == 0
+        assert stack.effects(task_id) == []
+        stack.start_worker(concurrency=1)
+        record = stack.wait_state(task_id, timeout=LAPSE + 30)
+        recovered_in = time.monotonic() - stopped_at
+        time.sleep(1)  # a third run would have started by now
+        view = _view(stack, http, task_id)
+    assert record["state"] == "succeeded"
+    assert view["runs"] == 2
+    assert len(stack.starts(task_id)) == 2
+    assert len(stack.effects(task_id)) == 1
+    assert [o for _, o in stack.audited(task_id, "task.succeeded")] == ["ok"]
+    assert recovered_in < LAPSE + 15
+    for file in stack.log_files():
+        assert CANARY.encode() not in file.read_bytes(), f"the payload found in {file}"
+    with stack.redis_client() as redis_client:
+        assert redis_client.hlen("unacked") == 0
         assert redis_client.hlen(INFLIGHT) == 0
