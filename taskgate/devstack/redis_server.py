@@ -104,6 +104,10 @@ def redis_config(
         'save ""',
         f"appendonly {'yes' if appendonly else 'no'}",
         f"appendfsync {appendfsync}",
+        # Most of what taskgate stores is ciphertext (envelopes, vault entries) or base64 of
+        # it: LZF compresses it by about a seventh at more than twice the CPU of an AOF
+        # rewrite (docs/decisions/0037-rdb-compression-off.md).
+        "rdbcompression no",
         "daemonize no",
         "loglevel notice",
         # Admin-only commands are renamed away from clients that could reach them.

@@ -188,6 +188,14 @@ def redis_cpu_seconds(client: redis.Redis) -> float:
     return float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"])
 
 
+def redis_rewrite_cpu_seconds(client: redis.Redis) -> float:
+    """CPU seconds of Redis's finished children (``INFO cpu``): its append-only file
+    rewrites, which Redis forks as the file grows - part of what each write costs the
+    machine, outside ``redis_cpu_seconds``."""
+    cpu = client.info("cpu")
+    return float(cpu["used_cpu_user_children"]) + float(cpu["used_cpu_sys_children"])
+
+
 def machine_cpu_seconds() -> tuple[float, float]:
     """(busy, total) CPU seconds of the whole machine so far, all cores (``/proc/stat``):
     on a saturated shared machine, busy CPU per request is what decides the rate."""
@@ -271,6 +279,7 @@ class LoadRun:
     queued: int
     load_before: str = ""
     redis_cpu_s: float = 0.0  # Redis's own CPU over the measured part
+    redis_rewrite_cpu_s: float = 0.0  # its AOF rewrites that finished in the measured part
     machine_busy_s: float = 0.0  # every process on the machine (wrk, Redis, server, ...)
     machine_util: float = 0.0  # busy share of all cores over the measured part
     server_log: str = ""  # warning/error lines the server logged during a run with errors
@@ -357,6 +366,11 @@ def aggregate(runs: list[LoadRun]) -> dict[str, float]:
         "redis_per_ok": round(calls / ok, 2) if ok else 0.0,
         "cpu_ms_per_ok": round(cpu * 1000 / ok, 3) if ok else 0.0,
         "redis_cpu_ms_per_ok": round(sum(r.redis_cpu_s for r in runs) * 1000 / ok, 3)
+        if ok
+        else 0.0,
+        "redis_rewrite_cpu_ms_per_ok": round(
+            sum(r.redis_rewrite_cpu_s for r in runs) * 1000 / ok, 3
+        )
         if ok
         else 0.0,
         "machine_cpu_ms_per_ok": round(sum(r.machine_busy_s for r in runs) * 1000 / ok, 3)
