@@ -17,7 +17,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ from security.keystore import KeyRing
 from taskgate.devstack.procs import Child, start_child
 from taskgate.devstack.redis_server import RedisServer
 from tests.bench import wrk
+from tests.bench.connections import ConnectionSpread
 from tests.support.logs import register_log
 
 __all__ = [
@@ -283,6 +284,8 @@ class LoadRun:
     machine_busy_s: float = 0.0  # every process on the machine (wrk, Redis, server, ...)
     machine_util: float = 0.0  # busy share of all cores over the measured part
     server_log: str = ""  # warning/error lines the server logged during a run with errors
+    # The load's connections per server process, sampled once in the measured part.
+    connections: ConnectionSpread = field(default_factory=ConnectionSpread)
 
     @property
     def rps(self) -> float:

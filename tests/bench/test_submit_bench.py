@@ -9,16 +9,21 @@ under ``submit.workers_<n>``.
 
 Knobs (environment): ``BENCH_CONCURRENCY`` (32), ``BENCH_DURATION`` (10 s),
 ``BENCH_WARMUP`` (2 s), ``BENCH_REPEAT`` (3), ``BENCH_WORKER_COUNTS`` ("1,2"),
-``BENCH_NAIVE_STYLE`` (``async`` for an ``async def`` baseline endpoint).
+``BENCH_NAIVE_STYLE`` (``async`` for an ``async def`` baseline endpoint),
+``BENCH_UNEVEN_RERUNS`` (2: how often a run that left a worker without a connection is run
+again).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import redis
@@ -27,6 +32,7 @@ from certs.material import CertPaths
 from security.keystore import KeyRing
 from taskgate.devstack.procs import Child, free_port, taskgate_argv
 from taskgate.devstack.redis_server import RedisServer
+from tests.bench.connections import ConnectionSpread, sample_later
 from tests.bench.harness import (
     NAIVE,
     REPEAT,
@@ -58,6 +64,7 @@ CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", "32"))
 DURATION = float(os.environ.get("BENCH_DURATION", "10"))
 WARMUP = float(os.environ.get("BENCH_WARMUP", "2"))
 WORKER_COUNTS = [int(n) for n in os.environ.get("BENCH_WORKER_COUNTS", "1,2").split(",")]
+UNEVEN_RERUNS = int(os.environ.get("BENCH_UNEVEN_RERUNS", "2"))
 
 
 def _one_run(client: redis.Redis, server: Child, url: str, queue: str, **load: Any) -> LoadRun:
@@ -66,13 +73,20 @@ def _one_run(client: redis.Redis, server: Child, url: str, queue: str, **load: A
     offset = log_size(server)
     start = [0.0, 0.0, 0.0, 0.0, 0.0]  # server, Redis, Redis rewrites, machine busy, total
 
+    spread = ConnectionSpread()
+    sampling: list[threading.Timer] = []
+    port = urlsplit(url).port or 443
+
     def measure_from() -> None:
         client.config_resetstat()
         server_cpu, redis_cpu = group_cpu_seconds(server.pid), redis_cpu_seconds(client)
         rewrites = redis_rewrite_cpu_seconds(client)
         start[:] = [server_cpu, redis_cpu, rewrites, *machine_cpu_seconds()]
+        sampling.append(sample_later(1.0, lambda: spread.take(server.pid, port)))
 
     summary = run_loadgen(url, measure_from=measure_from, **load)
+    for timer in sampling:
+        timer.join()
     busy, total = machine_cpu_seconds()
     cpu1 = group_cpu_seconds(server.pid)
     redis_cpu = redis_cpu_seconds(client) - start[1]
@@ -81,12 +95,31 @@ def _one_run(client: redis.Redis, server: Child, url: str, queue: str, **load: A
     run = LoadRun(summary, calls, cpu1 - start[0], int(client.llen(queue)), before)
     run.redis_cpu_s = redis_cpu
     run.redis_rewrite_cpu_s = rewrite_cpu
+    run.connections = spread
     run.machine_busy_s = busy - start[3]
     run.machine_util = (busy - start[3]) / max(total - start[4], 1e-9)
     if summary["errors"]:
         time.sleep(0.5)  # let the server finish writing what went wrong
         run.server_log = log_problems(server, offset)
     return run
+
+
+def _even_run(
+    workers: int, one_run: Callable[[], LoadRun], notes: list[str], label: str
+) -> LoadRun:
+    """A run whose connections reached every worker process. The workers share one
+    listening socket, so a run can leave one without a connection
+    (``tests.bench.connections``): it then measures fewer workers than it claims and is
+    run again, up to UNEVEN_RERUNS times (the last attempt counts whatever its spread)."""
+    for attempt in range(UNEVEN_RERUNS + 1):
+        run = one_run()
+        if attempt == UNEVEN_RERUNS or not run.connections.uneven(workers):
+            return run
+        notes.append(
+            f"  {label} connections {run.connections} over {workers} processes"
+            f" ({run.rps:.1f} rps): a worker without a connection, run again"
+        )
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def test_submit_throughput_naive_vs_taskgate(
@@ -127,26 +160,23 @@ def test_submit_throughput_naive_vs_taskgate(
                 http_ready(f"{gate_base}/healthz", pki.ca),
             ) as gateway,
         ):
+
+            def baseline(base: str = naive_base, server: Child = naive) -> LoadRun:
+                plain_redis.flushdb()
+                url = f"{base}/submit"
+                return _one_run(plain_redis, server, url, PLAIN_QUEUE, auth=None, **load)
+
+            def taskgate(base: str = gate_base, server: Child = gateway) -> LoadRun:
+                plain_redis.flushdb()
+                token = fetch_token(base, pki.ca, *register_bench_client(tls_redis, keyring))
+                url = f"{base}/v1/tasks/{TASK_NAME}"
+                return _one_run(plain_redis, server, url, "taskgate", auth=token, **load)
+
             # Interleaved, so drift in background load hits both sides alike.
             for _ in range(REPEAT):
-                plain_redis.flushdb()
-                runs["baseline"].append(
-                    _one_run(
-                        plain_redis, naive, f"{naive_base}/submit", PLAIN_QUEUE, auth=None, **load
-                    )
-                )
-                plain_redis.flushdb()
-                token = fetch_token(gate_base, pki.ca, *register_bench_client(tls_redis, keyring))
-                runs["taskgate"].append(
-                    _one_run(
-                        plain_redis,
-                        gateway,
-                        f"{gate_base}/v1/tasks/{TASK_NAME}",
-                        "taskgate",
-                        auth=token,
-                        **load,
-                    )
-                )
+                for kind, one_run in (("baseline", baseline), ("taskgate", taskgate)):
+                    run = _even_run(workers, one_run, details, f"w={workers} {kind:<8}")
+                    runs[kind].append(run)
             plain_redis.flushdb()
         base, gate = aggregate(runs["baseline"]), aggregate(runs["taskgate"])
         rows[f"workers_{workers}"] = {
@@ -185,7 +215,7 @@ def test_submit_throughput_naive_vs_taskgate(
                     f" + rewrites {run.redis_rewrite_cpu_s * 1000 / max(run.ok_total, 1):.2f}"
                     f"  machine {run.machine_busy_s * 1000 / max(run.ok_total, 1):.2f} ms/ok"
                     f" ({run.machine_util:.0%} busy)"
-                    f"  loadavg {run.load_before}"
+                    f"  connections {run.connections}  loadavg {run.load_before}"
                 )
                 if run.server_log:
                     details.append("    server log during this run:")
