@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["ConnectionSpread", "established_by_process", "sample_later"]
+__all__ = ["ConnectionSpread", "established_by_process", "process_group", "sample_later"]
 
 _ESTABLISHED = "01"  # the st column of /proc/net/tcp{,6}
 
@@ -35,8 +35,10 @@ def _established_inodes(port: int) -> set[str]:
     return inodes
 
 
-def _process_group(pgid: int) -> list[int]:
-    pids = []
+def process_group(pgid: int) -> dict[int, list[str]]:
+    """Every live process of group ``pgid``: its ``/proc/<pid>/stat`` fields after
+    "pid (comm) " (state, ppid, pgrp, ...; utime and stime at indexes 11 and 12)."""
+    members: dict[int, list[str]] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -44,16 +46,17 @@ def _process_group(pgid: int) -> list[int]:
             raw = (entry / "stat").read_text()
         except OSError:
             continue
-        if int(raw[raw.rfind(")") + 2 :].split()[2]) == pgid:
-            pids.append(int(entry.name))
-    return pids
+        fields = raw[raw.rfind(")") + 2 :].split()
+        if int(fields[2]) == pgid:
+            members[int(entry.name)] = fields
+    return members
 
 
 def established_by_process(pgid: int, port: int) -> dict[int, int]:
     """For each process of group ``pgid`` holding connections to ``port``, how many."""
     inodes = _established_inodes(port)
     counts: dict[int, int] = {}
-    for pid in _process_group(pgid):
+    for pid in process_group(pgid):
         try:
             fds = list(Path(f"/proc/{pid}/fd").iterdir())
         except OSError:

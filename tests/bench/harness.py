@@ -30,7 +30,7 @@ from security.keystore import KeyRing
 from taskgate.devstack.procs import Child, start_child
 from taskgate.devstack.redis_server import RedisServer
 from tests.bench import wrk
-from tests.bench.connections import ConnectionSpread
+from tests.bench.connections import ConnectionSpread, process_group
 from tests.support.logs import register_log
 
 __all__ = [
@@ -168,19 +168,8 @@ def log_size(child: Child) -> int:
 
 def group_cpu_seconds(pgid: int) -> float:
     """User + system CPU seconds of every live process in process group ``pgid`` (Linux)."""
-    total = 0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            raw = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = raw[raw.rfind(")") + 2 :].split()
-        # After "pid (comm) ": state ppid pgrp ... utime is field 14, stime 15 (1-based).
-        if int(fields[2]) == pgid:
-            total += int(fields[11]) + int(fields[12])
-    return total / _CLK_TCK
+    members = process_group(pgid).values()
+    return sum(int(fields[11]) + int(fields[12]) for fields in members) / _CLK_TCK
 
 
 def redis_cpu_seconds(client: redis.Redis) -> float:
